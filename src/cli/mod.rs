@@ -1,0 +1,229 @@
+//! The command line: one file per subcommand (its clap Args and a handler that
+//! calls the library and presents the result). No SQL here.
+
+mod deprovision;
+mod init;
+mod provision;
+mod refresh;
+mod render;
+mod tenants;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use is_terminal::IsTerminal;
+
+use crate::config::{Config, Overrides};
+use crate::db::Database;
+use crate::dialect::Dialect;
+use crate::error::{self, UsageError};
+use crate::render::Renderer;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pathfinder-db",
+    version,
+    about = "Provision, migrate and maintain the per-user schema of the Pathfinder database",
+    after_help = "Exit codes: 0 success, 1 error, 2 usage or configuration error, 3 some tenants failed."
+)]
+pub struct Cli {
+    /// Configuration file [default: ./pathfinder-db.toml if present]
+    #[arg(long, global = true, env = "PATHFINDER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE
+    /// [default: sqlite://pathfinder.db]
+    #[arg(long, global = true, env = "PATHFINDER_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// SQL dialect for `render` (default: the database URL's)
+    #[arg(long, global = true, value_enum)]
+    pub dialect: Option<Dialect>,
+
+    /// Print results as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Answer yes to confirmations (required for destructive commands without a terminal)
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the shared system tables (idempotent)
+    Init(init::Args),
+    /// Print the DDL for a tenant (or the system schema) without touching a database
+    Render(render::Args),
+    /// Create users' tenant tables, indexes and career summary
+    Provision(provision::Args),
+    /// Remove users' tenant objects (asks first; --archive or --export keep the rows)
+    Deprovision(deprovision::Args),
+    /// List tenants with their schema version and status
+    Tenants(tenants::Args),
+    /// Recompute the career summary of some or all tenants
+    Refresh(refresh::Args),
+}
+
+/// What every handler gets: the configuration and the global output flags.
+pub struct Context {
+    pub config: Config,
+    pub json: bool,
+    pub quiet: bool,
+    pub yes: bool,
+}
+
+impl Context {
+    /// Progress bars and notes go to stderr, and only to a terminal.
+    pub fn show_progress(&self) -> bool {
+        !self.quiet && !self.json && std::io::stderr().is_terminal()
+    }
+
+    /// Prints a line of human output on stdout unless --quiet or --json.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    pub fn print_json(&self, value: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    }
+
+    /// The renderer for `dialect`, with the configured templates.
+    pub fn renderer(&self, dialect: Dialect) -> anyhow::Result<Renderer> {
+        Ok(Renderer::new(dialect, self.config.templates_dir.as_deref())?)
+    }
+
+    /// Opens the configured database and makes sure the system schema is there.
+    pub fn open_database(&self) -> anyhow::Result<(Database, Renderer)> {
+        let db = Database::open(&self.config)?;
+        let renderer = self.renderer(db.dialect())?;
+        let mut session = db.connect()?;
+        let applied = crate::migrate::init_system(session.system(), &renderer)?;
+        if !applied.versions.is_empty() && !self.quiet && !self.json {
+            eprintln!(
+                "initialized the system schema in {} (version {})",
+                db.display_url(),
+                applied.versions.last().copied().unwrap_or(0)
+            );
+        }
+        drop(session);
+        Ok((db, renderer))
+    }
+
+    /// Asks before a destructive step. Without a terminal, refuses unless --yes.
+    pub fn confirm(&self, question: &str) -> anyhow::Result<()> {
+        if self.yes {
+            return Ok(());
+        }
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            return Err(UsageError::new(format!(
+                "refusing to proceed without confirmation: {} (no terminal to ask on: pass --yes to confirm)", question.trim_end_matches('?')
+            ))
+            .into());
+        }
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| anyhow::anyhow!("cannot read the answer: {e}"))?;
+        if ok {
+            Ok(())
+        } else {
+            Err(UsageError::new("cancelled: nothing was changed").into())
+        }
+    }
+}
+
+/// Parses the arguments, runs the command and returns the exit code. Errors
+/// are printed as one line on stderr.
+pub fn run() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { error::EXIT_USAGE } else { error::EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run_cli(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", error::one_line(&err));
+            error::exit_code(&err)
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the exit code of a run that completed.
+pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        database_url: cli.database_url.clone(),
+        dialect: cli.dialect,
+        jobs: None,
+    };
+    let config = Config::load(&overrides)?;
+    let ctx = Context {
+        config,
+        json: cli.json,
+        quiet: cli.quiet,
+        yes: cli.yes,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Render(args) => render::run(&ctx, args),
+        Command::Provision(args) => provision::run(&ctx, args),
+        Command::Deprovision(args) => deprovision::run(&ctx, args),
+        Command::Tenants(args) => tenants::run(&ctx, args),
+        Command::Refresh(args) => refresh::run(&ctx, args),
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+pub fn progress_bar(ctx: &Context, len: usize, what: &str) -> indicatif::ProgressBar {
+    if !ctx.show_progress() || len < 2 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Reads usernames from a file, one per line; blank lines and `#` comments skipped.
+pub fn read_names_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// Parses usernames, refusing the whole list if any is invalid.
+pub fn parse_usernames(names: &[String]) -> anyhow::Result<Vec<crate::tenant::Username>> {
+    let mut out = Vec::with_capacity(names.len());
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        let user = crate::tenant::Username::parse(name).map_err(|e| UsageError::new(e.to_string()))?;
+        if seen.insert(user.clone()) {
+            out.push(user);
+        }
+    }
+    Ok(out)
+}

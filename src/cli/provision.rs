@@ -1,0 +1,131 @@
+use std::path::PathBuf;
+
+use crate::error::{PartialFailure, UsageError};
+use crate::provision::{ProvisionOutcome, ProvisionRequest, check_request, provision};
+
+use super::{Context, parse_usernames, progress_bar, read_names_file};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users to provision
+    #[arg(required_unless_present = "from_file")]
+    pub users: Vec<String>,
+
+    /// Read usernames from a file, one per line
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+
+    /// Explicit tenant key naming the user's tables (for a name too long for the
+    /// dialect); only with a single user
+    #[arg(long, value_name = "KEY")]
+    pub tenant_key: Option<String>,
+
+    /// Connections working in parallel [default: jobs from the config, else 4]
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let mut names = args.users.clone();
+    if let Some(file) = &args.from_file {
+        names.extend(read_names_file(file)?);
+    }
+    let users = parse_usernames(&names)?;
+    if users.is_empty() {
+        return Err(UsageError::new("no usernames given").into());
+    }
+    if args.tenant_key.is_some() && users.len() != 1 {
+        return Err(UsageError::new("--tenant-key names one user's tables: give exactly one user with it").into());
+    }
+    if args.jobs == Some(0) {
+        return Err(UsageError::new("--jobs must be at least 1").into());
+    }
+    let dialect = ctx.config.database_dialect()?;
+    let requests: Vec<ProvisionRequest> = users
+        .into_iter()
+        .map(|username| ProvisionRequest {
+            username,
+            tenant_key: args.tenant_key.clone(),
+        })
+        .collect();
+    for req in &requests {
+        check_request(req, dialect)?;
+    }
+
+    let (db, renderer) = ctx.open_database()?;
+    let jobs = args.jobs.unwrap_or(ctx.config.jobs);
+    let bar = progress_bar(ctx, requests.len(), "provisioning");
+    let results = crate::parallel::for_each(
+        &db,
+        &requests,
+        jobs,
+        false,
+        |session, req| provision(session, &renderer, req),
+        |_, _| bar.inc(1),
+    );
+    bar.finish_and_clear();
+
+    let mut created = 0;
+    let mut existing = 0;
+    let mut failed: Vec<String> = Vec::new();
+    let mut report = Vec::new();
+    for (req, result) in requests.iter().zip(results) {
+        let user = req.username.as_str();
+        match result {
+            Some(Ok(outcome)) => {
+                let key_note = if outcome.tenant_key() != user {
+                    format!(" (tenant key {})", outcome.tenant_key())
+                } else {
+                    String::new()
+                };
+                let location = db
+                    .sqlite_tenant_file(&crate::tenant::TenantKey::parse(outcome.tenant_key(), dialect)?)
+                    .map(|f| format!(" in {}", f.display()))
+                    .unwrap_or_default();
+                match &outcome {
+                    ProvisionOutcome::Created { version, .. } => {
+                        created += 1;
+                        if requests.len() <= 20 {
+                            ctx.say(format!(
+                                "provisioned {user}{key_note}: 9 tables, 6 indexes and career_summary at version {version}{location}"
+                            ));
+                        }
+                    }
+                    ProvisionOutcome::Exists { version, .. } => {
+                        existing += 1;
+                        if requests.len() <= 20 {
+                            ctx.say(format!("{user} already exists{key_note} at version {version}: nothing to do"));
+                        }
+                    }
+                }
+                report.push(serde_json::json!({"user": user, "result": outcome}));
+            }
+            Some(Err(err)) => {
+                let message = crate::error::one_line(&err);
+                eprintln!("error: {user}: {message}");
+                failed.push(user.to_string());
+                report.push(serde_json::json!({"user": user, "result": {"outcome": "failed", "error": message}}));
+            }
+            None => {}
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "created": created, "existing": existing, "failed": failed.len(), "tenants": report,
+        }));
+    } else if requests.len() > 1 {
+        ctx.say(format!(
+            "{created} provisioned, {existing} already existed, {} failed",
+            failed.len()
+        ));
+    }
+    if failed.is_empty() {
+        Ok(0)
+    } else if failed.len() < requests.len() {
+        Err(PartialFailure::new(requests.len(), &failed).into())
+    } else if requests.len() == 1 {
+        Ok(crate::error::EXIT_ERROR)
+    } else {
+        Err(anyhow::anyhow!("all {} tenants failed", requests.len()))
+    }
+}

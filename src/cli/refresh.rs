@@ -1,0 +1,70 @@
+use crate::error::{PartialFailure, UsageError};
+use crate::registry::{self, Status};
+
+use super::{Context, parse_usernames, progress_bar};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users whose career summary to refresh
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub users: Vec<String>,
+
+    /// Refresh every active tenant
+    #[arg(long)]
+    pub all: bool,
+
+    /// Connections working in parallel
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let wanted = parse_usernames(&args.users)?;
+    let (db, renderer) = ctx.open_database()?;
+    let tenants = {
+        let mut session = db.connect()?;
+        let all = registry::list(session.system(), false)?;
+        if args.all {
+            all.into_iter().filter(|t| t.status == Status::Active).collect::<Vec<_>>()
+        } else {
+            let mut picked = Vec::new();
+            for user in &wanted {
+                match all.iter().find(|t| t.username == user.as_str()) {
+                    Some(t) => picked.push(t.clone()),
+                    None => return Err(UsageError::new(format!("no tenant named {user}: `pathfinder-db tenants` lists them")).into()),
+                }
+            }
+            picked
+        }
+    };
+    let bar = progress_bar(ctx, tenants.len(), "refreshing");
+    let results = crate::parallel::for_each(
+        &db,
+        &tenants,
+        args.jobs.unwrap_or(ctx.config.jobs),
+        false,
+        |session, tenant| crate::jobs::refresh::refresh(session, &renderer, tenant),
+        |_, _| bar.inc(1),
+    );
+    bar.finish_and_clear();
+    let mut failed = Vec::new();
+    for (tenant, result) in tenants.iter().zip(results) {
+        if let Some(Err(err)) = result {
+            eprintln!("error: {}: {}", tenant.username, crate::error::one_line(&err));
+            failed.push(tenant.username.clone());
+        }
+    }
+    let refreshed = tenants.len() - failed.len();
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": failed}));
+    } else {
+        ctx.say(format!("refreshed the career summary of {refreshed} tenant(s)"));
+    }
+    if failed.is_empty() {
+        Ok(0)
+    } else if refreshed > 0 {
+        Err(PartialFailure::new(tenants.len(), &failed).into())
+    } else {
+        Err(anyhow::anyhow!("refresh failed for every tenant"))
+    }
+}

@@ -1,0 +1,191 @@
+//! Configuration: `pathfinder-db.toml`, then `PATHFINDER_*` environment variables,
+//! then command-line flags; a later source wins.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::dialect::Dialect;
+use crate::error::UsageError;
+
+pub const DEFAULT_CONFIG_FILE: &str = "pathfinder-db.toml";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://pathfinder.db";
+
+/// Connection pool settings (used by the Oracle pool; PostgreSQL and SQLite open
+/// one connection per worker).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub min: u32,
+    pub max: u32,
+    pub increment: u32,
+    /// Seconds an idle pooled connection is kept.
+    pub timeout: u32,
+    /// Seconds to wait for a new connection.
+    pub connection_timeout: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            min: 2,
+            max: 10,
+            increment: 1,
+            timeout: 60,
+            connection_timeout: 30,
+        }
+    }
+}
+
+/// The file as written by a person: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub dialect: Option<String>,
+    pub jobs: Option<usize>,
+    pub templates_dir: Option<PathBuf>,
+    pub policies_dir: Option<PathBuf>,
+    pub sqlite_busy_timeout_ms: Option<u64>,
+    pub pool: Option<PoolConfig>,
+}
+
+/// Values given on the command line (None where the flag was absent).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub dialect: Option<Dialect>,
+    pub jobs: Option<usize>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    /// Set when the user asked for a dialect explicitly (`--dialect`, env, file).
+    pub dialect_override: Option<Dialect>,
+    pub jobs: usize,
+    pub templates_dir: Option<PathBuf>,
+    pub policies_dir: PathBuf,
+    pub sqlite_busy_timeout_ms: u64,
+    pub pool: PoolConfig,
+}
+
+impl Config {
+    /// Reads the file (an explicit `--config` must exist; the default file may be
+    /// absent), then applies the environment, then the flags.
+    pub fn load(flags: &Overrides) -> Result<Config, UsageError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let explicit = flags
+            .config
+            .clone()
+            .or_else(|| env("PATHFINDER_CONFIG").map(PathBuf::from));
+        let file = match &explicit {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => read_file(Path::new(DEFAULT_CONFIG_FILE))?,
+            None => FileConfig::default(),
+        };
+
+        let parse_dialect = |v: String, from: &str| -> Result<Dialect, UsageError> {
+            v.parse().map_err(|e: String| UsageError::new(format!("{e} (in {from})")))
+        };
+        let parse_jobs = |v: String, from: &str| -> Result<usize, UsageError> {
+            match v.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(UsageError::new(format!("jobs must be a whole number of at least 1, not {v:?} (in {from})"))),
+            }
+        };
+
+        let mut dialect = file.dialect.map(|d| parse_dialect(d, "the configuration file")).transpose()?;
+        if let Some(d) = env("PATHFINDER_DIALECT") {
+            dialect = Some(parse_dialect(d, "PATHFINDER_DIALECT")?);
+        }
+        if flags.dialect.is_some() {
+            dialect = flags.dialect;
+        }
+
+        let mut jobs = file.jobs.unwrap_or(4);
+        if let Some(j) = env("PATHFINDER_JOBS") {
+            jobs = parse_jobs(j, "PATHFINDER_JOBS")?;
+        }
+        if let Some(j) = flags.jobs {
+            jobs = parse_jobs(j.to_string(), "--jobs")?;
+        }
+        if jobs == 0 {
+            return Err(UsageError::new("jobs must be at least 1 (in the configuration file)"));
+        }
+
+        let database_url = flags
+            .database_url
+            .clone()
+            .or_else(|| env("PATHFINDER_DATABASE_URL"))
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+
+        Ok(Config {
+            database_url,
+            dialect_override: dialect,
+            jobs,
+            templates_dir: env("PATHFINDER_TEMPLATES_DIR").map(PathBuf::from).or(file.templates_dir),
+            policies_dir: env("PATHFINDER_POLICIES_DIR")
+                .map(PathBuf::from)
+                .or(file.policies_dir)
+                .unwrap_or_else(|| PathBuf::from("policies")),
+            sqlite_busy_timeout_ms: file.sqlite_busy_timeout_ms.unwrap_or(30_000),
+            pool: file.pool.unwrap_or_default(),
+        })
+    }
+
+    /// The dialect of the configured database URL.
+    pub fn url_dialect(&self) -> Result<Dialect, UsageError> {
+        dialect_of_url(&self.database_url)
+    }
+
+    /// The dialect to render for: an explicit choice, else the database URL's.
+    pub fn render_dialect(&self) -> Result<Dialect, UsageError> {
+        match self.dialect_override {
+            Some(d) => Ok(d),
+            None => self.url_dialect(),
+        }
+    }
+
+    /// The dialect of the database we connect to; an explicit dialect that
+    /// contradicts the URL is a configuration error.
+    pub fn database_dialect(&self) -> Result<Dialect, UsageError> {
+        let from_url = self.url_dialect()?;
+        match self.dialect_override {
+            Some(d) if d != from_url => Err(UsageError::new(format!(
+                "--dialect {d} does not match the database URL, which is {from_url}: drop --dialect or use a {d} URL"
+            ))),
+            _ => Ok(from_url),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError::new(format!("cannot read configuration file {}: {e}", path.display()))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        UsageError::new(format!(
+            "invalid configuration file {}: {}",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+/// `sqlite://file.db`, `postgres://...`, `oracle://...`.
+pub fn dialect_of_url(url: &str) -> Result<Dialect, UsageError> {
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sqlite") => Ok(Dialect::Sqlite),
+        Some("postgres") | Some("postgresql") => Ok(Dialect::Postgres),
+        Some("oracle") => Ok(Dialect::Oracle),
+        _ => Err(UsageError::new(format!(
+            "database URL {:?} has no known scheme: use sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE",
+            crate::db::redact_url(url)
+        ))),
+    }
+}

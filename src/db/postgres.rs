@@ -1,0 +1,322 @@
+//! PostgreSQL through the `postgres` crate (synchronous client, no TLS).
+
+use std::error::Error as StdError;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use super::{CatalogColumn, Connection, DbError, DbErrorKind, Row, Value, bind_placeholders};
+use crate::dialect::Dialect;
+use crate::error::UsageError;
+use crate::render::Statement;
+use crate::tenant::TenantKey;
+
+/// Parses a `postgres://` URL; a missing password comes from
+/// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
+pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
+    let mut cfg = postgres::Config::from_str(url).map_err(|e| {
+        UsageError::new(format!(
+            "invalid PostgreSQL URL {:?}: {e}; expected postgres://USER@HOST:PORT/DATABASE",
+            super::redact_url(url)
+        ))
+    })?;
+    if cfg.get_password().is_none() {
+        if let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD") {
+            cfg.password(pw);
+        }
+    }
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(10));
+    }
+    cfg.application_name("pathfinder-db");
+    Ok(cfg)
+}
+
+pub struct PgConnection {
+    client: Client,
+    target: String,
+    /// Whether we opened a transaction (so a stray COMMIT/ROLLBACK costs no round trip).
+    in_transaction: bool,
+}
+
+fn classify(err: &postgres::Error, target: &str) -> DbError {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code().code();
+        let kind = match code {
+            "42P07" | "42710" | "42701" => DbErrorKind::AlreadyExists,
+            "42P01" | "42704" => DbErrorKind::DoesNotExist,
+            "23505" => DbErrorKind::UniqueViolation,
+            "28P01" | "28000" => DbErrorKind::Auth,
+            "25006" => DbErrorKind::ReadOnly,
+            "55P03" | "40P01" => DbErrorKind::Busy,
+            c if c.starts_with("08") || c == "57P01" || c == "3D000" => DbErrorKind::Connection,
+            _ => DbErrorKind::Other,
+        };
+        let hint = match kind {
+            DbErrorKind::Auth => ": check the user and PATHFINDER_DB_PASSWORD",
+            DbErrorKind::Connection if code == "3D000" => ": create the database first (createdb) or fix the URL",
+            _ => "",
+        };
+        return DbError::new(
+            kind,
+            format!("PostgreSQL {target}: {} (SQLSTATE {code}){hint}", db.message()),
+        );
+    }
+    let kind = if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        DbErrorKind::Connection
+    } else {
+        DbErrorKind::Other
+    };
+    let mut text = err.to_string();
+    if let Some(source) = err.source() {
+        let s = source.to_string();
+        if !text.contains(&s) {
+            text = format!("{text}: {s}");
+        }
+    }
+    let hint = if kind == DbErrorKind::Connection {
+        ": is the server running and the URL right? (check host, port and network)"
+    } else {
+        ""
+    };
+    DbError::new(kind, format!("PostgreSQL {target}: {text}{hint}"))
+}
+
+fn describe(cfg: &postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
+}
+
+impl PgConnection {
+    pub fn connect(cfg: &postgres::Config) -> Result<Self, DbError> {
+        let target = describe(cfg);
+        let mut cfg = cfg.clone();
+        if cfg.get_password().is_none() {
+            if let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}")) {
+                cfg.password(pw);
+            }
+        }
+        let client = cfg.connect(NoTls).map_err(|e| classify(&e, &target))?;
+        Ok(PgConnection {
+            client,
+            target,
+            in_transaction: false,
+        })
+    }
+}
+
+/// Binds our `Value` to whatever type the server expects for the parameter.
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT8 => i.to_sql(ty, out),
+                Type::NUMERIC => Decimal::from(*i).to_sql(ty, out),
+                Type::FLOAT4 => (*i as f32).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => i.to_string().to_sql(&Type::TEXT, out),
+            },
+            Value::Float(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::NUMERIC => Decimal::try_from(*f)?.to_sql(ty, out),
+                Type::INT2 | Type::INT4 | Type::INT8 if f.fract() == 0.0 => Value::Int(*f as i64).to_sql(ty, out),
+                _ => f.to_string().to_sql(&Type::TEXT, out),
+            },
+            Value::Text(s) => match *ty {
+                Type::DATE => NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")?.to_sql(ty, out),
+                Type::TIMESTAMP => parse_timestamp(s)?.to_sql(ty, out),
+                Type::TIMESTAMPTZ => parse_timestamp(s)?.and_utc().to_sql(ty, out),
+                Type::NUMERIC => Decimal::from_str(s.trim())?.to_sql(ty, out),
+                Type::INT2 | Type::INT4 | Type::INT8 => Value::Int(s.trim().parse()?).to_sql(ty, out),
+                Type::FLOAT4 | Type::FLOAT8 => Value::Float(s.trim().parse()?).to_sql(ty, out),
+                _ => s.as_str().to_sql(&Type::TEXT, out),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn parse_timestamp(s: &str) -> Result<NaiveDateTime, chrono::ParseError> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc).naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+}
+
+fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
+    let ty = row.columns()[i].type_().clone();
+    Ok(match ty {
+        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::Int),
+        Type::OID => row.try_get::<_, Option<u32>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i)?.map_or(Value::Null, |v| Value::Float(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map_or(Value::Null, Value::Float),
+        Type::NUMERIC => match row.try_get::<_, Option<Decimal>>(i)? {
+            None => Value::Null,
+            Some(d) if d.fract().is_zero() && d.to_i64().is_some() => Value::Int(d.to_i64().unwrap_or_default()),
+            Some(d) => Value::Float(d.to_f64().unwrap_or(f64::NAN)),
+        },
+        Type::DATE => row
+            .try_get::<_, Option<NaiveDate>>(i)?
+            .map_or(Value::Null, |d| Value::Text(d.format("%Y-%m-%d").to_string())),
+        Type::TIMESTAMP => row
+            .try_get::<_, Option<NaiveDateTime>>(i)?
+            .map_or(Value::Null, |d| Value::Text(d.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
+        Type::TIMESTAMPTZ => row
+            .try_get::<_, Option<DateTime<Utc>>>(i)?
+            .map_or(Value::Null, |d| Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())),
+        _ => row.try_get::<_, Option<String>>(i)?.map_or(Value::Null, Value::Text),
+    })
+}
+
+impl PgConnection {
+    fn params<'a>(params: &'a [Value]) -> Vec<&'a (dyn ToSql + Sync)> {
+        params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+impl Connection for PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let sql = bind_placeholders(sql, Dialect::Postgres);
+        self.client
+            .execute(sql.as_str(), &Self::params(params))
+            .map_err(|e| classify(&e, &self.target))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let sql = bind_placeholders(sql, Dialect::Postgres);
+        let rows = self
+            .client
+            .query(sql.as_str(), &Self::params(params))
+            .map_err(|e| classify(&e, &self.target))?;
+        rows.iter()
+            .map(|row| (0..row.len()).map(|i| read_value(row, i)).collect::<Result<Row, _>>())
+            .collect::<Result<Vec<Row>, _>>()
+            .map_err(|e| classify(&e, &self.target))
+    }
+
+    fn run_statements(&mut self, statements: &[Statement]) -> Result<(), DbError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        // One round trip for the whole batch, as psql -1 -f would need many.
+        let batch = statements.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>().join(";\n");
+        self.client.batch_execute(&batch).map_err(|e| classify(&e, &self.target))
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.client.batch_execute("BEGIN").map_err(|e| classify(&e, &self.target))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.client.batch_execute("COMMIT").map_err(|e| classify(&e, &self.target))
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction || self.client.is_closed() {
+            self.in_transaction = false;
+            return Ok(());
+        }
+        self.in_transaction = false;
+        self.client.batch_execute("ROLLBACK").map_err(|e| classify(&e, &self.target))
+    }
+
+    fn lock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError> {
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+            &[Value::Text(format!("pathfinder-db tenant {key}"))],
+        )
+        .map(|_| ())
+    }
+
+    fn try_lock_tenant(&mut self, key: &TenantKey) -> Result<bool, DbError> {
+        let rows = self.query(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
+            &[Value::Text(format!("pathfinder-db tenant {key}"))],
+        )?;
+        Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1))
+    }
+
+    fn unlock_tenant(&mut self, _key: &TenantKey) -> Result<(), DbError> {
+        // Transaction-level advisory locks end with the transaction.
+        Ok(())
+    }
+
+    fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
+        // pg_attribute, not information_schema: materialized views are not in the latter.
+        let rows = self.query(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                    NOT a.attnotnull, a.attnum::int8 \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'v', 'p') \
+               AND left(c.relname, length(?)) = ? \
+             ORDER BY c.relname, a.attnum",
+            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CatalogColumn {
+                table: r[0].to_text(),
+                column: r[1].to_text(),
+                data_type: r[2].to_text().to_lowercase(),
+                nullable: r[3].as_i64() == Some(1),
+                position: r[4].as_i64().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {
+        let rows = self.query(
+            "SELECT t.relname::text, i.relname::text \
+             FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_class t ON t.oid = x.indrelid \
+             JOIN pg_namespace n ON n.oid = t.relnamespace \
+             WHERE n.nspname = current_schema() AND left(t.relname, length(?)) = ? \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) \
+             ORDER BY 1, 2",
+            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+        )?;
+        Ok(rows.into_iter().map(|r| (r[0].to_text(), r[1].to_text())).collect())
+    }
+}

@@ -1,0 +1,142 @@
+//! The three SQL dialects pathfinder-db speaks. Pure data: no I/O, so `render`,
+//! `--dry-run` and the snapshot tests need no database.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Oracle,
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 3] = [Dialect::Oracle, Dialect::Postgres, Dialect::Sqlite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "oracle",
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
+    /// Longest identifier the server accepts, in bytes. PostgreSQL does not reject
+    /// longer names, it silently truncates them, which is why we must check first.
+    pub fn max_identifier_bytes(self) -> Option<usize> {
+        match self {
+            Dialect::Oracle => Some(128),
+            Dialect::Postgres => Some(63),
+            Dialect::Sqlite => None,
+        }
+    }
+
+    /// Whether DDL takes part in transactions. Oracle commits every DDL statement,
+    /// so each step there must be idempotent instead.
+    pub fn transactional_ddl(self) -> bool {
+        !matches!(self, Dialect::Oracle)
+    }
+
+    /// Column type for a string of at most `n` characters.
+    pub fn varchar(self, n: u32) -> String {
+        match self {
+            Dialect::Oracle => format!("VARCHAR2({n})"),
+            Dialect::Postgres => format!("VARCHAR({n})"),
+            Dialect::Sqlite => "TEXT".into(),
+        }
+    }
+
+    /// Column type for unbounded text.
+    pub fn clob(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "CLOB",
+            Dialect::Postgres | Dialect::Sqlite => "TEXT",
+        }
+    }
+
+    /// Column type for a 0/1 flag (the CHECK is added by the template).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "NUMBER(1)",
+            Dialect::Postgres => "SMALLINT",
+            Dialect::Sqlite => "INTEGER",
+        }
+    }
+
+    /// Column type for a whole number of at most `digits` decimal digits.
+    pub fn integer(self, digits: u32) -> String {
+        match self {
+            Dialect::Oracle => format!("NUMBER({digits})"),
+            Dialect::Postgres if digits <= 4 => "SMALLINT".into(),
+            Dialect::Postgres if digits <= 9 => "INTEGER".into(),
+            Dialect::Postgres => "BIGINT".into(),
+            Dialect::Sqlite => "INTEGER".into(),
+        }
+    }
+
+    /// Column type for an exact decimal number.
+    pub fn decimal(self, precision: u32, scale: u32) -> String {
+        match self {
+            Dialect::Oracle => format!("NUMBER({precision},{scale})"),
+            Dialect::Postgres => format!("NUMERIC({precision},{scale})"),
+            Dialect::Sqlite => "NUMERIC".into(),
+        }
+    }
+
+    /// Column type for a calendar date (SQLite: ISO-8601 text).
+    pub fn date(self) -> &'static str {
+        match self {
+            Dialect::Oracle | Dialect::Postgres => "DATE",
+            Dialect::Sqlite => "TEXT",
+        }
+    }
+
+    /// Column type for a point in time (SQLite: ISO-8601 text).
+    pub fn timestamp(self) -> &'static str {
+        match self {
+            Dialect::Oracle | Dialect::Postgres => "TIMESTAMP",
+            Dialect::Sqlite => "TEXT",
+        }
+    }
+
+    /// Bind placeholder number `n` (1-based) in this dialect's syntax.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Oracle => format!(":{n}"),
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => format!("?{n}"),
+        }
+    }
+
+    /// How a catalog stores an unquoted identifier: Oracle folds to upper case.
+    pub fn catalog_case(self, ident: &str) -> String {
+        match self {
+            Dialect::Oracle => ident.to_ascii_uppercase(),
+            Dialect::Postgres | Dialect::Sqlite => ident.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "oracle" => Ok(Dialect::Oracle),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            "sqlite" => Ok(Dialect::Sqlite),
+            other => Err(format!(
+                "unknown dialect '{other}': use oracle, postgres or sqlite"
+            )),
+        }
+    }
+}

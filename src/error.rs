@@ -1,0 +1,80 @@
+//! Exit codes and one-line error messages.
+//!
+//! 0 success; 1 error; 2 usage or configuration error; 3 partial: some tenants
+//! failed, the rest succeeded.
+
+use crate::render::TemplateError;
+use crate::tenant::NameError;
+
+/// A usage or configuration error: bad arguments, an invalid name, a broken
+/// configuration file. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        UsageError(msg.into())
+    }
+}
+
+/// Some tenants failed while the others succeeded. Exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} tenant(s) failed: {names}")]
+pub struct PartialFailure {
+    pub failed: usize,
+    pub total: usize,
+    pub names: String,
+}
+
+impl PartialFailure {
+    pub fn new(total: usize, failed_names: &[String]) -> Self {
+        const SHOWN: usize = 20;
+        let mut names = failed_names
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if failed_names.len() > SHOWN {
+            names.push_str(&format!(" and {} more", failed_names.len() - SHOWN));
+        }
+        PartialFailure {
+            failed: failed_names.len(),
+            total,
+            names,
+        }
+    }
+}
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// The exit code an error stands for.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() || cause.is::<NameError>() || cause.is::<TemplateError>() {
+            return EXIT_USAGE;
+        }
+        if cause.is::<PartialFailure>() {
+            return EXIT_PARTIAL;
+        }
+    }
+    EXIT_ERROR
+}
+
+/// The whole chain of causes on one line, without repeating a cause that the
+/// message before it already contains.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}

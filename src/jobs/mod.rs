@@ -1,0 +1,3 @@
+//! The jobs cron runs.
+
+pub mod refresh;

@@ -1,0 +1,23 @@
+//! pathfinder-db: provision, migrate and maintain the per-user schema of the
+//! Pathfinder database on Oracle, PostgreSQL and SQLite.
+//!
+//! Everything the command line does is callable from here, so the integration
+//! tests and the benchmarks drive the same code.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod dialect;
+pub mod error;
+pub mod jobs;
+pub mod parallel;
+pub mod migrate;
+pub mod provision;
+pub mod reference;
+pub mod registry;
+pub mod render;
+pub mod tenant;
+
+/// `pathfinder-db/<version>`: the user agent written to the audit log.
+pub const USER_AGENT: &str = concat!("pathfinder-db/", env!("CARGO_PKG_VERSION"));

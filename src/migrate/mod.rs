@@ -1,0 +1,49 @@
+//! Schema versions: the system schema (refinery's own history table) and each
+//! tenant's schema (a history table per tenant).
+
+pub mod engine;
+
+use crate::db::Connection;
+use crate::render::Renderer;
+use crate::tenant::{SCHEMA_HISTORY, TenantKey};
+
+pub use engine::{Applied, DivergenceError};
+
+/// refinery's default history table, for the system schema.
+pub const SYSTEM_HISTORY: &str = "refinery_schema_history";
+
+/// Brings the system schema to the latest version. Idempotent: with nothing
+/// pending it costs two queries.
+pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Result<Applied> {
+    let migrations = renderer.system_migrations()?;
+    conn.begin()?;
+    let result = engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema");
+    match result {
+        Ok(applied) => {
+            conn.commit()?;
+            Ok(applied)
+        }
+        Err(e) => {
+            let _ = conn.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Applies a tenant's pending migrations up to `target` inside the caller's
+/// transaction, and returns what was applied and the version reached.
+pub fn apply_tenant(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    key: &TenantKey,
+    target: Option<u32>,
+) -> anyhow::Result<(Applied, u32)> {
+    let migrations = renderer.tenant_migrations(key)?;
+    let history = key.object(SCHEMA_HISTORY);
+    let applied = engine::apply(conn, &migrations, &history, target, &format!("tenant {key}"))?;
+    let version = engine::applied_versions(conn, &history)?
+        .last()
+        .map(|(v, _, _)| *v)
+        .unwrap_or(0);
+    Ok((applied, version))
+}

@@ -1,0 +1,337 @@
+//! The Tera environment over `table-templates/`: (tenant, version, dialect) -> statements.
+//!
+//! Templates are embedded at build time; `templates_dir` in the configuration can
+//! point at a directory on disk instead. Types come from functions bound to the
+//! dialect (`{{ varchar(n=255) }}`, `{{ text() }}`, ...), identifiers from the
+//! prefix `p` (`pf_user_<key>_`), so each table's columns are written once.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+use tera::{Context, Tera, Value};
+
+use crate::dialect::Dialect;
+use crate::tenant::TenantKey;
+
+include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+
+/// A template that failed to load or render: the template name and Tera's full
+/// chain of causes, on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("template error in {template}: {detail}; fix the template (or unset templates_dir to use the built-in ones)")]
+pub struct TemplateError {
+    pub template: String,
+    pub detail: String,
+}
+
+impl TemplateError {
+    fn new(template: &str, err: tera::Error) -> Self {
+        let mut detail = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        TemplateError {
+            template: template.to_string(),
+            detail: detail.replace('\n', " "),
+        }
+    }
+}
+
+/// One SQL statement, without a trailing `;` (Oracle refuses one on plain
+/// statements). `plsql` marks an anonymous block, which keeps its `END;`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    pub sql: String,
+    pub plsql: bool,
+}
+
+/// Which schema a migration belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    System,
+    Tenant,
+}
+
+impl Scope {
+    fn dir(self) -> &'static str {
+        match self {
+            Scope::System => "system",
+            Scope::Tenant => "tenant",
+        }
+    }
+}
+
+/// One rendered migration version (`V2__soft_delete`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub version: u32,
+    /// refinery's name for it: `V2__soft_delete`.
+    pub name: String,
+    pub statements: Vec<Statement>,
+}
+
+impl Migration {
+    /// The migration as one script: what refinery checksums and stores.
+    pub fn script(&self, dialect: Dialect) -> String {
+        script(&self.statements, dialect)
+    }
+}
+
+pub struct Renderer {
+    dialect: Dialect,
+    tera: Tera,
+    /// (scope, version, template name), sorted by version.
+    versions: Vec<(Scope, u32, String)>,
+}
+
+fn arg_u32(args: &HashMap<String, Value>, name: &str, function: &str) -> tera::Result<u32> {
+    args.get(name)
+        .and_then(Value::as_u64)
+        .map(|v| v as u32)
+        .ok_or_else(|| tera::Error::msg(format!("{function}() needs {name}=<number>")))
+}
+
+fn register_type_functions(tera: &mut Tera, dialect: Dialect) {
+    tera.register_function("varchar", move |args: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.varchar(arg_u32(args, "n", "varchar")?)))
+    });
+    tera.register_function("int", move |args: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.integer(arg_u32(args, "digits", "int")?)))
+    });
+    tera.register_function("decimal", move |args: &HashMap<String, Value>| {
+        let p = arg_u32(args, "p", "decimal")?;
+        let s = arg_u32(args, "s", "decimal")?;
+        Ok(Value::String(dialect.decimal(p, s)))
+    });
+    tera.register_function("text", move |_: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.clob().into()))
+    });
+    tera.register_function("flag", move |_: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.flag().into()))
+    });
+    tera.register_function("date", move |_: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.date().into()))
+    });
+    tera.register_function("timestamp", move |_: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.timestamp().into()))
+    });
+}
+
+/// Parses `tenant/V12__add_things.sql.tera` into (scope, 12).
+fn migration_version(template: &str) -> Option<(Scope, u32)> {
+    let (dir, file) = template.split_once('/')?;
+    let scope = match dir {
+        "system" => Scope::System,
+        "tenant" => Scope::Tenant,
+        _ => return None,
+    };
+    let rest = file.strip_prefix('V')?.strip_suffix(".sql.tera")?;
+    let (version, name) = rest.split_once("__")?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return None;
+    }
+    Some((scope, version.parse().ok()?))
+}
+
+impl Renderer {
+    /// Loads the templates (embedded, or from `templates_dir`) for one dialect.
+    pub fn new(dialect: Dialect, templates_dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![]);
+        register_type_functions(&mut tera, dialect);
+        let sources: Vec<(String, String)> = match templates_dir {
+            None => EMBEDDED_TEMPLATES
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+            Some(dir) => read_template_dir(dir)?,
+        };
+        tera.add_raw_templates(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())))
+            .map_err(|e| TemplateError::new(&display_dir(templates_dir), e))?;
+        let mut versions: Vec<(Scope, u32, String)> = sources
+            .iter()
+            .filter_map(|(name, _)| migration_version(name).map(|(s, v)| (s, v, name.clone())))
+            .collect();
+        versions.sort_by_key(|(s, v, _)| (s.dir(), *v));
+        for pair in versions.windows(2) {
+            if pair[0].0 == pair[1].0 && pair[0].1 == pair[1].1 {
+                return Err(TemplateError {
+                    template: pair[1].2.clone(),
+                    detail: format!("version {} is also defined by {}", pair[1].1, pair[0].2),
+                });
+            }
+        }
+        Ok(Renderer { dialect, tera, versions })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn render(&self, template: &str, prefix: &str) -> Result<Vec<Statement>, TemplateError> {
+        let mut ctx = Context::new();
+        ctx.insert("dialect", self.dialect.name());
+        ctx.insert("p", prefix);
+        let text = self
+            .tera
+            .render(template, &ctx)
+            .map_err(|e| TemplateError::new(template, e))?;
+        Ok(split_statements(&text))
+    }
+
+    /// Highest migration version defined for `scope`.
+    pub fn latest_version(&self, scope: Scope) -> u32 {
+        self.versions
+            .iter()
+            .filter(|(s, _, _)| *s == scope)
+            .map(|(_, v, _)| *v)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn migrations(&self, scope: Scope, prefix: &str) -> Result<Vec<Migration>, TemplateError> {
+        self.versions
+            .iter()
+            .filter(|(s, _, _)| *s == scope)
+            .map(|(_, version, template)| {
+                let file = template.rsplit('/').next().unwrap_or(template);
+                Ok(Migration {
+                    version: *version,
+                    name: file.trim_end_matches(".sql.tera").to_string(),
+                    statements: self.render(template, prefix)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every migration of a tenant, oldest first.
+    pub fn tenant_migrations(&self, key: &TenantKey) -> Result<Vec<Migration>, TemplateError> {
+        self.migrations(Scope::Tenant, &key.prefix())
+    }
+
+    /// Every migration of the shared system schema, oldest first.
+    pub fn system_migrations(&self) -> Result<Vec<Migration>, TemplateError> {
+        self.migrations(Scope::System, "pf_")
+    }
+
+    /// Statements that recompute the tenant's career summary.
+    pub fn refresh_career_summary(&self, key: &TenantKey) -> Result<Vec<Statement>, TemplateError> {
+        self.render("tenant/refresh_career_summary.sql.tera", &key.prefix())
+    }
+
+    /// Statements that drop every object of the tenant, idempotently.
+    pub fn drop_tenant(&self, key: &TenantKey) -> Result<Vec<Statement>, TemplateError> {
+        self.render("tenant/drop.sql.tera", &key.prefix())
+    }
+}
+
+fn display_dir(dir: Option<&Path>) -> String {
+    dir.map(|d| d.display().to_string())
+        .unwrap_or_else(|| "built-in templates".into())
+}
+
+fn read_template_dir(root: &Path) -> Result<Vec<(String, String)>, TemplateError> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, root, out)?;
+            } else if path.to_string_lossy().ends_with(".tera") {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((name, std::fs::read_to_string(&path)?));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out).map_err(|e| TemplateError {
+        template: root.display().to_string(),
+        detail: format!("cannot read the templates directory: {e}"),
+    })?;
+    Ok(out)
+}
+
+fn starts_plsql(line: &str) -> bool {
+    let upper = line.trim_start().to_ascii_uppercase();
+    upper.starts_with("BEGIN") || upper.starts_with("DECLARE")
+}
+
+/// Splits rendered SQL into statements. A plain statement ends at a line ending in
+/// `;`; a PL/SQL block (starting with BEGIN or DECLARE) ends at a line holding only
+/// `/`, as in SQL*Plus. Blank lines and `--` comment lines between statements are dropped.
+pub fn split_statements(text: &str) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    let mut plsql = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() {
+            if trimmed.is_empty() || trimmed.starts_with("--") {
+                continue;
+            }
+            plsql = starts_plsql(trimmed);
+        }
+        if plsql {
+            if trimmed == "/" {
+                out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+                current.clear();
+            } else {
+                current.push(line.trim_end());
+            }
+        } else if trimmed.ends_with(';') {
+            current.push(line.trim_end().strip_suffix(';').unwrap_or(line));
+            out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+            current.clear();
+        } else {
+            current.push(line.trim_end());
+        }
+    }
+    if current.iter().any(|l| !l.trim().is_empty()) {
+        out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+    }
+    out
+}
+
+/// Statements as a script psql, sqlite3 and SQL*Plus run as is: `;` after plain
+/// statements, `/` on its own line after PL/SQL blocks.
+pub fn script(statements: &[Statement], _dialect: Dialect) -> String {
+    let mut out = String::new();
+    for stmt in statements {
+        out.push_str(&stmt.sql);
+        out.push_str(if stmt.plsql { "\n/\n\n" } else { ";\n\n" });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_plain_and_plsql_statements() {
+        let text = "-- c\nCREATE TABLE a (x INT);\n\nBEGIN\n  foo;\nEND;\n/\nDROP TABLE a;\n";
+        let stmts = split_statements(text);
+        assert_eq!(stmts.len(), 3);
+        assert_eq!(stmts[0].sql, "CREATE TABLE a (x INT)");
+        assert!(stmts[1].plsql);
+        assert_eq!(stmts[1].sql, "BEGIN\n  foo;\nEND;");
+        assert_eq!(stmts[2].sql, "DROP TABLE a");
+        assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
+    }
+
+    #[test]
+    fn parses_migration_names() {
+        assert_eq!(migration_version("tenant/V2__soft_delete.sql.tera"), Some((Scope::Tenant, 2)));
+        assert_eq!(migration_version("system/V10__x.sql.tera"), Some((Scope::System, 10)));
+        assert_eq!(migration_version("tenant/tables/skills.sql.tera"), None);
+        assert_eq!(migration_version("tenant/drop.sql.tera"), None);
+    }
+}
