@@ -13,7 +13,11 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<String>) {
         if path.is_dir() {
             collect(&path, root, out);
         } else if path.to_string_lossy().ends_with(".tera") {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push(rel);
         }
     }

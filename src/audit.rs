@@ -35,7 +35,10 @@ pub fn write(conn: &mut dyn Connection, entry: &AuditEntry<'_>) -> Result<(), Db
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             Value::Text(uuid::Uuid::new_v4().to_string()),
-            entry.user_id.map(|u| Value::Text(u.into())).unwrap_or(Value::Null),
+            entry
+                .user_id
+                .map(|u| Value::Text(u.into()))
+                .unwrap_or(Value::Null),
             Value::Text(entry.action.into()),
             Value::Text(entry.entity_type.into()),
             Value::Text(entry.entity_id.into()),
@@ -44,7 +47,10 @@ pub fn write(conn: &mut dyn Connection, entry: &AuditEntry<'_>) -> Result<(), Db
             Value::Text(entry.command.into()),
             Value::Int(status),
             Value::Int(elapsed),
-            entry.error.map(|e| Value::Text(e.into())).unwrap_or(Value::Null),
+            entry
+                .error
+                .map(|e| Value::Text(e.into()))
+                .unwrap_or(Value::Null),
         ],
     )?;
     Ok(())

@@ -83,21 +83,29 @@ impl Config {
             .or_else(|| env("PATHFINDER_CONFIG").map(PathBuf::from));
         let file = match &explicit {
             Some(path) => read_file(path)?,
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => read_file(Path::new(DEFAULT_CONFIG_FILE))?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
             None => FileConfig::default(),
         };
 
         let parse_dialect = |v: String, from: &str| -> Result<Dialect, UsageError> {
-            v.parse().map_err(|e: String| UsageError::new(format!("{e} (in {from})")))
+            v.parse()
+                .map_err(|e: String| UsageError::new(format!("{e} (in {from})")))
         };
         let parse_jobs = |v: String, from: &str| -> Result<usize, UsageError> {
             match v.parse::<usize>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(UsageError::new(format!("jobs must be a whole number of at least 1, not {v:?} (in {from})"))),
+                _ => Err(UsageError::new(format!(
+                    "jobs must be a whole number of at least 1, not {v:?} (in {from})"
+                ))),
             }
         };
 
-        let mut dialect = file.dialect.map(|d| parse_dialect(d, "the configuration file")).transpose()?;
+        let mut dialect = file
+            .dialect
+            .map(|d| parse_dialect(d, "the configuration file"))
+            .transpose()?;
         if let Some(d) = env("PATHFINDER_DIALECT") {
             dialect = Some(parse_dialect(d, "PATHFINDER_DIALECT")?);
         }
@@ -113,7 +121,9 @@ impl Config {
             jobs = parse_jobs(j.to_string(), "--jobs")?;
         }
         if jobs == 0 {
-            return Err(UsageError::new("jobs must be at least 1 (in the configuration file)"));
+            return Err(UsageError::new(
+                "jobs must be at least 1 (in the configuration file)",
+            ));
         }
 
         let database_url = flags
@@ -127,7 +137,9 @@ impl Config {
             database_url,
             dialect_override: dialect,
             jobs,
-            templates_dir: env("PATHFINDER_TEMPLATES_DIR").map(PathBuf::from).or(file.templates_dir),
+            templates_dir: env("PATHFINDER_TEMPLATES_DIR")
+                .map(PathBuf::from)
+                .or(file.templates_dir),
             policies_dir: env("PATHFINDER_POLICIES_DIR")
                 .map(PathBuf::from)
                 .or(file.policies_dir)
@@ -165,7 +177,10 @@ impl Config {
 
 fn read_file(path: &Path) -> Result<FileConfig, UsageError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        UsageError::new(format!("cannot read configuration file {}: {e}", path.display()))
+        UsageError::new(format!(
+            "cannot read configuration file {}: {e}",
+            path.display()
+        ))
     })?;
     toml::from_str(&text).map_err(|e| {
         UsageError::new(format!(

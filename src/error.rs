@@ -70,7 +70,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
-        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = cause
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
             continue;
         }

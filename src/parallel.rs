@@ -24,7 +24,8 @@ where
 {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<R, E>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<R, E>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
     let workers = jobs.clamp(1, items.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {

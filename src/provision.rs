@@ -45,7 +45,8 @@ pub enum ProvisionOutcome {
 impl ProvisionOutcome {
     pub fn tenant_key(&self) -> &str {
         match self {
-            ProvisionOutcome::Created { tenant_key, .. } | ProvisionOutcome::Exists { tenant_key, .. } => tenant_key,
+            ProvisionOutcome::Created { tenant_key, .. }
+            | ProvisionOutcome::Exists { tenant_key, .. } => tenant_key,
         }
     }
 }
@@ -99,7 +100,14 @@ pub fn provision(
         if session_dialect_is_staged(sys.dialect()) {
             let _ = registry::set_state(sys, username, Status::Failed, None, Some(&message));
         }
-        let _ = write_audit(sys, "tenant.provision", username, None, started, Some(&message));
+        let _ = write_audit(
+            sys,
+            "tenant.provision",
+            username,
+            None,
+            started,
+            Some(&message),
+        );
         let _ = sys.commit();
     }
     result
@@ -176,7 +184,9 @@ fn provision_steps(
             None => {
                 registry::insert(sys, username, key.as_str(), user_id.as_deref())?;
             }
-            Some(_) => registry::restart_provisioning(sys, username, key.as_str(), user_id.as_deref())?,
+            Some(_) => {
+                registry::restart_provisioning(sys, username, key.as_str(), user_id.as_deref())?
+            }
         }
         if !one_transaction {
             sys.commit()?;
@@ -220,7 +230,14 @@ fn provision_steps(
                 version,
             }
         } else {
-            write_audit(sys, "tenant.provision", username, user_id.as_deref(), started, None)?;
+            write_audit(
+                sys,
+                "tenant.provision",
+                username,
+                user_id.as_deref(),
+                started,
+                None,
+            )?;
             ProvisionOutcome::Created {
                 tenant_key: key.to_string(),
                 version,
@@ -238,7 +255,8 @@ fn provision_steps(
 
 /// Locks are taken on the username: it is what every command is given.
 fn lock_key(username: &Username) -> TenantKey {
-    TenantKey::parse(username.as_str(), Dialect::Sqlite).expect("a valid username is a valid lock name")
+    TenantKey::parse(username.as_str(), Dialect::Sqlite)
+        .expect("a valid username is a valid lock name")
 }
 
 /// What to do with a tenant's rows before its tables are dropped.
@@ -274,7 +292,14 @@ pub fn deprovision(
     let result = deprovision_steps(session, renderer, username, options, started);
     if let Err(err) = &result {
         let message = crate::error::one_line(err);
-        let _ = write_audit(session.system(), "tenant.deprovision", username.as_str(), None, started, Some(&message));
+        let _ = write_audit(
+            session.system(),
+            "tenant.deprovision",
+            username.as_str(),
+            None,
+            started,
+            Some(&message),
+        );
         let _ = session.system().commit();
     }
     result
@@ -350,7 +375,14 @@ fn deprovision_steps(
     let sys = session.system();
     sys.begin()?;
     registry::set_state(sys, name, Status::Deprovisioned, Some(0), None)?;
-    write_audit(sys, "tenant.deprovision", name, record.user_id.as_deref(), started, None)?;
+    write_audit(
+        sys,
+        "tenant.deprovision",
+        name,
+        record.user_id.as_deref(),
+        started,
+        None,
+    )?;
     sys.commit()?;
     let _ = sys.unlock_tenant(&lock);
     Ok(DeprovisionOutcome::Removed {
@@ -373,7 +405,10 @@ fn remove_sqlite_file(file: &Path) -> anyhow::Result<()> {
 }
 
 /// Tables whose name exists in the catalog, among the tenant's nine.
-fn existing_tables(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<Vec<&'static str>> {
+fn existing_tables(
+    conn: &mut dyn Connection,
+    key: &TenantKey,
+) -> anyhow::Result<Vec<&'static str>> {
     let columns = conn.columns(&key.prefix())?;
     Ok(TENANT_TABLES
         .iter()
@@ -392,7 +427,11 @@ fn archive_all(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<u64
         let live = key.object(table);
         let archive = key.object(&format!("{table}_archive"));
         let index = key.object(&format!("{}_arch_uq", short_name(table)));
-        let if_not_exists = if dialect == Dialect::Oracle { "" } else { "IF NOT EXISTS " };
+        let if_not_exists = if dialect == Dialect::Oracle {
+            ""
+        } else {
+            "IF NOT EXISTS "
+        };
         conn.run_statements(&[
             crate::render::Statement {
                 sql: format!(
@@ -436,7 +475,8 @@ pub fn short_name(table: &str) -> &'static str {
 /// (`{"table": ..., "row": {...}}`), flushed to disk before anything is dropped.
 fn export_rows(conn: &mut dyn Connection, key: &TenantKey, path: &Path) -> anyhow::Result<u64> {
     let mut file = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot create export file {}", path.display()))?,
+        std::fs::File::create(path)
+            .with_context(|| format!("cannot create export file {}", path.display()))?,
     );
     let columns = conn.columns(&key.prefix())?;
     let mut count = 0;
@@ -447,12 +487,20 @@ fn export_rows(conn: &mut dyn Connection, key: &TenantKey, path: &Path) -> anyho
             .filter(|c| c.table == name)
             .map(|c| c.column.as_str())
             .collect();
-        let rows = conn.query(&format!("SELECT {} FROM {name} ORDER BY id", cols.join(", ")), &[])?;
+        let rows = conn.query(
+            &format!("SELECT {} FROM {name} ORDER BY id", cols.join(", ")),
+            &[],
+        )?;
         for row in rows {
             let object: serde_json::Map<String, serde_json::Value> = cols
                 .iter()
                 .zip(row)
-                .map(|(c, v)| (c.to_string(), serde_json::to_value(&v).unwrap_or(serde_json::Value::Null)))
+                .map(|(c, v)| {
+                    (
+                        c.to_string(),
+                        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
+                    )
+                })
                 .collect();
             let line = serde_json::json!({ "table": table, "row": object });
             writeln!(file, "{line}")?;

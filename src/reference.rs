@@ -35,8 +35,15 @@ pub struct Loaded {
     pub career_paths: usize,
 }
 
-fn existing(conn: &mut dyn Connection, sql: &str) -> anyhow::Result<std::collections::HashSet<String>> {
-    Ok(conn.query(sql, &[])?.into_iter().map(|r| r[0].to_text()).collect())
+fn existing(
+    conn: &mut dyn Connection,
+    sql: &str,
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    Ok(conn
+        .query(sql, &[])?
+        .into_iter()
+        .map(|r| r[0].to_text())
+        .collect())
 }
 
 /// Inserts the missing catalog rows in one transaction; returns how many were added.
@@ -46,7 +53,10 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
     conn.begin()?;
     let result = (|| -> anyhow::Result<Loaded> {
         let have = existing(conn, "SELECT skill_name FROM pf_ref_skills_catalog")?;
-        let mut added = Loaded { skills: 0, career_paths: 0 };
+        let mut added = Loaded {
+            skills: 0,
+            career_paths: 0,
+        };
         for s in skills.iter().filter(|s| !have.contains(&s.skill_name)) {
             conn.execute(
                 "INSERT INTO pf_ref_skills_catalog (id, skill_name, category, description, market_demand_score, related_skills) VALUES (?, ?, ?, ?, ?, ?)",

@@ -98,12 +98,22 @@ pub fn get(conn: &mut dyn Connection, username: &str) -> Result<Option<TenantRec
 }
 
 /// Every tenant, by username; deprovisioned ones only when asked.
-pub fn list(conn: &mut dyn Connection, include_deprovisioned: bool) -> Result<Vec<TenantRecord>, DbError> {
-    let filter = if include_deprovisioned { "" } else { " WHERE status <> 'deprovisioned'" };
-    conn.query(&format!("SELECT {COLUMNS} FROM pf_tenants{filter} ORDER BY username"), &[])?
-        .iter()
-        .map(from_row)
-        .collect()
+pub fn list(
+    conn: &mut dyn Connection,
+    include_deprovisioned: bool,
+) -> Result<Vec<TenantRecord>, DbError> {
+    let filter = if include_deprovisioned {
+        ""
+    } else {
+        " WHERE status <> 'deprovisioned'"
+    };
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM pf_tenants{filter} ORDER BY username"),
+        &[],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// The username that owns `tenant_key`, if any.
@@ -117,7 +127,10 @@ pub fn key_owner(conn: &mut dyn Connection, tenant_key: &str) -> Result<Option<S
 
 /// The `pf_users.id` of `username`, if the application has created that user.
 pub fn user_id_of(conn: &mut dyn Connection, username: &str) -> Result<Option<String>, DbError> {
-    let rows = conn.query("SELECT id FROM pf_users WHERE username = ?", &[Value::Text(username.into())])?;
+    let rows = conn.query(
+        "SELECT id FROM pf_users WHERE username = ?",
+        &[Value::Text(username.into())],
+    )?;
     Ok(rows.first().map(|r| r[0].to_text()))
 }
 
@@ -152,7 +165,9 @@ pub fn set_state(
     schema_version: Option<i64>,
     last_error: Option<&str>,
 ) -> Result<(), DbError> {
-    let error = last_error.map(|e| Value::Text(e.chars().take(4000).collect())).unwrap_or(Value::Null);
+    let error = last_error
+        .map(|e| Value::Text(e.chars().take(4000).collect()))
+        .unwrap_or(Value::Null);
     match schema_version {
         Some(v) => conn.execute(
             "UPDATE pf_tenants SET status = ?, schema_version = ?, last_error = ?, updated_at = CURRENT_TIMESTAMP WHERE username = ?",

@@ -19,7 +19,9 @@ include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 /// A template that failed to load or render: the template name and Tera's full
 /// chain of causes, on one line.
 #[derive(Debug, thiserror::Error)]
-#[error("template error in {template}: {detail}; fix the template (or unset templates_dir to use the built-in ones)")]
+#[error(
+    "template error in {template}: {detail}; fix the template (or unset templates_dir to use the built-in ones)"
+)]
 pub struct TemplateError {
     pub template: String,
     pub detail: String,
@@ -97,10 +99,14 @@ fn arg_u32(args: &HashMap<String, Value>, name: &str, function: &str) -> tera::R
 
 fn register_type_functions(tera: &mut Tera, dialect: Dialect) {
     tera.register_function("varchar", move |args: &HashMap<String, Value>| {
-        Ok(Value::String(dialect.varchar(arg_u32(args, "n", "varchar")?)))
+        Ok(Value::String(
+            dialect.varchar(arg_u32(args, "n", "varchar")?),
+        ))
     });
     tera.register_function("int", move |args: &HashMap<String, Value>| {
-        Ok(Value::String(dialect.integer(arg_u32(args, "digits", "int")?)))
+        Ok(Value::String(
+            dialect.integer(arg_u32(args, "digits", "int")?),
+        ))
     });
     tera.register_function("decimal", move |args: &HashMap<String, Value>| {
         let p = arg_u32(args, "p", "decimal")?;
@@ -131,7 +137,11 @@ fn migration_version(template: &str) -> Option<(Scope, u32)> {
     };
     let rest = file.strip_prefix('V')?.strip_suffix(".sql.tera")?;
     let (version, name) = rest.split_once("__")?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return None;
     }
     Some((scope, version.parse().ok()?))
@@ -165,7 +175,11 @@ impl Renderer {
                 });
             }
         }
-        Ok(Renderer { dialect, tera, versions })
+        Ok(Renderer {
+            dialect,
+            tera,
+            versions,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -281,21 +295,30 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
         }
         if plsql {
             if trimmed == "/" {
-                out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+                out.push(Statement {
+                    sql: current.join("\n").trim_end().to_string(),
+                    plsql,
+                });
                 current.clear();
             } else {
                 current.push(line.trim_end());
             }
         } else if trimmed.ends_with(';') {
             current.push(line.trim_end().strip_suffix(';').unwrap_or(line));
-            out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+            out.push(Statement {
+                sql: current.join("\n").trim_end().to_string(),
+                plsql,
+            });
             current.clear();
         } else {
             current.push(line.trim_end());
         }
     }
     if current.iter().any(|l| !l.trim().is_empty()) {
-        out.push(Statement { sql: current.join("\n").trim_end().to_string(), plsql });
+        out.push(Statement {
+            sql: current.join("\n").trim_end().to_string(),
+            plsql,
+        });
     }
     out
 }
@@ -329,8 +352,14 @@ mod tests {
 
     #[test]
     fn parses_migration_names() {
-        assert_eq!(migration_version("tenant/V2__soft_delete.sql.tera"), Some((Scope::Tenant, 2)));
-        assert_eq!(migration_version("system/V10__x.sql.tera"), Some((Scope::System, 10)));
+        assert_eq!(
+            migration_version("tenant/V2__soft_delete.sql.tera"),
+            Some((Scope::Tenant, 2))
+        );
+        assert_eq!(
+            migration_version("system/V10__x.sql.tera"),
+            Some((Scope::System, 10))
+        );
         assert_eq!(migration_version("tenant/tables/skills.sql.tera"), None);
         assert_eq!(migration_version("tenant/drop.sql.tera"), None);
     }

@@ -344,6 +344,10 @@ mod tests {
         let mut sorted = TENANT_OBJECT_SUFFIXES.to_vec();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), TENANT_OBJECT_SUFFIXES.len(), "duplicate suffix");
+        assert_eq!(
+            sorted.len(),
+            TENANT_OBJECT_SUFFIXES.len(),
+            "duplicate suffix"
+        );
     }
 }

@@ -23,7 +23,10 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let users = parse_usernames(&args.users)?;
     if args.export.is_some() && users.len() != 1 {
-        return Err(crate::error::UsageError::new("--export writes one user's rows: give exactly one user").into());
+        return Err(crate::error::UsageError::new(
+            "--export writes one user's rows: give exactly one user",
+        )
+        .into());
     }
     let (db, renderer) = ctx.open_database()?;
     let keep = if args.archive {
@@ -33,8 +36,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         "their data is deleted"
     };
-    let names = users.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", ");
-    ctx.confirm(&format!("Remove the tenant tables of {names} from {} ({keep})?", db.display_url()))?;
+    let names = users
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.confirm(&format!(
+        "Remove the tenant tables of {names} from {} ({keep})?",
+        db.display_url()
+    ))?;
 
     let options = DeprovisionOptions {
         archive: args.archive,
@@ -57,11 +67,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                             line.push_str(&format!(", {archived_rows} rows archived"));
                         }
                         if let Some(path) = &args.export {
-                            line.push_str(&format!(", {exported_rows} rows exported to {}", path.display()));
+                            line.push_str(&format!(
+                                ", {exported_rows} rows exported to {}",
+                                path.display()
+                            ));
                         }
                         ctx.say(line);
                     }
-                    DeprovisionOutcome::AlreadyRemoved => ctx.say(format!("{user} is already deprovisioned: nothing to do")),
+                    DeprovisionOutcome::AlreadyRemoved => {
+                        ctx.say(format!("{user} is already deprovisioned: nothing to do"))
+                    }
                 }
                 report.push(serde_json::json!({"user": user.as_str(), "result": outcome}));
             }

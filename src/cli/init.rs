@@ -26,7 +26,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "reference_data": loaded,
         }));
     } else if applied.versions.is_empty() {
-        ctx.say(format!("system schema in {} is up to date (version {version})", db.display_url()));
+        ctx.say(format!(
+            "system schema in {} is up to date (version {version})",
+            db.display_url()
+        ));
     } else {
         ctx.say(format!(
             "system schema in {} created/upgraded to version {version} (applied {:?})",

@@ -33,7 +33,13 @@ pub struct Cli {
 
     /// sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE
     /// [default: sqlite://pathfinder.db]
-    #[arg(long, global = true, env = "PATHFINDER_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PATHFINDER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// SQL dialect for `render` (default: the database URL's)
@@ -94,12 +100,18 @@ impl Context {
     }
 
     pub fn print_json(&self, value: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     }
 
     /// The renderer for `dialect`, with the configured templates.
     pub fn renderer(&self, dialect: Dialect) -> anyhow::Result<Renderer> {
-        Ok(Renderer::new(dialect, self.config.templates_dir.as_deref())?)
+        Ok(Renderer::new(
+            dialect,
+            self.config.templates_dir.as_deref(),
+        )?)
     }
 
     /// Opens the configured database and makes sure the system schema is there.
@@ -149,7 +161,11 @@ pub fn run() -> u8 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { error::EXIT_USAGE } else { error::EXIT_OK };
+            let code = if e.use_stderr() {
+                error::EXIT_USAGE
+            } else {
+                error::EXIT_OK
+            };
             let _ = e.print();
             return code;
         }
@@ -195,9 +211,11 @@ pub fn progress_bar(ctx: &Context, len: usize, what: &str) -> indicatif::Progres
     }
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar
@@ -220,7 +238,8 @@ pub fn parse_usernames(names: &[String]) -> anyhow::Result<Vec<crate::tenant::Us
     let mut out = Vec::with_capacity(names.len());
     let mut seen = std::collections::HashSet::new();
     for name in names {
-        let user = crate::tenant::Username::parse(name).map_err(|e| UsageError::new(e.to_string()))?;
+        let user =
+            crate::tenant::Username::parse(name).map_err(|e| UsageError::new(e.to_string()))?;
         if seen.insert(user.clone()) {
             out.push(user);
         }

@@ -35,7 +35,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         return Err(UsageError::new("no usernames given").into());
     }
     if args.tenant_key.is_some() && users.len() != 1 {
-        return Err(UsageError::new("--tenant-key names one user's tables: give exactly one user with it").into());
+        return Err(UsageError::new(
+            "--tenant-key names one user's tables: give exactly one user with it",
+        )
+        .into());
     }
     if args.jobs == Some(0) {
         return Err(UsageError::new("--jobs must be at least 1").into());
@@ -79,7 +82,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     String::new()
                 };
                 let location = db
-                    .sqlite_tenant_file(&crate::tenant::TenantKey::parse(outcome.tenant_key(), dialect)?)
+                    .sqlite_tenant_file(&crate::tenant::TenantKey::parse(
+                        outcome.tenant_key(),
+                        dialect,
+                    )?)
                     .map(|f| format!(" in {}", f.display()))
                     .unwrap_or_default();
                 match &outcome {

@@ -25,13 +25,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let mut session = db.connect()?;
         let all = registry::list(session.system(), false)?;
         if args.all {
-            all.into_iter().filter(|t| t.status == Status::Active).collect::<Vec<_>>()
+            all.into_iter()
+                .filter(|t| t.status == Status::Active)
+                .collect::<Vec<_>>()
         } else {
             let mut picked = Vec::new();
             for user in &wanted {
                 match all.iter().find(|t| t.username == user.as_str()) {
                     Some(t) => picked.push(t.clone()),
-                    None => return Err(UsageError::new(format!("no tenant named {user}: `pathfinder-db tenants` lists them")).into()),
+                    None => {
+                        return Err(UsageError::new(format!(
+                            "no tenant named {user}: `pathfinder-db tenants` lists them"
+                        ))
+                        .into());
+                    }
                 }
             }
             picked
@@ -50,7 +57,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let mut failed = Vec::new();
     for (tenant, result) in tenants.iter().zip(results) {
         if let Some(Err(err)) = result {
-            eprintln!("error: {}: {}", tenant.username, crate::error::one_line(&err));
+            eprintln!(
+                "error: {}: {}",
+                tenant.username,
+                crate::error::one_line(&err)
+            );
             failed.push(tenant.username.clone());
         }
     }
@@ -58,7 +69,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if ctx.json {
         ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": failed}));
     } else {
-        ctx.say(format!("refreshed the career summary of {refreshed} tenant(s)"));
+        ctx.say(format!(
+            "refreshed the career summary of {refreshed} tenant(s)"
+        ));
     }
     if failed.is_empty() {
         Ok(0)

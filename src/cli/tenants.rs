@@ -19,12 +19,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.say("no tenants: `pathfinder-db provision <user>` creates one");
         return Ok(0);
     }
-    let width = tenants.iter().map(|t| t.username.len()).max().unwrap_or(8).max(8);
-    ctx.say(format!("{:width$}  {:<width$}  {:>7}  {:<14}  CREATED", "USERNAME", "KEY", "VERSION", "STATUS"));
+    let width = tenants
+        .iter()
+        .map(|t| t.username.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    ctx.say(format!(
+        "{:width$}  {:<width$}  {:>7}  {:<14}  CREATED",
+        "USERNAME", "KEY", "VERSION", "STATUS"
+    ));
     for t in &tenants {
         ctx.say(format!(
             "{:width$}  {:<width$}  {:>7}  {:<14}  {}",
-            t.username, t.tenant_key, t.schema_version, t.status.as_str(), t.created_at
+            t.username,
+            t.tenant_key,
+            t.schema_version,
+            t.status.as_str(),
+            t.created_at
         ));
     }
     Ok(0)

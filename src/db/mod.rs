@@ -315,7 +315,9 @@ impl Database {
     pub fn connect(&self) -> Result<Session<'_>, DbError> {
         let system: Box<dyn Connection> = match &self.target {
             Target::Sqlite {
-                main, busy_timeout_ms, ..
+                main,
+                busy_timeout_ms,
+                ..
             } => Box::new(sqlite::SqliteConnection::open(main, *busy_timeout_ms)?),
             Target::Postgres(cfg) => Box::new(postgres::PgConnection::connect(cfg)?),
             Target::Oracle(target) => Box::new(target.connect()?),
@@ -376,7 +378,11 @@ impl<'db> Session<'db> {
 
     /// A connection for `key`'s objects. On SQLite, `create` decides whether a
     /// missing tenant file is created or reported as absent (None).
-    pub fn tenant(&mut self, key: &TenantKey, create: bool) -> Result<Option<TenantConnection<'_>>, DbError> {
+    pub fn tenant(
+        &mut self,
+        key: &TenantKey,
+        create: bool,
+    ) -> Result<Option<TenantConnection<'_>>, DbError> {
         match &self.db.target {
             Target::Sqlite {
                 tenant_dir,
@@ -391,7 +397,10 @@ impl<'db> Session<'db> {
                     std::fs::create_dir_all(tenant_dir).map_err(|e| {
                         DbError::new(
                             DbErrorKind::ReadOnly,
-                            format!("cannot create the tenant directory {}: {e}", tenant_dir.display()),
+                            format!(
+                                "cannot create the tenant directory {}: {e}",
+                                tenant_dir.display()
+                            ),
                         )
                     })?;
                 }

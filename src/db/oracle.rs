@@ -72,10 +72,19 @@ impl OracleTarget {
         let password = self
             .password
             .clone()
-            .or_else(|| super::password_from_env_or_prompt(&format!("Oracle {}@{}", self.user, self.connect_string)))
+            .or_else(|| {
+                super::password_from_env_or_prompt(&format!(
+                    "Oracle {}@{}",
+                    self.user, self.connect_string
+                ))
+            })
             .unwrap_or_default();
         let cfg = &self.pool_config;
-        let mut builder = PoolBuilder::new(self.user.as_str(), password.as_str(), self.connect_string.as_str());
+        let mut builder = PoolBuilder::new(
+            self.user.as_str(),
+            password.as_str(),
+            self.connect_string.as_str(),
+        );
         builder
             .min_connections(cfg.min)
             .max_connections(cfg.max.max(cfg.min).max(1))
@@ -85,13 +94,18 @@ impl OracleTarget {
                 .timeout(Duration::from_secs(cfg.timeout.into()))
                 .map_err(|e| classify(&e, &self.connect_string))?;
         }
-        let pool = builder.build().map_err(|e| classify(&e, &self.connect_string))?;
+        let pool = builder
+            .build()
+            .map_err(|e| classify(&e, &self.connect_string))?;
         let _ = self.pool.set(pool);
         Ok(self.pool.get().expect("pool was just set"))
     }
 
     pub fn connect(&self) -> Result<OracleConnection, DbError> {
-        let conn = self.pool()?.get().map_err(|e| classify(&e, &self.connect_string))?;
+        let conn = self
+            .pool()?
+            .get()
+            .map_err(|e| classify(&e, &self.connect_string))?;
         Ok(OracleConnection {
             conn,
             target: self.connect_string.clone(),
@@ -117,19 +131,25 @@ fn classify(err: &oracle::Error, target: &str) -> DbError {
         return DbError::new(DbErrorKind::ClientMissing, CLIENT_HELP);
     }
     let kind = match ora_code(err) {
-        Some(955) | Some(1408) | Some(1430) | Some(2260) | Some(2261) | Some(2264) | Some(2275) => DbErrorKind::AlreadyExists,
+        Some(955) | Some(1408) | Some(1430) | Some(2260) | Some(2261) | Some(2264) | Some(2275) => {
+            DbErrorKind::AlreadyExists
+        }
         Some(942) | Some(12003) | Some(1418) => DbErrorKind::DoesNotExist,
         Some(1) => DbErrorKind::UniqueViolation,
         Some(1017) | Some(28000) | Some(28001) => DbErrorKind::Auth,
         Some(16000) | Some(1552) => DbErrorKind::ReadOnly,
         Some(54) | Some(30006) | Some(4021) => DbErrorKind::Busy,
-        Some(12154) | Some(12514) | Some(12541) | Some(12543) | Some(12170) | Some(3113) | Some(3114)
-        | Some(3135) | Some(12537) | Some(12545) | Some(28547) => DbErrorKind::Connection,
+        Some(12154) | Some(12514) | Some(12541) | Some(12543) | Some(12170) | Some(3113)
+        | Some(3114) | Some(3135) | Some(12537) | Some(12545) | Some(28547) => {
+            DbErrorKind::Connection
+        }
         _ => DbErrorKind::Other,
     };
     let hint = match kind {
         DbErrorKind::Auth => ": check the user and PATHFINDER_DB_PASSWORD",
-        DbErrorKind::Connection => ": check the connect string, the listener and TNS_ADMIN (wallet) settings",
+        DbErrorKind::Connection => {
+            ": check the connect string, the listener and TNS_ADMIN (wallet) settings"
+        }
         _ => "",
     };
     DbError::new(kind, format!("Oracle {target}: {text}{hint}"))
@@ -162,9 +182,10 @@ fn read_row(row: &oracle::Row) -> Result<Row, oracle::Error> {
                 .map(Value::Int)
                 .or_else(|_| t.parse::<f64>().map(Value::Float))
                 .unwrap_or(Value::Text(t)),
-            (Some(t), OracleType::BinaryDouble | OracleType::BinaryFloat | OracleType::Float(_)) => {
-                t.parse::<f64>().map(Value::Float).unwrap_or(Value::Text(t))
-            }
+            (
+                Some(t),
+                OracleType::BinaryDouble | OracleType::BinaryFloat | OracleType::Float(_),
+            ) => t.parse::<f64>().map(Value::Float).unwrap_or(Value::Text(t)),
             (Some(t), _) => Value::Text(t),
         });
     }
@@ -204,7 +225,10 @@ impl Connection for OracleConnection {
         let sql = bind_placeholders(sql, Dialect::Oracle);
         let boxed: Vec<Box<dyn ToSql + '_>> = params.iter().map(as_to_sql).collect();
         let refs: Vec<&dyn ToSql> = boxed.iter().map(|b| b.as_ref()).collect();
-        let rows = self.conn.query(&sql, &refs).map_err(|e| classify(&e, &self.target))?;
+        let rows = self
+            .conn
+            .query(&sql, &refs)
+            .map_err(|e| classify(&e, &self.target))?;
         let mut out = Vec::new();
         for row in rows {
             let row = row.map_err(|e| classify(&e, &self.target))?;
@@ -256,7 +280,10 @@ impl Connection for OracleConnection {
         } else {
             Err(DbError::new(
                 DbErrorKind::Busy,
-                format!("Oracle {}: timed out waiting for the lock on tenant {key}", self.target),
+                format!(
+                    "Oracle {}: timed out waiting for the lock on tenant {key}",
+                    self.target
+                ),
             ))
         }
     }
@@ -284,7 +311,10 @@ impl Connection for OracleConnection {
             "SELECT table_name, column_name, LOWER(data_type), nullable, column_id \
              FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
              ORDER BY table_name, column_id",
-            &[Value::Text(prefix.to_ascii_uppercase()), Value::Text(prefix.to_ascii_uppercase())],
+            &[
+                Value::Text(prefix.to_ascii_uppercase()),
+                Value::Text(prefix.to_ascii_uppercase()),
+            ],
         )?;
         Ok(rows
             .into_iter()
@@ -305,11 +335,19 @@ impl Connection for OracleConnection {
                AND NOT EXISTS (SELECT 1 FROM user_constraints c WHERE c.index_name = i.index_name) \
                AND i.index_type <> 'LOB' \
              ORDER BY 1, 2",
-            &[Value::Text(prefix.to_ascii_uppercase()), Value::Text(prefix.to_ascii_uppercase())],
+            &[
+                Value::Text(prefix.to_ascii_uppercase()),
+                Value::Text(prefix.to_ascii_uppercase()),
+            ],
         )?;
         Ok(rows
             .into_iter()
-            .map(|r| (r[0].to_text().to_ascii_lowercase(), r[1].to_text().to_ascii_lowercase()))
+            .map(|r| {
+                (
+                    r[0].to_text().to_ascii_lowercase(),
+                    r[1].to_text().to_ascii_lowercase(),
+                )
+            })
             .collect())
     }
 }
@@ -332,8 +370,12 @@ impl OracleConnection {
                 ],
             )
             .map_err(|e| classify(&e, &self.target))?;
-        let result: i64 = stmt.bind_value("result").map_err(|e| classify(&e, &self.target))?;
-        let handle: String = stmt.bind_value("handle").map_err(|e| classify(&e, &self.target))?;
+        let result: i64 = stmt
+            .bind_value("result")
+            .map_err(|e| classify(&e, &self.target))?;
+        let handle: String = stmt
+            .bind_value("handle")
+            .map_err(|e| classify(&e, &self.target))?;
         match result {
             // 0: granted; 4: this session already holds it.
             0 | 4 => {

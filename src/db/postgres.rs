@@ -60,12 +60,17 @@ fn classify(err: &postgres::Error, target: &str) -> DbError {
         };
         let hint = match kind {
             DbErrorKind::Auth => ": check the user and PATHFINDER_DB_PASSWORD",
-            DbErrorKind::Connection if code == "3D000" => ": create the database first (createdb) or fix the URL",
+            DbErrorKind::Connection if code == "3D000" => {
+                ": create the database first (createdb) or fix the URL"
+            }
             _ => "",
         };
         return DbError::new(
             kind,
-            format!("PostgreSQL {target}: {} (SQLSTATE {code}){hint}", db.message()),
+            format!(
+                "PostgreSQL {target}: {} (SQLSTATE {code}){hint}",
+                db.message()
+            ),
         );
     }
     let kind = if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) {
@@ -121,7 +126,11 @@ impl PgConnection {
 
 /// Binds our `Value` to whatever type the server expects for the parameter.
 impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(i) => match *ty {
@@ -138,15 +147,21 @@ impl ToSql for Value {
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
                 Type::FLOAT8 => f.to_sql(ty, out),
                 Type::NUMERIC => Decimal::try_from(*f)?.to_sql(ty, out),
-                Type::INT2 | Type::INT4 | Type::INT8 if f.fract() == 0.0 => Value::Int(*f as i64).to_sql(ty, out),
+                Type::INT2 | Type::INT4 | Type::INT8 if f.fract() == 0.0 => {
+                    Value::Int(*f as i64).to_sql(ty, out)
+                }
                 _ => f.to_string().to_sql(&Type::TEXT, out),
             },
             Value::Text(s) => match *ty {
-                Type::DATE => NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")?.to_sql(ty, out),
+                Type::DATE => {
+                    NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")?.to_sql(ty, out)
+                }
                 Type::TIMESTAMP => parse_timestamp(s)?.to_sql(ty, out),
                 Type::TIMESTAMPTZ => parse_timestamp(s)?.and_utc().to_sql(ty, out),
                 Type::NUMERIC => Decimal::from_str(s.trim())?.to_sql(ty, out),
-                Type::INT2 | Type::INT4 | Type::INT8 => Value::Int(s.trim().parse()?).to_sql(ty, out),
+                Type::INT2 | Type::INT4 | Type::INT8 => {
+                    Value::Int(s.trim().parse()?).to_sql(ty, out)
+                }
                 Type::FLOAT4 | Type::FLOAT8 => Value::Float(s.trim().parse()?).to_sql(ty, out),
                 _ => s.as_str().to_sql(&Type::TEXT, out),
             },
@@ -166,34 +181,61 @@ fn parse_timestamp(s: &str) -> Result<NaiveDateTime, chrono::ParseError> {
         .map(|d| d.with_timezone(&Utc).naive_utc())
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        })
 }
 
 fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
     let ty = row.columns()[i].type_().clone();
     Ok(match ty {
-        Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
-        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
-        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map_or(Value::Null, Value::Int),
-        Type::OID => row.try_get::<_, Option<u32>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
-        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map_or(Value::Null, |v| Value::Int(v.into())),
-        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i)?.map_or(Value::Null, |v| Value::Float(v.into())),
-        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map_or(Value::Null, Value::Float),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(i)?
+            .map_or(Value::Null, Value::Int),
+        Type::OID => row
+            .try_get::<_, Option<u32>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into())),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)?
+            .map_or(Value::Null, |v| Value::Float(v.into())),
+        Type::FLOAT8 => row
+            .try_get::<_, Option<f64>>(i)?
+            .map_or(Value::Null, Value::Float),
         Type::NUMERIC => match row.try_get::<_, Option<Decimal>>(i)? {
             None => Value::Null,
-            Some(d) if d.fract().is_zero() && d.to_i64().is_some() => Value::Int(d.to_i64().unwrap_or_default()),
+            Some(d) if d.fract().is_zero() && d.to_i64().is_some() => {
+                Value::Int(d.to_i64().unwrap_or_default())
+            }
             Some(d) => Value::Float(d.to_f64().unwrap_or(f64::NAN)),
         },
         Type::DATE => row
             .try_get::<_, Option<NaiveDate>>(i)?
-            .map_or(Value::Null, |d| Value::Text(d.format("%Y-%m-%d").to_string())),
+            .map_or(Value::Null, |d| {
+                Value::Text(d.format("%Y-%m-%d").to_string())
+            }),
         Type::TIMESTAMP => row
             .try_get::<_, Option<NaiveDateTime>>(i)?
-            .map_or(Value::Null, |d| Value::Text(d.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
+            .map_or(Value::Null, |d| {
+                Value::Text(d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+            }),
         Type::TIMESTAMPTZ => row
             .try_get::<_, Option<DateTime<Utc>>>(i)?
-            .map_or(Value::Null, |d| Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())),
-        _ => row.try_get::<_, Option<String>>(i)?.map_or(Value::Null, Value::Text),
+            .map_or(Value::Null, |d| {
+                Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
+            }),
+        _ => row
+            .try_get::<_, Option<String>>(i)?
+            .map_or(Value::Null, Value::Text),
     })
 }
 
@@ -222,7 +264,11 @@ impl Connection for PgConnection {
             .query(sql.as_str(), &Self::params(params))
             .map_err(|e| classify(&e, &self.target))?;
         rows.iter()
-            .map(|row| (0..row.len()).map(|i| read_value(row, i)).collect::<Result<Row, _>>())
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| read_value(row, i))
+                    .collect::<Result<Row, _>>()
+            })
             .collect::<Result<Vec<Row>, _>>()
             .map_err(|e| classify(&e, &self.target))
     }
@@ -232,12 +278,20 @@ impl Connection for PgConnection {
             return Ok(());
         }
         // One round trip for the whole batch, as psql -1 -f would need many.
-        let batch = statements.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>().join(";\n");
-        self.client.batch_execute(&batch).map_err(|e| classify(&e, &self.target))
+        let batch = statements
+            .iter()
+            .map(|s| s.sql.as_str())
+            .collect::<Vec<_>>()
+            .join(";\n");
+        self.client
+            .batch_execute(&batch)
+            .map_err(|e| classify(&e, &self.target))
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
-        self.client.batch_execute("BEGIN").map_err(|e| classify(&e, &self.target))?;
+        self.client
+            .batch_execute("BEGIN")
+            .map_err(|e| classify(&e, &self.target))?;
         self.in_transaction = true;
         Ok(())
     }
@@ -247,7 +301,9 @@ impl Connection for PgConnection {
             return Ok(());
         }
         self.in_transaction = false;
-        self.client.batch_execute("COMMIT").map_err(|e| classify(&e, &self.target))
+        self.client
+            .batch_execute("COMMIT")
+            .map_err(|e| classify(&e, &self.target))
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
@@ -256,7 +312,9 @@ impl Connection for PgConnection {
             return Ok(());
         }
         self.in_transaction = false;
-        self.client.batch_execute("ROLLBACK").map_err(|e| classify(&e, &self.target))
+        self.client
+            .batch_execute("ROLLBACK")
+            .map_err(|e| classify(&e, &self.target))
     }
 
     fn lock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError> {
@@ -317,6 +375,9 @@ impl Connection for PgConnection {
              ORDER BY 1, 2",
             &[Value::Text(prefix.into()), Value::Text(prefix.into())],
         )?;
-        Ok(rows.into_iter().map(|r| (r[0].to_text(), r[1].to_text())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r[0].to_text(), r[1].to_text()))
+            .collect())
     }
 }

@@ -46,10 +46,12 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
     let kind = match code {
         Some(ErrorCode::ReadOnly) => DbErrorKind::ReadOnly,
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => DbErrorKind::Busy,
-        Some(ErrorCode::CannotOpen) | Some(ErrorCode::NotADatabase) | Some(ErrorCode::PermissionDenied) => {
-            DbErrorKind::Connection
+        Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::NotADatabase)
+        | Some(ErrorCode::PermissionDenied) => DbErrorKind::Connection,
+        Some(ErrorCode::ConstraintViolation) if err.to_string().contains("UNIQUE") => {
+            DbErrorKind::UniqueViolation
         }
-        Some(ErrorCode::ConstraintViolation) if err.to_string().contains("UNIQUE") => DbErrorKind::UniqueViolation,
         _ => {
             let text = err.to_string();
             if text.contains("already exists") {
@@ -62,9 +64,15 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
         }
     };
     let hint = match kind {
-        DbErrorKind::ReadOnly => ": the file or its directory is read-only; check the permissions or point --database-url at a writable file",
-        DbErrorKind::Busy => ": another process holds the write lock; retry, or raise sqlite_busy_timeout_ms",
-        DbErrorKind::Connection => ": check that the path is right and the file is a SQLite database",
+        DbErrorKind::ReadOnly => {
+            ": the file or its directory is read-only; check the permissions or point --database-url at a writable file"
+        }
+        DbErrorKind::Busy => {
+            ": another process holds the write lock; retry, or raise sqlite_busy_timeout_ms"
+        }
+        DbErrorKind::Connection => {
+            ": check that the path is right and the file is a SQLite database"
+        }
         _ => "",
     };
     DbError::new(kind, format!("SQLite {}: {err}{hint}", path.display()))
@@ -84,7 +92,9 @@ fn from_sql_value(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Float(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Value::Text(String::from_utf8_lossy(t).into_owned())
+        }
     }
 }
 
@@ -102,8 +112,11 @@ impl SqliteConnection {
                 ));
             }
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| classify(&e, path))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            rusqlite::Connection::open_with_flags(path, flags).map_err(|e| classify(&e, path))?;
         conn.busy_timeout(Duration::from_millis(busy_timeout_ms))
             .map_err(|e| classify(&e, path))?;
         // WAL lets readers go on while one process writes; NORMAL sync is safe in WAL.
@@ -128,7 +141,10 @@ impl Connection for SqliteConnection {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| classify(&e, &self.path))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| classify(&e, &self.path))?;
         let n = stmt
             .execute(params_from_iter(params.iter().map(to_sql_value)))
             .map_err(|e| classify(&e, &self.path))?;
@@ -136,7 +152,10 @@ impl Connection for SqliteConnection {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| classify(&e, &self.path))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| classify(&e, &self.path))?;
         let width = stmt.column_count();
         let mut rows = stmt
             .query(params_from_iter(params.iter().map(to_sql_value)))
@@ -145,7 +164,9 @@ impl Connection for SqliteConnection {
         while let Some(row) = rows.next().map_err(|e| classify(&e, &self.path))? {
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
-                values.push(from_sql_value(row.get_ref(i).map_err(|e| classify(&e, &self.path))?));
+                values.push(from_sql_value(
+                    row.get_ref(i).map_err(|e| classify(&e, &self.path))?,
+                ));
             }
             out.push(values);
         }
@@ -171,14 +192,18 @@ impl Connection for SqliteConnection {
         if self.conn.is_autocommit() {
             return Ok(());
         }
-        self.conn.execute_batch("COMMIT").map_err(|e| classify(&e, &self.path))
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| classify(&e, &self.path))
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
         if self.conn.is_autocommit() {
             return Ok(());
         }
-        self.conn.execute_batch("ROLLBACK").map_err(|e| classify(&e, &self.path))
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|e| classify(&e, &self.path))
     }
 
     fn lock_tenant(&mut self, _key: &TenantKey) -> Result<(), DbError> {
@@ -220,6 +245,9 @@ impl Connection for SqliteConnection {
              ORDER BY tbl_name, name",
             &[Value::Text(prefix.to_string())],
         )?;
-        Ok(rows.into_iter().map(|r| (r[0].to_text(), r[1].to_text())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r[0].to_text(), r[1].to_text()))
+            .collect())
     }
 }

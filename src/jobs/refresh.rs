@@ -12,7 +12,11 @@ use crate::registry::{Status, TenantRecord};
 use crate::render::Renderer;
 use crate::tenant::TenantKey;
 
-pub fn refresh(session: &mut Session<'_>, renderer: &Renderer, tenant: &TenantRecord) -> anyhow::Result<()> {
+pub fn refresh(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    tenant: &TenantRecord,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let result = refresh_steps(session, renderer, tenant);
     let error = result.as_ref().err().map(crate::error::one_line);
@@ -33,7 +37,11 @@ pub fn refresh(session: &mut Session<'_>, renderer: &Renderer, tenant: &TenantRe
     result
 }
 
-fn refresh_steps(session: &mut Session<'_>, renderer: &Renderer, tenant: &TenantRecord) -> anyhow::Result<()> {
+fn refresh_steps(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    tenant: &TenantRecord,
+) -> anyhow::Result<()> {
     if tenant.status != Status::Active {
         bail!(
             "tenant {} is {}, not active: nothing to refresh",

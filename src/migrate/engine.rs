@@ -69,14 +69,21 @@ impl<H: HistoryTable> Query<Vec<RefMigration>> for RefineryConnection<'_, H> {
         let rows = self.conn.query(query.trim().trim_end_matches(';'), &[])?;
         rows.iter()
             .map(|r| {
-                let version = r[0].as_i64().ok_or_else(|| DbError::other("history row without a version"))?;
+                let version = r[0]
+                    .as_i64()
+                    .ok_or_else(|| DbError::other("history row without a version"))?;
                 let applied_on = OffsetDateTime::parse(&r[2].to_text(), &Rfc3339)
                     .map_err(|e| DbError::other(format!("bad applied_on in history: {e}")))?;
                 let checksum = r[3]
                     .to_text()
                     .parse::<u64>()
                     .map_err(|e| DbError::other(format!("bad checksum in history: {e}")))?;
-                Ok(RefMigration::applied(version as i32, r[1].to_text(), applied_on, checksum))
+                Ok(RefMigration::applied(
+                    version as i32,
+                    r[1].to_text(),
+                    applied_on,
+                    checksum,
+                ))
             })
             .collect()
     }
@@ -164,21 +171,33 @@ pub fn apply(
             conn,
             _history: PhantomData,
         }),
-        Dialect::Postgres | Dialect::Sqlite => runner.run(&mut RefineryConnection::<StandardHistory> {
-            conn,
-            _history: PhantomData,
-        }),
+        Dialect::Postgres | Dialect::Sqlite => {
+            runner.run(&mut RefineryConnection::<StandardHistory> {
+                conn,
+                _history: PhantomData,
+            })
+        }
     }
     .map_err(|e| explain(e, what))?;
     Ok(Applied {
-        versions: report.applied_migrations().iter().map(|m| m.version() as u32).collect(),
+        versions: report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.version() as u32)
+            .collect(),
     })
 }
 
 /// The versions recorded in `history_table`, oldest first, with their names
 /// and checksums; empty when the table does not exist.
-pub fn applied_versions(conn: &mut dyn Connection, history_table: &str) -> Result<Vec<(u32, String, u64)>, DbError> {
-    match conn.query(&format!("SELECT version, name, checksum FROM {history_table} ORDER BY version"), &[]) {
+pub fn applied_versions(
+    conn: &mut dyn Connection,
+    history_table: &str,
+) -> Result<Vec<(u32, String, u64)>, DbError> {
+    match conn.query(
+        &format!("SELECT version, name, checksum FROM {history_table} ORDER BY version"),
+        &[],
+    ) {
         Ok(rows) => Ok(rows
             .iter()
             .map(|r| {
@@ -190,7 +209,9 @@ pub fn applied_versions(conn: &mut dyn Connection, history_table: &str) -> Resul
             })
             .collect()),
         Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => Ok(Vec::new()),
-        Err(e) if e.message.contains("no such table") || e.message.contains("does not exist") => Ok(Vec::new()),
+        Err(e) if e.message.contains("no such table") || e.message.contains("does not exist") => {
+            Ok(Vec::new())
+        }
         Err(e) => Err(e),
     }
 }

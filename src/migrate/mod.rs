@@ -40,7 +40,13 @@ pub fn apply_tenant(
 ) -> anyhow::Result<(Applied, u32)> {
     let migrations = renderer.tenant_migrations(key)?;
     let history = key.object(SCHEMA_HISTORY);
-    let applied = engine::apply(conn, &migrations, &history, target, &format!("tenant {key}"))?;
+    let applied = engine::apply(
+        conn,
+        &migrations,
+        &history,
+        target,
+        &format!("tenant {key}"),
+    )?;
     let version = engine::applied_versions(conn, &history)?
         .last()
         .map(|(v, _, _)| *v)

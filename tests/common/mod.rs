@@ -1,0 +1,186 @@
+//! Shared helpers for the integration tests: the built binary, temporary
+//! directories, and a fresh PostgreSQL database per test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use assert_cmd::Command;
+
+/// The pathfinder-db binary, run in `dir`, with no PATHFINDER_* variables
+/// inherited from the environment.
+pub fn pathfinder(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pathfinder-db").expect("binary built");
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PATHFINDER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// The same binary as a std Command (for processes that run in the background).
+pub fn pathfinder_std(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("pathfinder-db"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PATHFINDER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A SQLite database URL inside `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("pathfinder.db").display())
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// The server the PostgreSQL tests use: `PATHFINDER_TEST_POSTGRES_URL`. Without
+/// it the test says it was skipped and returns None. CI sets it, so there a
+/// PostgreSQL test can never be skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("PATHFINDER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipped("PostgreSQL", "PATHFINDER_TEST_POSTGRES_URL");
+            None
+        }
+    }
+}
+
+/// The Oracle server for the Oracle tests: `PATHFINDER_TEST_ORACLE_URL`.
+pub fn oracle_url() -> Option<String> {
+    match std::env::var("PATHFINDER_TEST_ORACLE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipped("Oracle", "PATHFINDER_TEST_ORACLE_URL");
+            None
+        }
+    }
+}
+
+/// Says a test was skipped. Written straight to stderr (not through eprintln!,
+/// which the test harness captures) so that `cargo test` shows it.
+fn skipped(what: &str, variable: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {what} test {test} (set {variable} to run it)"
+    );
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A database created for one test on the PostgreSQL server, dropped at the end.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub fn create(server_url: &str, hint: &str) -> PgDatabase {
+        let name = format!(
+            "pf_test_{hint}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = postgres::Client::connect(server_url, postgres::NoTls).unwrap_or_else(|e| {
+            panic!("PATHFINDER_TEST_POSTGRES_URL={server_url} is set but unreachable: {e}")
+        });
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+            ))
+            .expect("create test database");
+        PgDatabase {
+            url: replace_database(server_url, &name),
+            admin_url: server_url.to_string(),
+            name,
+        }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to test database")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// `postgres://u@h:p/db?x` with the database replaced by `name`.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Path of the tenant file of `key` next to the SQLite database in `dir`.
+pub fn sqlite_tenant_file(dir: &Path, key: &str) -> PathBuf {
+    dir.join("pathfinder.tenants").join(format!("{key}.db"))
+}
+
+/// Runs a query on a SQLite file and returns the rows as strings.
+pub fn sqlite_rows(file: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(file).expect("open sqlite");
+    let mut stmt = conn.prepare(sql).expect("prepare");
+    let n = stmt.column_count();
+    stmt.query_map([], |row| {
+        Ok((0..n)
+            .map(|i| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    String::from_utf8_lossy(t).into_owned()
+                }
+            })
+            .collect())
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
+}
+
+/// Runs a query on PostgreSQL and returns the rows as strings (via ::text casts
+/// done by the caller, or text columns).
+pub fn pg_rows(client: &mut postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .expect("query")
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
