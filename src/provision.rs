@@ -30,6 +30,8 @@ use crate::tenant::{TENANT_TABLES, TenantKey, Username};
 pub struct ProvisionRequest {
     pub username: Username,
     pub tenant_key: Option<String>,
+    /// Provision at this version instead of the latest (staged rollouts, tests).
+    pub target_version: Option<u32>,
 }
 
 /// What provisioning did for one user.
@@ -201,7 +203,7 @@ fn provision_steps(
             if !one_transaction {
                 tenant.begin()?;
             }
-            match migrate::apply_tenant(&mut *tenant, renderer, &key, None) {
+            match migrate::apply_tenant(&mut *tenant, renderer, &key, req.target_version) {
                 Ok(r) => {
                     if !one_transaction {
                         tenant.commit()?;

@@ -199,3 +199,76 @@ pub fn restart_provisioning(
     )?;
     Ok(())
 }
+
+/// Tenants with one version and status.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionCount {
+    pub version: i64,
+    pub status: String,
+    pub count: i64,
+}
+
+/// A failed tenant and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedTenant {
+    pub username: String,
+    pub version: i64,
+    pub error: Option<String>,
+}
+
+/// The fleet at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub latest_version: i64,
+    pub tenants: i64,
+    /// Live tenants behind the latest version or failed.
+    pub pending: i64,
+    pub by_version: Vec<VersionCount>,
+    pub failed: Vec<FailedTenant>,
+}
+
+/// Counts per version and status (one query), plus the failed tenants and
+/// their errors (a second query, only when some failed).
+pub fn fleet_status(conn: &mut dyn Connection, latest: i64, failed_limit: usize) -> Result<FleetStatus, DbError> {
+    let rows = conn.query(
+        "SELECT schema_version, status, COUNT(*) FROM pf_tenants GROUP BY schema_version, status ORDER BY schema_version, status",
+        &[],
+    )?;
+    let by_version: Vec<VersionCount> = rows
+        .iter()
+        .map(|r| VersionCount {
+            version: r[0].as_i64().unwrap_or(0),
+            status: r[1].to_text(),
+            count: r[2].as_i64().unwrap_or(0),
+        })
+        .collect();
+    let live = |s: &str| matches!(s, "active" | "failed" | "migrating");
+    let pending = by_version
+        .iter()
+        .filter(|v| live(&v.status) && (v.version < latest || v.status != "active"))
+        .map(|v| v.count)
+        .sum();
+    let mut failed = Vec::new();
+    if by_version.iter().any(|v| v.status == "failed") {
+        let rows = conn.query(
+            "SELECT username, schema_version, last_error FROM pf_tenants WHERE status = 'failed' ORDER BY username",
+            &[],
+        )?;
+        failed = rows
+            .iter()
+            .take(failed_limit)
+            .map(|r| FailedTenant {
+                username: r[0].to_text(),
+                version: r[1].as_i64().unwrap_or(0),
+                error: opt_text(&r[2]),
+            })
+            .collect();
+    }
+    Ok(FleetStatus {
+        latest_version: latest,
+        tenants: by_version.iter().filter(|v| v.status != "deprovisioned").map(|v| v.count).sum(),
+        pending,
+        by_version,
+        failed,
+    })
+}

@@ -3,10 +3,13 @@
 
 mod deprovision;
 mod init;
+mod migrate;
 mod provision;
 mod refresh;
 mod render;
+mod status;
 mod tenants;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -76,6 +79,12 @@ pub enum Command {
     Tenants(tenants::Args),
     /// Recompute the career summary of some or all tenants
     Refresh(refresh::Args),
+    /// Bring tenants to the latest (or a given) schema version, in parallel
+    Migrate(migrate::Args),
+    /// The fleet at a glance: tenants per version and status, failures, pending work
+    Status(status::Args),
+    /// Compare tenants' tables, columns and indexes with what their version should have
+    Verify(verify::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -126,6 +135,24 @@ impl Context {
                 db.display_url(),
                 applied.versions.last().copied().unwrap_or(0)
             );
+        }
+        drop(session);
+        Ok((db, renderer))
+    }
+
+    /// Opens the configured database without creating or upgrading anything
+    /// (for --dry-run and read-only commands): the system schema must exist.
+    pub fn open_database_read_only(&self) -> anyhow::Result<(Database, Renderer)> {
+        let db = Database::open(&self.config)?;
+        let renderer = self.renderer(db.dialect())?;
+        let mut session = db.connect()?;
+        let applied = crate::migrate::engine::applied_versions(session.system(), crate::migrate::SYSTEM_HISTORY)?;
+        if applied.is_empty() {
+            return Err(UsageError::new(format!(
+                "{} has no pathfinder-db system schema yet: run `pathfinder-db init` first",
+                db.display_url()
+            ))
+            .into());
         }
         drop(session);
         Ok((db, renderer))
@@ -201,6 +228,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Deprovision(args) => deprovision::run(&ctx, args),
         Command::Tenants(args) => tenants::run(&ctx, args),
         Command::Refresh(args) => refresh::run(&ctx, args),
+        Command::Migrate(args) => migrate::run(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Args {
     /// Connections working in parallel [default: jobs from the config, else 4]
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Create the tenants at this schema version instead of the latest
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<u32>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -49,6 +53,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .map(|username| ProvisionRequest {
             username,
             tenant_key: args.tenant_key.clone(),
+            target_version: args.to,
         })
         .collect();
     for req in &requests {
@@ -56,6 +61,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
 
     let (db, renderer) = ctx.open_database()?;
+    let latest = renderer.latest_version(crate::render::Scope::Tenant);
+    if let Some(to) = args.to.filter(|&v| v == 0 || v > latest) {
+        return Err(UsageError::new(format!("there is no tenant version {to}: versions are 1 to {latest}")).into());
+    }
     let jobs = args.jobs.unwrap_or(ctx.config.jobs);
     let bar = progress_bar(ctx, requests.len(), "provisioning");
     let results = crate::parallel::for_each(

@@ -2,6 +2,8 @@
 //! tenant's schema (a history table per tenant).
 
 pub mod engine;
+pub mod runner;
+pub mod verify;
 
 use crate::db::Connection;
 use crate::render::Renderer;

@@ -1,0 +1,192 @@
+use std::path::PathBuf;
+
+use crate::error::{PartialFailure, UsageError};
+use crate::migrate::runner::{self, Order, Plan};
+use crate::render::{Scope, script};
+use crate::tenant::TenantKey;
+
+use super::{Context, parse_usernames, progress_bar, read_names_file};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users to migrate
+    #[arg(conflicts_with_all = ["all", "tenants_file"])]
+    pub users: Vec<String>,
+
+    /// Migrate every tenant that is behind (or failed last time)
+    #[arg(long)]
+    pub all: bool,
+
+    /// Read usernames from a file, one per line
+    #[arg(long, value_name = "FILE", conflicts_with = "all")]
+    pub tenants_file: Option<PathBuf>,
+
+    /// Target version [default: the latest]
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<u32>,
+
+    /// Connections working in parallel [default: jobs from the config, else 4]
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Stop handing out tenants after the first failure
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Print the SQL each tenant would get, changing nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Migrate at most N tenants in this run (a canary slice)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Which tenants go first
+    #[arg(long, value_enum, default_value_t = Order::Oldest)]
+    pub order: Order,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let mut names = args.users.clone();
+    if let Some(file) = &args.tenants_file {
+        names.extend(read_names_file(file)?);
+    }
+    if !args.all && names.is_empty() {
+        return Err(UsageError::new("say which tenants: --all, usernames, or --tenants-file FILE").into());
+    }
+    let usernames = if args.all {
+        None
+    } else {
+        Some(parse_usernames(&names)?.into_iter().map(|u| u.to_string()).collect::<Vec<_>>())
+    };
+    if args.jobs == Some(0) || args.limit == Some(0) {
+        return Err(UsageError::new("--jobs and --limit must be at least 1").into());
+    }
+    let (db, renderer) = if args.dry_run {
+        ctx.open_database_read_only()?
+    } else {
+        ctx.open_database()?
+    };
+    let latest = renderer.latest_version(Scope::Tenant);
+    let target = args.to.unwrap_or(latest);
+    if target == 0 || target > latest {
+        return Err(UsageError::new(format!("there is no tenant version {target}: versions are 1 to {latest}")).into());
+    }
+    let plan = Plan {
+        usernames: usernames.clone(),
+        target,
+        order: args.order,
+        limit: args.limit,
+        jobs: args.jobs.unwrap_or(ctx.config.jobs),
+        fail_fast: args.fail_fast,
+    };
+    let pending = {
+        let mut session = db.connect()?;
+        let pending = runner::pending(session.system(), &plan)?;
+        if let Some(wanted) = &usernames {
+            let known = crate::registry::list(session.system(), false)?;
+            if let Some(missing) = wanted.iter().find(|u| !known.iter().any(|t| &t.username == *u)) {
+                return Err(UsageError::new(format!(
+                    "no tenant named {missing}: `pathfinder-db tenants` lists them"
+                ))
+                .into());
+            }
+        }
+        pending
+    };
+
+    if args.dry_run {
+        return dry_run(ctx, &renderer, &pending, target);
+    }
+    if pending.is_empty() {
+        if ctx.json {
+            ctx.print_json(&serde_json::to_value(runner::Report {
+                target,
+                ..Default::default()
+            })?);
+        } else {
+            ctx.say(format!("nothing to migrate: every selected tenant is at version {target} or later"));
+        }
+        return Ok(0);
+    }
+
+    let bar = progress_bar(ctx, pending.len(), "migrating");
+    let report = runner::run(&db, &renderer, &plan, &pending, &|_| bar.inc(1));
+    bar.finish_and_clear();
+
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&report)?);
+    } else {
+        let applied = report.migrated.iter().filter(|r| !r.applied.is_empty()).count();
+        ctx.say(format!(
+            "{applied} tenant(s) migrated to version {target}, {} already there, {} failed{}",
+            report.migrated.len() - applied,
+            report.failed.len(),
+            if report.skipped_busy.is_empty() {
+                String::new()
+            } else {
+                format!(", {} being migrated by another process", report.skipped_busy.len())
+            }
+        ));
+        for failed in &report.failed {
+            eprintln!(
+                "failed: {} (at version {}): {}",
+                failed.username,
+                failed.from_version,
+                failed.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let failed: Vec<String> = report.failed.iter().map(|f| f.username.clone()).collect();
+    if failed.is_empty() {
+        Ok(0)
+    } else if !report.migrated.is_empty() || failed.len() < pending.len() {
+        Err(PartialFailure::new(pending.len(), &failed).into())
+    } else if ctx.json {
+        Ok(crate::error::EXIT_ERROR)
+    } else {
+        Err(anyhow::anyhow!("every selected tenant failed to migrate"))
+    }
+}
+
+fn dry_run(
+    ctx: &Context,
+    renderer: &crate::render::Renderer,
+    pending: &[runner::Pending],
+    target: u32,
+) -> anyhow::Result<u8> {
+    let dialect = renderer.dialect();
+    let mut json = Vec::new();
+    for tenant in pending {
+        let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
+        let from = tenant.schema_version.max(0) as u32;
+        let migrations: Vec<_> = renderer
+            .tenant_migrations(&key)?
+            .into_iter()
+            .filter(|m| m.version > from && m.version <= target)
+            .collect();
+        if ctx.json {
+            json.push(serde_json::json!({
+                "user": tenant.username,
+                "from_version": from,
+                "to_version": target,
+                "migrations": migrations.iter().map(|m| serde_json::json!({
+                    "version": m.version, "name": m.name,
+                    "statements": m.statements.iter().map(|s| s.sql.clone()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            }));
+        } else {
+            println!("-- tenant {} (key {key}): version {from} -> {target}", tenant.username);
+            for m in &migrations {
+                println!("-- {}", m.name);
+                print!("{}", script(&m.statements, dialect));
+            }
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({"dry_run": true, "target": target, "tenants": json}));
+    } else if pending.is_empty() {
+        ctx.say(format!("-- nothing to migrate: every selected tenant is at version {target} or later"));
+    }
+    Ok(0)
+}

@@ -1,0 +1,54 @@
+use crate::error::UsageError;
+use crate::registry::{self, Status};
+
+use super::{Context, parse_usernames};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Users to verify
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub users: Vec<String>,
+
+    /// Verify every tenant
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let wanted = parse_usernames(&args.users)?;
+    let (db, _renderer) = ctx.open_database_read_only()?;
+    let mut session = db.connect()?;
+    let all = registry::list(session.system(), false)?;
+    let tenants: Vec<_> = if args.all {
+        all.into_iter()
+            .filter(|t| !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned))
+            .collect()
+    } else {
+        let mut picked = Vec::new();
+        for user in &wanted {
+            match all.iter().find(|t| t.username == user.as_str()) {
+                Some(t) => picked.push(t.clone()),
+                None => {
+                    return Err(UsageError::new(format!("no tenant named {user}: `pathfinder-db tenants` lists them")).into());
+                }
+            }
+        }
+        picked
+    };
+    let drift = crate::migrate::verify::verify(&mut session, ctx.config.templates_dir.as_deref(), &tenants)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({"verified": tenants.len(), "drifted": drift}));
+    } else {
+        for d in &drift {
+            for problem in &d.problems {
+                println!("{} (version {}): {problem}", d.username, d.version);
+            }
+        }
+        ctx.say(format!(
+            "{} tenant(s) verified, {} with drift",
+            tenants.len(),
+            drift.len()
+        ));
+    }
+    Ok(if drift.is_empty() { 0 } else { crate::error::EXIT_ERROR })
+}
