@@ -103,6 +103,15 @@ impl Dialect {
         }
     }
 
+    /// The current time with sub-second precision, for defaults whose order
+    /// matters (SQLite's CURRENT_TIMESTAMP has whole seconds only).
+    pub fn now_with_fraction(self) -> &'static str {
+        match self {
+            Dialect::Oracle | Dialect::Postgres => "CURRENT_TIMESTAMP",
+            Dialect::Sqlite => "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+        }
+    }
+
     /// Bind placeholder number `n` (1-based) in this dialect's syntax.
     pub fn placeholder(self, n: usize) -> String {
         match self {

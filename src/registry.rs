@@ -229,7 +229,11 @@ pub struct FleetStatus {
 
 /// Counts per version and status (one query), plus the failed tenants and
 /// their errors (a second query, only when some failed).
-pub fn fleet_status(conn: &mut dyn Connection, latest: i64, failed_limit: usize) -> Result<FleetStatus, DbError> {
+pub fn fleet_status(
+    conn: &mut dyn Connection,
+    latest: i64,
+    failed_limit: usize,
+) -> Result<FleetStatus, DbError> {
     let rows = conn.query(
         "SELECT schema_version, status, COUNT(*) FROM pf_tenants GROUP BY schema_version, status ORDER BY schema_version, status",
         &[],
@@ -266,7 +270,11 @@ pub fn fleet_status(conn: &mut dyn Connection, latest: i64, failed_limit: usize)
     }
     Ok(FleetStatus {
         latest_version: latest,
-        tenants: by_version.iter().filter(|v| v.status != "deprovisioned").map(|v| v.count).sum(),
+        tenants: by_version
+            .iter()
+            .filter(|v| v.status != "deprovisioned")
+            .map(|v| v.count)
+            .sum(),
         pending,
         by_version,
         failed,

@@ -125,6 +125,9 @@ fn register_type_functions(tera: &mut Tera, dialect: Dialect) {
     tera.register_function("timestamp", move |_: &HashMap<String, Value>| {
         Ok(Value::String(dialect.timestamp().into()))
     });
+    tera.register_function("now", move |_: &HashMap<String, Value>| {
+        Ok(Value::String(dialect.now_with_fraction().into()))
+    });
 }
 
 /// Parses `tenant/V12__add_things.sql.tera` into (scope, 12).

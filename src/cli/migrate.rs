@@ -52,12 +52,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         names.extend(read_names_file(file)?);
     }
     if !args.all && names.is_empty() {
-        return Err(UsageError::new("say which tenants: --all, usernames, or --tenants-file FILE").into());
+        return Err(
+            UsageError::new("say which tenants: --all, usernames, or --tenants-file FILE").into(),
+        );
     }
     let usernames = if args.all {
         None
     } else {
-        Some(parse_usernames(&names)?.into_iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        Some(
+            parse_usernames(&names)?
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>(),
+        )
     };
     if args.jobs == Some(0) || args.limit == Some(0) {
         return Err(UsageError::new("--jobs and --limit must be at least 1").into());
@@ -70,7 +77,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let latest = renderer.latest_version(Scope::Tenant);
     let target = args.to.unwrap_or(latest);
     if target == 0 || target > latest {
-        return Err(UsageError::new(format!("there is no tenant version {target}: versions are 1 to {latest}")).into());
+        return Err(UsageError::new(format!(
+            "there is no tenant version {target}: versions are 1 to {latest}"
+        ))
+        .into());
     }
     let plan = Plan {
         usernames: usernames.clone(),
@@ -85,7 +95,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let pending = runner::pending(session.system(), &plan)?;
         if let Some(wanted) = &usernames {
             let known = crate::registry::list(session.system(), false)?;
-            if let Some(missing) = wanted.iter().find(|u| !known.iter().any(|t| &t.username == *u)) {
+            if let Some(missing) = wanted
+                .iter()
+                .find(|u| !known.iter().any(|t| &t.username == *u))
+            {
                 return Err(UsageError::new(format!(
                     "no tenant named {missing}: `pathfinder-db tenants` lists them"
                 ))
@@ -105,7 +118,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 ..Default::default()
             })?);
         } else {
-            ctx.say(format!("nothing to migrate: every selected tenant is at version {target} or later"));
+            ctx.say(format!(
+                "nothing to migrate: every selected tenant is at version {target} or later"
+            ));
         }
         return Ok(0);
     }
@@ -117,7 +132,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&report)?);
     } else {
-        let applied = report.migrated.iter().filter(|r| !r.applied.is_empty()).count();
+        let applied = report
+            .migrated
+            .iter()
+            .filter(|r| !r.applied.is_empty())
+            .count();
         ctx.say(format!(
             "{applied} tenant(s) migrated to version {target}, {} already there, {} failed{}",
             report.migrated.len() - applied,
@@ -125,7 +144,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             if report.skipped_busy.is_empty() {
                 String::new()
             } else {
-                format!(", {} being migrated by another process", report.skipped_busy.len())
+                format!(
+                    ", {} being migrated by another process",
+                    report.skipped_busy.len()
+                )
             }
         ));
         for failed in &report.failed {
@@ -176,7 +198,10 @@ fn dry_run(
                 })).collect::<Vec<_>>(),
             }));
         } else {
-            println!("-- tenant {} (key {key}): version {from} -> {target}", tenant.username);
+            println!(
+                "-- tenant {} (key {key}): version {from} -> {target}",
+                tenant.username
+            );
             for m in &migrations {
                 println!("-- {}", m.name);
                 print!("{}", script(&m.statements, dialect));
@@ -186,7 +211,9 @@ fn dry_run(
     if ctx.json {
         ctx.print_json(&serde_json::json!({"dry_run": true, "target": target, "tenants": json}));
     } else if pending.is_empty() {
-        ctx.say(format!("-- nothing to migrate: every selected tenant is at version {target} or later"));
+        ctx.say(format!(
+            "-- nothing to migrate: every selected tenant is at version {target} or later"
+        ));
     }
     Ok(0)
 }

@@ -146,7 +146,10 @@ impl Context {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
         let mut session = db.connect()?;
-        let applied = crate::migrate::engine::applied_versions(session.system(), crate::migrate::SYSTEM_HISTORY)?;
+        let applied = crate::migrate::engine::applied_versions(
+            session.system(),
+            crate::migrate::SYSTEM_HISTORY,
+        )?;
         if applied.is_empty() {
             return Err(UsageError::new(format!(
                 "{} has no pathfinder-db system schema yet: run `pathfinder-db init` first",

@@ -63,7 +63,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database()?;
     let latest = renderer.latest_version(crate::render::Scope::Tenant);
     if let Some(to) = args.to.filter(|&v| v == 0 || v > latest) {
-        return Err(UsageError::new(format!("there is no tenant version {to}: versions are 1 to {latest}")).into());
+        return Err(UsageError::new(format!(
+            "there is no tenant version {to}: versions are 1 to {latest}"
+        ))
+        .into());
     }
     let jobs = args.jobs.unwrap_or(ctx.config.jobs);
     let bar = progress_bar(ctx, requests.len(), "provisioning");

@@ -23,7 +23,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         status.tenants, status.pending
     ));
     for row in &status.by_version {
-        ctx.say(format!("  version {:>3}  {:<14} {:>8}", row.version, row.status, row.count));
+        ctx.say(format!(
+            "  version {:>3}  {:<14} {:>8}",
+            row.version, row.status, row.count
+        ));
     }
     for f in &status.failed {
         ctx.say(format!(

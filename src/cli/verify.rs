@@ -29,13 +29,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             match all.iter().find(|t| t.username == user.as_str()) {
                 Some(t) => picked.push(t.clone()),
                 None => {
-                    return Err(UsageError::new(format!("no tenant named {user}: `pathfinder-db tenants` lists them")).into());
+                    return Err(UsageError::new(format!(
+                        "no tenant named {user}: `pathfinder-db tenants` lists them"
+                    ))
+                    .into());
                 }
             }
         }
         picked
     };
-    let drift = crate::migrate::verify::verify(&mut session, ctx.config.templates_dir.as_deref(), &tenants)?;
+    let drift = crate::migrate::verify::verify(
+        &mut session,
+        ctx.config.templates_dir.as_deref(),
+        &tenants,
+    )?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({"verified": tenants.len(), "drifted": drift}));
     } else {
@@ -50,5 +57,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             drift.len()
         ));
     }
-    Ok(if drift.is_empty() { 0 } else { crate::error::EXIT_ERROR })
+    Ok(if drift.is_empty() {
+        0
+    } else {
+        crate::error::EXIT_ERROR
+    })
 }

@@ -120,7 +120,11 @@ fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
     Ok(Pending {
         username: r[0].to_text(),
         tenant_key: r[1].to_text(),
-        user_id: if r[2].is_null() { None } else { Some(r[2].to_text()) },
+        user_id: if r[2].is_null() {
+            None
+        } else {
+            Some(r[2].to_text())
+        },
         schema_version: r[3].as_i64().unwrap_or(0),
         status: r[4].to_text().parse().map_err(DbError::other)?,
     })
@@ -138,7 +142,10 @@ pub fn pending(conn: &mut dyn Connection, plan: &Plan) -> Result<Vec<Pending>, D
         ),
         &binds,
     )?;
-    let mut out = rows.iter().map(|r| pending_from_row(r)).collect::<Result<Vec<_>, _>>()?;
+    let mut out = rows
+        .iter()
+        .map(|r| pending_from_row(r))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(limit) = plan.limit {
         out.truncate(limit);
     }
@@ -182,7 +189,8 @@ pub fn run(
                         // Without a connection this worker can do nothing; the
                         // tenants go to the other workers, or are reported below.
                         let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                        r.skipped_busy.push(format!("(worker could not connect: {e})"));
+                        r.skipped_busy
+                            .push(format!("(worker could not connect: {e})"));
                         return;
                     }
                 };
@@ -223,7 +231,14 @@ pub fn run(
                         Work::Claimed(p) => (p, true),
                         Work::Listed(p) => (p, false),
                     };
-                    match migrate_tenant(&mut session, renderer, &tenant, plan.target, claimed, &run_id) {
+                    match migrate_tenant(
+                        &mut session,
+                        renderer,
+                        &tenant,
+                        plan.target,
+                        claimed,
+                        &run_id,
+                    ) {
                         Outcome::Done(result) => {
                             if result.error.is_some() && plan.fail_fast {
                                 stop.store(true, Ordering::Relaxed);
@@ -261,7 +276,11 @@ enum Outcome {
 /// PostgreSQL: opens a transaction and claims the next pending tenant, skipping
 /// rows other workers hold. Tenants this run already tried (and failed) are
 /// marked with the run id and not claimed again.
-fn claim_next(session: &mut Session<'_>, plan: &Plan, run_id: &str) -> Result<Option<Pending>, DbError> {
+fn claim_next(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    run_id: &str,
+) -> Result<Option<Pending>, DbError> {
     let conn = session.system();
     let (filter, mut binds) = pending_filter(plan);
     binds.push(Value::Text(run_id.into()));
@@ -298,7 +317,8 @@ fn migrate_tenant(
 ) -> Outcome {
     let started = Instant::now();
     let dialect = session.dialect();
-    let lock = TenantKey::parse(&tenant.username, Dialect::Sqlite).expect("registry usernames are valid");
+    let lock =
+        TenantKey::parse(&tenant.username, Dialect::Sqlite).expect("registry usernames are valid");
     let result = (|| -> anyhow::Result<Option<(Vec<u32>, u32)>> {
         let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
         // Lock the tenant against provision/deprovision of the same user.
@@ -309,7 +329,13 @@ fn migrate_tenant(
                     return Ok(None);
                 }
                 // Every DDL commits: say so in the registry while it runs.
-                crate::registry::set_state(session.system(), &tenant.username, Status::Migrating, None, None)?;
+                crate::registry::set_state(
+                    session.system(),
+                    &tenant.username,
+                    Status::Migrating,
+                    None,
+                    None,
+                )?;
                 session.system().commit()?;
             }
             Dialect::Sqlite => {}

@@ -33,10 +33,14 @@ pub struct Drift {
 }
 
 /// The shape of a tenant at `version`, from the SQLite templates.
-pub fn expected_shape(templates_dir: Option<&std::path::Path>, version: u32) -> anyhow::Result<Shape> {
+pub fn expected_shape(
+    templates_dir: Option<&std::path::Path>,
+    version: u32,
+) -> anyhow::Result<Shape> {
     let renderer = Renderer::new(Dialect::Sqlite, templates_dir)?;
     let key = TenantKey::parse("verify", Dialect::Sqlite)?;
-    let mut conn = crate::db::sqlite::SqliteConnection::open(std::path::Path::new(":memory:"), 1000)?;
+    let mut conn =
+        crate::db::sqlite::SqliteConnection::open(std::path::Path::new(":memory:"), 1000)?;
     conn.begin()?;
     crate::migrate::apply_tenant(&mut conn, &renderer, &key, Some(version))?;
     conn.commit()?;
@@ -51,7 +55,8 @@ fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, &
     let rest = name.strip_prefix(TENANT_PREFIX)?;
     rest.match_indices('_').find_map(|(i, _)| {
         let (key, suffix) = (&rest[..i], &rest[i + 1..]);
-        (keys.contains_key(key) && TENANT_OBJECT_SUFFIXES.contains(&suffix)).then_some((key, suffix))
+        (keys.contains_key(key) && TENANT_OBJECT_SUFFIXES.contains(&suffix))
+            .then_some((key, suffix))
     })
 }
 
@@ -74,7 +79,9 @@ pub fn group_by_tenant(
         }
     }
     for (table, index) in indexes {
-        if let (Some((key, t)), Some((_, i))) = (split_name(table, &key_set), split_name(index, &key_set)) {
+        if let (Some((key, t)), Some((_, i))) =
+            (split_name(table, &key_set), split_name(index, &key_set))
+        {
             out.entry(key.to_string())
                 .or_default()
                 .indexes
@@ -112,7 +119,9 @@ pub fn compare(expected: &Shape, actual: &Shape) -> Vec<String> {
         }
     }
     for (table, index) in &actual.indexes {
-        if expected.tables.contains_key(table) && !expected.indexes.contains(&(table.clone(), index.clone())) {
+        if expected.tables.contains_key(table)
+            && !expected.indexes.contains(&(table.clone(), index.clone()))
+        {
             problems.push(format!("extra index {index} on {table}"));
         }
     }
@@ -145,7 +154,11 @@ pub fn verify(
             if let Some(mut conn) = session.tenant(&key, false)? {
                 let columns = conn.columns(&key.prefix())?;
                 let indexes = conn.indexes(&key.prefix())?;
-                all.extend(group_by_tenant(&columns, &indexes, std::slice::from_ref(&t.tenant_key)));
+                all.extend(group_by_tenant(
+                    &columns,
+                    &indexes,
+                    std::slice::from_ref(&t.tenant_key),
+                ));
             }
         }
         all

@@ -92,13 +92,16 @@ impl PgDatabase {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let mut admin = postgres::Client::connect(server_url, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PATHFINDER_TEST_POSTGRES_URL={server_url} is set but unreachable: {e}")
-        });
+        let mut admin =
+            postgres::Client::connect(server_url, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("PATHFINDER_TEST_POSTGRES_URL={server_url} is set but unreachable: {e}")
+            });
+        // Two calls: DROP/CREATE DATABASE cannot share an implicit transaction.
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .expect("drop old test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create test database");
         PgDatabase {
             url: replace_database(server_url, &name),

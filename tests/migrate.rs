@@ -1,0 +1,580 @@
+//! `migrate`, `status` and `verify` through the built binary, on SQLite always
+//! and on the real PostgreSQL when PATHFINDER_TEST_POSTGRES_URL is set.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{PgDatabase, pathfinder, pathfinder_std, pg_rows, sqlite_rows, sqlite_tenant_file};
+use serde_json::Value as Json;
+
+/// A scratch database of either kind, with helpers to run the tool and SQL.
+struct Fleet {
+    dir: tempfile::TempDir,
+    url: String,
+    pg: Option<PgDatabase>,
+}
+
+impl Fleet {
+    fn sqlite() -> Fleet {
+        let dir = common::tempdir();
+        let url = common::sqlite_url(dir.path());
+        Fleet { dir, url, pg: None }
+    }
+
+    fn postgres(hint: &str) -> Option<Fleet> {
+        let server = common::postgres_url()?;
+        let pg = PgDatabase::create(&server, hint);
+        Some(Fleet {
+            dir: common::tempdir(),
+            url: pg.url.clone(),
+            pg: Some(pg),
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        pathfinder(self.dir.path())
+            .arg("--database-url")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .expect("run pathfinder-db")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pathfinder-db {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Json {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("JSON on stdout")
+    }
+
+    /// Rows of a query on the system tables.
+    fn system_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.pg {
+            Some(pg) => pg_rows(&mut pg.client(), sql),
+            None => sqlite_rows(&self.dir.path().join("pathfinder.db"), sql),
+        }
+    }
+
+    /// Runs SQL where the tenant's tables live.
+    fn tenant_exec(&self, key: &str, sql: &str) {
+        match &self.pg {
+            Some(pg) => pg.client().batch_execute(sql).expect("tenant SQL"),
+            None => rusqlite::Connection::open(sqlite_tenant_file(self.dir.path(), key))
+                .expect("open tenant file")
+                .execute_batch(sql)
+                .expect("tenant SQL"),
+        }
+    }
+
+    fn tenant_rows(&self, key: &str, sql: &str) -> Vec<Vec<String>> {
+        match &self.pg {
+            Some(pg) => pg_rows(&mut pg.client(), sql),
+            None => sqlite_rows(&sqlite_tenant_file(self.dir.path(), key), sql),
+        }
+    }
+
+    /// Tenant objects as (table, column) pairs from the catalog: the snapshot
+    /// `--dry-run` must leave untouched.
+    fn catalog(&self, keys: &[String]) -> Vec<Vec<String>> {
+        match &self.pg {
+            Some(_) => self.system_rows(
+                "SELECT c.relname::text, a.attname::text FROM pg_class c \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 WHERE c.relname LIKE 'pf\\_%' ORDER BY 1, 2",
+            ),
+            None => {
+                let mut all = Vec::new();
+                for key in keys {
+                    all.extend(self.tenant_rows(
+                        key,
+                        "SELECT m.name, c.name FROM sqlite_master m JOIN pragma_table_info(m.name) c ORDER BY 1, 2",
+                    ));
+                    all.extend(self.tenant_rows(
+                        key,
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY 1",
+                    ));
+                }
+                all
+            }
+        }
+    }
+
+    fn names_file(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:04}")).collect();
+        let path = self.dir.path().join(format!("{prefix}.txt"));
+        std::fs::write(&path, names.join("\n")).expect("write names");
+        (path.display().to_string(), names)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn versions(status: &Json) -> Vec<(i64, String, i64)> {
+    status["by_version"]
+        .as_array()
+        .expect("by_version")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["status"].as_str().unwrap().to_string(),
+                v["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// 200 tenants from V1 to V2 with 4 jobs; then a no-op; then verify is clean.
+fn migrate_fleet(fleet: &Fleet) {
+    let (file, names) = fleet.names_file("t", 200);
+    fleet.ok(&[
+        "provision",
+        "--to",
+        "1",
+        "--from-file",
+        &file,
+        "--jobs",
+        "4",
+    ]);
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(1, "active".into(), 200)]
+    );
+
+    let report = fleet.json(&["migrate", "--all", "--jobs", "4"]);
+    assert_eq!(
+        report["migrated"].as_array().unwrap().len(),
+        200,
+        "{report}"
+    );
+    assert!(report["failed"].as_array().unwrap().is_empty());
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 200)]
+    );
+    // The V2 column and index are really there.
+    let key = &names[17];
+    let cols = fleet.tenant_rows(
+        key,
+        &format!("SELECT deleted_at FROM pf_user_{key}_chat_messages WHERE 1 = 0"),
+    );
+    assert!(cols.is_empty());
+
+    // Nothing pending: one registry query, well under a second even in debug builds.
+    let started = Instant::now();
+    let out = fleet.ok(&["migrate", "--all"]);
+    assert!(out.contains("nothing to migrate"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    assert_eq!(
+        fleet.ok(&["verify", "--all"]).lines().last().unwrap(),
+        "200 tenant(s) verified, 0 with drift"
+    );
+    let audit = fleet.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.migrate' AND response_status = 200");
+    assert_eq!(audit[0][0], "200");
+}
+
+#[test]
+fn sqlite_migrates_a_fleet_and_noop_is_cheap() {
+    migrate_fleet(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_migrates_a_fleet_and_noop_is_cheap() {
+    if let Some(fleet) = Fleet::postgres("fleet") {
+        migrate_fleet(&fleet);
+    }
+}
+
+/// A tenant broken by hand fails, the rest succeed, exit 3; once repaired, a
+/// re-run migrates exactly that tenant.
+fn broken_tenant_is_isolated(fleet: &Fleet) {
+    fleet.ok(&["provision", "--to", "1", "ann", "bea", "cid", "dan"]);
+    fleet.tenant_exec("bea", "DROP TABLE pf_user_bea_chat_messages");
+
+    let out = fleet.run(&["migrate", "--all", "--jobs", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bea"), "{}", stderr(&out));
+    let status = fleet.json(&["status"]);
+    assert_eq!(status["failed"][0]["username"], "bea");
+    assert!(
+        status["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("chat_messages"),
+        "{status}"
+    );
+    assert!(versions(&status).contains(&(2, "active".into(), 3)));
+
+    // Repair: recreate the table as version 1 defines it.
+    let ddl = fleet.ok(&[
+        "render",
+        "bea",
+        "--to",
+        "1",
+        "--dialect",
+        if fleet.pg.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+    ]);
+    let create = ddl
+        .split(";\n")
+        .find(|s| s.contains("CREATE TABLE pf_user_bea_chat_messages"))
+        .expect("CREATE TABLE in render")
+        .trim()
+        .to_string();
+    let index = ddl
+        .split(";\n")
+        .find(|s| s.contains("CREATE INDEX pf_user_bea_msg_conv_ix"))
+        .expect("CREATE INDEX in render")
+        .trim()
+        .to_string();
+    fleet.tenant_exec("bea", &format!("{create};\n{index};"));
+
+    let report = fleet.json(&["migrate", "--all"]);
+    let migrated: Vec<&str> = report["migrated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(migrated, vec!["bea"]);
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 4)]
+    );
+}
+
+#[test]
+fn sqlite_broken_tenant_fails_alone_and_resumes() {
+    broken_tenant_is_isolated(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_broken_tenant_fails_alone_and_resumes() {
+    if let Some(fleet) = Fleet::postgres("broken") {
+        broken_tenant_is_isolated(&fleet);
+    }
+}
+
+/// Four `migrate --all` at once: all succeed, each migration applied once.
+fn concurrent_runs(fleet: &Fleet) {
+    let (file, names) = fleet.names_file("c", 60);
+    fleet.ok(&[
+        "provision",
+        "--to",
+        "1",
+        "--from-file",
+        &file,
+        "--jobs",
+        "2",
+    ]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            pathfinder_std(fleet.path())
+                .args([
+                    "--database-url",
+                    &fleet.url,
+                    "migrate",
+                    "--all",
+                    "--jobs",
+                    "2",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "concurrent migrate failed: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 60)]
+    );
+    let audit =
+        fleet.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.migrate'");
+    assert_eq!(audit[0][0], "60", "each tenant migrated exactly once");
+    for key in names.iter().step_by(7) {
+        let rows = fleet.tenant_rows(
+            key,
+            &format!("SELECT version FROM pf_user_{key}_schema_history ORDER BY version"),
+        );
+        assert_eq!(
+            rows,
+            vec![vec!["1".to_string()], vec!["2".to_string()]],
+            "history of {key}"
+        );
+    }
+}
+
+#[test]
+fn sqlite_concurrent_migrate_runs_apply_each_migration_once() {
+    concurrent_runs(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_concurrent_migrate_runs_apply_each_migration_once() {
+    if let Some(fleet) = Fleet::postgres("concurrent") {
+        concurrent_runs(&fleet);
+    }
+}
+
+/// SIGKILL in the middle of a run, then a re-run finishes every tenant.
+fn killed_run_resumes(fleet: &Fleet) {
+    let (file, _) = fleet.names_file("k", 150);
+    fleet.ok(&[
+        "provision",
+        "--to",
+        "1",
+        "--from-file",
+        &file,
+        "--jobs",
+        "2",
+    ]);
+    let mut child = pathfinder_std(fleet.path())
+        .args([
+            "--database-url",
+            &fleet.url,
+            "migrate",
+            "--all",
+            "--jobs",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = fleet.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
+        if done[0][0].parse::<i64>().unwrap_or(0) >= 10 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    let out = fleet.run(&["migrate", "--all", "--jobs", "2"]);
+    assert!(
+        out.status.success(),
+        "re-run after SIGKILL: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 150)]
+    );
+    let out = fleet.ok(&["verify", "--all"]);
+    assert!(
+        out.ends_with("150 tenant(s) verified, 0 with drift\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sqlite_killed_migrate_resumes() {
+    killed_run_resumes(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_killed_migrate_resumes() {
+    if let Some(fleet) = Fleet::postgres("killed") {
+        killed_run_resumes(&fleet);
+    }
+}
+
+/// --dry-run prints each tenant's SQL and changes nothing.
+fn dry_run_changes_nothing(fleet: &Fleet) {
+    fleet.ok(&["provision", "--to", "1", "eve", "fay"]);
+    let keys = vec!["eve".to_string(), "fay".to_string()];
+    let before = fleet.catalog(&keys);
+    let registry_before = fleet.system_rows(
+        "SELECT username, schema_version, status, updated_at FROM pf_tenants ORDER BY 1",
+    );
+    let out = fleet.ok(&["migrate", "--all", "--dry-run"]);
+    assert!(
+        out.contains("-- tenant eve (key eve): version 1 -> 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ALTER TABLE pf_user_fay_chat_messages ADD deleted_at"),
+        "{out}"
+    );
+    assert_eq!(fleet.catalog(&keys), before);
+    assert_eq!(
+        fleet.system_rows(
+            "SELECT username, schema_version, status, updated_at FROM pf_tenants ORDER BY 1"
+        ),
+        registry_before
+    );
+    let plan = fleet.json(&["migrate", "--all", "--dry-run"]);
+    assert_eq!(plan["tenants"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn sqlite_dry_run_changes_nothing() {
+    dry_run_changes_nothing(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_dry_run_changes_nothing() {
+    if let Some(fleet) = Fleet::postgres("dryrun") {
+        dry_run_changes_nothing(&fleet);
+    }
+}
+
+/// A template changed after its version was applied is reported, and the
+/// tenant is left alone.
+fn divergence_is_refused(fleet: &Fleet) {
+    fleet.ok(&["provision", "--to", "1", "gus"]);
+    let templates = fleet.path().join("templates");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("table-templates"),
+        &templates,
+    );
+    let table = templates.join("tenant/tables/quick_summary.sql.tera");
+    let text = std::fs::read_to_string(&table).unwrap();
+    std::fs::write(
+        &table,
+        text.replace(
+            "key_strengths {{ text() }},",
+            "key_strengths {{ text() }},\n    motto {{ text() }},",
+        ),
+    )
+    .unwrap();
+
+    let out = pathfinder(fleet.path())
+        .env("PATHFINDER_TEMPLATES_DIR", &templates)
+        .args(["--database-url", &fleet.url, "migrate", "--all"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("gus")
+            && err.contains("version 1")
+            && err.contains("changed after it was applied"),
+        "{err}"
+    );
+    let status = fleet.json(&["status"]);
+    assert_eq!(versions(&status), vec![(1, "failed".into(), 1)]);
+    // With the original templates the same tenant migrates.
+    fleet.ok(&["migrate", "--all"]);
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 1)]
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn sqlite_divergent_template_is_refused() {
+    divergence_is_refused(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_divergent_template_is_refused() {
+    if let Some(fleet) = Fleet::postgres("diverge") {
+        divergence_is_refused(&fleet);
+    }
+}
+
+/// verify finds a dropped index and a dropped column.
+fn verify_finds_drift(fleet: &Fleet) {
+    fleet.ok(&["provision", "hal", "ida"]);
+    fleet.ok(&["verify", "--all"]);
+    fleet.tenant_exec("ida", "DROP INDEX pf_user_ida_skl_name_ix");
+    let out = fleet.run(&["verify", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ida (version 2): missing index skl_name_ix on skills"),
+        "{text}"
+    );
+    assert!(!text.contains("hal"), "{text}");
+    let report = fleet.json_allow_failure(&["verify", "ida"]);
+    assert_eq!(
+        report["drifted"][0]["problems"][0],
+        "missing index skl_name_ix on skills"
+    );
+}
+
+impl Fleet {
+    fn json_allow_failure(&self, args: &[&str]) -> Json {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+}
+
+#[test]
+fn sqlite_verify_finds_a_dropped_index() {
+    verify_finds_drift(&Fleet::sqlite());
+}
+
+#[test]
+fn postgres_verify_finds_a_dropped_index() {
+    if let Some(fleet) = Fleet::postgres("verify") {
+        verify_finds_drift(&fleet);
+    }
+}
+
+/// A canary slice: --limit with an order migrates exactly the oldest N.
+#[test]
+fn sqlite_limit_migrates_a_canary_slice_oldest_first() {
+    let fleet = Fleet::sqlite();
+    for name in ["old1", "old2", "new1", "new2"] {
+        fleet.ok(&["provision", "--to", "1", name]);
+    }
+    let report = fleet.json(&["migrate", "--all", "--limit", "2", "--order", "oldest"]);
+    let migrated: Vec<&str> = report["migrated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(migrated, vec!["old1", "old2"]);
+    assert!(versions(&fleet.json(&["status"])).contains(&(1, "active".into(), 2)));
+}
