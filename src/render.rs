@@ -235,6 +235,27 @@ impl Renderer {
         self.migrations(Scope::System, "pf_")
     }
 
+    /// How many indexes a tenant has at `version` (for messages).
+    pub fn tenant_index_count(&self, version: u32) -> usize {
+        let Ok(key) = TenantKey::parse("count", Dialect::Sqlite) else {
+            return 0;
+        };
+        self.migrations(Scope::Tenant, &key.prefix())
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m.version <= version)
+                    .flat_map(|m| &m.statements)
+                    .filter(|s| {
+                        s.sql
+                            .trim_start()
+                            .to_ascii_uppercase()
+                            .starts_with("CREATE INDEX")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Statements that recompute the tenant's career summary.
     pub fn refresh_career_summary(&self, key: &TenantKey) -> Result<Vec<Statement>, TemplateError> {
         self.render("tenant/refresh_career_summary.sql.tera", &key.prefix())

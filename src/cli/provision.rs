@@ -105,7 +105,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                         created += 1;
                         if requests.len() <= 20 {
                             ctx.say(format!(
-                                "provisioned {user}{key_note}: 9 tables, 6 indexes and career_summary at version {version}{location}"
+                                "provisioned {user}{key_note}: 9 tables, {} indexes and career_summary at version {version}{location}",
+                                renderer.tenant_index_count(*version)
                             ));
                         }
                     }
