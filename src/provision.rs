@@ -369,10 +369,10 @@ fn deprovision_steps(
             return Err(e);
         }
     };
-    if let Some(file) = session.database().sqlite_tenant_file(&key) {
-        if !options.archive {
-            remove_sqlite_file(&file)?;
-        }
+    if let Some(file) = session.database().sqlite_tenant_file(&key)
+        && !options.archive
+    {
+        remove_sqlite_file(&file)?;
     }
     let sys = session.system();
     sys.begin()?;

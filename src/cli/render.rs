@@ -41,10 +41,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Some(key) => renderer.tenant_migrations(key)?,
         None => renderer.system_migrations()?,
     };
-    if let Some(to) = args.to {
-        if !migrations.iter().any(|m| m.version == to) {
-            return Err(UsageError::new(format!("there is no version {to}")).into());
-        }
+    if let Some(to) = args.to
+        && !migrations.iter().any(|m| m.version == to)
+    {
+        return Err(UsageError::new(format!("there is no version {to}")).into());
     }
     let wanted: Vec<_> = migrations
         .iter()

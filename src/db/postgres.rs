@@ -26,10 +26,10 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
             super::redact_url(url)
         ))
     })?;
-    if cfg.get_password().is_none() {
-        if let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD") {
-            cfg.password(pw);
-        }
+    if cfg.get_password().is_none()
+        && let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD")
+    {
+        cfg.password(pw);
     }
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(10));
@@ -110,10 +110,10 @@ impl PgConnection {
     pub fn connect(cfg: &postgres::Config) -> Result<Self, DbError> {
         let target = describe(cfg);
         let mut cfg = cfg.clone();
-        if cfg.get_password().is_none() {
-            if let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}")) {
-                cfg.password(pw);
-            }
+        if cfg.get_password().is_none()
+            && let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
+        {
+            cfg.password(pw);
         }
         let client = cfg.connect(NoTls).map_err(|e| classify(&e, &target))?;
         Ok(PgConnection {
@@ -240,7 +240,7 @@ fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
 }
 
 impl PgConnection {
-    fn params<'a>(params: &'a [Value]) -> Vec<&'a (dyn ToSql + Sync)> {
+    fn params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
         params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
     }
 }

@@ -100,17 +100,17 @@ fn from_sql_value(v: ValueRef<'_>) -> Value {
 
 impl SqliteConnection {
     pub fn open(path: &Path, busy_timeout_ms: u64) -> Result<Self, DbError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(DbError::new(
-                    DbErrorKind::Connection,
-                    format!(
-                        "SQLite {}: the directory {} does not exist; create it or fix --database-url",
-                        path.display(),
-                        dir.display()
-                    ),
-                ));
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(DbError::new(
+                DbErrorKind::Connection,
+                format!(
+                    "SQLite {}: the directory {} does not exist; create it or fix --database-url",
+                    path.display(),
+                    dir.display()
+                ),
+            ));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE

@@ -137,13 +137,13 @@ pub fn verify(
     let dialect = session.dialect();
     let mut expected: HashMap<i64, Shape> = HashMap::new();
     for t in tenants {
-        if !expected.contains_key(&t.schema_version) {
+        if let std::collections::hash_map::Entry::Vacant(e) = expected.entry(t.schema_version) {
             let shape = if t.schema_version > 0 {
                 expected_shape(templates_dir, t.schema_version as u32)?
             } else {
                 Shape::default()
             };
-            expected.insert(t.schema_version, shape);
+            e.insert(shape);
         }
     }
     let keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
