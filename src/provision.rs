@@ -421,19 +421,21 @@ fn existing_tables(
 
 /// Copies every row of the tenant's tables into `<table>_archive` (created on
 /// first use, keyed by id, with `archived_at`). Rows already archived are
-/// skipped, so a repeated run neither duplicates nor fails.
+/// skipped, so a repeated run neither duplicates nor fails. Columns the live
+/// table gained since the archive was created (a later schema version) are
+/// added to the archive first.
 fn archive_all(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<u64> {
     let dialect = conn.dialect();
-    let mut total = 0;
-    for table in existing_tables(conn, key)? {
+    let if_not_exists = if dialect == Dialect::Oracle {
+        ""
+    } else {
+        "IF NOT EXISTS "
+    };
+    let tables = existing_tables(conn, key)?;
+    for table in &tables {
         let live = key.object(table);
         let archive = key.object(&format!("{table}_archive"));
         let index = key.object(&format!("{}_arch_uq", short_name(table)));
-        let if_not_exists = if dialect == Dialect::Oracle {
-            ""
-        } else {
-            "IF NOT EXISTS "
-        };
         conn.run_statements(&[
             crate::render::Statement {
                 sql: format!(
@@ -446,9 +448,40 @@ fn archive_all(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<u64
                 plsql: false,
             },
         ])?;
+    }
+    let catalog = conn.columns(&key.prefix())?;
+    let mut total = 0;
+    for table in &tables {
+        let live = key.object(table);
+        let archive = key.object(&format!("{table}_archive"));
+        let live_columns: Vec<_> = catalog.iter().filter(|c| c.table == live).collect();
+        let archived: Vec<&str> = catalog
+            .iter()
+            .filter(|c| c.table == archive)
+            .map(|c| c.column.as_str())
+            .collect();
+        for col in live_columns
+            .iter()
+            .filter(|c| !archived.contains(&c.column.as_str()))
+        {
+            conn.run_statements(&[crate::render::Statement {
+                sql: format!("ALTER TABLE {archive} ADD {} {}", col.column, col.data_type),
+                plsql: false,
+            }])?;
+        }
+        let names = live_columns
+            .iter()
+            .map(|c| c.column.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sourced = live_columns
+            .iter()
+            .map(|c| format!("s.{}", c.column))
+            .collect::<Vec<_>>()
+            .join(", ");
         total += conn.execute(
             &format!(
-                "INSERT INTO {archive} SELECT s.*, CURRENT_TIMESTAMP FROM {live} s \
+                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, CURRENT_TIMESTAMP FROM {live} s \
                  WHERE NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.id = s.id)"
             ),
             &[],

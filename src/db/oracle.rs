@@ -308,7 +308,13 @@ impl Connection for OracleConnection {
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         let rows = self.query(
-            "SELECT table_name, column_name, LOWER(data_type), nullable, column_id \
+            "SELECT table_name, column_name, \
+                    LOWER(data_type || CASE \
+                        WHEN data_type IN ('VARCHAR2', 'CHAR', 'NVARCHAR2') THEN '(' || char_length || ')' \
+                        WHEN data_type = 'NUMBER' AND data_precision IS NOT NULL \
+                            THEN '(' || data_precision || ',' || NVL(data_scale, 0) || ')' \
+                        END), \
+                    nullable, column_id \
              FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
              ORDER BY table_name, column_id",
             &[
