@@ -90,6 +90,29 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
         }
         Ok(added)
     })();
+    let result = result.and_then(|added| {
+        let started = std::time::Instant::now();
+        for (table, count) in [
+            ("pf_ref_skills_catalog", added.skills),
+            ("pf_ref_career_paths", added.career_paths),
+        ] {
+            if count > 0 {
+                crate::audit::write(
+                    conn,
+                    &crate::audit::AuditEntry {
+                        action: "reference.load",
+                        entity_type: "table",
+                        entity_id: table,
+                        user_id: None,
+                        command: "init",
+                        started,
+                        error: None,
+                    },
+                )?;
+            }
+        }
+        Ok(added)
+    });
     match result {
         Ok(added) => {
             conn.commit()?;

@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let users = parse_usernames(&args.users)?;
+    let users = parse_usernames(ctx, &args.users)?;
     if args.export.is_some() && users.len() != 1 {
         return Err(crate::error::UsageError::new(
             "--export writes one user's rows: give exactly one user",

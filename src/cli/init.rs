@@ -38,10 +38,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ));
     }
     if let Some(loaded) = loaded {
-        ctx.say(format!(
-            "reference data: {} skills, {} career paths",
-            loaded.skills, loaded.career_paths
-        ));
+        if loaded.skills + loaded.career_paths == 0 {
+            ctx.say("reference data is already loaded: nothing added");
+        } else {
+            ctx.say(format!(
+                "reference data: added {} skills and {} career paths",
+                loaded.skills, loaded.career_paths
+            ));
+        }
     }
     Ok(0)
 }

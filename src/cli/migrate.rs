@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         None
     } else {
         Some(
-            parse_usernames(&names)?
+            parse_usernames(ctx, &names)?
                 .into_iter()
                 .map(|u| u.to_string())
                 .collect::<Vec<_>>(),

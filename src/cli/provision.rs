@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if let Some(file) = &args.from_file {
         names.extend(read_names_file(file)?);
     }
-    let users = parse_usernames(&names)?;
+    let users = parse_usernames(ctx, &names)?;
     if users.is_empty() {
         return Err(UsageError::new("no usernames given").into());
     }

@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let wanted = parse_usernames(&args.users)?;
+    let wanted = parse_usernames(ctx, &args.users)?;
     let (db, renderer) = ctx.open_database()?;
     let tenants = {
         let mut session = db.connect()?;

@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let wanted = parse_usernames(&args.users)?;
+    let wanted = parse_usernames(ctx, &args.users)?;
     let (db, _renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect()?;
     let all = registry::list(session.system(), false)?;

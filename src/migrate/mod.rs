@@ -16,10 +16,20 @@ pub const SYSTEM_HISTORY: &str = "refinery_schema_history";
 
 /// Brings the system schema to the latest version. Idempotent: with nothing
 /// pending it costs two queries.
+/// Every version applied is written to the audit log (in the same transaction
+/// where DDL is transactional); a failure is audited when the log exists.
 pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Result<Applied> {
+    let started = std::time::Instant::now();
     let migrations = renderer.system_migrations()?;
     conn.begin()?;
-    let result = engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema");
+    let result = engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema").and_then(
+        |applied| {
+            for version in &applied.versions {
+                audit_system(conn, &format!("system V{version}"), started, None)?;
+            }
+            Ok(applied)
+        },
+    );
     match result {
         Ok(applied) => {
             conn.commit()?;
@@ -27,9 +37,31 @@ pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Re
         }
         Err(e) => {
             let _ = conn.rollback();
+            let _ = audit_system(conn, "system", started, Some(&crate::error::one_line(&e)));
+            let _ = conn.commit();
             Err(e)
         }
     }
+}
+
+fn audit_system(
+    conn: &mut dyn Connection,
+    entity: &str,
+    started: std::time::Instant,
+    error: Option<&str>,
+) -> Result<(), crate::db::DbError> {
+    crate::audit::write(
+        conn,
+        &crate::audit::AuditEntry {
+            action: "system.migrate",
+            entity_type: "schema",
+            entity_id: entity,
+            user_id: None,
+            command: "init",
+            started,
+            error,
+        },
+    )
 }
 
 /// Applies a tenant's pending migrations up to `target` inside the caller's
