@@ -5,7 +5,7 @@ use crate::migrate::runner::{self, Order, Plan};
 use crate::render::{Scope, script};
 use crate::tenant::TenantKey;
 
-use super::{Context, parse_usernames, progress_bar, read_names_file};
+use super::{Context, parse_usernames, progress_bar, read_names_file, select_tenants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,15 +56,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             UsageError::new("say which tenants: --all, usernames, or --tenants-file FILE").into(),
         );
     }
-    let usernames = if args.all {
-        None
+    let wanted = if args.all {
+        Vec::new()
     } else {
-        Some(
-            parse_usernames(ctx, &names)?
-                .into_iter()
-                .map(|u| u.to_string())
-                .collect::<Vec<_>>(),
-        )
+        parse_usernames(ctx, &names)?
     };
     if args.jobs == Some(0) || args.limit == Some(0) {
         return Err(UsageError::new("--jobs and --limit must be at least 1").into());
@@ -82,8 +77,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    let usernames = if args.all {
+        None
+    } else {
+        // Unknown names are an error before anything runs.
+        let mut session = db.connect()?;
+        let found = select_tenants(session.system(), &wanted, false, |_| true)?;
+        Some(found.into_iter().map(|t| t.username).collect::<Vec<_>>())
+    };
     let plan = Plan {
-        usernames: usernames.clone(),
+        usernames,
         target,
         order: args.order,
         limit: args.limit,
@@ -93,18 +96,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let pending = {
         let mut session = db.connect()?;
         let pending = runner::pending(session.system(), &plan)?;
-        if let Some(wanted) = &usernames {
-            let known = crate::registry::list(session.system(), false)?;
-            if let Some(missing) = wanted
-                .iter()
-                .find(|u| !known.iter().any(|t| &t.username == *u))
-            {
-                return Err(UsageError::new(format!(
-                    "no tenant named {missing}: `pathfinder-db tenants` lists them"
-                ))
-                .into());
-            }
-        }
         pending
     };
 

@@ -266,6 +266,33 @@ pub fn read_names_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// The registry rows of the named users (an unknown name is a usage error),
+/// or with `all`, of every tenant `keep` accepts.
+pub fn select_tenants(
+    conn: &mut dyn crate::db::Connection,
+    wanted: &[crate::tenant::Username],
+    all: bool,
+    keep: impl Fn(&crate::registry::TenantRecord) -> bool,
+) -> anyhow::Result<Vec<crate::registry::TenantRecord>> {
+    if all {
+        return Ok(crate::registry::list(conn, false)?
+            .into_iter()
+            .filter(|t| keep(t))
+            .collect());
+    }
+    wanted
+        .iter()
+        .map(|user| {
+            crate::registry::get(conn, user.as_str())?.ok_or_else(|| {
+                UsageError::new(format!(
+                    "no tenant named {user}: `pathfinder-db tenants` lists them"
+                ))
+                .into()
+            })
+        })
+        .collect()
+}
+
 /// A name error with the length that fits `dialect` added, so the message names
 /// both the rule broken and the limit that applies.
 pub fn name_error(err: crate::tenant::NameError, dialect: Option<Dialect>) -> UsageError {

@@ -1,7 +1,7 @@
-use crate::error::{PartialFailure, UsageError};
-use crate::registry::{self, Status};
+use crate::error::PartialFailure;
+use crate::registry::Status;
 
-use super::{Context, parse_usernames, progress_bar};
+use super::{Context, parse_usernames, progress_bar, select_tenants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,29 +21,9 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, renderer) = ctx.open_database()?;
-    let tenants = {
-        let mut session = db.connect()?;
-        let all = registry::list(session.system(), false)?;
-        if args.all {
-            all.into_iter()
-                .filter(|t| t.status == Status::Active)
-                .collect::<Vec<_>>()
-        } else {
-            let mut picked = Vec::new();
-            for user in &wanted {
-                match all.iter().find(|t| t.username == user.as_str()) {
-                    Some(t) => picked.push(t.clone()),
-                    None => {
-                        return Err(UsageError::new(format!(
-                            "no tenant named {user}: `pathfinder-db tenants` lists them"
-                        ))
-                        .into());
-                    }
-                }
-            }
-            picked
-        }
-    };
+    let tenants = select_tenants(db.connect()?.system(), &wanted, args.all, |t| {
+        t.status == Status::Active
+    })?;
     let bar = progress_bar(ctx, tenants.len(), "refreshing");
     let results = crate::parallel::for_each(
         &db,

@@ -1,7 +1,6 @@
-use crate::error::UsageError;
-use crate::registry::{self, Status};
+use crate::registry::Status;
 
-use super::{Context, parse_usernames};
+use super::{Context, parse_usernames, select_tenants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,26 +17,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, _renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect()?;
-    let all = registry::list(session.system(), false)?;
-    let tenants: Vec<_> = if args.all {
-        all.into_iter()
-            .filter(|t| !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned))
-            .collect()
-    } else {
-        let mut picked = Vec::new();
-        for user in &wanted {
-            match all.iter().find(|t| t.username == user.as_str()) {
-                Some(t) => picked.push(t.clone()),
-                None => {
-                    return Err(UsageError::new(format!(
-                        "no tenant named {user}: `pathfinder-db tenants` lists them"
-                    ))
-                    .into());
-                }
-            }
-        }
-        picked
-    };
+    let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
+        !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned)
+    })?;
     let drift = crate::migrate::verify::verify(
         &mut session,
         ctx.config.templates_dir.as_deref(),
