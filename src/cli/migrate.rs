@@ -93,11 +93,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         jobs: args.jobs.unwrap_or(ctx.config.jobs),
         fail_fast: args.fail_fast,
     };
-    let pending = {
-        let mut session = db.connect()?;
-        let pending = runner::pending(session.system(), &plan)?;
-        pending
-    };
+    let pending = runner::pending(db.connect()?.system(), &plan)?;
 
     if args.dry_run {
         return dry_run(ctx, &renderer, &pending, target);
