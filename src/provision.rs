@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::audit::{self, AuditEntry};
-use crate::db::{Connection, Session};
+use crate::db::{Connection, Lock, Session};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::migrate;
@@ -153,13 +153,13 @@ fn provision_steps(
     let dialect = session.dialect();
     let one_transaction = !session_dialect_is_staged(dialect);
     let username = req.username.as_str();
-    let lock = lock_key(&req.username);
+    let lock = Lock::Tenant(req.username.as_str());
     session.system().begin()?;
     let outcome = (|| -> anyhow::Result<ProvisionOutcome> {
         // Step 1: register the tenant as `provisioning` (its own commit unless
         // everything runs in one transaction).
         let sys = session.system();
-        sys.lock_tenant(&lock)?;
+        sys.lock(&lock)?;
         let record = registry::get(sys, username)?;
         let key = resolve_key(record.as_ref(), req, dialect)?;
         match record.as_ref().map(|r| r.status) {
@@ -251,14 +251,8 @@ fn provision_steps(
     let sys = session.system();
     // Ends the transaction an early return (the tenant exists) or an error left open.
     let _ = sys.rollback();
-    let _ = sys.unlock_tenant(&lock);
+    let _ = sys.unlock(&lock);
     outcome
-}
-
-/// Locks are taken on the username: it is what every command is given.
-fn lock_key(username: &Username) -> TenantKey {
-    TenantKey::parse(username.as_str(), Dialect::Sqlite)
-        .expect("a valid username is a valid lock name")
 }
 
 /// What to do with a tenant's rows before its tables are dropped.
@@ -316,7 +310,7 @@ fn deprovision_steps(
 ) -> anyhow::Result<DeprovisionOutcome> {
     let dialect = session.dialect();
     let name = username.as_str();
-    let lock = lock_key(username);
+    let lock = Lock::Tenant(username.as_str());
     let sys = session.system();
     let Some(record) = registry::get(sys, name)? else {
         bail!("no tenant named {name} in the registry: `pathfinder-db tenants` lists them");
@@ -326,7 +320,7 @@ fn deprovision_steps(
     }
     let key = TenantKey::parse(&record.tenant_key, dialect)?;
     sys.begin()?;
-    sys.lock_tenant(&lock)?;
+    sys.lock(&lock)?;
     registry::set_state(sys, name, Status::Deprovisioning, None, None)?;
     sys.commit()?;
 
@@ -340,7 +334,7 @@ fn deprovision_steps(
         }
         tenant.begin()?;
         if dialect == Dialect::Postgres {
-            tenant.lock_tenant(&lock)?;
+            tenant.lock(&lock)?;
         }
         let work = (|| -> anyhow::Result<u64> {
             let mut archived = 0;
@@ -365,7 +359,7 @@ fn deprovision_steps(
     let (archived_rows, exported_rows) = match result {
         Ok(counts) => counts,
         Err(e) => {
-            let _ = sys.unlock_tenant(&lock);
+            let _ = sys.unlock(&lock);
             return Err(e);
         }
     };
@@ -386,7 +380,7 @@ fn deprovision_steps(
         None,
     )?;
     sys.commit()?;
-    let _ = sys.unlock_tenant(&lock);
+    let _ = sys.unlock(&lock);
     Ok(DeprovisionOutcome::Removed {
         tenant_key: key.to_string(),
         archived_rows,

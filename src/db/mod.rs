@@ -169,17 +169,17 @@ pub trait Connection: Send {
     fn commit(&mut self) -> Result<(), DbError>;
     fn rollback(&mut self) -> Result<(), DbError>;
 
-    /// Serializes work on one tenant across processes. PostgreSQL: a transaction
-    /// advisory lock (call inside a transaction; released at commit or when the
-    /// connection dies). Oracle: a DBMS_LOCK session lock, released by
-    /// `unlock_tenant` or when the session dies. SQLite: the tenant file's own
-    /// write lock, taken by `begin`, so nothing to do here.
-    fn lock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError>;
+    /// Serializes work on one tenant (or the system schema) across processes.
+    /// PostgreSQL: a transaction advisory lock (call inside a transaction;
+    /// released at commit or when the connection dies). Oracle: a DBMS_LOCK
+    /// session lock, released by `unlock` or when the session dies. SQLite: the
+    /// database file's own write lock, taken by `begin`, so nothing to do here.
+    fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError>;
 
-    /// Like `lock_tenant` but gives up at once; false if another process holds it.
-    fn try_lock_tenant(&mut self, key: &TenantKey) -> Result<bool, DbError>;
+    /// Like `lock` but gives up at once; false if another process holds it.
+    fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError>;
 
-    fn unlock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError>;
+    fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError>;
 
     /// Every column of every table and view whose name starts with `prefix`.
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError>;
@@ -187,6 +187,23 @@ pub trait Connection: Send {
     /// (table, index) for every index on tables whose name starts with `prefix`,
     /// named by us (not the implicit ones behind keys).
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError>;
+}
+
+/// What a lock protects. Tenants are locked by username: it is what every
+/// command is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock<'a> {
+    Tenant(&'a str),
+    System,
+}
+
+impl fmt::Display for Lock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lock::Tenant(username) => write!(f, "pathfinder-db tenant {username}"),
+            Lock::System => f.write_str("pathfinder-db system schema"),
+        }
+    }
 }
 
 /// Rewrites `?` placeholders (outside string literals) into `dialect`'s syntax.

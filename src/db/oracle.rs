@@ -10,12 +10,11 @@ use std::time::Duration;
 use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Row, Value, bind_placeholders};
+use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
 use crate::config::PoolConfig;
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
-use crate::tenant::TenantKey;
 
 /// Oracle error codes that mean "this step was done before" for DDL, so a
 /// repeated CREATE/ALTER/DROP counts as done. 955: name already used;
@@ -158,7 +157,7 @@ fn classify(err: &oracle::Error, target: &str) -> DbError {
 pub struct OracleConnection {
     conn: oracle::Connection,
     target: String,
-    /// DBMS_LOCK handles held by this session, by tenant key.
+    /// DBMS_LOCK handles held by this session, by lock name.
     held_locks: Vec<(String, String)>,
 }
 
@@ -274,26 +273,27 @@ impl Connection for OracleConnection {
         self.conn.rollback().map_err(|e| classify(&e, &self.target))
     }
 
-    fn lock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError> {
-        if self.request_lock(key, 86_400)? {
+    fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        if self.request_lock(name, 86_400)? {
             Ok(())
         } else {
             Err(DbError::new(
                 DbErrorKind::Busy,
                 format!(
-                    "Oracle {}: timed out waiting for the lock on tenant {key}",
+                    "Oracle {}: timed out waiting for the lock {name}",
                     self.target
                 ),
             ))
         }
     }
 
-    fn try_lock_tenant(&mut self, key: &TenantKey) -> Result<bool, DbError> {
-        self.request_lock(key, 0)
+    fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        self.request_lock(name, 0)
     }
 
-    fn unlock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError> {
-        let Some(pos) = self.held_locks.iter().position(|(k, _)| k == key.as_str()) else {
+    fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        let name = name.to_string();
+        let Some(pos) = self.held_locks.iter().position(|(k, _)| *k == name) else {
             return Ok(());
         };
         let (_, handle) = self.held_locks.remove(pos);
@@ -361,8 +361,8 @@ impl Connection for OracleConnection {
 impl OracleConnection {
     /// DBMS_LOCK in exclusive mode, held by the session (not released at commit,
     /// since every DDL commits); the server frees it when the session dies.
-    fn request_lock(&mut self, key: &TenantKey, timeout_secs: i64) -> Result<bool, DbError> {
-        let name = format!("pathfinder-db tenant {key}");
+    fn request_lock(&mut self, lock: &Lock<'_>, timeout_secs: i64) -> Result<bool, DbError> {
+        let name = lock.to_string();
         let stmt = self
             .conn
             .execute_named(
@@ -385,14 +385,14 @@ impl OracleConnection {
         match result {
             // 0: granted; 4: this session already holds it.
             0 | 4 => {
-                if !self.held_locks.iter().any(|(k, _)| k == key.as_str()) {
-                    self.held_locks.push((key.as_str().to_string(), handle));
+                if !self.held_locks.iter().any(|(k, _)| *k == name) {
+                    self.held_locks.push((name, handle));
                 }
                 Ok(true)
             }
             1 => Ok(false),
             other => Err(DbError::other(format!(
-                "Oracle {}: DBMS_LOCK.REQUEST for tenant {key} returned {other}",
+                "Oracle {}: DBMS_LOCK.REQUEST for {lock} returned {other}",
                 self.target
             ))),
         }

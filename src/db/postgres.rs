@@ -11,11 +11,10 @@ use postgres::{Client, NoTls};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Row, Value, bind_placeholders};
+use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
-use crate::tenant::TenantKey;
 
 /// Parses a `postgres://` URL; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
@@ -317,23 +316,23 @@ impl Connection for PgConnection {
             .map_err(|e| classify(&e, &self.target))
     }
 
-    fn lock_tenant(&mut self, key: &TenantKey) -> Result<(), DbError> {
+    fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
         self.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
-            &[Value::Text(format!("pathfinder-db tenant {key}"))],
+            &[Value::Text(name.to_string())],
         )
         .map(|_| ())
     }
 
-    fn try_lock_tenant(&mut self, key: &TenantKey) -> Result<bool, DbError> {
+    fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
         let rows = self.query(
             "SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
-            &[Value::Text(format!("pathfinder-db tenant {key}"))],
+            &[Value::Text(name.to_string())],
         )?;
         Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1))
     }
 
-    fn unlock_tenant(&mut self, _key: &TenantKey) -> Result<(), DbError> {
+    fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
         // Transaction-level advisory locks end with the transaction.
         Ok(())
     }

@@ -6,11 +6,10 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Row, Value};
+use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
-use crate::tenant::TenantKey;
 
 /// `sqlite://pathfinder.db`, `sqlite:///abs/path.db`, `sqlite:file.db`.
 pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
@@ -206,15 +205,15 @@ impl Connection for SqliteConnection {
             .map_err(|e| classify(&e, &self.path))
     }
 
-    fn lock_tenant(&mut self, _key: &TenantKey) -> Result<(), DbError> {
+    fn lock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
         Ok(())
     }
 
-    fn try_lock_tenant(&mut self, _key: &TenantKey) -> Result<bool, DbError> {
+    fn try_lock(&mut self, _name: &Lock<'_>) -> Result<bool, DbError> {
         Ok(true)
     }
 
-    fn unlock_tenant(&mut self, _key: &TenantKey) -> Result<(), DbError> {
+    fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
         Ok(())
     }
 

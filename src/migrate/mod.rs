@@ -22,26 +22,29 @@ pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Re
     let started = std::time::Instant::now();
     let migrations = renderer.system_migrations()?;
     conn.begin()?;
-    let result = engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema").and_then(
-        |applied| {
+    // Two processes starting on a fresh database must not both create it.
+    let lock = crate::db::Lock::System;
+    let result = conn
+        .lock(&lock)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema"))
+        .and_then(|applied| {
             for version in &applied.versions {
                 audit_system(conn, &format!("system V{version}"), started, None)?;
             }
             Ok(applied)
-        },
-    );
-    match result {
-        Ok(applied) => {
-            conn.commit()?;
-            Ok(applied)
-        }
+        });
+    let outcome = match result {
+        Ok(applied) => conn.commit().map(|()| applied).map_err(anyhow::Error::from),
         Err(e) => {
             let _ = conn.rollback();
             let _ = audit_system(conn, "system", started, Some(&crate::error::one_line(&e)));
             let _ = conn.commit();
             Err(e)
         }
-    }
+    };
+    let _ = conn.unlock(&lock);
+    outcome
 }
 
 fn audit_system(

@@ -22,7 +22,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::audit::{self, AuditEntry};
-use crate::db::{Connection, Database, DbError, Session, Value};
+use crate::db::{Connection, Database, DbError, Lock, Session, Value};
 use crate::dialect::Dialect;
 use crate::registry::Status;
 use crate::render::Renderer;
@@ -317,15 +317,14 @@ fn migrate_tenant(
 ) -> Outcome {
     let started = Instant::now();
     let dialect = session.dialect();
-    let lock =
-        TenantKey::parse(&tenant.username, Dialect::Sqlite).expect("registry usernames are valid");
+    let lock = Lock::Tenant(&tenant.username);
     let result = (|| -> anyhow::Result<Option<(Vec<u32>, u32)>> {
         let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
         // Lock the tenant against provision/deprovision of the same user.
         match dialect {
-            Dialect::Postgres => session.system().lock_tenant(&lock)?,
+            Dialect::Postgres => session.system().lock(&lock)?,
             Dialect::Oracle => {
-                if !session.system().try_lock_tenant(&lock)? {
+                if !session.system().try_lock(&lock)? {
                     return Ok(None);
                 }
                 // Every DDL commits: say so in the registry while it runs.
@@ -421,7 +420,7 @@ fn migrate_tenant(
             failure(tenant, message, ms)
         }
     };
-    let _ = conn.unlock_tenant(&lock);
+    let _ = conn.unlock(&lock);
     Outcome::Done(outcome)
 }
 
