@@ -341,7 +341,12 @@ fn deprovision_steps(
             if options.archive {
                 archived = archive_all(&mut *tenant, &key)?;
             }
-            tenant.run_statements(&renderer.drop_tenant(&key)?)?;
+            let drop = if options.archive {
+                renderer.drop_tenant_keeping_archives(&key)?
+            } else {
+                renderer.drop_tenant(&key)?
+            };
+            tenant.run_statements(&drop)?;
             Ok(archived)
         })();
         match work {

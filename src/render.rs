@@ -190,9 +190,21 @@ impl Renderer {
     }
 
     fn render(&self, template: &str, prefix: &str) -> Result<Vec<Statement>, TemplateError> {
+        self.render_with(template, prefix, &[])
+    }
+
+    fn render_with(
+        &self,
+        template: &str,
+        prefix: &str,
+        flags: &[(&str, bool)],
+    ) -> Result<Vec<Statement>, TemplateError> {
         let mut ctx = Context::new();
         ctx.insert("dialect", self.dialect.name());
         ctx.insert("p", prefix);
+        for (name, value) in flags {
+            ctx.insert(*name, value);
+        }
         let text = self
             .tera
             .render(template, &ctx)
@@ -261,9 +273,25 @@ impl Renderer {
         self.render("tenant/refresh_career_summary.sql.tera", &key.prefix())
     }
 
-    /// Statements that drop every object of the tenant, idempotently.
+    /// Statements that drop every object of the tenant, archives included, idempotently.
     pub fn drop_tenant(&self, key: &TenantKey) -> Result<Vec<Statement>, TemplateError> {
-        self.render("tenant/drop.sql.tera", &key.prefix())
+        self.render_with(
+            "tenant/drop.sql.tera",
+            &key.prefix(),
+            &[("keep_archives", false)],
+        )
+    }
+
+    /// Like [`Renderer::drop_tenant`], but the archive tables stay.
+    pub fn drop_tenant_keeping_archives(
+        &self,
+        key: &TenantKey,
+    ) -> Result<Vec<Statement>, TemplateError> {
+        self.render_with(
+            "tenant/drop.sql.tera",
+            &key.prefix(),
+            &[("keep_archives", true)],
+        )
     }
 }
 

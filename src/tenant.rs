@@ -99,6 +99,8 @@ pub const TENANT_OBJECT_SUFFIXES: &[&str] = &[
     "conv_updated_ix",
     "msg_conv_ix",
     "pert_status_ix",
+    "skl_exp_ix",
+    "pert_exp_ix",
 ];
 
 /// Length in bytes of the longest suffix (with its separating underscore).
