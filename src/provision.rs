@@ -75,14 +75,31 @@ fn resolve_key(
     }
 }
 
-/// Validates a request before any database is touched: the name, and the
-/// explicit key or (without one) that the username fits the dialect.
-pub fn check_request(req: &ProvisionRequest, dialect: Dialect) -> Result<(), UsageError> {
-    let result = match &req.tenant_key {
-        Some(k) => TenantKey::parse(k, dialect).map(|_| ()),
-        None => TenantKey::for_username(&req.username, dialect).map(|_| ()),
-    };
-    result.map_err(|e| UsageError::new(e.to_string()))
+/// Validates a request before any database is touched: the explicit key, or
+/// (without one) that the username fits the dialect. A username that does not
+/// fit may still be registered with a key: that is `NeedsRegisteredKey`.
+pub fn check_request(req: &ProvisionRequest, dialect: Dialect) -> Result<(), NameCheck> {
+    match &req.tenant_key {
+        Some(k) => TenantKey::parse(k, dialect)
+            .map(|_| ())
+            .map_err(|e| NameCheck::Invalid(UsageError::new(e.to_string()))),
+        None => match TenantKey::for_username(&req.username, dialect) {
+            Ok(_) => Ok(()),
+            Err(e @ crate::tenant::NameError::TooLongForDialect { .. }) => Err(
+                NameCheck::NeedsRegisteredKey(UsageError::new(e.to_string())),
+            ),
+            Err(e) => Err(NameCheck::Invalid(UsageError::new(e.to_string()))),
+        },
+    }
+}
+
+/// Why a request did not pass [`check_request`].
+#[derive(Debug)]
+pub enum NameCheck {
+    /// Refused whatever the registry says.
+    Invalid(UsageError),
+    /// Too long for the dialect: fine only if the registry holds a key for it.
+    NeedsRegisteredKey(UsageError),
 }
 
 /// Creates one tenant at the latest version. Safe to call concurrently for the
@@ -98,9 +115,11 @@ pub fn provision(
     if let Err(err) = &result {
         let message = crate::error::one_line(err);
         let sys = session.system();
-        // The failure is recorded outside the rolled-back transaction.
+        // The failure is recorded outside the rolled-back transaction, and only
+        // on a tenant left half-created: an error about an existing, active
+        // tenant (a conflicting --tenant-key, say) must not change it.
         if session_dialect_is_staged(sys.dialect()) {
-            let _ = registry::set_state(sys, username, Status::Failed, None, Some(&message));
+            let _ = registry::mark_failed_if_provisioning(sys, username, &message);
         }
         let _ = write_audit(
             sys,

@@ -181,6 +181,23 @@ pub fn set_state(
     Ok(())
 }
 
+/// Marks a tenant `failed` with `error`, but only while it is `provisioning`.
+pub fn mark_failed_if_provisioning(
+    conn: &mut dyn Connection,
+    username: &str,
+    error: &str,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE pf_tenants SET status = 'failed', last_error = ?, updated_at = CURRENT_TIMESTAMP \
+         WHERE username = ? AND status = 'provisioning'",
+        &[
+            Value::Text(error.chars().take(4000).collect()),
+            Value::Text(username.into()),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Reuses a registry row (a deprovisioned or failed tenant being provisioned again).
 pub fn restart_provisioning(
     conn: &mut dyn Connection,

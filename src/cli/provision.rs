@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::error::{PartialFailure, UsageError};
-use crate::provision::{ProvisionOutcome, ProvisionRequest, check_request, provision};
+use crate::provision::{NameCheck, ProvisionOutcome, ProvisionRequest, check_request, provision};
 
 use super::{Context, parse_usernames, progress_bar, read_names_file};
 
@@ -56,11 +56,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             target_version: args.to,
         })
         .collect();
+    // Names are checked before anything is touched; a name too long for the
+    // dialect is fine only if the registry already holds a key for it.
+    let mut need_key = Vec::new();
     for req in &requests {
-        check_request(req, dialect)?;
+        match check_request(req, dialect) {
+            Ok(()) => {}
+            Err(NameCheck::Invalid(e)) => return Err(e.into()),
+            Err(NameCheck::NeedsRegisteredKey(e)) => need_key.push((req.username.clone(), e)),
+        }
     }
 
     let (db, renderer) = ctx.open_database()?;
+    if !need_key.is_empty() {
+        let mut session = db.connect()?;
+        for (user, err) in need_key {
+            let registered = crate::registry::get(session.system(), user.as_str())?
+                .is_some_and(|r| r.status != crate::registry::Status::Deprovisioned);
+            if !registered {
+                return Err(err.into());
+            }
+        }
+    }
     let latest = renderer.latest_version(crate::render::Scope::Tenant);
     if let Some(to) = args.to.filter(|&v| v == 0 || v > latest) {
         return Err(UsageError::new(format!(
@@ -121,6 +138,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             }
             Some(Err(err)) => {
                 let message = crate::error::one_line(&err);
+                if requests.len() == 1 && !ctx.json {
+                    // One user: the error itself is the result (its exit code too).
+                    return Err(err.context(format!("cannot provision {user}")));
+                }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());
                 report.push(serde_json::json!({"user": user, "result": {"outcome": "failed", "error": message}}));
