@@ -222,7 +222,7 @@ fn provision_steps(
             if !one_transaction {
                 tenant.begin()?;
             }
-            match migrate::apply_tenant(&mut *tenant, renderer, &key, req.target_version) {
+            match migrate::apply_tenant(&mut *tenant, renderer, &key, req.target_version, false) {
                 Ok(r) => {
                     if !one_transaction {
                         tenant.commit()?;

@@ -42,7 +42,13 @@ pub struct PgConnection {
     target: String,
     /// Whether we opened a transaction (so a stray COMMIT/ROLLBACK costs no round trip).
     in_transaction: bool,
+    /// Prepared statements for the shared tables, reused so that a query costs
+    /// one round trip instead of two (prepare + execute).
+    prepared: std::collections::HashMap<String, postgres::Statement>,
 }
+
+/// Queries on tenant tables differ per tenant: caching them would only grow the cache.
+const MAX_PREPARED: usize = 64;
 
 fn classify(err: &postgres::Error, target: &str) -> DbError {
     if let Some(db) = err.as_db_error() {
@@ -119,6 +125,7 @@ impl PgConnection {
             client,
             target,
             in_transaction: false,
+            prepared: Default::default(),
         })
     }
 }
@@ -244,23 +251,44 @@ impl PgConnection {
     }
 }
 
+impl PgConnection {
+    /// The prepared statement for `sql` (`?` placeholders), from the cache when
+    /// it is a query on the shared tables.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(stmt) = self.prepared.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self
+            .client
+            .prepare(&bind_placeholders(sql, Dialect::Postgres))
+            .map_err(|e| classify(&e, &self.target))?;
+        if !sql.contains(crate::tenant::TENANT_PREFIX) {
+            if self.prepared.len() >= MAX_PREPARED {
+                self.prepared.clear();
+            }
+            self.prepared.insert(sql.to_string(), stmt.clone());
+        }
+        Ok(stmt)
+    }
+}
+
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let sql = bind_placeholders(sql, Dialect::Postgres);
+        let stmt = self.statement(sql)?;
         self.client
-            .execute(sql.as_str(), &Self::params(params))
+            .execute(&stmt, &Self::params(params))
             .map_err(|e| classify(&e, &self.target))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let sql = bind_placeholders(sql, Dialect::Postgres);
+        let stmt = self.statement(sql)?;
         let rows = self
             .client
-            .query(sql.as_str(), &Self::params(params))
+            .query(&stmt, &Self::params(params))
             .map_err(|e| classify(&e, &self.target))?;
         rows.iter()
             .map(|row| {

@@ -43,6 +43,9 @@ impl HistoryTable for OracleHistory {
 /// Our connection as refinery sees it.
 pub struct RefineryConnection<'a, H: HistoryTable> {
     conn: &'a mut dyn Connection,
+    /// refinery's "create the history table if missing" query, to skip when the
+    /// caller knows the table exists (saves a round trip per tenant).
+    skip: Option<String>,
     _history: PhantomData<H>,
 }
 
@@ -53,8 +56,14 @@ impl<H: HistoryTable> Transaction for RefineryConnection<'_, H> {
         let mut statements: Vec<Statement> = Vec::new();
         let mut count = 0;
         for query in queries {
-            statements.extend(split_statements(query));
             count += 1;
+            if self.skip.as_deref() == Some(query) {
+                continue;
+            }
+            statements.extend(split_statements(query));
+        }
+        if statements.is_empty() {
+            return Ok(count);
         }
         self.conn.run_statements(&statements)?;
         if !self.conn.dialect().transactional_ddl() {
@@ -146,11 +155,13 @@ fn explain(err: refinery_core::Error, what: &str) -> anyhow::Error {
 
 /// Applies every pending migration up to `target` (all when None), recording
 /// them in `history_table`. Runs inside the caller's transaction.
+/// `history_exists` skips refinery's create-if-missing step.
 pub fn apply(
     conn: &mut dyn Connection,
     migrations: &[Migration],
     history_table: &str,
     target: Option<u32>,
+    history_exists: bool,
     what: &str,
 ) -> anyhow::Result<Applied> {
     let dialect = conn.dialect();
@@ -166,17 +177,24 @@ pub fn apply(
             Some(v) => Target::Version(v as i32),
             None => Target::Latest,
         });
+    let skip = |query: String| history_exists.then_some(query);
     let report = match dialect {
         Dialect::Oracle => runner.run(&mut RefineryConnection::<OracleHistory> {
             conn,
+            skip: skip(
+                RefineryConnection::<OracleHistory>::assert_migrations_table_query(history_table),
+            ),
             _history: PhantomData,
         }),
-        Dialect::Postgres | Dialect::Sqlite => {
-            runner.run(&mut RefineryConnection::<StandardHistory> {
-                conn,
-                _history: PhantomData,
-            })
-        }
+        Dialect::Postgres | Dialect::Sqlite => runner.run(&mut RefineryConnection::<
+            StandardHistory,
+        > {
+            conn,
+            skip: skip(
+                RefineryConnection::<StandardHistory>::assert_migrations_table_query(history_table),
+            ),
+            _history: PhantomData,
+        }),
     }
     .map_err(|e| explain(e, what))?;
     Ok(Applied {

@@ -27,7 +27,16 @@ pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Re
     let result = conn
         .lock(&lock)
         .map_err(anyhow::Error::from)
-        .and_then(|()| engine::apply(conn, &migrations, SYSTEM_HISTORY, None, "system schema"))
+        .and_then(|()| {
+            engine::apply(
+                conn,
+                &migrations,
+                SYSTEM_HISTORY,
+                None,
+                false,
+                "system schema",
+            )
+        })
         .and_then(|applied| {
             for version in &applied.versions {
                 audit_system(conn, &format!("system V{version}"), started, None)?;
@@ -69,11 +78,13 @@ fn audit_system(
 
 /// Applies a tenant's pending migrations up to `target` inside the caller's
 /// transaction, and returns what was applied and the version reached.
+/// `history_exists`: the tenant has a history table already (it was provisioned).
 pub fn apply_tenant(
     conn: &mut dyn Connection,
     renderer: &Renderer,
     key: &TenantKey,
     target: Option<u32>,
+    history_exists: bool,
 ) -> anyhow::Result<(Applied, u32)> {
     let migrations = renderer.tenant_migrations(key)?;
     let history = key.object(SCHEMA_HISTORY);
@@ -82,11 +93,17 @@ pub fn apply_tenant(
         &migrations,
         &history,
         target,
+        history_exists,
         &format!("tenant {key}"),
     )?;
-    let version = engine::applied_versions(conn, &history)?
-        .last()
-        .map(|(v, _, _)| *v)
-        .unwrap_or(0);
+    // Versions apply in order, so the last one applied is the version reached;
+    // only when nothing was applied does the history need asking.
+    let version = match applied.versions.last() {
+        Some(v) => *v,
+        None => engine::applied_versions(conn, &history)?
+            .last()
+            .map(|(v, _, _)| *v)
+            .unwrap_or(0),
+    };
     Ok((applied, version))
 }

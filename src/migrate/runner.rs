@@ -198,38 +198,28 @@ pub fn run(
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let next = match db.dialect() {
-                        Dialect::Postgres => {
-                            if taken.fetch_add(1, Ordering::SeqCst) >= budget {
-                                break;
-                            }
-                            match claim_next(&mut session, plan, &run_id) {
-                                Ok(Some(p)) => Work::Claimed(p),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    record(TenantResult {
-                                        username: "(claim)".into(),
-                                        from_version: 0,
-                                        to_version: 0,
-                                        applied: vec![],
-                                        error: Some(e.to_string()),
-                                        ms: 0,
-                                    });
-                                    break;
-                                }
-                            }
-                        }
-                        Dialect::Sqlite | Dialect::Oracle => {
-                            let i = taken.fetch_add(1, Ordering::SeqCst);
-                            match pending.get(i) {
-                                Some(p) => Work::Listed(p.clone()),
-                                None => break,
-                            }
-                        }
+                    let Some(listed) = pending.get(taken.fetch_add(1, Ordering::SeqCst)) else {
+                        break;
                     };
-                    let (tenant, claimed) = match next {
-                        Work::Claimed(p) => (p, true),
-                        Work::Listed(p) => (p, false),
+                    let (tenant, claimed) = if db.dialect() == Dialect::Postgres {
+                        match claim(&mut session, plan, &listed.username) {
+                            Ok(Some(p)) => (p, true),
+                            // Another process holds it, or finished it already.
+                            Ok(None) => {
+                                report
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .skipped_busy
+                                    .push(listed.username.clone());
+                                continue;
+                            }
+                            Err(e) => {
+                                record(failure(listed, e.to_string(), 0));
+                                continue;
+                            }
+                        }
+                    } else {
+                        (listed.clone(), false)
                     };
                     match migrate_tenant(
                         &mut session,
@@ -263,35 +253,29 @@ pub fn run(
     report
 }
 
-enum Work {
-    Claimed(Pending),
-    Listed(Pending),
-}
-
 enum Outcome {
     Done(TenantResult),
     Busy,
 }
 
-/// PostgreSQL: opens a transaction and claims the next pending tenant, skipping
-/// rows other workers hold. Tenants this run already tried (and failed) are
-/// marked with the run id and not claimed again.
-fn claim_next(
+/// PostgreSQL: opens a transaction and claims `username` if it is still
+/// pending and no other worker or process holds it (`FOR UPDATE SKIP LOCKED`
+/// on its registry row, held until the tenant's transaction ends). None: it
+/// is taken or done.
+fn claim(
     session: &mut Session<'_>,
     plan: &Plan,
-    run_id: &str,
+    username: &str,
 ) -> Result<Option<Pending>, DbError> {
     let conn = session.system();
-    let (filter, mut binds) = pending_filter(plan);
-    binds.push(Value::Text(run_id.into()));
+    let (filter, mut binds) = pending_filter(&Plan {
+        usernames: None,
+        ..plan.clone()
+    });
+    binds.push(Value::Text(username.into()));
     conn.begin()?;
     let rows = conn.query(
-        &format!(
-            "SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {filter} \
-             AND (claimed_by IS NULL OR claimed_by <> ?) \
-             ORDER BY {} LIMIT 1 FOR UPDATE SKIP LOCKED",
-            plan.order.sql()
-        ),
+        &format!("SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {filter} AND username = ? FOR UPDATE SKIP LOCKED"),
         &binds,
     );
     match rows {
@@ -320,9 +304,11 @@ fn migrate_tenant(
     let lock = Lock::Tenant(&tenant.username);
     let result = (|| -> anyhow::Result<Option<(Vec<u32>, u32)>> {
         let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
-        // Lock the tenant against provision/deprovision of the same user.
+        // Lock the tenant against other runs and against deprovisioning. On
+        // PostgreSQL the claimed registry row is that lock: deprovision must
+        // update the row, so it waits for this transaction.
         match dialect {
-            Dialect::Postgres => session.system().lock(&lock)?,
+            Dialect::Postgres => {}
             Dialect::Oracle => {
                 if !session.system().try_lock(&lock)? {
                     return Ok(None);
@@ -346,7 +332,13 @@ fn migrate_tenant(
         if separate {
             conn.begin()?;
         }
-        match crate::migrate::apply_tenant(&mut *conn, renderer, &key, Some(target)) {
+        match crate::migrate::apply_tenant(
+            &mut *conn,
+            renderer,
+            &key,
+            Some(target),
+            tenant.schema_version > 0,
+        ) {
             Ok((applied, version)) => {
                 if separate {
                     conn.commit()?;

@@ -42,7 +42,7 @@ pub fn expected_shape(
     let mut conn =
         crate::db::sqlite::SqliteConnection::open(std::path::Path::new(":memory:"), 1000)?;
     conn.begin()?;
-    crate::migrate::apply_tenant(&mut conn, &renderer, &key, Some(version))?;
+    crate::migrate::apply_tenant(&mut conn, &renderer, &key, Some(version), false)?;
     conn.commit()?;
     let columns = conn.columns(&key.prefix())?;
     let indexes = conn.indexes(&key.prefix())?;
