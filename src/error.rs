@@ -8,7 +8,7 @@ use crate::tenant::NameError;
 
 /// A usage or configuration error: bad arguments, an invalid name, a broken
 /// configuration file. Exit code 2.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 

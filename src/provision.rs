@@ -196,7 +196,7 @@ fn provision_steps(
         }
         if let Some(owner) = registry::key_owner(sys, key.as_str())?.filter(|o| o != username) {
             return Err(UsageError::new(format!(
-                "tenant key {key:?} already belongs to user {owner}: choose another --tenant-key"
+                "tenant key \"{key}\" already belongs to user {owner}: choose another --tenant-key"
             ))
             .into());
         }

@@ -128,6 +128,9 @@ impl Context {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
         let mut session = db.connect()?;
+        if crate::migrate::system_is_current(session.system(), &renderer)? {
+            return Ok((db, renderer));
+        }
         let applied = crate::migrate::init_system(session.system(), &renderer)?;
         if !applied.versions.is_empty() && !self.quiet && !self.json {
             eprintln!(
@@ -145,17 +148,22 @@ impl Context {
     pub fn open_database_read_only(&self) -> anyhow::Result<(Database, Renderer)> {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
+        let missing = || {
+            UsageError::new(format!(
+                "{} has no pathfinder-db system schema yet: run `pathfinder-db init` first",
+                db.display_url()
+            ))
+        };
+        if !db.exists() {
+            return Err(missing().into());
+        }
         let mut session = db.connect()?;
         let applied = crate::migrate::engine::applied_versions(
             session.system(),
             crate::migrate::SYSTEM_HISTORY,
         )?;
         if applied.is_empty() {
-            return Err(UsageError::new(format!(
-                "{} has no pathfinder-db system schema yet: run `pathfinder-db init` first",
-                db.display_url()
-            ))
-            .into());
+            return Err(missing().into());
         }
         drop(session);
         Ok((db, renderer))

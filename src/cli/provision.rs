@@ -67,8 +67,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
     }
 
-    let (db, renderer) = ctx.open_database()?;
     if !need_key.is_empty() {
+        // Read-only: a database without a system schema has no registered keys,
+        // and is not created just to refuse a name.
+        let (db, _) = ctx
+            .open_database_read_only()
+            .map_err(|_| need_key[0].1.clone())?;
         let mut session = db.connect()?;
         for (user, err) in need_key {
             let registered = crate::registry::get(session.system(), user.as_str())?
@@ -78,6 +82,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             }
         }
     }
+    let (db, renderer) = ctx.open_database()?;
     let latest = renderer.latest_version(crate::render::Scope::Tenant);
     if let Some(to) = args.to.filter(|&v| v == 0 || v > latest) {
         return Err(UsageError::new(format!(

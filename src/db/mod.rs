@@ -318,6 +318,14 @@ impl Database {
         &self.display
     }
 
+    /// False for a SQLite file that does not exist yet (servers: always true).
+    pub fn exists(&self) -> bool {
+        match &self.target {
+            Target::Sqlite { main, .. } => main.exists(),
+            _ => true,
+        }
+    }
+
     /// Where a SQLite tenant's file lives (None on server databases).
     pub fn sqlite_tenant_file(&self, key: &TenantKey) -> Option<PathBuf> {
         match &self.target {

@@ -14,6 +14,20 @@ pub use engine::{Applied, DivergenceError};
 /// refinery's default history table, for the system schema.
 pub const SYSTEM_HISTORY: &str = "refinery_schema_history";
 
+/// Whether the system schema is at the latest version with unchanged
+/// templates: one query, no lock, so read-only databases can still be read.
+pub fn system_is_current(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Result<bool> {
+    let applied = engine::applied_versions(conn, SYSTEM_HISTORY)?;
+    let migrations = renderer.system_migrations()?;
+    Ok(applied.len() == migrations.len()
+        && applied
+            .iter()
+            .zip(&migrations)
+            .all(|((version, _, checksum), m)| {
+                *version == m.version && *checksum == engine::checksum(m, conn.dialect())
+            }))
+}
+
 /// Brings the system schema to the latest version. Idempotent: with nothing
 /// pending it costs two queries.
 /// Every version applied is written to the audit log (in the same transaction

@@ -4,10 +4,11 @@
 //! Which tenants are pending is one registry query, so a run with nothing to
 //! do costs one query whatever the fleet size. Work is per tenant, never under
 //! a global lock:
-//! - PostgreSQL: each worker claims the next pending registry row with
-//!   `FOR UPDATE SKIP LOCKED` and migrates it in the same transaction, so any
-//!   number of processes (on any number of machines) share one run and a
-//!   killed process's claim vanishes with its connection.
+//! - PostgreSQL: the workers share out the pending list; each claims a
+//!   tenant's registry row with `FOR UPDATE SKIP LOCKED` (skipping it if another
+//!   worker or process holds it, or finished it) and migrates it in the same
+//!   transaction, so any number of processes (on any number of machines) share
+//!   one run, and a killed process's claims vanish with its connection.
 //! - SQLite and Oracle: the pending list is shared out among the workers; a
 //!   tenant is locked (SQLite: its file's write lock; Oracle: DBMS_LOCK, skipped
 //!   when another process holds it) and its history decides what is left, so

@@ -1,0 +1,497 @@
+//! Provisioning throughput on PostgreSQL: pathfinder-db against the raw-SQL
+//! floor (the same rendered DDL run by plain psql, one transaction per tenant).
+//!
+//! ```sh
+//! cargo run --release --example bench_provision -- --tenants 500
+//! ```
+//!
+//! For every job count (default 1 and 2) it provisions N tenants into a fresh
+//! database with the release binary (`pathfinder-db provision --from-file
+//! users.txt --jobs J`), then runs the DDL that `pathfinder-db render <user>
+//! --dialect postgres` prints for the same users through J psql sessions, each
+//! wrapping every tenant in BEGIN/COMMIT, into another fresh database. It prints
+//! tenants/second for both and the ratio pathfinder-db / psql (target >= 0.9).
+//! See benches/README.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: bench_provision [--tenants N] [--jobs 1,2] [--rounds R] [--database-url URL]
+                       [--binary PATH] [--floor session|files] [--keep]
+
+  --tenants N         tenants per run (default 500)
+  --jobs LIST         job counts to measure, comma-separated (default 1,2)
+  --rounds R          runs per measurement, alternating which tool goes first;
+                      the fastest round of each tool is reported, and the
+                      ratio of the medians beside it (default 3)
+  --database-url URL  PostgreSQL server to create scratch databases on (default:
+                      $PATHFINDER_BENCH_POSTGRES_URL, else
+                      postgres://postgres@127.0.0.1:5432/postgres)
+  --binary PATH       pathfinder-db binary (default: target/release/pathfinder-db,
+                      built first when run through cargo)
+  --floor session     psql floor: one psql session per job, BEGIN/COMMIT per
+                      tenant (default; same connection count as pathfinder-db)
+  --floor files       psql floor: `psql -1 -f tenant.sql` per tenant (adds a
+                      process and a connection per tenant: a slower floor)
+  --keep              keep the scratch databases";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Floor {
+    Session,
+    Files,
+}
+
+struct Options {
+    tenants: usize,
+    jobs: Vec<usize>,
+    rounds: usize,
+    server: String,
+    binary: Option<PathBuf>,
+    floor: Floor,
+    keep: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut opts = Options {
+        tenants: 500,
+        jobs: vec![1, 2],
+        rounds: 3,
+        server: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        binary: None,
+        floor: Floor::Session,
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--tenants" | "-n" => {
+                opts.tenants = value("--tenants")?
+                    .parse()
+                    .map_err(|e| format!("--tenants: {e}"))?
+            }
+            "--jobs" | "-j" => {
+                opts.jobs = value("--jobs")?
+                    .split(',')
+                    .map(|j| j.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--jobs: {e}"))?
+            }
+            "--rounds" => {
+                opts.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?
+            }
+            "--database-url" => opts.server = value("--database-url")?,
+            "--binary" => opts.binary = Some(PathBuf::from(value("--binary")?)),
+            "--floor" => {
+                opts.floor = match value("--floor")?.as_str() {
+                    "session" => Floor::Session,
+                    "files" => Floor::Files,
+                    other => return Err(format!("--floor: unknown floor {other:?}")),
+                }
+            }
+            "--keep" => opts.keep = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if opts.tenants == 0 || opts.rounds == 0 || opts.jobs.contains(&0) {
+        return Err("--tenants, --rounds and every job count must be at least 1".into());
+    }
+    Ok(opts)
+}
+
+/// The release binary next to this example (target/release/examples/..), built
+/// first when we run under cargo so that the measure is of the current code.
+fn find_binary(opts: &Options) -> Result<PathBuf, String> {
+    if let Some(b) = &opts.binary {
+        return Ok(b.clone());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
+    let binary = profile_dir.join("pathfinder-db");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
+            .status()
+            .map_err(|e| format!("cargo build: {e}"))?;
+        if !status.success() {
+            return Err("cargo build --release --bin pathfinder-db failed".into());
+        }
+    }
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: run `cargo build --release` first, or pass --binary",
+            binary.display()
+        ));
+    }
+    Ok(binary)
+}
+
+/// The server URL with another database name.
+fn database_url(server: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server).expect("a valid --database-url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn admin(server: &str) -> postgres::Client {
+    postgres::Client::connect(server, postgres::NoTls).unwrap_or_else(|e| {
+        eprintln!("error: cannot connect to {server}: {e}");
+        std::process::exit(1)
+    })
+}
+
+fn create_database(server: &str, name: &str) -> String {
+    let mut client = admin(server);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .expect("drop scratch database");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create scratch database");
+    database_url(server, name)
+}
+
+/// Lets the server settle before a timed run: dropping and creating databases
+/// leaves a checkpoint and file removal behind that would otherwise slow down
+/// whichever run comes first. CHECKPOINT needs superuser or pg_checkpoint; without
+/// it the pause alone has to do.
+fn settle(server: &str) {
+    let _ = admin(server).batch_execute("CHECKPOINT");
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn drop_database(server: &str, name: &str) {
+    let _ = admin(server).batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    if !out.status.success() {
+        eprintln!(
+            "error: {what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Each user's DDL as `pathfinder-db render` prints it (several renders at once).
+fn render_all(binary: &Path, users: &[String]) -> Vec<String> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let chunk = users.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|user| {
+                            let out = Command::new(binary)
+                                .args(["render", user, "--dialect", "postgres"])
+                                .env_remove("PATHFINDER_DATABASE_URL")
+                                .env_remove("PATHFINDER_CONFIG")
+                                .output()
+                                .expect("pathfinder-db render");
+                            assert!(out.status.success(), "render {user} failed");
+                            String::from_utf8(out.stdout).expect("UTF-8 DDL")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("render thread"))
+            .collect()
+    })
+}
+
+/// Counts what a run created, so a broken run is never reported as fast.
+fn check_created(url: &str, tenants: usize, what: &str) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let matviews: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_matviews WHERE matviewname LIKE 'pf\\_user\\_%\\_career\\_summary'",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    if matviews as usize != tenants {
+        eprintln!("error: {what} created {matviews} career summaries, expected {tenants}");
+        std::process::exit(1);
+    }
+}
+
+/// pathfinder-db provision --jobs J into a fresh database; seconds taken.
+fn time_pathfinder(
+    binary: &Path,
+    server: &str,
+    db: &str,
+    users_file: &Path,
+    tenants: usize,
+    jobs: usize,
+) -> f64 {
+    let url = create_database(server, db);
+    let pf = |args: &[&str]| {
+        let mut c = Command::new(binary);
+        c.arg("--database-url")
+            .arg(&url)
+            .arg("--quiet")
+            .args(args)
+            .env_remove("PATHFINDER_CONFIG")
+            .env_remove("PATHFINDER_JOBS");
+        c
+    };
+    // The system schema is created once, untimed: the floor has none either.
+    run_checked(&mut pf(&["init"]), "pathfinder-db init");
+    let jobs = jobs.to_string();
+    let mut cmd = pf(&["provision", "--jobs", &jobs, "--from-file"]);
+    cmd.arg(users_file);
+    settle(server);
+    let started = Instant::now();
+    run_checked(&mut cmd, "pathfinder-db provision");
+    let secs = started.elapsed().as_secs_f64();
+    check_created(&url, tenants, "pathfinder-db");
+    secs
+}
+
+/// The same DDL through psql with the same parallelism; seconds taken.
+fn time_psql(
+    scratch: &Path,
+    server: &str,
+    db: &str,
+    ddl: &[String],
+    jobs: usize,
+    floor: Floor,
+) -> f64 {
+    let url = create_database(server, db);
+    let psql = |file: &Path, single_transaction: bool| {
+        let mut c = Command::new("psql");
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url]);
+        if single_transaction {
+            c.arg("-1");
+        }
+        c.arg("-f").arg(file).stdout(Stdio::null());
+        c
+    };
+    let secs = match floor {
+        Floor::Session => {
+            // One script per session, tenants dealt round-robin, one
+            // transaction per tenant. Written before the clock starts.
+            let files: Vec<PathBuf> = (0..jobs)
+                .map(|j| {
+                    let mut script = String::new();
+                    for tenant in ddl.iter().skip(j).step_by(jobs) {
+                        script.push_str("BEGIN;\n");
+                        script.push_str(tenant);
+                        script.push_str("\nCOMMIT;\n");
+                    }
+                    let file = scratch.join(format!("session_{j}.sql"));
+                    std::fs::write(&file, script).expect("write script");
+                    file
+                })
+                .collect();
+            settle(server);
+            let started = Instant::now();
+            let children: Vec<_> = files
+                .iter()
+                .map(|f| psql(f, false).spawn().expect("spawn psql"))
+                .collect();
+            for mut child in children {
+                let status = child.wait().expect("wait psql");
+                assert!(status.success(), "psql failed: {status}");
+            }
+            started.elapsed().as_secs_f64()
+        }
+        Floor::Files => {
+            let files: Vec<PathBuf> = ddl
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let file = scratch.join(format!("tenant_{i}.sql"));
+                    std::fs::write(&file, text).expect("write script");
+                    file
+                })
+                .collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            settle(server);
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..jobs {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = files.get(i) else { break };
+                            let status = psql(file, true).status().expect("psql");
+                            assert!(status.success(), "psql -1 -f {} failed", file.display());
+                        }
+                    });
+                }
+            });
+            started.elapsed().as_secs_f64()
+        }
+    };
+    check_created(&url, ddl.len(), "psql");
+    secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let opts = parse_args().unwrap_or_else(|e| {
+        eprintln!("error: {e}\n\n{USAGE}");
+        std::process::exit(2)
+    });
+    let binary = find_binary(&opts).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    if Command::new("psql").arg("--version").output().is_err() {
+        eprintln!("error: psql is not on PATH: it is the floor this benchmark compares with");
+        std::process::exit(2);
+    }
+    let version: String = admin(&opts.server)
+        .query_one("SHOW server_version", &[])
+        .expect("server version")
+        .get(0);
+
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let users: Vec<String> = (1..=opts.tenants).map(|i| format!("bench_{i}")).collect();
+    let users_file = scratch.path().join("users.txt");
+    std::fs::write(&users_file, users.join("\n") + "\n").expect("write users.txt");
+    let rendering = Instant::now();
+    let ddl = render_all(&binary, &users);
+    let shown = {
+        let mut u = url::Url::parse(&opts.server).expect("URL");
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        u.to_string()
+    };
+    let floor = match opts.floor {
+        Floor::Session => "one psql session per job, BEGIN/COMMIT per tenant",
+        Floor::Files => "`psql -1 -f tenant.sql` per tenant",
+    };
+    println!(
+        "pathfinder-db provisioning benchmark: {} tenants, PostgreSQL {version} at {shown}",
+        opts.tenants
+    );
+    println!("binary: {}", binary.display());
+    println!(
+        "floor: the DDL of `pathfinder-db render` through psql, {floor} (rendered in {:.1} s, untimed)",
+        rendering.elapsed().as_secs_f64()
+    );
+    println!(
+        "best of {} round(s); other processes only ever slow a round down",
+        opts.rounds
+    );
+    println!();
+    println!(
+        "{:>4}  {:>20}  {:>20}  {:>6}  {:>13}",
+        "jobs", "pathfinder-db", "psql floor", "ratio", "median ratio"
+    );
+
+    let pid = std::process::id();
+    let mut worst: f64 = f64::INFINITY;
+    for &jobs in &opts.jobs {
+        let mut pf_rates = Vec::new();
+        let mut floor_rates = Vec::new();
+        for round in 0..opts.rounds {
+            let pf_db = format!("pf_bench_{pid}_pf_j{jobs}_r{round}");
+            let psql_db = format!("pf_bench_{pid}_psql_j{jobs}_r{round}");
+            // Alternate which goes first, so neither always meets a warmer server.
+            let (pf_secs, psql_secs) = if round % 2 == 0 {
+                let a = time_pathfinder(
+                    &binary,
+                    &opts.server,
+                    &pf_db,
+                    &users_file,
+                    opts.tenants,
+                    jobs,
+                );
+                let b = time_psql(
+                    scratch.path(),
+                    &opts.server,
+                    &psql_db,
+                    &ddl,
+                    jobs,
+                    opts.floor,
+                );
+                (a, b)
+            } else {
+                let b = time_psql(
+                    scratch.path(),
+                    &opts.server,
+                    &psql_db,
+                    &ddl,
+                    jobs,
+                    opts.floor,
+                );
+                let a = time_pathfinder(
+                    &binary,
+                    &opts.server,
+                    &pf_db,
+                    &users_file,
+                    opts.tenants,
+                    jobs,
+                );
+                (a, b)
+            };
+            if !opts.keep {
+                drop_database(&opts.server, &pf_db);
+                drop_database(&opts.server, &psql_db);
+            }
+            pf_rates.push(opts.tenants as f64 / pf_secs);
+            floor_rates.push(opts.tenants as f64 / psql_secs);
+            eprintln!(
+                "  jobs {jobs}, round {}: pathfinder-db {pf_secs:.2} s, psql {psql_secs:.2} s",
+                round + 1
+            );
+        }
+        let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let pf = best(&pf_rates);
+        let floor = best(&floor_rates);
+        let ratio = pf / floor;
+        let median_ratio = median(pf_rates) / median(floor_rates);
+        worst = worst.min(ratio);
+        println!(
+            "{jobs:>4}  {:>20}  {:>20}  {ratio:>6.2}  {median_ratio:>13.2}",
+            format!("{pf:.1} tenants/s"),
+            format!("{floor:.1} tenants/s"),
+        );
+    }
+    println!();
+    println!(
+        "target: ratio >= 0.90 for every job count: {}",
+        if worst >= 0.9 { "met" } else { "NOT met" }
+    );
+}
