@@ -337,6 +337,15 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
     let mut out = Vec::new();
     let mut current: Vec<&str> = Vec::new();
     let mut plsql = false;
+    let finish = |current: &mut Vec<&str>, out: &mut Vec<Statement>, plsql: bool| {
+        if current.iter().any(|l| !l.trim().is_empty()) {
+            out.push(Statement {
+                sql: current.join("\n").trim_end().to_string(),
+                plsql,
+            });
+        }
+        current.clear();
+    };
     for line in text.lines() {
         let trimmed = line.trim();
         if current.is_empty() {
@@ -345,33 +354,16 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
             }
             plsql = starts_plsql(trimmed);
         }
-        if plsql {
-            if trimmed == "/" {
-                out.push(Statement {
-                    sql: current.join("\n").trim_end().to_string(),
-                    plsql,
-                });
-                current.clear();
-            } else {
-                current.push(line.trim_end());
-            }
-        } else if trimmed.ends_with(';') {
+        if plsql && trimmed == "/" {
+            finish(&mut current, &mut out, plsql);
+        } else if !plsql && trimmed.ends_with(';') {
             current.push(line.trim_end().strip_suffix(';').unwrap_or(line));
-            out.push(Statement {
-                sql: current.join("\n").trim_end().to_string(),
-                plsql,
-            });
-            current.clear();
+            finish(&mut current, &mut out, plsql);
         } else {
             current.push(line.trim_end());
         }
     }
-    if current.iter().any(|l| !l.trim().is_empty()) {
-        out.push(Statement {
-            sql: current.join("\n").trim_end().to_string(),
-            plsql,
-        });
-    }
+    finish(&mut current, &mut out, plsql);
     out
 }
 

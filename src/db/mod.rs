@@ -148,6 +148,20 @@ pub struct CatalogColumn {
     pub position: i64,
 }
 
+impl CatalogColumn {
+    /// From a catalog row (table, column, type, nullable as 1/0, position):
+    /// every backend's catalog query returns this shape.
+    pub fn from_row(r: &Row) -> Self {
+        CatalogColumn {
+            table: r[0].to_text().to_ascii_lowercase(),
+            column: r[1].to_text().to_ascii_lowercase(),
+            data_type: r[2].to_text().to_lowercase(),
+            nullable: r[3].as_i64() == Some(1),
+            position: r[4].as_i64().unwrap_or(0),
+        }
+    }
+}
+
 /// The interface every backend implements. SQL given to `execute` and `query`
 /// uses `?` placeholders; each backend turns them into its own syntax.
 pub trait Connection: Send {

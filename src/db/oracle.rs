@@ -314,7 +314,7 @@ impl Connection for OracleConnection {
                         WHEN data_type = 'NUMBER' AND data_precision IS NOT NULL \
                             THEN '(' || data_precision || ',' || NVL(data_scale, 0) || ')' \
                         END), \
-                    nullable, column_id \
+                    CASE nullable WHEN 'Y' THEN 1 ELSE 0 END, column_id \
              FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
              ORDER BY table_name, column_id",
             &[
@@ -322,16 +322,7 @@ impl Connection for OracleConnection {
                 Value::Text(prefix.to_ascii_uppercase()),
             ],
         )?;
-        Ok(rows
-            .into_iter()
-            .map(|r| CatalogColumn {
-                table: r[0].to_text().to_ascii_lowercase(),
-                column: r[1].to_text().to_ascii_lowercase(),
-                data_type: r[2].to_text(),
-                nullable: r[3].as_str() == Some("Y"),
-                position: r[4].as_i64().unwrap_or(0),
-            })
-            .collect())
+        Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {

@@ -378,16 +378,7 @@ impl Connection for PgConnection {
              ORDER BY c.relname, a.attnum",
             &[Value::Text(prefix.into()), Value::Text(prefix.into())],
         )?;
-        Ok(rows
-            .into_iter()
-            .map(|r| CatalogColumn {
-                table: r[0].to_text(),
-                column: r[1].to_text(),
-                data_type: r[2].to_text().to_lowercase(),
-                nullable: r[3].as_i64() == Some(1),
-                position: r[4].as_i64().unwrap_or(0),
-            })
-            .collect())
+        Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {

@@ -219,22 +219,13 @@ impl Connection for SqliteConnection {
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         let rows = self.query(
-            "SELECT m.name, c.name, lower(c.type), c.\"notnull\", c.cid \
+            "SELECT m.name, c.name, lower(c.type), c.\"notnull\" = 0, c.cid + 1 \
              FROM sqlite_master m JOIN pragma_table_info(m.name) c \
              WHERE m.type IN ('table', 'view') AND substr(m.name, 1, length(?1)) = ?1 \
              ORDER BY m.name, c.cid",
             &[Value::Text(prefix.to_string())],
         )?;
-        Ok(rows
-            .into_iter()
-            .map(|r| CatalogColumn {
-                table: r[0].to_text(),
-                column: r[1].to_text(),
-                data_type: r[2].to_text(),
-                nullable: r[3].as_i64() == Some(0),
-                position: r[4].as_i64().unwrap_or(0) + 1,
-            })
-            .collect())
+        Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {
