@@ -30,19 +30,13 @@ use crate::render::Renderer;
     after_help = "Exit codes: 0 success, 1 error, 2 usage or configuration error, 3 some tenants failed."
 )]
 pub struct Cli {
-    /// Configuration file [default: ./pathfinder-db.toml if present]
-    #[arg(long, global = true, env = "PATHFINDER_CONFIG", value_name = "FILE")]
+    /// Configuration file (env PATHFINDER_CONFIG) [default: ./pathfinder-db.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE
-    /// [default: sqlite://pathfinder.db]
-    #[arg(
-        long,
-        global = true,
-        env = "PATHFINDER_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    /// (env PATHFINDER_DATABASE_URL) [default: sqlite://pathfinder.db]
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
     /// SQL dialect for `render` (default: the database URL's)
@@ -132,7 +126,7 @@ impl Context {
             return Ok((db, renderer));
         }
         let applied = crate::migrate::init_system(session.system(), &renderer)?;
-        if !applied.versions.is_empty() && !self.quiet && !self.json {
+        if !applied.versions.is_empty() && self.show_progress() {
             eprintln!(
                 "initialized the system schema in {} (version {})",
                 db.display_url(),
