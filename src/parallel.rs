@@ -47,6 +47,10 @@ where
                     if result.is_err() && fail_fast {
                         stop.store(true, Ordering::Relaxed);
                     }
+                    // A lost connection fails this item only: reconnect for the next.
+                    if session.as_ref().is_some_and(|s| s.is_broken()) {
+                        session = None;
+                    }
                     on_done(item, &result);
                     results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
                 }

@@ -578,3 +578,65 @@ fn sqlite_limit_migrates_a_canary_slice_oldest_first() {
     assert_eq!(migrated, vec!["old1", "old2"]);
     assert!(versions(&fleet.json(&["status"])).contains(&(1, "active".into(), 2)));
 }
+
+/// Connections killed by the server in the middle of a run: the tenants that
+/// were in flight fail with a connection error, the workers reconnect for the
+/// rest, and a re-run completes every tenant.
+#[test]
+fn postgres_lost_connections_fail_only_in_flight_tenants() {
+    let Some(fleet) = Fleet::postgres("lostconn") else {
+        return;
+    };
+    let (file, _) = fleet.names_file("l", 200);
+    fleet.ok(&[
+        "provision",
+        "--to",
+        "1",
+        "--from-file",
+        &file,
+        "--jobs",
+        "2",
+    ]);
+    let child = pathfinder_std(fleet.path())
+        .args([
+            "--database-url",
+            &fleet.url,
+            "migrate",
+            "--all",
+            "--jobs",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = fleet.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
+        if done[0][0].parse::<i64>().unwrap_or(0) >= 10 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fleet.system_rows(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'pathfinder-db' AND datname = current_database()",
+    );
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    match out.status.code() {
+        Some(0) => {} // the run finished before the connections were killed
+        Some(3) => assert!(err.contains("PostgreSQL"), "the cause is named: {err}"),
+        other => panic!("unexpected exit {other:?}: {err}"),
+    }
+    fleet.ok(&["migrate", "--all"]);
+    assert_eq!(
+        versions(&fleet.json(&["status"])),
+        vec![(2, "active".into(), 200)]
+    );
+    assert!(
+        fleet
+            .ok(&["verify", "--all"])
+            .ends_with("200 tenant(s) verified, 0 with drift\n")
+    );
+}

@@ -195,6 +195,11 @@ pub trait Connection: Send {
 
     fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError>;
 
+    /// True once the connection is lost; the session should then be replaced.
+    fn is_closed(&self) -> bool {
+        false
+    }
+
     /// Every column of every table and view whose name starts with `prefix`.
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError>;
 
@@ -407,6 +412,11 @@ impl<'db> Session<'db> {
 
     pub fn system(&mut self) -> &mut dyn Connection {
         self.system.as_mut()
+    }
+
+    /// Whether the connection was lost (a worker then opens a new session).
+    pub fn is_broken(&self) -> bool {
+        self.system.is_closed()
     }
 
     /// True when the tenant's objects live apart from the system tables (SQLite).

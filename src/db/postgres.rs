@@ -365,6 +365,10 @@ impl Connection for PgConnection {
         Ok(())
     }
 
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         // pg_attribute, not information_schema: materialized views are not in the latter.
         let rows = self.query(

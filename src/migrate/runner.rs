@@ -184,17 +184,7 @@ pub fn run(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                let mut session = match db.connect() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Without a connection this worker can do nothing; the
-                        // tenants go to the other workers, or are reported below.
-                        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                        r.skipped_busy
-                            .push(format!("(worker could not connect: {e})"));
-                        return;
-                    }
-                };
+                let mut current: Option<Session<'_>> = None;
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         break;
@@ -202,8 +192,26 @@ pub fn run(
                     let Some(listed) = pending.get(taken.fetch_add(1, Ordering::SeqCst)) else {
                         break;
                     };
+                    // Connect lazily, and again after a lost connection: a
+                    // tenant that cannot be reached is reported as failed.
+                    if current.as_ref().is_none_or(|s| s.is_broken()) {
+                        match db.connect() {
+                            Ok(s) => current = Some(s),
+                            Err(e) => {
+                                current = None;
+                                record(failure(listed, e.to_string(), 0));
+                                if plan.fail_fast {
+                                    stop.store(true, Ordering::Relaxed);
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(session) = current.as_mut() else {
+                        continue;
+                    };
                     let (tenant, claimed) = if db.dialect() == Dialect::Postgres {
-                        match claim(&mut session, plan, &listed.username) {
+                        match claim(session, plan, &listed.username) {
                             Ok(Some(p)) => (p, true),
                             // Another process holds it, or finished it already.
                             Ok(None) => {
@@ -222,14 +230,8 @@ pub fn run(
                     } else {
                         (listed.clone(), false)
                     };
-                    match migrate_tenant(
-                        &mut session,
-                        renderer,
-                        &tenant,
-                        plan.target,
-                        claimed,
-                        &run_id,
-                    ) {
+                    match migrate_tenant(session, renderer, &tenant, plan.target, claimed, &run_id)
+                    {
                         Outcome::Done(result) => {
                             if result.error.is_some() && plan.fail_fast {
                                 stop.store(true, Ordering::Relaxed);
