@@ -20,7 +20,9 @@ impl UsageError {
 
 /// Some tenants failed while the others succeeded. Exit code 3.
 #[derive(Debug, thiserror::Error)]
-#[error("{failed} of {total} tenant(s) failed: {names}; fix the cause and run the same command again: it finishes only what is left")]
+#[error(
+    "{failed} of {total} tenant(s) failed: {names}; fix the cause and run the same command again: it finishes only what is left"
+)]
 pub struct PartialFailure {
     pub failed: usize,
     pub total: usize,

@@ -272,6 +272,26 @@ impl PgConnection {
     }
 }
 
+impl PgConnection {
+    fn simple_rows(&mut self, sql: &str) -> Result<Vec<Row>, DbError> {
+        let messages = self
+            .client
+            .simple_query(sql)
+            .map_err(|e| classify(&e, &self.target))?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map_or(Value::Null, |v| Value::Text(v.into())))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -285,6 +305,16 @@ impl Connection for PgConnection {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        if params.is_empty()
+            && sql.contains(crate::tenant::SCHEMA_HISTORY)
+            && sql.contains(crate::tenant::TENANT_PREFIX)
+        {
+            // A tenant's migration history is read once per tenant: the simple
+            // protocol takes one round trip where prepare + execute take two.
+            // Values come back as text (NULL stays NULL), which the history
+            // reader parses.
+            return self.simple_rows(sql);
+        }
         let stmt = self.statement(sql)?;
         let rows = self
             .client
