@@ -88,7 +88,14 @@ pub struct Renderer {
     tera: Tera,
     /// (scope, version, template name), sorted by version.
     versions: Vec<(Scope, u32, String)>,
+    /// The tenant migrations rendered once with a stand-in prefix: a run over
+    /// thousands of tenants substitutes the prefix instead of rendering again.
+    tenant_cache: std::sync::OnceLock<Option<Vec<Migration>>>,
 }
+
+/// Stands in for `pf_user_<key>_` in cached renderings; a control character,
+/// so no template text can contain it by accident.
+const PREFIX_STAND_IN: &str = "\u{1}tenant_prefix\u{1}";
 
 fn arg_u32(args: &HashMap<String, Value>, name: &str, function: &str) -> tera::Result<u32> {
     args.get(name)
@@ -182,6 +189,7 @@ impl Renderer {
             dialect,
             tera,
             versions,
+            tenant_cache: Default::default(),
         })
     }
 
@@ -239,7 +247,36 @@ impl Renderer {
 
     /// Every migration of a tenant, oldest first.
     pub fn tenant_migrations(&self, key: &TenantKey) -> Result<Vec<Migration>, TemplateError> {
-        self.migrations(Scope::Tenant, &key.prefix())
+        let cached = self
+            .tenant_cache
+            .get_or_init(|| self.migrations(Scope::Tenant, PREFIX_STAND_IN).ok());
+        let prefix = key.prefix();
+        if let Some(cached) = cached {
+            let substituted: Vec<Migration> = cached
+                .iter()
+                .map(|m| Migration {
+                    statements: m
+                        .statements
+                        .iter()
+                        .map(|st| Statement {
+                            sql: st.sql.replace(PREFIX_STAND_IN, &prefix),
+                            plsql: st.plsql,
+                        })
+                        .collect(),
+                    ..m.clone()
+                })
+                .collect();
+            // A template that transformed the prefix (a filter on `p`) leaves
+            // the stand-in mangled: render such a tenant for real.
+            if !substituted
+                .iter()
+                .flat_map(|m| &m.statements)
+                .any(|st| st.sql.contains('\u{1}'))
+            {
+                return Ok(substituted);
+            }
+        }
+        self.migrations(Scope::Tenant, &prefix)
     }
 
     /// Every migration of the shared system schema, oldest first.
@@ -392,6 +429,22 @@ mod tests {
         assert_eq!(stmts[1].sql, "BEGIN\n  foo;\nEND;");
         assert_eq!(stmts[2].sql, "DROP TABLE a");
         assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
+    }
+
+    #[test]
+    fn cached_tenant_migrations_equal_a_fresh_rendering() {
+        for dialect in Dialect::ALL {
+            let renderer = Renderer::new(dialect, None).unwrap();
+            for name in ["alice", "bob_smith"] {
+                let key = TenantKey::parse(name, dialect).unwrap();
+                let fresh = renderer.migrations(Scope::Tenant, &key.prefix()).unwrap();
+                assert_eq!(
+                    renderer.tenant_migrations(&key).unwrap(),
+                    fresh,
+                    "{dialect} {name}"
+                );
+            }
+        }
     }
 
     #[test]
