@@ -9,113 +9,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use common::{PgDatabase, pathfinder, pg_rows, sqlite_rows, sqlite_tenant_file, sqlite_url};
+use common::{Backend, Env, pathfinder, pg_rows, sqlite_rows, sqlite_tenant_file};
 use serde_json::Value as Json;
 
-const TENANT_TABLES: [&str; 9] = [
-    "experiences",
-    "skills",
-    "profile_summary",
-    "quick_summary",
-    "chat_conversations",
-    "chat_messages",
-    "career_analytics",
-    "skills_progression",
-    "pert_responses",
-];
-
-/// Where the test's database lives and how the test reaches its rows directly.
-enum Backend {
-    Sqlite,
-    Postgres(PgDatabase),
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    url: String,
-    backend: Backend,
-}
+use pathfinder_db::tenant::TENANT_TABLES;
 
 impl Env {
-    fn sqlite() -> Env {
-        let dir = common::tempdir();
-        let url = sqlite_url(dir.path());
-        Env {
-            dir,
-            url,
-            backend: Backend::Sqlite,
-        }
-    }
-
-    fn postgres(server: &str, hint: &str) -> Env {
-        let db = PgDatabase::create(server, hint);
-        Env {
-            dir: common::tempdir(),
-            url: db.url.clone(),
-            backend: Backend::Postgres(db),
-        }
-    }
-
-    fn dialect(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The binary, pointed at this database.
-    fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = pathfinder(self.path());
-        cmd.arg("--database-url").arg(&self.url);
-        cmd
-    }
-
-    fn pg(&self) -> postgres::Client {
-        match &self.backend {
-            Backend::Postgres(db) => db.client(),
-            Backend::Sqlite => unreachable!("not a PostgreSQL test"),
-        }
-    }
-
-    fn main_file(&self) -> PathBuf {
-        self.path().join("pathfinder.db")
-    }
-
-    /// Rows of a query on the system tables.
-    fn system_rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match &self.backend {
-            Backend::Sqlite => sqlite_rows(&self.main_file(), sql),
-            Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
-        }
-    }
-
-    /// Rows of a query on a tenant's tables.
-    fn tenant_rows(&self, key: &str, sql: &str) -> Vec<Vec<String>> {
-        match &self.backend {
-            Backend::Sqlite => sqlite_rows(&sqlite_tenant_file(self.path(), key), sql),
-            Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
-        }
-    }
-
-    /// Runs statements on a tenant's tables, as the application would.
-    fn tenant_exec(&self, key: &str, sql: &str) {
-        match &self.backend {
-            Backend::Sqlite => {
-                let conn = rusqlite::Connection::open(sqlite_tenant_file(self.path(), key))
-                    .expect("open tenant file");
-                conn.execute_batch(sql).expect("insert rows");
-            }
-            Backend::Postgres(_) => self.pg().batch_execute(sql).expect("insert rows"),
-        }
-    }
-
     /// Names of the tables and views of tenant `key` found in the catalog.
     fn tenant_relations(&self, key: &str) -> BTreeSet<String> {
         let prefix = format!("pf_user_{key}_");

@@ -7,40 +7,20 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{PgDatabase, pathfinder, pathfinder_std, pg_rows, sqlite_rows, sqlite_tenant_file};
+use common::{Backend, Env, pathfinder, pathfinder_std};
 use serde_json::Value as Json;
 
-/// A scratch database of either kind, with helpers to run the tool and SQL.
-struct Fleet {
-    dir: tempfile::TempDir,
-    url: String,
-    pg: Option<PgDatabase>,
+/// The tests' database: common's `Env`, with the helpers these tests share.
+type Fleet = Env;
+
+fn postgres_fleet(hint: &str) -> Option<Fleet> {
+    let server = common::postgres_url()?;
+    Some(Env::postgres(&server, hint))
 }
 
-impl Fleet {
-    fn sqlite() -> Fleet {
-        let dir = common::tempdir();
-        let url = common::sqlite_url(dir.path());
-        Fleet { dir, url, pg: None }
-    }
-
-    fn postgres(hint: &str) -> Option<Fleet> {
-        let server = common::postgres_url()?;
-        let pg = PgDatabase::create(&server, hint);
-        Some(Fleet {
-            dir: common::tempdir(),
-            url: pg.url.clone(),
-            pg: Some(pg),
-        })
-    }
-
+impl Env {
     fn run(&self, args: &[&str]) -> Output {
-        pathfinder(self.dir.path())
-            .arg("--database-url")
-            .arg(&self.url)
-            .args(args)
-            .output()
-            .expect("run pathfinder-db")
+        self.cmd().args(args).output().expect("run pathfinder-db")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -60,42 +40,14 @@ impl Fleet {
         serde_json::from_str(&self.ok(&all)).expect("JSON on stdout")
     }
 
-    /// Rows of a query on the system tables.
-    fn system_rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match &self.pg {
-            Some(pg) => pg_rows(&mut pg.client(), sql),
-            None => sqlite_rows(&self.dir.path().join("pathfinder.db"), sql),
-        }
-    }
-
-    /// Runs SQL where the tenant's tables live.
-    fn tenant_exec(&self, key: &str, sql: &str) {
-        match &self.pg {
-            Some(pg) => pg.client().batch_execute(sql).expect("tenant SQL"),
-            None => rusqlite::Connection::open(sqlite_tenant_file(self.dir.path(), key))
-                .expect("open tenant file")
-                .execute_batch(sql)
-                .expect("tenant SQL"),
-        }
-    }
-
-    fn tenant_rows(&self, key: &str, sql: &str) -> Vec<Vec<String>> {
-        match &self.pg {
-            Some(pg) => pg_rows(&mut pg.client(), sql),
-            None => sqlite_rows(&sqlite_tenant_file(self.dir.path(), key), sql),
-        }
-    }
-
-    /// Tenant objects as (table, column) pairs from the catalog: the snapshot
-    /// `--dry-run` must leave untouched.
     fn catalog(&self, keys: &[String]) -> Vec<Vec<String>> {
-        match &self.pg {
-            Some(_) => self.system_rows(
+        match &self.backend {
+            Backend::Postgres(_) => self.system_rows(
                 "SELECT c.relname::text, a.attname::text FROM pg_class c \
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
                  WHERE c.relname LIKE 'pf\\_%' ORDER BY 1, 2",
             ),
-            None => {
+            Backend::Sqlite => {
                 let mut all = Vec::new();
                 for key in keys {
                     all.extend(self.tenant_rows(
@@ -114,13 +66,9 @@ impl Fleet {
 
     fn names_file(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:04}")).collect();
-        let path = self.dir.path().join(format!("{prefix}.txt"));
+        let path = self.path().join(format!("{prefix}.txt"));
         std::fs::write(&path, names.join("\n")).expect("write names");
         (path.display().to_string(), names)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -200,7 +148,7 @@ fn sqlite_migrates_a_fleet_and_noop_is_cheap() {
 
 #[test]
 fn postgres_migrates_a_fleet_and_noop_is_cheap() {
-    if let Some(fleet) = Fleet::postgres("fleet") {
+    if let Some(fleet) = postgres_fleet("fleet") {
         migrate_fleet(&fleet);
     }
 }
@@ -232,7 +180,7 @@ fn broken_tenant_is_isolated(fleet: &Fleet) {
         "--to",
         "1",
         "--dialect",
-        if fleet.pg.is_some() {
+        if !fleet.is_sqlite() {
             "postgres"
         } else {
             "sqlite"
@@ -273,7 +221,7 @@ fn sqlite_broken_tenant_fails_alone_and_resumes() {
 
 #[test]
 fn postgres_broken_tenant_fails_alone_and_resumes() {
-    if let Some(fleet) = Fleet::postgres("broken") {
+    if let Some(fleet) = postgres_fleet("broken") {
         broken_tenant_is_isolated(&fleet);
     }
 }
@@ -342,7 +290,7 @@ fn sqlite_concurrent_migrate_runs_apply_each_migration_once() {
 
 #[test]
 fn postgres_concurrent_migrate_runs_apply_each_migration_once() {
-    if let Some(fleet) = Fleet::postgres("concurrent") {
+    if let Some(fleet) = postgres_fleet("concurrent") {
         concurrent_runs(&fleet);
     }
 }
@@ -407,7 +355,7 @@ fn sqlite_killed_migrate_resumes() {
 
 #[test]
 fn postgres_killed_migrate_resumes() {
-    if let Some(fleet) = Fleet::postgres("killed") {
+    if let Some(fleet) = postgres_fleet("killed") {
         killed_run_resumes(&fleet);
     }
 }
@@ -447,7 +395,7 @@ fn sqlite_dry_run_changes_nothing() {
 
 #[test]
 fn postgres_dry_run_changes_nothing() {
-    if let Some(fleet) = Fleet::postgres("dryrun") {
+    if let Some(fleet) = postgres_fleet("dryrun") {
         dry_run_changes_nothing(&fleet);
     }
 }
@@ -515,7 +463,7 @@ fn sqlite_divergent_template_is_refused() {
 
 #[test]
 fn postgres_divergent_template_is_refused() {
-    if let Some(fleet) = Fleet::postgres("diverge") {
+    if let Some(fleet) = postgres_fleet("diverge") {
         divergence_is_refused(&fleet);
     }
 }
@@ -540,7 +488,7 @@ fn verify_finds_drift(fleet: &Fleet) {
     );
 }
 
-impl Fleet {
+impl Env {
     fn json_allow_failure(&self, args: &[&str]) -> Json {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
@@ -556,7 +504,7 @@ fn sqlite_verify_finds_a_dropped_index() {
 
 #[test]
 fn postgres_verify_finds_a_dropped_index() {
-    if let Some(fleet) = Fleet::postgres("verify") {
+    if let Some(fleet) = postgres_fleet("verify") {
         verify_finds_drift(&fleet);
     }
 }
@@ -584,7 +532,7 @@ fn sqlite_limit_migrates_a_canary_slice_oldest_first() {
 /// rest, and a re-run completes every tenant.
 #[test]
 fn postgres_lost_connections_fail_only_in_flight_tenants() {
-    let Some(fleet) = Fleet::postgres("lostconn") else {
+    let Some(fleet) = postgres_fleet("lostconn") else {
         return;
     };
     let (file, _) = fleet.names_file("l", 200);

@@ -10,95 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PgDatabase, pathfinder, pathfinder_std, pg_rows, sqlite_rows, sqlite_tenant_file};
+use common::{Backend, Env, pathfinder, pathfinder_std, pg_rows, sqlite_rows, sqlite_tenant_file};
 use serde_json::Value as Json;
 
-const TENANT_TABLES: [&str; 9] = [
-    "experiences",
-    "skills",
-    "profile_summary",
-    "quick_summary",
-    "chat_conversations",
-    "chat_messages",
-    "career_analytics",
-    "skills_progression",
-    "pert_responses",
-];
-
-enum Backend {
-    Sqlite,
-    Postgres(PgDatabase),
-}
-
-/// A scratch directory (the commands' working directory) and a database.
-struct Env {
-    dir: tempfile::TempDir,
-    url: String,
-    backend: Backend,
-}
+use pathfinder_db::tenant::TENANT_TABLES;
 
 impl Env {
-    fn sqlite() -> Env {
-        let dir = common::tempdir();
-        let url = common::sqlite_url(dir.path());
-        Env {
-            dir,
-            url,
-            backend: Backend::Sqlite,
-        }
-    }
-
-    fn postgres(server: &str, hint: &str) -> Env {
-        let db = PgDatabase::create(server, hint);
-        Env {
-            dir: common::tempdir(),
-            url: db.url.clone(),
-            backend: Backend::Postgres(db),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn is_sqlite(&self) -> bool {
-        matches!(self.backend, Backend::Sqlite)
-    }
-
-    fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = pathfinder(self.path());
-        cmd.arg("--database-url").arg(&self.url);
-        cmd
-    }
-
-    fn std_cmd(&self) -> std::process::Command {
-        let mut cmd = pathfinder_std(self.path());
-        cmd.arg("--database-url").arg(&self.url);
-        cmd
-    }
-
-    fn pg(&self) -> postgres::Client {
-        match &self.backend {
-            Backend::Postgres(db) => db.client(),
-            Backend::Sqlite => unreachable!("not a PostgreSQL test"),
-        }
-    }
-
-    fn main_file(&self) -> PathBuf {
-        self.path().join("pathfinder.db")
-    }
-
-    fn tenant_dir(&self) -> PathBuf {
-        self.path().join("pathfinder.tenants")
-    }
-
-    fn system_rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match &self.backend {
-            Backend::Sqlite => sqlite_rows(&self.main_file(), sql),
-            Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
-        }
-    }
-
     /// Username -> status, straight from the registry table.
     fn registry(&self) -> BTreeMap<String, String> {
         self.system_rows("SELECT username, status FROM pf_tenants")

@@ -187,3 +187,110 @@ pub fn pg_rows(client: &mut postgres::Client, sql: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// Where a test's database lives and how the test reaches its rows directly.
+pub enum Backend {
+    Sqlite,
+    Postgres(PgDatabase),
+}
+
+/// A scratch directory (the commands' working directory) and a database in it
+/// (SQLite) or on the test server (PostgreSQL).
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub backend: Backend,
+}
+
+impl Env {
+    pub fn sqlite() -> Env {
+        let dir = tempdir();
+        let url = sqlite_url(dir.path());
+        Env {
+            dir,
+            url,
+            backend: Backend::Sqlite,
+        }
+    }
+
+    pub fn postgres(server: &str, hint: &str) -> Env {
+        let db = PgDatabase::create(server, hint);
+        Env {
+            dir: tempdir(),
+            url: db.url.clone(),
+            backend: Backend::Postgres(db),
+        }
+    }
+
+    pub fn dialect(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The binary, pointed at this database.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = pathfinder(self.path());
+        cmd.arg("--database-url").arg(&self.url);
+        cmd
+    }
+
+    /// The binary as a std Command (to run in the background), pointed at this database.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = pathfinder_std(self.path());
+        cmd.arg("--database-url").arg(&self.url);
+        cmd
+    }
+
+    pub fn pg(&self) -> postgres::Client {
+        match &self.backend {
+            Backend::Postgres(db) => db.client(),
+            Backend::Sqlite => unreachable!("not a PostgreSQL test"),
+        }
+    }
+
+    pub fn main_file(&self) -> PathBuf {
+        self.path().join("pathfinder.db")
+    }
+
+    pub fn tenant_dir(&self) -> PathBuf {
+        self.path().join("pathfinder.tenants")
+    }
+
+    /// Rows of a query on the system tables.
+    pub fn system_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.backend {
+            Backend::Sqlite => sqlite_rows(&self.main_file(), sql),
+            Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
+        }
+    }
+
+    /// Rows of a query on a tenant's tables.
+    pub fn tenant_rows(&self, key: &str, sql: &str) -> Vec<Vec<String>> {
+        match &self.backend {
+            Backend::Sqlite => sqlite_rows(&sqlite_tenant_file(self.path(), key), sql),
+            Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
+        }
+    }
+
+    /// Runs statements on a tenant's tables, as the application would.
+    pub fn tenant_exec(&self, key: &str, sql: &str) {
+        match &self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(sqlite_tenant_file(self.path(), key))
+                    .expect("open tenant file");
+                conn.execute_batch(sql).expect("tenant SQL");
+            }
+            Backend::Postgres(_) => self.pg().batch_execute(sql).expect("tenant SQL"),
+        }
+    }
+}
