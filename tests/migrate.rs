@@ -64,12 +64,43 @@ impl Env {
         }
     }
 
+    /// Provisions the users listed in `file` at version 1.
+    fn provision_v1(&self, file: &str, jobs: &str) {
+        self.ok(&[
+            "provision",
+            "--to",
+            "1",
+            "--from-file",
+            file,
+            "--jobs",
+            jobs,
+        ]);
+    }
+
     fn names_file(&self, prefix: &str, n: usize) -> (String, Vec<String>) {
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:04}")).collect();
         let path = self.path().join(format!("{prefix}.txt"));
         std::fs::write(&path, names.join("\n")).expect("write names");
         (path.display().to_string(), names)
     }
+}
+
+/// A test body run on SQLite, and on PostgreSQL when configured (`hint` names
+/// its scratch database).
+macro_rules! on_both_backends {
+    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
+        #[test]
+        fn $sqlite() {
+            $body(&Fleet::sqlite());
+        }
+
+        #[test]
+        fn $postgres() {
+            if let Some(fleet) = postgres_fleet($hint) {
+                $body(&fleet);
+            }
+        }
+    };
 }
 
 fn versions(status: &Json) -> Vec<(i64, String, i64)> {
@@ -94,15 +125,7 @@ fn stderr(out: &Output) -> String {
 /// 200 tenants from V1 to V2 with 4 jobs; then a no-op; then verify is clean.
 fn migrate_fleet(fleet: &Fleet) {
     let (file, names) = fleet.names_file("t", 200);
-    fleet.ok(&[
-        "provision",
-        "--to",
-        "1",
-        "--from-file",
-        &file,
-        "--jobs",
-        "4",
-    ]);
+    fleet.provision_v1(&file, "4");
     assert_eq!(
         versions(&fleet.json(&["status"])),
         vec![(1, "active".into(), 200)]
@@ -141,17 +164,12 @@ fn migrate_fleet(fleet: &Fleet) {
     assert_eq!(audit[0][0], "200");
 }
 
-#[test]
-fn sqlite_migrates_a_fleet_and_noop_is_cheap() {
-    migrate_fleet(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_migrates_a_fleet_and_noop_is_cheap() {
-    if let Some(fleet) = postgres_fleet("fleet") {
-        migrate_fleet(&fleet);
-    }
-}
+on_both_backends!(
+    migrate_fleet,
+    sqlite_migrates_a_fleet_and_noop_is_cheap,
+    postgres_migrates_a_fleet_and_noop_is_cheap,
+    "fleet"
+);
 
 /// A tenant broken by hand fails, the rest succeed, exit 3; once repaired, a
 /// re-run migrates exactly that tenant.
@@ -214,30 +232,17 @@ fn broken_tenant_is_isolated(fleet: &Fleet) {
     );
 }
 
-#[test]
-fn sqlite_broken_tenant_fails_alone_and_resumes() {
-    broken_tenant_is_isolated(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_broken_tenant_fails_alone_and_resumes() {
-    if let Some(fleet) = postgres_fleet("broken") {
-        broken_tenant_is_isolated(&fleet);
-    }
-}
+on_both_backends!(
+    broken_tenant_is_isolated,
+    sqlite_broken_tenant_fails_alone_and_resumes,
+    postgres_broken_tenant_fails_alone_and_resumes,
+    "broken"
+);
 
 /// Four `migrate --all` at once: all succeed, each migration applied once.
 fn concurrent_runs(fleet: &Fleet) {
     let (file, names) = fleet.names_file("c", 60);
-    fleet.ok(&[
-        "provision",
-        "--to",
-        "1",
-        "--from-file",
-        &file,
-        "--jobs",
-        "2",
-    ]);
+    fleet.provision_v1(&file, "2");
     let children: Vec<_> = (0..4)
         .map(|_| {
             pathfinder_std(fleet.path())
@@ -283,30 +288,17 @@ fn concurrent_runs(fleet: &Fleet) {
     }
 }
 
-#[test]
-fn sqlite_concurrent_migrate_runs_apply_each_migration_once() {
-    concurrent_runs(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_concurrent_migrate_runs_apply_each_migration_once() {
-    if let Some(fleet) = postgres_fleet("concurrent") {
-        concurrent_runs(&fleet);
-    }
-}
+on_both_backends!(
+    concurrent_runs,
+    sqlite_concurrent_migrate_runs_apply_each_migration_once,
+    postgres_concurrent_migrate_runs_apply_each_migration_once,
+    "concurrent"
+);
 
 /// SIGKILL in the middle of a run, then a re-run finishes every tenant.
 fn killed_run_resumes(fleet: &Fleet) {
     let (file, _) = fleet.names_file("k", 150);
-    fleet.ok(&[
-        "provision",
-        "--to",
-        "1",
-        "--from-file",
-        &file,
-        "--jobs",
-        "2",
-    ]);
+    fleet.provision_v1(&file, "2");
     let mut child = pathfinder_std(fleet.path())
         .args([
             "--database-url",
@@ -348,17 +340,12 @@ fn killed_run_resumes(fleet: &Fleet) {
     );
 }
 
-#[test]
-fn sqlite_killed_migrate_resumes() {
-    killed_run_resumes(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_killed_migrate_resumes() {
-    if let Some(fleet) = postgres_fleet("killed") {
-        killed_run_resumes(&fleet);
-    }
-}
+on_both_backends!(
+    killed_run_resumes,
+    sqlite_killed_migrate_resumes,
+    postgres_killed_migrate_resumes,
+    "killed"
+);
 
 /// --dry-run prints each tenant's SQL and changes nothing.
 fn dry_run_changes_nothing(fleet: &Fleet) {
@@ -388,17 +375,12 @@ fn dry_run_changes_nothing(fleet: &Fleet) {
     assert_eq!(plan["tenants"].as_array().unwrap().len(), 2);
 }
 
-#[test]
-fn sqlite_dry_run_changes_nothing() {
-    dry_run_changes_nothing(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_dry_run_changes_nothing() {
-    if let Some(fleet) = postgres_fleet("dryrun") {
-        dry_run_changes_nothing(&fleet);
-    }
-}
+on_both_backends!(
+    dry_run_changes_nothing,
+    sqlite_dry_run_changes_nothing,
+    postgres_dry_run_changes_nothing,
+    "dryrun"
+);
 
 /// A template changed after its version was applied is reported, and the
 /// tenant is left alone.
@@ -456,17 +438,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn sqlite_divergent_template_is_refused() {
-    divergence_is_refused(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_divergent_template_is_refused() {
-    if let Some(fleet) = postgres_fleet("diverge") {
-        divergence_is_refused(&fleet);
-    }
-}
+on_both_backends!(
+    divergence_is_refused,
+    sqlite_divergent_template_is_refused,
+    postgres_divergent_template_is_refused,
+    "diverge"
+);
 
 /// verify finds a dropped index and a dropped column.
 fn verify_finds_drift(fleet: &Fleet) {
@@ -497,17 +474,12 @@ impl Env {
     }
 }
 
-#[test]
-fn sqlite_verify_finds_a_dropped_index() {
-    verify_finds_drift(&Fleet::sqlite());
-}
-
-#[test]
-fn postgres_verify_finds_a_dropped_index() {
-    if let Some(fleet) = postgres_fleet("verify") {
-        verify_finds_drift(&fleet);
-    }
-}
+on_both_backends!(
+    verify_finds_drift,
+    sqlite_verify_finds_a_dropped_index,
+    postgres_verify_finds_a_dropped_index,
+    "verify"
+);
 
 /// A canary slice: --limit with an order migrates exactly the oldest N.
 #[test]
@@ -536,15 +508,7 @@ fn postgres_lost_connections_fail_only_in_flight_tenants() {
         return;
     };
     let (file, _) = fleet.names_file("l", 200);
-    fleet.ok(&[
-        "provision",
-        "--to",
-        "1",
-        "--from-file",
-        &file,
-        "--jobs",
-        "2",
-    ]);
+    fleet.provision_v1(&file, "2");
     let child = pathfinder_std(fleet.path())
         .args([
             "--database-url",
