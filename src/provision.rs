@@ -332,7 +332,10 @@ fn deprovision_steps(
     let lock = Lock::Tenant(username.as_str());
     let sys = session.system();
     let Some(record) = registry::get(sys, name)? else {
-        bail!("no tenant named {name} in the registry: `pathfinder-db tenants` lists them");
+        return Err(UsageError::new(format!(
+            "no tenant named {name}: `pathfinder-db tenants` lists them"
+        ))
+        .into());
     };
     if record.status == Status::Deprovisioned {
         return Ok(DeprovisionOutcome::AlreadyRemoved);
