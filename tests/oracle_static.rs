@@ -3,9 +3,7 @@
 //! run by every `cargo test`: no Oracle server needed.
 //!
 //! Two layers:
-//! 1. Parsing with sqlparser. sqlparser 0.58 (the version in Cargo.toml) has NO
-//!    `OracleDialect` at all (it first appears in a later release), so the
-//!    statements are parsed with `GenericDialect`, which accepts the Oracle types
+//! 1. Parsing with sqlparser's `OracleDialect`, which accepts the Oracle types
 //!    we use (VARCHAR2, CLOB, NUMBER(p,s)) and `DROP TABLE ... PURGE`. The kinds it
 //!    cannot parse are listed in [`UNPARSABLE`] and get targeted checks instead.
 //! 2. The project's own lint: identifier length, unique index/constraint names,
@@ -21,13 +19,13 @@ use pathfinder_db::dialect::Dialect;
 use pathfinder_db::render::{Renderer, Statement};
 use pathfinder_db::tenant::{TenantKey, max_key_len};
 use sqlparser::ast::{ColumnOption, DataType, Statement as Ast};
-use sqlparser::dialect::GenericDialect;
+use sqlparser::dialect::OracleDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 const ORACLE: Dialect = Dialect::Oracle;
 
-/// Statement kinds sqlparser 0.58 (GenericDialect) cannot parse, with the
+/// Statement kinds sqlparser's OracleDialect cannot parse, with the
 /// targeted check each gets instead:
 /// - `CREATE MATERIALIZED VIEW x BUILD IMMEDIATE REFRESH COMPLETE ON DEMAND AS q`:
 ///   sqlparser knows `CREATE MATERIALIZED VIEW x AS q` but not Oracle's build and
@@ -97,7 +95,7 @@ fn every_statement() -> Vec<Statement> {
 }
 
 fn tokens(sql: &str) -> Vec<Token> {
-    Tokenizer::new(&GenericDialect {}, sql)
+    Tokenizer::new(&OracleDialect {}, sql)
         .tokenize()
         .unwrap_or_else(|e| panic!("cannot tokenize {sql}: {e}"))
         .into_iter()
@@ -128,7 +126,7 @@ fn is_materialized_view(stmt: &Statement) -> bool {
 }
 
 fn parse_one(sql: &str) -> Ast {
-    let mut parsed = Parser::parse_sql(&GenericDialect {}, sql)
+    let mut parsed = Parser::parse_sql(&OracleDialect {}, sql)
         .unwrap_or_else(|e| panic!("sqlparser refuses this Oracle statement: {e}\n{sql}"));
     assert_eq!(parsed.len(), 1, "not exactly one statement:\n{sql}");
     parsed.remove(0)
@@ -152,12 +150,8 @@ fn check_materialized_view(sql: &str) -> String {
         .trim_start();
     // The same view without Oracle's clauses is something sqlparser can parse.
     match parse_one(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")) {
-        Ast::CreateView {
-            materialized: true,
-            query,
-            ..
-        } => assert!(
-            query.to_string().starts_with("SELECT"),
+        Ast::CreateView(view) if view.materialized => assert!(
+            view.query.to_string().starts_with("SELECT"),
             "view body is not a query"
         ),
         other => panic!("not a materialized view: {other}"),
@@ -500,7 +494,8 @@ fn lint_columns(statements: &[Statement]) -> (usize, usize, usize) {
         }
         let defs = match parse_one(&stmt.sql) {
             Ast::CreateTable(t) => t.columns,
-            Ast::AlterTable { operations, .. } => operations
+            Ast::AlterTable(alter) => alter
+                .operations
                 .into_iter()
                 .filter_map(|op| match op {
                     sqlparser::ast::AlterTableOperation::AddColumn { column_def, .. } => {

@@ -5,7 +5,7 @@
 //! - PostgreSQL (when `PATHFINDER_TEST_POSTGRES_URL` is set): the render runs in a
 //!   fresh database; columns come from `pg_attribute` (materialized views too).
 //! - Oracle (no server): the CREATE TABLE / ALTER TABLE statements are parsed
-//!   with sqlparser (GenericDialect: 0.58 has no Oracle dialect), the view's
+//!   with sqlparser's OracleDialect, the view's
 //!   columns are the aliases of its query.
 //!
 //! Compared: table names (9 tables + career_summary), column names in order,
@@ -23,7 +23,7 @@ use pathfinder_db::tenant::{CAREER_SUMMARY, TENANT_TABLES, TenantKey};
 use sqlparser::ast::{
     AlterTableOperation, ColumnOption, SelectItem, SetExpr, Statement as Ast, TableConstraint,
 };
-use sqlparser::dialect::GenericDialect;
+use sqlparser::dialect::OracleDialect;
 use sqlparser::parser::Parser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +100,10 @@ fn oracle_schema(statements: &[Statement], prefix: &str) -> Schema {
                 .strip_prefix("BUILD IMMEDIATE REFRESH COMPLETE ON DEMAND AS")
                 .expect("Oracle view clause");
             let sql = format!("CREATE MATERIALIZED VIEW {name} AS {query}");
-            let Ok(Ast::CreateView { query, .. }) = parse_one(&sql) else {
+            let Ok(Ast::CreateView(view)) = parse_one(&sql) else {
                 panic!("not a view: {sql}")
             };
-            let SetExpr::Select(select) = *query.body else {
+            let SetExpr::Select(select) = *view.query.body else {
                 panic!("view is not a plain SELECT")
             };
             let columns = select
@@ -128,8 +128,8 @@ fn oracle_schema(statements: &[Statement], prefix: &str) -> Schema {
                     .constraints
                     .iter()
                     .filter_map(|c| match c {
-                        TableConstraint::PrimaryKey { columns, .. } => Some(
-                            columns
+                        TableConstraint::PrimaryKey(pk) => Some(
+                            pk.columns
                                 .iter()
                                 .map(|c| c.column.expr.to_string())
                                 .collect::<Vec<_>>(),
@@ -159,14 +159,12 @@ fn oracle_schema(statements: &[Statement], prefix: &str) -> Schema {
                 let table = t.name.to_string();
                 schema.insert(strip(&table, prefix).to_string(), columns);
             }
-            Ast::AlterTable {
-                name, operations, ..
-            } => {
-                let table = name.to_string();
+            Ast::AlterTable(alter) => {
+                let table = alter.name.to_string();
                 let columns = schema
                     .get_mut(strip(&table, prefix))
                     .unwrap_or_else(|| panic!("ALTER of unknown table {table}"));
-                for op in operations {
+                for op in alter.operations {
                     if let AlterTableOperation::AddColumn { column_def: c, .. } = op {
                         let not_null = c
                             .options
@@ -188,7 +186,7 @@ fn oracle_schema(statements: &[Statement], prefix: &str) -> Schema {
 }
 
 fn parse_one(sql: &str) -> Result<Ast, String> {
-    let mut v = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| e.to_string())?;
+    let mut v = Parser::parse_sql(&OracleDialect {}, sql).map_err(|e| e.to_string())?;
     assert_eq!(v.len(), 1, "{sql}");
     Ok(v.remove(0))
 }
