@@ -64,6 +64,34 @@ impl Env {
         }
     }
 
+    /// Starts `migrate --all --jobs 2` in the background and returns once at
+    /// least `done` tenants are at version 2 (or after 30 s). The caller reaps
+    /// the returned child (clippy cannot see that it is always returned).
+    #[allow(clippy::zombie_processes)]
+    fn migrate_in_background_until(&self, done: i64) -> std::process::Child {
+        let child = pathfinder_std(self.path())
+            .args([
+                "--database-url",
+                &self.url,
+                "migrate",
+                "--all",
+                "--jobs",
+                "2",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = self.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
+            if rows[0][0].parse::<i64>().unwrap_or(0) >= done || Instant::now() > deadline {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Provisions the users listed in `file` at version 1.
     fn provision_v1(&self, file: &str, jobs: &str) {
         self.ok(&[
@@ -299,27 +327,7 @@ on_both_backends!(
 fn killed_run_resumes(fleet: &Fleet) {
     let (file, _) = fleet.names_file("k", 150);
     fleet.provision_v1(&file, "2");
-    let mut child = pathfinder_std(fleet.path())
-        .args([
-            "--database-url",
-            &fleet.url,
-            "migrate",
-            "--all",
-            "--jobs",
-            "2",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done = fleet.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
-        if done[0][0].parse::<i64>().unwrap_or(0) >= 10 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = fleet.migrate_in_background_until(10);
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
@@ -509,27 +517,7 @@ fn postgres_lost_connections_fail_only_in_flight_tenants() {
     };
     let (file, _) = fleet.names_file("l", 200);
     fleet.provision_v1(&file, "2");
-    let child = pathfinder_std(fleet.path())
-        .args([
-            "--database-url",
-            &fleet.url,
-            "migrate",
-            "--all",
-            "--jobs",
-            "2",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done = fleet.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
-        if done[0][0].parse::<i64>().unwrap_or(0) >= 10 || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = fleet.migrate_in_background_until(10);
     fleet.system_rows(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = 'pathfinder-db' AND datname = current_database()",
