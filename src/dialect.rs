@@ -120,14 +120,6 @@ impl Dialect {
             Dialect::Sqlite => format!("?{n}"),
         }
     }
-
-    /// How a catalog stores an unquoted identifier: Oracle folds to upper case.
-    pub fn catalog_case(self, ident: &str) -> String {
-        match self {
-            Dialect::Oracle => ident.to_ascii_uppercase(),
-            Dialect::Postgres | Dialect::Sqlite => ident.to_string(),
-        }
-    }
 }
 
 impl fmt::Display for Dialect {

@@ -128,10 +128,6 @@ impl SqliteConnection {
             path: path.to_path_buf(),
         })
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Connection for SqliteConnection {

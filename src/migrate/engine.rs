@@ -13,7 +13,7 @@ use refinery_core::{Migration as RefMigration, Runner, Target};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::db::{Connection, DbError, Value};
+use crate::db::{Connection, DbError};
 use crate::dialect::Dialect;
 use crate::render::{Migration, Statement, split_statements};
 
@@ -239,9 +239,4 @@ pub fn checksum(migration: &Migration, dialect: Dialect) -> u64 {
     RefMigration::unapplied(&migration.name, &migration.script(dialect))
         .map(|m| m.checksum())
         .unwrap_or(0)
-}
-
-/// Bind a single text value (helper for callers building queries).
-pub fn text(v: &str) -> Value {
-    Value::Text(v.into())
 }
