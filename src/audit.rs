@@ -7,26 +7,42 @@ use crate::db::{Connection, DbError, Value};
 
 /// One audited action on one entity.
 #[derive(Debug, Clone)]
-pub struct AuditEntry<'a> {
+pub struct AuditEntry {
     /// e.g. `tenant.provision`.
-    pub action: &'a str,
+    pub action: String,
     /// e.g. `tenant`.
-    pub entity_type: &'a str,
+    pub entity_type: String,
     /// e.g. the username.
-    pub entity_id: &'a str,
+    pub entity_id: String,
     /// The `pf_users.id` the entity belongs to, when known.
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<String>,
     /// The subcommand that made the change (`provision`); never its options,
     /// which may carry a database URL.
-    pub command: &'a str,
+    pub command: String,
     pub started: Instant,
-    /// None on success, else the error (already free of passwords).
-    pub error: Option<&'a str>,
+    /// None on success, else the error.
+    pub error: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry for `action` on `entity_type` `entity_id`, started now.
+    pub fn new(action: &str, entity_type: &str, entity_id: &str, command: &str) -> Self {
+        AuditEntry {
+            action: action.into(),
+            entity_type: entity_type.into(),
+            entity_id: entity_id.into(),
+            user_id: None,
+            command: command.into(),
+            started: Instant::now(),
+            error: None,
+        }
+    }
 }
 
 /// Inserts the audit row. The caller decides the transaction: inside the
-/// tenant's transaction on success, on its own after a rollback.
-pub fn write(conn: &mut dyn Connection, entry: &AuditEntry<'_>) -> Result<(), DbError> {
+/// change's transaction on success, on its own after a rollback. Passwords are
+/// redacted from the error text.
+pub fn write(conn: &mut dyn Connection, entry: &AuditEntry) -> Result<(), DbError> {
     let elapsed = entry.started.elapsed().as_millis().min(9_999_999_999) as i64;
     let status = if entry.error.is_some() { 500 } else { 200 };
     conn.execute(
@@ -35,21 +51,19 @@ pub fn write(conn: &mut dyn Connection, entry: &AuditEntry<'_>) -> Result<(), Db
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             Value::Text(uuid::Uuid::new_v4().to_string()),
-            entry
-                .user_id
-                .map(|u| Value::Text(u.into()))
-                .unwrap_or(Value::Null),
-            Value::Text(entry.action.into()),
-            Value::Text(entry.entity_type.into()),
-            Value::Text(entry.entity_id.into()),
+            entry.user_id.clone().into(),
+            Value::Text(entry.action.clone()),
+            Value::Text(entry.entity_type.clone()),
+            Value::Text(entry.entity_id.clone()),
             Value::Text(crate::USER_AGENT.into()),
             Value::Text("CLI".into()),
-            Value::Text(entry.command.into()),
+            Value::Text(entry.command.clone()),
             Value::Int(status),
             Value::Int(elapsed),
             entry
                 .error
-                .map(|e| Value::Text(e.into()))
+                .as_deref()
+                .map(|e| Value::Text(crate::redact::redact(e)))
                 .unwrap_or(Value::Null),
         ],
     )?;

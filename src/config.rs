@@ -63,7 +63,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
-    /// Set when the user asked for a dialect explicitly (`--dialect`, env, file).
+    /// The dialect `render` uses when asked for one (`render --dialect`, env,
+    /// file); other commands use the database URL's.
     pub dialect_override: Option<Dialect>,
     pub jobs: usize,
     pub templates_dir: Option<PathBuf>,
@@ -162,16 +163,10 @@ impl Config {
         }
     }
 
-    /// The dialect of the database we connect to; an explicit dialect that
-    /// contradicts the URL is a configuration error.
+    /// The dialect of the database we connect to: the URL's. (`dialect` in
+    /// the configuration is for `render` only.)
     pub fn database_dialect(&self) -> Result<Dialect, UsageError> {
-        let from_url = self.url_dialect()?;
-        match self.dialect_override {
-            Some(d) if d != from_url => Err(UsageError::new(format!(
-                "--dialect {d} does not match the database URL, which is {from_url}: drop --dialect or use a {d} URL"
-            ))),
-            _ => Ok(from_url),
-        }
+        self.url_dialect()
     }
 }
 

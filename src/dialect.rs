@@ -112,6 +112,18 @@ impl Dialect {
         }
     }
 
+    /// A `?` placeholder for a timestamp bound as text
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), converted by the server where the
+    /// column is a real TIMESTAMP (Oracle would otherwise apply the session's
+    /// NLS format). SQLite stores the text as it is.
+    pub fn timestamp_bind(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "TO_TIMESTAMP(?, 'YYYY-MM-DD HH24:MI:SS.FF6')",
+            Dialect::Postgres => "CAST(? AS TIMESTAMP)",
+            Dialect::Sqlite => "?",
+        }
+    }
+
     /// Bind placeholder number `n` (1-based) in this dialect's syntax.
     pub fn placeholder(self, n: usize) -> String {
         match self {

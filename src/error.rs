@@ -68,7 +68,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 /// The whole chain of causes on one line, without repeating a cause that the
-/// message before it already contains.
+/// message before it already contains, and without passwords.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -82,5 +82,5 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    parts.join(": ")
+    crate::redact::redact(&parts.join(": "))
 }

@@ -1,5 +1,7 @@
 //! Runs one piece of work per tenant on N worker threads, each with its own
-//! database session. One tenant failing never stops the others unless asked.
+//! database session. One tenant failing never stops the others unless asked;
+//! a worker whose connection was lost opens a new one for the next tenant, so
+//! only the tenant in flight fails.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

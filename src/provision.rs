@@ -1,29 +1,23 @@
 //! Tenant lifecycle: provision (create a user's tables) and deprovision (remove
-//! them, optionally archiving or exporting the rows first).
-//!
-//! PostgreSQL: everything for one tenant (registry row, DDL, history, audit)
-//! happens in one transaction under a per-tenant advisory lock: all or nothing.
-//! SQLite: the tenant's file is written in one transaction (its write lock is the
-//! tenant lock); the registry in the main file says `provisioning` until that
-//! commit is followed by `active`. Oracle: every DDL commits, so every step is
-//! idempotent and the registry says `provisioning` until all of them succeeded;
-//! a re-run finishes the job.
+//! them, optionally archiving or exporting the rows first). How each backend
+//! makes this safe (one transaction, a file per tenant, staged commits) is
+//! decided by [`TenantOp`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
 
-use crate::audit::{self, AuditEntry};
-use crate::db::{Connection, Lock, Session};
+use crate::db::{DbErrorKind, Open, Session};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
+use crate::export::{ExportTarget, Header};
+use crate::jobs::archive;
 use crate::migrate;
-use crate::registry::{self, Status, TenantRecord};
+use crate::operation::{Guard, TenantOp};
+use crate::registry::{self, Changes, RegisterError, Status, TenantRecord};
 use crate::render::Renderer;
-use crate::tenant::{TENANT_TABLES, TenantKey, Username};
+use crate::tenant::{TenantKey, Username};
 
 /// A user to provision, and the tenant key the DBA chose, if any.
 #[derive(Debug, Clone)]
@@ -102,185 +96,282 @@ pub enum NameCheck {
     NeedsRegisteredKey(UsageError),
 }
 
-/// Creates one tenant at the latest version. Safe to call concurrently for the
-/// same user from several processes, and to re-run after a crash.
+/// A registration lost a race for a unique key (the username or the tenant
+/// key) and the backend cannot go on in the same transaction.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant key \"{0}\" was taken by a concurrent registration")]
+struct KeyTaken(String);
+
+/// Creates one tenant at the latest (or the requested) version. Safe to call
+/// concurrently for the same user from several processes, and to re-run
+/// after a crash: a re-run completes a half-created tenant.
 pub fn provision(
     session: &mut Session<'_>,
     renderer: &Renderer,
     req: &ProvisionRequest,
 ) -> anyhow::Result<ProvisionOutcome> {
-    let started = Instant::now();
-    let username = req.username.as_str();
-    let result = provision_steps(session, renderer, req, started);
-    if let Err(err) = &result {
-        let message = crate::error::one_line(err);
-        let sys = session.system();
-        // The failure is recorded outside the rolled-back transaction, and only
-        // on a tenant left half-created: an error about an existing, active
-        // tenant (a conflicting --tenant-key, say) must not change it.
-        if session_dialect_is_staged(sys.dialect()) {
-            let _ = registry::mark_failed_if_provisioning(sys, username, &message);
+    let name = req.username.as_str();
+    let Some(mut op) = TenantOp::begin(session, name, "tenant.provision", "provision", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    let mut registered = false;
+    let result = provision_steps(&mut op, renderer, req, &mut registered);
+    let result = op.finish(result, |sys, message| {
+        // Only the row this run registered: never another process's.
+        if registered {
+            registry::mark_failed(sys, name, &[Status::Provisioning], message)?;
         }
-        let _ = write_audit(
-            sys,
-            "tenant.provision",
-            username,
-            None,
-            started,
-            Some(&message),
-        );
-        let _ = sys.commit();
+        Ok(())
+    });
+    match result {
+        Err(e) if e.is::<KeyTaken>() => {
+            // The transaction that saw the conflict is gone: ask who has the key.
+            let key = e.downcast_ref::<KeyTaken>().map(|k| k.0.clone()).unwrap_or_default();
+            match registry::key_owner(session.system(), &key)? {
+                Some(owner) if owner != name => Err(UsageError::new(format!(
+                    "tenant key \"{key}\" already belongs to user {owner}: choose another --tenant-key"
+                ))
+                .into()),
+                _ => provision(session, renderer, req),
+            }
+        }
+        other => other,
     }
-    result
-}
-
-/// Where provisioning is staged across several commits (all but PostgreSQL).
-fn session_dialect_is_staged(dialect: Dialect) -> bool {
-    dialect != Dialect::Postgres
-}
-
-fn write_audit(
-    conn: &mut dyn Connection,
-    action: &str,
-    username: &str,
-    user_id: Option<&str>,
-    started: Instant,
-    error: Option<&str>,
-) -> anyhow::Result<()> {
-    let command = action.split('.').nth(1).unwrap_or(action);
-    audit::write(
-        conn,
-        &AuditEntry {
-            action,
-            entity_type: "tenant",
-            entity_id: username,
-            user_id,
-            command,
-            started,
-            error,
-        },
-    )?;
-    Ok(())
 }
 
 fn provision_steps(
-    session: &mut Session<'_>,
+    op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
     req: &ProvisionRequest,
-    started: Instant,
+    registered: &mut bool,
 ) -> anyhow::Result<ProvisionOutcome> {
-    let dialect = session.dialect();
-    let one_transaction = !session_dialect_is_staged(dialect);
-    let username = req.username.as_str();
-    let lock = Lock::Tenant(req.username.as_str());
-    session.system().begin()?;
-    let outcome = (|| -> anyhow::Result<ProvisionOutcome> {
-        // Step 1: register the tenant as `provisioning` (its own commit unless
-        // everything runs in one transaction).
-        let sys = session.system();
-        sys.lock(&lock)?;
-        let record = registry::get(sys, username)?;
-        let key = resolve_key(record.as_ref(), req, dialect)?;
-        match record.as_ref().map(|r| r.status) {
-            Some(Status::Active | Status::Migrating) => {
-                let version = record.as_ref().map(|r| r.schema_version).unwrap_or(0) as u32;
-                return Ok(ProvisionOutcome::Exists {
-                    tenant_key: key.to_string(),
-                    version,
-                });
+    let dialect = op.session().dialect();
+    let name = req.username.as_str();
+    let record = op.registry(|sys| registry::get(sys, name))?;
+    let key = resolve_key(record.as_ref(), req, dialect)?;
+    let exists = |r: &TenantRecord| ProvisionOutcome::Exists {
+        tenant_key: r.tenant_key.clone(),
+        version: r.schema_version.max(0) as u32,
+    };
+    let from = match &record {
+        Some(r) if matches!(r.status, Status::Active | Status::Migrating) => return Ok(exists(r)),
+        Some(r) if r.status == Status::Deprovisioning => bail!(
+            "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
+        ),
+        Some(r) => Some(r.status),
+        None => None,
+    };
+    if let Some(owner) = op
+        .registry(|sys| registry::key_owner(sys, key.as_str()))?
+        .filter(|o| o != name)
+    {
+        return Err(UsageError::new(format!(
+            "tenant key \"{key}\" already belongs to user {owner}: choose another --tenant-key"
+        ))
+        .into());
+    }
+    let user_id = op.registry(|sys| registry::user_id_of(sys, name))?;
+    op.set_user_id(user_id.clone());
+
+    // Register as `provisioning` (its own commit unless the backend is atomic).
+    let atomic = op.atomic();
+    let registration = op.registry(|sys| match from {
+        None => registry::insert(sys, name, key.as_str(), user_id.as_deref()).map(|()| true),
+        Some(status) => {
+            registry::restart_provisioning(sys, name, status, key.as_str(), user_id.as_deref())
+        }
+    });
+    match registration {
+        Ok(true) => *registered = true,
+        // Another process changed the row meanwhile: see what it is now.
+        Ok(false) => return rejoin(op, renderer, req, registered),
+        Err(RegisterError::Taken) if atomic => return Err(KeyTaken(key.to_string()).into()),
+        Err(RegisterError::Taken) => {
+            if op
+                .registry(|sys| registry::key_owner(sys, key.as_str()))?
+                .is_some_and(|o| o != name)
+            {
+                return Err(KeyTaken(key.to_string()).into());
             }
-            Some(Status::Deprovisioning) => bail!(
-                "tenant {username} is being deprovisioned: finish with `pathfinder-db deprovision {username} --yes` first"
+            return rejoin(op, renderer, req, registered);
+        }
+        Err(RegisterError::Db(e)) => return Err(e.into()),
+    }
+
+    // The tenant's objects and history (SQLite: its file's write lock guards it).
+    let (_, version) = op
+        .tenant(&key, Open::Create, |conn| {
+            migrate::apply_tenant(conn, renderer, &key, req.target_version, false)
+        })?
+        .ok_or_else(|| anyhow::anyhow!("the tenant file of {name} could not be created"))?;
+
+    // Active, audited in the same transaction; a concurrent run that finished
+    // first makes this one "exists".
+    let done = op.complete(|sys| {
+        Ok(registry::transition(
+            sys,
+            name,
+            &[Status::Provisioning],
+            Status::Active,
+            &Changes {
+                schema_version: Some(version as i64),
+                last_error: Some(None),
+                ..Changes::default()
+            },
+        )?)
+    });
+    match done {
+        Ok(true) => Ok(ProvisionOutcome::Created {
+            tenant_key: key.to_string(),
+            version,
+        }),
+        Ok(false) => match op.registry(|sys| registry::get(sys, name))? {
+            Some(r) if r.status == Status::Active => Ok(exists(&r)),
+            other => bail!(
+                "tenant {name} changed while it was being provisioned (now {}): run again",
+                other.map(|r| r.status.to_string()).unwrap_or("gone".into())
             ),
-            _ => {}
-        }
-        if let Some(owner) = registry::key_owner(sys, key.as_str())?.filter(|o| o != username) {
-            return Err(UsageError::new(format!(
-                "tenant key \"{key}\" already belongs to user {owner}: choose another --tenant-key"
-            ))
-            .into());
-        }
-        let user_id = registry::user_id_of(sys, username)?;
-        match &record {
-            None => {
-                registry::insert(sys, username, key.as_str(), user_id.as_deref())?;
-            }
-            Some(_) => {
-                registry::restart_provisioning(sys, username, key.as_str(), user_id.as_deref())?
-            }
-        }
-        if !one_transaction {
-            sys.commit()?;
-        }
-
-        // Step 2: the tenant's objects and history. On SQLite, BEGIN IMMEDIATE on
-        // the tenant's file is the tenant lock.
-        let (applied, version) = {
-            let mut tenant = session
-                .tenant(&key, true)?
-                .expect("tenant connection is created on demand");
-            if !one_transaction {
-                tenant.begin()?;
-            }
-            match migrate::apply_tenant(&mut *tenant, renderer, &key, req.target_version, false) {
-                Ok(r) => {
-                    if !one_transaction {
-                        tenant.commit()?;
-                    }
-                    r
-                }
-                Err(e) => {
-                    if !one_transaction {
-                        let _ = tenant.rollback();
-                    }
-                    return Err(e);
-                }
-            }
-        };
-
-        // Step 3: mark it active and audit the change.
-        let sys = session.system();
-        if !one_transaction {
-            sys.begin()?;
-        }
-        registry::set_state(sys, username, Status::Active, Some(version as i64), None)?;
-        let outcome = if applied.versions.is_empty() {
-            // Another process (or an earlier, interrupted run) created it.
-            ProvisionOutcome::Exists {
-                tenant_key: key.to_string(),
-                version,
-            }
-        } else {
-            write_audit(
-                sys,
-                "tenant.provision",
-                username,
-                user_id.as_deref(),
-                started,
-                None,
-            )?;
-            ProvisionOutcome::Created {
-                tenant_key: key.to_string(),
-                version,
-            }
-        };
-        sys.commit()?;
-        Ok(outcome)
-    })();
-    let sys = session.system();
-    // Ends the transaction an early return (the tenant exists) or an error left open.
-    let _ = sys.rollback();
-    let _ = sys.unlock(&lock);
-    outcome
+        },
+        Err(e) => Err(e),
+    }
 }
+
+/// Another process registered the same user a moment ago: go on from what
+/// the registry says now (its work and ours are serialized per tenant).
+fn rejoin(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    req: &ProvisionRequest,
+    registered: &mut bool,
+) -> anyhow::Result<ProvisionOutcome> {
+    let name = req.username.as_str();
+    match op.registry(|sys| registry::get(sys, name))? {
+        Some(r) if r.status == Status::Provisioning || r.status == Status::Failed => {
+            provision_steps(op, renderer, req, registered)
+        }
+        Some(r) if r.status == Status::Active => Ok(ProvisionOutcome::Exists {
+            tenant_key: r.tenant_key,
+            version: r.schema_version.max(0) as u32,
+        }),
+        other => bail!(
+            "tenant {name} changed while it was being provisioned (now {}): run again",
+            other.map(|r| r.status.to_string()).unwrap_or("gone".into())
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deprovisioning
 
 /// What to do with a tenant's rows before its tables are dropped.
 #[derive(Debug, Clone, Default)]
 pub struct DeprovisionOptions {
     /// Copy every row into the tenant's archive tables, which are kept.
     pub archive: bool,
-    /// Write every row to this file as JSON Lines first.
+    /// Write every row (archives included) to this file first.
     pub export: Option<PathBuf>,
+    /// Replace an existing export file.
+    pub force: bool,
+}
+
+/// What a deprovisioning will do, found out before anything changes.
+#[derive(Debug)]
+pub struct DeprovisionPlan {
+    pub record: TenantRecord,
+    pub key: TenantKey,
+    /// False when an earlier, interrupted run already dropped the tables.
+    pub tables_present: bool,
+    pub export: Option<ExportTarget>,
+    /// The export file is the complete one an interrupted run of this same
+    /// deprovisioning wrote: it is kept as it is.
+    pub reused_export: bool,
+}
+
+/// Whether `path` is a complete, intact export written by the deprovisioning
+/// `record` is in the middle of (same user, same generation).
+fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
+    let Some(generation) = record
+        .claimed_by
+        .as_deref()
+        .and_then(|c| c.strip_prefix(DEPROVISION_CLAIM))
+    else {
+        return false;
+    };
+    matches!(
+        crate::export::verify(path),
+        Ok((header, _)) if header.username == record.username
+            && header.exported_at == registry::iso_utc(generation)
+    )
+}
+
+/// Checks everything that can be checked before a deprovisioning changes
+/// anything: the user exists, the tenant's objects can be read (a missing
+/// or damaged SQLite file is named as such), the export path is writable and
+/// free (unless forced) and has room. None: already deprovisioned.
+pub fn plan_deprovision(
+    session: &mut Session<'_>,
+    username: &Username,
+    options: &DeprovisionOptions,
+) -> anyhow::Result<Option<DeprovisionPlan>> {
+    let name = username.as_str();
+    let Some(record) = registry::get(session.system(), name)? else {
+        return Err(UsageError::new(format!(
+            "no tenant named {name}: `pathfinder-db tenants` lists them"
+        ))
+        .into());
+    };
+    if record.status == Status::Deprovisioned {
+        return Ok(None);
+    }
+    let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
+    let file = session.database().sqlite_tenant_file(&key);
+    let (tables_present, bytes) = {
+        let tenant = session.tenant(&key, Open::Existing).map_err(|e| {
+            let hint = match e.kind {
+                DbErrorKind::Corrupt => format!(
+                    ": if its data is not needed, delete {} and run `pathfinder-db deprovision {name} --yes` again",
+                    file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+                ),
+                _ => String::new(),
+            };
+            anyhow::anyhow!("cannot read the tables of tenant {name}: {e}{hint}")
+        })?;
+        match tenant {
+            None => (false, 0),
+            Some(mut conn) => {
+                let present = !archive::live_tables(&mut *conn, &key)?.is_empty();
+                let bytes = match &file {
+                    Some(f) => std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
+                    None => conn.table_bytes(&key.prefix())?,
+                };
+                (present, bytes)
+            }
+        }
+    };
+    let mut reused_export = false;
+    let export = match &options.export {
+        Some(path) if tables_present => {
+            if record.status == Status::Deprovisioning && is_export_of_this_run(path, &record) {
+                // An interrupted run of this same deprovisioning wrote it
+                // completely (Oracle, where the drops commit one by one and
+                // some tables may remain): keep it, never overwrite it with
+                // the rest.
+                reused_export = true;
+                None
+            } else {
+                Some(ExportTarget::check(path, options.force, bytes)?)
+            }
+        }
+        _ => None,
+    };
+    Ok(Some(DeprovisionPlan {
+        record,
+        key,
+        tables_present,
+        export,
+        reused_export,
+    }))
 }
 
 /// What deprovisioning did for one user.
@@ -291,128 +382,267 @@ pub enum DeprovisionOutcome {
         tenant_key: String,
         archived_rows: u64,
         exported_rows: u64,
+        /// An earlier, interrupted run had dropped the tables already: this
+        /// one finished the deprovisioning and wrote no export.
+        finished_earlier_run: bool,
     },
     AlreadyRemoved,
 }
 
-/// Removes a tenant's objects. Idempotent and resumable: the registry says
-/// `deprovisioning` until every object is gone.
+/// The generation (archived_at) of a deprovisioning is kept in the registry
+/// while it runs, so a run that finishes an interrupted one copies as the
+/// same generation and never twice.
+const DEPROVISION_CLAIM: &str = "deprovision@";
+
+/// Removes a tenant's objects after [`plan_deprovision`] passed. Resumable:
+/// where the backend cannot do it in one transaction the registry says
+/// `deprovisioning` until every object is gone, and the same command finishes
+/// it. A failure that dropped nothing puts the tenant back as it was.
 pub fn deprovision(
     session: &mut Session<'_>,
     renderer: &Renderer,
-    username: &Username,
+    plan: &DeprovisionPlan,
     options: &DeprovisionOptions,
 ) -> anyhow::Result<DeprovisionOutcome> {
-    let started = Instant::now();
-    let result = deprovision_steps(session, renderer, username, options, started);
-    if let Err(err) = &result {
-        let message = crate::error::one_line(err);
-        let _ = write_audit(
-            session.system(),
-            "tenant.deprovision",
-            username.as_str(),
-            None,
-            started,
-            Some(&message),
-        );
-        let _ = session.system().commit();
-    }
-    result
+    let name = plan.record.username.clone();
+    let Some(mut op) = TenantOp::begin(session, &name, "tenant.deprovision", "deprovision", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    op.set_user_id(plan.record.user_id.clone());
+    let mut undo: Option<(Status, Vec<String>)> = None;
+    let result = deprovision_steps(&mut op, renderer, plan, options, &mut undo);
+    op.finish(result, |sys, message| {
+        match &undo {
+            // Nothing was dropped: the tenant is as it was.
+            Some((previous, frozen)) => {
+                sys.thaw_tables(frozen)?;
+                registry::transition(
+                    sys,
+                    &name,
+                    &[Status::Deprovisioning],
+                    *previous,
+                    &Changes {
+                        claimed_by: Some(None),
+                        ..Changes::default()
+                    },
+                )?;
+            }
+            None => registry::note_error(sys, &name, message)?,
+        }
+        Ok(())
+    })
 }
 
 fn deprovision_steps(
-    session: &mut Session<'_>,
+    op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
-    username: &Username,
+    plan: &DeprovisionPlan,
     options: &DeprovisionOptions,
-    started: Instant,
+    undo: &mut Option<(Status, Vec<String>)>,
 ) -> anyhow::Result<DeprovisionOutcome> {
-    let dialect = session.dialect();
-    let name = username.as_str();
-    let lock = Lock::Tenant(username.as_str());
-    let sys = session.system();
-    let Some(record) = registry::get(sys, name)? else {
-        return Err(UsageError::new(format!(
-            "no tenant named {name}: `pathfinder-db tenants` lists them"
-        ))
-        .into());
+    let name = plan.record.username.clone();
+    let key = &plan.key;
+    // Read again under the lock: another command may have changed it.
+    let Some(record) = op.registry(|sys| registry::get(sys, &name))? else {
+        bail!("tenant {name} disappeared from the registry");
     };
     if record.status == Status::Deprovisioned {
         return Ok(DeprovisionOutcome::AlreadyRemoved);
     }
-    let key = TenantKey::parse(&record.tenant_key, dialect)?;
-    sys.begin()?;
-    sys.lock(&lock)?;
-    registry::set_state(sys, name, Status::Deprovisioning, None, None)?;
-    sys.commit()?;
-
-    let result = (|| -> anyhow::Result<(u64, u64)> {
-        let Some(mut tenant) = session.tenant(&key, false)? else {
-            return Ok((0, 0));
-        };
-        let mut exported = 0;
-        if let Some(path) = &options.export {
-            exported = export_rows(&mut *tenant, &key, path)?;
-        }
-        tenant.begin()?;
-        if dialect == Dialect::Postgres {
-            tenant.lock(&lock)?;
-        }
-        let work = (|| -> anyhow::Result<u64> {
-            let mut archived = 0;
-            if options.archive {
-                archived = archive_all(&mut *tenant, &key)?;
+    let generation = match record
+        .claimed_by
+        .as_deref()
+        .and_then(|c| c.strip_prefix(DEPROVISION_CLAIM))
+    {
+        Some(generation) if record.status == Status::Deprovisioning => generation.to_string(),
+        _ => {
+            let generation = archive::generation_now();
+            let claim = format!("{DEPROVISION_CLAIM}{generation}");
+            let moved = op.registry(|sys| {
+                registry::transition(
+                    sys,
+                    &name,
+                    &[record.status],
+                    Status::Deprovisioning,
+                    &Changes {
+                        claimed_by: Some(Some(&claim)),
+                        ..Changes::default()
+                    },
+                )
+            })?;
+            if !moved {
+                bail!("tenant {name} changed while it was being deprovisioned: run again");
             }
-            let drop = if options.archive {
-                renderer.drop_tenant_keeping_archives(&key)?
-            } else {
-                renderer.drop_tenant(&key)?
-            };
-            tenant.run_statements(&drop)?;
-            Ok(archived)
-        })();
-        match work {
-            Ok(archived) => {
-                tenant.commit()?;
-                Ok((archived, exported))
-            }
-            Err(e) => {
-                let _ = tenant.rollback();
-                Err(e)
-            }
-        }
-    })();
-    let sys = session.system();
-    let (archived_rows, exported_rows) = match result {
-        Ok(counts) => counts,
-        Err(e) => {
-            let _ = sys.unlock(&lock);
-            return Err(e);
+            generation
         }
     };
-    if let Some(file) = session.database().sqlite_tenant_file(&key)
+    let previous = match record.status {
+        Status::Deprovisioning => Status::Active,
+        other => other,
+    };
+    *undo = Some((previous, Vec::new()));
+
+    let transactional_ddl = op.session().dialect().transactional_ddl();
+    let header = Header {
+        format: crate::export::FORMAT.into(),
+        format_version: crate::export::FORMAT_VERSION,
+        tool: crate::USER_AGENT.into(),
+        username: name.clone(),
+        tenant_key: key.to_string(),
+        schema_version: record.schema_version,
+        dialect: op.session().dialect().name().into(),
+        exported_at: registry::iso_utc(&generation),
+    };
+    let mut counts = (0u64, 0u64);
+    let dropped_here = op.tenant(key, Open::Existing, |conn| {
+        let tables = archive::live_tables(conn, key)?;
+        if tables.is_empty() {
+            // An earlier run dropped them (Oracle commits each DROP; SQLite
+            // may have stopped before removing the file).
+            return Ok(false);
+        }
+        let live: Vec<String> = tables.iter().map(|(d, _)| key.object(d.name)).collect();
+        let archives = if options.archive {
+            archive::prepare(conn, renderer, key, &tables)?
+        } else {
+            Vec::new()
+        };
+        conn.freeze_tables(&live)?;
+        if let Some((_, frozen)) = undo.as_mut() {
+            *frozen = live.clone();
+        }
+        if let Some(target) = &plan.export {
+            let mut exported: Vec<(String, String, Vec<String>)> = tables
+                .iter()
+                .map(|(d, cols)| {
+                    (
+                        d.name.to_string(),
+                        key.object(d.name),
+                        cols.iter().map(|c| c.column.clone()).collect(),
+                    )
+                })
+                .collect();
+            // The user's archived rows go too (they are dropped with the rest).
+            let catalog = conn.columns(&key.prefix())?;
+            for (def, _) in &tables {
+                let object = key.object(&format!("{}_archive", def.name));
+                let cols: Vec<String> = catalog
+                    .iter()
+                    .filter(|c| c.table == object)
+                    .map(|c| c.column.clone())
+                    .collect();
+                if !cols.is_empty() {
+                    exported.push((format!("{}_archive", def.name), object, cols));
+                }
+            }
+            counts.1 = target.write(conn, &header, &exported)?.rows;
+        }
+        for t in &archives {
+            archive::copy(conn, t, archive::Rows::All, &generation)?;
+            counts.0 += archive::verify_copy(conn, t, &generation)?;
+        }
+        let drop = if options.archive {
+            renderer.drop_tenant_keeping_archives(key)?
+        } else {
+            renderer.drop_tenant(key)?
+        };
+        if !transactional_ddl {
+            // From here on objects go one commit at a time: no way back.
+            *undo = None;
+        }
+        conn.run_statements(&drop)?;
+        Ok(true)
+    })?;
+    let dropped_here = dropped_here.unwrap_or(false);
+    // The tenant's tables are gone (committed): nothing to put back any more.
+    *undo = None;
+    if let Some(file) = op.session().database().sqlite_tenant_file(key)
         && !options.archive
     {
         remove_sqlite_file(&file)?;
     }
-    let sys = session.system();
-    sys.begin()?;
-    registry::set_state(sys, name, Status::Deprovisioned, Some(0), None)?;
-    write_audit(
-        sys,
-        "tenant.deprovision",
-        name,
-        record.user_id.as_deref(),
-        started,
-        None,
-    )?;
-    sys.commit()?;
-    let _ = sys.unlock(&lock);
+    op.complete(|sys| {
+        let done = registry::transition(
+            sys,
+            &name,
+            &[Status::Deprovisioning],
+            Status::Deprovisioned,
+            &Changes {
+                schema_version: Some(0),
+                last_error: Some(None),
+                claimed_by: Some(None),
+            },
+        )?;
+        if !done {
+            bail!("tenant {name} changed while it was being deprovisioned: run again");
+        }
+        Ok(())
+    })?;
     Ok(DeprovisionOutcome::Removed {
         tenant_key: key.to_string(),
-        archived_rows,
-        exported_rows,
+        archived_rows: counts.0,
+        exported_rows: counts.1,
+        finished_earlier_run: !dropped_here,
     })
+}
+
+/// Takes back a deprovisioning that stopped half-way, while every table is
+/// still there: the tenant is active again (Oracle: writable again).
+pub fn cancel_deprovision(session: &mut Session<'_>, username: &Username) -> anyhow::Result<()> {
+    let name = username.as_str();
+    let Some(mut op) =
+        TenantOp::begin(session, name, "tenant.deprovision_cancel", "deprovision", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let Some(record) = op.registry(|sys| registry::get(sys, name))? else {
+            return Err(UsageError::new(format!(
+                "no tenant named {name}: `pathfinder-db tenants` lists them"
+            ))
+            .into());
+        };
+        if record.status != Status::Deprovisioning {
+            return Err(UsageError::new(format!(
+                "tenant {name} is {}, not deprovisioning: nothing to cancel",
+                record.status
+            ))
+            .into());
+        }
+        op.set_user_id(record.user_id.clone());
+        let key = TenantKey::parse(&record.tenant_key, op.session().dialect())?;
+        let live = op
+            .tenant(&key, Open::Existing, |conn| {
+                let tables = archive::live_tables(conn, &key)?;
+                let names: Vec<String> = tables.iter().map(|(d, _)| key.object(d.name)).collect();
+                if tables.len() == crate::tenant::TABLES.len() {
+                    conn.thaw_tables(&names)?;
+                }
+                Ok(tables.len())
+            })?
+            .unwrap_or(0);
+        if live < crate::tenant::TABLES.len() {
+            bail!(
+                "cannot cancel: some of {name}'s tables are dropped already; finish with `pathfinder-db deprovision {name} --yes`"
+            );
+        }
+        op.complete(|sys| {
+            Ok(registry::transition(
+                sys,
+                name,
+                &[Status::Deprovisioning],
+                Status::Active,
+                &Changes {
+                    claimed_by: Some(None),
+                    last_error: Some(None),
+                    ..Changes::default()
+                },
+            )?)
+        })?;
+        Ok(())
+    })();
+    op.finish(result, |_, _| Ok(()))
 }
 
 fn remove_sqlite_file(file: &Path) -> anyhow::Result<()> {
@@ -421,149 +651,11 @@ fn remove_sqlite_file(file: &Path) -> anyhow::Result<()> {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot remove {}", path.display())));
+            }
         }
     }
     Ok(())
-}
-
-/// Tables whose name exists in the catalog, among the tenant's nine.
-fn existing_tables(
-    conn: &mut dyn Connection,
-    key: &TenantKey,
-) -> anyhow::Result<Vec<&'static str>> {
-    let columns = conn.columns(&key.prefix())?;
-    Ok(TENANT_TABLES
-        .iter()
-        .copied()
-        .filter(|t| columns.iter().any(|c| c.table == key.object(t)))
-        .collect())
-}
-
-/// Copies every row of the tenant's tables into `<table>_archive` (created on
-/// first use, keyed by id, with `archived_at`). Rows already archived are
-/// skipped, so a repeated run neither duplicates nor fails. Columns the live
-/// table gained since the archive was created (a later schema version) are
-/// added to the archive first.
-fn archive_all(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<u64> {
-    let dialect = conn.dialect();
-    let if_not_exists = if dialect == Dialect::Oracle {
-        ""
-    } else {
-        "IF NOT EXISTS "
-    };
-    let tables = existing_tables(conn, key)?;
-    for table in &tables {
-        let live = key.object(table);
-        let archive = key.object(&format!("{table}_archive"));
-        let index = key.object(&format!("{}_arch_uq", short_name(table)));
-        conn.run_statements(&[
-            crate::render::Statement {
-                sql: format!(
-                    "CREATE TABLE {if_not_exists}{archive} AS SELECT s.*, CURRENT_TIMESTAMP AS archived_at FROM {live} s WHERE 1 = 0"
-                ),
-                plsql: false,
-            },
-            crate::render::Statement {
-                sql: format!("CREATE UNIQUE INDEX {if_not_exists}{index} ON {archive} (id)"),
-                plsql: false,
-            },
-        ])?;
-    }
-    let catalog = conn.columns(&key.prefix())?;
-    let mut total = 0;
-    for table in &tables {
-        let live = key.object(table);
-        let archive = key.object(&format!("{table}_archive"));
-        let live_columns: Vec<_> = catalog.iter().filter(|c| c.table == live).collect();
-        let archived: Vec<&str> = catalog
-            .iter()
-            .filter(|c| c.table == archive)
-            .map(|c| c.column.as_str())
-            .collect();
-        for col in live_columns
-            .iter()
-            .filter(|c| !archived.contains(&c.column.as_str()))
-        {
-            conn.run_statements(&[crate::render::Statement {
-                sql: format!("ALTER TABLE {archive} ADD {} {}", col.column, col.data_type),
-                plsql: false,
-            }])?;
-        }
-        let names = live_columns
-            .iter()
-            .map(|c| c.column.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sourced = live_columns
-            .iter()
-            .map(|c| format!("s.{}", c.column))
-            .collect::<Vec<_>>()
-            .join(", ");
-        total += conn.execute(
-            &format!(
-                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, CURRENT_TIMESTAMP FROM {live} s \
-                 WHERE NOT EXISTS (SELECT 1 FROM {archive} a WHERE a.id = s.id)"
-            ),
-            &[],
-        )?;
-    }
-    Ok(total)
-}
-
-/// The abbreviation used in a table's constraint and index names.
-pub fn short_name(table: &str) -> &'static str {
-    match table {
-        "experiences" => "exp",
-        "skills" => "skl",
-        "profile_summary" => "psum",
-        "quick_summary" => "qsum",
-        "chat_conversations" => "conv",
-        "chat_messages" => "msg",
-        "career_analytics" => "ana",
-        "skills_progression" => "sprog",
-        "pert_responses" => "pert",
-        other => panic!("no short name for table {other}"),
-    }
-}
-
-/// Writes every row of the tenant's tables to `path` as JSON Lines
-/// (`{"table": ..., "row": {...}}`), flushed to disk before anything is dropped.
-fn export_rows(conn: &mut dyn Connection, key: &TenantKey, path: &Path) -> anyhow::Result<u64> {
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(path)
-            .with_context(|| format!("cannot create export file {}", path.display()))?,
-    );
-    let columns = conn.columns(&key.prefix())?;
-    let mut count = 0;
-    for table in existing_tables(conn, key)? {
-        let name = key.object(table);
-        let cols: Vec<&str> = columns
-            .iter()
-            .filter(|c| c.table == name)
-            .map(|c| c.column.as_str())
-            .collect();
-        let rows = conn.query(
-            &format!("SELECT {} FROM {name} ORDER BY id", cols.join(", ")),
-            &[],
-        )?;
-        for row in rows {
-            let object: serde_json::Map<String, serde_json::Value> = cols
-                .iter()
-                .zip(row)
-                .map(|(c, v)| {
-                    (
-                        c.to_string(),
-                        serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
-                    )
-                })
-                .collect();
-            let line = serde_json::json!({ "table": table, "row": object });
-            writeln!(file, "{line}")?;
-            count += 1;
-        }
-    }
-    let file = file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(count)
 }

@@ -97,17 +97,12 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
             ("pf_ref_career_paths", added.career_paths),
         ] {
             if count > 0 {
+                let mut entry =
+                    crate::audit::AuditEntry::new("reference.load", "table", table, "init");
+                entry.started = started;
                 crate::audit::write(
                     conn,
-                    &crate::audit::AuditEntry {
-                        action: "reference.load",
-                        entity_type: "table",
-                        entity_id: table,
-                        user_id: None,
-                        command: "init",
-                        started,
-                        error: None,
-                    },
+                    &entry,
                 )?;
             }
         }

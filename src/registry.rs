@@ -1,12 +1,17 @@
 //! The tenant registry (`pf_tenants`): one row per tenant, so fleet-wide
-//! questions are one query.
+//! questions are one query. This module is the only code that reads or writes
+//! `pf_tenants`.
+//!
+//! Every change of state is conditional on the state the caller saw or
+//! claimed (`UPDATE ... WHERE status IN (...)`), and says whether it happened:
+//! a racing command never resurrects or overwrites another one's result.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::db::{Connection, DbError, Row, Value};
+use crate::db::{Connection, DbError, DbErrorKind, Row, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,7 +22,8 @@ pub enum Status {
     Migrating,
     /// The last provisioning or migration failed; `last_error` says why.
     Failed,
-    /// Removal started and has not finished: a re-run completes it.
+    /// Removal started and has not finished: `deprovision` again finishes it,
+    /// `deprovision --cancel` takes it back while the tables are all there.
     Deprovisioning,
     Deprovisioned,
 }
@@ -32,6 +38,14 @@ impl Status {
             Status::Deprovisioning => "deprovisioning",
             Status::Deprovisioned => "deprovisioned",
         }
+    }
+
+    /// A tenant whose tables exist (or are being created or migrated).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Status::Provisioning | Status::Active | Status::Migrating | Status::Failed
+        )
     }
 }
 
@@ -56,7 +70,7 @@ impl FromStr for Status {
     }
 }
 
-/// One registry row.
+/// One registry row. Timestamps are ISO 8601 in UTC.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantRecord {
     pub username: String,
@@ -65,15 +79,33 @@ pub struct TenantRecord {
     pub schema_version: i64,
     pub status: Status,
     pub last_error: Option<String>,
+    /// Who holds the tenant: a migrate run's id, or `deprovision@<time>`.
+    #[serde(skip)]
+    pub claimed_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-const COLUMNS: &str =
-    "username, tenant_key, user_id, schema_version, status, last_error, created_at, updated_at";
+const COLUMNS: &str = "username, tenant_key, user_id, schema_version, status, last_error, \
+                       claimed_by, created_at, updated_at";
 
 fn opt_text(v: &Value) -> Option<String> {
     if v.is_null() { None } else { Some(v.to_text()) }
+}
+
+/// `2026-11-25 13:36:36.123` (as every backend stores a UTC timestamp) as
+/// ISO 8601: `2026-11-25T13:36:36.123Z`.
+pub fn iso_utc(stored: &str) -> String {
+    let s = stored.trim();
+    if s.is_empty() {
+        return String::new();
+    }
+    let s = s.replacen(' ', "T", 1);
+    if s.ends_with('Z') || s.contains('+') {
+        s
+    } else {
+        format!("{s}Z")
+    }
 }
 
 fn from_row(r: &Row) -> Result<TenantRecord, DbError> {
@@ -84,15 +116,27 @@ fn from_row(r: &Row) -> Result<TenantRecord, DbError> {
         schema_version: r[3].as_i64().unwrap_or(0),
         status: r[4].to_text().parse().map_err(DbError::other)?,
         last_error: opt_text(&r[5]),
-        created_at: r[6].to_text(),
-        updated_at: r[7].to_text(),
+        claimed_by: opt_text(&r[6]),
+        created_at: iso_utc(&r[7].to_text()),
+        updated_at: iso_utc(&r[8].to_text()),
     })
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+/// Errors are kept to 4000 characters (Oracle's VARCHAR2 limit in a bind).
+fn error_value(error: Option<&str>) -> Value {
+    error
+        .map(|e| Value::Text(e.chars().take(4000).collect()))
+        .unwrap_or(Value::Null)
 }
 
 pub fn get(conn: &mut dyn Connection, username: &str) -> Result<Option<TenantRecord>, DbError> {
     let rows = conn.query(
         &format!("SELECT {COLUMNS} FROM pf_tenants WHERE username = ?"),
-        &[Value::Text(username.into())],
+        &[text(username)],
     )?;
     rows.first().map(from_row).transpose()
 }
@@ -120,7 +164,7 @@ pub fn list(
 pub fn key_owner(conn: &mut dyn Connection, tenant_key: &str) -> Result<Option<String>, DbError> {
     let rows = conn.query(
         "SELECT username FROM pf_tenants WHERE tenant_key = ?",
-        &[Value::Text(tenant_key.into())],
+        &[text(tenant_key)],
     )?;
     Ok(rows.first().map(|r| r[0].to_text()))
 }
@@ -129,92 +173,338 @@ pub fn key_owner(conn: &mut dyn Connection, tenant_key: &str) -> Result<Option<S
 pub fn user_id_of(conn: &mut dyn Connection, username: &str) -> Result<Option<String>, DbError> {
     let rows = conn.query(
         "SELECT id FROM pf_users WHERE username = ?",
-        &[Value::Text(username.into())],
+        &[text(username)],
     )?;
     Ok(rows.first().map(|r| r[0].to_text()))
 }
 
-/// Adds a tenant in status `provisioning`. Returns false when another process
-/// registered the same username first.
+/// Why registering a tenant did not happen.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// A unique key was taken by a concurrent registration (the username or
+    /// the tenant key). On PostgreSQL the transaction is now aborted: roll
+    /// back before asking who has it.
+    Taken,
+    Db(DbError),
+}
+
+impl From<DbError> for RegisterError {
+    fn from(e: DbError) -> Self {
+        RegisterError::Db(e)
+    }
+}
+
+/// Adds a tenant in status `provisioning`.
 pub fn insert(
     conn: &mut dyn Connection,
     username: &str,
     tenant_key: &str,
     user_id: Option<&str>,
-) -> Result<bool, DbError> {
-    let result = conn.execute(
-        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status) VALUES (?, ?, ?, 0, 'provisioning')",
-        &[
-            Value::Text(username.into()),
-            Value::Text(tenant_key.into()),
-            user_id.map(|u| Value::Text(u.into())).unwrap_or(Value::Null),
-        ],
-    );
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind == crate::db::DbErrorKind::UniqueViolation => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Sets status, version and last error (None clears it).
-pub fn set_state(
-    conn: &mut dyn Connection,
-    username: &str,
-    status: Status,
-    schema_version: Option<i64>,
-    last_error: Option<&str>,
-) -> Result<(), DbError> {
-    let error = last_error
-        .map(|e| Value::Text(e.chars().take(4000).collect()))
-        .unwrap_or(Value::Null);
-    match schema_version {
-        Some(v) => conn.execute(
-            "UPDATE pf_tenants SET status = ?, schema_version = ?, last_error = ?, updated_at = CURRENT_TIMESTAMP WHERE username = ?",
-            &[Value::Text(status.as_str().into()), Value::Int(v), error, Value::Text(username.into())],
-        ),
-        None => conn.execute(
-            "UPDATE pf_tenants SET status = ?, last_error = ?, updated_at = CURRENT_TIMESTAMP WHERE username = ?",
-            &[Value::Text(status.as_str().into()), error, Value::Text(username.into())],
-        ),
-    }?;
-    Ok(())
-}
-
-/// Marks a tenant `failed` with `error`, but only while it is `provisioning`.
-pub fn mark_failed_if_provisioning(
-    conn: &mut dyn Connection,
-    username: &str,
-    error: &str,
-) -> Result<(), DbError> {
+) -> Result<(), RegisterError> {
     conn.execute(
-        "UPDATE pf_tenants SET status = 'failed', last_error = ?, updated_at = CURRENT_TIMESTAMP \
-         WHERE username = ? AND status = 'provisioning'",
-        &[
-            Value::Text(error.chars().take(4000).collect()),
-            Value::Text(username.into()),
-        ],
-    )?;
-    Ok(())
+        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status) \
+         VALUES (?, ?, ?, 0, 'provisioning')",
+        &[text(username), text(tenant_key), user_id.into()],
+    )
+    .map(|_| ())
+    .map_err(|e| match e.kind {
+        DbErrorKind::UniqueViolation => RegisterError::Taken,
+        _ => RegisterError::Db(e),
+    })
 }
 
-/// Reuses a registry row (a deprovisioned or failed tenant being provisioned again).
+/// Takes a registry row that is `from` (a deprovisioned or failed tenant being
+/// provisioned again) back to `provisioning`. False when its status changed.
 pub fn restart_provisioning(
     conn: &mut dyn Connection,
     username: &str,
+    from: Status,
     tenant_key: &str,
     user_id: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<bool, RegisterError> {
     conn.execute(
-        "UPDATE pf_tenants SET status = 'provisioning', tenant_key = ?, user_id = ?, last_error = NULL, \
-         updated_at = CURRENT_TIMESTAMP WHERE username = ?",
+        "UPDATE pf_tenants SET status = 'provisioning', tenant_key = ?, user_id = ?, \
+         schema_version = CASE WHEN status = 'deprovisioned' THEN 0 ELSE schema_version END, \
+         last_error = NULL, claimed_by = NULL, updated_at = CURRENT_TIMESTAMP \
+         WHERE username = ? AND status = ?",
         &[
-            Value::Text(tenant_key.into()),
-            user_id.map(|u| Value::Text(u.into())).unwrap_or(Value::Null),
-            Value::Text(username.into()),
+            text(tenant_key),
+            user_id.into(),
+            text(username),
+            text(from.as_str()),
         ],
+    )
+    .map(|n| n == 1)
+    .map_err(|e| match e.kind {
+        DbErrorKind::UniqueViolation => RegisterError::Taken,
+        _ => RegisterError::Db(e),
+    })
+}
+
+/// What a transition sets besides the status.
+#[derive(Debug, Clone, Default)]
+pub struct Changes<'a> {
+    pub schema_version: Option<i64>,
+    /// Some(None) clears the last error, None leaves it.
+    pub last_error: Option<Option<&'a str>>,
+    /// Some(None) clears the claim, None leaves it.
+    pub claimed_by: Option<Option<&'a str>>,
+}
+
+/// Moves `username` from one of `from` to `to`. False when the tenant was in
+/// none of them (another command changed it meanwhile).
+pub fn transition(
+    conn: &mut dyn Connection,
+    username: &str,
+    from: &[Status],
+    to: Status,
+    changes: &Changes<'_>,
+) -> Result<bool, DbError> {
+    let mut sets = vec!["status = ?".to_string(), "updated_at = CURRENT_TIMESTAMP".into()];
+    let mut binds = vec![text(to.as_str())];
+    if let Some(v) = changes.schema_version {
+        sets.push("schema_version = ?".into());
+        binds.push(Value::Int(v));
+    }
+    if let Some(e) = changes.last_error {
+        sets.push("last_error = ?".into());
+        binds.push(error_value(e));
+    }
+    if let Some(c) = changes.claimed_by {
+        sets.push("claimed_by = ?".into());
+        sets.push("claimed_at = CURRENT_TIMESTAMP".into());
+        binds.push(c.into());
+    }
+    binds.push(text(username));
+    binds.extend(from.iter().map(|s| text(s.as_str())));
+    let n = conn.execute(
+        &format!(
+            "UPDATE pf_tenants SET {} WHERE username = ? AND status IN ({})",
+            sets.join(", "),
+            vec!["?"; from.len().max(1)].join(", ")
+        ),
+        &binds,
+    )?;
+    Ok(n == 1)
+}
+
+/// Marks a tenant `failed` with `error`, only while it is in `from`.
+pub fn mark_failed(
+    conn: &mut dyn Connection,
+    username: &str,
+    from: &[Status],
+    error: &str,
+) -> Result<bool, DbError> {
+    transition(
+        conn,
+        username,
+        from,
+        Status::Failed,
+        &Changes {
+            last_error: Some(Some(error)),
+            ..Changes::default()
+        },
+    )
+}
+
+/// Records `error` on a tenant without changing its status (a deprovisioning
+/// that stopped half-way says why).
+pub fn note_error(conn: &mut dyn Connection, username: &str, error: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE pf_tenants SET last_error = ?, updated_at = CURRENT_TIMESTAMP WHERE username = ?",
+        &[error_value(Some(error)), text(username)],
     )?;
     Ok(())
+}
+
+/// Order in which pending tenants are taken (for staged rollouts with --limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest tenants first (by creation time).
+    #[default]
+    Oldest,
+    /// Newest tenants first.
+    Newest,
+    /// Alphabetical by username.
+    Name,
+}
+
+impl Order {
+    fn sql(self) -> &'static str {
+        match self {
+            Order::Oldest => "created_at, username",
+            Order::Newest => "created_at DESC, username",
+            Order::Name => "username",
+        }
+    }
+}
+
+/// A tenant that needs migrating, as the registry has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pending {
+    pub username: String,
+    pub tenant_key: String,
+    pub user_id: Option<String>,
+    pub schema_version: i64,
+    pub status: Status,
+}
+
+const PENDING_COLUMNS: &str = "username, tenant_key, user_id, schema_version, status";
+
+/// Live tenants below `target` or not active (failed, or a migration that
+/// was interrupted).
+const PENDING: &str = "status IN ('active', 'failed', 'migrating') AND (schema_version < ? OR status <> 'active')";
+
+fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
+    Ok(Pending {
+        username: r[0].to_text(),
+        tenant_key: r[1].to_text(),
+        user_id: opt_text(&r[2]),
+        schema_version: r[3].as_i64().unwrap_or(0),
+        status: r[4].to_text().parse().map_err(DbError::other)?,
+    })
+}
+
+/// The pending tenants (all, or of `usernames`), in `order`: one query.
+pub fn pending(
+    conn: &mut dyn Connection,
+    target: u32,
+    usernames: Option<&[String]>,
+    order: Order,
+    limit: Option<usize>,
+) -> Result<Vec<Pending>, DbError> {
+    let mut sql = format!("SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {PENDING}");
+    let mut binds = vec![Value::Int(target as i64)];
+    if let Some(names) = usernames {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql.push_str(&format!(
+            " AND username IN ({})",
+            vec!["?"; names.len()].join(", ")
+        ));
+        binds.extend(names.iter().map(|n| text(n)));
+    }
+    sql.push_str(&format!(" ORDER BY {}", order.sql()));
+    let mut out = conn
+        .query(&sql, &binds)?
+        .iter()
+        .map(|r| pending_from_row(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(limit) = limit {
+        out.truncate(limit);
+    }
+    Ok(out)
+}
+
+/// A tenant claimed for migration by one run.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub tenant: Pending,
+    run_id: String,
+    /// PostgreSQL: the registry row is locked by the caller's transaction
+    /// (`FOR UPDATE`), so nobody can change it until that ends. Elsewhere the
+    /// claim is the row's `status = 'migrating'` with this run's id.
+    row_locked: bool,
+}
+
+/// Claims `username` for migration to `target` if it is still pending and
+/// nobody else holds it. None: taken or done.
+///
+/// With `row_lock` (PostgreSQL, inside the caller's transaction) the row is
+/// locked with `FOR UPDATE SKIP LOCKED` until that transaction ends, so a
+/// killed process's claims vanish with its connection. Without, the claim
+/// is committed as `migrating` with the run's id, which the final update checks.
+pub fn claim(
+    conn: &mut dyn Connection,
+    username: &str,
+    target: u32,
+    run_id: &str,
+    row_lock: bool,
+) -> Result<Option<Claim>, DbError> {
+    let binds = [Value::Int(target as i64), text(username)];
+    if row_lock {
+        let rows = conn.query(
+            &format!(
+                "SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {PENDING} AND username = ? FOR UPDATE SKIP LOCKED"
+            ),
+            &binds,
+        )?;
+        return rows
+            .first()
+            .map(|r| {
+                Ok(Claim {
+                    tenant: pending_from_row(r)?,
+                    run_id: run_id.to_string(),
+                    row_locked: true,
+                })
+            })
+            .transpose();
+    }
+    // The status before the claim is kept for the report.
+    let Some(before) = get(conn, username)? else {
+        return Ok(None);
+    };
+    let n = conn.execute(
+        &format!(
+            "UPDATE pf_tenants SET status = 'migrating', claimed_by = ?, claimed_at = CURRENT_TIMESTAMP, \
+             updated_at = CURRENT_TIMESTAMP WHERE {PENDING} AND username = ?"
+        ),
+        &[text(run_id), binds[0].clone(), binds[1].clone()],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Claim {
+        tenant: Pending {
+            username: before.username,
+            tenant_key: before.tenant_key,
+            user_id: before.user_id,
+            schema_version: before.schema_version,
+            status: before.status,
+        },
+        run_id: run_id.to_string(),
+        row_locked: false,
+    }))
+}
+
+/// Ends a claim: `active` at `version`, or `failed` with the error. False
+/// when the claim was lost (another run took the tenant over, or it was
+/// deprovisioned meanwhile): its result is then not this run's to record.
+pub fn finish_claim(
+    conn: &mut dyn Connection,
+    claim: &Claim,
+    outcome: Result<i64, &str>,
+) -> Result<bool, DbError> {
+    let (status, version, error) = match outcome {
+        Ok(v) => ("active", Some(v), None),
+        Err(e) => ("failed", None, Some(e)),
+    };
+    let condition = if claim.row_locked {
+        "status IN ('active', 'failed', 'migrating')"
+    } else {
+        "status = 'migrating' AND claimed_by = ?"
+    };
+    let mut binds = vec![
+        text(status),
+        version.map(Value::Int).unwrap_or(Value::Null),
+        error_value(error),
+        text(&claim.run_id),
+        text(&claim.tenant.username),
+    ];
+    if !claim.row_locked {
+        binds.push(text(&claim.run_id));
+    }
+    let n = conn.execute(
+        &format!(
+            "UPDATE pf_tenants SET status = ?, schema_version = COALESCE(?, schema_version), \
+             last_error = ?, claimed_by = ?, claimed_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP \
+             WHERE username = ? AND {condition}"
+        ),
+        &binds,
+    )?;
+    Ok(n == 1)
 }
 
 /// Tenants with one version and status.
@@ -225,10 +515,11 @@ pub struct VersionCount {
     pub count: i64,
 }
 
-/// A failed tenant and why.
+/// A failed (or stuck) tenant and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailedTenant {
     pub username: String,
+    pub status: Status,
     pub version: i64,
     pub error: Option<String>,
 }
@@ -241,6 +532,7 @@ pub struct FleetStatus {
     /// Live tenants behind the latest version or failed.
     pub pending: i64,
     pub by_version: Vec<VersionCount>,
+    /// Tenants that failed, or stopped half-way in deprovisioning.
     pub failed: Vec<FailedTenant>,
 }
 
@@ -270,20 +562,27 @@ pub fn fleet_status(
         .map(|v| v.count)
         .sum();
     let mut failed = Vec::new();
-    if by_version.iter().any(|v| v.status == "failed") {
+    if by_version
+        .iter()
+        .any(|v| v.status == "failed" || v.status == "deprovisioning")
+    {
         let rows = conn.query(
-            "SELECT username, schema_version, last_error FROM pf_tenants WHERE status = 'failed' ORDER BY username",
+            "SELECT username, status, schema_version, last_error FROM pf_tenants \
+             WHERE status IN ('failed', 'deprovisioning') ORDER BY username",
             &[],
         )?;
         failed = rows
             .iter()
             .take(failed_limit)
-            .map(|r| FailedTenant {
-                username: r[0].to_text(),
-                version: r[1].as_i64().unwrap_or(0),
-                error: opt_text(&r[2]),
+            .map(|r| {
+                Ok(FailedTenant {
+                    username: r[0].to_text(),
+                    status: r[1].to_text().parse().map_err(DbError::other)?,
+                    version: r[2].as_i64().unwrap_or(0),
+                    error: opt_text(&r[3]),
+                })
             })
-            .collect();
+            .collect::<Result<_, DbError>>()?;
     }
     Ok(FleetStatus {
         latest_version: latest,
@@ -296,4 +595,16 @@ pub fn fleet_status(
         by_version,
         failed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_utc;
+
+    #[test]
+    fn stored_timestamps_become_iso_utc() {
+        assert_eq!(iso_utc("2026-11-25 13:36:36.123"), "2026-11-25T13:36:36.123Z");
+        assert_eq!(iso_utc("2026-11-25 13:36:36"), "2026-11-25T13:36:36Z");
+        assert_eq!(iso_utc(""), "");
+    }
 }

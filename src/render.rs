@@ -205,11 +205,16 @@ impl Renderer {
         &self,
         template: &str,
         prefix: &str,
-        flags: &[(&str, bool)],
+        flags: &[(&str, Value)],
     ) -> Result<Vec<Statement>, TemplateError> {
         let mut ctx = Context::new();
         ctx.insert("dialect", self.dialect.name());
         ctx.insert("p", prefix);
+        ctx.insert("tables", &crate::tenant::TABLES);
+        ctx.insert(
+            "tables_children_first",
+            &crate::tenant::tables_children_first().collect::<Vec<_>>(),
+        );
         for (name, value) in flags {
             ctx.insert(*name, value);
         }
@@ -315,7 +320,7 @@ impl Renderer {
         self.render_with(
             "tenant/drop.sql.tera",
             &key.prefix(),
-            &[("keep_archives", false)],
+            &[("keep_archives", Value::Bool(false))],
         )
     }
 
@@ -327,7 +332,25 @@ impl Renderer {
         self.render_with(
             "tenant/drop.sql.tera",
             &key.prefix(),
-            &[("keep_archives", true)],
+            &[("keep_archives", Value::Bool(true))],
+        )
+    }
+}
+
+impl Renderer {
+    /// Statements that create the archive table of one tenant table.
+    pub fn archive_table(
+        &self,
+        key: &TenantKey,
+        table: &crate::tenant::TableDef,
+    ) -> Result<Vec<Statement>, TemplateError> {
+        self.render_with(
+            "tenant/archive_table.sql.tera",
+            &key.prefix(),
+            &[
+                ("table", Value::String(table.name.into())),
+                ("short", Value::String(table.short.into())),
+            ],
         )
     }
 }

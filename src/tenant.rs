@@ -15,18 +15,50 @@ pub const MAX_NAME_LEN: usize = 50;
 /// Every tenant object is named `pf_user_<key>_<suffix>`.
 pub const TENANT_PREFIX: &str = "pf_user_";
 
-/// The nine tenant tables, in creation order (parents before children).
-pub const TENANT_TABLES: [&str; 9] = [
-    "experiences",
-    "skills",
-    "profile_summary",
-    "quick_summary",
-    "chat_conversations",
-    "chat_messages",
-    "career_analytics",
-    "skills_progression",
-    "pert_responses",
+/// A tenant table and the abbreviation its constraint and index names use
+/// (`pf_user_<key>_exp_pk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub short: &'static str,
+}
+
+/// The nine tenant tables with their abbreviations, in creation order (parents
+/// before children). The templates get this list too (`tables`), so the code
+/// and the SQL never disagree about which tables a tenant has.
+pub const TABLES: [TableDef; 9] = [
+    TableDef { name: "experiences", short: "exp" },
+    TableDef { name: "skills", short: "skl" },
+    TableDef { name: "profile_summary", short: "psum" },
+    TableDef { name: "quick_summary", short: "qsum" },
+    TableDef { name: "chat_conversations", short: "conv" },
+    TableDef { name: "chat_messages", short: "msg" },
+    TableDef { name: "career_analytics", short: "ana" },
+    TableDef { name: "skills_progression", short: "sprog" },
+    TableDef { name: "pert_responses", short: "pert" },
 ];
+
+/// The nine tenant table names, in creation order (parents before children).
+pub const TENANT_TABLES: [&str; 9] = {
+    let mut out = [""; 9];
+    let mut i = 0;
+    while i < TABLES.len() {
+        out[i] = TABLES[i].name;
+        i += 1;
+    }
+    out
+};
+
+/// The tables children first: the order in which rows are moved or tables
+/// dropped, so no foreign key ever points at a row that is already gone.
+pub fn tables_children_first() -> impl Iterator<Item = &'static TableDef> {
+    TABLES.iter().rev()
+}
+
+/// The definition of a tenant table, by name.
+pub fn table_def(name: &str) -> Option<&'static TableDef> {
+    TABLES.iter().find(|t| t.name == name)
+}
 
 /// The summary object: a materialized view on Oracle and PostgreSQL, a table on SQLite.
 pub const CAREER_SUMMARY: &str = "career_summary";
@@ -63,7 +95,17 @@ pub const TENANT_OBJECT_SUFFIXES: &[&str] = &[
     "career_analytics_archive",
     "skills_progression_archive",
     "pert_responses_archive",
-    // archive keys
+    // archive keys: (id, archived_at); `_arch_uq` on (id) alone is the first
+    // release's, replaced when an archive table is next used
+    "exp_arch_pk",
+    "skl_arch_pk",
+    "psum_arch_pk",
+    "qsum_arch_pk",
+    "conv_arch_pk",
+    "msg_arch_pk",
+    "ana_arch_pk",
+    "sprog_arch_pk",
+    "pert_arch_pk",
     "exp_arch_uq",
     "skl_arch_uq",
     "psum_arch_uq",
@@ -286,6 +328,26 @@ impl fmt::Display for TenantKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The suffix list is the identifier budget: it must name every table,
+    /// archive table and archive key the table list implies.
+    #[test]
+    fn suffixes_cover_the_table_list() {
+        for t in TABLES {
+            for suffix in [
+                t.name.to_string(),
+                format!("{}_archive", t.name),
+                format!("{}_pk", t.short),
+                format!("{}_arch_pk", t.short),
+                format!("{}_arch_uq", t.short),
+            ] {
+                assert!(
+                    TENANT_OBJECT_SUFFIXES.contains(&suffix.as_str()),
+                    "{suffix} is missing from TENANT_OBJECT_SUFFIXES"
+                );
+            }
+        }
+    }
 
     #[test]
     fn accepts_ordinary_names() {

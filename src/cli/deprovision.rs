@@ -1,7 +1,10 @@
 use std::path::PathBuf;
 
-use crate::error::PartialFailure;
-use crate::provision::{DeprovisionOptions, DeprovisionOutcome, deprovision};
+use crate::error::{PartialFailure, UsageError};
+use crate::provision::{
+    DeprovisionOptions, DeprovisionOutcome, DeprovisionPlan, cancel_deprovision, deprovision,
+    plan_deprovision,
+};
 
 use super::{Context, parse_usernames};
 
@@ -12,23 +15,63 @@ pub struct Args {
     pub users: Vec<String>,
 
     /// Copy every row into the user's archive tables (kept) before dropping
-    #[arg(long)]
+    #[arg(long, conflicts_with = "export")]
     pub archive: bool,
 
-    /// Write every row to this file (JSON Lines) before dropping; one user only
+    /// Write every row (archived ones too) to this file before dropping; one user only.
+    /// An existing file is never replaced unless --force is given
     #[arg(long, value_name = "PATH")]
     pub export: Option<PathBuf>,
+
+    /// Replace an existing --export file
+    #[arg(long, requires = "export")]
+    pub force: bool,
+
+    /// Take back a deprovisioning that stopped half-way (while every table is still there)
+    #[arg(long, conflicts_with_all = ["archive", "export", "force"])]
+    pub cancel: bool,
+
+    #[command(flatten)]
+    pub jobs: super::JobsArg,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    // Every name is checked before anything is touched.
     let users = parse_usernames(ctx, &args.users)?;
     if args.export.is_some() && users.len() != 1 {
-        return Err(crate::error::UsageError::new(
-            "--export writes one user's rows: give exactly one user",
-        )
-        .into());
+        return Err(UsageError::new("--export writes one user's rows: give exactly one user").into());
     }
-    let (db, renderer) = ctx.open_database()?;
+    let (db, renderer) = ctx.open_database_existing()?;
+    if args.cancel {
+        return cancel(ctx, &db, &users);
+    }
+    let options = DeprovisionOptions {
+        archive: args.archive,
+        export: args.export.clone(),
+        force: args.force,
+    };
+
+    // Everything that can be checked, for every user, before anything changes.
+    let mut plans: Vec<DeprovisionPlan> = Vec::new();
+    let mut report = Vec::new();
+    {
+        let mut session = db.connect()?;
+        for user in &users {
+            match plan_deprovision(&mut session, user, &options)? {
+                Some(plan) => plans.push(plan),
+                None => {
+                    ctx.say(format!("{user} is already deprovisioned: nothing to do"));
+                    report.push(serde_json::json!({"username": user.as_str(), "outcome": "already_removed"}));
+                }
+            }
+        }
+    }
+    if plans.is_empty() {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({"tenants": report, "failed": []}));
+        }
+        return Ok(0);
+    }
     let keep = if args.archive {
         "their rows are copied to archive tables first"
     } else if args.export.is_some() {
@@ -36,9 +79,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         "their data is deleted"
     };
-    let names = users
+    let names = plans
         .iter()
-        .map(|u| u.as_str())
+        .map(|p| p.record.username.as_str())
         .collect::<Vec<_>>()
         .join(", ");
     ctx.confirm(&format!(
@@ -46,59 +89,105 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         db.display_url()
     ))?;
 
-    let options = DeprovisionOptions {
-        archive: args.archive,
-        export: args.export.clone(),
-    };
-    let mut session = db.connect()?;
+    let jobs = ctx.jobs(&db, args.jobs.jobs)?;
+    let results = crate::parallel::for_each(
+        &db,
+        &plans,
+        jobs,
+        false,
+        |session, plan| deprovision(session, &renderer, plan, &options),
+        |_, _| {},
+    );
     let mut failed = Vec::new();
-    let mut report = Vec::new();
-    for user in &users {
-        match deprovision(&mut session, &renderer, user, &options) {
-            Ok(outcome) => {
-                match &outcome {
-                    DeprovisionOutcome::Removed {
-                        archived_rows,
-                        exported_rows,
-                        ..
-                    } => {
-                        let mut line = format!("deprovisioned {user}");
+    let mut errors = Vec::new();
+    for (plan, result) in plans.iter().zip(results) {
+        let user = plan.record.username.as_str();
+        match result {
+            Some(Ok(outcome)) => {
+                if let DeprovisionOutcome::Removed {
+                    archived_rows,
+                    exported_rows,
+                    finished_earlier_run,
+                    ..
+                } = &outcome
+                {
+                    let mut line = format!("deprovisioned {user}");
+                    if *finished_earlier_run {
+                        line.push_str(" (finished a deprovisioning that had stopped after dropping the tables");
+                        if let Some(path) = &args.export {
+                            line.push_str(&format!("; {} was left as it is", path.display()));
+                        }
+                        line.push(')');
+                    } else {
                         if args.archive {
                             line.push_str(&format!(", {archived_rows} rows archived"));
                         }
                         if let Some(path) = &args.export {
-                            line.push_str(&format!(
-                                ", {exported_rows} rows exported to {}",
-                                path.display()
-                            ));
+                            if plan.reused_export {
+                                line.push_str(&format!(
+                                    ", kept the complete export {} written by the interrupted run",
+                                    path.display()
+                                ));
+                            } else {
+                                line.push_str(&format!(
+                                    ", {exported_rows} rows exported to {}",
+                                    path.display()
+                                ));
+                            }
                         }
-                        ctx.say(line);
                     }
-                    DeprovisionOutcome::AlreadyRemoved => {
-                        ctx.say(format!("{user} is already deprovisioned: nothing to do"))
-                    }
+                    ctx.say(line);
+                } else {
+                    ctx.say(format!("{user} is already deprovisioned: nothing to do"));
                 }
-                report.push(serde_json::json!({"user": user.as_str(), "result": outcome}));
+                let mut entry = serde_json::to_value(&outcome)?;
+                entry["username"] = user.into();
+                report.push(entry);
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 let message = crate::error::one_line(&err);
-                if users.len() == 1 {
-                    return Err(err);
+                if plans.len() == 1 && report.is_empty() && !ctx.json {
+                    return Err(err.context(format!("cannot deprovision {user}")));
                 }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());
-                report.push(serde_json::json!({"user": user.as_str(), "result": {"outcome": "failed", "error": message}}));
+                let failure = serde_json::json!({"username": user, "outcome": "failed", "error": message});
+                errors.push(failure.clone());
+                report.push(failure);
             }
+            None => {}
         }
     }
     if ctx.json {
-        ctx.print_json(&serde_json::json!({ "tenants": report }));
+        ctx.print_json(&serde_json::json!({ "tenants": report, "failed": errors }));
     }
     if failed.is_empty() {
         Ok(0)
     } else if failed.len() < users.len() {
         Err(PartialFailure::new(users.len(), &failed).into())
+    } else if users.len() == 1 {
+        Ok(crate::error::EXIT_ERROR)
     } else {
         Err(anyhow::anyhow!("all {} tenants failed", users.len()))
     }
+}
+
+fn cancel(
+    ctx: &Context,
+    db: &crate::db::Database,
+    users: &[crate::tenant::Username],
+) -> anyhow::Result<u8> {
+    let mut session = db.connect()?;
+    let mut report = Vec::new();
+    for user in users {
+        cancel_deprovision(&mut session, user)?;
+        ctx.say(format!(
+            "cancelled the deprovisioning of {user}: it is active again"
+        ));
+        report.push(serde_json::json!({"username": user.as_str(), "outcome": "cancelled"}));
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "tenants": report, "failed": [] }));
+    }
+    Ok(0)
 }

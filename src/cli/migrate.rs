@@ -25,9 +25,8 @@ pub struct Args {
     #[arg(long, value_name = "VERSION")]
     pub to: Option<u32>,
 
-    /// Connections working in parallel [default: jobs from the config, else 4]
-    #[arg(long, short, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: super::JobsArg,
 
     /// Stop handing out tenants after the first failure
     #[arg(long)]
@@ -61,8 +60,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         parse_usernames(ctx, &names)?
     };
-    if args.jobs == Some(0) || args.limit == Some(0) {
-        return Err(UsageError::new("--jobs and --limit must be at least 1").into());
+    if args.limit == Some(0) {
+        return Err(UsageError::new("--limit must be at least 1").into());
     }
     let (db, renderer) = if args.dry_run {
         ctx.open_database_read_only()?
@@ -81,7 +80,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         None
     } else {
         // Unknown names are an error before anything runs.
-        let mut session = db.connect()?;
+        let mut session = db.connect_read_only()?;
         let found = select_tenants(session.system(), &wanted, false, |_| true)?;
         Some(found.into_iter().map(|t| t.username).collect::<Vec<_>>())
     };
@@ -90,10 +89,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         target,
         order: args.order,
         limit: args.limit,
-        jobs: args.jobs.unwrap_or(ctx.config.jobs),
+        jobs: if args.dry_run { 1 } else { ctx.jobs(&db, args.jobs.jobs)? },
         fail_fast: args.fail_fast,
     };
-    let pending = runner::pending(db.connect()?.system(), &plan)?;
+    let pending = runner::pending(db.connect_read_only()?.system(), &plan)?;
 
     if args.dry_run {
         return dry_run(ctx, &renderer, &pending, target);
@@ -176,7 +175,8 @@ fn dry_run(
             .collect();
         if ctx.json {
             json.push(serde_json::json!({
-                "user": tenant.username,
+                "username": tenant.username,
+                "tenant_key": tenant.tenant_key,
                 "from_version": from,
                 "to_version": target,
                 "migrations": migrations.iter().map(|m| serde_json::json!({
@@ -185,13 +185,12 @@ fn dry_run(
                 })).collect::<Vec<_>>(),
             }));
         } else {
-            println!(
-                "-- tenant {} (key {key}): version {from} -> {target}",
+            super::out(&format!(
+                "-- tenant {} (key {key}): version {from} -> {target}\n",
                 tenant.username
-            );
+            ));
             for m in &migrations {
-                println!("-- {}", m.name);
-                print!("{}", script(&m.statements, dialect));
+                super::out(&format!("-- {}\n{}", m.name, script(&m.statements, dialect)));
             }
         }
     }

@@ -14,7 +14,7 @@ mod verify;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use is_terminal::IsTerminal;
+use std::io::IsTerminal;
 
 use crate::config::{Config, Overrides};
 use crate::db::Database;
@@ -38,10 +38,6 @@ pub struct Cli {
     /// (env PATHFINDER_DATABASE_URL) [default: sqlite://pathfinder.db]
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-
-    /// SQL dialect for `render` (default: the database URL's)
-    #[arg(long, global = true, value_enum)]
-    pub dialect: Option<Dialect>,
 
     /// Print results as JSON on stdout
     #[arg(long, global = true)]
@@ -98,15 +94,23 @@ impl Context {
     /// Prints a line of human output on stdout unless --quiet or --json.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", line.as_ref());
+            out(&format!("{}\n", line.as_ref()));
         }
     }
 
+    /// A note for a person at a terminal (stderr, not with --quiet or --json).
+    pub fn note(&self, line: impl AsRef<str>) {
+        if self.show_progress() {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// Prints a JSON document on stdout (every --json output goes through here).
     pub fn print_json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        out(&format!(
+            "{}\n",
+            crate::redact::redact(&serde_json::to_string_pretty(value).unwrap_or_default())
+        ));
     }
 
     /// The renderer for `dialect`, with the configured templates.
@@ -117,41 +121,68 @@ impl Context {
         )?)
     }
 
-    /// Opens the configured database and makes sure the system schema is there.
+    /// Opens the configured database, creating or upgrading the system schema
+    /// when needed: only `init`, `provision` and `migrate` do this.
     pub fn open_database(&self) -> anyhow::Result<(Database, Renderer)> {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
+        db.check_writable()?;
         let mut session = db.connect()?;
         if crate::migrate::system_is_current(session.system(), &renderer)? {
             return Ok((db, renderer));
         }
         let applied = crate::migrate::init_system(session.system(), &renderer)?;
-        if !applied.versions.is_empty() && self.show_progress() {
-            eprintln!(
+        if !applied.versions.is_empty() {
+            self.note(format!(
                 "initialized the system schema in {} (version {})",
                 db.display_url(),
                 applied.versions.last().copied().unwrap_or(0)
-            );
+            ));
         }
         drop(session);
         Ok((db, renderer))
     }
 
-    /// Opens the configured database without creating or upgrading anything
-    /// (for --dry-run and read-only commands): the system schema must exist.
+    /// Opens the configured database for a command that writes but must not
+    /// create anything: the system schema must exist at the current version.
+    pub fn open_database_existing(&self) -> anyhow::Result<(Database, Renderer)> {
+        let (db, renderer) = self.open_existing_schema(false)?;
+        db.check_writable()?;
+        let mut session = db.connect()?;
+        if !crate::migrate::system_is_current(session.system(), &renderer)? {
+            return Err(UsageError::new(format!(
+                "the system schema of {} is older than this pathfinder-db: run `pathfinder-db init` to upgrade it",
+                db.display_url()
+            ))
+            .into());
+        }
+        drop(session);
+        Ok((db, renderer))
+    }
+
+    /// Opens the configured database for reading only: nothing is created or
+    /// upgraded, and a database without the system schema is a usage error.
     pub fn open_database_read_only(&self) -> anyhow::Result<(Database, Renderer)> {
+        self.open_existing_schema(true)
+    }
+
+    fn open_existing_schema(&self, read_only: bool) -> anyhow::Result<(Database, Renderer)> {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
         let missing = || {
             UsageError::new(format!(
-                "{} has no pathfinder-db system schema yet: run `pathfinder-db init` first",
+                "{} has no pathfinder-db system schema: check the database URL, or run `pathfinder-db init` first",
                 db.display_url()
             ))
         };
         if !db.exists() {
             return Err(missing().into());
         }
-        let mut session = db.connect()?;
+        let mut session = if read_only {
+            db.connect_read_only()?
+        } else {
+            db.connect()?
+        };
         let applied = crate::migrate::engine::applied_versions(
             session.system(),
             crate::migrate::SYSTEM_HISTORY,
@@ -161,6 +192,19 @@ impl Context {
         }
         drop(session);
         Ok((db, renderer))
+    }
+
+    /// The number of workers: `--jobs`, else the configuration's, lowered
+    /// (with a note) to what the database accepts.
+    pub fn jobs(&self, db: &Database, asked: Option<u32>) -> anyhow::Result<usize> {
+        let requested = asked.map(|j| j as usize).unwrap_or(self.config.jobs);
+        let (jobs, note) = db.cap_jobs(requested)?;
+        if let Some(note) = note
+            && !self.quiet
+        {
+            eprintln!("note: {note}");
+        }
+        Ok(jobs)
     }
 
     /// Asks before a destructive step. Without a terminal, refuses unless --yes.
@@ -185,6 +229,28 @@ impl Context {
             Err(UsageError::new("cancelled: nothing was changed").into())
         }
     }
+}
+
+/// Writes to stdout. A closed pipe (`pathfinder-db render alice | head`) ends
+/// the program quietly, as other command-line tools do, instead of a panic.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(error::EXIT_ERROR as i32);
+    }
+}
+
+/// `--jobs N`: at least 1, for every command that works in parallel.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JobsArg {
+    /// Connections working in parallel [default: jobs from the config, else 4]
+    #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 /// Parses the arguments, runs the command and returns the exit code. Errors
@@ -216,7 +282,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
     let overrides = Overrides {
         config: cli.config.clone(),
         database_url: cli.database_url.clone(),
-        dialect: cli.dialect,
+        dialect: match &cli.command {
+            Command::Render(args) => args.dialect,
+            _ => None,
+        },
         jobs: None,
     };
     let config = Config::load(&overrides)?;
@@ -312,7 +381,7 @@ pub fn parse_usernames(
     ctx: &Context,
     names: &[String],
 ) -> anyhow::Result<Vec<crate::tenant::Username>> {
-    let dialect = ctx.config.render_dialect().ok();
+    let dialect = ctx.config.url_dialect().ok();
     let mut out = Vec::with_capacity(names.len());
     let mut seen = std::collections::HashSet::new();
     for name in names {

@@ -20,9 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "KEY")]
     pub tenant_key: Option<String>,
 
-    /// Connections working in parallel [default: jobs from the config, else 4]
-    #[arg(long, short, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: super::JobsArg,
 
     /// Create the tenants at this schema version instead of the latest
     #[arg(long, value_name = "VERSION")]
@@ -43,9 +42,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "--tenant-key names one user's tables: give exactly one user with it",
         )
         .into());
-    }
-    if args.jobs == Some(0) {
-        return Err(UsageError::new("--jobs must be at least 1").into());
     }
     let dialect = ctx.config.database_dialect()?;
     let requests: Vec<ProvisionRequest> = users
@@ -73,7 +69,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let (db, _) = ctx
             .open_database_read_only()
             .map_err(|_| need_key[0].1.clone())?;
-        let mut session = db.connect()?;
+        let mut session = db.connect_read_only()?;
         for (user, err) in need_key {
             let registered = crate::registry::get(session.system(), user.as_str())?
                 .is_some_and(|r| r.status != crate::registry::Status::Deprovisioned);
@@ -90,7 +86,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let jobs = args.jobs.unwrap_or(ctx.config.jobs);
+    let jobs = ctx.jobs(&db, args.jobs.jobs)?;
     let bar = progress_bar(ctx, requests.len(), "provisioning");
     let results = crate::parallel::for_each(
         &db,
@@ -139,7 +135,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                         }
                     }
                 }
-                report.push(serde_json::json!({"user": user, "result": outcome}));
+                let mut entry = serde_json::to_value(&outcome)?;
+                entry["username"] = user.into();
+                report.push(entry);
             }
             Some(Err(err)) => {
                 let message = crate::error::one_line(&err);
@@ -149,14 +147,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());
-                report.push(serde_json::json!({"user": user, "result": {"outcome": "failed", "error": message}}));
+                report.push(serde_json::json!({"username": user, "outcome": "failed", "error": message}));
             }
             None => {}
         }
     }
     if ctx.json {
         ctx.print_json(&serde_json::json!({
-            "created": created, "existing": existing, "failed": failed.len(), "tenants": report,
+            "created": created,
+            "existing": existing,
+            "failed": report.iter().filter(|t| t["outcome"] == "failed").cloned().collect::<Vec<_>>(),
+            "tenants": report,
         }));
     } else if requests.len() > 1 {
         ctx.say(format!(

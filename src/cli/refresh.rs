@@ -13,41 +13,40 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
-    /// Connections working in parallel
-    #[arg(long, short, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub jobs: super::JobsArg,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
-    let (db, renderer) = ctx.open_database()?;
+    let (db, renderer) = ctx.open_database_existing()?;
     let tenants = select_tenants(db.connect()?.system(), &wanted, args.all, |t| {
         t.status == Status::Active
     })?;
+    let jobs = ctx.jobs(&db, args.jobs.jobs)?;
     let bar = progress_bar(ctx, tenants.len(), "refreshing");
     let results = crate::parallel::for_each(
         &db,
         &tenants,
-        args.jobs.unwrap_or(ctx.config.jobs),
+        jobs,
         false,
         |session, tenant| crate::jobs::refresh::refresh(session, &renderer, tenant),
         |_, _| bar.inc(1),
     );
     bar.finish_and_clear();
     let mut failed = Vec::new();
+    let mut errors = Vec::new();
     for (tenant, result) in tenants.iter().zip(results) {
         if let Some(Err(err)) = result {
-            eprintln!(
-                "error: {}: {}",
-                tenant.username,
-                crate::error::one_line(&err)
-            );
+            let message = crate::error::one_line(&err);
+            eprintln!("error: {}: {message}", tenant.username);
             failed.push(tenant.username.clone());
+            errors.push(serde_json::json!({"username": tenant.username, "error": message}));
         }
     }
     let refreshed = tenants.len() - failed.len();
     if ctx.json {
-        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": failed}));
+        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": errors}));
     } else {
         ctx.say(format!(
             "refreshed the career summary of {refreshed} tenant(s)"

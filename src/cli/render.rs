@@ -21,6 +21,10 @@ pub struct Args {
     /// Only up to this version (default: the latest)
     #[arg(long, value_name = "VERSION")]
     pub to: Option<u32>,
+
+    /// SQL dialect (env PATHFINDER_DIALECT, config `dialect`) [default: the database URL's]
+    #[arg(long, value_enum)]
+    pub dialect: Option<crate::dialect::Dialect>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -72,6 +76,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         out.push_str(&format!("-- {}\n", m.name));
         out.push_str(&script(&m.statements, dialect));
     }
-    print!("{out}");
+    super::out(&out);
     Ok(0)
 }

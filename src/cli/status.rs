@@ -12,7 +12,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database_read_only()?;
     let latest = renderer.latest_version(Scope::Tenant);
-    let mut session = db.connect()?;
+    let mut session = db.connect_read_only()?;
     let status = crate::registry::fleet_status(session.system(), latest as i64, args.failed_limit)?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&status)?);

@@ -8,11 +8,11 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (db, _renderer) = ctx.open_database()?;
-    let mut session = db.connect()?;
+    let (db, _renderer) = ctx.open_database_read_only()?;
+    let mut session = db.connect_read_only()?;
     let tenants = crate::registry::list(session.system(), args.all)?;
     if ctx.json {
-        ctx.print_json(&serde_json::to_value(&tenants)?);
+        ctx.print_json(&serde_json::json!({ "tenants": tenants }));
         return Ok(0);
     }
     if tenants.is_empty() {

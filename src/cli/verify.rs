@@ -16,7 +16,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, _renderer) = ctx.open_database_read_only()?;
-    let mut session = db.connect()?;
+    let mut session = db.connect_read_only()?;
     let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
         !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned)
     })?;
@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         for d in &drift {
             for problem in &d.problems {
-                println!("{} (version {}): {problem}", d.username, d.version);
+                super::out(&format!("{} (version {}): {problem}\n", d.username, d.version));
             }
         }
         ctx.say(format!(

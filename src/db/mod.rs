@@ -3,7 +3,8 @@
 //! The rest of the code asks for "a connection for the system tables" and "a
 //! connection for tenant X". On PostgreSQL and Oracle these are the same
 //! connection; on SQLite each tenant lives in a database file of its own beside
-//! the main file (DESIGN.md §8), so the tenant connection opens that file.
+//! the main file (one file with thousands of tenants slows down quadratically,
+//! since SQLite re-reads its whole schema), so the tenant connection opens that file.
 
 pub mod oracle;
 pub mod postgres;
@@ -27,6 +28,17 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Text(String),
+    /// A BLOB (SQLite's tables accept one in any column).
+    #[serde(serialize_with = "serialize_bytes")]
+    Blob(Vec<u8>),
+    /// Text that is not valid UTF-8 (SQLite stores whatever it is given).
+    #[serde(serialize_with = "serialize_bytes")]
+    TextBytes(Vec<u8>),
+}
+
+fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 impl Value {
@@ -57,6 +69,7 @@ impl Value {
             Value::Int(i) => i.to_string(),
             Value::Float(f) => f.to_string(),
             Value::Text(s) => s.clone(),
+            Value::Blob(b) | Value::TextBytes(b) => String::from_utf8_lossy(b).into_owned(),
         }
     }
 }
@@ -74,6 +87,11 @@ impl From<String> for Value {
 impl From<i64> for Value {
     fn from(i: i64) -> Self {
         Value::Int(i)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(s: Option<&str>) -> Self {
+        s.map(|s| Value::Text(s.to_string())).unwrap_or(Value::Null)
     }
 }
 impl From<Option<String>> for Value {
@@ -103,6 +121,8 @@ pub enum DbErrorKind {
     Busy,
     /// The Oracle client library is not installed (DPI-1047).
     ClientMissing,
+    /// The file is not a database, or a damaged one (SQLite).
+    Corrupt,
     Other,
 }
 
@@ -115,11 +135,12 @@ pub struct DbError {
 }
 
 impl DbError {
+    /// The message is put on one line and any password in it is redacted.
     pub fn new(kind: DbErrorKind, message: impl Into<String>) -> Self {
         let message: String = message.into();
         DbError {
             kind,
-            message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+            message: crate::redact::redact(&message.split_whitespace().collect::<Vec<_>>().join(" ")),
         }
     }
 
@@ -191,6 +212,39 @@ pub trait Connection: Send {
         false
     }
 
+    /// Runs a query and hands each row to `each` as it arrives, so an export of
+    /// a large table never holds it in memory.
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(Row) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        for row in self.query(sql, params)? {
+            each(row)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the tables whose name starts with `prefix` take (0 where the
+    /// backend cannot say cheaply).
+    fn table_bytes(&mut self, _prefix: &str) -> Result<u64, DbError> {
+        Ok(0)
+    }
+
+    /// Keeps writers out of `tables` until the transaction ends, while readers
+    /// go on: a copy taken now stays complete until the tables are dropped or
+    /// the rows deleted. SQLite: `begin` already took the file's write lock.
+    fn freeze_tables(&mut self, _tables: &[String]) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    /// Undoes [`Connection::freeze_tables`] where it outlives the transaction
+    /// (Oracle, where it must survive the commits every DDL makes).
+    fn thaw_tables(&mut self, _tables: &[String]) -> Result<(), DbError> {
+        Ok(())
+    }
+
     /// Every column of every table and view whose name starts with `prefix`.
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError>;
 
@@ -240,25 +294,44 @@ pub fn bind_placeholders(sql: &str, dialect: Dialect) -> String {
     out
 }
 
-/// The URL with any password replaced by `***`, for messages.
+/// The URL (or connection string) with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.rsplit_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+    crate::redact::redact(url)
+}
+
+/// The password of this run, resolved at most once: `PATHFINDER_DB_PASSWORD`
+/// (empty counts as unset), else a prompt when stdin and stderr are a
+/// terminal, else none. Later connections reuse the answer, so `--jobs 8`
+/// asks once.
+pub fn password_from_env_or_prompt(what: &str) -> Option<String> {
+    static PASSWORD: std::sync::Mutex<Option<Option<String>>> = std::sync::Mutex::new(None);
+    let mut cached = PASSWORD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pw) = cached.as_ref() {
+        return pw.clone();
     }
-    url.to_string()
+    let resolved = std::env::var("PATHFINDER_DB_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            use std::io::IsTerminal;
+            (std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+                .then(|| {
+                    dialoguer::Password::new()
+                        .with_prompt(format!("Password for {}", redact_url(what)))
+                        .allow_empty_password(true)
+                        .interact()
+                        .ok()
+                })
+                .flatten()
+        });
+    *cached = Some(resolved.clone());
+    resolved
 }
 
 /// What the configured URL points at.
 #[derive(Clone)]
 enum Target {
-    Sqlite {
-        main: PathBuf,
-        tenant_dir: PathBuf,
-        busy_timeout_ms: u64,
-    },
+    Sqlite(sqlite::SqliteTarget),
     Postgres(Box<::postgres::Config>),
     Oracle(oracle::OracleTarget),
 }
@@ -277,38 +350,16 @@ impl fmt::Debug for Database {
     }
 }
 
-/// The password for a URL without one: `PATHFINDER_DB_PASSWORD`, else a prompt
-/// when stdin is a terminal, else none.
-pub fn password_from_env_or_prompt(what: &str) -> Option<String> {
-    if let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD") {
-        return Some(pw);
-    }
-    use is_terminal::IsTerminal;
-    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        return dialoguer::Password::new()
-            .with_prompt(format!("Password for {what}"))
-            .allow_empty_password(true)
-            .interact()
-            .ok();
-    }
-    None
-}
-
 impl Database {
     /// Parses the configured URL. Does not connect yet.
     pub fn open(config: &Config) -> anyhow::Result<Database> {
         let dialect = config.database_dialect()?;
         let url = config.database_url.as_str();
         let target = match dialect {
-            Dialect::Sqlite => {
-                let main = sqlite::path_of_url(url)?;
-                let tenant_dir = sqlite::tenant_dir_for(&main);
-                Target::Sqlite {
-                    main,
-                    tenant_dir,
-                    busy_timeout_ms: config.sqlite_busy_timeout_ms,
-                }
-            }
+            Dialect::Sqlite => Target::Sqlite(sqlite::SqliteTarget::from_url(
+                url,
+                config.sqlite_busy_timeout_ms,
+            )?),
             Dialect::Postgres => Target::Postgres(Box::new(postgres::config_of_url(url)?)),
             Dialect::Oracle => Target::Oracle(oracle::OracleTarget::from_url(url, &config.pool)?),
         };
@@ -331,7 +382,7 @@ impl Database {
     /// False for a SQLite file that does not exist yet (servers: always true).
     pub fn exists(&self) -> bool {
         match &self.target {
-            Target::Sqlite { main, .. } => main.exists(),
+            Target::Sqlite(t) => t.main.exists(),
             _ => true,
         }
     }
@@ -339,31 +390,87 @@ impl Database {
     /// Where a SQLite tenant's file lives (None on server databases).
     pub fn sqlite_tenant_file(&self, key: &TenantKey) -> Option<PathBuf> {
         match &self.target {
-            Target::Sqlite { tenant_dir, .. } => Some(tenant_dir.join(format!("{key}.db"))),
+            Target::Sqlite(t) => Some(t.tenant_file(key)),
             _ => None,
+        }
+    }
+
+    /// Refuses to go on where a write would fail half-way or leave debris: a
+    /// read-only SQLite file, or one still in the folder layout of the first
+    /// release. Called before the first write of a run.
+    pub fn check_writable(&self) -> Result<(), DbError> {
+        match &self.target {
+            Target::Sqlite(t) => t.check_writable(),
+            _ => Ok(()),
         }
     }
 
     /// A new session: one connection to the system tables, plus the means to
     /// reach tenants through it.
     pub fn connect(&self) -> Result<Session<'_>, DbError> {
+        self.connect_as(false)
+    }
+
+    /// A session that never writes: on SQLite a read-only file is opened
+    /// without leaving read-only `-shm`/`-wal` files behind.
+    pub fn connect_read_only(&self) -> Result<Session<'_>, DbError> {
+        self.connect_as(true)
+    }
+
+    fn connect_as(&self, read_only: bool) -> Result<Session<'_>, DbError> {
         let system: Box<dyn Connection> = match &self.target {
-            Target::Sqlite {
-                main,
-                busy_timeout_ms,
-                ..
-            } => Box::new(sqlite::SqliteConnection::open(main, *busy_timeout_ms)?),
+            Target::Sqlite(t) => Box::new(t.open_main(read_only)?),
             Target::Postgres(cfg) => Box::new(postgres::PgConnection::connect(cfg)?),
             Target::Oracle(target) => Box::new(target.connect()?),
         };
-        Ok(Session { db: self, system })
+        Ok(Session {
+            db: self,
+            system,
+            read_only,
+        })
     }
+
+    /// How many sessions may work at once: `requested`, or fewer when the
+    /// server would refuse more connections (PostgreSQL's max_connections and
+    /// role and database limits, the Oracle pool's maximum). The note says why
+    /// it was lowered.
+    pub fn cap_jobs(&self, requested: usize) -> Result<(usize, Option<String>), DbError> {
+        let allowed = match &self.target {
+            Target::Sqlite(_) => None,
+            Target::Postgres(_) => {
+                let mut session = self.connect_read_only()?;
+                postgres::free_connections(session.system())?
+            }
+            Target::Oracle(t) => Some(t.max_connections()),
+        };
+        Ok(match allowed {
+            Some(free) if requested > free.max(1) => (
+                free.max(1),
+                Some(format!(
+                    "--jobs {requested} lowered to {}: the database accepts no more connections",
+                    free.max(1)
+                )),
+            ),
+            _ => (requested, None),
+        })
+    }
+}
+
+/// How a tenant's objects are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Create them if missing (provisioning): on SQLite the file is created.
+    Create,
+    /// They must exist already: a missing SQLite file is reported as None,
+    /// never created.
+    Existing,
 }
 
 /// One worker's connection(s).
 pub struct Session<'db> {
     db: &'db Database,
     system: Box<dyn Connection>,
+    read_only: bool,
 }
 
 /// A connection to one tenant's objects: the session's own connection on
@@ -412,41 +519,72 @@ impl<'db> Session<'db> {
 
     /// True when the tenant's objects live apart from the system tables (SQLite).
     pub fn tenants_apart(&self) -> bool {
-        matches!(self.db.target, Target::Sqlite { .. })
+        matches!(self.db.target, Target::Sqlite(_))
     }
 
-    /// A connection for `key`'s objects. On SQLite, `create` decides whether a
-    /// missing tenant file is created or reported as absent (None).
+    /// True when the registry and a tenant's objects change in one transaction
+    /// (PostgreSQL): a tenant operation is then all or nothing. Elsewhere it is
+    /// staged: SQLite keeps the tenant in a file of its own, Oracle commits
+    /// every DDL statement.
+    pub fn atomic_tenants(&self) -> bool {
+        matches!(self.db.target, Target::Postgres(_))
+    }
+
+    /// A connection for `key`'s objects. On SQLite the tenant's file, checked
+    /// to belong to this database's registry; with [`Open::Existing`] a missing
+    /// file is None and never created.
     pub fn tenant(
         &mut self,
         key: &TenantKey,
-        create: bool,
+        open: Open,
     ) -> Result<Option<TenantConnection<'_>>, DbError> {
         match &self.db.target {
-            Target::Sqlite {
-                tenant_dir,
-                busy_timeout_ms,
-                ..
-            } => {
-                let path = tenant_dir.join(format!("{key}.db"));
-                if !create && !path.exists() {
-                    return Ok(None);
-                }
-                if create {
-                    std::fs::create_dir_all(tenant_dir).map_err(|e| {
-                        DbError::new(
-                            DbErrorKind::ReadOnly,
-                            format!(
-                                "cannot create the tenant directory {}: {e}",
-                                tenant_dir.display()
-                            ),
-                        )
-                    })?;
-                }
-                let conn = sqlite::SqliteConnection::open(&path, *busy_timeout_ms)?;
-                Ok(Some(TenantConnection::Own(Box::new(conn))))
+            Target::Sqlite(t) => {
+                let owner = t.deployment_id(self.system.as_mut())?;
+                let conn = t.open_tenant(key, open, &owner, self.read_only)?;
+                Ok(conn.map(|c| TenantConnection::Own(Box::new(c))))
             }
             _ => Ok(Some(TenantConnection::Shared(self.system.as_mut()))),
         }
+    }
+}
+
+/// A transaction that rolls back unless committed: dropping the guard on an
+/// early return or an error ends it, so no caller has to remember to.
+pub struct Tx<'c> {
+    conn: &'c mut dyn Connection,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    pub fn begin(conn: &'c mut dyn Connection) -> Result<Self, DbError> {
+        conn.begin()?;
+        Ok(Tx { conn, open: true })
+    }
+
+    pub fn commit(mut self) -> Result<(), DbError> {
+        self.open = false;
+        self.conn.commit()
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.rollback();
+        }
+    }
+}
+
+impl<'c> std::ops::Deref for Tx<'c> {
+    type Target = dyn Connection + 'c;
+    fn deref(&self) -> &Self::Target {
+        &*self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.conn
     }
 }

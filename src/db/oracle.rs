@@ -88,6 +88,12 @@ impl OracleTarget {
             .min_connections(cfg.min)
             .max_connections(cfg.max.max(cfg.min).max(1))
             .connection_increment(cfg.increment.max(1));
+        if cfg.connection_timeout > 0 {
+            // Wait this long for a free pooled connection, then fail.
+            builder.get_mode(oracle::pool::GetMode::TimedWait(Duration::from_secs(
+                cfg.connection_timeout.into(),
+            )));
+        }
         if cfg.timeout > 0 {
             builder
                 .timeout(Duration::from_secs(cfg.timeout.into()))
@@ -167,6 +173,7 @@ fn as_to_sql(v: &Value) -> Box<dyn ToSql + '_> {
         Value::Int(i) => Box::new(*i),
         Value::Float(f) => Box::new(*f),
         Value::Text(s) => Box::new(s.as_str()),
+        Value::Blob(b) | Value::TextBytes(b) => Box::new(b.as_slice()),
     }
 }
 
@@ -387,5 +394,12 @@ impl OracleConnection {
                 self.target
             ))),
         }
+    }
+}
+
+impl OracleTarget {
+    /// The most connections the pool hands out (a cap for --jobs).
+    pub fn max_connections(&self) -> usize {
+        self.pool_config.max.max(self.pool_config.min).max(1) as usize
     }
 }

@@ -27,6 +27,7 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
     })?;
     if cfg.get_password().is_none()
         && let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD")
+        && !pw.is_empty()
     {
         cfg.password(pw);
     }
@@ -40,6 +41,8 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
 pub struct PgConnection {
     client: Client,
     target: String,
+    /// Set when an error said the connection is gone (the client may not know yet).
+    broken: bool,
     /// Whether we opened a transaction (so a stray COMMIT/ROLLBACK costs no round trip).
     in_transaction: bool,
     /// Prepared statements for the shared tables, reused so that a query costs
@@ -111,23 +114,76 @@ fn describe(cfg: &postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
 }
 
+/// Whether the server asked for a password that the configuration lacks.
+fn password_missing(err: &postgres::Error) -> bool {
+    err.to_string().contains("password missing")
+}
+
 impl PgConnection {
+    /// Connects; a password is asked for (once per run) only when the server
+    /// wants one and the URL and environment gave none.
     pub fn connect(cfg: &postgres::Config) -> Result<Self, DbError> {
         let target = describe(cfg);
-        let mut cfg = cfg.clone();
-        if cfg.get_password().is_none()
-            && let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
-        {
-            cfg.password(pw);
-        }
-        let client = cfg.connect(NoTls).map_err(|e| classify(&e, &target))?;
+        let client = match cfg.connect(NoTls) {
+            Ok(client) => client,
+            Err(e) if cfg.get_password().is_none() && password_missing(&e) => {
+                let Some(pw) =
+                    super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
+                else {
+                    return Err(DbError::new(
+                        DbErrorKind::Auth,
+                        format!(
+                            "PostgreSQL {target}: the server asks for a password: set PATHFINDER_DB_PASSWORD or put it in the URL"
+                        ),
+                    ));
+                };
+                let mut with_password = cfg.clone();
+                with_password.password(pw);
+                with_password
+                    .connect(NoTls)
+                    .map_err(|e| classify(&e, &target))?
+            }
+            Err(e) => return Err(classify(&e, &target)),
+        };
         Ok(PgConnection {
             client,
             target,
+            broken: false,
             in_transaction: false,
             prepared: Default::default(),
         })
     }
+
+    /// Classifies an error and remembers a lost connection.
+    fn fail(&mut self, err: &postgres::Error) -> DbError {
+        let e = classify(err, &self.target);
+        if e.kind == DbErrorKind::Connection || self.client.is_closed() {
+            self.broken = true;
+        }
+        e
+    }
+}
+
+/// How many more connections the server accepts from this role to this
+/// database: the smallest of max_connections (less the reserved ones) and the
+/// role's and database's own limits, less the connections already open.
+pub fn free_connections(conn: &mut dyn Connection) -> Result<Option<usize>, DbError> {
+    let rows = conn.query(
+        "SELECT LEAST(
+            current_setting('max_connections')::int
+              - current_setting('superuser_reserved_connections')::int
+              - (SELECT count(*) FROM pg_stat_activity)::int,
+            COALESCE(NULLIF((SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user), -1)
+              - (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user)::int, 1000000),
+            COALESCE(NULLIF((SELECT datconnlimit FROM pg_database WHERE datname = current_database()), -1)
+              - (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())::int, 1000000))::int8",
+        &[],
+    )?;
+    // This session counts as open but is closed before the workers start.
+    Ok(rows
+        .first()
+        .and_then(|r| r[0].as_i64())
+        .map(|n| (n + 1).max(1) as usize))
 }
 
 /// Binds our `Value` to whatever type the server expects for the parameter.
@@ -170,6 +226,10 @@ impl ToSql for Value {
                 }
                 Type::FLOAT4 | Type::FLOAT8 => Value::Float(s.trim().parse()?).to_sql(ty, out),
                 _ => s.as_str().to_sql(&Type::TEXT, out),
+            },
+            Value::Blob(b) | Value::TextBytes(b) => match *ty {
+                Type::BYTEA => b.as_slice().to_sql(ty, out),
+                _ => Err(format!("a binary value cannot go into a {ty} column").into()),
             },
         }
     }
@@ -239,6 +299,9 @@ fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
             .map_or(Value::Null, |d| {
                 Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
             }),
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(i)?
+            .map_or(Value::Null, Value::Blob),
         _ => row
             .try_get::<_, Option<String>>(i)?
             .map_or(Value::Null, Value::Text),
@@ -261,7 +324,7 @@ impl PgConnection {
         let stmt = self
             .client
             .prepare(&bind_placeholders(sql, Dialect::Postgres))
-            .map_err(|e| classify(&e, &self.target))?;
+            .map_err(|e| self.fail(&e))?;
         if !sql.contains(crate::tenant::TENANT_PREFIX) {
             if self.prepared.len() >= MAX_PREPARED {
                 self.prepared.clear();
@@ -277,7 +340,7 @@ impl PgConnection {
         let messages = self
             .client
             .simple_query(sql)
-            .map_err(|e| classify(&e, &self.target))?;
+            .map_err(|e| self.fail(&e))?;
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
@@ -301,7 +364,7 @@ impl Connection for PgConnection {
         let stmt = self.statement(sql)?;
         self.client
             .execute(&stmt, &Self::params(params))
-            .map_err(|e| classify(&e, &self.target))
+            .map_err(|e| self.fail(&e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
@@ -319,7 +382,7 @@ impl Connection for PgConnection {
         let rows = self
             .client
             .query(&stmt, &Self::params(params))
-            .map_err(|e| classify(&e, &self.target))?;
+            .map_err(|e| self.fail(&e))?;
         rows.iter()
             .map(|row| {
                 (0..row.len())
@@ -327,7 +390,7 @@ impl Connection for PgConnection {
                     .collect::<Result<Row, _>>()
             })
             .collect::<Result<Vec<Row>, _>>()
-            .map_err(|e| classify(&e, &self.target))
+            .map_err(|e| self.fail(&e))
     }
 
     fn run_statements(&mut self, statements: &[Statement]) -> Result<(), DbError> {
@@ -342,13 +405,13 @@ impl Connection for PgConnection {
             .join(";\n");
         self.client
             .batch_execute(&batch)
-            .map_err(|e| classify(&e, &self.target))
+            .map_err(|e| self.fail(&e))
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
         self.client
             .batch_execute("BEGIN")
-            .map_err(|e| classify(&e, &self.target))?;
+            .map_err(|e| self.fail(&e))?;
         self.in_transaction = true;
         Ok(())
     }
@@ -360,7 +423,7 @@ impl Connection for PgConnection {
         self.in_transaction = false;
         self.client
             .batch_execute("COMMIT")
-            .map_err(|e| classify(&e, &self.target))
+            .map_err(|e| self.fail(&e))
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
@@ -371,12 +434,14 @@ impl Connection for PgConnection {
         self.in_transaction = false;
         self.client
             .batch_execute("ROLLBACK")
-            .map_err(|e| classify(&e, &self.target))
+            .map_err(|e| self.fail(&e))
     }
 
+    // Advisory locks are per server: the key includes the database and schema,
+    // so two deployments on one server never block each other.
     fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
         self.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
             &[Value::Text(name.to_string())],
         )
         .map(|_| ())
@@ -384,10 +449,65 @@ impl Connection for PgConnection {
 
     fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
         let rows = self.query(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
             &[Value::Text(name.to_string())],
         )?;
         Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1))
+    }
+
+    fn table_bytes(&mut self, prefix: &str) -> Result<u64, DbError> {
+        let rows = self.query(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
+               AND left(c.relname, length(?)) = ?",
+            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+        )?;
+        Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0).max(0) as u64)
+    }
+
+    fn freeze_tables(&mut self, tables: &[String]) -> Result<(), DbError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        // EXCLUSIVE blocks every writer until the transaction ends; readers go on.
+        self.client
+            .batch_execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", tables.join(", ")))
+            .map_err(|e| self.fail(&e))
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(Row) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let stmt = self.statement(sql)?;
+        let mut rows = self
+            .client
+            .query_raw(&stmt, params.iter().map(|v| v as &dyn ToSql))
+            .map_err(|e| classify(&e, &self.target))?;
+        loop {
+            let next = rows.next().map_err(|e| classify(&e, &self.target));
+            let row = match next {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(rows);
+                    if e.kind == DbErrorKind::Connection {
+                        self.broken = true;
+                    }
+                    return Err(e);
+                }
+            };
+            let values = (0..row.len())
+                .map(|i| read_value(&row, i))
+                .collect::<Result<Row, _>>()
+                .map_err(|e| classify(&e, &self.target))?;
+            each(values)?;
+        }
+        Ok(())
     }
 
     fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
@@ -396,7 +516,7 @@ impl Connection for PgConnection {
     }
 
     fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.broken || self.client.is_closed()
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {

@@ -3,10 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::types::ValueRef;
+use std::sync::OnceLock;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value};
+use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Open, Row, Value};
+use crate::tenant::TenantKey;
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
@@ -26,13 +29,178 @@ pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
     Ok(PathBuf::from(rest))
 }
 
-/// Tenants of `main.db` live in `main.tenants/<key>.db`.
+/// Tenants of `main.db` live in `main.db.tenants/<key>.db`: the folder is named
+/// after the whole file name, so `prod.db` and `prod.sqlite` never share one.
 pub fn tenant_dir_for(main: &Path) -> PathBuf {
+    let name = main
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "pathfinder.db".into());
+    main.with_file_name(format!("{name}.tenants"))
+}
+
+/// The first release kept tenants of `main.db` in `main.tenants/`.
+fn legacy_tenant_dir_for(main: &Path) -> PathBuf {
     let stem = main
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "pathfinder".into());
     main.with_file_name(format!("{stem}.tenants"))
+}
+
+/// The table in each tenant file that says which registry owns it.
+const OWNER_TABLE: &str = "pf_tenant_owner";
+
+/// A SQLite database: the main file (system tables) and the folder of tenant files.
+#[derive(Debug)]
+pub struct SqliteTarget {
+    pub main: PathBuf,
+    pub tenant_dir: PathBuf,
+    busy_timeout_ms: u64,
+    /// `pf_deployment.id` of the main file, read once.
+    deployment: OnceLock<String>,
+}
+
+impl Clone for SqliteTarget {
+    fn clone(&self) -> Self {
+        SqliteTarget {
+            main: self.main.clone(),
+            tenant_dir: self.tenant_dir.clone(),
+            busy_timeout_ms: self.busy_timeout_ms,
+            deployment: OnceLock::new(),
+        }
+    }
+}
+
+/// Whether this process may write `path` (false when it exists read-only).
+fn writable(path: &Path) -> bool {
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::PermissionDenied,
+    }
+}
+
+fn read_only_error(path: &Path, what: &str) -> DbError {
+    DbError::new(
+        DbErrorKind::ReadOnly,
+        format!(
+            "SQLite {}: {what} is read-only for this user: make it writable (chmod u+w) or run as its owner",
+            path.display()
+        ),
+    )
+}
+
+impl SqliteTarget {
+    pub fn from_url(url: &str, busy_timeout_ms: u64) -> Result<Self, UsageError> {
+        let main = path_of_url(url)?;
+        Ok(SqliteTarget {
+            tenant_dir: tenant_dir_for(&main),
+            main,
+            busy_timeout_ms,
+            deployment: OnceLock::new(),
+        })
+    }
+
+    pub fn tenant_file(&self, key: &TenantKey) -> PathBuf {
+        self.tenant_dir.join(format!("{key}.db"))
+    }
+
+    /// Everything that would make a write fail half-way, checked before the first.
+    pub fn check_writable(&self) -> Result<(), DbError> {
+        let legacy = legacy_tenant_dir_for(&self.main);
+        if legacy != self.tenant_dir && legacy.is_dir() && !self.tenant_dir.exists() {
+            return Err(DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "the tenant files of {} are in {}, the folder of an older pathfinder-db: rename it to {} (the folder is now named after the whole file name, so two main files never share one)",
+                    self.main.display(),
+                    legacy.display(),
+                    self.tenant_dir.display()
+                ),
+            ));
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", self.main.display()));
+            if path.exists() && !writable(&path) {
+                let what = if suffix.is_empty() {
+                    "the file".to_string()
+                } else {
+                    format!(
+                        "{} (left behind while the database was read-only; remove it when no other process uses the database)",
+                        path.display()
+                    )
+                };
+                return Err(read_only_error(&self.main, &what));
+            }
+        }
+        Ok(())
+    }
+
+    /// The main file. A read-only session never creates it, and opens a file
+    /// it may not write as immutable: SQLite would otherwise leave `-shm` and
+    /// `-wal` files with the file's read-only mode behind, and later writers
+    /// would fail on them even after the file was made writable.
+    pub fn open_main(&self, read_only: bool) -> Result<SqliteConnection, DbError> {
+        if !read_only {
+            return SqliteConnection::open(&self.main, self.busy_timeout_ms);
+        }
+        if !self.main.exists() {
+            return Err(DbError::new(
+                DbErrorKind::Connection,
+                format!("SQLite {}: the file does not exist", self.main.display()),
+            ));
+        }
+        SqliteConnection::open_read_only(&self.main, self.busy_timeout_ms, !writable(&self.main))
+    }
+
+    /// `pf_deployment.id`: which registry this is (read once per run).
+    pub fn deployment_id(&self, main: &mut dyn Connection) -> Result<String, DbError> {
+        if let Some(id) = self.deployment.get() {
+            return Ok(id.clone());
+        }
+        let rows = main.query("SELECT id FROM pf_deployment", &[])?;
+        let id = rows.first().map(|r| r[0].to_text()).ok_or_else(|| {
+            DbError::other(format!(
+                "SQLite {}: pf_deployment is empty: run `pathfinder-db init`",
+                self.main.display()
+            ))
+        })?;
+        Ok(self.deployment.get_or_init(|| id).clone())
+    }
+
+    /// A tenant's file, checked to belong to this registry. With
+    /// [`Open::Existing`] a missing file is None (never created).
+    pub fn open_tenant(
+        &self,
+        key: &TenantKey,
+        open: Open,
+        owner: &str,
+        read_only: bool,
+    ) -> Result<Option<SqliteConnection>, DbError> {
+        let path = self.tenant_file(key);
+        let conn = match open {
+            Open::Existing if !path.exists() => return Ok(None),
+            Open::Existing if read_only => {
+                SqliteConnection::open_read_only(&path, self.busy_timeout_ms, !writable(&path))?
+            }
+            Open::Existing => SqliteConnection::open_existing(&path, self.busy_timeout_ms)?,
+            Open::Create => {
+                std::fs::create_dir_all(&self.tenant_dir).map_err(|e| {
+                    DbError::new(
+                        DbErrorKind::ReadOnly,
+                        format!(
+                            "cannot create the tenant folder {}: {e}",
+                            self.tenant_dir.display()
+                        ),
+                    )
+                })?;
+                SqliteConnection::open(&path, self.busy_timeout_ms)?
+            }
+        };
+        let mut conn = conn;
+        conn.check_owner(key, owner, open == Open::Create)?;
+        Ok(Some(conn))
+    }
 }
 
 pub struct SqliteConnection {
@@ -45,9 +213,10 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
     let kind = match code {
         Some(ErrorCode::ReadOnly) => DbErrorKind::ReadOnly,
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => DbErrorKind::Busy,
-        Some(ErrorCode::CannotOpen)
-        | Some(ErrorCode::NotADatabase)
-        | Some(ErrorCode::PermissionDenied) => DbErrorKind::Connection,
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+            DbErrorKind::Connection
+        }
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => DbErrorKind::Corrupt,
         Some(ErrorCode::ConstraintViolation) if err.to_string().contains("UNIQUE") => {
             DbErrorKind::UniqueViolation
         }
@@ -72,33 +241,74 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
         DbErrorKind::Connection => {
             ": check that the path is right and the file is a SQLite database"
         }
+        DbErrorKind::Corrupt => {
+            ": the file is damaged or not a SQLite database; restore it from a backup"
+        }
         _ => "",
     };
     DbError::new(kind, format!("SQLite {}: {err}{hint}", path.display()))
 }
 
-fn to_sql_value(v: &Value) -> rusqlite::types::Value {
-    match v {
-        Value::Null => rusqlite::types::Value::Null,
-        Value::Int(i) => rusqlite::types::Value::Integer(*i),
-        Value::Float(f) => rusqlite::types::Value::Real(*f),
-        Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
+fn to_sql_value(v: &Value) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match v {
+        Value::Null => ValueRef::Null,
+        Value::Int(i) => ValueRef::Integer(*i),
+        Value::Float(f) => ValueRef::Real(*f),
+        Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        Value::TextBytes(b) => ValueRef::Text(b),
+        Value::Blob(b) => ValueRef::Blob(b),
+    })
 }
 
+/// Every value exactly as stored: text that is not UTF-8 and BLOBs keep their bytes.
 fn from_sql_value(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Float(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            Value::Text(String::from_utf8_lossy(t).into_owned())
-        }
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => Value::Text(s.to_string()),
+            Err(_) => Value::TextBytes(t.to_vec()),
+        },
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
 impl SqliteConnection {
+    /// Opens (creating if missing) a database for reading and writing.
     pub fn open(path: &Path, busy_timeout_ms: u64) -> Result<Self, DbError> {
+        Self::open_with(
+            path,
+            busy_timeout_ms,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+    }
+
+    /// Opens an existing database for reading and writing; never creates one.
+    pub fn open_existing(path: &Path, busy_timeout_ms: u64) -> Result<Self, DbError> {
+        Self::open_with(path, busy_timeout_ms, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    /// Opens an existing database read-only. `immutable`: the file cannot
+    /// change (we may not write it), so SQLite creates no `-shm`/`-wal`.
+    pub fn open_read_only(path: &Path, busy_timeout_ms: u64, immutable: bool) -> Result<Self, DbError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let target = if immutable {
+            PathBuf::from(format!("file:{}?immutable=1", uri_path(path)))
+        } else {
+            PathBuf::from(format!("file:{}", uri_path(path)))
+        };
+        let conn = rusqlite::Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| classify(&e, path))?;
+        conn.busy_timeout(Duration::from_millis(busy_timeout_ms))
+            .map_err(|e| classify(&e, path))?;
+        Ok(SqliteConnection {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn open_with(path: &Path, busy_timeout_ms: u64, flags: OpenFlags) -> Result<Self, DbError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
@@ -111,16 +321,14 @@ impl SqliteConnection {
                 ),
             ));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn =
-            rusqlite::Connection::open_with_flags(path, flags).map_err(|e| classify(&e, path))?;
+        let conn = rusqlite::Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| classify(&e, path))?;
         conn.busy_timeout(Duration::from_millis(busy_timeout_ms))
             .map_err(|e| classify(&e, path))?;
         // WAL lets readers go on while one process writes; NORMAL sync is safe in WAL.
-        // A read-only file cannot switch modes: that surfaces at the first write.
-        let _ = conn.pragma_update(None, "journal_mode", "WAL");
+        // A damaged file or one that is not a database fails here, by name.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| classify(&e, path))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| classify(&e, path))?;
         Ok(SqliteConnection {
@@ -128,6 +336,73 @@ impl SqliteConnection {
             path: path.to_path_buf(),
         })
     }
+
+    /// A tenant file must say it belongs to this registry (`owner` is the main
+    /// file's `pf_deployment.id`) and to this tenant key. A new, empty file is
+    /// claimed when `claim` (provisioning); a file with tables and no owner
+    /// record, or another owner, is refused.
+    fn check_owner(&mut self, key: &TenantKey, owner: &str, claim: bool) -> Result<(), DbError> {
+        let path = self.path.display().to_string();
+        let rows = match self.query(
+            &format!("SELECT deployment_id, tenant_key FROM {OWNER_TABLE}"),
+            &[],
+        ) {
+            Ok(rows) => rows,
+            Err(e) if e.kind == DbErrorKind::DoesNotExist => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if let Some(row) = rows.first() {
+            let (have_owner, have_key) = (row[0].to_text(), row[1].to_text());
+            if have_owner == owner && have_key == key.as_str() {
+                return Ok(());
+            }
+            return Err(DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "SQLite {path}: this tenant file belongs to another pathfinder-db database (registry {have_owner}, tenant key {have_key}), not to this one: it was copied or moved here; move it away and restore the right file"
+                ),
+            ));
+        }
+        let tables = self.query(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            &[],
+        )?;
+        if tables.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0 {
+            return Err(DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "SQLite {path}: this file has tables but no record of the pathfinder-db database it belongs to: it was not created by this registry; move it away"
+                ),
+            ));
+        }
+        if claim {
+            self.conn
+                .execute_batch(&format!(
+                    "CREATE TABLE {OWNER_TABLE} (deployment_id TEXT NOT NULL, tenant_key TEXT NOT NULL)"
+                ))
+                .map_err(|e| classify(&e, &self.path))?;
+            self.execute(
+                &format!("INSERT INTO {OWNER_TABLE} (deployment_id, tenant_key) VALUES (?, ?)"),
+                &[Value::Text(owner.into()), Value::Text(key.as_str().into())],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A path as the path part of a `file:` URI.
+fn uri_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Connection for SqliteConnection {
@@ -166,6 +441,28 @@ impl Connection for SqliteConnection {
             out.push(values);
         }
         Ok(out)
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut dyn FnMut(Row) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        let path = self.path.clone();
+        let mut stmt = self.conn.prepare(sql).map_err(|e| classify(&e, &path))?;
+        let width = stmt.column_count();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter().map(to_sql_value)))
+            .map_err(|e| classify(&e, &path))?;
+        while let Some(row) = rows.next().map_err(|e| classify(&e, &path))? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(from_sql_value(row.get_ref(i).map_err(|e| classify(&e, &path))?));
+            }
+            each(values)?;
+        }
+        Ok(())
     }
 
     fn run_statements(&mut self, statements: &[Statement]) -> Result<(), DbError> {

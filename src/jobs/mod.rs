@@ -1,3 +1,4 @@
-//! The jobs cron runs.
+//! The jobs cron runs, and the archive machinery they share.
 
+pub mod archive;
 pub mod refresh;

@@ -2,13 +2,11 @@
 //! `REFRESH MATERIALIZED VIEW` on PostgreSQL, a rebuild of the summary table in
 //! one transaction on SQLite.
 
-use std::time::Instant;
-
 use anyhow::bail;
 
-use crate::audit::{self, AuditEntry};
-use crate::db::Session;
-use crate::registry::{Status, TenantRecord};
+use crate::db::{Open, Session};
+use crate::operation::{Guard, TenantOp, missing_tenant};
+use crate::registry::{self, Status, TenantRecord};
 use crate::render::Renderer;
 use crate::tenant::TenantKey;
 
@@ -17,49 +15,28 @@ pub fn refresh(
     renderer: &Renderer,
     tenant: &TenantRecord,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let result = refresh_steps(session, renderer, tenant);
-    let error = result.as_ref().err().map(crate::error::one_line);
-    let sys = session.system();
-    let _ = audit::write(
-        sys,
-        &AuditEntry {
-            action: "tenant.refresh",
-            entity_type: "tenant",
-            entity_id: &tenant.username,
-            user_id: tenant.user_id.as_deref(),
-            command: "refresh",
-            started,
-            error: error.as_deref(),
-        },
-    );
-    let _ = sys.commit();
-    result
-}
-
-fn refresh_steps(
-    session: &mut Session<'_>,
-    renderer: &Renderer,
-    tenant: &TenantRecord,
-) -> anyhow::Result<()> {
-    if tenant.status != Status::Active {
-        bail!(
-            "tenant {} is {}, not active: nothing to refresh",
-            tenant.username,
-            tenant.status
-        );
-    }
-    let key = TenantKey::parse(&tenant.tenant_key, session.dialect())?;
-    let statements = renderer.refresh_career_summary(&key)?;
-    let Some(mut conn) = session.tenant(&key, false)? else {
-        bail!("the database file of tenant {} is missing", tenant.username);
+    let name = tenant.username.as_str();
+    let Some(mut op) = TenantOp::begin(session, name, "tenant.refresh", "refresh", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
     };
-    conn.begin()?;
-    match conn.run_statements(&statements) {
-        Ok(()) => Ok(conn.commit()?),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e.into())
+    op.set_user_id(tenant.user_id.clone());
+    let result = (|| -> anyhow::Result<()> {
+        // Read again under the lock: it may have been deprovisioned meanwhile.
+        let status = op
+            .registry(|sys| registry::get(sys, name))?
+            .map(|r| r.status);
+        if status != Some(Status::Active) {
+            bail!(
+                "tenant {name} is {}, not active: nothing to refresh",
+                status.map(|s| s.to_string()).unwrap_or("gone".into())
+            );
         }
-    }
+        let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;
+        let statements = renderer.refresh_career_summary(&key)?;
+        op.tenant(&key, Open::Existing, |conn| Ok(conn.run_statements(&statements)?))?
+            .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+        op.complete(|_| Ok(()))
+    })();
+    op.finish(result, |_, _| Ok(()))
 }

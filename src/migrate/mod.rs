@@ -76,18 +76,10 @@ fn audit_system(
     started: std::time::Instant,
     error: Option<&str>,
 ) -> Result<(), crate::db::DbError> {
-    crate::audit::write(
-        conn,
-        &crate::audit::AuditEntry {
-            action: "system.migrate",
-            entity_type: "schema",
-            entity_id: entity,
-            user_id: None,
-            command: "init",
-            started,
-            error,
-        },
-    )
+    let mut entry = crate::audit::AuditEntry::new("system.migrate", "schema", entity, "init");
+    entry.started = started;
+    entry.error = error.map(str::to_string);
+    crate::audit::write(conn, &entry)
 }
 
 /// Applies a tenant's pending migrations up to `target` inside the caller's

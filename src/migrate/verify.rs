@@ -151,7 +151,7 @@ pub fn verify(
         let mut all = HashMap::new();
         for t in tenants {
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
-            if let Some(mut conn) = session.tenant(&key, false)? {
+            if let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? {
                 let columns = conn.columns(&key.prefix())?;
                 let indexes = conn.indexes(&key.prefix())?;
                 all.extend(group_by_tenant(

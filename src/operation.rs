@@ -1,0 +1,268 @@
+//! One tenant operation (provision, deprovision, migrate, refresh, ...): the
+//! one place where the backends' differences in transactions and locks are
+//! decided, and where the operation's audit row is written.
+//!
+//! - PostgreSQL: the registry row, the tenant's objects and the audit row
+//!   change in one transaction: the operation is all or nothing. The tenant is
+//!   locked with a transaction-level advisory lock (released with it).
+//! - SQLite: the tenant's objects are in a file of their own; each step that
+//!   touches them is one transaction on that file, whose write lock is the
+//!   tenant lock. Registry steps are transactions on the main file.
+//! - Oracle: every DDL commits, so each step commits; the tenant is locked
+//!   with a session-level DBMS_LOCK lock, released when the operation ends.
+//!
+//! Success is audited in the same transaction as the registry change that
+//! records it ([`TenantOp::complete`]); failure after a rollback, in a
+//! transaction of its own ([`TenantOp::finish`]). So every completed change has
+//! exactly one audit row, and every failure one too.
+
+use std::time::Instant;
+
+use crate::audit::{self, AuditEntry};
+use crate::db::{Connection, DbError, Lock, Open, Session, Tx};
+use crate::tenant::TenantKey;
+
+/// How the tenant is guarded against other commands and processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Wait for the tenant's lock.
+    Wait,
+    /// Give up at once when another process holds it ([`TenantOp::begin`] returns None).
+    Try,
+    /// The caller claims the tenant's registry row itself ([`TenantOp::claim`]):
+    /// on PostgreSQL the row lock is the guard; elsewhere the tenant lock is tried.
+    Claim,
+}
+
+/// A tenant operation in progress. Dropping it rolls back what is open and
+/// releases the lock.
+pub struct TenantOp<'s, 'db> {
+    session: &'s mut Session<'db>,
+    username: String,
+    action: &'static str,
+    command: &'static str,
+    user_id: Option<String>,
+    started: Instant,
+    atomic: bool,
+    in_tx: bool,
+    /// Held across commits (Oracle): released at the end.
+    held: bool,
+}
+
+impl<'s, 'db> TenantOp<'s, 'db> {
+    /// Starts `action` (e.g. `tenant.provision`, audited as run by `command`) on
+    /// `username`. None when `guard` is [`Guard::Try`] and another process holds it.
+    pub fn begin(
+        session: &'s mut Session<'db>,
+        username: &str,
+        action: &'static str,
+        command: &'static str,
+        guard: Guard,
+    ) -> Result<Option<Self>, DbError> {
+        let atomic = session.atomic_tenants();
+        let lock = Lock::Tenant(username);
+        let sys = session.system();
+        if atomic {
+            sys.begin()?;
+        }
+        let got = match guard {
+            Guard::Wait => sys.lock(&lock).map(|()| true),
+            Guard::Try => sys.try_lock(&lock),
+            Guard::Claim if atomic => Ok(true),
+            Guard::Claim => sys.try_lock(&lock),
+        };
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                if atomic {
+                    let _ = sys.rollback();
+                }
+                return Err(e);
+            }
+        };
+        if !got {
+            if atomic {
+                let _ = sys.rollback();
+            }
+            return Ok(None);
+        }
+        Ok(Some(TenantOp {
+            session,
+            username: username.to_string(),
+            action,
+            command,
+            user_id: None,
+            started: Instant::now(),
+            atomic,
+            in_tx: atomic,
+            held: !atomic,
+        }))
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub fn session(&mut self) -> &mut Session<'db> {
+        self.session
+    }
+
+    /// Whether registry and tenant changes share one transaction (PostgreSQL).
+    pub fn atomic(&self) -> bool {
+        self.atomic
+    }
+
+    /// The `pf_users.id` the audit rows name, once known.
+    pub fn set_user_id(&mut self, user_id: Option<String>) {
+        self.user_id = user_id;
+    }
+
+    /// Runs `step` on the registry: inside the operation's transaction where
+    /// it is atomic, else in a transaction of its own, committed at once.
+    pub fn registry<T, E>(
+        &mut self,
+        step: impl FnOnce(&mut dyn Connection) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let sys = self.session.system();
+        if self.atomic {
+            return step(sys);
+        }
+        let mut tx = Tx::begin(sys)?;
+        let value = step(&mut *tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `step` on the tenant's objects: inside the operation's transaction
+    /// where it is atomic, else in a transaction of its own on the tenant's
+    /// connection (SQLite: the tenant file's write lock). None when the tenant
+    /// has no file (SQLite, [`Open::Existing`]).
+    pub fn tenant<T>(
+        &mut self,
+        key: &TenantKey,
+        open: Open,
+        step: impl FnOnce(&mut dyn Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
+        let atomic = self.atomic;
+        let Some(mut conn) = self.session.tenant(key, open)? else {
+            return Ok(None);
+        };
+        if atomic {
+            return step(&mut *conn).map(Some);
+        }
+        let mut tx = Tx::begin(&mut *conn)?;
+        let value = step(&mut *tx)?;
+        tx.commit()?;
+        Ok(Some(value))
+    }
+
+    /// Claims the tenant's registry row for a migration to `target` (see
+    /// [`crate::registry::claim`]). None: another run holds it, or it is done.
+    pub fn claim(
+        &mut self,
+        target: u32,
+        run_id: &str,
+    ) -> Result<Option<crate::registry::Claim>, DbError> {
+        let (username, row_lock) = (self.username.clone(), self.atomic);
+        self.registry(|sys| crate::registry::claim(sys, &username, target, run_id, row_lock))
+    }
+
+    /// The registry step that records the change, with the success audit row
+    /// in the same transaction; where the operation is atomic, it commits
+    /// everything.
+    pub fn complete<T>(
+        &mut self,
+        step: impl FnOnce(&mut dyn Connection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let entry = self.entry(None);
+        let value = self.registry(|sys| -> anyhow::Result<T> {
+            let value = step(sys)?;
+            audit::write(sys, &entry)?;
+            Ok(value)
+        })?;
+        if self.in_tx {
+            self.in_tx = false;
+            self.session.system().commit()?;
+        }
+        Ok(value)
+    }
+
+    fn entry(&self, error: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            action: self.action.to_string(),
+            entity_type: "tenant".into(),
+            entity_id: self.username.clone(),
+            user_id: self.user_id.clone(),
+            command: self.command.to_string(),
+            started: self.started,
+            error: error.map(str::to_string),
+        }
+    }
+
+    /// Ends the operation. Success: commits what is still open. Failure:
+    /// rolls back, then records it in a transaction of its own: `on_failure`
+    /// (e.g. a conditional registry update) and the failure audit row.
+    pub fn finish<T>(
+        mut self,
+        result: anyhow::Result<T>,
+        on_failure: impl FnOnce(&mut dyn Connection, &str) -> Result<(), DbError>,
+    ) -> anyhow::Result<T> {
+        let result = match result {
+            Ok(value) if self.in_tx => {
+                self.in_tx = false;
+                self.session
+                    .system()
+                    .commit()
+                    .map(|()| value)
+                    .map_err(anyhow::Error::from)
+            }
+            other => other,
+        };
+        if let Err(err) = &result {
+            let message = crate::error::one_line(err);
+            let entry = self.entry(Some(&message));
+            let sys = self.session.system();
+            if self.in_tx {
+                self.in_tx = false;
+                let _ = sys.rollback();
+            }
+            if !sys.is_closed() {
+                let _ = (|| -> Result<(), DbError> {
+                    let mut tx = Tx::begin(sys)?;
+                    on_failure(&mut *tx, &message)?;
+                    audit::write(&mut *tx, &entry)?;
+                    tx.commit()
+                })();
+            }
+        }
+        result
+    }
+}
+
+impl Drop for TenantOp<'_, '_> {
+    fn drop(&mut self) {
+        let sys = self.session.system();
+        if self.in_tx {
+            let _ = sys.rollback();
+        }
+        if self.held {
+            let _ = sys.unlock(&Lock::Tenant(&self.username));
+        }
+    }
+}
+
+/// The error for a tenant whose objects are not where the registry says
+/// (SQLite: its file is gone), with the ways forward.
+pub fn missing_tenant(session: &mut Session<'_>, key: &TenantKey, username: &str) -> anyhow::Error {
+    let place = session
+        .database()
+        .sqlite_tenant_file(key)
+        .map(|f| format!(" (expected at {})", f.display()))
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "the database file of tenant {username} is missing{place}: restore it from a backup, or remove the tenant with `pathfinder-db deprovision {username} --yes`"
+    )
+}
