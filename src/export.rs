@@ -143,10 +143,7 @@ impl ExportTarget {
             .prefix(".pathfinder-export-")
             .tempfile_in(&dir)
             .map_err(|e| {
-                UsageError::new(format!(
-                    "cannot write the export {}: {e}",
-                    path.display()
-                ))
+                UsageError::new(format!("cannot write the export {}: {e}", path.display()))
             })?;
         if let Ok(free) = fs4::available_space(&dir)
             && free < needed_bytes
@@ -209,14 +206,19 @@ impl ExportTarget {
                     hasher.update(row_text.as_bytes());
                     hasher.update(b"\n");
                     summary.rows += 1;
-                    if let Err(e) = writeln!(out, "{{\"table\":{},\"row\":{row_text}}}", serde_json::json!(table)) {
+                    if let Err(e) = writeln!(
+                        out,
+                        "{{\"table\":{},\"row\":{row_text}}}",
+                        serde_json::json!(table)
+                    ) {
                         failure.get_or_insert(e);
                     }
                     Ok(())
                 },
             )?;
             if let Some(e) = failure {
-                return Err(e).with_context(|| format!("cannot write the export {}", self.path.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot write the export {}", self.path.display()));
             }
             summary.sha256 = hex(&hasher.finalize());
             manifest.rows += summary.rows;
@@ -295,7 +297,9 @@ pub fn verify(path: &Path) -> anyhow::Result<(Header, Manifest)> {
         } else {
             let table = doc["table"].as_str().ok_or_else(|| bad("no table"))?;
             let row = doc.get("row").ok_or_else(|| bad("no row"))?;
-            let entry = seen.entry(table.to_string()).or_insert_with(|| (0, Sha256::new()));
+            let entry = seen
+                .entry(table.to_string())
+                .or_insert_with(|| (0, Sha256::new()));
             entry.0 += 1;
             entry.1.update(row.to_string().as_bytes());
             entry.1.update(b"\n");

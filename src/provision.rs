@@ -111,7 +111,8 @@ pub fn provision(
     req: &ProvisionRequest,
 ) -> anyhow::Result<ProvisionOutcome> {
     let name = req.username.as_str();
-    let Some(mut op) = TenantOp::begin(session, name, "tenant.provision", "provision", Guard::Wait)?
+    let Some(mut op) =
+        TenantOp::begin(session, name, "tenant.provision", "provision", Guard::Wait)?
     else {
         bail!("tenant {name} is locked by another process");
     };
@@ -127,7 +128,10 @@ pub fn provision(
     match result {
         Err(e) if e.is::<KeyTaken>() => {
             // The transaction that saw the conflict is gone: ask who has the key.
-            let key = e.downcast_ref::<KeyTaken>().map(|k| k.0.clone()).unwrap_or_default();
+            let key = e
+                .downcast_ref::<KeyTaken>()
+                .map(|k| k.0.clone())
+                .unwrap_or_default();
             match registry::key_owner(session.system(), &key)? {
                 Some(owner) if owner != name => Err(UsageError::new(format!(
                     "tenant key \"{key}\" already belongs to user {owner}: choose another --tenant-key"
@@ -209,7 +213,7 @@ fn provision_steps(
     // Active, audited in the same transaction; a concurrent run that finished
     // first makes this one "exists".
     let done = op.complete(|sys| {
-        Ok(registry::transition(
+        if registry::transition(
             sys,
             name,
             &[Status::Provisioning],
@@ -219,14 +223,19 @@ fn provision_steps(
                 last_error: Some(None),
                 ..Changes::default()
             },
-        )?)
+        )? {
+            Ok(())
+        } else {
+            // Not ours to record (nor to audit): see below.
+            Err(Changed.into())
+        }
     });
     match done {
-        Ok(true) => Ok(ProvisionOutcome::Created {
+        Ok(()) => Ok(ProvisionOutcome::Created {
             tenant_key: key.to_string(),
             version,
         }),
-        Ok(false) => match op.registry(|sys| registry::get(sys, name))? {
+        Err(e) if e.is::<Changed>() => match op.registry(|sys| registry::get(sys, name))? {
             Some(r) if r.status == Status::Active => Ok(exists(&r)),
             other => bail!(
                 "tenant {name} changed while it was being provisioned (now {}): run again",
@@ -236,6 +245,11 @@ fn provision_steps(
         Err(e) => Err(e),
     }
 }
+
+/// The registry row was changed by another command between two steps.
+#[derive(Debug, thiserror::Error)]
+#[error("the tenant was changed by another command meanwhile")]
+struct Changed;
 
 /// Another process registered the same user a moment ago: go on from what
 /// the registry says now (its work and ours are serialized per tenant).
@@ -405,7 +419,13 @@ pub fn deprovision(
     options: &DeprovisionOptions,
 ) -> anyhow::Result<DeprovisionOutcome> {
     let name = plan.record.username.clone();
-    let Some(mut op) = TenantOp::begin(session, &name, "tenant.deprovision", "deprovision", Guard::Wait)?
+    let Some(mut op) = TenantOp::begin(
+        session,
+        &name,
+        "tenant.deprovision",
+        "deprovision",
+        Guard::Wait,
+    )?
     else {
         bail!("tenant {name} is locked by another process");
     };
@@ -591,8 +611,13 @@ fn deprovision_steps(
 /// still there: the tenant is active again (Oracle: writable again).
 pub fn cancel_deprovision(session: &mut Session<'_>, username: &Username) -> anyhow::Result<()> {
     let name = username.as_str();
-    let Some(mut op) =
-        TenantOp::begin(session, name, "tenant.deprovision_cancel", "deprovision", Guard::Wait)?
+    let Some(mut op) = TenantOp::begin(
+        session,
+        name,
+        "tenant.deprovision_cancel",
+        "deprovision",
+        Guard::Wait,
+    )?
     else {
         bail!("tenant {name} is locked by another process");
     };
@@ -652,8 +677,9 @@ fn remove_sqlite_file(file: &Path) -> anyhow::Result<()> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("cannot remove {}", path.display())));
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot remove {}", path.display()))
+                );
             }
         }
     }

@@ -32,13 +32,12 @@ fn redact_userinfo(text: &str) -> String {
             .next()
             .unwrap_or("")
             .to_ascii_lowercase();
-        let has_userinfo = !matches!(scheme.as_str(), "sqlite" | "file") && !authority.starts_with('/');
+        let has_userinfo =
+            !matches!(scheme.as_str(), "sqlite" | "file") && !authority.starts_with('/');
         match authority.rfind('@').filter(|_| has_userinfo) {
             Some(at) => {
                 let userinfo = &authority[..at];
-                let user_end = userinfo
-                    .find([':', '/'])
-                    .unwrap_or(userinfo.len());
+                let user_end = userinfo.find([':', '/']).unwrap_or(userinfo.len());
                 out.push_str(&userinfo[..user_end]);
                 if user_end < userinfo.len() {
                     out.push(userinfo.as_bytes()[user_end] as char);
@@ -150,8 +149,14 @@ mod tests {
                 "host=db password = 'se cr\\'et' dbname=app",
                 "host=db password = *** dbname=app",
             ),
-            ("oracle://scott/tiger@db:1521/x", "oracle://scott/***@db:1521/x"),
-            ("oracle://scott:tiger@db:1521/x", "oracle://scott:***@db:1521/x"),
+            (
+                "oracle://scott/tiger@db:1521/x",
+                "oracle://scott/***@db:1521/x",
+            ),
+            (
+                "oracle://scott:tiger@db:1521/x",
+                "oracle://scott:***@db:1521/x",
+            ),
             (
                 "invalid URL \"postgres://u:pw@h/d\": bad",
                 "invalid URL \"postgres://u:***@h/d\": bad",

@@ -100,10 +100,7 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
                 let mut entry =
                     crate::audit::AuditEntry::new("reference.load", "table", table, "init");
                 entry.started = started;
-                crate::audit::write(
-                    conn,
-                    &entry,
-                )?;
+                crate::audit::write(conn, &entry)?;
             }
         }
         Ok(added)

@@ -260,7 +260,10 @@ pub fn transition(
     to: Status,
     changes: &Changes<'_>,
 ) -> Result<bool, DbError> {
-    let mut sets = vec!["status = ?".to_string(), "updated_at = CURRENT_TIMESTAMP".into()];
+    let mut sets = vec![
+        "status = ?".to_string(),
+        "updated_at = CURRENT_TIMESTAMP".into(),
+    ];
     let mut binds = vec![text(to.as_str())];
     if let Some(v) = changes.schema_version {
         sets.push("schema_version = ?".into());
@@ -354,7 +357,8 @@ const PENDING_COLUMNS: &str = "username, tenant_key, user_id, schema_version, st
 
 /// Live tenants below `target` or not active (failed, or a migration that
 /// was interrupted).
-const PENDING: &str = "status IN ('active', 'failed', 'migrating') AND (schema_version < ? OR status <> 'active')";
+const PENDING: &str =
+    "status IN ('active', 'failed', 'migrating') AND (schema_version < ? OR status <> 'active')";
 
 fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
     Ok(Pending {
@@ -603,7 +607,10 @@ mod tests {
 
     #[test]
     fn stored_timestamps_become_iso_utc() {
-        assert_eq!(iso_utc("2026-11-25 13:36:36.123"), "2026-11-25T13:36:36.123Z");
+        assert_eq!(
+            iso_utc("2026-11-25 13:36:36.123"),
+            "2026-11-25T13:36:36.123Z"
+        );
         assert_eq!(iso_utc("2026-11-25 13:36:36"), "2026-11-25T13:36:36Z");
         assert_eq!(iso_utc(""), "");
     }

@@ -27,15 +27,42 @@ pub struct TableDef {
 /// before children). The templates get this list too (`tables`), so the code
 /// and the SQL never disagree about which tables a tenant has.
 pub const TABLES: [TableDef; 9] = [
-    TableDef { name: "experiences", short: "exp" },
-    TableDef { name: "skills", short: "skl" },
-    TableDef { name: "profile_summary", short: "psum" },
-    TableDef { name: "quick_summary", short: "qsum" },
-    TableDef { name: "chat_conversations", short: "conv" },
-    TableDef { name: "chat_messages", short: "msg" },
-    TableDef { name: "career_analytics", short: "ana" },
-    TableDef { name: "skills_progression", short: "sprog" },
-    TableDef { name: "pert_responses", short: "pert" },
+    TableDef {
+        name: "experiences",
+        short: "exp",
+    },
+    TableDef {
+        name: "skills",
+        short: "skl",
+    },
+    TableDef {
+        name: "profile_summary",
+        short: "psum",
+    },
+    TableDef {
+        name: "quick_summary",
+        short: "qsum",
+    },
+    TableDef {
+        name: "chat_conversations",
+        short: "conv",
+    },
+    TableDef {
+        name: "chat_messages",
+        short: "msg",
+    },
+    TableDef {
+        name: "career_analytics",
+        short: "ana",
+    },
+    TableDef {
+        name: "skills_progression",
+        short: "sprog",
+    },
+    TableDef {
+        name: "pert_responses",
+        short: "pert",
+    },
 ];
 
 /// The nine tenant table names, in creation order (parents before children).

@@ -52,7 +52,7 @@ fn oracle_full_cycle() {
 
     let tenants: serde_json::Value =
         serde_json::from_str(&ok(dir, &url, &["--json", "tenants"])).unwrap();
-    let a = tenants
+    let a = tenants["tenants"]
         .as_array()
         .unwrap()
         .iter()

@@ -35,7 +35,8 @@ impl Env {
             .stdout
             .clone();
         let list: Json = serde_json::from_slice(&out).expect("tenants --json");
-        list.as_array()
+        list["tenants"]
+            .as_array()
             .expect("an array")
             .iter()
             .map(|t| {
@@ -480,7 +481,7 @@ fn read_only_sqlite_is_one_line_exit_1() {
     let set_mode = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     };
-    let tenants = dir.path().join("pathfinder.tenants");
+    let tenants = dir.path().join("pathfinder.db.tenants");
     set_mode(&main, 0o444);
     set_mode(&tenants, 0o555);
     set_mode(dir.path(), 0o555);

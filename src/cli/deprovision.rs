@@ -39,7 +39,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     // Every name is checked before anything is touched.
     let users = parse_usernames(ctx, &args.users)?;
     if args.export.is_some() && users.len() != 1 {
-        return Err(UsageError::new("--export writes one user's rows: give exactly one user").into());
+        return Err(
+            UsageError::new("--export writes one user's rows: give exactly one user").into(),
+        );
     }
     let (db, renderer) = ctx.open_database_existing()?;
     if args.cancel {
@@ -151,7 +153,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());
-                let failure = serde_json::json!({"username": user, "outcome": "failed", "error": message});
+                let failure =
+                    serde_json::json!({"username": user, "outcome": "failed", "error": message});
                 errors.push(failure.clone());
                 report.push(failure);
             }

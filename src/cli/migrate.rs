@@ -89,7 +89,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         target,
         order: args.order,
         limit: args.limit,
-        jobs: if args.dry_run { 1 } else { ctx.jobs(&db, args.jobs.jobs)? },
+        jobs: if args.dry_run {
+            1
+        } else {
+            ctx.jobs(&db, args.jobs.jobs)?
+        },
         fail_fast: args.fail_fast,
     };
     let pending = runner::pending(db.connect_read_only()?.system(), &plan)?;
@@ -190,7 +194,11 @@ fn dry_run(
                 tenant.username
             ));
             for m in &migrations {
-                super::out(&format!("-- {}\n{}", m.name, script(&m.statements, dialect)));
+                super::out(&format!(
+                    "-- {}\n{}",
+                    m.name,
+                    script(&m.statements, dialect)
+                ));
             }
         }
     }

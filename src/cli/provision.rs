@@ -147,7 +147,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());
-                report.push(serde_json::json!({"username": user, "outcome": "failed", "error": message}));
+                report.push(
+                    serde_json::json!({"username": user, "outcome": "failed", "error": message}),
+                );
             }
             None => {}
         }

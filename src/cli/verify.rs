@@ -30,7 +30,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         for d in &drift {
             for problem in &d.problems {
-                super::out(&format!("{} (version {}): {problem}\n", d.username, d.version));
+                super::out(&format!(
+                    "{} (version {}): {problem}\n",
+                    d.username, d.version
+                ));
             }
         }
         ctx.say(format!(

@@ -140,7 +140,9 @@ impl DbError {
         let message: String = message.into();
         DbError {
             kind,
-            message: crate::redact::redact(&message.split_whitespace().collect::<Vec<_>>().join(" ")),
+            message: crate::redact::redact(
+                &message.split_whitespace().collect::<Vec<_>>().join(" "),
+            ),
         }
     }
 

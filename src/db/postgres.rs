@@ -127,8 +127,7 @@ impl PgConnection {
         let client = match cfg.connect(NoTls) {
             Ok(client) => client,
             Err(e) if cfg.get_password().is_none() && password_missing(&e) => {
-                let Some(pw) =
-                    super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
+                let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
                 else {
                     return Err(DbError::new(
                         DbErrorKind::Auth,
@@ -337,10 +336,7 @@ impl PgConnection {
 
 impl PgConnection {
     fn simple_rows(&mut self, sql: &str) -> Result<Vec<Row>, DbError> {
-        let messages = self
-            .client
-            .simple_query(sql)
-            .map_err(|e| self.fail(&e))?;
+        let messages = self.client.simple_query(sql).map_err(|e| self.fail(&e))?;
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
@@ -403,9 +399,7 @@ impl Connection for PgConnection {
             .map(|s| s.sql.as_str())
             .collect::<Vec<_>>()
             .join(";\n");
-        self.client
-            .batch_execute(&batch)
-            .map_err(|e| self.fail(&e))
+        self.client.batch_execute(&batch).map_err(|e| self.fail(&e))
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
@@ -472,7 +466,10 @@ impl Connection for PgConnection {
         }
         // EXCLUSIVE blocks every writer until the transaction ends; readers go on.
         self.client
-            .batch_execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", tables.join(", ")))
+            .batch_execute(&format!(
+                "LOCK TABLE {} IN EXCLUSIVE MODE",
+                tables.join(", ")
+            ))
             .map_err(|e| self.fail(&e))
     }
 

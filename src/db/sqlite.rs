@@ -9,10 +9,10 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
 use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Open, Row, Value};
-use crate::tenant::TenantKey;
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
+use crate::tenant::TenantKey;
 
 /// `sqlite://pathfinder.db`, `sqlite:///abs/path.db`, `sqlite:file.db`.
 pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
@@ -213,9 +213,7 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
     let kind = match code {
         Some(ErrorCode::ReadOnly) => DbErrorKind::ReadOnly,
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => DbErrorKind::Busy,
-        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
-            DbErrorKind::Connection
-        }
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => DbErrorKind::Connection,
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => DbErrorKind::Corrupt,
         Some(ErrorCode::ConstraintViolation) if err.to_string().contains("UNIQUE") => {
             DbErrorKind::UniqueViolation
@@ -291,15 +289,20 @@ impl SqliteConnection {
 
     /// Opens an existing database read-only. `immutable`: the file cannot
     /// change (we may not write it), so SQLite creates no `-shm`/`-wal`.
-    pub fn open_read_only(path: &Path, busy_timeout_ms: u64, immutable: bool) -> Result<Self, DbError> {
+    pub fn open_read_only(
+        path: &Path,
+        busy_timeout_ms: u64,
+        immutable: bool,
+    ) -> Result<Self, DbError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
         let target = if immutable {
             PathBuf::from(format!("file:{}?immutable=1", uri_path(path)))
         } else {
             PathBuf::from(format!("file:{}", uri_path(path)))
         };
-        let conn = rusqlite::Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| classify(&e, path))?;
+        let conn =
+            rusqlite::Connection::open_with_flags(&target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| classify(&e, path))?;
         conn.busy_timeout(Duration::from_millis(busy_timeout_ms))
             .map_err(|e| classify(&e, path))?;
         Ok(SqliteConnection {
@@ -321,8 +324,9 @@ impl SqliteConnection {
                 ),
             ));
         }
-        let conn = rusqlite::Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| classify(&e, path))?;
+        let conn =
+            rusqlite::Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| classify(&e, path))?;
         conn.busy_timeout(Duration::from_millis(busy_timeout_ms))
             .map_err(|e| classify(&e, path))?;
         // WAL lets readers go on while one process writes; NORMAL sync is safe in WAL.
@@ -342,40 +346,20 @@ impl SqliteConnection {
     /// claimed when `claim` (provisioning); a file with tables and no owner
     /// record, or another owner, is refused.
     fn check_owner(&mut self, key: &TenantKey, owner: &str, claim: bool) -> Result<(), DbError> {
-        let path = self.path.display().to_string();
-        let rows = match self.query(
-            &format!("SELECT deployment_id, tenant_key FROM {OWNER_TABLE}"),
-            &[],
-        ) {
-            Ok(rows) => rows,
-            Err(e) if e.kind == DbErrorKind::DoesNotExist => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        if let Some(row) = rows.first() {
-            let (have_owner, have_key) = (row[0].to_text(), row[1].to_text());
-            if have_owner == owner && have_key == key.as_str() {
-                return Ok(());
+        if let Some(found) = self.owner_record()? {
+            return self.compare_owner(found, key, owner);
+        }
+        if !claim {
+            return self.refuse_unowned_tables();
+        }
+        // Two processes may claim a new file at once: under the write lock the
+        // loser finds the winner's (same) record.
+        self.begin()?;
+        let claimed = (|| -> Result<(), DbError> {
+            if let Some(found) = self.owner_record()? {
+                return self.compare_owner(found, key, owner);
             }
-            return Err(DbError::new(
-                DbErrorKind::Other,
-                format!(
-                    "SQLite {path}: this tenant file belongs to another pathfinder-db database (registry {have_owner}, tenant key {have_key}), not to this one: it was copied or moved here; move it away and restore the right file"
-                ),
-            ));
-        }
-        let tables = self.query(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
-            &[],
-        )?;
-        if tables.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0 {
-            return Err(DbError::new(
-                DbErrorKind::Other,
-                format!(
-                    "SQLite {path}: this file has tables but no record of the pathfinder-db database it belongs to: it was not created by this registry; move it away"
-                ),
-            ));
-        }
-        if claim {
+            self.refuse_unowned_tables()?;
             self.conn
                 .execute_batch(&format!(
                     "CREATE TABLE {OWNER_TABLE} (deployment_id TEXT NOT NULL, tenant_key TEXT NOT NULL)"
@@ -384,7 +368,60 @@ impl SqliteConnection {
             self.execute(
                 &format!("INSERT INTO {OWNER_TABLE} (deployment_id, tenant_key) VALUES (?, ?)"),
                 &[Value::Text(owner.into()), Value::Text(key.as_str().into())],
-            )?;
+            )
+            .map(|_| ())
+        })();
+        match claimed {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn owner_record(&mut self) -> Result<Option<(String, String)>, DbError> {
+        match self.query(
+            &format!("SELECT deployment_id, tenant_key FROM {OWNER_TABLE}"),
+            &[],
+        ) {
+            Ok(rows) => Ok(rows.first().map(|r| (r[0].to_text(), r[1].to_text()))),
+            Err(e) if e.kind == DbErrorKind::DoesNotExist => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn compare_owner(
+        &self,
+        (have_owner, have_key): (String, String),
+        key: &TenantKey,
+        owner: &str,
+    ) -> Result<(), DbError> {
+        if have_owner == owner && have_key == key.as_str() {
+            return Ok(());
+        }
+        Err(DbError::new(
+            DbErrorKind::Other,
+            format!(
+                "SQLite {}: this tenant file belongs to another pathfinder-db database (registry {have_owner}, tenant key {have_key}), not to this one: it was copied or moved here; move it away and restore the right file",
+                self.path.display()
+            ),
+        ))
+    }
+
+    fn refuse_unowned_tables(&mut self) -> Result<(), DbError> {
+        let tables = self.query(
+            &format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name <> '{OWNER_TABLE}'"),
+            &[],
+        )?;
+        if tables.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0 {
+            return Err(DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "SQLite {}: this file has tables but no record of the pathfinder-db database it belongs to: it was not created by this registry; move it away",
+                    self.path.display()
+                ),
+            ));
         }
         Ok(())
     }
@@ -458,7 +495,9 @@ impl Connection for SqliteConnection {
         while let Some(row) = rows.next().map_err(|e| classify(&e, &path))? {
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
-                values.push(from_sql_value(row.get_ref(i).map_err(|e| classify(&e, &path))?));
+                values.push(from_sql_value(
+                    row.get_ref(i).map_err(|e| classify(&e, &path))?,
+                ));
             }
             each(values)?;
         }

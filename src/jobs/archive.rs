@@ -42,8 +42,11 @@ pub fn live_tables(
     Ok(tables_children_first()
         .filter_map(|def| {
             let name = key.object(def.name);
-            let columns: Vec<CatalogColumn> =
-                catalog.iter().filter(|c| c.table == name).cloned().collect();
+            let columns: Vec<CatalogColumn> = catalog
+                .iter()
+                .filter(|c| c.table == name)
+                .cloned()
+                .collect();
             (!columns.is_empty()).then_some((def, columns))
         })
         .collect())
@@ -81,9 +84,9 @@ pub fn prepare(
                 .iter()
                 .filter(|a| a.column != "archived_at")
                 .filter(|a| {
-                    !live_columns
-                        .iter()
-                        .any(|l| l.column == a.column && same_type(dialect, &l.data_type, &a.data_type))
+                    !live_columns.iter().any(|l| {
+                        l.column == a.column && same_type(dialect, &l.data_type, &a.data_type)
+                    })
                 })
                 .map(|a| a.column.as_str())
                 .collect();

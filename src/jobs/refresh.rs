@@ -34,8 +34,10 @@ pub fn refresh(
         }
         let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;
         let statements = renderer.refresh_career_summary(&key)?;
-        op.tenant(&key, Open::Existing, |conn| Ok(conn.run_statements(&statements)?))?
-            .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+        op.tenant(&key, Open::Existing, |conn| {
+            Ok(conn.run_statements(&statements)?)
+        })?
+        .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
         op.complete(|_| Ok(()))
     })();
     op.finish(result, |_, _| Ok(()))

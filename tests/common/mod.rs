@@ -145,7 +145,7 @@ pub fn replace_database(url: &str, name: &str) -> String {
 
 /// Path of the tenant file of `key` next to the SQLite database in `dir`.
 pub fn sqlite_tenant_file(dir: &Path, key: &str) -> PathBuf {
-    dir.join("pathfinder.tenants").join(format!("{key}.db"))
+    dir.join("pathfinder.db.tenants").join(format!("{key}.db"))
 }
 
 /// Runs a query on a SQLite file and returns the rows as strings.
@@ -263,7 +263,7 @@ impl Env {
     }
 
     pub fn tenant_dir(&self) -> PathBuf {
-        self.path().join("pathfinder.tenants")
+        self.path().join("pathfinder.db.tenants")
     }
 
     /// Rows of a query on the system tables.
