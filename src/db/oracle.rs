@@ -55,6 +55,10 @@ const ALLOCATE_LOCK: &str = "DECLARE PRAGMA AUTONOMOUS_TRANSACTION; h VARCHAR2(1
 const REQUEST_LOCK: &str =
     "BEGIN :result := DBMS_LOCK.REQUEST(:handle, DBMS_LOCK.X_MODE, :timeout, FALSE); END;";
 
+/// DBMS_LOCK.MAXWAIT: wait as long as it takes (the documented maximum; the
+/// day we asked for before lies outside what DBMS_LOCK documents).
+const LOCK_WAIT_SECS: i64 = 32767;
+
 const RELEASE_LOCK: &str = "BEGIN :result := DBMS_LOCK.RELEASE(:handle); END;";
 
 const OBJECT_TYPES: &str = "SELECT object_type FROM user_objects WHERE object_name = ?";
@@ -236,11 +240,12 @@ pub struct OracleConnection {
 /// so its index cannot be used.
 struct Text<'a>(&'a str);
 
-/// VARCHAR2 up to the largest client buffer (32767 bytes, which also suits
-/// MAX_STRING_SIZE = EXTENDED); beyond, a LONG bind, which Oracle accepts for
-/// CLOB columns in INSERT and UPDATE (what the crate itself binds CLOBs as).
-/// Values over 4000 bytes go to CLOB columns only: with standard string sizes
-/// Oracle treats any such bind as LONG, whichever of the two types it has.
+/// VARCHAR2 up to 32767 bytes (the largest VARCHAR2 with MAX_STRING_SIZE =
+/// EXTENDED, and ODPI-C's largest fixed buffer); beyond, LONG, which Oracle
+/// accepts for CLOB columns in INSERT and UPDATE (the crate binds CLOB data
+/// the same way). Over 4000 bytes (standard string sizes) Oracle takes either
+/// type as LONG, as it did the NVARCHAR2 binds before: such values only ever
+/// go to CLOB columns.
 fn text_bind_type(len: usize) -> OracleType {
     const MAX_VARCHAR_BIND: usize = 32767;
     if len <= MAX_VARCHAR_BIND {
@@ -262,7 +267,7 @@ impl ToSql for Text<'_> {
 
 fn as_to_sql(v: &Value) -> Box<dyn ToSql + '_> {
     match v {
-        // A typed NULL: any VARCHAR2-compatible column takes it.
+        // A NULL needs a type; Oracle converts a VARCHAR2 NULL for any column.
         Value::Null => Box::new(OracleType::Varchar2(1)),
         Value::Int(i) => Box::new(*i),
         Value::Float(f) => Box::new(*f),
@@ -412,7 +417,7 @@ impl Connection for OracleConnection {
     }
 
     fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
-        if self.request_lock(name, 86_400)? {
+        if self.request_lock(name, LOCK_WAIT_SECS)? {
             Ok(())
         } else {
             Err(DbError::new(
@@ -435,14 +440,18 @@ impl Connection for OracleConnection {
             return Ok(());
         };
         self.held_locks.remove(pos);
-        self.release(&scoped)
-            .map_err(|m| DbError::other(format!("Oracle {}: {m} for the lock {name}", self.target)))
+        self.release(&scoped, &name.to_string())
     }
 
     fn is_closed(&self) -> bool {
         // The flag covers errors we saw; the status covers a session the
-        // client library found dead on its last round trip.
-        self.broken.get() || !matches!(self.conn.status(), Ok(ConnStatus::Normal))
+        // client library found dead on its last round trip. A status that
+        // cannot be read proves nothing (and must not force a reconnect per tenant).
+        self.broken.get()
+            || matches!(
+                self.conn.status(),
+                Ok(ConnStatus::NotConnected | ConnStatus::Closed)
+            )
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
@@ -536,8 +545,8 @@ impl OracleConnection {
                     return Ok(true);
                 }
                 Request::Busy => return Ok(false),
-                // A handle outlives its allocation by at least ten days; one
-                // that did not is allocated again, once.
+                // ALLOCATE_UNIQUE keeps a handle valid for at least ten days;
+                // a cached one that expired anyway is allocated again, once.
                 Request::IllegalHandle if !reallocated => {
                     self.handles.remove(&scoped);
                     reallocated = true;
@@ -558,8 +567,8 @@ impl OracleConnection {
         }
     }
 
-    /// Releases a held lock; Err carries the reason RELEASE gave.
-    fn release(&mut self, scoped: &str) -> Result<(), String> {
+    /// Releases a held lock (`lock` names it in messages).
+    fn release(&mut self, scoped: &str, lock: &str) -> Result<(), DbError> {
         let Some(handle) = self.handles.get(scoped).cloned() else {
             return Ok(());
         };
@@ -572,11 +581,14 @@ impl OracleConnection {
                     ("result", &OracleType::Number(0, 0)),
                 ],
             )
-            .map_err(|e| self.fail(&e).message)?;
-        let result: i64 = stmt
-            .bind_value("result")
-            .map_err(|e| self.fail(&e).message)?;
-        locks::release_outcome(result)
+            .map_err(|e| self.fail(&e))?;
+        let result: i64 = stmt.bind_value("result").map_err(|e| self.fail(&e))?;
+        locks::release_outcome(result).map_err(|reason| {
+            DbError::other(format!(
+                "Oracle {}: {reason} for the lock {lock}",
+                self.target
+            ))
+        })
     }
 }
 
@@ -588,7 +600,7 @@ impl Drop for OracleConnection {
             return;
         }
         for scoped in std::mem::take(&mut self.held_locks) {
-            let _ = self.release(&scoped);
+            let _ = self.release(&scoped, &scoped);
         }
     }
 }
