@@ -3,28 +3,80 @@
 //! The crate builds without Oracle Instant Client; the client library is loaded
 //! when the first connection is made. Without it the connection fails with
 //! DPI-1047, which we turn into a one-line error that says how to install it.
+//!
+//! Decisions live in pure submodules with their own tests (no server is needed
+//! for them): `ddl` (whether a failed DDL step was done before, from the
+//! catalog), `errors` (error kinds, lost sessions, redaction), `locks`
+//! (DBMS_LOCK names and return codes). This file only talks to the server.
 
-use std::sync::OnceLock;
+#[path = "oracle_ddl.rs"]
+mod ddl;
+#[path = "oracle_errors.rs"]
+mod errors;
+#[path = "oracle_locks.rs"]
+mod locks;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
+use oracle::{ConnStatus, SqlValue};
 
 use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
 use crate::config::PoolConfig;
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
-
-/// Oracle error codes that mean "this step was done before" for DDL, so a
-/// repeated CREATE/ALTER/DROP counts as done. 955: name already used;
-/// 1408: column list already indexed; 1430: column already exists; 2260/2261/
-/// 2275: key already exists; 2264: constraint name in use; 942: table or view
-/// does not exist; 1418: index does not exist; 12003: materialized view does not exist.
-const ALREADY_DONE_CREATE: &[i32] = &[955, 1408, 1430, 2260, 2261, 2264, 2275];
-const ALREADY_DONE_DROP: &[i32] = &[942, 1418, 12003, 904];
+use ddl::Verdict;
+use errors::ErrorInfo;
+use locks::Request;
 
 const CLIENT_HELP: &str = "the Oracle client library (Oracle Instant Client) is not installed or not found (DPI-1047): install Instant Client Basic or Basic Light for this platform and add its directory to LD_LIBRARY_PATH (macOS: DYLD_LIBRARY_PATH; Windows: PATH)";
+
+/// Run once per session, in one round trip: DDL waits up to 30 seconds for the
+/// application's open transactions on its table (DDL_LOCK_TIMEOUT) instead of
+/// failing at once with ORA-00054 (long enough for ordinary transactions, short
+/// enough that a stuck one is reported), and the current schema, which scopes
+/// our lock names, comes back.
+/// Also: timestamps in UTC, and dates and timestamps read as ISO text (the
+/// other backends' form), whatever the client's NLS settings say.
+const SESSION_SETUP: &str = "BEGIN \
+     EXECUTE IMMEDIATE 'ALTER SESSION SET DDL_LOCK_TIMEOUT = 30'; \
+     EXECUTE IMMEDIATE 'ALTER SESSION SET TIME_ZONE = ''UTC'''; \
+     EXECUTE IMMEDIATE 'ALTER SESSION SET NLS_DATE_FORMAT = ''YYYY-MM-DD'''; \
+     EXECUTE IMMEDIATE 'ALTER SESSION SET NLS_TIMESTAMP_FORMAT = ''YYYY-MM-DD HH24:MI:SS.FF6'''; \
+     :schema := SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA'); \
+     END;";
+
+/// ALLOCATE_UNIQUE commits; in an autonomous transaction (a top-level block
+/// with the pragma) that commit cannot touch the caller's open transaction.
+const ALLOCATE_LOCK: &str = "DECLARE PRAGMA AUTONOMOUS_TRANSACTION; h VARCHAR2(128); \
+     BEGIN DBMS_LOCK.ALLOCATE_UNIQUE(:name, h); COMMIT; :handle := h; END;";
+
+/// Exclusive, held by the session (release_on_commit FALSE), since every DDL commits.
+const REQUEST_LOCK: &str =
+    "BEGIN :result := DBMS_LOCK.REQUEST(:handle, DBMS_LOCK.X_MODE, :timeout, FALSE); END;";
+
+/// DBMS_LOCK.MAXWAIT: wait as long as it takes (the documented maximum; the
+/// day we asked for before lies outside what DBMS_LOCK documents).
+const LOCK_WAIT_SECS: i64 = 32767;
+
+const RELEASE_LOCK: &str = "BEGIN :result := DBMS_LOCK.RELEASE(:handle); END;";
+
+const OBJECT_TYPES: &str = "SELECT object_type FROM user_objects WHERE object_name = ?";
+
+const TABLE_COLUMNS: &str = "SELECT column_name, data_type, char_length, data_precision, data_scale \
+     FROM user_tab_columns WHERE table_name = ? ORDER BY column_id";
+
+/// The named index and every index on the table, with their columns in order.
+const INDEX_COLUMNS: &str = "SELECT i.index_name, i.table_name, i.uniqueness, c.column_name \
+     FROM user_indexes i \
+     JOIN user_ind_columns c ON c.index_name = i.index_name AND c.table_name = i.table_name \
+     WHERE i.index_name = ? OR i.table_name = ? \
+     ORDER BY i.index_name, c.column_position";
 
 /// Connection details parsed from `oracle://user[:password]@connect_string`, where
 /// the connect string is `host:port/service`, an Easy Connect string or a TNS
@@ -34,8 +86,29 @@ pub struct OracleTarget {
     user: String,
     password: Option<String>,
     connect_string: String,
+    /// The connect string as messages show it (any `password=` value removed).
+    display: String,
     pool_config: PoolConfig,
-    pool: std::sync::Arc<OnceLock<Pool>>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a target shares: the pool, built once, and the password
+/// it was built with (to keep it out of messages).
+#[derive(Default)]
+struct Shared {
+    pool: OnceLock<Pool>,
+    secret: OnceLock<String>,
+    /// Held while the pool is built, so parallel workers neither ask for the
+    /// password twice nor build two pools.
+    building: Mutex<()>,
+}
+
+/// `%XX` escapes decoded (a `+` stays a `+`: URLs are not form data).
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 impl OracleTarget {
@@ -49,35 +122,72 @@ impl OracleTarget {
         let rest = url.strip_prefix("oracle://").ok_or_else(bad)?;
         let (userinfo, connect) = rest.rsplit_once('@').ok_or_else(bad)?;
         let (user, password) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, Some(percent_decode(p))),
+            Some((u, p)) => (u, Some(p)),
             None => (userinfo, None),
         };
         if user.is_empty() || connect.is_empty() {
             return Err(bad());
         }
+        let undecodable = |what: &str| {
+            UsageError::new(format!(
+                "the {what} in the Oracle URL {:?} is not valid UTF-8 once its %XX escapes are decoded: fix the escapes",
+                super::redact_url(url)
+            ))
+        };
+        let user = percent_decode(user).ok_or_else(|| undecodable("user name"))?;
+        let password = match password {
+            Some(p) => Some(percent_decode(p).ok_or_else(|| undecodable("password"))?),
+            None => None,
+        };
         Ok(OracleTarget {
-            user: percent_decode(user),
+            user,
             password,
+            display: errors::redact(connect, None),
             connect_string: connect.to_string(),
             pool_config: pool.clone(),
-            pool: Default::default(),
+            shared: Default::default(),
         })
     }
 
+    /// The password in use, once known (for redaction).
+    fn secret(&self) -> Option<&str> {
+        self.shared
+            .secret
+            .get()
+            .map(String::as_str)
+            .or(self.password.as_deref())
+    }
+
+    fn error(&self, err: &oracle::Error) -> DbError {
+        errors::classify(&ErrorInfo::of(err), &self.display, self.secret())
+    }
+
     fn pool(&self) -> Result<&Pool, DbError> {
-        if let Some(pool) = self.pool.get() {
+        if let Some(pool) = self.shared.pool.get() {
             return Ok(pool);
         }
-        let password = self
-            .password
-            .clone()
-            .or_else(|| {
-                super::password_from_env_or_prompt(&format!(
-                    "Oracle {}@{}",
-                    self.user, self.connect_string
-                ))
-            })
-            .unwrap_or_default();
+        let _building = self
+            .shared
+            .building
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = self.shared.pool.get() {
+            return Ok(pool);
+        }
+        let password = match self.shared.secret.get() {
+            Some(p) => p.clone(),
+            None => self
+                .password
+                .clone()
+                .or_else(|| {
+                    super::password_from_env_or_prompt(&format!(
+                        "Oracle {}@{}",
+                        self.user, self.display
+                    ))
+                })
+                .unwrap_or_default(),
+        };
+        let _ = self.shared.secret.set(password.clone());
         let cfg = &self.pool_config;
         let mut builder = PoolBuilder::new(
             self.user.as_str(),
@@ -97,82 +207,82 @@ impl OracleTarget {
         if cfg.timeout > 0 {
             builder
                 .timeout(Duration::from_secs(cfg.timeout.into()))
-                .map_err(|e| classify(&e, &self.connect_string))?;
+                .map_err(|e| self.error(&e))?;
         }
-        let pool = builder
-            .build()
-            .map_err(|e| classify(&e, &self.connect_string))?;
-        let _ = self.pool.set(pool);
-        Ok(self.pool.get().expect("pool was just set"))
+        let pool = builder.build().map_err(|e| self.error(&e))?;
+        let _ = self.shared.pool.set(pool);
+        Ok(self.shared.pool.get().expect("pool was just set"))
     }
 
     pub fn connect(&self) -> Result<OracleConnection, DbError> {
-        let conn = self
-            .pool()?
-            .get()
-            .map_err(|e| classify(&e, &self.connect_string))?;
-        Ok(OracleConnection {
+        let conn = self.pool()?.get().map_err(|e| self.error(&e))?;
+        let mut conn = OracleConnection {
             conn,
-            target: self.connect_string.clone(),
+            target: self.display.clone(),
+            secret: self.secret().map(Arc::from),
+            broken: Cell::new(false),
+            schema: String::new(),
+            handles: HashMap::new(),
             held_locks: Vec::new(),
-        })
+        };
+        conn.set_up_session()?;
+        Ok(conn)
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
-}
-
-fn ora_code(err: &oracle::Error) -> Option<i32> {
-    err.db_error().map(|e| e.code())
-}
-
-fn classify(err: &oracle::Error, target: &str) -> DbError {
-    let text = err.to_string();
-    if text.contains("DPI-1047") {
-        return DbError::new(DbErrorKind::ClientMissing, CLIENT_HELP);
-    }
-    let kind = match ora_code(err) {
-        Some(955) | Some(1408) | Some(1430) | Some(2260) | Some(2261) | Some(2264) | Some(2275) => {
-            DbErrorKind::AlreadyExists
-        }
-        Some(942) | Some(12003) | Some(1418) => DbErrorKind::DoesNotExist,
-        Some(1) => DbErrorKind::UniqueViolation,
-        Some(1017) | Some(28000) | Some(28001) => DbErrorKind::Auth,
-        Some(16000) | Some(1552) => DbErrorKind::ReadOnly,
-        Some(54) | Some(30006) | Some(4021) => DbErrorKind::Busy,
-        Some(12154) | Some(12514) | Some(12541) | Some(12543) | Some(12170) | Some(3113)
-        | Some(3114) | Some(3135) | Some(12537) | Some(12545) | Some(28547) => {
-            DbErrorKind::Connection
-        }
-        _ => DbErrorKind::Other,
-    };
-    let hint = match kind {
-        DbErrorKind::Auth => ": check the user and PATHFINDER_DB_PASSWORD",
-        DbErrorKind::Connection => {
-            ": check the connect string, the listener and TNS_ADMIN (wallet) settings"
-        }
-        _ => "",
-    };
-    DbError::new(kind, format!("Oracle {target}: {text}{hint}"))
 }
 
 pub struct OracleConnection {
     conn: oracle::Connection,
+    /// The connect string as messages show it.
     target: String,
-    /// DBMS_LOCK handles held by this session, by lock name.
-    held_locks: Vec<(String, String)>,
+    /// The password, only to remove it from messages.
+    secret: Option<Arc<str>>,
+    /// Set when an error said the session is gone.
+    broken: Cell<bool>,
+    /// The current schema, which scopes lock names.
+    schema: String,
+    /// DBMS_LOCK handles by scoped lock name, allocated once per session.
+    handles: HashMap<String, String>,
+    /// Scoped names of the locks this session holds.
+    held_locks: Vec<String>,
+}
+
+/// A text bind sent as VARCHAR2: the crate binds `&str` as NVARCHAR2, and a
+/// comparison of a VARCHAR2 column with an NVARCHAR2 value converts the column,
+/// so its index cannot be used.
+struct Text<'a>(&'a str);
+
+/// VARCHAR2 up to 32767 bytes (the largest VARCHAR2 with MAX_STRING_SIZE =
+/// EXTENDED, and ODPI-C's largest fixed buffer); beyond, LONG, which Oracle
+/// accepts for CLOB columns in INSERT and UPDATE (the crate binds CLOB data
+/// the same way). Over 4000 bytes (standard string sizes) Oracle takes either
+/// type as LONG, as it did the NVARCHAR2 binds before: such values only ever
+/// go to CLOB columns.
+fn text_bind_type(len: usize) -> OracleType {
+    const MAX_VARCHAR_BIND: usize = 32767;
+    if len <= MAX_VARCHAR_BIND {
+        OracleType::Varchar2(len.max(1) as u32)
+    } else {
+        OracleType::Long
+    }
+}
+
+impl ToSql for Text<'_> {
+    fn oratype(&self, _conn: &oracle::Connection) -> oracle::Result<OracleType> {
+        Ok(text_bind_type(self.0.len()))
+    }
+
+    fn to_sql(&self, val: &mut SqlValue) -> oracle::Result<()> {
+        self.0.to_sql(val)
+    }
 }
 
 fn as_to_sql(v: &Value) -> Box<dyn ToSql + '_> {
     match v {
-        Value::Null => Box::new(None::<String>),
+        // A NULL needs a type; Oracle converts a VARCHAR2 NULL for any column.
+        Value::Null => Box::new(OracleType::Varchar2(1)),
         Value::Int(i) => Box::new(*i),
         Value::Float(f) => Box::new(*f),
-        Value::Text(s) => Box::new(s.as_str()),
+        Value::Text(s) => Box::new(Text(s)),
         Value::Blob(b) | Value::TextBytes(b) => Box::new(b.as_slice()),
     }
 }
@@ -199,14 +309,86 @@ fn read_row(row: &oracle::Row) -> Result<Row, oracle::Error> {
 }
 
 impl OracleConnection {
-    fn is_ddl(sql: &str) -> Option<bool> {
-        let head = sql.trim_start().to_ascii_uppercase();
-        if head.starts_with("CREATE") || head.starts_with("ALTER") {
-            Some(true)
-        } else if head.starts_with("DROP") {
-            Some(false)
-        } else {
-            None
+    /// The error in our terms; remembers when it says the session is gone.
+    fn fail(&self, err: &oracle::Error) -> DbError {
+        let info = ErrorInfo::of(err);
+        if errors::connection_lost(&info) {
+            self.broken.set(true);
+        }
+        errors::classify(&info, &self.target, self.secret.as_deref())
+    }
+
+    fn set_up_session(&mut self) -> Result<(), DbError> {
+        let stmt = self
+            .conn
+            .execute_named(SESSION_SETUP, &[("schema", &OracleType::Varchar2(128))])
+            .map_err(|e| self.fail(&e))?;
+        self.schema = stmt.bind_value("schema").map_err(|e| self.fail(&e))?;
+        Ok(())
+    }
+
+    /// `ALTER TABLE ... READ ONLY` / `READ WRITE`; a table already in that
+    /// mode is fine (ORA-14139 / ORA-14140), so a re-run goes on.
+    fn set_read_only(&mut self, tables: &[String], read_only: bool) -> Result<(), DbError> {
+        let mode = if read_only { "READ ONLY" } else { "READ WRITE" };
+        for table in tables {
+            match self
+                .conn
+                .execute(&format!("ALTER TABLE {table} {mode}"), &[])
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.db_error().map(|d| d.code()), Some(14139 | 14140)) => {}
+                Err(e) => return Err(self.fail(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The catalog facts `lookup` asks for.
+    fn facts(&mut self, lookup: &ddl::Lookup) -> Result<ddl::Facts, DbError> {
+        let mut facts = ddl::Facts::default();
+        if let Some(name) = &lookup.object {
+            let rows = self.query(OBJECT_TYPES, &[Value::Text(name.clone())])?;
+            facts.object_types = ddl::object_types_from_rows(&rows);
+        }
+        if let Some(table) = &lookup.columns_of {
+            let rows = self.query(TABLE_COLUMNS, &[Value::Text(table.clone())])?;
+            facts.columns = ddl::columns_from_rows(&rows);
+        }
+        if let Some((index, table)) = &lookup.indexes {
+            let rows = self.query(
+                INDEX_COLUMNS,
+                &[Value::Text(index.clone()), Value::Text(table.clone())],
+            )?;
+            facts.indexes = ddl::indexes_from_rows(&rows);
+        }
+        Ok(facts)
+    }
+
+    /// Settles a failed statement: Ok when the catalog shows it was done
+    /// before, else the error (or the conflict the catalog shows).
+    fn settle(&mut self, stmt: &Statement, err: &oracle::Error) -> Result<(), DbError> {
+        let info = ErrorInfo::of(err);
+        let error = self.fail(err);
+        let in_statement = |e: DbError| {
+            let first_line = stmt.sql.lines().next().unwrap_or("");
+            DbError::new(e.kind, format!("{} (in: {first_line})", e.message))
+        };
+        let parsed = ddl::parse(&stmt.sql);
+        let lookup = match ddl::lookup_for(&parsed, info.ora) {
+            Some(lookup) if !self.broken.get() => lookup,
+            _ => return Err(in_statement(error)),
+        };
+        let facts = self.facts(&lookup).map_err(in_statement)?;
+        match ddl::decide(&parsed, &facts, &errors::short_message(&info)) {
+            Verdict::Done => Ok(()),
+            Verdict::Conflict(message) => {
+                let kind = match parsed {
+                    ddl::Ddl::Drop { .. } => DbErrorKind::Other,
+                    _ => DbErrorKind::AlreadyExists,
+                };
+                Err(DbError::new(kind, message))
+            }
         }
     }
 }
@@ -220,48 +402,43 @@ impl Connection for OracleConnection {
         let sql = bind_placeholders(sql, Dialect::Oracle);
         let boxed: Vec<Box<dyn ToSql + '_>> = params.iter().map(as_to_sql).collect();
         let refs: Vec<&dyn ToSql> = boxed.iter().map(|b| b.as_ref()).collect();
-        let stmt = self
-            .conn
-            .execute(&sql, &refs)
-            .map_err(|e| classify(&e, &self.target))?;
-        stmt.row_count().map_err(|e| classify(&e, &self.target))
+        let stmt = self.conn.execute(&sql, &refs).map_err(|e| self.fail(&e))?;
+        stmt.row_count().map_err(|e| self.fail(&e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let sql = bind_placeholders(sql, Dialect::Oracle);
         let boxed: Vec<Box<dyn ToSql + '_>> = params.iter().map(as_to_sql).collect();
         let refs: Vec<&dyn ToSql> = boxed.iter().map(|b| b.as_ref()).collect();
-        let rows = self
-            .conn
-            .query(&sql, &refs)
-            .map_err(|e| classify(&e, &self.target))?;
+        let rows = self.conn.query(&sql, &refs).map_err(|e| self.fail(&e))?;
         let mut out = Vec::new();
         for row in rows {
-            let row = row.map_err(|e| classify(&e, &self.target))?;
-            out.push(read_row(&row).map_err(|e| classify(&e, &self.target))?);
+            let row = row.map_err(|e| self.fail(&e))?;
+            out.push(read_row(&row).map_err(|e| self.fail(&e))?);
         }
         Ok(out)
     }
 
+    /// Every DDL commits, so a repeated run meets the objects of the one
+    /// before. A failed step counts as done only when the catalog shows its
+    /// object as the statement defines it (or, for a DROP, gone); anything
+    /// else fails with the conflict named.
+    /// LOCK TABLE would end at the first DDL's commit, so the tables are made
+    /// read-only instead (which waits for open transactions, up to the DDL
+    /// lock timeout): writers stay out across the commits until the tables
+    /// are dropped, or thawed when the work is called off.
+    fn freeze_tables(&mut self, tables: &[String]) -> Result<(), DbError> {
+        self.set_read_only(tables, true)
+    }
+
+    fn thaw_tables(&mut self, tables: &[String]) -> Result<(), DbError> {
+        self.set_read_only(tables, false)
+    }
+
     fn run_statements(&mut self, statements: &[Statement]) -> Result<(), DbError> {
         for stmt in statements {
-            match self.conn.execute(&stmt.sql, &[]) {
-                Ok(_) => {}
-                Err(e) => {
-                    let code = ora_code(&e).unwrap_or(0);
-                    let done = match Self::is_ddl(&stmt.sql) {
-                        Some(true) => ALREADY_DONE_CREATE.contains(&code),
-                        Some(false) => ALREADY_DONE_DROP.contains(&code),
-                        None => false,
-                    };
-                    if !done {
-                        let first_line = stmt.sql.lines().next().unwrap_or("");
-                        return Err(DbError::new(
-                            classify(&e, &self.target).kind,
-                            format!("{} (in: {first_line})", classify(&e, &self.target).message),
-                        ));
-                    }
-                }
+            if let Err(e) = self.conn.execute(&stmt.sql, &[]) {
+                self.settle(stmt, &e)?;
             }
         }
         Ok(())
@@ -273,15 +450,15 @@ impl Connection for OracleConnection {
     }
 
     fn commit(&mut self) -> Result<(), DbError> {
-        self.conn.commit().map_err(|e| classify(&e, &self.target))
+        self.conn.commit().map_err(|e| self.fail(&e))
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
-        self.conn.rollback().map_err(|e| classify(&e, &self.target))
+        self.conn.rollback().map_err(|e| self.fail(&e))
     }
 
     fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
-        if self.request_lock(name, 86_400)? {
+        if self.request_lock(name, LOCK_WAIT_SECS)? {
             Ok(())
         } else {
             Err(DbError::new(
@@ -299,18 +476,23 @@ impl Connection for OracleConnection {
     }
 
     fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
-        let name = name.to_string();
-        let Some(pos) = self.held_locks.iter().position(|(k, _)| *k == name) else {
+        let scoped = locks::scoped_lock_name(&self.schema, &name.to_string());
+        let Some(pos) = self.held_locks.iter().position(|k| *k == scoped) else {
             return Ok(());
         };
-        let (_, handle) = self.held_locks.remove(pos);
-        self.conn
-            .execute(
-                "DECLARE r INTEGER; BEGIN r := DBMS_LOCK.RELEASE(:1); END;",
-                &[&handle],
+        self.held_locks.remove(pos);
+        self.release(&scoped, &name.to_string())
+    }
+
+    fn is_closed(&self) -> bool {
+        // The flag covers errors we saw; the status covers a session the
+        // client library found dead on its last round trip. A status that
+        // cannot be read proves nothing (and must not force a reconnect per tenant).
+        self.broken.get()
+            || matches!(
+                self.conn.status(),
+                Ok(ConnStatus::NotConnected | ConnStatus::Closed)
             )
-            .map_err(|e| classify(&e, &self.target))?;
-        Ok(())
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
@@ -357,42 +539,109 @@ impl Connection for OracleConnection {
 }
 
 impl OracleConnection {
-    /// DBMS_LOCK in exclusive mode, held by the session (not released at commit,
-    /// since every DDL commits); the server frees it when the session dies.
-    fn request_lock(&mut self, lock: &Lock<'_>, timeout_secs: i64) -> Result<bool, DbError> {
-        let name = lock.to_string();
+    /// The session's handle for a scoped lock name, allocated on first use.
+    fn lock_handle(&mut self, scoped: &str) -> Result<String, DbError> {
+        if let Some(handle) = self.handles.get(scoped) {
+            return Ok(handle.clone());
+        }
         let stmt = self
             .conn
             .execute_named(
-                "DECLARE h VARCHAR2(128); BEGIN DBMS_LOCK.ALLOCATE_UNIQUE(:name, h); \
-                 :result := DBMS_LOCK.REQUEST(h, DBMS_LOCK.X_MODE, :timeout, FALSE); :handle := h; END;",
+                ALLOCATE_LOCK,
                 &[
-                    ("name", &name),
-                    ("timeout", &timeout_secs),
-                    ("result", &OracleType::Number(0, 0)),
+                    ("name", &Text(scoped)),
                     ("handle", &OracleType::Varchar2(128)),
                 ],
             )
-            .map_err(|e| classify(&e, &self.target))?;
-        let result: i64 = stmt
-            .bind_value("result")
-            .map_err(|e| classify(&e, &self.target))?;
-        let handle: String = stmt
-            .bind_value("handle")
-            .map_err(|e| classify(&e, &self.target))?;
-        match result {
-            // 0: granted; 4: this session already holds it.
-            0 | 4 => {
-                if !self.held_locks.iter().any(|(k, _)| *k == name) {
-                    self.held_locks.push((name, handle));
+            .map_err(|e| self.fail(&e))?;
+        let handle: String = stmt.bind_value("handle").map_err(|e| self.fail(&e))?;
+        self.handles.insert(scoped.to_string(), handle.clone());
+        Ok(handle)
+    }
+
+    /// DBMS_LOCK in exclusive mode, held by the session (not released at commit,
+    /// since every DDL commits); the server frees it when the session dies.
+    fn request_lock(&mut self, lock: &Lock<'_>, timeout_secs: i64) -> Result<bool, DbError> {
+        let scoped = locks::scoped_lock_name(&self.schema, &lock.to_string());
+        let mut reallocated = false;
+        loop {
+            let handle = self.lock_handle(&scoped)?;
+            let stmt = self
+                .conn
+                .execute_named(
+                    REQUEST_LOCK,
+                    &[
+                        ("handle", &Text(&handle)),
+                        ("timeout", &timeout_secs),
+                        ("result", &OracleType::Number(0, 0)),
+                    ],
+                )
+                .map_err(|e| self.fail(&e))?;
+            let result: i64 = stmt.bind_value("result").map_err(|e| self.fail(&e))?;
+            match locks::request_outcome(result) {
+                Request::Granted => {
+                    if !self.held_locks.contains(&scoped) {
+                        self.held_locks.push(scoped);
+                    }
+                    return Ok(true);
                 }
-                Ok(true)
+                Request::Busy => return Ok(false),
+                // ALLOCATE_UNIQUE keeps a handle valid for at least ten days;
+                // a cached one that expired anyway is allocated again, once.
+                Request::IllegalHandle if !reallocated => {
+                    self.handles.remove(&scoped);
+                    reallocated = true;
+                }
+                Request::IllegalHandle => {
+                    return Err(DbError::other(format!(
+                        "Oracle {}: DBMS_LOCK.REQUEST returned 5 (illegal lock handle) for the lock {lock}",
+                        self.target
+                    )));
+                }
+                Request::Failed(message) => {
+                    return Err(DbError::other(format!(
+                        "Oracle {}: {message} for the lock {lock}",
+                        self.target
+                    )));
+                }
             }
-            1 => Ok(false),
-            other => Err(DbError::other(format!(
-                "Oracle {}: DBMS_LOCK.REQUEST for {lock} returned {other}",
+        }
+    }
+
+    /// Releases a held lock (`lock` names it in messages).
+    fn release(&mut self, scoped: &str, lock: &str) -> Result<(), DbError> {
+        let Some(handle) = self.handles.get(scoped).cloned() else {
+            return Ok(());
+        };
+        let stmt = self
+            .conn
+            .execute_named(
+                RELEASE_LOCK,
+                &[
+                    ("handle", &Text(&handle)),
+                    ("result", &OracleType::Number(0, 0)),
+                ],
+            )
+            .map_err(|e| self.fail(&e))?;
+        let result: i64 = stmt.bind_value("result").map_err(|e| self.fail(&e))?;
+        locks::release_outcome(result).map_err(|reason| {
+            DbError::other(format!(
+                "Oracle {}: {reason} for the lock {lock}",
                 self.target
-            ))),
+            ))
+        })
+    }
+}
+
+impl Drop for OracleConnection {
+    /// The session goes back to the pool, where a lock it still held would
+    /// block other processes until the pool closes it: release what is left.
+    fn drop(&mut self) {
+        if self.broken.get() {
+            return;
+        }
+        for scoped in std::mem::take(&mut self.held_locks) {
+            let _ = self.release(&scoped, &scoped);
         }
     }
 }
@@ -401,5 +650,69 @@ impl OracleTarget {
     /// The most connections the pool hands out (a cap for --jobs).
     pub fn max_connections(&self) -> usize {
         self.pool_config.max.max(self.pool_config.min).max(1) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Result<OracleTarget, UsageError> {
+        OracleTarget::from_url(url, &PoolConfig::default())
+    }
+
+    fn url_error(url: &str) -> String {
+        match target(url) {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn user_and_password_are_percent_decoded_not_form_decoded() {
+        let t = target("oracle://app%2Buser:p%40ss+word@db.example.com:1521/svc").unwrap();
+        assert_eq!(t.user, "app+user");
+        assert_eq!(t.password.as_deref(), Some("p@ss+word"));
+        assert_eq!(t.connect_string, "db.example.com:1521/svc");
+        // A raw `@` in the password: the last `@` ends the user info.
+        let t = target("oracle://scott:ti@ger@tns_alias").unwrap();
+        assert_eq!(t.password.as_deref(), Some("ti@ger"));
+        assert_eq!(t.connect_string, "tns_alias");
+        let t = target("oracle://scott@tns_alias").unwrap();
+        assert_eq!(t.password, None);
+    }
+
+    #[test]
+    fn url_errors_never_echo_the_password() {
+        let err = url_error("oracle://scott:s3cret%FF@host/svc");
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("password"), "{err}");
+        let err = url_error("oracle://:s3cret@host/svc");
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("invalid Oracle URL"), "{err}");
+    }
+
+    #[test]
+    fn the_displayed_target_drops_password_pairs() {
+        let t = target("oracle://scott@(DESCRIPTION=(ADDRESS=(HOST=h))(PASSWORD=x1))").unwrap();
+        assert!(!t.display.contains("x1"), "{}", t.display);
+    }
+
+    #[test]
+    fn text_binds_are_varchar2_and_large_ones_long() {
+        assert_eq!(text_bind_type(0), OracleType::Varchar2(1));
+        assert_eq!(text_bind_type(5), OracleType::Varchar2(5));
+        assert_eq!(text_bind_type(4000), OracleType::Varchar2(4000));
+        assert_eq!(text_bind_type(32767), OracleType::Varchar2(32767));
+        assert_eq!(text_bind_type(32768), OracleType::Long);
+        assert_eq!(text_bind_type(10_000_000), OracleType::Long);
+    }
+
+    #[test]
+    fn the_session_setup_sets_the_ddl_lock_timeout_and_reads_the_schema() {
+        assert!(SESSION_SETUP.contains("DDL_LOCK_TIMEOUT = 30"));
+        assert!(SESSION_SETUP.contains("SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')"));
+        // The allocation runs in its own transaction, so its commit is not ours.
+        assert!(ALLOCATE_LOCK.starts_with("DECLARE PRAGMA AUTONOMOUS_TRANSACTION;"));
     }
 }
