@@ -19,27 +19,6 @@ fn postgres_fleet(hint: &str) -> Option<Fleet> {
 }
 
 impl Env {
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run pathfinder-db")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "pathfinder-db {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Json {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).expect("JSON on stdout")
-    }
-
     fn catalog(&self, keys: &[String]) -> Vec<Vec<String>> {
         match &self.backend {
             Backend::Postgres(_) => self.system_rows(

@@ -244,6 +244,30 @@ impl Env {
         cmd
     }
 
+    /// Runs the binary with `args` and returns what it did.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd().args(args).output().expect("run pathfinder-db")
+    }
+
+    /// Runs the binary, asserts success and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pathfinder-db {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the binary with --json, asserts success and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("JSON on stdout")
+    }
+
     /// The binary as a std Command (to run in the background), pointed at this database.
     pub fn std_cmd(&self) -> std::process::Command {
         let mut cmd = pathfinder_std(self.path());
@@ -279,6 +303,17 @@ impl Env {
         match &self.backend {
             Backend::Sqlite => sqlite_rows(&sqlite_tenant_file(self.path(), key), sql),
             Backend::Postgres(_) => pg_rows(&mut self.pg(), sql),
+        }
+    }
+
+    /// Runs statements on the system tables (to set up a state a crash leaves).
+    pub fn system_exec(&self, sql: &str) {
+        match &self.backend {
+            Backend::Sqlite => {
+                let conn = rusqlite::Connection::open(self.main_file()).expect("open main file");
+                conn.execute_batch(sql).expect("system SQL");
+            }
+            Backend::Postgres(_) => self.pg().batch_execute(sql).expect("system SQL"),
         }
     }
 
