@@ -390,18 +390,40 @@ fn starts_plsql(line: &str) -> bool {
     upper.starts_with("BEGIN") || upper.starts_with("DECLARE")
 }
 
+fn starts_trigger(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    matches!(
+        (words.next(), words.next()),
+        (Some(create), Some(trigger))
+            if create.eq_ignore_ascii_case("CREATE") && trigger.eq_ignore_ascii_case("TRIGGER")
+    )
+}
+
+/// How the statement being read ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A line ending in `;`.
+    Semicolon,
+    /// A PL/SQL block: a line holding only `/`.
+    Slash,
+    /// A SQLite trigger, whose body holds `;`-terminated statements: a line
+    /// that is `END;` from its first column (the body's lines are indented).
+    TriggerEnd,
+}
+
 /// Splits rendered SQL into statements. A plain statement ends at a line ending in
 /// `;`; a PL/SQL block (starting with BEGIN or DECLARE) ends at a line holding only
-/// `/`, as in SQL*Plus. Blank lines and `--` comment lines between statements are dropped.
+/// `/`, as in SQL*Plus; a `CREATE TRIGGER` ends at a line that is `END;` with no
+/// indentation. Blank lines and `--` comment lines between statements are dropped.
 pub fn split_statements(text: &str) -> Vec<Statement> {
     let mut out = Vec::new();
     let mut current: Vec<&str> = Vec::new();
-    let mut plsql = false;
-    let finish = |current: &mut Vec<&str>, out: &mut Vec<Statement>, plsql: bool| {
+    let mut ending = Ending::Semicolon;
+    let finish = |current: &mut Vec<&str>, out: &mut Vec<Statement>, ending: Ending| {
         if current.iter().any(|l| !l.trim().is_empty()) {
             out.push(Statement {
                 sql: current.join("\n").trim_end().to_string(),
-                plsql,
+                plsql: ending == Ending::Slash,
             });
         }
         current.clear();
@@ -412,18 +434,30 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
             if trimmed.is_empty() || trimmed.starts_with("--") {
                 continue;
             }
-            plsql = starts_plsql(trimmed);
+            ending = if starts_plsql(trimmed) {
+                Ending::Slash
+            } else if starts_trigger(trimmed) {
+                Ending::TriggerEnd
+            } else {
+                Ending::Semicolon
+            };
         }
-        if plsql && trimmed == "/" {
-            finish(&mut current, &mut out, plsql);
-        } else if !plsql && trimmed.ends_with(';') {
-            current.push(line.trim_end().strip_suffix(';').unwrap_or(line));
-            finish(&mut current, &mut out, plsql);
-        } else {
+        let ends = match ending {
+            Ending::Slash => trimmed == "/",
+            Ending::Semicolon => trimmed.ends_with(';'),
+            Ending::TriggerEnd => line.trim_end() == "END;",
+        };
+        if !ends {
             current.push(line.trim_end());
+            continue;
         }
+        if ending != Ending::Slash {
+            // The `;` is dropped here and written back by `script`.
+            current.push(line.trim_end().strip_suffix(';').unwrap_or(line));
+        }
+        finish(&mut current, &mut out, ending);
     }
-    finish(&mut current, &mut out, plsql);
+    finish(&mut current, &mut out, ending);
     out
 }
 
@@ -452,6 +486,58 @@ mod tests {
         assert_eq!(stmts[1].sql, "BEGIN\n  foo;\nEND;");
         assert_eq!(stmts[2].sql, "DROP TABLE a");
         assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
+    }
+
+    #[test]
+    fn a_trigger_ends_at_an_unindented_end() {
+        let text = "CREATE TABLE t (x INT);\n\
+                    create trigger t_tg BEFORE INSERT ON t\n\
+                    FOR EACH ROW BEGIN\n    SELECT 1;\n    SELECT CASE WHEN NEW.x < 0 THEN RAISE(ABORT, 'x; no') END;\nEND;\n\
+                    \n\
+                    CREATE INDEX t_ix ON t (x);\n";
+        let stmts = split_statements(text);
+        assert_eq!(stmts.len(), 3, "{stmts:?}");
+        assert_eq!(stmts[0].sql, "CREATE TABLE t (x INT)");
+        assert_eq!(
+            stmts[1].sql,
+            "create trigger t_tg BEFORE INSERT ON t\nFOR EACH ROW BEGIN\n    SELECT 1;\n    \
+             SELECT CASE WHEN NEW.x < 0 THEN RAISE(ABORT, 'x; no') END;\nEND"
+        );
+        assert!(!stmts[1].plsql);
+        assert_eq!(stmts[2].sql, "CREATE INDEX t_ix ON t (x)");
+        assert_eq!(split_statements(&script(&stmts, Dialect::Sqlite)), stmts);
+        // The script runs in SQLite as written, and the trigger fires.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&script(&stmts, Dialect::Sqlite))
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let err = conn.execute("INSERT INTO t VALUES (-1)", []).unwrap_err();
+        assert!(err.to_string().contains("x; no"), "{err}");
+    }
+
+    #[test]
+    fn every_sqlite_tenant_statement_survives_a_script_round_trip() {
+        let renderer = Renderer::new(Dialect::Sqlite, None).unwrap();
+        let key = TenantKey::parse("alice", Dialect::Sqlite).unwrap();
+        let migrations = renderer.tenant_migrations(&key).unwrap();
+        let mut triggers = 0;
+        for m in &migrations {
+            assert_eq!(
+                split_statements(&m.script(Dialect::Sqlite)),
+                m.statements,
+                "{}",
+                m.name
+            );
+            triggers += m
+                .statements
+                .iter()
+                .filter(|s| starts_trigger(&s.sql))
+                .count();
+        }
+        assert_eq!(
+            triggers, 18,
+            "a BEFORE INSERT and a BEFORE UPDATE per table"
+        );
     }
 
     #[test]

@@ -170,6 +170,25 @@ pub const TENANT_OBJECT_SUFFIXES: &[&str] = &[
     "pert_status_ix",
     "skl_exp_ix",
     "pert_exp_ix",
+    // SQLite value-check triggers (V3), BEFORE INSERT and BEFORE UPDATE
+    "exp_ins_tg",
+    "exp_upd_tg",
+    "skl_ins_tg",
+    "skl_upd_tg",
+    "psum_ins_tg",
+    "psum_upd_tg",
+    "qsum_ins_tg",
+    "qsum_upd_tg",
+    "conv_ins_tg",
+    "conv_upd_tg",
+    "msg_ins_tg",
+    "msg_upd_tg",
+    "ana_ins_tg",
+    "ana_upd_tg",
+    "sprog_ins_tg",
+    "sprog_upd_tg",
+    "pert_ins_tg",
+    "pert_upd_tg",
 ];
 
 /// Length in bytes of the longest suffix (with its separating underscore).

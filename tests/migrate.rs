@@ -8,7 +8,16 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, pathfinder, pathfinder_std};
+use pathfinder_db::dialect::Dialect;
+use pathfinder_db::render::{Renderer, Scope};
 use serde_json::Value as Json;
+
+/// The latest tenant version: where `migrate --all` takes every tenant.
+fn latest() -> i64 {
+    Renderer::new(Dialect::Sqlite, None)
+        .expect("templates load")
+        .latest_version(Scope::Tenant) as i64
+}
 
 /// The tests' database: common's `Env`, with the helpers these tests share.
 type Fleet = Env;
@@ -44,7 +53,7 @@ impl Env {
     }
 
     /// Starts `migrate --all --jobs 2` in the background and returns once at
-    /// least `done` tenants are at version 2 (or after 30 s). The caller reaps
+    /// least `done` tenants are at the latest version (or after 30 s). The caller reaps
     /// the returned child (clippy cannot see that it is always returned).
     #[allow(clippy::zombie_processes)]
     fn migrate_in_background_until(&self, done: i64) -> std::process::Child {
@@ -63,7 +72,10 @@ impl Env {
             .expect("spawn");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let rows = self.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE schema_version = 2");
+            let rows = self.system_rows(&format!(
+                "SELECT COUNT(*) FROM pf_tenants WHERE schema_version = {}",
+                latest()
+            ));
             if rows[0][0].parse::<i64>().unwrap_or(0) >= done || Instant::now() > deadline {
                 return child;
             }
@@ -129,7 +141,8 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// 200 tenants from V1 to V2 with 4 jobs; then a no-op; then verify is clean.
+/// 200 tenants from V1 to the latest version with 4 jobs; then a no-op; then
+/// verify is clean.
 fn migrate_fleet(fleet: &Fleet) {
     let (file, names) = fleet.names_file("t", 200);
     fleet.provision_v1(&file, "4");
@@ -147,7 +160,7 @@ fn migrate_fleet(fleet: &Fleet) {
     assert!(report["failed"].as_array().unwrap().is_empty());
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 200)]
+        vec![(latest(), "active".into(), 200)]
     );
     // The V2 column and index are really there.
     let key = &names[17];
@@ -196,7 +209,7 @@ fn broken_tenant_is_isolated(fleet: &Fleet) {
             .contains("chat_messages"),
         "{status}"
     );
-    assert!(versions(&status).contains(&(2, "active".into(), 3)));
+    assert!(versions(&status).contains(&(latest(), "active".into(), 3)));
 
     // Repair: recreate the table as version 1 defines it.
     let ddl = fleet.ok(&[
@@ -235,7 +248,7 @@ fn broken_tenant_is_isolated(fleet: &Fleet) {
     assert_eq!(migrated, vec!["bea"]);
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 4)]
+        vec![(latest(), "active".into(), 4)]
     );
 }
 
@@ -277,7 +290,7 @@ fn concurrent_runs(fleet: &Fleet) {
     }
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 60)]
+        vec![(latest(), "active".into(), 60)]
     );
     let audit =
         fleet.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.migrate'");
@@ -287,11 +300,8 @@ fn concurrent_runs(fleet: &Fleet) {
             key,
             &format!("SELECT version FROM pf_user_{key}_schema_history ORDER BY version"),
         );
-        assert_eq!(
-            rows,
-            vec![vec!["1".to_string()], vec!["2".to_string()]],
-            "history of {key}"
-        );
+        let every_version: Vec<Vec<String>> = (1..=latest()).map(|v| vec![v.to_string()]).collect();
+        assert_eq!(rows, every_version, "history of {key}");
     }
 }
 
@@ -318,7 +328,7 @@ fn killed_run_resumes(fleet: &Fleet) {
     );
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 150)]
+        vec![(latest(), "active".into(), 150)]
     );
     let out = fleet.ok(&["verify", "--all"]);
     assert!(
@@ -344,7 +354,10 @@ fn dry_run_changes_nothing(fleet: &Fleet) {
     );
     let out = fleet.ok(&["migrate", "--all", "--dry-run"]);
     assert!(
-        out.contains("-- tenant eve (key eve): version 1 -> 2"),
+        out.contains(&format!(
+            "-- tenant eve (key eve): version 1 -> {}",
+            latest()
+        )),
         "{out}"
     );
     assert!(
@@ -408,7 +421,7 @@ fn divergence_is_refused(fleet: &Fleet) {
     fleet.ok(&["migrate", "--all"]);
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 1)]
+        vec![(latest(), "active".into(), 1)]
     );
 }
 
@@ -441,7 +454,10 @@ fn verify_finds_drift(fleet: &Fleet) {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("ida (version 2): missing index skl_name_ix on skills"),
+        text.contains(&format!(
+            "ida (version {}): missing index skl_name_ix on skills",
+            latest()
+        )),
         "{text}"
     );
     assert!(!text.contains("hal"), "{text}");
@@ -511,7 +527,7 @@ fn postgres_lost_connections_fail_only_in_flight_tenants() {
     fleet.ok(&["migrate", "--all"]);
     assert_eq!(
         versions(&fleet.json(&["status"])),
-        vec![(2, "active".into(), 200)]
+        vec![(latest(), "active".into(), 200)]
     );
     assert!(
         fleet

@@ -59,7 +59,11 @@ fn oracle_full_cycle() {
         .find(|t| t["username"] == users[0])
         .expect("tenant listed");
     assert_eq!(a["status"], "active");
-    assert_eq!(a["schema_version"], 2);
+    let latest =
+        pathfinder_db::render::Renderer::new(pathfinder_db::dialect::Dialect::Oracle, None)
+            .unwrap()
+            .latest_version(pathfinder_db::render::Scope::Tenant);
+    assert_eq!(a["schema_version"], latest);
 
     let out = ok(dir, &url, &["deprovision", users[0], "--archive", "--yes"]);
     assert!(out.contains("deprovisioned"), "{out}");
