@@ -386,6 +386,8 @@ mod tests {
                 format!("{}_pk", t.short),
                 format!("{}_arch_pk", t.short),
                 format!("{}_arch_uq", t.short),
+                format!("{}_ins_tg", t.short),
+                format!("{}_upd_tg", t.short),
             ] {
                 assert!(
                     TENANT_OBJECT_SUFFIXES.contains(&suffix.as_str()),
