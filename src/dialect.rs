@@ -124,6 +124,28 @@ impl Dialect {
         }
     }
 
+    /// The clause that keeps the first `?` rows of an ordered query (the row
+    /// count is a bind value): Oracle has no LIMIT.
+    pub fn first_rows(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "FETCH FIRST ? ROWS ONLY",
+            Dialect::Postgres | Dialect::Sqlite => "LIMIT ?",
+        }
+    }
+
+    /// Locks a transaction's writes out of `tables` until it ends while
+    /// readers go on (SHARE mode blocks INSERT, UPDATE and DELETE), or None
+    /// where the transaction already holds the only write lock (SQLite).
+    pub fn share_lock(self, tables: &[String]) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            _ if tables.is_empty() => None,
+            Dialect::Oracle | Dialect::Postgres => {
+                Some(format!("LOCK TABLE {} IN SHARE MODE", tables.join(", ")))
+            }
+        }
+    }
+
     /// Bind placeholder number `n` (1-based) in this dialect's syntax.
     pub fn placeholder(self, n: usize) -> String {
         match self {

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod operation;
 pub mod parallel;
+pub mod policy;
 pub mod provision;
 pub mod redact;
 pub mod reference;

@@ -159,6 +159,24 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         Ok(Some(value))
     }
 
+    /// Makes what the operation did so far durable and goes on under the
+    /// same guard, for operations that work in batches which must each commit
+    /// on their own (retention sweeps: a kill loses at most the batch in
+    /// flight). Where the operation is one transaction (PostgreSQL) it is
+    /// committed and the next one opened, waiting for the tenant's lock
+    /// again; elsewhere every step has committed already.
+    pub fn checkpoint(&mut self) -> Result<(), DbError> {
+        if !self.in_tx {
+            return Ok(());
+        }
+        let sys = self.session.system();
+        self.in_tx = false;
+        sys.commit()?;
+        sys.begin()?;
+        self.in_tx = true;
+        sys.lock(&Lock::Tenant(&self.username))
+    }
+
     /// Claims the tenant's registry row for a migration to `target` (see
     /// [`crate::registry::claim`]). None: another run holds it, or it is done.
     pub fn claim(

@@ -355,6 +355,14 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Statements that create `pf_audit_log_archive` (system version 4
+    /// creates it; retention makes it again if it is missing).
+    pub fn audit_log_archive(&self) -> Result<Vec<Statement>, TemplateError> {
+        self.render("system/audit_log_archive.sql.tera", "pf_")
+    }
+}
+
 fn display_dir(dir: Option<&Path>) -> String {
     dir.map(|d| d.display().to_string())
         .unwrap_or_else(|| "built-in templates".into())

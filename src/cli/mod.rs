@@ -4,9 +4,12 @@
 mod deprovision;
 mod init;
 mod migrate;
+mod policies;
 mod provision;
 mod refresh;
 mod render;
+mod retention;
+mod sessions;
 mod status;
 mod tenants;
 mod verify;
@@ -75,6 +78,12 @@ pub enum Command {
     Status(status::Args),
     /// Compare tenants' tables, columns and indexes with what their version should have
     Verify(verify::Args),
+    /// Retention policies: sync policies/*.toml into the database (apply), show them (list)
+    Policies(policies::Args),
+    /// Archive or delete rows past their retention (run), or bring archived rows back (restore)
+    Retention(retention::Args),
+    /// Users' login sessions: delete the expired ones (purge)
+    Sessions(sessions::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -308,6 +317,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Policies(args) => policies::run(&ctx, args),
+        Command::Retention(args) => retention::run(&ctx, args),
+        Command::Sessions(args) => sessions::run(&ctx, args),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The one way rows reach a tenant's archive tables, used by
-//! `deprovision --archive` (and by retention sweeps).
+//! The one way rows reach archive tables (and come back): whole-table copies
+//! for `deprovision --archive`, batched moves for retention sweeps and
+//! `retention restore`.
 //!
 //! An archive table has the live table's columns plus `archived_at`, keyed by
 //! `(id, archived_at)`. Every copy is tagged with a generation (the
@@ -7,8 +8,14 @@
 //! skips the rows its generation already holds, and a later generation (a
 //! user archived, provisioned again, archived again) never collides with an
 //! earlier one. A copy is verified by counting before anything is deleted.
+//!
+//! A batch ([`sweep_batch`], [`restore_batch`]) copies and deletes the same
+//! ids in the caller's transaction and checks that both touched exactly the
+//! batch: a row is in the live table or in the archive, never in both or
+//! neither, at every commit.
 
 use anyhow::bail;
+use serde::Serialize;
 
 use crate::db::{CatalogColumn, Connection, Value};
 use crate::dialect::Dialect;
@@ -18,7 +25,8 @@ use crate::tenant::{TableDef, TenantKey, tables_children_first};
 /// A live table and its archive, ready for copies.
 #[derive(Debug, Clone)]
 pub struct ArchiveTable {
-    pub def: &'static TableDef,
+    /// The tenant table (None for a system table such as `pf_audit_log`).
+    pub def: Option<&'static TableDef>,
     pub live: String,
     pub archive: String,
     /// The live table's columns, in order.
@@ -69,7 +77,6 @@ pub fn prepare(
     key: &TenantKey,
     tables: &[(&'static TableDef, Vec<CatalogColumn>)],
 ) -> anyhow::Result<Vec<ArchiveTable>> {
-    let dialect = conn.dialect();
     let catalog = conn.columns(&key.prefix())?;
     let indexes = conn.indexes(&key.prefix())?;
     let mut out = Vec::new();
@@ -80,31 +87,7 @@ pub fn prepare(
         if archived.is_empty() {
             conn.run_statements(&renderer.archive_table(key, def)?)?;
         } else {
-            let foreign: Vec<&str> = archived
-                .iter()
-                .filter(|a| a.column != "archived_at")
-                .filter(|a| {
-                    !live_columns.iter().any(|l| {
-                        l.column == a.column && same_type(dialect, &l.data_type, &a.data_type)
-                    })
-                })
-                .map(|a| a.column.as_str())
-                .collect();
-            if !foreign.is_empty() {
-                bail!(
-                    "archive table {archive} has columns that {live} lacks or types it does not match ({}): rows would not fit; align the columns (ALTER TABLE) or rename {archive} away, then run again",
-                    foreign.join(", ")
-                );
-            }
-            for col in live_columns
-                .iter()
-                .filter(|l| !archived.iter().any(|a| a.column == l.column))
-            {
-                conn.run_statements(&[Statement {
-                    sql: format!("ALTER TABLE {archive} ADD {} {}", col.column, col.data_type),
-                    plsql: false,
-                }])?;
-            }
+            align(conn, &live, &archive, live_columns, &archived)?;
             let key_name = key.object(&format!("{}_arch_pk", def.short));
             let legacy = key.object(&format!("{}_arch_uq", def.short));
             let has = |name: &str| indexes.iter().any(|(_, i)| i == name);
@@ -124,13 +107,85 @@ pub fn prepare(
             }
         }
         out.push(ArchiveTable {
-            def,
+            def: Some(def),
             live,
             archive,
             columns: live_columns.iter().map(|c| c.column.clone()).collect(),
         });
     }
     Ok(out)
+}
+
+/// The archive of `pf_audit_log`, ready for moves: created from its template
+/// when missing (system version 4 creates it), given the columns the live
+/// table gained since, refused when its columns no longer fit.
+pub fn prepare_audit_log(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+) -> anyhow::Result<ArchiveTable> {
+    const LIVE: &str = "pf_audit_log";
+    const ARCHIVE: &str = "pf_audit_log_archive";
+    let catalog = conn.columns(LIVE)?;
+    let live_columns: Vec<CatalogColumn> = catalog
+        .iter()
+        .filter(|c| c.table == LIVE)
+        .cloned()
+        .collect();
+    if live_columns.is_empty() {
+        bail!("{LIVE} does not exist: run `pathfinder-db init`");
+    }
+    let archived: Vec<&CatalogColumn> = catalog.iter().filter(|c| c.table == ARCHIVE).collect();
+    if archived.is_empty() {
+        conn.run_statements(&renderer.audit_log_archive()?)?;
+    } else {
+        align(conn, LIVE, ARCHIVE, &live_columns, &archived)?;
+    }
+    Ok(ArchiveTable {
+        def: None,
+        live: LIVE.into(),
+        archive: ARCHIVE.into(),
+        columns: live_columns.iter().map(|c| c.column.clone()).collect(),
+    })
+}
+
+/// Checks an existing archive against its live table (like pt-archiver's
+/// --check-columns) and adds the columns the live table gained since (a later
+/// version). Refuses when the archive has columns the live table lacks, or
+/// of another type: rows would not fit, and guessing could lose data.
+fn align(
+    conn: &mut dyn Connection,
+    live: &str,
+    archive: &str,
+    live_columns: &[CatalogColumn],
+    archived: &[&CatalogColumn],
+) -> anyhow::Result<()> {
+    let dialect = conn.dialect();
+    let foreign: Vec<&str> = archived
+        .iter()
+        .filter(|a| a.column != "archived_at")
+        .filter(|a| {
+            !live_columns
+                .iter()
+                .any(|l| l.column == a.column && same_type(dialect, &l.data_type, &a.data_type))
+        })
+        .map(|a| a.column.as_str())
+        .collect();
+    if !foreign.is_empty() {
+        bail!(
+            "archive table {archive} has columns that {live} lacks or types it does not match ({}): rows would not fit; align the columns (ALTER TABLE) or rename {archive} away, then run again",
+            foreign.join(", ")
+        );
+    }
+    for col in live_columns
+        .iter()
+        .filter(|l| !archived.iter().any(|a| a.column == l.column))
+    {
+        conn.run_statements(&[Statement {
+            sql: format!("ALTER TABLE {archive} ADD {} {}", col.column, col.data_type),
+            plsql: false,
+        }])?;
+    }
+    Ok(())
 }
 
 /// Which rows of a live table.
@@ -222,4 +277,417 @@ pub fn verify_copy(
         );
     }
     Ok(live as u64)
+}
+
+// ---------------------------------------------------------------------------
+// Batched moves: retention sweeps and restores.
+
+/// What a sweep does with the rows it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Copy into the archive and delete from the live table, in one transaction.
+    Move,
+    /// Delete without keeping a copy.
+    Delete,
+    /// Copy into the archive and keep the live row; a row is copied once.
+    Copy,
+}
+
+impl Action {
+    /// From a policy's flags; None when it would do nothing.
+    pub fn of(archive: bool, delete: bool) -> Option<Action> {
+        match (archive, delete) {
+            (true, true) => Some(Action::Move),
+            (false, true) => Some(Action::Delete),
+            (true, false) => Some(Action::Copy),
+            (false, false) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Move => "move",
+            Action::Delete => "delete",
+            Action::Copy => "copy",
+        }
+    }
+
+    /// Whether the live rows go away.
+    pub fn deletes(self) -> bool {
+        matches!(self, Action::Move | Action::Delete)
+    }
+}
+
+/// A child table whose rows point at the swept table's ids: a row that a
+/// child row still points at stays (deleting it would cascade to the child,
+/// or fail where there is no cascade).
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub table: String,
+    pub fk: &'static str,
+    /// For counting ahead (`--dry-run`): (age column, cutoff) of the
+    /// policies that will remove child rows first; such a child row does not
+    /// hold its parent back. Empty in a real sweep, which has handled the
+    /// children already: every child row left holds its parent.
+    pub removed_by: Vec<(String, String)>,
+}
+
+/// One table swept under one policy.
+#[derive(Debug, Clone)]
+pub struct Sweep<'a> {
+    pub live: &'a str,
+    /// The archive, for [`Action::Move`] and [`Action::Copy`].
+    pub archive: Option<&'a ArchiveTable>,
+    pub age_column: &'a str,
+    /// Rows whose age column is before this (`YYYY-MM-DD HH:MM:SS.ffffff`
+    /// UTC, fixed when the run starts) are due; NULL is never due.
+    pub cutoff: &'a str,
+    pub children: &'a [Child],
+    /// For counting ahead: (age column, cutoff) of the policies that take
+    /// rows from this table earlier in the same run; rows they take are not
+    /// counted again. Empty in a real sweep, where those rows are gone.
+    pub earlier: &'a [(String, String)],
+    pub action: Action,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Batch {
+    /// Rows the batch took (0: nothing left to do).
+    pub selected: u64,
+    pub archived: u64,
+    pub deleted: u64,
+}
+
+/// `column IN (?, ...)` for `n` binds, split into lists of 1000 (Oracle's
+/// limit, ORA-01795).
+fn in_list(column: &str, n: usize) -> String {
+    if n == 0 {
+        return "1 = 0".into();
+    }
+    let lists: Vec<String> = (0..n)
+        .step_by(1000)
+        .map(|start| {
+            let len = (n - start).min(1000);
+            format!("{column} IN ({})", vec!["?"; len].join(", "))
+        })
+        .collect();
+    if lists.len() == 1 {
+        lists.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", lists.join(" OR "))
+    }
+}
+
+impl Sweep<'_> {
+    fn archive(&self) -> anyhow::Result<&ArchiveTable> {
+        self.archive.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no archive table to {} into",
+                self.live,
+                self.action.as_str()
+            )
+        })
+    }
+
+    /// The condition on alias `s` that makes a row due, with its binds.
+    fn due(&self, dialect: Dialect) -> anyhow::Result<(String, Vec<Value>)> {
+        let ts = dialect.timestamp_bind();
+        let mut sql = format!("s.{} < {ts}", self.age_column);
+        let mut binds = vec![Value::Text(self.cutoff.into())];
+        for child in self.children {
+            sql.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {} c WHERE c.{} = s.id",
+                child.table, child.fk
+            ));
+            if !child.removed_by.is_empty() {
+                let removed: Vec<String> = child
+                    .removed_by
+                    .iter()
+                    .map(|(column, cutoff)| {
+                        binds.push(Value::Text(cutoff.clone()));
+                        format!("(c.{column} IS NOT NULL AND c.{column} < {ts})")
+                    })
+                    .collect();
+                sql.push_str(&format!(" AND NOT ({})", removed.join(" OR ")));
+            }
+            sql.push(')');
+        }
+        if !self.earlier.is_empty() {
+            let taken: Vec<String> = self
+                .earlier
+                .iter()
+                .map(|(column, cutoff)| {
+                    binds.push(Value::Text(cutoff.clone()));
+                    format!("(s.{column} IS NOT NULL AND s.{column} < {ts})")
+                })
+                .collect();
+            sql.push_str(&format!(" AND NOT ({})", taken.join(" OR ")));
+        }
+        // A copy is made once (a dry run before the archive exists counts all).
+        if let (Action::Copy, Some(t)) = (self.action, self.archive) {
+            sql.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {} a WHERE a.id = s.id)",
+                t.archive
+            ));
+        }
+        Ok((sql, binds))
+    }
+}
+
+/// How many rows are due now (what a sweep would take; `--dry-run`, and
+/// what a stopped run leaves).
+pub fn count_due(conn: &mut dyn Connection, sweep: &Sweep<'_>) -> anyhow::Result<u64> {
+    let (due, binds) = sweep.due(conn.dialect())?;
+    let rows = conn.query(
+        &format!("SELECT COUNT(*) FROM {} s WHERE {due}", sweep.live),
+        &binds,
+    )?;
+    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0).max(0) as u64)
+}
+
+/// One batch of a sweep, in the caller's transaction: the oldest `limit` due
+/// rows, ordered by (age column, id), copied into the archive as
+/// `generation` and/or deleted. The inserted and deleted counts must both
+/// equal the batch, else the batch fails (the caller rolls it back). Rows
+/// are locked before they are read, and child tables are kept from gaining
+/// rows while their parents move, so a concurrent writer can neither change
+/// a row between its copy and its delete nor slip a child under a parent
+/// that is being deleted (cascading it away unarchived).
+pub fn sweep_batch(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    limit: u64,
+    generation: &str,
+) -> anyhow::Result<Batch> {
+    let dialect = conn.dialect();
+    let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
+    if let Some(lock) = dialect.share_lock(&children) {
+        conn.execute(&lock, &[])?;
+    }
+    if dialect == Dialect::Postgres && sweep.action == Action::Move {
+        return move_in_one_statement(conn, sweep, limit, generation);
+    }
+    let (due, mut binds) = sweep.due(dialect)?;
+    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
+    // PostgreSQL locks as it selects; Oracle refuses FOR UPDATE beside FETCH
+    // FIRST (ORA-02014) and locks with a second query; SQLite's transaction
+    // holds the file's only write lock already.
+    let lock = if dialect == Dialect::Postgres {
+        " FOR UPDATE OF s"
+    } else {
+        ""
+    };
+    let mut ids: Vec<Value> = conn
+        .query(
+            &format!(
+                "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}{lock}",
+                live = sweep.live,
+                age = sweep.age_column,
+                first = dialect.first_rows(),
+            ),
+            &binds,
+        )?
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Batch::default());
+    }
+    if dialect == Dialect::Oracle {
+        // Locked, and checked again under the lock.
+        let (due, due_binds) = sweep.due(dialect)?;
+        let mut binds = ids.clone();
+        binds.extend(due_binds);
+        ids = conn
+            .query(
+                &format!(
+                    "SELECT s.id FROM {live} s WHERE {ids} AND {due} FOR UPDATE",
+                    live = sweep.live,
+                    ids = in_list("s.id", ids.len()),
+                ),
+                &binds,
+            )?
+            .into_iter()
+            .map(|mut r| r.swap_remove(0))
+            .collect();
+        if ids.is_empty() {
+            return Ok(Batch::default());
+        }
+    }
+    let n = ids.len() as u64;
+    let mut batch = Batch {
+        selected: n,
+        ..Batch::default()
+    };
+    if matches!(sweep.action, Action::Move | Action::Copy) {
+        let t = sweep.archive()?;
+        let names = t.columns.join(", ");
+        let sourced = t
+            .columns
+            .iter()
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut binds = vec![Value::Text(generation.into())];
+        binds.extend(ids.iter().cloned());
+        batch.archived = conn.execute(
+            &format!(
+                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} s WHERE {ids}",
+                archive = t.archive,
+                live = sweep.live,
+                ts = dialect.timestamp_bind(),
+                ids = in_list("s.id", ids.len()),
+            ),
+            &binds,
+        )?;
+    }
+    if sweep.action.deletes() {
+        batch.deleted = conn.execute(
+            &format!(
+                "DELETE FROM {live} WHERE {ids}",
+                live = sweep.live,
+                ids = in_list("id", ids.len())
+            ),
+            &ids,
+        )?;
+    }
+    check_batch(sweep, &batch)?;
+    Ok(batch)
+}
+
+/// PostgreSQL: select, lock, delete and copy a batch in one statement (one
+/// round trip; the copy is made from exactly the rows the delete returned).
+fn move_in_one_statement(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    limit: u64,
+    generation: &str,
+) -> anyhow::Result<Batch> {
+    let dialect = conn.dialect();
+    let t = sweep.archive()?;
+    let (due, mut binds) = sweep.due(dialect)?;
+    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
+    binds.push(Value::Text(generation.into()));
+    let names = t.columns.join(", ");
+    let rows = conn.query(
+        &format!(
+            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first} FOR UPDATE OF s), \
+             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id RETURNING s.*), \
+             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
+            live = sweep.live,
+            archive = t.archive,
+            age = sweep.age_column,
+            first = dialect.first_rows(),
+            ts = dialect.timestamp_bind(),
+        ),
+        &binds,
+    )?;
+    let count = |i: usize| {
+        rows.first()
+            .and_then(|r| r.get(i))
+            .and_then(Value::as_i64)
+            .unwrap_or(-1)
+            .max(0) as u64
+    };
+    let batch = Batch {
+        selected: count(0),
+        deleted: count(1),
+        archived: count(2),
+    };
+    check_batch(sweep, &batch)?;
+    Ok(batch)
+}
+
+fn check_batch(sweep: &Sweep<'_>, b: &Batch) -> anyhow::Result<()> {
+    let archived_ok = match sweep.action {
+        Action::Move | Action::Copy => b.archived == b.selected,
+        Action::Delete => b.archived == 0,
+    };
+    let deleted_ok = match sweep.action {
+        Action::Move | Action::Delete => b.deleted == b.selected,
+        Action::Copy => b.deleted == 0,
+    };
+    if !(archived_ok && deleted_ok) {
+        bail!(
+            "a batch of {} rows of {} copied {} and deleted {}: rolled back, nothing of it was changed; run again",
+            b.selected,
+            sweep.live,
+            b.archived,
+            b.deleted
+        );
+    }
+    Ok(())
+}
+
+/// Moves archived rows back to the live table, in the caller's transaction:
+/// the rows of `ids` (each once in the archive, as the caller checked),
+/// restricted to generations from `since` on. The live table's insert and
+/// the archive's delete must both touch exactly these rows.
+pub fn restore_batch(
+    conn: &mut dyn Connection,
+    t: &ArchiveTable,
+    ids: &[Value],
+    since: Option<&str>,
+) -> anyhow::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let dialect = conn.dialect();
+    let names = t.columns.join(", ");
+    let sourced = t
+        .columns
+        .iter()
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut binds = ids.to_vec();
+    let mut generation = String::new();
+    if let Some(since) = since {
+        generation = format!(" AND archived_at >= {}", dialect.timestamp_bind());
+        binds.push(Value::Text(since.into()));
+    }
+    let inserted = conn.execute(
+        &format!(
+            "INSERT INTO {live} ({names}) SELECT {sourced} FROM {archive} a WHERE {ids}{generation}",
+            live = t.live,
+            archive = t.archive,
+            ids = in_list("a.id", ids.len()),
+            generation = generation.replace("archived_at", "a.archived_at"),
+        ),
+        &binds,
+    )?;
+    let deleted = conn.execute(
+        &format!(
+            "DELETE FROM {archive} WHERE {ids}{generation}",
+            archive = t.archive,
+            ids = in_list("id", ids.len()),
+        ),
+        &binds,
+    )?;
+    let n = ids.len() as u64;
+    if inserted != n || deleted != n {
+        bail!(
+            "a restore batch of {n} rows of {} inserted {inserted} and removed {deleted} from the archive: rolled back, nothing of it was changed",
+            t.live
+        );
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_list;
+
+    #[test]
+    fn in_lists_stay_within_oracles_limit() {
+        assert_eq!(in_list("id", 0), "1 = 0");
+        assert_eq!(in_list("id", 2), "id IN (?, ?)");
+        let long = in_list("s.id", 2500);
+        assert_eq!(long.matches('?').count(), 2500);
+        assert_eq!(long.matches(" IN (").count(), 3);
+        assert!(long.starts_with("(s.id IN (") && long.contains(") OR s.id IN ("));
+    }
 }

@@ -2,3 +2,5 @@
 
 pub mod archive;
 pub mod refresh;
+pub mod retention;
+pub mod sessions;

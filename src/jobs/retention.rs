@@ -1,0 +1,1041 @@
+//! Retention sweeps (`retention run`) and their undo (`retention restore`).
+//!
+//! A run takes the policies stored by `policies apply`, fixes every cutoff
+//! when it starts (now − retention_days, in UTC), and sweeps each tenant's
+//! tables children first (`pert_responses` and `skills` before
+//! `experiences`, `chat_messages` before `chat_conversations`), then the
+//! system tables. Rows go in batches ordered by (age column, id); each batch
+//! copies and deletes the same rows in one transaction ([`archive::sweep_batch`]),
+//! so a row is always in exactly one place and a run killed at any moment
+//! loses nothing: the next run takes up what is left.
+//!
+//! The rule for parents: a row that a child row still points at stays. The
+//! children are swept first, so a parent moves once every child pointing at
+//! it has moved; an old experience whose skill is young stays until the
+//! skill ages out. Deleting it would cascade to the skill unarchived (or
+//! fail, for `pert_responses`, which has no cascade).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::audit::{self, AuditEntry};
+use crate::db::{Connection, Open, Session, Tx, Value};
+use crate::error::UsageError;
+use crate::jobs::archive::{self, Action, ArchiveTable, Batch, Child, Sweep};
+use crate::operation::{Guard, TenantOp, missing_tenant};
+use crate::policy::{AUDIT_LOG, FOREIGN_KEYS, Policy, SESSIONS, Target};
+use crate::registry::{self, Status, TenantRecord, iso_utc};
+use crate::render::Renderer;
+use crate::tenant::{TABLES, TableDef, TenantKey, tables_children_first};
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff`: how timestamps are bound (see
+/// [`crate::dialect::Dialect::timestamp_bind`]).
+const TS_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+/// A policy of this run, with its cutoff.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub policy: Policy,
+    /// Rows whose age column is before this are due (`TS_FORMAT`, UTC).
+    pub cutoff: String,
+    pub targets: Vec<Target>,
+}
+
+/// What a run does, fixed when it starts.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// When the run started (`TS_FORMAT`, UTC): the cutoffs count back from
+    /// it, and it is the `archived_at` (generation) of every row it moves.
+    pub started: String,
+    pub policies: Vec<Planned>,
+}
+
+impl Plan {
+    pub fn new(policies: Vec<Policy>, now: chrono::DateTime<chrono::Utc>) -> Plan {
+        Plan {
+            started: now.format(TS_FORMAT).to_string(),
+            policies: policies
+                .into_iter()
+                .map(|policy| Planned {
+                    cutoff: (now - chrono::Duration::days(policy.retention_days))
+                        .format(TS_FORMAT)
+                        .to_string(),
+                    targets: policy.targets(),
+                    policy,
+                })
+                .collect(),
+        }
+    }
+
+    /// The tenant tables to sweep, children first, each with its policies
+    /// (in name order).
+    pub fn tenant_steps(&self) -> Vec<(&'static TableDef, Vec<&Planned>)> {
+        tables_children_first()
+            .filter_map(|def| {
+                let policies: Vec<&Planned> = self
+                    .policies
+                    .iter()
+                    .filter(|p| p.targets.contains(&Target::Tenant(def)))
+                    .collect();
+                (!policies.is_empty()).then_some((def, policies))
+            })
+            .collect()
+    }
+
+    /// The system tables to sweep, each with its policies.
+    pub fn system_steps(&self) -> Vec<(&'static str, Vec<&Planned>)> {
+        [SESSIONS, AUDIT_LOG]
+            .into_iter()
+            .filter_map(|table| {
+                let policies: Vec<&Planned> = self
+                    .policies
+                    .iter()
+                    .filter(|p| p.targets.contains(&Target::System(table)))
+                    .collect();
+                (!policies.is_empty()).then_some((table, policies))
+            })
+            .collect()
+    }
+
+    /// (age column, cutoff) of the policies that remove rows of `table`.
+    fn removing(&self, table: &str) -> Vec<(String, String)> {
+        self.policies
+            .iter()
+            .filter(|p| p.policy.action().deletes() && p.targets.iter().any(|t| t.name() == table))
+            .map(|p| (p.policy.age_column.clone(), p.cutoff.clone()))
+            .collect()
+    }
+}
+
+/// Why a run stopped before it was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxRuntime,
+    StopFile,
+}
+
+/// `--max-runtime` and the stop file, checked between batches.
+#[derive(Debug)]
+pub struct Stop {
+    deadline: Option<Instant>,
+    file: Option<PathBuf>,
+    hit: OnceLock<StopReason>,
+}
+
+impl Stop {
+    pub fn new(max_runtime: Option<Duration>, file: Option<PathBuf>) -> Stop {
+        Stop {
+            deadline: max_runtime.map(|d| Instant::now() + d),
+            file,
+            hit: OnceLock::new(),
+        }
+    }
+
+    /// Whether to stop now (once true, it stays true for every worker).
+    pub fn check(&self) -> Option<StopReason> {
+        if let Some(reason) = self.hit.get() {
+            return Some(*reason);
+        }
+        let reason = if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            StopReason::MaxRuntime
+        } else if self.file.as_ref().is_some_and(|f| f.exists()) {
+            StopReason::StopFile
+        } else {
+            return None;
+        };
+        Some(*self.hit.get_or_init(|| reason))
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        self.hit.get().copied()
+    }
+}
+
+/// One table under one policy, in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub policy: String,
+    pub action: Action,
+    pub age_column: String,
+    /// ISO 8601 UTC.
+    pub cutoff: String,
+    /// Rows moved, deleted or copied; in a dry run, the rows due.
+    pub rows: u64,
+    pub archived: u64,
+    pub deleted: u64,
+    pub batches: u64,
+    /// Set when the run stopped in this table: the rows still due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_left: Option<u64>,
+}
+
+impl TableReport {
+    fn new(table: &str, p: &Planned) -> TableReport {
+        TableReport {
+            table: table.to_string(),
+            policy: p.policy.name.clone(),
+            action: p.policy.action(),
+            age_column: p.policy.age_column.clone(),
+            cutoff: iso_utc(&p.cutoff),
+            rows: 0,
+            archived: 0,
+            deleted: 0,
+            batches: 0,
+            rows_left: None,
+        }
+    }
+
+    fn add(&mut self, b: &Batch) {
+        if b.selected > 0 {
+            self.batches += 1;
+        }
+        self.rows += b.selected;
+        self.archived += b.archived;
+        self.deleted += b.deleted;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitStatus {
+    Done,
+    /// Stopped between two batches (`--max-runtime`, the stop file).
+    Stopped,
+    /// The run stopped before it reached this tenant.
+    NotStarted,
+    Failed,
+}
+
+/// What a run did for one tenant (or for the system tables).
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    /// None for the system tables.
+    pub username: Option<String>,
+    pub tenant_key: Option<String>,
+    pub status: UnitStatus,
+    pub tables: Vec<TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl UnitReport {
+    /// A report that says nothing was done yet.
+    pub fn new(unit: &Unit) -> UnitReport {
+        let (username, tenant_key) = match unit {
+            Unit::System => (None, None),
+            Unit::Tenant(t) => (Some(t.username.clone()), Some(t.tenant_key.clone())),
+        };
+        UnitReport {
+            username,
+            tenant_key,
+            status: UnitStatus::Done,
+            tables: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+/// A piece of a run's work: one tenant, or the system tables.
+#[derive(Debug, Clone)]
+pub enum Unit {
+    System,
+    Tenant(TenantRecord),
+}
+
+/// Batch size and whether anything may change.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub batch_size: u64,
+    pub dry_run: bool,
+}
+
+/// Sweeps (or, in a dry run, counts) one unit. Never an error: a failure is
+/// in the report, and the other units go on.
+pub fn sweep_unit(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &Plan,
+    options: Options,
+    stop: &Stop,
+    unit: &Unit,
+) -> UnitReport {
+    let mut report = UnitReport::new(unit);
+    if !options.dry_run && stop.check().is_some() {
+        report.status = UnitStatus::NotStarted;
+        return report;
+    }
+    let result = match (unit, options.dry_run) {
+        (Unit::System, false) => sweep_system(session, renderer, plan, options, stop, &mut report),
+        (Unit::System, true) => count_system(session, plan, &mut report),
+        (Unit::Tenant(t), false) => {
+            sweep_tenant(session, renderer, plan, options, stop, t, &mut report)
+        }
+        (Unit::Tenant(t), true) => count_tenant(session, plan, t, &mut report),
+    };
+    if let Err(e) = result {
+        report.status = UnitStatus::Failed;
+        report.error = Some(crate::error::one_line(&e));
+    }
+    report
+}
+
+/// The audit row of one table: what every policy did to it in this run.
+fn audit_table(
+    conn: &mut dyn Connection,
+    tenant: Option<&TenantRecord>,
+    table: &str,
+    reports: &[TableReport],
+    started: Instant,
+    error: Option<&str>,
+) -> Result<(), crate::db::DbError> {
+    let archived: u64 = reports.iter().map(|r| r.archived).sum();
+    let deleted: u64 = reports.iter().map(|r| r.deleted).sum();
+    let stopped = reports.iter().any(|r| r.rows_left.is_some());
+    // Rows are audited where something changed, or went wrong.
+    if archived == 0 && deleted == 0 && error.is_none() && !stopped {
+        return Ok(());
+    }
+    let mut entry = AuditEntry::new("retention.sweep", "table", table, "retention");
+    entry.started = started;
+    entry.user_id = tenant.and_then(|t| t.user_id.clone());
+    entry.error = error.map(str::to_string);
+    let details = serde_json::json!({
+        "username": tenant.map(|t| t.username.clone()),
+        "tenant_key": tenant.map(|t| t.tenant_key.clone()),
+        "table": table,
+        "archived": archived,
+        "deleted": deleted,
+        "stopped": stopped,
+        "policies": reports,
+    });
+    audit::write_details(conn, &entry, Some(&details.to_string()))
+}
+
+/// The children of `def` in `key`'s tables (a real sweep: every child row
+/// left holds its parent).
+fn children_of(key: &TenantKey, def: &TableDef, plan: Option<&Plan>) -> Vec<Child> {
+    FOREIGN_KEYS
+        .iter()
+        .filter(|(_, _, parent)| *parent == def.name)
+        .map(|(child, fk, _)| Child {
+            table: key.object(child),
+            fk,
+            removed_by: plan.map(|p| p.removing(child)).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Checks that every table of `steps` exists with its policies' age columns,
+/// before anything changes.
+fn check_columns(
+    name: &str,
+    key: &TenantKey,
+    live: &[(&'static TableDef, Vec<crate::db::CatalogColumn>)],
+    steps: &[(&'static TableDef, Vec<&Planned>)],
+) -> anyhow::Result<()> {
+    for (def, policies) in steps {
+        let Some((_, columns)) = live.iter().find(|(d, _)| d.name == def.name) else {
+            bail!(
+                "{} does not exist: check the tenant with `pathfinder-db verify {name}`",
+                key.object(def.name)
+            );
+        };
+        for p in policies {
+            if !columns.iter().any(|c| c.column == p.policy.age_column) {
+                bail!(
+                    "{} has no column {} (policy {}): bring tenant {name} to the latest version with `pathfinder-db migrate {name}`",
+                    key.object(def.name),
+                    p.policy.age_column,
+                    p.policy.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table in progress, for its audit row should the sweep fail.
+struct InProgress {
+    table: String,
+    /// Its policies done so far.
+    done: Vec<TableReport>,
+    /// The policy being swept.
+    active: Option<TableReport>,
+    started: Instant,
+}
+
+impl InProgress {
+    fn reports(&self) -> Vec<TableReport> {
+        self.done.iter().chain(&self.active).cloned().collect()
+    }
+}
+
+fn sweep_tenant(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &Plan,
+    options: Options,
+    stop: &Stop,
+    tenant: &TenantRecord,
+    report: &mut UnitReport,
+) -> anyhow::Result<()> {
+    let steps = plan.tenant_steps();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let name = tenant.username.as_str();
+    let Some(mut op) =
+        TenantOp::begin(session, name, "tenant.retention", "retention", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    op.set_user_id(tenant.user_id.clone());
+    let mut current: Option<InProgress> = None;
+    let result = tenant_steps(
+        &mut op,
+        renderer,
+        plan,
+        options,
+        stop,
+        tenant,
+        &steps,
+        report,
+        &mut current,
+    );
+    op.finish(result, |sys, message| {
+        if let Some(c) = &current {
+            audit_table(
+                sys,
+                Some(tenant),
+                &c.table,
+                &c.reports(),
+                c.started,
+                Some(message),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tenant_steps(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    plan: &Plan,
+    options: Options,
+    stop: &Stop,
+    tenant: &TenantRecord,
+    steps: &[(&'static TableDef, Vec<&Planned>)],
+    report: &mut UnitReport,
+    current: &mut Option<InProgress>,
+) -> anyhow::Result<()> {
+    let name = tenant.username.as_str();
+    // Read again under the lock: it may have been deprovisioned meanwhile.
+    let status = op
+        .registry(|sys| registry::get(sys, name))?
+        .map(|r| r.status);
+    if status != Some(Status::Active) {
+        bail!(
+            "tenant {name} is {}, not active: retention sweeps active tenants only",
+            status.map(|s| s.to_string()).unwrap_or("gone".into())
+        );
+    }
+    let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;
+    // Columns and archive tables first: no DDL in the batch loop (on Oracle
+    // every DDL commits).
+    let archives: Vec<ArchiveTable> = op
+        .tenant(&key, Open::Existing, |conn| {
+            let live = archive::live_tables(conn, &key)?;
+            check_columns(name, &key, &live, steps)?;
+            let to_archive: Vec<_> = live
+                .into_iter()
+                .filter(|(def, _)| {
+                    steps
+                        .iter()
+                        .any(|(d, ps)| d.name == def.name && ps.iter().any(|p| p.policy.archive))
+                })
+                .collect();
+            archive::prepare(conn, renderer, &key, &to_archive)
+        })?
+        .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+    op.checkpoint()?;
+
+    let limit = options.batch_size;
+    for (def, policies) in steps {
+        let live = key.object(def.name);
+        let children = children_of(&key, def, None);
+        let archive = archives.iter().find(|a| a.live == live);
+        *current = Some(InProgress {
+            table: live.clone(),
+            done: Vec::new(),
+            active: None,
+            started: Instant::now(),
+        });
+        for (i, p) in policies.iter().enumerate() {
+            let sweep = Sweep {
+                live: &live,
+                archive,
+                age_column: &p.policy.age_column,
+                cutoff: &p.cutoff,
+                children: &children,
+                earlier: &[],
+                action: p.policy.action(),
+            };
+            let mut table = TableReport::new(&live, p);
+            loop {
+                if stop.check().is_some() {
+                    table.rows_left = op.tenant(&key, Open::Existing, |conn| {
+                        archive::count_due(conn, &sweep)
+                    })?;
+                    report.tables.push(table.clone());
+                    if let Some(c) = current.as_mut() {
+                        c.active = Some(table);
+                        let c = &*c;
+                        op.registry(|sys| {
+                            audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
+                        })?;
+                    }
+                    *current = None;
+                    report.status = UnitStatus::Stopped;
+                    return Ok(());
+                }
+                let batch = op
+                    .tenant(&key, Open::Existing, |conn| {
+                        archive::sweep_batch(conn, &sweep, limit, &plan.started)
+                    })?
+                    .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                table.add(&batch);
+                let last = batch.selected < limit;
+                if let Some(c) = current.as_mut() {
+                    c.active = Some(table.clone());
+                    if last && i + 1 == policies.len() {
+                        // In the last batch's transaction where the backend
+                        // has one for the whole tenant (PostgreSQL), else
+                        // right after it.
+                        let c = &*c;
+                        op.registry(|sys| {
+                            audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
+                        })?;
+                    }
+                }
+                op.checkpoint()?;
+                if last {
+                    break;
+                }
+            }
+            if let Some(c) = current.as_mut() {
+                c.active = None;
+                c.done.push(table.clone());
+            }
+            report.tables.push(table);
+        }
+        *current = None;
+    }
+    Ok(())
+}
+
+fn sweep_system(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &Plan,
+    options: Options,
+    stop: &Stop,
+    report: &mut UnitReport,
+) -> anyhow::Result<()> {
+    let sys = session.system();
+    let steps = plan.system_steps();
+    // Check and prepare everything before the first batch.
+    let mut archives: Vec<ArchiveTable> = Vec::new();
+    for (table, policies) in &steps {
+        let columns = sys.columns(table)?;
+        for p in policies {
+            if !columns
+                .iter()
+                .any(|c| c.table == *table && c.column == p.policy.age_column)
+            {
+                bail!(
+                    "{table} has no column {} (policy {}): run `pathfinder-db init`",
+                    p.policy.age_column,
+                    p.policy.name
+                );
+            }
+        }
+        if *table == AUDIT_LOG && policies.iter().any(|p| p.policy.archive) {
+            let mut tx = Tx::begin(sys)?;
+            archives.push(archive::prepare_audit_log(&mut *tx, renderer)?);
+            tx.commit()?;
+        }
+    }
+    let limit = options.batch_size;
+    for (table, policies) in &steps {
+        let started = Instant::now();
+        let archive = archives.iter().find(|a| a.live == *table);
+        let mut done: Vec<TableReport> = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            let sweep = Sweep {
+                live: table,
+                archive,
+                age_column: &p.policy.age_column,
+                cutoff: &p.cutoff,
+                children: &[],
+                earlier: &[],
+                action: p.policy.action(),
+            };
+            let mut t = TableReport::new(table, p);
+            loop {
+                if stop.check().is_some() {
+                    t.rows_left = Some(archive::count_due(sys, &sweep)?);
+                    done.push(t.clone());
+                    report.tables.push(t);
+                    let mut tx = Tx::begin(sys)?;
+                    audit_table(&mut *tx, None, table, &done, started, None)?;
+                    tx.commit()?;
+                    report.status = UnitStatus::Stopped;
+                    return Ok(());
+                }
+                let mut tx = Tx::begin(sys)?;
+                let batch = match archive::sweep_batch(&mut *tx, &sweep, limit, &plan.started) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        drop(tx);
+                        let mut so_far = done.clone();
+                        so_far.push(t.clone());
+                        let message = crate::error::one_line(&e);
+                        let _ = (|| -> Result<(), crate::db::DbError> {
+                            let mut tx = Tx::begin(sys)?;
+                            audit_table(&mut *tx, None, table, &so_far, started, Some(&message))?;
+                            tx.commit()
+                        })();
+                        return Err(e);
+                    }
+                };
+                t.add(&batch);
+                let last = batch.selected < limit;
+                if last && i + 1 == policies.len() {
+                    let mut all = done.clone();
+                    all.push(t.clone());
+                    audit_table(&mut *tx, None, table, &all, started, None)?;
+                }
+                tx.commit()?;
+                if last {
+                    break;
+                }
+            }
+            done.push(t.clone());
+            report.tables.push(t);
+        }
+    }
+    Ok(())
+}
+
+/// A dry run for one tenant: per table and policy, the rows a real run
+/// would take now (children first, so a parent whose children a policy
+/// removes counts as free).
+fn count_tenant(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    tenant: &TenantRecord,
+    report: &mut UnitReport,
+) -> anyhow::Result<()> {
+    let steps = plan.tenant_steps();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let name = tenant.username.as_str();
+    if tenant.status != Status::Active {
+        bail!(
+            "tenant {name} is {}, not active: retention sweeps active tenants only",
+            tenant.status
+        );
+    }
+    let key = TenantKey::parse(&tenant.tenant_key, session.dialect())?;
+    let Some(mut conn) = session.tenant(&key, Open::Existing)? else {
+        return Err(missing_tenant(session, &key, name));
+    };
+    let live = archive::live_tables(&mut *conn, &key)?;
+    check_columns(name, &key, &live, &steps)?;
+    let catalog = conn.columns(&key.prefix())?;
+    for (def, policies) in &steps {
+        let table = key.object(def.name);
+        let archive_name = key.object(&format!("{}_archive", def.name));
+        let archive = catalog
+            .iter()
+            .any(|c| c.table == archive_name)
+            .then(|| ArchiveTable {
+                def: Some(def),
+                live: table.clone(),
+                archive: archive_name,
+                columns: Vec::new(),
+            });
+        let children = children_of(&key, def, Some(plan));
+        let mut earlier: Vec<(String, String)> = Vec::new();
+        for p in policies {
+            let sweep = Sweep {
+                live: &table,
+                archive: archive.as_ref(),
+                age_column: &p.policy.age_column,
+                cutoff: &p.cutoff,
+                children: &children,
+                earlier: &earlier,
+                action: p.policy.action(),
+            };
+            let mut t = TableReport::new(&table, p);
+            t.rows = archive::count_due(&mut *conn, &sweep)?;
+            if p.policy.action().deletes() {
+                earlier.push((p.policy.age_column.clone(), p.cutoff.clone()));
+            }
+            report.tables.push(t);
+        }
+    }
+    Ok(())
+}
+
+fn count_system(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    report: &mut UnitReport,
+) -> anyhow::Result<()> {
+    let sys = session.system();
+    for (table, policies) in plan.system_steps() {
+        let archive_name = format!("{table}_archive");
+        let archive = (table == AUDIT_LOG
+            && sys
+                .columns(&archive_name)?
+                .iter()
+                .any(|c| c.table == archive_name))
+        .then(|| ArchiveTable {
+            def: None,
+            live: table.to_string(),
+            archive: archive_name,
+            columns: Vec::new(),
+        });
+        let mut earlier: Vec<(String, String)> = Vec::new();
+        for p in policies {
+            let sweep = Sweep {
+                live: table,
+                archive: archive.as_ref(),
+                age_column: &p.policy.age_column,
+                cutoff: &p.cutoff,
+                children: &[],
+                earlier: &earlier,
+                action: p.policy.action(),
+            };
+            let mut t = TableReport::new(table, p);
+            t.rows = archive::count_due(sys, &sweep)?;
+            if p.policy.action().deletes() {
+                earlier.push((p.policy.age_column.clone(), p.cutoff.clone()));
+            }
+            report.tables.push(t);
+        }
+    }
+    Ok(())
+}
+
+/// The policies a run completed: every unit that sweeps one of its tables
+/// is done. (Only a run over all tenants completes a policy.)
+pub fn completed_policies(plan: &Plan, reports: &[UnitReport]) -> Vec<String> {
+    plan.policies
+        .iter()
+        .filter(|p| {
+            let tenant = p.targets.iter().any(|t| matches!(t, Target::Tenant(_)));
+            let system = p.targets.iter().any(|t| matches!(t, Target::System(_)));
+            reports.iter().all(|r| {
+                let covers = if r.username.is_some() { tenant } else { system };
+                !covers || r.status == UnitStatus::Done
+            }) && (!system || reports.iter().any(|r| r.username.is_none()))
+        })
+        .map(|p| p.policy.name.clone())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Restore
+
+/// Which archived rows to bring back.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Ids(Vec<String>),
+    /// Rows archived at or after this time (`TS_FORMAT`, UTC).
+    Since(String),
+}
+
+/// One restored table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub table: String,
+    pub rows: u64,
+    pub batches: u64,
+}
+
+/// Parses `2026-01-31`, `2026-01-31 10:00[:00[.fff]]`, `2026-01-31T10:00:00Z`
+/// or with an offset, into `TS_FORMAT` in UTC.
+pub fn parse_time(text: &str) -> Result<String, String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let s = text.trim();
+    let parsed = DateTime::parse_from_rfc3339(s)
+        .map(|d| d.naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        })
+        .map_err(|_| {
+            format!(
+                "{text:?} is not a time: use YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC) or ISO 8601 such as 2026-01-31T10:00:00Z"
+            )
+        })?;
+    Ok(parsed.format(TS_FORMAT).to_string())
+}
+
+fn texts(rows: Vec<crate::db::Row>) -> Vec<String> {
+    rows.into_iter().map(|r| r[0].to_text()).collect()
+}
+
+/// Chunks of at most 1000 binds, for queries on many ids.
+fn query_ids(
+    conn: &mut dyn Connection,
+    sql_for: impl Fn(&str) -> String,
+    ids: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let list = format!("({})", vec!["?"; chunk.len()].join(", "));
+        let binds: Vec<Value> = chunk.iter().map(|i| Value::Text(i.clone())).collect();
+        out.extend(texts(conn.query(&sql_for(&list), &binds)?));
+    }
+    Ok(out)
+}
+
+fn sample(ids: &[String]) -> String {
+    let mut s = ids.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > 10 {
+        s.push_str(&format!(" and {} more", ids.len() - 10));
+    }
+    s
+}
+
+/// Moves archived rows of `tables` back to the live tables, parents first,
+/// in batches that each insert and remove the same rows in one transaction.
+/// Everything is checked before the first row moves: each row is archived
+/// once (else `--archived-since` picks a generation), no id is live again,
+/// and every parent a row points at is live or restored with it.
+pub fn restore(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    tenant: &TenantRecord,
+    tables: &[&'static TableDef],
+    selection: &Selection,
+    batch_size: u64,
+) -> anyhow::Result<Vec<Restored>> {
+    let name = tenant.username.as_str();
+    let Some(mut op) = TenantOp::begin(
+        session,
+        name,
+        "tenant.restore",
+        "retention restore",
+        Guard::Wait,
+    )?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    op.set_user_id(tenant.user_id.clone());
+    let result = restore_steps(&mut op, renderer, tenant, tables, selection, batch_size);
+    op.finish(result, |_, _| Ok(()))
+}
+
+fn restore_steps(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    tenant: &TenantRecord,
+    tables: &[&'static TableDef],
+    selection: &Selection,
+    batch_size: u64,
+) -> anyhow::Result<Vec<Restored>> {
+    let name = tenant.username.as_str();
+    let status = op
+        .registry(|sys| registry::get(sys, name))?
+        .map(|r| r.status);
+    if status != Some(Status::Active) {
+        bail!(
+            "tenant {name} is {}, not active: rows are restored into active tenants only",
+            status.map(|s| s.to_string()).unwrap_or("gone".into())
+        );
+    }
+    let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;
+    // Parents first.
+    let mut tables: Vec<&'static TableDef> = tables.to_vec();
+    tables.sort_by_key(|t| TABLES.iter().position(|d| d.name == t.name));
+    tables.dedup_by_key(|t| t.name);
+    let since = match selection {
+        Selection::Since(ts) => Some(ts.clone()),
+        Selection::Ids(_) => None,
+    };
+    let planned: Vec<(ArchiveTable, Vec<String>)> = op
+        .tenant(&key, Open::Existing, |conn| {
+            let dialect = conn.dialect();
+            let live = archive::live_tables(conn, &key)?;
+            let catalog = conn.columns(&key.prefix())?;
+            let mut planned: Vec<(ArchiveTable, Vec<String>)> = Vec::new();
+            for def in &tables {
+                let archive_name = key.object(&format!("{}_archive", def.name));
+                if !catalog.iter().any(|c| c.table == archive_name) {
+                    return Err(UsageError::new(format!(
+                        "{} has no archive table ({archive_name}): nothing of it was archived",
+                        key.object(def.name)
+                    ))
+                    .into());
+                }
+                let Some(columns) = live.iter().find(|(d, _)| d.name == def.name) else {
+                    bail!("{} does not exist", key.object(def.name));
+                };
+                let t = archive::prepare(conn, renderer, &key, std::slice::from_ref(columns))?
+                    .remove(0);
+                let (condition, binds): (String, Vec<Value>) = match selection {
+                    Selection::Ids(ids) => (
+                        format!("id IN ({})", vec!["?"; ids.len().max(1)].join(", ")),
+                        ids.iter().map(|i| Value::Text(i.clone())).collect(),
+                    ),
+                    Selection::Since(ts) => (
+                        format!("archived_at >= {}", dialect.timestamp_bind()),
+                        vec![Value::Text(ts.clone())],
+                    ),
+                };
+                let mut ids: Vec<String> = Vec::new();
+                let rows = if let Selection::Ids(all) = selection {
+                    query_ids(
+                        conn,
+                        |list| format!("SELECT id FROM {} WHERE id IN {list} ORDER BY id", t.archive),
+                        all,
+                    )?
+                } else {
+                    texts(conn.query(
+                        &format!("SELECT id FROM {} WHERE {condition} ORDER BY id", t.archive),
+                        &binds,
+                    )?)
+                };
+                let mut twice = Vec::new();
+                for id in rows {
+                    if ids.last() == Some(&id) {
+                        if twice.last() != Some(&id) {
+                            twice.push(id);
+                        }
+                    } else {
+                        ids.push(id);
+                    }
+                }
+                if !twice.is_empty() {
+                    bail!(
+                        "{} holds more than one archived copy of {} (archived at different times): choose one with --archived-since; nothing was restored",
+                        t.archive,
+                        sample(&twice)
+                    );
+                }
+                let live_again = query_ids(
+                    conn,
+                    |list| format!("SELECT id FROM {} WHERE id IN {list} ORDER BY id", t.live),
+                    &ids,
+                )?;
+                if !live_again.is_empty() {
+                    bail!(
+                        "{} of the rows to restore are live again in {} ({}): nothing was restored; leave them out (--ids), or remove the live rows first",
+                        live_again.len(),
+                        t.live,
+                        sample(&live_again)
+                    );
+                }
+                for (child, fk, parent) in FOREIGN_KEYS.iter().filter(|(c, _, _)| *c == def.name) {
+                    let parents_restored: Vec<&String> = planned
+                        .iter()
+                        .filter(|(p, _)| p.def.is_some_and(|d| d.name == *parent))
+                        .flat_map(|(_, ids)| ids)
+                        .collect();
+                    let orphans: Vec<String> = query_ids(
+                        conn,
+                        |list| {
+                            format!(
+                                "SELECT DISTINCT a.{fk} FROM {archive} a WHERE a.id IN {list} AND a.{fk} IS NOT NULL \
+                                 AND NOT EXISTS (SELECT 1 FROM {parent_live} p WHERE p.id = a.{fk}) ORDER BY 1",
+                                archive = t.archive,
+                                parent_live = key.object(parent),
+                            )
+                        },
+                        &ids,
+                    )?
+                    .into_iter()
+                    .filter(|id| !parents_restored.contains(&id))
+                    .collect();
+                    if !orphans.is_empty() {
+                        bail!(
+                            "rows of {child} to restore point at {parent} that are not live ({}): restore those first (--table {parent}) or together (--table {parent} --table {child}); nothing was restored",
+                            sample(&orphans)
+                        );
+                    }
+                }
+                planned.push((t, ids));
+            }
+            if let Selection::Ids(wanted) = selection {
+                let missing: Vec<String> = wanted
+                    .iter()
+                    .filter(|w| !planned.iter().any(|(_, ids)| ids.contains(w)))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(UsageError::new(format!(
+                        "not in the archive of {}: {}; nothing was restored",
+                        tables.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
+                        sample(&missing)
+                    ))
+                    .into());
+                }
+            }
+            Ok(planned)
+        })?
+        .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+    op.checkpoint()?;
+
+    let mut out = Vec::new();
+    for (t, ids) in &planned {
+        let started = Instant::now();
+        let mut restored = Restored {
+            table: t.live.clone(),
+            rows: 0,
+            batches: 0,
+        };
+        let chunks: Vec<&[String]> = ids.chunks(batch_size.max(1) as usize).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let binds: Vec<Value> = chunk.iter().map(|id| Value::Text(id.clone())).collect();
+            let n = op
+                .tenant(&key, Open::Existing, |conn| {
+                    archive::restore_batch(conn, t, &binds, since.as_deref())
+                })?
+                .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+            restored.rows += n;
+            restored.batches += 1;
+            if i + 1 == chunks.len() {
+                let mut entry =
+                    AuditEntry::new("retention.restore", "table", &t.live, "retention restore");
+                entry.started = started;
+                entry.user_id = tenant.user_id.clone();
+                let details = serde_json::json!({
+                    "username": name,
+                    "tenant_key": key.as_str(),
+                    "table": t.live,
+                    "restored": restored.rows,
+                    "batches": restored.batches,
+                });
+                op.registry(|sys| audit::write_details(sys, &entry, Some(&details.to_string())))?;
+            }
+            op.checkpoint()?;
+        }
+        out.push(restored);
+    }
+    Ok(out)
+}
