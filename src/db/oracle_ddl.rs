@@ -1288,11 +1288,31 @@ mod tests {
                     assert!(!columns.is_empty());
                     seen.insert("create index");
                 }
+                (
+                    ["CREATE", "UNIQUE", "INDEX"],
+                    Ddl::CreateIndex {
+                        columns,
+                        unique: true,
+                        ..
+                    },
+                ) => {
+                    assert!(!columns.is_empty());
+                    seen.insert("create index");
+                }
                 (["CREATE", "MATERIALIZED", "VIEW"], Ddl::CreateMaterializedView { .. }) => {
                     seen.insert("create materialized view");
                 }
                 (["ALTER", "TABLE", _], Ddl::AddColumn { column, .. }) => {
-                    assert_eq!(column.ty, OraType::Timestamp(6));
+                    // ALTER TABLE <table> ADD <column> <type>
+                    let declared = stmt.sql.split_whitespace().nth(5).unwrap();
+                    let (dt, len, p, s) = as_oracle_reports(declared);
+                    let len = if dt == "VARCHAR2" { len } else { Some(0) };
+                    assert_eq!(
+                        column.ty,
+                        OraType::from_catalog(&dt, len, p, s),
+                        "{}",
+                        stmt.sql
+                    );
                     seen.insert("add column");
                 }
                 (
