@@ -139,7 +139,10 @@ fn placement(
         let rows = match key {
             Some(k) => env.tenant_rows(
                 k,
-                &format!("SELECT {}, archived_at FROM {archive} ORDER BY id", cols.join(", ")),
+                &format!(
+                    "SELECT {}, archived_at FROM {archive} ORDER BY id",
+                    cols.join(", ")
+                ),
             ),
             None => env.system_rows(&format!(
                 "SELECT {}, archived_at FROM {archive} ORDER BY id",
@@ -148,7 +151,11 @@ fn placement(
         };
         for mut r in rows {
             let at = r.pop().unwrap();
-            assert!(!at.is_empty(), "{archive}: archived_at is not set for {}", r[0]);
+            assert!(
+                !at.is_empty(),
+                "{archive}: archived_at is not set for {}",
+                r[0]
+            );
             archived_at.insert(r[0].clone(), at);
             archived.entry(r[0].clone()).or_default().push(r);
         }
@@ -271,7 +278,10 @@ fn seed_tenant(env: &Env, key: &str, n: usize) -> Expected {
         "INSERT INTO pf_user_{key}_experiences (id, title, company, start_date, created_at) VALUES ('e-old', 'Clerk', 'Acme', '2001-01-01', '{}');\n",
         ago(9000)
     ));
-    stays.entry("experiences").or_default().insert("e-old".into());
+    stays
+        .entry("experiences")
+        .or_default()
+        .insert("e-old".into());
     env.tenant_exec(key, &sql);
     Expected { moved, stays }
 }
@@ -340,7 +350,9 @@ fn everything(env: &Env, tenants: &[String]) -> Vec<Vec<Vec<String>>> {
             let table = format!("pf_user_{key}_{t}");
             out.push(env.tenant_rows(key, &format!("SELECT * FROM {table} ORDER BY id")));
             if !columns(env, Some(key), &format!("{table}_archive")).is_empty() {
-                out.push(env.tenant_rows(key, &format!("SELECT * FROM {table}_archive ORDER BY id")));
+                out.push(
+                    env.tenant_rows(key, &format!("SELECT * FROM {table}_archive ORDER BY id")),
+                );
             }
         }
     }
@@ -403,14 +415,30 @@ fn default_policies_move_the_right_rows(env: &Env) {
     let before = everything(env, &tenants);
     let dry = env.json(&["retention", "run", "--all", "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
-    assert_eq!(everything(env, &tenants), before, "the dry run changed something");
+    assert_eq!(
+        everything(env, &tenants),
+        before,
+        "the dry run changed something"
+    );
     let dry_counts = counts(&dry);
 
     // The real run, in small batches on four workers.
-    let run = env.json(&["retention", "run", "--all", "--jobs", "4", "--batch-size", "2"]);
+    let run = env.json(&[
+        "retention",
+        "run",
+        "--all",
+        "--jobs",
+        "4",
+        "--batch-size",
+        "2",
+    ]);
     assert_eq!(run["complete"], true, "{run}");
     assert_eq!(run["failed"], serde_json::json!([]));
-    assert_eq!(counts(&run), dry_counts, "the dry run counted what the run moved");
+    assert_eq!(
+        counts(&run),
+        dry_counts,
+        "the dry run counted what the run moved"
+    );
     let started = parse_ts(run["started_at"].as_str().unwrap());
 
     for key in &tenants {
@@ -430,7 +458,11 @@ fn default_policies_move_the_right_rows(env: &Env) {
                 "{table}: rows that stay"
             );
             for at in archived_at.values() {
-                assert_eq!(parse_ts(at), started, "{table}: archived_at is the run's start");
+                assert_eq!(
+                    parse_ts(at),
+                    started,
+                    "{table}: archived_at is the run's start"
+                );
             }
         }
     }
@@ -473,7 +505,8 @@ fn default_policies_move_the_right_rows(env: &Env) {
         assert_eq!(details["deleted"].as_u64(), Some(want), "{details}");
     }
     // Every policy completed: last_run is the run's start.
-    let last_runs = env.system_rows("SELECT name, last_run FROM pf_data_retention_policies ORDER BY name");
+    let last_runs =
+        env.system_rows("SELECT name, last_run FROM pf_data_retention_policies ORDER BY name");
     assert_eq!(last_runs.len(), 5);
     for r in &last_runs {
         assert_eq!(parse_ts(&r[1]), started, "{r:?}");
@@ -483,7 +516,9 @@ fn default_policies_move_the_right_rows(env: &Env) {
     let again = env.json(&["retention", "run", "--all"]);
     assert_eq!(again["totals"]["rows"], 0, "{again}");
     assert_eq!(
-        count(env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'retention.sweep'")),
+        count(
+            env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'retention.sweep'")
+        ),
         audit.len() as i64
     );
     // `policies list` shows last_run and what each pattern resolves to.
@@ -541,7 +576,9 @@ fn parents_wait_for_their_children(env: &Env) {
         )
     };
     let skill = |id: &str, e: &str, at: &str| {
-        format!("INSERT INTO pf_user_fk_skills (id, experience_id, skill_name, created_at) VALUES ('{id}', '{e}', 'Rust', '{at}');\n")
+        format!(
+            "INSERT INTO pf_user_fk_skills (id, experience_id, skill_name, created_at) VALUES ('{id}', '{e}', 'Rust', '{at}');\n"
+        )
     };
     let pert = |id: &str, e: &str, at: &str| {
         format!(
@@ -601,7 +638,9 @@ fn parents_wait_for_their_children(env: &Env) {
     assert_eq!(moved("chat_messages"), set(&["m1", "m3", "m4"]));
     // No run named a user: last_run is left alone.
     assert_eq!(
-        count(env.system_rows("SELECT COUNT(*) FROM pf_data_retention_policies WHERE last_run IS NOT NULL")),
+        count(env.system_rows(
+            "SELECT COUNT(*) FROM pf_data_retention_policies WHERE last_run IS NOT NULL"
+        )),
         0
     );
 
@@ -703,7 +742,16 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
         assert!(Instant::now() < deadline, "only {kills} kills in 40 s");
         let mut child = env
             .std_cmd()
-            .args(["retention", "run", "--all", "--jobs", "2", "--batch-size", "1", "--quiet"])
+            .args([
+                "retention",
+                "run",
+                "--all",
+                "--jobs",
+                "2",
+                "--batch-size",
+                "1",
+                "--quiet",
+            ])
             .arg("--stop-file")
             .arg(&stop_file)
             .stdout(Stdio::null())
@@ -722,6 +770,19 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
             seed(env, round);
         }
     }
+    // The kills hit sweeps at work: some rows had moved before the last run.
+    let moved_before: i64 = tenants
+        .iter()
+        .map(|key| {
+            let table = format!("pf_user_{key}_chat_messages_archive");
+            if columns(env, Some(key), &table).is_empty() {
+                0
+            } else {
+                count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")))
+            }
+        })
+        .sum();
+    assert!(moved_before > 0, "no kill landed in a sweep at work");
     // Run again until it is done.
     let done = env.json(&["retention", "run", "--all", "--batch-size", "50"]);
     assert_eq!(done["complete"], true, "{done}");
@@ -768,12 +829,18 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
     )));
     let archived = env.system_rows(&format!(
         "SELECT id, COUNT(*) FROM pf_audit_log_archive WHERE id IN ({}) GROUP BY id",
-        audit_ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(", ")
+        audit_ids
+            .iter()
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     assert_eq!(live, 0);
     assert_eq!(archived.len(), audit_ids.len(), "every audit row archived");
     assert!(archived.iter().all(|r| r[1] == "1"), "once each");
-    eprintln!("{kills} kills, {finished} runs finished before their kill");
+    eprintln!(
+        "{kills} kills, {finished} runs finished before their kill, {moved_before} messages moved before the last run"
+    );
 }
 on_both_backends!(
     sigkill_at_random_moments_loses_nothing,
@@ -804,12 +871,12 @@ fn placement_by(
     let archive = project(rows_by_id(
         env,
         Some(key),
-        &format!("SELECT {} FROM {table}_archive ORDER BY id", cols.join(", ")),
+        &format!(
+            "SELECT {} FROM {table}_archive ORDER BY id",
+            cols.join(", ")
+        ),
     ));
-    let copies = count(env.tenant_rows(
-        key,
-        &format!("SELECT COUNT(*) FROM {table}_archive"),
-    ));
+    let copies = count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}_archive")));
     let archived_ids = count(env.tenant_rows(
         key,
         &format!("SELECT COUNT(DISTINCT id) FROM {table}_archive"),
@@ -845,7 +912,10 @@ fn max_runtime_stops_between_batches(env: &Env) {
     env.ok(&["provision", "big"]);
     let dir = policies_dir(
         env,
-        &[("msgs.toml", "tables = [\"chat_messages\"]\nretention_days = 365\n")],
+        &[(
+            "msgs.toml",
+            "tables = [\"chat_messages\"]\nretention_days = 365\n",
+        )],
     );
     apply(env, &dir);
     let total = 4000;
@@ -872,7 +942,14 @@ fn max_runtime_stops_between_batches(env: &Env) {
     let started = Instant::now();
     let out = env
         .cmd()
-        .args(["--json", "retention", "run", "--all", "--batch-size", &batch.to_string()])
+        .args([
+            "--json",
+            "retention",
+            "run",
+            "--all",
+            "--batch-size",
+            &batch.to_string(),
+        ])
         .args(["--max-runtime", "700ms", "--stop-file"])
         .arg(&stop_file)
         .output()
@@ -883,18 +960,29 @@ fn max_runtime_stops_between_batches(env: &Env) {
     assert_eq!(report["stopped"], "max_runtime", "{report}");
     assert_eq!(report["complete"], false);
     let moved = report["totals"]["rows"].as_u64().unwrap();
-    assert!(moved > 0 && moved < total as u64, "moved {moved} in {took:?}");
+    assert!(
+        moved > 0 && moved < total as u64,
+        "moved {moved} in {took:?}"
+    );
     assert_eq!(moved % batch, 0, "whole batches only");
     let stopped_in = &report["left"]["stopped_in"][0];
     assert_eq!(stopped_in["table"], "pf_user_big_chat_messages", "{report}");
-    assert_eq!(stopped_in["rows_left"].as_u64().unwrap(), total as u64 - moved);
+    assert_eq!(
+        stopped_in["rows_left"].as_u64().unwrap(),
+        total as u64 - moved
+    );
     let live = count(env.tenant_rows("big", "SELECT COUNT(*) FROM pf_user_big_chat_messages"));
-    let archived = count(env.tenant_rows("big", "SELECT COUNT(*) FROM pf_user_big_chat_messages_archive"));
+    let archived = count(env.tenant_rows(
+        "big",
+        "SELECT COUNT(*) FROM pf_user_big_chat_messages_archive",
+    ));
     assert_eq!((live + archived) as usize, total, "every row in one place");
     assert_eq!(archived as u64, moved);
     // Not completed: last_run stays empty.
     assert_eq!(
-        count(env.system_rows("SELECT COUNT(*) FROM pf_data_retention_policies WHERE last_run IS NOT NULL")),
+        count(env.system_rows(
+            "SELECT COUNT(*) FROM pf_data_retention_policies WHERE last_run IS NOT NULL"
+        )),
         0
     );
     // The human summary says what is left.
@@ -905,19 +993,29 @@ fn max_runtime_stops_between_batches(env: &Env) {
         .arg(&stop_file)
         .output()
         .unwrap();
-    assert!(stdout(&out).contains("run again to finish"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("run again to finish"),
+        "{}",
+        stdout(&out)
+    );
     std::fs::remove_file(&stop_file).unwrap();
 
     // A re-run finishes.
     let done = env.json(&["retention", "run", "--all", "--batch-size", "500"]);
     assert_eq!(done["complete"], true);
-    assert_eq!(done["totals"]["rows"].as_u64().unwrap(), total as u64 - moved);
+    assert_eq!(
+        done["totals"]["rows"].as_u64().unwrap(),
+        total as u64 - moved
+    );
     assert_eq!(
         count(env.tenant_rows("big", "SELECT COUNT(*) FROM pf_user_big_chat_messages")),
         0
     );
     assert_eq!(
-        count(env.tenant_rows("big", "SELECT COUNT(DISTINCT id) FROM pf_user_big_chat_messages_archive")),
+        count(env.tenant_rows(
+            "big",
+            "SELECT COUNT(DISTINCT id) FROM pf_user_big_chat_messages_archive"
+        )),
         total as i64
     );
 }
@@ -936,20 +1034,51 @@ fn invalid_policies_are_refused(env: &Env) {
     env.ok(&["init"]);
     apply(env, &default_policies());
     let before = env.system_rows("SELECT * FROM pf_data_retention_policies ORDER BY name");
-    let good = ("good.toml", "tables = [\"chat_messages\"]\nretention_days = 10\n");
+    let good = (
+        "good.toml",
+        "tables = [\"chat_messages\"]\nretention_days = 10\n",
+    );
     let cases: &[(&str, &str, &str)] = &[
-        ("unknown-table.toml", "tables = [\"pf_user_*_chats\"]\nretention_days = 10\n", "tables"),
+        (
+            "unknown-table.toml",
+            "tables = [\"pf_user_*_chats\"]\nretention_days = 10\n",
+            "tables",
+        ),
         (
             "unknown-column.toml",
             "tables = [\"pf_user_*_career_analytics\"]\nretention_days = 10\nage_column = \"deleted_at\"\n",
             "age_column",
         ),
-        ("zero.toml", "tables = [\"pf_audit_log\"]\nretention_days = 0\n", "retention_days"),
-        ("negative.toml", "tables = [\"pf_audit_log\"]\nretention_days = -30\n", "retention_days"),
-        ("registry.toml", "tables = [\"pf_tenants\"]\nretention_days = 10\n", "tables"),
-        ("history.toml", "tables = [\"pf_user_*_schema_history\"]\nretention_days = 10\n", "tables"),
-        ("wide.toml", "tables = [\"pf_*\"]\nretention_days = 10\n", "tables"),
-        ("archives.toml", "tables = [\"pf_user_*_chat_*\"]\nretention_days = 10\n", "tables"),
+        (
+            "zero.toml",
+            "tables = [\"pf_audit_log\"]\nretention_days = 0\n",
+            "retention_days",
+        ),
+        (
+            "negative.toml",
+            "tables = [\"pf_audit_log\"]\nretention_days = -30\n",
+            "retention_days",
+        ),
+        (
+            "registry.toml",
+            "tables = [\"pf_tenants\"]\nretention_days = 10\n",
+            "tables",
+        ),
+        (
+            "history.toml",
+            "tables = [\"pf_user_*_schema_history\"]\nretention_days = 10\n",
+            "tables",
+        ),
+        (
+            "wide.toml",
+            "tables = [\"pf_*\"]\nretention_days = 10\n",
+            "tables",
+        ),
+        (
+            "archives.toml",
+            "tables = [\"pf_user_*_chat_*\"]\nretention_days = 10\n",
+            "tables",
+        ),
         (
             "nothing.toml",
             "tables = [\"chat_messages\"]\nretention_days = 10\narchive = false\ndelete = false\n",
@@ -960,8 +1089,16 @@ fn invalid_policies_are_refused(env: &Env) {
             "tables = [\"pf_user_sessions\"]\nage_column = \"expires_at\"\nretention_days = 1\n",
             "archive",
         ),
-        ("typo.toml", "tables = [\"chat_messages\"]\nretention_dais = 10\n", "retention_dais"),
-        ("syntax.toml", "tables = [\"chat_messages\"\nretention_days = 10\n", ""),
+        (
+            "typo.toml",
+            "tables = [\"chat_messages\"]\nretention_dais = 10\n",
+            "retention_dais",
+        ),
+        (
+            "syntax.toml",
+            "tables = [\"chat_messages\"\nretention_days = 10\n",
+            "",
+        ),
     ];
     for (file, text, field) in cases {
         let dir = policies_dir(env, &[good, (file, text)]);
@@ -983,8 +1120,14 @@ fn invalid_policies_are_refused(env: &Env) {
     let dir = policies_dir(
         env,
         &[
-            ("one.toml", "tables = [\"chat_messages\"]\nretention_days = 10\n"),
-            ("two.toml", "tables = [\"chat_messages\"]\nretention_days = 20\nage_column = \"deleted_at\"\n"),
+            (
+                "one.toml",
+                "tables = [\"chat_messages\"]\nretention_days = 10\n",
+            ),
+            (
+                "two.toml",
+                "tables = [\"chat_messages\"]\nretention_days = 20\nage_column = \"deleted_at\"\n",
+            ),
         ],
     );
     let out = env.run(&["policies", "apply", "--dir", dir.to_str().unwrap()]);
@@ -995,11 +1138,23 @@ fn invalid_policies_are_refused(env: &Env) {
     let dir = policies_dir(
         env,
         &[
-            ("audit-log.toml", "tables = [\"pf_audit_log\"]\nretention_days = 800\n"),
-            ("sessions.toml", "tables = [\"pf_user_sessions\"]\nage_column = \"expires_at\"\nretention_days = 1\narchive = false\n"),
+            (
+                "audit-log.toml",
+                "tables = [\"pf_audit_log\"]\nretention_days = 800\n",
+            ),
+            (
+                "sessions.toml",
+                "tables = [\"pf_user_sessions\"]\nage_column = \"expires_at\"\nretention_days = 1\narchive = false\n",
+            ),
         ],
     );
-    let dry = env.json(&["policies", "apply", "--dry-run", "--dir", dir.to_str().unwrap()]);
+    let dry = env.json(&[
+        "policies",
+        "apply",
+        "--dry-run",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     let kinds: Vec<(String, String)> = dry["changes"]
         .as_array()
         .unwrap()
@@ -1007,23 +1162,41 @@ fn invalid_policies_are_refused(env: &Env) {
         .map(|c| {
             (
                 c["change"].as_str().unwrap().to_string(),
-                c["name"].as_str().or(c["policy"]["name"].as_str()).unwrap().to_string(),
+                c["name"]
+                    .as_str()
+                    .or(c["policy"]["name"].as_str())
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
-    assert!(kinds.contains(&("update".into(), "audit-log".into())), "{kinds:?}");
-    assert!(kinds.contains(&("remove".into(), "chat-messages".into())), "{kinds:?}");
-    assert!(kinds.contains(&("update".into(), "sessions".into())), "source changed: {kinds:?}");
+    assert!(
+        kinds.contains(&("update".into(), "audit-log".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("remove".into(), "chat-messages".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("update".into(), "sessions".into())),
+        "source changed: {kinds:?}"
+    );
     assert_eq!(
         env.system_rows("SELECT * FROM pf_data_retention_policies ORDER BY name"),
         before,
         "the dry run wrote nothing"
     );
     let out = env.ok(&["policies", "apply", "--dir", dir.to_str().unwrap()]);
-    assert!(out.contains("~ audit-log: ") && out.contains("retention_days 400 -> 800"), "{out}");
+    assert!(
+        out.contains("~ audit-log: ") && out.contains("retention_days 400 -> 800"),
+        "{out}"
+    );
     assert!(out.contains("- chat-messages"), "{out}");
     assert_eq!(
-        env.system_rows("SELECT name, retention_days FROM pf_data_retention_policies ORDER BY name"),
+        env.system_rows(
+            "SELECT name, retention_days FROM pf_data_retention_policies ORDER BY name"
+        ),
         vec![
             vec!["audit-log".to_string(), "800".into()],
             vec!["sessions".to_string(), "1".into()]
@@ -1063,30 +1236,67 @@ fn restore_brings_rows_back(env: &Env) {
         .collect();
     let run = env.json(&["retention", "run", "rs"]);
     assert_eq!(run["totals"]["rows"], 4, "{run}");
-    let archived_at = env.tenant_rows("rs", "SELECT archived_at FROM pf_user_rs_skills_archive")[0][0].clone();
+    let archived_at =
+        env.tenant_rows("rs", "SELECT archived_at FROM pf_user_rs_skills_archive")[0][0].clone();
 
     // Skills whose experience is archived: refused, nothing changes.
-    let out = env.run(&["retention", "restore", "rs", "--table", "skills", "--ids", "s1"]);
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "skills",
+        "--ids",
+        "s1",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--table experiences"), "{}", stderr(&out));
-    assert_eq!(count(env.tenant_rows("rs", "SELECT COUNT(*) FROM pf_user_rs_skills")), 0);
+    assert!(
+        stderr(&out).contains("--table experiences"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        count(env.tenant_rows("rs", "SELECT COUNT(*) FROM pf_user_rs_skills")),
+        0
+    );
 
     // An id that is not archived is a usage error.
-    let out = env.run(&["retention", "restore", "rs", "--table", "skills", "--ids", "nope"]);
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "skills",
+        "--ids",
+        "nope",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // Parents and children together, parents first whatever the order given.
     let out = env.ok(&[
-        "retention", "restore", "rs", "--table", "skills,experiences", "--archived-since",
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "skills,experiences",
+        "--archived-since",
         &archived_at,
     ]);
-    assert!(out.contains("restored 2 row(s) into pf_user_rs_experiences"), "{out}");
+    assert!(
+        out.contains("restored 2 row(s) into pf_user_rs_experiences"),
+        "{out}"
+    );
     for t in ["experiences", "skills"] {
         let (places, _) = placement(env, Some("rs"), &format!("pf_user_rs_{t}"), &originals[t]);
-        assert!(places.values().all(|p| *p == Place::Live), "{t}: {places:?}");
+        assert!(
+            places.values().all(|p| *p == Place::Live),
+            "{t}: {places:?}"
+        );
     }
     assert_eq!(
-        count(env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'retention.restore'")),
+        count(
+            env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'retention.restore'")
+        ),
         2
     );
 
@@ -1097,12 +1307,35 @@ fn restore_brings_rows_back(env: &Env) {
         "rs",
         "INSERT INTO pf_user_rs_experiences (id, title, company, start_date) VALUES ('e2', 'New', 'Gamma', '2020-01-01')",
     );
-    let out = env.run(&["retention", "restore", "rs", "--table", "experiences", "--ids", "e1,e2"]);
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "experiences",
+        "--ids",
+        "e1,e2",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("live again") && stderr(&out).contains("e2"), "{}", stderr(&out));
-    assert_eq!(count(env.tenant_rows("rs", "SELECT COUNT(*) FROM pf_user_rs_experiences_archive")), 2);
+    assert!(
+        stderr(&out).contains("live again") && stderr(&out).contains("e2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        count(env.tenant_rows("rs", "SELECT COUNT(*) FROM pf_user_rs_experiences_archive")),
+        2
+    );
     // e1 alone is fine, by id.
-    env.ok(&["retention", "restore", "rs", "--table", "experiences", "--ids", "e1"]);
+    env.ok(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "experiences",
+        "--ids",
+        "e1",
+    ]);
     let (places, _) = placement(env, Some("rs"), "pf_user_rs_experiences", &{
         let mut m = originals["experiences"].clone();
         m.remove("e2");
@@ -1134,7 +1367,10 @@ fn sessions_purge_and_failures(env: &Env) {
     ));
     let dry = env.json(&["sessions", "purge", "--dry-run"]);
     assert_eq!(dry["deleted"], 2, "{dry}");
-    assert_eq!(count(env.system_rows("SELECT COUNT(*) FROM pf_user_sessions")), 3);
+    assert_eq!(
+        count(env.system_rows("SELECT COUNT(*) FROM pf_user_sessions")),
+        3
+    );
     let purge = env.json(&["sessions", "purge", "--batch-size", "1"]);
     assert_eq!(purge["deleted"], 2, "{purge}");
     assert_eq!(purge["batches"], 2);
@@ -1165,11 +1401,20 @@ fn sessions_purge_and_failures(env: &Env) {
     assert_eq!(failed.len(), 1, "{report}");
     assert_eq!(failed[0]["username"], "bad");
     let error = failed[0]["error"].as_str().unwrap();
-    assert!(error.contains("mood") && error.contains("align the columns"), "{error}");
-    assert_eq!(count(env.tenant_rows("bad", "SELECT COUNT(*) FROM pf_user_bad_chat_messages")), 5);
+    assert!(
+        error.contains("mood") && error.contains("align the columns"),
+        "{error}"
+    );
+    assert_eq!(
+        count(env.tenant_rows("bad", "SELECT COUNT(*) FROM pf_user_bad_chat_messages")),
+        5
+    );
     for key in ["ok1", "ok2"] {
         assert_eq!(
-            count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM pf_user_{key}_chat_messages_archive"))),
+            count(env.tenant_rows(
+                key,
+                &format!("SELECT COUNT(*) FROM pf_user_{key}_chat_messages_archive")
+            )),
             5,
             "{key}"
         );

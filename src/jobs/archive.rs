@@ -439,12 +439,138 @@ impl Sweep<'_> {
 /// How many rows are due now (what a sweep would take; `--dry-run`, and
 /// what a stopped run leaves).
 pub fn count_due(conn: &mut dyn Connection, sweep: &Sweep<'_>) -> anyhow::Result<u64> {
-    let (due, binds) = sweep.due(conn.dialect())?;
-    let rows = conn.query(
-        &format!("SELECT COUNT(*) FROM {} s WHERE {due}", sweep.live),
-        &binds,
-    )?;
+    let (sql, binds) = count_sql(conn.dialect(), sweep)?;
+    let rows = conn.query(&sql, &binds)?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0).max(0) as u64)
+}
+
+// The statements of a batch, built apart from running them so that the
+// static checks can parse every one of them for Oracle.
+
+fn count_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
+    let (due, binds) = sweep.due(dialect)?;
+    Ok((
+        format!("SELECT COUNT(*) FROM {} s WHERE {due}", sweep.live),
+        binds,
+    ))
+}
+
+/// The batch's ids: the oldest due rows, the row count a bind at the end.
+/// PostgreSQL locks them as it selects; Oracle refuses FOR UPDATE beside
+/// FETCH FIRST (ORA-02014) and locks with [`relock_sql`]; SQLite's
+/// transaction holds the file's only write lock already.
+fn select_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
+    let (due, binds) = sweep.due(dialect)?;
+    let lock = if dialect == Dialect::Postgres {
+        " FOR UPDATE OF s"
+    } else {
+        ""
+    };
+    Ok((
+        format!(
+            "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}{lock}",
+            live = sweep.live,
+            age = sweep.age_column,
+            first = dialect.first_rows(),
+        ),
+        binds,
+    ))
+}
+
+/// Oracle: locks `n` selected ids and checks them again under the lock (the
+/// ids are the first binds).
+fn relock_sql(
+    dialect: Dialect,
+    sweep: &Sweep<'_>,
+    n: usize,
+) -> anyhow::Result<(String, Vec<Value>)> {
+    let (due, binds) = sweep.due(dialect)?;
+    Ok((
+        format!(
+            "SELECT s.id FROM {live} s WHERE {ids} AND {due} FOR UPDATE",
+            live = sweep.live,
+            ids = in_list("s.id", n),
+        ),
+        binds,
+    ))
+}
+
+/// Copies `n` rows (the generation first, then the ids).
+fn copy_sql(dialect: Dialect, t: &ArchiveTable, live: &str, n: usize) -> String {
+    let names = t.columns.join(", ");
+    let sourced = t
+        .columns
+        .iter()
+        .map(|c| format!("s.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} s WHERE {ids}",
+        archive = t.archive,
+        ts = dialect.timestamp_bind(),
+        ids = in_list("s.id", n),
+    )
+}
+
+fn delete_sql(table: &str, n: usize) -> String {
+    format!("DELETE FROM {table} WHERE {}", in_list("id", n))
+}
+
+/// PostgreSQL: select, lock, delete and copy a batch in one statement (one
+/// round trip; the copy is made from exactly the rows the delete returned).
+/// The binds: the condition's, the row count, the generation.
+fn one_statement_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
+    let t = sweep.archive()?;
+    let (due, binds) = sweep.due(dialect)?;
+    let names = t.columns.join(", ");
+    Ok((
+        format!(
+            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first} FOR UPDATE OF s), \
+             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id RETURNING s.*), \
+             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
+            live = sweep.live,
+            archive = t.archive,
+            age = sweep.age_column,
+            first = dialect.first_rows(),
+            ts = dialect.timestamp_bind(),
+        ),
+        binds,
+    ))
+}
+
+/// Restores `n` rows: (insert into the live table, delete from the archive);
+/// the ids are the first binds, then the generation's lower bound if `since`.
+fn restore_sql(dialect: Dialect, t: &ArchiveTable, n: usize, since: bool) -> (String, String) {
+    let names = t.columns.join(", ");
+    let sourced = t
+        .columns
+        .iter()
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let generation = |column: &str| {
+        if since {
+            format!(" AND {column} >= {}", dialect.timestamp_bind())
+        } else {
+            String::new()
+        }
+    };
+    (
+        format!(
+            "INSERT INTO {live} ({names}) SELECT {sourced} FROM {archive} a WHERE {ids}{generation}",
+            live = t.live,
+            archive = t.archive,
+            ids = in_list("a.id", n),
+            generation = generation("a.archived_at"),
+        ),
+        format!(
+            "DELETE FROM {archive} WHERE {ids}{generation}",
+            archive = t.archive,
+            ids = in_list("id", n),
+            generation = generation("archived_at"),
+        ),
+    )
 }
 
 /// One batch of a sweep, in the caller's transaction: the oldest `limit` due
@@ -462,141 +588,64 @@ pub fn sweep_batch(
     generation: &str,
 ) -> anyhow::Result<Batch> {
     let dialect = conn.dialect();
+    let limit_bind = Value::Int(limit.min(i64::MAX as u64) as i64);
     let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
     if let Some(lock) = dialect.share_lock(&children) {
         conn.execute(&lock, &[])?;
     }
     if dialect == Dialect::Postgres && sweep.action == Action::Move {
-        return move_in_one_statement(conn, sweep, limit, generation);
+        let (sql, mut binds) = one_statement_sql(dialect, sweep)?;
+        binds.push(limit_bind);
+        binds.push(Value::Text(generation.into()));
+        let rows = conn.query(&sql, &binds)?;
+        let count = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i))
+                .and_then(Value::as_i64)
+                .unwrap_or(-1)
+                .max(0) as u64
+        };
+        let batch = Batch {
+            selected: count(0),
+            deleted: count(1),
+            archived: count(2),
+        };
+        check_batch(sweep, &batch)?;
+        return Ok(batch);
     }
-    let (due, mut binds) = sweep.due(dialect)?;
-    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
-    // PostgreSQL locks as it selects; Oracle refuses FOR UPDATE beside FETCH
-    // FIRST (ORA-02014) and locks with a second query; SQLite's transaction
-    // holds the file's only write lock already.
-    let lock = if dialect == Dialect::Postgres {
-        " FOR UPDATE OF s"
-    } else {
-        ""
+    let (sql, mut binds) = select_sql(dialect, sweep)?;
+    binds.push(limit_bind);
+    let ids_of = |rows: Vec<crate::db::Row>| -> Vec<Value> {
+        rows.into_iter().map(|mut r| r.swap_remove(0)).collect()
     };
-    let mut ids: Vec<Value> = conn
-        .query(
-            &format!(
-                "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}{lock}",
-                live = sweep.live,
-                age = sweep.age_column,
-                first = dialect.first_rows(),
-            ),
-            &binds,
-        )?
-        .into_iter()
-        .map(|mut r| r.swap_remove(0))
-        .collect();
+    let mut ids = ids_of(conn.query(&sql, &binds)?);
     if ids.is_empty() {
         return Ok(Batch::default());
     }
     if dialect == Dialect::Oracle {
-        // Locked, and checked again under the lock.
-        let (due, due_binds) = sweep.due(dialect)?;
+        let (sql, due) = relock_sql(dialect, sweep, ids.len())?;
         let mut binds = ids.clone();
-        binds.extend(due_binds);
-        ids = conn
-            .query(
-                &format!(
-                    "SELECT s.id FROM {live} s WHERE {ids} AND {due} FOR UPDATE",
-                    live = sweep.live,
-                    ids = in_list("s.id", ids.len()),
-                ),
-                &binds,
-            )?
-            .into_iter()
-            .map(|mut r| r.swap_remove(0))
-            .collect();
+        binds.extend(due);
+        ids = ids_of(conn.query(&sql, &binds)?);
         if ids.is_empty() {
             return Ok(Batch::default());
         }
     }
-    let n = ids.len() as u64;
     let mut batch = Batch {
-        selected: n,
+        selected: ids.len() as u64,
         ..Batch::default()
     };
     if matches!(sweep.action, Action::Move | Action::Copy) {
-        let t = sweep.archive()?;
-        let names = t.columns.join(", ");
-        let sourced = t
-            .columns
-            .iter()
-            .map(|c| format!("s.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut binds = vec![Value::Text(generation.into())];
         binds.extend(ids.iter().cloned());
         batch.archived = conn.execute(
-            &format!(
-                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} s WHERE {ids}",
-                archive = t.archive,
-                live = sweep.live,
-                ts = dialect.timestamp_bind(),
-                ids = in_list("s.id", ids.len()),
-            ),
+            &copy_sql(dialect, sweep.archive()?, sweep.live, ids.len()),
             &binds,
         )?;
     }
     if sweep.action.deletes() {
-        batch.deleted = conn.execute(
-            &format!(
-                "DELETE FROM {live} WHERE {ids}",
-                live = sweep.live,
-                ids = in_list("id", ids.len())
-            ),
-            &ids,
-        )?;
+        batch.deleted = conn.execute(&delete_sql(sweep.live, ids.len()), &ids)?;
     }
-    check_batch(sweep, &batch)?;
-    Ok(batch)
-}
-
-/// PostgreSQL: select, lock, delete and copy a batch in one statement (one
-/// round trip; the copy is made from exactly the rows the delete returned).
-fn move_in_one_statement(
-    conn: &mut dyn Connection,
-    sweep: &Sweep<'_>,
-    limit: u64,
-    generation: &str,
-) -> anyhow::Result<Batch> {
-    let dialect = conn.dialect();
-    let t = sweep.archive()?;
-    let (due, mut binds) = sweep.due(dialect)?;
-    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
-    binds.push(Value::Text(generation.into()));
-    let names = t.columns.join(", ");
-    let rows = conn.query(
-        &format!(
-            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first} FOR UPDATE OF s), \
-             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id RETURNING s.*), \
-             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
-            live = sweep.live,
-            archive = t.archive,
-            age = sweep.age_column,
-            first = dialect.first_rows(),
-            ts = dialect.timestamp_bind(),
-        ),
-        &binds,
-    )?;
-    let count = |i: usize| {
-        rows.first()
-            .and_then(|r| r.get(i))
-            .and_then(Value::as_i64)
-            .unwrap_or(-1)
-            .max(0) as u64
-    };
-    let batch = Batch {
-        selected: count(0),
-        deleted: count(1),
-        archived: count(2),
-    };
     check_batch(sweep, &batch)?;
     Ok(batch)
 }
@@ -635,38 +684,13 @@ pub fn restore_batch(
     if ids.is_empty() {
         return Ok(0);
     }
-    let dialect = conn.dialect();
-    let names = t.columns.join(", ");
-    let sourced = t
-        .columns
-        .iter()
-        .map(|c| format!("a.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (insert, delete) = restore_sql(conn.dialect(), t, ids.len(), since.is_some());
     let mut binds = ids.to_vec();
-    let mut generation = String::new();
     if let Some(since) = since {
-        generation = format!(" AND archived_at >= {}", dialect.timestamp_bind());
         binds.push(Value::Text(since.into()));
     }
-    let inserted = conn.execute(
-        &format!(
-            "INSERT INTO {live} ({names}) SELECT {sourced} FROM {archive} a WHERE {ids}{generation}",
-            live = t.live,
-            archive = t.archive,
-            ids = in_list("a.id", ids.len()),
-            generation = generation.replace("archived_at", "a.archived_at"),
-        ),
-        &binds,
-    )?;
-    let deleted = conn.execute(
-        &format!(
-            "DELETE FROM {archive} WHERE {ids}{generation}",
-            archive = t.archive,
-            ids = in_list("id", ids.len()),
-        ),
-        &binds,
-    )?;
+    let inserted = conn.execute(&insert, &binds)?;
+    let deleted = conn.execute(&delete, &binds)?;
     let n = ids.len() as u64;
     if inserted != n || deleted != n {
         bail!(
@@ -679,7 +703,8 @@ pub fn restore_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::in_list;
+    use super::*;
+    use crate::db::bind_placeholders;
 
     #[test]
     fn in_lists_stay_within_oracles_limit() {
@@ -689,5 +714,80 @@ mod tests {
         assert_eq!(long.matches('?').count(), 2500);
         assert_eq!(long.matches(" IN (").count(), 3);
         assert!(long.starts_with("(s.id IN (") && long.contains(") OR s.id IN ("));
+    }
+
+    fn parse(dialect: Dialect, sql: &str) {
+        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect, SQLiteDialect};
+        let sql = bind_placeholders(sql, dialect);
+        let parsed = match dialect {
+            Dialect::Oracle => sqlparser::parser::Parser::parse_sql(&OracleDialect {}, &sql),
+            Dialect::Postgres => sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &sql),
+            Dialect::Sqlite => sqlparser::parser::Parser::parse_sql(&SQLiteDialect {}, &sql),
+        };
+        let parsed = parsed.unwrap_or_else(|e| panic!("{dialect}: {e}\n{sql}"));
+        assert_eq!(parsed.len(), 1, "{sql}");
+    }
+
+    /// Every statement a sweep or a restore sends parses in its dialect
+    /// (Oracle has no server here: this is its check), with as many binds
+    /// as the code gives it.
+    #[test]
+    fn batch_statements_parse_in_every_dialect() {
+        let t = ArchiveTable {
+            def: None,
+            live: "pf_user_a_experiences".into(),
+            archive: "pf_user_a_experiences_archive".into(),
+            columns: vec!["id".into(), "title".into(), "created_at".into()],
+        };
+        let children = [Child {
+            table: "pf_user_a_skills".into(),
+            fk: "experience_id",
+            removed_by: vec![("created_at".into(), "2020-01-01 00:00:00.000000".into())],
+        }];
+        let earlier = [(
+            "updated_at".to_string(),
+            "2020-01-01 00:00:00.000000".to_string(),
+        )];
+        for dialect in Dialect::ALL {
+            for action in [Action::Move, Action::Delete, Action::Copy] {
+                let sweep = Sweep {
+                    live: &t.live,
+                    archive: Some(&t),
+                    age_column: "created_at",
+                    cutoff: "2020-01-01 00:00:00.000000",
+                    children: &children,
+                    earlier: &earlier,
+                    action,
+                };
+                let binds = |sql: &str| sql.matches('?').count();
+                let (sql, b) = count_sql(dialect, &sweep).unwrap();
+                parse(dialect, &sql);
+                assert_eq!(binds(&sql), b.len(), "{sql}");
+                let (sql, b) = select_sql(dialect, &sweep).unwrap();
+                parse(dialect, &sql);
+                assert_eq!(binds(&sql), b.len() + 1, "{sql}");
+                let (sql, b) = relock_sql(dialect, &sweep, 3).unwrap();
+                parse(dialect, &sql);
+                assert_eq!(binds(&sql), b.len() + 3, "{sql}");
+                let sql = copy_sql(dialect, &t, &t.live, 3);
+                parse(dialect, &sql);
+                assert_eq!(binds(&sql), 4, "{sql}");
+                parse(dialect, &delete_sql(&t.live, 1200));
+                for since in [false, true] {
+                    let (insert, delete) = restore_sql(dialect, &t, 2, since);
+                    parse(dialect, &insert);
+                    parse(dialect, &delete);
+                    assert_eq!(binds(&insert), 2 + since as usize, "{insert}");
+                }
+                if dialect == Dialect::Postgres && action == Action::Move {
+                    let (sql, b) = one_statement_sql(dialect, &sweep).unwrap();
+                    parse(dialect, &sql);
+                    assert_eq!(binds(&sql), b.len() + 2, "{sql}");
+                }
+            }
+            if let Some(lock) = dialect.share_lock(&["a".into(), "b".into()]) {
+                assert_eq!(lock, "LOCK TABLE a, b IN SHARE MODE");
+            }
+        }
     }
 }
