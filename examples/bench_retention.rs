@@ -1,0 +1,564 @@
+//! Benchmark of `pathfinder-db retention run --all` on PostgreSQL (run by
+//! hand, not a test). See benches/RETENTION.md.
+//!
+//! ```sh
+//! cargo run --release --example bench_retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
+//!     [--batch-size 1000] [--rounds 2] [--server-url URL]
+//! ```
+//!
+//! What it does:
+//! 1. builds the release binary, creates a scratch database, provisions the
+//!    tenants, creates their archive tables (a run whose policies find nothing
+//!    due), applies two policies (chat messages after 365 days by created_at,
+//!    career analytics after 1095 days by metric_date) and seeds every tenant
+//!    with rows that are all due: 90 % chat messages, 10 % career analytics;
+//! 2. per round, clones that database twice and times, on one clone,
+//!    `pathfinder-db retention run --all --jobs J`, and on the other the floor:
+//!    the same moves by plain SQL (`INSERT INTO <archive> SELECT ... WHERE <age>
+//!    < <cutoff>; DELETE FROM <live> WHERE <age> < <cutoff>`), one transaction
+//!    per table and tenant, through J `psql` sessions started together;
+//! 3. checks that both moved every row, prints rows/s of both and the ratio
+//!    (target: pathfinder-db >= 0.8 x the floor), and drops its databases.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use postgres::{Client, NoTls};
+
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+struct Options {
+    tenants: usize,
+    rows: usize,
+    jobs: Vec<usize>,
+    batch_size: usize,
+    rounds: usize,
+    server_url: String,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo run --release --example bench_retention -- [--tenants N] [--rows N] [--jobs 2] \
+         [--batch-size N] [--rounds N] [--server-url URL]\n\
+         (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
+    );
+    std::process::exit(2);
+}
+
+fn parse_options() -> Options {
+    let mut opts = Options {
+        tenants: 100,
+        rows: 1_000_000,
+        jobs: vec![2],
+        batch_size: 1000,
+        rounds: 2,
+        server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage());
+        let number = || value.parse().unwrap_or_else(|_| usage());
+        match arg.as_str() {
+            "--tenants" => opts.tenants = number(),
+            "--rows" => opts.rows = number(),
+            "--batch-size" => opts.batch_size = number(),
+            "--rounds" => opts.rounds = number(),
+            "--jobs" => {
+                opts.jobs = value
+                    .split(',')
+                    .map(|j| j.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
+            "--server-url" => opts.server_url = value,
+            _ => usage(),
+        }
+    }
+    if opts.tenants == 0
+        || opts.rows < opts.tenants * 10
+        || opts.jobs.is_empty()
+        || opts.jobs.contains(&0)
+        || opts.batch_size == 0
+        || opts.rounds == 0
+    {
+        usage();
+    }
+    opts
+}
+
+/// The scratch databases of this run, dropped at the end (also when a step
+/// fails; after Ctrl-C drop the `bench_retention_<pid>_*` databases by hand).
+struct Scratch {
+    admin: Client,
+    server_url: String,
+    prefix: String,
+    created: Vec<String>,
+}
+
+impl Scratch {
+    fn new(server_url: &str) -> anyhow::Result<Scratch> {
+        let admin = Client::connect(server_url, NoTls)
+            .with_context(|| format!("connecting to {server_url}"))?;
+        Ok(Scratch {
+            admin,
+            server_url: server_url.to_string(),
+            prefix: format!("bench_retention_{}", std::process::id()),
+            created: Vec::new(),
+        })
+    }
+
+    fn url(&self, name: &str) -> String {
+        let mut url = url::Url::parse(&self.server_url).expect("checked by connect");
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    }
+
+    fn create(&mut self, suffix: &str, template: Option<&str>) -> anyhow::Result<String> {
+        let name = format!("{}_{suffix}", self.prefix);
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t} STRATEGY = FILE_COPY"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // A backend of a process that just exited may still be attached to
+        // the template for a moment.
+        let mut attempt = 0;
+        loop {
+            match self.admin.batch_execute(&sql) {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.to_string().contains("being accessed") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).with_context(|| sql.clone()),
+            }
+        }
+        self.created.push(name.clone());
+        Ok(name)
+    }
+
+    fn drop_database(&mut self, name: &str) -> anyhow::Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        self.created.retain(|n| n != name);
+        Ok(())
+    }
+
+    /// Flushes dirty buffers, so a timed run does not pay for the last step's
+    /// writes, and lets the disk settle.
+    fn checkpoint(&mut self) {
+        let _ = self.admin.batch_execute("CHECKPOINT");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for name in std::mem::take(&mut self.created) {
+            match self
+                .admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            {
+                Ok(()) => eprintln!("dropped {name}"),
+                Err(e) => eprintln!("could not drop {name}: {e}"),
+            }
+        }
+    }
+}
+
+fn pathfinder(bin: &Path, url: &str, args: &[&str]) -> anyhow::Result<(Duration, String)> {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "pathfinder-db {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((elapsed, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+fn psql_parallel(url: &str, scripts: &[PathBuf]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let children = scripts
+        .iter()
+        .map(|script| {
+            Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
+                .arg(script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("running psql (is it on PATH?)")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for mut child in children {
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("psql failed ({status})");
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// The two swept tables: (table, age column, days).
+const TABLES: [(&str, &str, u32); 2] = [
+    ("chat_messages", "created_at", 365),
+    ("career_analytics", "metric_date", 1095),
+];
+
+fn policies(dir: &Path, days: Option<u32>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (table, column, d) in TABLES {
+        std::fs::write(
+            dir.join(format!("bench-{table}.toml")),
+            format!(
+                "tables = [\"pf_user_*_{table}\"]\nage_column = \"{column}\"\nretention_days = {}\n",
+                days.unwrap_or(d)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Rows of every tenant, all due: messages (in 30 live conversations) and
+/// analytics (one metric a day).
+fn seed(url: &str, users: &[String], per_tenant: usize) -> anyhow::Result<()> {
+    let analytics = per_tenant / 10;
+    let messages = per_tenant - analytics;
+    let mut client = Client::connect(url, NoTls)?;
+    let started = Instant::now();
+    for (i, u) in users.iter().enumerate() {
+        client.batch_execute(&format!(
+            "INSERT INTO pf_user_{u}_chat_conversations (id, title, created_at) \
+               SELECT 'conv-' || i, 'Conversation ' || i, LOCALTIMESTAMP - INTERVAL '800 days' FROM generate_series(1, 30) i;\n\
+             INSERT INTO pf_user_{u}_chat_messages (id, conversation_id, role, content, tokens_used, created_at) \
+               SELECT gen_random_uuid()::text, 'conv-' || (i % 30 + 1), CASE WHEN i % 2 = 0 THEN 'user' ELSE 'assistant' END, \
+                      repeat('a few words of a chat message ', 2 + i % 8), i % 700, \
+                      LOCALTIMESTAMP - INTERVAL '400 days' - i * INTERVAL '1 minute' \
+               FROM generate_series(1, {messages}) i;\n\
+             INSERT INTO pf_user_{u}_career_analytics (id, metric_date, metric_type, metric_value, metric_data) \
+               SELECT gen_random_uuid()::text, CURRENT_DATE - 1100 - i, 'applications', i % 100, '{{\"source\": \"bench\"}}' \
+               FROM generate_series(1, {analytics}) i;"
+        ))?;
+        if (i + 1) % 20 == 0 || i + 1 == users.len() {
+            eprintln!(
+                "seeded {}/{} tenants ({:.0} s)",
+                i + 1,
+                users.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    client.batch_execute("VACUUM ANALYZE")?;
+    Ok(())
+}
+
+/// The floor's scripts: tenants dealt round-robin to `jobs` sessions; per
+/// tenant and table one transaction with the INSERT ... SELECT and the DELETE.
+fn floor_scripts(
+    dir: &Path,
+    users: &[String],
+    columns: &[(String, Vec<String>)],
+    jobs: usize,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut scripts = vec![String::new(); jobs];
+    for (i, u) in users.iter().enumerate() {
+        let script = &mut scripts[i % jobs];
+        for (table, column, days) in TABLES {
+            let cols = &columns.iter().find(|(t, _)| t == table).unwrap().1;
+            let cols = cols.join(", ");
+            let live = format!("pf_user_{u}_{table}");
+            let due = format!("{column} < LOCALTIMESTAMP - INTERVAL '{days} days'");
+            writeln!(
+                script,
+                "BEGIN;\nINSERT INTO {live}_archive ({cols}, archived_at) SELECT {cols}, LOCALTIMESTAMP FROM {live} WHERE {due};\n\
+                 DELETE FROM {live} WHERE {due};\nCOMMIT;"
+            )?;
+        }
+    }
+    scripts
+        .iter()
+        .enumerate()
+        .map(|(w, text)| {
+            let path = dir.join(format!("floor_w{w}.sql"));
+            std::fs::write(&path, text)?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// (live rows left, archived rows) over every tenant's swept tables.
+fn moved(url: &str, users: &[String]) -> anyhow::Result<(i64, i64)> {
+    let mut client = Client::connect(url, NoTls)?;
+    let (mut live, mut archived) = (0, 0);
+    for u in users {
+        for (table, _, _) in TABLES {
+            live += client
+                .query_one(&format!("SELECT count(*) FROM pf_user_{u}_{table}"), &[])?
+                .get::<_, i64>(0);
+            archived += client
+                .query_one(
+                    &format!("SELECT count(*) FROM pf_user_{u}_{table}_archive"),
+                    &[],
+                )?
+                .get::<_, i64>(0);
+        }
+    }
+    Ok((live, archived))
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() -> ExitCode {
+    let opts = parse_options();
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_retention: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &Options) -> anyhow::Result<()> {
+    let bin = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .context("where is target/release?")?
+        .join("pathfinder-db");
+    eprintln!("building the release binary ...");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()?;
+    if !status.success() || !bin.exists() {
+        bail!(
+            "cargo build --release failed, or {} is missing",
+            bin.display()
+        );
+    }
+    let work_dir = std::env::temp_dir().join(format!("bench_retention_{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let result = bench(opts, &bin, &work_dir);
+    let _ = std::fs::remove_dir_all(&work_dir);
+    result
+}
+
+struct Round {
+    jobs: usize,
+    pathfinder: Duration,
+    floor: Duration,
+}
+
+fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
+    let mut scratch = Scratch::new(&opts.server_url)?;
+    let per_tenant = opts.rows / opts.tenants;
+    let total = per_tenant * opts.tenants;
+    let users: Vec<String> = (1..=opts.tenants).map(|i| format!("bench{i:05}")).collect();
+
+    // 1. The base database.
+    let base = scratch.create("base", None)?;
+    let base_url = scratch.url(&base);
+    let file = work_dir.join("users.txt");
+    std::fs::write(&file, users.join("\n") + "\n")?;
+    let started = Instant::now();
+    pathfinder(
+        bin,
+        &base_url,
+        &[
+            "provision",
+            "--from-file",
+            &file.to_string_lossy(),
+            "--jobs",
+            "2",
+            "-q",
+        ],
+    )?;
+    eprintln!(
+        "provisioned {} tenants in {:.0} s",
+        users.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // The archive tables, made by a run that finds nothing due (both timed
+    // runs then only move rows), then the real policies.
+    let stop_file = work_dir.join("never.stop");
+    let stop_file = stop_file.to_string_lossy();
+    let dir = work_dir.join("policies");
+    policies(&dir, Some(36_500))?;
+    let dir_arg = dir.to_string_lossy();
+    pathfinder(
+        bin,
+        &base_url,
+        &["policies", "apply", "--dir", &dir_arg, "-q"],
+    )?;
+    pathfinder(
+        bin,
+        &base_url,
+        &["retention", "run", "--all", "--stop-file", &stop_file, "-q"],
+    )?;
+    policies(&dir, None)?;
+    pathfinder(
+        bin,
+        &base_url,
+        &["policies", "apply", "--dir", &dir_arg, "-q"],
+    )?;
+    seed(&base_url, &users, per_tenant)?;
+    let columns: Vec<(String, Vec<String>)> = {
+        let mut client = Client::connect(&base_url, NoTls)?;
+        TABLES
+            .iter()
+            .map(|(t, _, _)| {
+                let rows = client.query(
+                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position",
+                    &[&format!("pf_user_{}_{t}", users[0])],
+                )?;
+                Ok((t.to_string(), rows.iter().map(|r| r.get(0)).collect()))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+
+    // 2. The rounds.
+    let mut rounds = Vec::new();
+    for round in 0..opts.rounds {
+        for &jobs in &opts.jobs {
+            let a = scratch.create(&format!("a{round}_{jobs}"), Some(&base))?;
+            let b = scratch.create(&format!("b{round}_{jobs}"), Some(&base))?;
+            let (a_url, b_url) = (scratch.url(&a), scratch.url(&b));
+            let scripts = floor_scripts(work_dir, &users, &columns, jobs)?;
+            let jobs_arg = jobs.to_string();
+            let batch_arg = opts.batch_size.to_string();
+            let time_pathfinder = |scratch: &mut Scratch| -> anyhow::Result<Duration> {
+                scratch.checkpoint();
+                let (t, _) = pathfinder(
+                    bin,
+                    &a_url,
+                    &[
+                        "retention",
+                        "run",
+                        "--all",
+                        "--jobs",
+                        &jobs_arg,
+                        "--batch-size",
+                        &batch_arg,
+                        "--stop-file",
+                        &stop_file,
+                        "-q",
+                    ],
+                )?;
+                eprintln!(
+                    "round {round}, jobs {jobs}: pathfinder-db retention run: {:.2} s ({:.0} rows/s)",
+                    t.as_secs_f64(),
+                    rate(total, t)
+                );
+                Ok(t)
+            };
+            let time_floor = |scratch: &mut Scratch| -> anyhow::Result<Duration> {
+                scratch.checkpoint();
+                let t = psql_parallel(&b_url, &scripts)?;
+                eprintln!(
+                    "round {round}, jobs {jobs}: floor ({jobs} psql sessions): {:.2} s ({:.0} rows/s)",
+                    t.as_secs_f64(),
+                    rate(total, t)
+                );
+                Ok(t)
+            };
+            // The order alternates, so neither always meets a warmer server.
+            let (pf, floor) = if round % 2 == 0 {
+                let pf = time_pathfinder(&mut scratch)?;
+                (pf, time_floor(&mut scratch)?)
+            } else {
+                let floor = time_floor(&mut scratch)?;
+                (time_pathfinder(&mut scratch)?, floor)
+            };
+            for (what, url) in [("pathfinder-db", &a_url), ("floor", &b_url)] {
+                let (live, archived) = moved(url, &users)?;
+                if live != 0 || archived as usize != total {
+                    bail!(
+                        "{what}: {live} rows left live, {archived} archived; expected 0 and {total}"
+                    );
+                }
+            }
+            rounds.push(Round {
+                jobs,
+                pathfinder: pf,
+                floor,
+            });
+            scratch.drop_database(&a)?;
+            scratch.drop_database(&b)?;
+        }
+    }
+
+    let version: String = scratch
+        .admin
+        .query_one("SHOW server_version", &[])
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    println!();
+    println!(
+        "pathfinder-db retention run --all: {total} due rows ({} chat messages and {} career analytics per tenant) \
+         in {} tenants, --batch-size {}, PostgreSQL {version}, {} CPU(s)",
+        per_tenant - per_tenant / 10,
+        per_tenant / 10,
+        opts.tenants,
+        opts.batch_size,
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    println!(
+        "floor: INSERT INTO <archive> SELECT ... + DELETE per table and tenant, one transaction each, one psql session per job"
+    );
+    println!();
+    println!(
+        "| round | jobs | pathfinder-db s | rows/s | floor s | rows/s | ratio (target >= 0.8) |"
+    );
+    println!(
+        "|------:|-----:|----------------:|-------:|--------:|-------:|----------------------:|"
+    );
+    for (i, r) in rounds.iter().enumerate() {
+        let ratio = r.floor.as_secs_f64() / r.pathfinder.as_secs_f64();
+        println!(
+            "| {:>5} | {:>4} | {:>15.2} | {:>6.0} | {:>7.2} | {:>6.0} | {:>17.2}x {:>3} |",
+            i / opts.jobs.len(),
+            r.jobs,
+            r.pathfinder.as_secs_f64(),
+            rate(total, r.pathfinder),
+            r.floor.as_secs_f64(),
+            rate(total, r.floor),
+            ratio,
+            if ratio >= 0.8 { "ok" } else { "NO" }
+        );
+    }
+    for &jobs in &opts.jobs {
+        let of = |f: fn(&Round) -> Duration| {
+            rounds
+                .iter()
+                .filter(|r| r.jobs == jobs)
+                .map(f)
+                .min()
+                .unwrap_or_default()
+        };
+        let (pf, floor) = (of(|r| r.pathfinder), of(|r| r.floor));
+        println!(
+            "jobs {jobs}, best of {}: pathfinder-db {:.0} rows/s, floor {:.0} rows/s, ratio {:.2}",
+            opts.rounds,
+            rate(total, pf),
+            rate(total, floor),
+            floor.as_secs_f64() / pf.as_secs_f64()
+        );
+    }
+    Ok(())
+}
