@@ -455,20 +455,14 @@ fn count_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec
     ))
 }
 
-/// The batch's ids: the oldest due rows, the row count a bind at the end.
-/// PostgreSQL locks them as it selects; Oracle refuses FOR UPDATE beside
-/// FETCH FIRST (ORA-02014) and locks with [`relock_sql`]; SQLite's
-/// transaction holds the file's only write lock already.
+/// The oldest due rows' ids, in (age column, id) order; the row count is a
+/// bind at the end. Read without locks: each batch locks its rows and
+/// checks them again ([`relock_sql`], [`one_statement_sql`]).
 fn select_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
     let (due, binds) = sweep.due(dialect)?;
-    let lock = if dialect == Dialect::Postgres {
-        " FOR UPDATE OF s"
-    } else {
-        ""
-    };
     Ok((
         format!(
-            "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}{lock}",
+            "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}",
             live = sweep.live,
             age = sweep.age_column,
             first = dialect.first_rows(),
@@ -477,17 +471,23 @@ fn select_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Ve
     ))
 }
 
-/// Oracle: locks `n` selected ids and checks them again under the lock (the
-/// ids are the first binds).
+/// Locks `n` listed ids and keeps those still due (the ids are the first
+/// binds). SQLite has no row locks: its transaction holds the file's only
+/// write lock already.
 fn relock_sql(
     dialect: Dialect,
     sweep: &Sweep<'_>,
     n: usize,
 ) -> anyhow::Result<(String, Vec<Value>)> {
     let (due, binds) = sweep.due(dialect)?;
+    let lock = if dialect == Dialect::Sqlite {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
     Ok((
         format!(
-            "SELECT s.id FROM {live} s WHERE {ids} AND {due} FOR UPDATE",
+            "SELECT s.id FROM {live} s WHERE {ids} AND {due}{lock}",
             live = sweep.live,
             ids = in_list("s.id", n),
         ),
@@ -516,23 +516,25 @@ fn delete_sql(table: &str, n: usize) -> String {
     format!("DELETE FROM {table} WHERE {}", in_list("id", n))
 }
 
-/// PostgreSQL: select, lock, delete and copy a batch in one statement (one
+/// PostgreSQL: lock, check, delete and copy a batch in one statement (one
 /// round trip; the copy is made from exactly the rows the delete returned).
-/// The binds: the condition's, the row count, the generation.
+/// The ids come as one JSON array (any text survives it) and are found
+/// through the primary key. The binds: the ids, the condition's, the
+/// generation.
 fn one_statement_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
     let t = sweep.archive()?;
     let (due, binds) = sweep.due(dialect)?;
     let names = t.columns.join(", ");
     Ok((
         format!(
-            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first} FOR UPDATE OF s), \
-             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id RETURNING s.*), \
+            "WITH batch AS (SELECT s.id FROM {live} s \
+             WHERE s.id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST(CAST(? AS TEXT) AS JSONB)))) \
+             AND {due} FOR UPDATE OF s), \
+             moved AS (DELETE FROM {live} s WHERE s.id = ANY (ARRAY(SELECT id FROM batch)) RETURNING s.*), \
              copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
              SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
             live = sweep.live,
             archive = t.archive,
-            age = sweep.age_column,
-            first = dialect.first_rows(),
             ts = dialect.timestamp_bind(),
         ),
         binds,
@@ -573,29 +575,54 @@ fn restore_sql(dialect: Dialect, t: &ArchiveTable, n: usize, since: bool) -> (St
     )
 }
 
-/// One batch of a sweep, in the caller's transaction: the oldest `limit` due
-/// rows, ordered by (age column, id), copied into the archive as
-/// `generation` and/or deleted. The inserted and deleted counts must both
-/// equal the batch, else the batch fails (the caller rolls it back). Rows
-/// are locked before they are read, and child tables are kept from gaining
-/// rows while their parents move, so a concurrent writer can neither change
-/// a row between its copy and its delete nor slip a child under a parent
-/// that is being deleted (cascading it away unarchived).
-pub fn sweep_batch(
+/// The ids of the oldest `limit` due rows, in (age column, id) order: a
+/// sweep lists a chunk of rows with one scan of the table and moves them
+/// batch by batch through the primary key ([`move_ids`]), so a table is not
+/// scanned again for every batch.
+pub fn due_ids(
     conn: &mut dyn Connection,
     sweep: &Sweep<'_>,
     limit: u64,
+) -> anyhow::Result<Vec<Value>> {
+    let (sql, mut binds) = select_sql(conn.dialect(), sweep)?;
+    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
+    Ok(conn
+        .query(&sql, &binds)?
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
+        .collect())
+}
+
+/// One batch of a sweep, in the caller's transaction: the rows of `ids`
+/// that are still due, locked, copied into the archive as `generation`
+/// and/or deleted. The inserted and deleted counts must both equal the
+/// batch, else the batch fails (the caller rolls it back). Rows are locked
+/// before they are read, and child tables are kept from gaining rows while
+/// their parents move, so a concurrent writer can neither change a row
+/// between its copy and its delete nor slip a child under a parent that is
+/// being deleted (cascading it away unarchived).
+pub fn move_ids(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    ids: &[Value],
     generation: &str,
 ) -> anyhow::Result<Batch> {
+    if ids.is_empty() {
+        return Ok(Batch::default());
+    }
     let dialect = conn.dialect();
-    let limit_bind = Value::Int(limit.min(i64::MAX as u64) as i64);
     let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
     if let Some(lock) = dialect.share_lock(&children) {
         conn.execute(&lock, &[])?;
     }
     if dialect == Dialect::Postgres && sweep.action == Action::Move {
-        let (sql, mut binds) = one_statement_sql(dialect, sweep)?;
-        binds.push(limit_bind);
+        let (sql, due) = one_statement_sql(dialect, sweep)?;
+        let list: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|v| serde_json::Value::String(v.to_text()))
+            .collect();
+        let mut binds = vec![Value::Text(serde_json::Value::Array(list).to_string())];
+        binds.extend(due);
         binds.push(Value::Text(generation.into()));
         let rows = conn.query(&sql, &binds)?;
         let count = |i: usize| {
@@ -613,23 +640,16 @@ pub fn sweep_batch(
         check_batch(sweep, &batch)?;
         return Ok(batch);
     }
-    let (sql, mut binds) = select_sql(dialect, sweep)?;
-    binds.push(limit_bind);
-    let ids_of = |rows: Vec<crate::db::Row>| -> Vec<Value> {
-        rows.into_iter().map(|mut r| r.swap_remove(0)).collect()
-    };
-    let mut ids = ids_of(conn.query(&sql, &binds)?);
+    let (sql, due) = relock_sql(dialect, sweep, ids.len())?;
+    let mut binds = ids.to_vec();
+    binds.extend(due);
+    let ids: Vec<Value> = conn
+        .query(&sql, &binds)?
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
+        .collect();
     if ids.is_empty() {
         return Ok(Batch::default());
-    }
-    if dialect == Dialect::Oracle {
-        let (sql, due) = relock_sql(dialect, sweep, ids.len())?;
-        let mut binds = ids.clone();
-        binds.extend(due);
-        ids = ids_of(conn.query(&sql, &binds)?);
-        if ids.is_empty() {
-            return Ok(Batch::default());
-        }
     }
     let mut batch = Batch {
         selected: ids.len() as u64,
@@ -648,6 +668,21 @@ pub fn sweep_batch(
     }
     check_batch(sweep, &batch)?;
     Ok(batch)
+}
+
+/// The oldest `limit` due rows as one batch: [`due_ids`] and [`move_ids`]
+/// in the caller's transaction (tables with an index on the age column,
+/// such as `pf_audit_log` and `pf_user_sessions`). Returns the batch and
+/// how many ids were listed (fewer than `limit`: nothing more is due).
+pub fn sweep_batch(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    limit: u64,
+    generation: &str,
+) -> anyhow::Result<(Batch, u64)> {
+    let ids = due_ids(conn, sweep, limit)?;
+    let listed = ids.len() as u64;
+    Ok((move_ids(conn, sweep, &ids, generation)?, listed))
 }
 
 fn check_batch(sweep: &Sweep<'_>, b: &Batch) -> anyhow::Result<()> {
@@ -766,6 +801,7 @@ mod tests {
                 let (sql, b) = select_sql(dialect, &sweep).unwrap();
                 parse(dialect, &sql);
                 assert_eq!(binds(&sql), b.len() + 1, "{sql}");
+                assert!(!sql.contains("FOR UPDATE"), "listing locks nothing: {sql}");
                 let (sql, b) = relock_sql(dialect, &sweep, 3).unwrap();
                 parse(dialect, &sql);
                 assert_eq!(binds(&sql), b.len() + 3, "{sql}");
@@ -783,6 +819,7 @@ mod tests {
                     let (sql, b) = one_statement_sql(dialect, &sweep).unwrap();
                     parse(dialect, &sql);
                     assert_eq!(binds(&sql), b.len() + 2, "{sql}");
+                    assert!(sql.contains("FOR UPDATE"), "{sql}");
                 }
             }
             if let Some(lock) = dialect.share_lock(&["a".into(), "b".into()]) {

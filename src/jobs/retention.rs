@@ -5,7 +5,7 @@
 //! tables children first (`pert_responses` and `skills` before
 //! `experiences`, `chat_messages` before `chat_conversations`), then the
 //! system tables. Rows go in batches ordered by (age column, id); each batch
-//! copies and deletes the same rows in one transaction ([`archive::sweep_batch`]),
+//! copies and deletes the same rows in one transaction ([`archive::move_ids`]),
 //! so a row is always in exactly one place and a run killed at any moment
 //! loses nothing: the next run takes up what is left.
 //!
@@ -31,6 +31,10 @@ use crate::policy::{AUDIT_LOG, FOREIGN_KEYS, Policy, SESSIONS, Target};
 use crate::registry::{self, Status, TenantRecord, iso_utc};
 use crate::render::Renderer;
 use crate::tenant::{TABLES, TableDef, TenantKey, tables_children_first};
+
+/// Batches listed with one scan of a table: the ids of up to this many
+/// batches are held in memory at a time.
+const CHUNK_BATCHES: u64 = 100;
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff`: how timestamps are bound (see
 /// [`crate::dialect::Dialect::timestamp_bind`]).
@@ -488,46 +492,63 @@ fn tenant_steps(
                 action: p.policy.action(),
             };
             let mut table = TableReport::new(&live, p);
-            loop {
-                if stop.check().is_some() {
-                    table.rows_left = op.tenant(&key, Open::Existing, |conn| {
-                        archive::count_due(conn, &sweep)
-                    })?;
-                    report.tables.push(table.clone());
-                    if let Some(c) = current.as_mut() {
-                        c.active = Some(table);
-                        let c = &*c;
-                        op.registry(|sys| {
-                            audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
-                        })?;
-                    }
-                    *current = None;
-                    report.status = UnitStatus::Stopped;
-                    return Ok(());
-                }
-                let batch = op
+            // Chunks of due ids, each listed with one scan of the table,
+            // then moved batch by batch through the primary key.
+            let chunk = limit.saturating_mul(CHUNK_BATCHES);
+            'chunks: loop {
+                let ids = op
                     .tenant(&key, Open::Existing, |conn| {
-                        archive::sweep_batch(conn, &sweep, limit, &plan.started)
+                        archive::due_ids(conn, &sweep, chunk)
                     })?
                     .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
-                table.add(&batch);
-                let last = batch.selected < limit;
-                if let Some(c) = current.as_mut() {
-                    c.active = Some(table.clone());
-                    if last && i + 1 == policies.len() {
-                        // In the last batch's transaction where the backend
-                        // has one for the whole tenant (PostgreSQL), else
-                        // right after it.
-                        let c = &*c;
-                        op.registry(|sys| {
-                            audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
+                for batch_ids in ids.chunks(limit as usize) {
+                    if stop.check().is_some() {
+                        table.rows_left = op.tenant(&key, Open::Existing, |conn| {
+                            archive::count_due(conn, &sweep)
                         })?;
+                        report.tables.push(table.clone());
+                        if let Some(c) = current.as_mut() {
+                            c.active = Some(table);
+                            let c = &*c;
+                            op.registry(|sys| {
+                                audit_table(
+                                    sys,
+                                    Some(tenant),
+                                    &c.table,
+                                    &c.reports(),
+                                    c.started,
+                                    None,
+                                )
+                            })?;
+                        }
+                        *current = None;
+                        report.status = UnitStatus::Stopped;
+                        return Ok(());
                     }
+                    let batch = op
+                        .tenant(&key, Open::Existing, |conn| {
+                            archive::move_ids(conn, &sweep, batch_ids, &plan.started)
+                        })?
+                        .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                    table.add(&batch);
+                    if let Some(c) = current.as_mut() {
+                        c.active = Some(table.clone());
+                    }
+                    op.checkpoint()?;
                 }
+                if (ids.len() as u64) < chunk {
+                    break 'chunks;
+                }
+            }
+            if i + 1 == policies.len()
+                && let Some(c) = current.as_mut()
+            {
+                c.active = Some(table.clone());
+                let c = &*c;
+                op.registry(|sys| {
+                    audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
+                })?;
                 op.checkpoint()?;
-                if last {
-                    break;
-                }
             }
             if let Some(c) = current.as_mut() {
                 c.active = None;
@@ -600,23 +621,31 @@ fn sweep_system(
                     return Ok(());
                 }
                 let mut tx = Tx::begin(sys)?;
-                let batch = match archive::sweep_batch(&mut *tx, &sweep, limit, &plan.started) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        drop(tx);
-                        let mut so_far = done.clone();
-                        so_far.push(t.clone());
-                        let message = crate::error::one_line(&e);
-                        let _ = (|| -> Result<(), crate::db::DbError> {
-                            let mut tx = Tx::begin(sys)?;
-                            audit_table(&mut *tx, None, table, &so_far, started, Some(&message))?;
-                            tx.commit()
-                        })();
-                        return Err(e);
-                    }
-                };
+                let (batch, listed) =
+                    match archive::sweep_batch(&mut *tx, &sweep, limit, &plan.started) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            drop(tx);
+                            let mut so_far = done.clone();
+                            so_far.push(t.clone());
+                            let message = crate::error::one_line(&e);
+                            let _ = (|| -> Result<(), crate::db::DbError> {
+                                let mut tx = Tx::begin(sys)?;
+                                audit_table(
+                                    &mut *tx,
+                                    None,
+                                    table,
+                                    &so_far,
+                                    started,
+                                    Some(&message),
+                                )?;
+                                tx.commit()
+                            })();
+                            return Err(e);
+                        }
+                    };
                 t.add(&batch);
-                let last = batch.selected < limit;
+                let last = listed < limit;
                 if last && i + 1 == policies.len() {
                     let mut all = done.clone();
                     all.push(t.clone());
