@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example bench_retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
-//!     [--batch-size 1000] [--rounds 2] [--server-url URL]
+//!     [--batch-size N] [--rounds 2] [--server-url URL]
 //! ```
 //!
 //! What it does:
@@ -34,7 +34,8 @@ struct Options {
     tenants: usize,
     rows: usize,
     jobs: Vec<usize>,
-    batch_size: usize,
+    /// None: pathfinder-db's default.
+    batch_size: Option<usize>,
     rounds: usize,
     server_url: String,
 }
@@ -53,7 +54,7 @@ fn parse_options() -> Options {
         tenants: 100,
         rows: 1_000_000,
         jobs: vec![2],
-        batch_size: 1000,
+        batch_size: None,
         rounds: 2,
         server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
@@ -65,7 +66,7 @@ fn parse_options() -> Options {
         match arg.as_str() {
             "--tenants" => opts.tenants = number(),
             "--rows" => opts.rows = number(),
-            "--batch-size" => opts.batch_size = number(),
+            "--batch-size" => opts.batch_size = Some(number()),
             "--rounds" => opts.rounds = number(),
             "--jobs" => {
                 opts.jobs = value
@@ -81,7 +82,7 @@ fn parse_options() -> Options {
         || opts.rows < opts.tenants * 10
         || opts.jobs.is_empty()
         || opts.jobs.contains(&0)
-        || opts.batch_size == 0
+        || opts.batch_size == Some(0)
         || opts.rounds == 0
     {
         usage();
@@ -441,25 +442,23 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
             let (a_url, b_url) = (scratch.url(&a), scratch.url(&b));
             let scripts = floor_scripts(work_dir, &users, &columns, jobs)?;
             let jobs_arg = jobs.to_string();
-            let batch_arg = opts.batch_size.to_string();
+            let batch_arg = opts.batch_size.map(|b| b.to_string());
             let time_pathfinder = |scratch: &mut Scratch| -> anyhow::Result<Duration> {
                 scratch.checkpoint();
-                let (t, _) = pathfinder(
-                    bin,
-                    &a_url,
-                    &[
-                        "retention",
-                        "run",
-                        "--all",
-                        "--jobs",
-                        &jobs_arg,
-                        "--batch-size",
-                        &batch_arg,
-                        "--stop-file",
-                        &stop_file,
-                        "-q",
-                    ],
-                )?;
+                let mut args = vec![
+                    "retention",
+                    "run",
+                    "--all",
+                    "--jobs",
+                    &jobs_arg,
+                    "--stop-file",
+                    &stop_file,
+                    "-q",
+                ];
+                if let Some(b) = &batch_arg {
+                    args.extend(["--batch-size", b.as_str()]);
+                }
+                let (t, _) = pathfinder(bin, &a_url, &args)?;
                 eprintln!(
                     "round {round}, jobs {jobs}: pathfinder-db retention run: {:.2} s ({:.0} rows/s)",
                     t.as_secs_f64(),
@@ -515,7 +514,9 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         per_tenant - per_tenant / 10,
         per_tenant / 10,
         opts.tenants,
-        opts.batch_size,
+        opts.batch_size
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "default".into()),
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     println!(

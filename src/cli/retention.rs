@@ -29,6 +29,12 @@ pub enum Sub {
 /// The largest batch: every id of a batch is a bind value.
 const MAX_BATCH: u64 = 10_000;
 
+/// Rows per batch of `retention run`: each batch is one transaction, so its
+/// commit, round trips and locks are paid per batch; 5000 rows keep a batch
+/// to tens of milliseconds (locks, SQLite's write lock on the tenant file)
+/// while those costs stay a small part of the work (see benches/RETENTION.md).
+const DEFAULT_BATCH: u64 = 5000;
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Users whose tables to sweep
@@ -48,7 +54,7 @@ pub struct RunArgs {
     pub dry_run: bool,
 
     /// Rows per batch; each batch is one transaction
-    #[arg(long, value_name = "N", default_value_t = 1000,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BATCH,
           value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH))]
     pub batch_size: u64,
 

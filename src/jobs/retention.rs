@@ -455,7 +455,8 @@ fn tenant_steps(
     // every DDL commits).
     let archives: Vec<ArchiveTable> = op
         .tenant(&key, Open::Existing, |conn| {
-            let live = archive::live_tables(conn, &key)?;
+            let catalog = conn.columns(&key.prefix())?;
+            let live = archive::live_tables_in(&key, &catalog);
             check_columns(name, &key, &live, steps)?;
             let to_archive: Vec<_> = live
                 .into_iter()
@@ -465,7 +466,7 @@ fn tenant_steps(
                         .any(|(d, ps)| d.name == def.name && ps.iter().any(|p| p.policy.archive))
                 })
                 .collect();
-            archive::prepare(conn, renderer, &key, &to_archive)
+            archive::prepare_in(conn, renderer, &key, &to_archive, &catalog)
         })?
         .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
     op.checkpoint()?;
