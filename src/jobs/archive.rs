@@ -571,6 +571,35 @@ fn one_statement_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(Str
     ))
 }
 
+/// PostgreSQL: the oldest due rows as one batch, selected, deleted and
+/// copied in one statement (no ids travel; the ordered selection is a
+/// bounded sort). The DELETE checks the condition again on a row another
+/// transaction changed meanwhile. The binds: the condition's, the row count,
+/// the condition's again, the generation.
+fn oldest_statement_sql(
+    dialect: Dialect,
+    sweep: &Sweep<'_>,
+) -> anyhow::Result<(String, Vec<Value>, Vec<Value>)> {
+    let t = sweep.archive()?;
+    let (due, binds) = sweep.due(dialect)?;
+    let names = t.columns.join(", ");
+    Ok((
+        format!(
+            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}), \
+             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id AND {due} RETURNING s.*), \
+             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
+            live = sweep.live,
+            archive = t.archive,
+            age = sweep.age_column,
+            first = dialect.first_rows(),
+            ts = dialect.timestamp_bind(),
+        ),
+        binds.clone(),
+        binds,
+    ))
+}
+
 /// Restores `n` rows: (insert into the live table, delete from the archive);
 /// the ids are the first binds, then the generation's lower bound if `since`.
 fn restore_sql(dialect: Dialect, t: &ArchiveTable, n: usize, since: bool) -> (String, String) {
@@ -701,16 +730,43 @@ pub fn move_ids(
     Ok(batch)
 }
 
-/// The oldest `limit` due rows as one batch: [`due_ids`] and [`move_ids`]
-/// in the caller's transaction (tables with an index on the age column,
-/// such as `pf_audit_log` and `pf_user_sessions`). Returns the batch and
-/// how many ids were listed (fewer than `limit`: nothing more is due).
+/// The oldest `limit` due rows as one batch, in the caller's transaction:
+/// on PostgreSQL one statement, elsewhere [`due_ids`] and [`move_ids`].
+/// Returns the batch and how many rows were due for it (fewer than `limit`:
+/// nothing more is due). Each call reads the table to find the oldest rows,
+/// so a large backlog goes on with [`due_ids`] in chunks instead.
 pub fn sweep_batch(
     conn: &mut dyn Connection,
     sweep: &Sweep<'_>,
     limit: u64,
     generation: &str,
 ) -> anyhow::Result<(Batch, u64)> {
+    let dialect = conn.dialect();
+    if dialect == Dialect::Postgres && sweep.action == Action::Move {
+        let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
+        if let Some(lock) = dialect.share_lock(&children) {
+            conn.execute(&lock, &[])?;
+        }
+        let (sql, mut binds, again) = oldest_statement_sql(dialect, sweep)?;
+        binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
+        binds.extend(again);
+        binds.push(Value::Text(generation.into()));
+        let rows = conn.query(&sql, &binds)?;
+        let count = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i))
+                .and_then(Value::as_i64)
+                .unwrap_or(-1)
+                .max(0) as u64
+        };
+        let batch = Batch {
+            selected: count(1),
+            deleted: count(1),
+            archived: count(2),
+        };
+        check_batch(sweep, &batch)?;
+        return Ok((batch, count(0)));
+    }
     let ids = due_ids(conn, sweep, limit)?;
     let listed = ids.len() as u64;
     Ok((move_ids(conn, sweep, &ids, generation)?, listed))
@@ -850,6 +906,9 @@ mod tests {
                     let (sql, b) = one_statement_sql(dialect, &sweep).unwrap();
                     parse(dialect, &sql);
                     assert_eq!(binds(&sql), b.len() + 2, "{sql}");
+                    let (sql, b, again) = oldest_statement_sql(dialect, &sweep).unwrap();
+                    parse(dialect, &sql);
+                    assert_eq!(binds(&sql), b.len() + again.len() + 2, "{sql}");
                 }
             }
             if let Some(lock) = dialect.share_lock(&["a".into(), "b".into()]) {

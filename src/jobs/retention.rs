@@ -493,38 +493,35 @@ fn tenant_steps(
                 action: p.policy.action(),
             };
             let mut table = TableReport::new(&live, p);
-            // Chunks of due ids, each listed with one scan of the table,
-            // then moved batch by batch through the primary key.
+            // The first batch finds its rows itself: a table with no more
+            // than a batch due costs one batch. A larger backlog goes on in
+            // chunks of due ids, each listed with one scan of the table and
+            // moved batch by batch through the primary key.
             let chunk = limit.saturating_mul(CHUNK_BATCHES);
-            'chunks: loop {
+            if stop.check().is_some() {
+                return stop_here(op, &key, &sweep, table, tenant, report, current);
+            }
+            let (batch, due) = op
+                .tenant(&key, Open::Existing, |conn| {
+                    archive::sweep_batch(conn, &sweep, limit, &plan.started)
+                })?
+                .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+            table.add(&batch);
+            if let Some(c) = current.as_mut() {
+                c.active = Some(table.clone());
+            }
+            op.checkpoint()?;
+            let mut more = due >= limit;
+            while more {
                 let ids = op
                     .tenant(&key, Open::Existing, |conn| {
                         archive::due_ids(conn, &sweep, chunk)
                     })?
                     .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                more = ids.len() as u64 >= chunk;
                 for batch_ids in ids.chunks(limit as usize) {
                     if stop.check().is_some() {
-                        table.rows_left = op.tenant(&key, Open::Existing, |conn| {
-                            archive::count_due(conn, &sweep)
-                        })?;
-                        report.tables.push(table.clone());
-                        if let Some(c) = current.as_mut() {
-                            c.active = Some(table);
-                            let c = &*c;
-                            op.registry(|sys| {
-                                audit_table(
-                                    sys,
-                                    Some(tenant),
-                                    &c.table,
-                                    &c.reports(),
-                                    c.started,
-                                    None,
-                                )
-                            })?;
-                        }
-                        *current = None;
-                        report.status = UnitStatus::Stopped;
-                        return Ok(());
+                        return stop_here(op, &key, &sweep, table, tenant, report, current);
                     }
                     let batch = op
                         .tenant(&key, Open::Existing, |conn| {
@@ -536,9 +533,6 @@ fn tenant_steps(
                         c.active = Some(table.clone());
                     }
                     op.checkpoint()?;
-                }
-                if (ids.len() as u64) < chunk {
-                    break 'chunks;
                 }
             }
             if i + 1 == policies.len()
@@ -559,6 +553,29 @@ fn tenant_steps(
         }
         *current = None;
     }
+    Ok(())
+}
+
+/// Ends a tenant's sweep between two batches: counts what is left of the
+/// table in progress and writes its audit row.
+fn stop_here(
+    op: &mut TenantOp<'_, '_>,
+    key: &TenantKey,
+    sweep: &Sweep<'_>,
+    mut table: TableReport,
+    tenant: &TenantRecord,
+    report: &mut UnitReport,
+    current: &mut Option<InProgress>,
+) -> anyhow::Result<()> {
+    table.rows_left = op.tenant(key, Open::Existing, |conn| archive::count_due(conn, sweep))?;
+    report.tables.push(table.clone());
+    if let Some(c) = current.as_mut() {
+        c.active = Some(table);
+        let c = &*c;
+        op.registry(|sys| audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None))?;
+    }
+    *current = None;
+    report.status = UnitStatus::Stopped;
     Ok(())
 }
 
