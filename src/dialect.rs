@@ -133,6 +133,15 @@ impl Dialect {
         }
     }
 
+    /// The clause that keeps only the row after skipping `?` rows of an
+    /// ordered query (the count is a bind value).
+    pub fn nth_row(self) -> &'static str {
+        match self {
+            Dialect::Oracle | Dialect::Postgres => "OFFSET ? ROWS FETCH NEXT 1 ROWS ONLY",
+            Dialect::Sqlite => "LIMIT 1 OFFSET ?",
+        }
+    }
+
     /// Locks a transaction's writes out of `tables` until it ends while
     /// readers go on (SHARE mode blocks INSERT, UPDATE and DELETE), or None
     /// where the transaction already holds the only write lock (SQLite).
@@ -143,6 +152,27 @@ impl Dialect {
             Dialect::Oracle | Dialect::Postgres => {
                 Some(format!("LOCK TABLE {} IN SHARE MODE", tables.join(", ")))
             }
+        }
+    }
+
+    /// Locks writers out of `table` until the transaction ends while readers
+    /// go on, or None where the transaction already holds the only write
+    /// lock (SQLite).
+    pub fn exclusive_lock(self, table: &str) -> Option<String> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Oracle | Dialect::Postgres => {
+                Some(format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            }
+        }
+    }
+
+    /// `table` under `alias` in a DELETE (SQLite wants AS there, Oracle
+    /// refuses it).
+    pub fn aliased(self, table: &str, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{table} AS {alias}"),
+            Dialect::Oracle | Dialect::Postgres => format!("{table} {alias}"),
         }
     }
 

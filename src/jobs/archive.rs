@@ -571,33 +571,66 @@ fn one_statement_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(Str
     ))
 }
 
-/// PostgreSQL: the oldest due rows as one batch, selected, deleted and
-/// copied in one statement (no ids travel; the ordered selection is a
-/// bounded sort). The DELETE checks the condition again on a row another
-/// transaction changed meanwhile. The binds: the condition's, the row count,
-/// the condition's again, the generation.
-fn oldest_statement_sql(
-    dialect: Dialect,
-    sweep: &Sweep<'_>,
-) -> anyhow::Result<(String, Vec<Value>, Vec<Value>)> {
-    let t = sweep.archive()?;
+/// The last row of the batch of the `limit` oldest due rows, by id: the
+/// binds are the condition's, then `limit - 1`. None: fewer are due.
+fn bound_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
     let (due, binds) = sweep.due(dialect)?;
-    let names = t.columns.join(", ");
     Ok((
         format!(
-            "WITH batch AS (SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {first}), \
-             moved AS (DELETE FROM {live} s USING batch b WHERE s.id = b.id AND {due} RETURNING s.*), \
-             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM batch), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
+            "SELECT s.id FROM {live} s WHERE {due} ORDER BY s.{age}, s.id {nth}",
             live = sweep.live,
-            archive = t.archive,
             age = sweep.age_column,
-            first = dialect.first_rows(),
-            ts = dialect.timestamp_bind(),
+            nth = dialect.nth_row(),
         ),
-        binds.clone(),
         binds,
     ))
+}
+
+/// Due rows as one batch, by two set statements: (copy, delete). The caller
+/// has locked the table against writers, so both see the same rows. With
+/// `bounded`, only the rows up to a bound row in (age column, id) order
+/// (its id the last bind); the row is compared by its own values, so no
+/// date or timestamp travels as text. The binds: the copy's are the
+/// generation, then the condition's; the delete's are the condition's.
+fn due_rows_sql(
+    dialect: Dialect,
+    sweep: &Sweep<'_>,
+    bounded: bool,
+) -> anyhow::Result<(Option<String>, Option<String>, Vec<Value>)> {
+    let (mut due, binds) = sweep.due(dialect)?;
+    if bounded {
+        due.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM {live} b WHERE b.id = ? AND (s.{age} < b.{age} OR (s.{age} = b.{age} AND s.id <= b.id)))",
+            live = sweep.live,
+            age = sweep.age_column,
+        ));
+    }
+    let copy = match sweep.action {
+        Action::Move | Action::Copy => {
+            let t = sweep.archive()?;
+            let names = t.columns.join(", ");
+            let sourced = t
+                .columns
+                .iter()
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(format!(
+                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} s WHERE {due}",
+                archive = t.archive,
+                live = sweep.live,
+                ts = dialect.timestamp_bind(),
+            ))
+        }
+        Action::Delete => None,
+    };
+    let delete = sweep.action.deletes().then(|| {
+        format!(
+            "DELETE FROM {} WHERE {due}",
+            dialect.aliased(sweep.live, "s")
+        )
+    });
+    Ok((copy, delete, binds))
 }
 
 /// Restores `n` rows: (insert into the live table, delete from the archive);
@@ -730,46 +763,83 @@ pub fn move_ids(
     Ok(batch)
 }
 
-/// The oldest `limit` due rows as one batch, in the caller's transaction:
-/// on PostgreSQL one statement, elsewhere [`due_ids`] and [`move_ids`].
-/// Returns the batch and how many rows were due for it (fewer than `limit`:
-/// nothing more is due). Each call reads the table to find the oldest rows,
-/// so a large backlog goes on with [`due_ids`] in chunks instead.
+/// Every due row as one batch, in the caller's transaction, for a caller
+/// that counted them ([`count_due`]) and found no more than a batch: no
+/// order is needed when one batch takes all that is due.
+pub fn sweep_all_due(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    generation: &str,
+) -> anyhow::Result<Batch> {
+    lock_for_batch(conn, sweep)?;
+    set_batch(conn, sweep, None, generation)
+}
+
+/// The oldest `limit` due rows, in (age column, id) order, as one batch in
+/// the caller's transaction. Returns the batch and whether more rows may be
+/// due. Each call sorts the due rows to find the batch's last one, so a
+/// large backlog goes on with [`due_ids`] in chunks instead.
 pub fn sweep_batch(
     conn: &mut dyn Connection,
     sweep: &Sweep<'_>,
     limit: u64,
     generation: &str,
-) -> anyhow::Result<(Batch, u64)> {
+) -> anyhow::Result<(Batch, bool)> {
+    lock_for_batch(conn, sweep)?;
+    let (sql, mut binds) = bound_sql(conn.dialect(), sweep)?;
+    binds.push(Value::Int(
+        limit.saturating_sub(1).min(i64::MAX as u64) as i64
+    ));
+    let bound = conn
+        .query(&sql, &binds)?
+        .into_iter()
+        .next()
+        .map(|mut r| r.swap_remove(0));
+    let more = bound.is_some();
+    Ok((set_batch(conn, sweep, bound, generation)?, more))
+}
+
+/// Keeps writers out of what a batch reads: the table itself when rows are
+/// copied and deleted (readers go on; SQLite's transaction holds the file's
+/// write lock already), and the child tables, which must not gain rows that
+/// point at parents being deleted (cascading them away unarchived).
+fn lock_for_batch(conn: &mut dyn Connection, sweep: &Sweep<'_>) -> anyhow::Result<()> {
     let dialect = conn.dialect();
-    if dialect == Dialect::Postgres && sweep.action == Action::Move {
-        let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
-        if let Some(lock) = dialect.share_lock(&children) {
-            conn.execute(&lock, &[])?;
-        }
-        let (sql, mut binds, again) = oldest_statement_sql(dialect, sweep)?;
-        binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
-        binds.extend(again);
-        binds.push(Value::Text(generation.into()));
-        let rows = conn.query(&sql, &binds)?;
-        let count = |i: usize| {
-            rows.first()
-                .and_then(|r| r.get(i))
-                .and_then(Value::as_i64)
-                .unwrap_or(-1)
-                .max(0) as u64
-        };
-        let batch = Batch {
-            selected: count(1),
-            deleted: count(1),
-            archived: count(2),
-        };
-        check_batch(sweep, &batch)?;
-        return Ok((batch, count(0)));
+    if sweep.action == Action::Move
+        && let Some(lock) = dialect.exclusive_lock(sweep.live)
+    {
+        conn.execute(&lock, &[])?;
     }
-    let ids = due_ids(conn, sweep, limit)?;
-    let listed = ids.len() as u64;
-    Ok((move_ids(conn, sweep, &ids, generation)?, listed))
+    let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
+    if let Some(lock) = dialect.share_lock(&children) {
+        conn.execute(&lock, &[])?;
+    }
+    Ok(())
+}
+
+/// The due rows (up to `bound`, by id) copied and/or deleted by two set
+/// statements under [`lock_for_batch`]; their counts must agree.
+fn set_batch(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    bound: Option<Value>,
+    generation: &str,
+) -> anyhow::Result<Batch> {
+    let (copy, delete, mut binds) = due_rows_sql(conn.dialect(), sweep, bound.is_some())?;
+    binds.extend(bound);
+    let mut batch = Batch::default();
+    if let Some(copy) = copy {
+        let mut with_generation = vec![Value::Text(generation.into())];
+        with_generation.extend(binds.iter().cloned());
+        batch.archived = conn.execute(&copy, &with_generation)?;
+        batch.selected = batch.archived;
+    }
+    if let Some(delete) = delete {
+        batch.deleted = conn.execute(&delete, &binds)?;
+        batch.selected = batch.deleted;
+    }
+    check_batch(sweep, &batch)?;
+    Ok(batch)
 }
 
 fn check_batch(sweep: &Sweep<'_>, b: &Batch) -> anyhow::Result<()> {
@@ -896,6 +966,22 @@ mod tests {
                 parse(dialect, &sql);
                 assert_eq!(binds(&sql), 4, "{sql}");
                 parse(dialect, &delete_sql(&t.live, 1200));
+                for bounded in [false, true] {
+                    let (copy, delete, b) = due_rows_sql(dialect, &sweep, bounded).unwrap();
+                    assert_eq!(copy.is_some(), action != Action::Delete);
+                    assert_eq!(delete.is_some(), action != Action::Copy);
+                    for sql in copy.iter() {
+                        parse(dialect, sql);
+                        assert_eq!(binds(sql), b.len() + 1 + bounded as usize, "{sql}");
+                    }
+                    for sql in delete.iter() {
+                        parse(dialect, sql);
+                        assert_eq!(binds(sql), b.len() + bounded as usize, "{sql}");
+                    }
+                }
+                let (sql, b) = bound_sql(dialect, &sweep).unwrap();
+                parse(dialect, &sql);
+                assert_eq!(binds(&sql), b.len() + 1, "{sql}");
                 for since in [false, true] {
                     let (insert, delete) = restore_sql(dialect, &t, 2, since);
                     parse(dialect, &insert);
@@ -906,13 +992,13 @@ mod tests {
                     let (sql, b) = one_statement_sql(dialect, &sweep).unwrap();
                     parse(dialect, &sql);
                     assert_eq!(binds(&sql), b.len() + 2, "{sql}");
-                    let (sql, b, again) = oldest_statement_sql(dialect, &sweep).unwrap();
-                    parse(dialect, &sql);
-                    assert_eq!(binds(&sql), b.len() + again.len() + 2, "{sql}");
                 }
             }
             if let Some(lock) = dialect.share_lock(&["a".into(), "b".into()]) {
                 assert_eq!(lock, "LOCK TABLE a, b IN SHARE MODE");
+            }
+            if let Some(lock) = dialect.exclusive_lock("a") {
+                parse(dialect, &lock);
             }
         }
     }

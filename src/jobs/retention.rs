@@ -36,6 +36,11 @@ use crate::tenant::{TABLES, TableDef, TenantKey, tables_children_first};
 /// batches are held in memory at a time.
 const CHUNK_BATCHES: u64 = 100;
 
+/// Batches that find their own rows before a sweep lists ids: each such
+/// batch sorts the due rows to find its last one, which is cheapest for a
+/// few batches and wasteful for a large backlog.
+const FIND_BATCHES: u64 = 4;
+
 /// `YYYY-MM-DD HH:MM:SS.ffffff`: how timestamps are bound (see
 /// [`crate::dialect::Dialect::timestamp_bind`]).
 const TS_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
@@ -493,25 +498,45 @@ fn tenant_steps(
                 action: p.policy.action(),
             };
             let mut table = TableReport::new(&live, p);
-            // The first batch finds its rows itself: a table with no more
-            // than a batch due costs one batch. A larger backlog goes on in
-            // chunks of due ids, each listed with one scan of the table and
-            // moved batch by batch through the primary key.
+            let last_policy = i + 1 == policies.len();
             let chunk = limit.saturating_mul(CHUNK_BATCHES);
-            if stop.check().is_some() {
-                return stop_here(op, &key, &sweep, table, tenant, report, current);
+            // Each round counts what is due (one scan, no sort): nothing due
+            // costs no batch, and when one batch takes all that is due its
+            // rows need no order. With more than a batch due the oldest go
+            // first, a few batches this way (each sorts the due rows to find
+            // its last one), then a large backlog in chunks of due ids, each
+            // listed with one scan of the table and moved batch by batch
+            // through the primary key.
+            let mut more = true;
+            let mut found = 0;
+            while more && found < FIND_BATCHES {
+                if stop.check().is_some() {
+                    return stop_here(op, &key, &sweep, table, tenant, report, current);
+                }
+                let due = op
+                    .tenant(&key, Open::Existing, |conn| {
+                        archive::count_due(conn, &sweep)
+                    })?
+                    .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                let batch = if due == 0 {
+                    more = false;
+                    None
+                } else if due <= limit {
+                    more = false;
+                    op.tenant(&key, Open::Existing, |conn| {
+                        archive::sweep_all_due(conn, &sweep, &plan.started)
+                    })?
+                } else {
+                    found += 1;
+                    op.tenant(&key, Open::Existing, |conn| {
+                        archive::sweep_batch(conn, &sweep, limit, &plan.started).map(|(b, _)| b)
+                    })?
+                };
+                if let Some(batch) = batch {
+                    table.add(&batch);
+                }
+                batch_done(op, tenant, current, &table, last_policy && !more)?;
             }
-            let (batch, due) = op
-                .tenant(&key, Open::Existing, |conn| {
-                    archive::sweep_batch(conn, &sweep, limit, &plan.started)
-                })?
-                .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
-            table.add(&batch);
-            if let Some(c) = current.as_mut() {
-                c.active = Some(table.clone());
-            }
-            op.checkpoint()?;
-            let mut more = due >= limit;
             while more {
                 let ids = op
                     .tenant(&key, Open::Existing, |conn| {
@@ -519,7 +544,8 @@ fn tenant_steps(
                     })?
                     .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                 more = ids.len() as u64 >= chunk;
-                for batch_ids in ids.chunks(limit as usize) {
+                let batches = ids.len().div_ceil(limit as usize);
+                for (n, batch_ids) in ids.chunks(limit as usize).enumerate() {
                     if stop.check().is_some() {
                         return stop_here(op, &key, &sweep, table, tenant, report, current);
                     }
@@ -529,21 +555,17 @@ fn tenant_steps(
                         })?
                         .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                     table.add(&batch);
-                    if let Some(c) = current.as_mut() {
-                        c.active = Some(table.clone());
-                    }
-                    op.checkpoint()?;
+                    batch_done(
+                        op,
+                        tenant,
+                        current,
+                        &table,
+                        last_policy && !more && n + 1 == batches,
+                    )?;
                 }
-            }
-            if i + 1 == policies.len()
-                && let Some(c) = current.as_mut()
-            {
-                c.active = Some(table.clone());
-                let c = &*c;
-                op.registry(|sys| {
-                    audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
-                })?;
-                op.checkpoint()?;
+                if ids.is_empty() {
+                    batch_done(op, tenant, current, &table, last_policy)?;
+                }
             }
             if let Some(c) = current.as_mut() {
                 c.active = None;
@@ -554,6 +576,29 @@ fn tenant_steps(
         *current = None;
     }
     Ok(())
+}
+
+/// After a batch: its counts go into the table's report, and when it was the
+/// table's last, the table's audit row is written in the batch's own
+/// transaction where the backend keeps one open (PostgreSQL; elsewhere right
+/// after it); then the batch is made durable.
+fn batch_done(
+    op: &mut TenantOp<'_, '_>,
+    tenant: &TenantRecord,
+    current: &mut Option<InProgress>,
+    table: &TableReport,
+    last_of_table: bool,
+) -> anyhow::Result<()> {
+    if let Some(c) = current.as_mut() {
+        c.active = Some(table.clone());
+        if last_of_table {
+            let c = &*c;
+            op.registry(|sys| {
+                audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
+            })?;
+        }
+    }
+    Ok(op.checkpoint()?)
 }
 
 /// Ends a tenant's sweep between two batches: counts what is left of the
@@ -639,7 +684,7 @@ fn sweep_system(
                     return Ok(());
                 }
                 let mut tx = Tx::begin(sys)?;
-                let (batch, listed) =
+                let (batch, more) =
                     match archive::sweep_batch(&mut *tx, &sweep, limit, &plan.started) {
                         Ok(b) => b,
                         Err(e) => {
@@ -663,7 +708,7 @@ fn sweep_system(
                         }
                     };
                 t.add(&batch);
-                let last = listed < limit;
+                let last = !more;
                 if last && i + 1 == policies.len() {
                     let mut all = done.clone();
                     all.push(t.clone());

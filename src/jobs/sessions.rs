@@ -48,12 +48,12 @@ pub fn purge(session: &mut Session<'_>, batch_size: u64, dry_run: bool) -> anyho
     }
     loop {
         let mut tx = Tx::begin(sys)?;
-        let (batch, listed) = archive::sweep_batch(&mut *tx, &sweep, batch_size, &now)?;
+        let (batch, more) = archive::sweep_batch(&mut *tx, &sweep, batch_size, &now)?;
         out.deleted += batch.deleted;
         if batch.selected > 0 {
             out.batches += 1;
         }
-        let last = listed < batch_size;
+        let last = !more;
         if last {
             let mut entry = AuditEntry::new("sessions.purge", "table", SESSIONS, "sessions purge");
             entry.started = started;
