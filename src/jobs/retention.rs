@@ -509,15 +509,22 @@ fn tenant_steps(
             // through the primary key.
             let mut more = true;
             let mut found = 0;
+            let mut counted: Option<u64> = None;
             while more && found < FIND_BATCHES {
                 if stop.check().is_some() {
                     return stop_here(op, &key, &sweep, table, tenant, report, current);
                 }
-                let due = op
-                    .tenant(&key, Open::Existing, |conn| {
-                        archive::count_due(conn, &sweep)
-                    })?
-                    .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                // Counted once; after a batch what it took is subtracted (a
+                // concurrent change only makes the last batch a little larger
+                // or smaller).
+                let due = match counted {
+                    Some(n) => n,
+                    None => op
+                        .tenant(&key, Open::Existing, |conn| {
+                            archive::count_due(conn, &sweep)
+                        })?
+                        .ok_or_else(|| missing_tenant(op.session(), &key, name))?,
+                };
                 let batch = if due == 0 {
                     more = false;
                     None
@@ -532,9 +539,10 @@ fn tenant_steps(
                         archive::sweep_batch(conn, &sweep, limit, &plan.started).map(|(b, _)| b)
                     })?
                 };
-                if let Some(batch) = batch {
-                    table.add(&batch);
+                if let Some(batch) = &batch {
+                    table.add(batch);
                 }
+                counted = Some(due.saturating_sub(batch.map(|b| b.selected).unwrap_or(0)));
                 batch_done(op, tenant, current, &table, last_policy && !more)?;
             }
             while more {
