@@ -9,10 +9,17 @@
 //! user archived, provisioned again, archived again) never collides with an
 //! earlier one. A copy is verified by counting before anything is deleted.
 //!
-//! A batch ([`sweep_batch`], [`restore_batch`]) copies and deletes the same
-//! ids in the caller's transaction and checks that both touched exactly the
-//! batch: a row is in the live table or in the archive, never in both or
-//! neither, at every commit.
+//! A batch copies and deletes the same rows in the caller's transaction and
+//! checks that both touched as many rows: a row is in the live table or in
+//! the archive, never in both or neither, at every commit. A sweep's batch
+//! is either every due row ([`sweep_all_due`]) or the oldest due rows up to
+//! a bound row in (age column, id) order ([`sweep_batch`]): two set
+//! statements (INSERT ... SELECT, then DELETE with the same condition) under
+//! a lock that keeps writers out of the table for the batch. A large
+//! backlog goes in chunks of listed ids instead ([`due_ids`], [`move_ids`]:
+//! rows locked and checked again, on PostgreSQL deleted and copied by one
+//! statement), so a table is not read again for every batch.
+//! [`restore_batch`] is the way back, by ids.
 
 use anyhow::bail;
 use serde::Serialize;

@@ -4,10 +4,10 @@
 //! when it starts (now − retention_days, in UTC), and sweeps each tenant's
 //! tables children first (`pert_responses` and `skills` before
 //! `experiences`, `chat_messages` before `chat_conversations`), then the
-//! system tables. Rows go in batches ordered by (age column, id); each batch
-//! copies and deletes the same rows in one transaction ([`archive::move_ids`]),
-//! so a row is always in exactly one place and a run killed at any moment
-//! loses nothing: the next run takes up what is left.
+//! system tables. Rows go in batches, the oldest first by (age column, id);
+//! each batch copies and deletes the same rows in one transaction (see
+//! [`archive`]), so a row is always in exactly one place and a run killed at
+//! any moment loses nothing: the next run takes up what is left.
 //!
 //! The rule for parents: a row that a child row still points at stays. The
 //! children are swept first, so a parent moves once every child pointing at
@@ -528,20 +528,22 @@ fn tenant_steps(
                 let batch = if due == 0 {
                     more = false;
                     None
-                } else if due <= limit {
-                    more = false;
-                    op.tenant(&key, Open::Existing, |conn| {
-                        archive::sweep_all_due(conn, &sweep, &plan.started)
-                    })?
                 } else {
-                    found += 1;
-                    op.tenant(&key, Open::Existing, |conn| {
-                        archive::sweep_batch(conn, &sweep, limit, &plan.started).map(|(b, _)| b)
-                    })?
+                    let all = due <= limit;
+                    let (batch, left) = op
+                        .tenant(&key, Open::Existing, |conn| {
+                            if all {
+                                Ok((archive::sweep_all_due(conn, &sweep, &plan.started)?, false))
+                            } else {
+                                archive::sweep_batch(conn, &sweep, limit, &plan.started)
+                            }
+                        })?
+                        .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                    more = left;
+                    found += u64::from(!all);
+                    table.add(&batch);
+                    Some(batch)
                 };
-                if let Some(batch) = &batch {
-                    table.add(batch);
-                }
                 counted = Some(due.saturating_sub(batch.map(|b| b.selected).unwrap_or(0)));
                 batch_done(op, tenant, current, &table, last_policy && !more)?;
             }
