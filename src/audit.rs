@@ -46,7 +46,7 @@ pub fn write(conn: &mut dyn Connection, entry: &AuditEntry) -> Result<(), DbErro
     write_details(conn, entry, None)
 }
 
-/// Like [`write`], with `details` (a JSON document, e.g. the counts of a
+/// Like [`write()`], with `details` (a JSON document, e.g. the counts of a
 /// retention sweep) in the `details` column that system version 4 added.
 pub fn write_details(
     conn: &mut dyn Connection,
