@@ -5,11 +5,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
 use crate::dialect::Dialect;
@@ -214,11 +215,9 @@ impl ToSql for Value {
                 _ => f.to_string().to_sql(&Type::TEXT, out),
             },
             Value::Text(s) => match *ty {
-                Type::DATE => {
-                    NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")?.to_sql(ty, out)
-                }
+                Type::DATE => parse_date(s.get(..10).unwrap_or(s))?.to_sql(ty, out),
                 Type::TIMESTAMP => parse_timestamp(s)?.to_sql(ty, out),
-                Type::TIMESTAMPTZ => parse_timestamp(s)?.and_utc().to_sql(ty, out),
+                Type::TIMESTAMPTZ => parse_timestamp(s)?.assume_utc().to_sql(ty, out),
                 Type::NUMERIC => Decimal::from_str(s.trim())?.to_sql(ty, out),
                 Type::INT2 | Type::INT4 | Type::INT8 => {
                     Value::Int(s.trim().parse()?).to_sql(ty, out)
@@ -240,16 +239,46 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
-fn parse_timestamp(s: &str) -> Result<NaiveDateTime, chrono::ParseError> {
+fn parse_date(s: &str) -> Result<Date, time::error::Parse> {
+    Date::parse(s.trim(), format_description!("[year]-[month]-[day]"))
+}
+
+/// A timestamp as text: RFC 3339 (converted to UTC), `YYYY-MM-DD HH:MM:SS[.f]`
+/// (`T` or a space between), or a bare date.
+fn parse_timestamp(s: &str) -> Result<PrimitiveDateTime, time::error::Parse> {
     let s = s.trim();
-    DateTime::parse_from_rfc3339(s)
-        .map(|d| d.with_timezone(&Utc).naive_utc())
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-        })
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        let utc = t.to_offset(UtcOffset::UTC);
+        return Ok(PrimitiveDateTime::new(utc.date(), utc.time()));
+    }
+    let s = s.replacen('T', " ", 1);
+    PrimitiveDateTime::parse(
+        &s,
+        format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+        ),
+    )
+    .or_else(|_| parse_date(&s).map(|d| d.midnight()))
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, with the fraction when there is one (no trailing zeros).
+pub fn timestamp_text(t: PrimitiveDateTime) -> String {
+    let (d, c) = (t.date(), t.time());
+    let mut out = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        d.month() as u8,
+        d.day(),
+        c.hour(),
+        c.minute(),
+        c.second()
+    );
+    if c.nanosecond() != 0 {
+        let fraction = format!("{:09}", c.nanosecond());
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out
 }
 
 fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
@@ -283,21 +312,27 @@ fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
             }
             Some(d) => Value::Float(d.to_f64().unwrap_or(f64::NAN)),
         },
-        Type::DATE => row
-            .try_get::<_, Option<NaiveDate>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.format("%Y-%m-%d").to_string())
-            }),
+        Type::DATE => row.try_get::<_, Option<Date>>(i)?.map_or(Value::Null, |d| {
+            Value::Text(format!(
+                "{:04}-{:02}-{:02}",
+                d.year(),
+                d.month() as u8,
+                d.day()
+            ))
+        }),
         Type::TIMESTAMP => row
-            .try_get::<_, Option<NaiveDateTime>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
-            }),
-        Type::TIMESTAMPTZ => row
-            .try_get::<_, Option<DateTime<Utc>>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
-            }),
+            .try_get::<_, Option<PrimitiveDateTime>>(i)?
+            .map_or(Value::Null, |d| Value::Text(timestamp_text(d))),
+        Type::TIMESTAMPTZ => {
+            row.try_get::<_, Option<OffsetDateTime>>(i)?
+                .map_or(Value::Null, |d| {
+                    let utc = d.to_offset(UtcOffset::UTC);
+                    Value::Text(timestamp_text(PrimitiveDateTime::new(
+                        utc.date(),
+                        utc.time(),
+                    )))
+                })
+        }
         Type::BYTEA => row
             .try_get::<_, Option<Vec<u8>>>(i)?
             .map_or(Value::Null, Value::Blob),

@@ -27,9 +27,18 @@ pub struct ArchiveTable {
 
 /// A generation: the `archived_at` of one run, `YYYY-MM-DD HH:MM:SS.ffffff` UTC.
 pub fn generation_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S%.6f")
-        .to_string()
+    let now = time::OffsetDateTime::now_utc();
+    let (d, t) = (now.date(), now.time());
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        d.year(),
+        d.month() as u8,
+        d.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
 
 /// The tenant's live tables that exist, children first, with their columns
