@@ -459,24 +459,11 @@ impl Connection for SqliteConnection {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| classify(&e, &self.path))?;
-        let width = stmt.column_count();
-        let mut rows = stmt
-            .query(params_from_iter(params.iter().map(to_sql_value)))
-            .map_err(|e| classify(&e, &self.path))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| classify(&e, &self.path))? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                values.push(from_sql_value(
-                    row.get_ref(i).map_err(|e| classify(&e, &self.path))?,
-                ));
-            }
-            out.push(values);
-        }
+        self.query_each(sql, params, &mut |row| {
+            out.push(row);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -487,7 +474,10 @@ impl Connection for SqliteConnection {
         each: &mut dyn FnMut(Row) -> Result<(), DbError>,
     ) -> Result<(), DbError> {
         let path = self.path.clone();
-        let mut stmt = self.conn.prepare(sql).map_err(|e| classify(&e, &path))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| classify(&e, &path))?;
         let width = stmt.column_count();
         let mut rows = stmt
             .query(params_from_iter(params.iter().map(to_sql_value)))
