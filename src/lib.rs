@@ -7,10 +7,12 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod jobs;
+pub mod keys;
 pub mod migrate;
 pub mod parallel;
 pub mod provision;

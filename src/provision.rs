@@ -32,6 +32,8 @@ pub struct ProvisionRequest {
     pub tenant_key: Option<String>,
     /// Provision at this version instead of the latest (staged rollouts, tests).
     pub target_version: Option<u32>,
+    /// [keys] Wraps the user's new encryption key; None: no key is created.
+    pub master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
 }
 
 /// What provisioning did for one user.
@@ -244,6 +246,9 @@ fn provision_steps(
             sys.begin()?;
         }
         registry::set_state(sys, username, Status::Active, Some(version as i64), None)?;
+        // [keys] The user's encryption key, in this same transaction.
+        let master_key = req.master_key.as_deref();
+        crate::keys::create_on_provision(sys, username, user_id.as_deref(), master_key)?;
         let outcome = if applied.versions.is_empty() {
             // Another process (or an earlier, interrupted run) created it.
             ProvisionOutcome::Exists {
@@ -397,6 +402,10 @@ fn deprovision_steps(
     }
     let sys = session.system();
     sys.begin()?;
+    // [keys] Crypto-shredding: unless the rows were kept, the user's key goes too.
+    if !options.archive && options.export.is_none() {
+        crate::keys::shred_on_deprovision(sys, name, record.user_id.as_deref())?;
+    }
     registry::set_state(sys, name, Status::Deprovisioned, Some(0), None)?;
     write_audit(
         sys,
