@@ -677,6 +677,9 @@ pub fn verify(
             }
         }
     }
+    report
+        .failed
+        .sort_by(|a, b| (&a.username, &a.user_id).cmp(&(&b.username, &b.user_id)));
     Ok(report)
 }
 
