@@ -169,7 +169,7 @@ fn iso_utc(value: &Value) -> Option<String> {
         return None;
     }
     let mut iso = text.replacen(' ', "T", 1);
-    if !(iso.ends_with('Z') || iso[10..].contains('+')) {
+    if !(iso.ends_with('Z') || iso.get(10..).is_some_and(|t| t.contains('+'))) {
         iso.push('Z');
     }
     Some(iso)
@@ -311,6 +311,58 @@ pub fn shred_on_deprovision(
         )?;
     }
     Ok(deleted)
+}
+
+/// `keys shred`: deletes the keys of deprovisioned users (those deprovisioned
+/// with `--archive` or `--export` kept theirs). A user whose tenant is not
+/// deprovisioned is refused: their data still needs the key. Returns, per
+/// user, how many key rows were deleted.
+pub fn shred_deprovisioned(
+    session: &mut Session<'_>,
+    users: &[Username],
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let sys = session.system();
+    let mut checked = Vec::new();
+    for user in users {
+        let record = registry::get(sys, user.as_str())?;
+        match record.as_ref().map(|r| r.status) {
+            Some(Status::Deprovisioned) => checked.push(record),
+            Some(status) => {
+                return Err(UsageError::new(format!(
+                    "{user} is {status}: its data still needs its key; deprovision it first"
+                ))
+                .into());
+            }
+            None => {
+                return Err(UsageError::new(format!(
+                    "no tenant named {user}: `pathfinder-db tenants --all` lists them"
+                ))
+                .into());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (user, record) in users.iter().zip(checked) {
+        let lock = Lock::Tenant(user.as_str());
+        sys.begin()?;
+        let result = sys.lock(&lock).map_err(anyhow::Error::from).and_then(|()| {
+            shred_on_deprovision(
+                sys,
+                user.as_str(),
+                record.and_then(|r| r.user_id).as_deref(),
+            )
+        });
+        let result = match result {
+            Ok(n) => sys.commit().map(|()| n).map_err(anyhow::Error::from),
+            Err(e) => {
+                let _ = sys.rollback();
+                Err(e)
+            }
+        };
+        let _ = sys.unlock(&lock);
+        out.push((user.as_str().to_string(), result?));
+    }
+    Ok(out)
 }
 
 /// For each username: None when it has no `pf_users` row, else whether it has
@@ -804,7 +856,11 @@ pub fn rotate(
     }
 
     let state = RotationState {
-        cursor: Mutex::new(None),
+        cursor: Mutex::new(Cursor {
+            old_ids: pending.iter().map(|(id, _)| id.clone()).collect(),
+            index: 0,
+            after: None,
+        }),
         stop: AtomicBool::new(false),
         rotated: AtomicU64::new(0),
         changed: AtomicU64::new(0),
@@ -837,9 +893,16 @@ pub fn rotate(
     Ok(report)
 }
 
+/// Where a rotation is: the old master keys still to go through, and the
+/// last key id handed out under the current one.
+struct Cursor {
+    old_ids: Vec<String>,
+    index: usize,
+    after: Option<String>,
+}
+
 struct RotationState {
-    /// The last key id handed out: workers take the next batch after it.
-    cursor: Mutex<Option<String>>,
+    cursor: Mutex<Cursor>,
     stop: AtomicBool,
     rotated: AtomicU64,
     changed: AtomicU64,
@@ -860,10 +923,10 @@ fn rotation_worker(
 ) -> anyhow::Result<()> {
     let mut session = db.connect()?;
     let dialect = session.dialect();
-    let select = format!(
-        "SELECT {KEY_ROW_COLUMNS} FROM pf_encryption_keys k LEFT JOIN pf_users u ON u.id = k.user_id \
-         WHERE k.master_key_id IS NOT NULL AND k.master_key_id <> ?"
-    );
+    // One old master key at a time, in key id order: the index on
+    // (master_key_id, id) serves each batch as a range scan, with no sort.
+    let select = "SELECT k.id, k.user_id, k.key_encrypted, k.key_salt, k.master_key_id \
+         FROM pf_encryption_keys k WHERE k.master_key_id = ?";
     let order = format!("ORDER BY k.id {}", first_rows(dialect, batch_size));
     let select_first = format!("{select} {order}");
     let select_after = format!("{select} AND k.id > ? {order}");
@@ -877,22 +940,40 @@ fn rotation_worker(
         let rows = {
             // Reading under the cursor's lock hands each batch to one worker.
             let mut cursor = state.cursor.lock().unwrap_or_else(|p| p.into_inner());
-            let new_id = Value::Text(new.id().as_str().into());
-            let rows = match cursor.as_ref() {
-                None => session.system().query(&select_first, &[new_id])?,
-                Some(after) => session
-                    .system()
-                    .query(&select_after, &[new_id, Value::Text(after.clone())])?,
-            };
-            if let Some(last) = rows.last() {
-                *cursor = Some(last[0].to_text());
+            loop {
+                let Some(old) = cursor.old_ids.get(cursor.index).cloned() else {
+                    break Vec::new();
+                };
+                let old = Value::Text(old);
+                let rows = match cursor.after.take() {
+                    None => session.system().query(&select_first, &[old])?,
+                    Some(after) => session
+                        .system()
+                        .query(&select_after, &[old, Value::Text(after)])?,
+                };
+                match rows.last() {
+                    Some(last) => {
+                        cursor.after = Some(last[0].to_text());
+                        break rows;
+                    }
+                    None => cursor.index += 1,
+                }
             }
-            rows
         };
         if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<KeyRow> = rows.iter().map(KeyRow::from_row).collect();
+        let rows: Vec<KeyRow> = rows
+            .iter()
+            .map(|r| KeyRow {
+                id: r[0].to_text(),
+                user_id: r[1].to_text(),
+                username: None,
+                key_encrypted: r[2].to_text(),
+                key_salt: r[3].to_text(),
+                master_key_id: opt_text(&r[4]),
+            })
+            .collect();
         rotate_batch(&mut session, current, new, &update, &rows, state)?;
         on_batch(rows.len() as u64);
     }
@@ -940,13 +1021,17 @@ fn rotate_batch(
                 changed += 1;
             }
         }
+        // Failures are rare: their usernames are looked up one by one.
+        for f in failed.iter_mut() {
+            f.username = username_of(sys, &f.user_id)?;
+        }
         let note = (!failed.is_empty()).then(|| {
             format!(
                 "{} key(s) did not open: {}",
                 failed.len(),
                 failed
                     .iter()
-                    .map(|f: &KeyFailure| f.username.clone().unwrap_or_else(|| f.user_id.clone()))
+                    .map(|f| f.username.clone().unwrap_or_else(|| f.user_id.clone()))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -987,6 +1072,15 @@ fn rotate_batch(
         .unwrap_or_else(|p| p.into_inner())
         .extend(failed);
     Ok(())
+}
+
+/// The username of a `pf_users.id`, if any.
+fn username_of(conn: &mut dyn Connection, user_id: &str) -> Result<Option<String>, DbError> {
+    let rows = conn.query(
+        "SELECT username FROM pf_users WHERE id = ?",
+        &[Value::Text(user_id.into())],
+    )?;
+    Ok(rows.first().map(|r| r[0].to_text()))
 }
 
 /// The error a run ends with when some keys failed and others succeeded: exit 3.

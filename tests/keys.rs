@@ -590,6 +590,17 @@ fn fleet(env: &Env) {
     let shred =
         env.system_rows("SELECT entity_id, user_id FROM pf_audit_log WHERE action = 'key.shred'");
     assert_eq!(shred, vec![vec!["user010".to_string(), user_id(10)]]);
+    // Once the archive is gone, `keys shred` deletes the kept key; a live user's never.
+    let out = t.run(env.cmd().args(["keys", "shred", "user012", "--yes"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = t.run(env.cmd().args(["keys", "shred", "user011"]));
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --yes: refused");
+    assert!(stored_keys(env).contains_key(&user_id(11)));
+    let out = t.run(env.cmd().args(["keys", "shred", "user011", "--yes"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let left = stored_keys(env);
+    assert!(!left.contains_key(&user_id(11)) && left.contains_key(&user_id(12)));
+    assert_eq!(left.len(), USERS - 2);
 
     // Nothing printed, and nothing in the audit log, is key material.
     let audit: Vec<u8> = env

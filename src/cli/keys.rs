@@ -38,6 +38,13 @@ pub enum KeysCommand {
     Status(StatusArgs),
     /// Open every data key with the master key(s) given and list those that fail
     Verify(VerifyArgs),
+    /// Delete the keys of deprovisioned users (kept by `deprovision --archive` or
+    /// `--export`): what they encrypted can never be read again. Asks first
+    Shred {
+        /// Deprovisioned users whose key to delete
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +106,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeysCommand::Rotate(a) => rotate(ctx, a),
         KeysCommand::Status(a) => status(ctx, a),
         KeysCommand::Verify(a) => verify(ctx, a),
+        KeysCommand::Shred { users } => shred(ctx, &users),
     }
 }
 
@@ -225,6 +233,30 @@ fn ensure(ctx: &Context, args: EnsureArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// The database for a read-only command, which must not upgrade the system
+/// schema: the key columns arrive with system version 3.
+fn open_read_only(ctx: &Context) -> anyhow::Result<crate::db::Database> {
+    let (db, _renderer) = ctx.open_database_read_only()?;
+    let mut session = db.connect()?;
+    let applied =
+        crate::migrate::engine::applied_versions(session.system(), crate::migrate::SYSTEM_HISTORY)?;
+    if !applied
+        .iter()
+        .any(|(version, _, _)| *version == KEYS_SYSTEM_VERSION)
+    {
+        return Err(UsageError::new(format!(
+            "the system schema of {} has no master_key_id column yet (system version {KEYS_SYSTEM_VERSION}): run `pathfinder-db init` first",
+            db.display_url()
+        ))
+        .into());
+    }
+    drop(session);
+    Ok(db)
+}
+
+/// The system schema version that adds `pf_encryption_keys.master_key_id`.
+const KEYS_SYSTEM_VERSION: u32 = 3;
+
 /// `a, b, c and 7 more`.
 fn shorten(names: &[&str], shown: usize) -> String {
     let mut text = names
@@ -326,7 +358,7 @@ fn rotate(ctx: &Context, args: RotateArgs) -> anyhow::Result<u8> {
 
 fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<u8> {
     let configured = keys::configured_master_key(&ctx.config)?;
-    let (db, _renderer) = ctx.open_database_read_only()?;
+    let db = open_read_only(ctx)?;
     let mut session = db.connect()?;
     let status = keys::status(session.system(), args.list_limit)?;
     let configured_id = configured.as_ref().map(|k| k.id().to_string());
@@ -416,7 +448,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let (db, _renderer) = ctx.open_database_read_only()?;
+    let db = open_read_only(ctx)?;
     let mut session = db.connect()?;
     let bar = if args.all {
         let total = keys::status(session.system(), 0)?.keys;
@@ -458,6 +490,38 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_ERROR
     })
+}
+
+fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
+    let users = parse_usernames(ctx, users)?;
+    let (db, _renderer) = ctx.open_database()?;
+    let names = users
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.confirm(&format!(
+        "Delete the encryption keys of {names} from {}? Whatever they encrypted (archives, exports, backups) can never be read again",
+        db.display_url()
+    ))?;
+    let mut session = db.connect()?;
+    let deleted = keys::shred_deprovisioned(&mut session, &users)?;
+    if ctx.json {
+        let list: Vec<_> = deleted
+            .iter()
+            .map(|(u, n)| serde_json::json!({"username": u, "keys_deleted": n}))
+            .collect();
+        ctx.print_json(&serde_json::json!({"users": list, "failed": []}));
+    } else {
+        for (user, n) in &deleted {
+            if *n == 0 {
+                ctx.say(format!("{user} has no key: nothing to do"));
+            } else {
+                ctx.say(format!("deleted the encryption key of {user}"));
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// The master key `provision` wraps new users' keys with, if one is configured.
