@@ -97,6 +97,23 @@ fn parse_options() -> Options {
     opts
 }
 
+/// `postgres://u@h:p/db?x` with the database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let host_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[host_start..].find('/') {
+        Some(i) => &base[..host_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 /// The scratch database; dropped when this goes out of scope (also on errors).
 struct Scratch {
     admin: Client,
@@ -110,13 +127,8 @@ impl Scratch {
             .with_context(|| format!("connecting to {server_url}"))?;
         let name = format!("bench_keys_{}", std::process::id());
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let mut url = url::Url::parse(server_url)?;
-        url.set_path(&format!("/{name}"));
-        Ok(Scratch {
-            admin,
-            name,
-            url: url.to_string(),
-        })
+        let url = with_database(server_url, &name);
+        Ok(Scratch { admin, name, url })
     }
 
     /// Before each timed run: the previous run's dead rows vacuumed (both runs
