@@ -102,9 +102,28 @@ pub fn require_master_key(config: &Config, command: &str) -> Result<MasterKey, U
 }
 
 /// Writes a fresh master key to `path` (mode 0600, never over an existing
-/// file) and returns its id.
+/// file) and returns its id. The key is written and synced to a temporary file
+/// beside `path` first, then hard-linked to `path` (which fails if it exists),
+/// so `path` is either absent or a complete key, even after a crash.
 pub fn write_new_master_key(path: &Path) -> anyhow::Result<MasterKeyId> {
+    let exists = || {
+        anyhow::Error::new(UsageError::new(format!(
+            "{} exists already: a key file is never overwritten; choose another path",
+            path.display()
+        )))
+    };
+    if path.symlink_metadata().is_ok() {
+        return Err(exists());
+    }
     let key = MasterKey::generate()?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| UsageError::new(format!("{} names no file", path.display())))?;
+    let temp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -112,27 +131,25 @@ pub fn write_new_master_key(path: &Path) -> anyhow::Result<MasterKeyId> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::Error::new(UsageError::new(format!(
-                "{} exists already: a key file is never overwritten; choose another path",
-                path.display()
-            )))
-        } else {
-            anyhow::anyhow!("cannot create {}: {e}", path.display())
-        }
-    })?;
     let written = (|| -> std::io::Result<()> {
+        let mut file = options.open(&temp)?;
         let mut line = key.to_base64();
         line.push('\n');
         file.write_all(line.as_bytes())?;
-        file.sync_all()
+        file.sync_all()?;
+        std::fs::hard_link(&temp, path)
     })();
-    if let Err(e) = written {
-        // A half-written key file must not be mistaken for a key.
-        drop(file);
-        let _ = std::fs::remove_file(path);
-        anyhow::bail!("cannot write {}: {e}", path.display());
+    let _ = std::fs::remove_file(&temp);
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(e) => anyhow::bail!("cannot write the key file {}: {e}", path.display()),
+    }
+    // The new name is durable once its directory is synced.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
     }
     Ok(key.id().clone())
 }
