@@ -846,6 +846,33 @@ fn keys_for_users_that_came_late() {
     let out = t.run(with().args(["keys", "verify", "dave", "alice"]));
     assert!(out.status.success(), "{}", text(&out.stdout));
 
-    let secrets = vec![k.raw.clone()];
+    // Nothing printed is key material: neither the master key nor a data key.
+    let mut secrets = vec![k.raw.clone()];
+    secrets.extend(open_all(&env, &keyring(&[&k])).values().map(|d| d.to_vec()));
+    assert_eq!(secrets.len(), 4, "the master key and three data keys");
     t.assert_free_of(&secrets, b"");
+}
+
+/// The search of outputs finds key material in each form it looks for.
+#[test]
+fn the_output_search_finds_key_material() {
+    let secret: Vec<u8> = (0u8..32).map(|b| b.wrapping_mul(37)).collect();
+    for form in secret_forms(&secret) {
+        let mut t = Transcript::default();
+        t.outputs
+            .extend_from_slice(b"error: something went wrong: ");
+        t.outputs.extend_from_slice(&form);
+        t.outputs.extend_from_slice(b"\n");
+        let found =
+            std::panic::catch_unwind(|| t.assert_free_of(std::slice::from_ref(&secret), b""));
+        assert!(
+            found.is_err(),
+            "{:?} is found",
+            String::from_utf8_lossy(&form)
+        );
+    }
+    let clean = Transcript {
+        outputs: b"nothing secret here, only a master key id a6dee423c867f59a".to_vec(),
+    };
+    clean.assert_free_of(&[secret], b"");
 }
