@@ -7,11 +7,13 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod export;
 pub mod jobs;
+pub mod keys;
 pub mod migrate;
 pub mod operation;
 pub mod parallel;

@@ -26,6 +26,9 @@ pub struct ProvisionRequest {
     pub tenant_key: Option<String>,
     /// Provision at this version instead of the latest (staged rollouts, tests).
     pub target_version: Option<u32>,
+    /// Wraps the user's new encryption key (when a `pf_users` row exists);
+    /// None: no key is created (`keys ensure` makes it later).
+    pub master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
 }
 
 /// What provisioning did for one user.
@@ -224,6 +227,13 @@ fn provision_steps(
                 ..Changes::default()
             },
         )? {
+            // The user's encryption key, in the same transaction.
+            crate::keys::create_on_provision(
+                sys,
+                name,
+                user_id.as_deref(),
+                req.master_key.as_deref(),
+            )?;
             Ok(())
         } else {
             // Not ours to record (nor to audit): see below.
@@ -596,6 +606,12 @@ fn deprovision_steps(
         )?;
         if !done {
             bail!("tenant {name} changed while it was being deprovisioned: run again");
+        }
+        // Crypto-shredding: unless the rows were kept (archive, export), the
+        // user's key goes with the tables, so copies of their encrypted
+        // fields in backups can no longer be read.
+        if !options.archive && options.export.is_none() {
+            crate::keys::shred_on_deprovision(sys, &name, record.user_id.as_deref())?;
         }
         Ok(())
     })?;

@@ -3,6 +3,7 @@
 
 mod deprovision;
 mod init;
+mod keys;
 mod migrate;
 mod provision;
 mod refresh;
@@ -51,6 +52,12 @@ pub struct Cli {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
 
+    /// File holding the master key (base64 of 32 bytes, mode 0600) that wraps users'
+    /// encryption keys (env PATHFINDER_MASTER_KEY holds the key itself,
+    /// PATHFINDER_MASTER_KEY_FILE a file)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +82,8 @@ pub enum Command {
     Status(status::Args),
     /// Compare tenants' tables, columns and indexes with what their version should have
     Verify(verify::Args),
+    /// Users' encryption keys: create, rotate the master key, verify, inventory
+    Keys(keys::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -290,6 +299,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
             _ => None,
         },
         jobs: None,
+        master_key_file: cli.master_key_file.clone(),
     };
     let config = Config::load(&overrides)?;
     let ctx = Context {
@@ -308,6 +318,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Keys(args) => keys::run(&ctx, args),
     }
 }
 
