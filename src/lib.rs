@@ -20,6 +20,7 @@ pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod render;
+pub mod stats;
 pub mod tenant;
 
 /// `pathfinder-db/<version>`: the user agent written to the audit log.

@@ -1,12 +1,14 @@
 //! The command line: one file per subcommand (its clap Args and a handler that
 //! calls the library and presents the result). No SQL here.
 
+mod analyze;
 mod deprovision;
 mod init;
 mod migrate;
 mod provision;
 mod refresh;
 mod render;
+mod stats;
 mod status;
 mod tenants;
 mod verify;
@@ -75,6 +77,10 @@ pub enum Command {
     Status(status::Args),
     /// Compare tenants' tables, columns and indexes with what their version should have
     Verify(verify::Args),
+    /// Rows and bytes per tenant and table, the largest first; alert thresholds for monitoring
+    Stats(stats::Args),
+    /// Gather optimizer statistics for tenants' tables, in parallel (for cron)
+    Analyze(analyze::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -308,6 +314,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
+        Command::Analyze(args) => analyze::run(&ctx, args),
     }
 }
 
