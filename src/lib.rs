@@ -11,6 +11,7 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod jobs;
 pub mod migrate;
 pub mod operation;

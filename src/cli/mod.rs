@@ -3,6 +3,8 @@
 
 mod analyze;
 mod deprovision;
+mod export;
+mod import;
 mod init;
 mod migrate;
 mod provision;
@@ -81,6 +83,10 @@ pub enum Command {
     Stats(stats::Args),
     /// Gather optimizer statistics for tenants' tables, in parallel (for cron)
     Analyze(analyze::Args),
+    /// Write one tenant's rows to a self-describing file, or verify such a file
+    Export(export::Args),
+    /// Load an export into this database (any dialect) as a new tenant
+    Import(import::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -316,6 +322,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Analyze(args) => analyze::run(&ctx, args),
+        Command::Export(args) => export::run(&ctx, args),
+        Command::Import(args) => import::run(&ctx, args),
     }
 }
 

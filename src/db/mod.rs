@@ -305,6 +305,32 @@ pub trait Connection: Send {
             .collect())
     }
 
+    /// Inserts `rows` into `table` (`columns` name each row's values, in
+    /// order) with binds; returns how many. The default sends many rows per
+    /// statement (a multi-row VALUES list, which PostgreSQL and SQLite take).
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<u64, DbError> {
+        // Below SQLite's and PostgreSQL's limits on binds per statement.
+        const MAX_BINDS: usize = 999;
+        let per_statement = (MAX_BINDS / columns.len().max(1)).max(1);
+        let one = format!("({})", vec!["?"; columns.len()].join(", "));
+        let mut inserted = 0;
+        for chunk in rows.chunks(per_statement) {
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                columns.join(", "),
+                vec![one.as_str(); chunk.len()].join(", ")
+            );
+            let binds: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            inserted += self.execute(&sql, &binds)?;
+        }
+        Ok(inserted)
+    }
+
     /// Gathers the optimizer's statistics for `tables` (catalog names).
     fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
         let statements: Vec<Statement> = tables

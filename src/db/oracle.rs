@@ -566,6 +566,25 @@ impl Connection for OracleConnection {
             .collect())
     }
 
+    /// One row per statement: Oracle before 23ai has no multi-row VALUES.
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<u64, DbError> {
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            columns.join(", "),
+            vec!["?"; columns.len()].join(", ")
+        );
+        let mut inserted = 0;
+        for row in rows {
+            inserted += self.execute(&sql, row)?;
+        }
+        Ok(inserted)
+    }
+
     fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
         for t in tables {
             self.execute(GATHER_STATS, &[Value::Text(t.to_ascii_uppercase())])?;
