@@ -590,18 +590,18 @@ pub fn canonical(value: &Value, kind: Kind) -> Option<String> {
 /// An order-independent fingerprint of a table's rows, per column: the sum
 /// of a hash of (row id, column, value) over the rows. Two tables with the
 /// same ids have the same sums exactly when every value matches.
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     sums: Vec<u128>,
 }
 
 impl Fingerprint {
-    fn new(columns: usize) -> Self {
+    pub(crate) fn new(columns: usize) -> Self {
         Fingerprint {
             sums: vec![0; columns],
         }
     }
 
-    fn add(&mut self, row: &[Value], kinds: &[Kind], id: usize) {
+    pub(crate) fn add(&mut self, row: &[Value], kinds: &[Kind], id: usize) {
         let part = |h: &mut Sha256, v: Option<String>| match v {
             None => h.update([0u8]),
             Some(s) => {
@@ -624,7 +624,10 @@ impl Fingerprint {
     }
 
     /// The columns (by index) whose values differ.
-    fn differing<'a>(&'a self, other: &'a Fingerprint) -> impl Iterator<Item = usize> + 'a {
+    pub(crate) fn differing<'a>(
+        &'a self,
+        other: &'a Fingerprint,
+    ) -> impl Iterator<Item = usize> + 'a {
         (0..self.sums.len()).filter(|&i| self.sums[i] != other.sums[i])
     }
 }

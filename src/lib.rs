@@ -4,6 +4,7 @@
 //! Everything the command line does is callable from here, so the integration
 //! tests and the benchmarks drive the same code.
 
+pub mod adopt;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand (its clap Args and a handler that
 //! calls the library and presents the result). No SQL here.
 
+mod adopt;
 mod analyze;
 mod deprovision;
 mod export;
@@ -87,6 +88,8 @@ pub enum Command {
     Export(export::Args),
     /// Load an export into this database (any dialect) as a new tenant
     Import(import::Args),
+    /// Register tenants whose tables exist but that the registry does not know (baseline)
+    Adopt(adopt::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -324,6 +327,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Analyze(args) => analyze::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
         Command::Import(args) => import::run(&ctx, args),
+        Command::Adopt(args) => adopt::run(&ctx, args),
     }
 }
 

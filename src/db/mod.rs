@@ -188,6 +188,18 @@ pub struct TableStats {
     pub bytes: Option<u64>,
 }
 
+/// A schema object as its creating statement (SQLite keeps them: adopt moves
+/// a tenant's tables, indexes and triggers into the tenant's own file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definition {
+    /// `table`, `index` or `trigger`.
+    pub kind: String,
+    pub name: String,
+    /// The table it belongs to (itself for a table).
+    pub table: String,
+    pub sql: String,
+}
+
 /// One preflight check (`doctor`): what was checked, whether it passed, what
 /// was found, and the fix when it did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -341,6 +353,13 @@ pub trait Connection: Send {
             })
             .collect();
         self.run_statements(&statements)
+    }
+
+    /// The creating statements of the tables whose name starts with `prefix`
+    /// and of their indexes and triggers, tables first (empty where the
+    /// backend keeps none: only SQLite does).
+    fn definitions(&mut self, _prefix: &str) -> Result<Vec<Definition>, DbError> {
+        Ok(Vec::new())
     }
 
     /// The backend's own preflight checks for `doctor`: server version,

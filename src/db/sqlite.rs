@@ -9,7 +9,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
 use super::{
-    CatalogColumn, Check, Connection, DbError, DbErrorKind, Lock, Open, Row, TableStats, Value,
+    CatalogColumn, Check, Connection, DbError, DbErrorKind, Definition, Lock, Open, Row,
+    TableStats, Value,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -622,6 +623,25 @@ impl Connection for SqliteConnection {
         self.conn
             .execute_batch("PRAGMA optimize")
             .map_err(|e| classify(&e, &self.path))
+    }
+
+    fn definitions(&mut self, prefix: &str) -> Result<Vec<Definition>, DbError> {
+        let rows = self.query(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master \
+             WHERE sql IS NOT NULL AND type IN ('table', 'index', 'trigger') \
+               AND substr(tbl_name, 1, length(?1)) = ?1 \
+             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name",
+            &[Value::Text(prefix.to_string())],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Definition {
+                kind: r[0].to_text(),
+                name: r[1].to_text(),
+                table: r[2].to_text(),
+                sql: r[3].to_text(),
+            })
+            .collect())
     }
 
     fn preflight(&mut self) -> Result<Vec<Check>, DbError> {
