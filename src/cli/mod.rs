@@ -3,7 +3,9 @@
 
 mod adopt;
 mod analyze;
+mod completions;
 mod deprovision;
+mod doctor;
 mod export;
 mod import;
 mod init;
@@ -90,6 +92,12 @@ pub enum Command {
     Import(import::Args),
     /// Register tenants whose tables exist but that the registry does not know (baseline)
     Adopt(adopt::Args),
+    /// Preflight check of the configured database: one line per check, with the fix
+    Doctor(doctor::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(completions::Args),
+    /// Print the man page (roff), or write every command's page into a folder
+    Man(completions::ManArgs),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -306,6 +314,13 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         },
         jobs: None,
     };
+    // Completions and man pages come from the command line alone: a broken
+    // configuration file must not stop them.
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return completions::man(args),
+        _ => {}
+    }
     let config = Config::load(&overrides)?;
     let ctx = Context {
         config,
@@ -328,6 +343,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => export::run(&ctx, args),
         Command::Import(args) => import::run(&ctx, args),
         Command::Adopt(args) => adopt::run(&ctx, args),
+        Command::Doctor(args) => doctor::run(&ctx, args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
 
