@@ -594,7 +594,13 @@ fn baseline(
             ),
             &[
                 Value::Int(m.version.into()),
-                Value::Text(m.name.clone()),
+                // refinery records the name without its `V<n>__` and compares it.
+                Value::Text(
+                    m.name
+                        .split_once("__")
+                        .map_or(m.name.as_str(), |(_, n)| n)
+                        .to_string(),
+                ),
                 Value::Text(applied_on.clone()),
                 Value::Text(engine::checksum(m, dialect).to_string()),
             ],
