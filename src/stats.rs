@@ -43,11 +43,13 @@ pub struct StatsFailure {
     pub error: String,
 }
 
-/// The figures of `tenants`, largest first.
+/// The figures of `tenants`, largest first. `fleet`: they are every tenant
+/// (one catalog query serves them all on PostgreSQL and Oracle).
 pub fn collect(
     session: &mut Session<'_>,
     tenants: &[TenantRecord],
     exact: bool,
+    fleet: bool,
 ) -> anyhow::Result<(Vec<TenantStats>, Vec<StatsFailure>)> {
     let dialect = session.dialect();
     let mut out = Vec::new();
@@ -68,7 +70,7 @@ pub fn collect(
         // A few named tenants: a query each by their own prefix (the exact
         // suffix list below keeps `pf_user_a_` from claiming tenant `a_b`'s
         // tables); otherwise one query for the whole fleet.
-        let catalog: Vec<TableStats> = if tenants.len() <= 20 {
+        let catalog: Vec<TableStats> = if !fleet && tenants.len() <= 20 {
             let mut all = Vec::new();
             for t in tenants {
                 let key = TenantKey::parse(&t.tenant_key, dialect)?;

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
         t.status != Status::Deprovisioned
     })?;
-    let (all, failed) = stats::collect(&mut session, &tenants, args.exact)?;
+    let (all, failed) = stats::collect(&mut session, &tenants, args.exact, args.all)?;
     let totals = stats::totals(&all);
     let alerts = stats::alerts(&all, args.alert_bytes, args.alert_rows);
     let shown = &all[..all.len().min(args.top.unwrap_or(u64::MAX) as usize)];
