@@ -136,7 +136,11 @@ fn print_table(ctx: &Context, shown: &[stats::TenantStats], per_table: bool) {
             "{:width$}  {:width$}  {:>12}  {:>10}  {largest}",
             s.username,
             s.tenant_key,
-            rows(Some(s.rows), s.rows_exact),
+            // Unknown when no table of the tenant was ever analyzed.
+            rows(
+                (s.unanalyzed_tables < s.tables.len()).then_some(s.rows),
+                s.rows_exact
+            ),
             human_bytes(s.bytes)
         ));
         if per_table {
