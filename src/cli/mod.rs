@@ -1,13 +1,20 @@
 //! The command line: one file per subcommand (its clap Args and a handler that
 //! calls the library and presents the result). No SQL here.
 
+mod adopt;
+mod analyze;
+mod completions;
 mod deprovision;
+mod doctor;
+mod export;
+mod import;
 mod init;
 mod keys;
 mod migrate;
 mod provision;
 mod refresh;
 mod render;
+mod stats;
 mod status;
 mod tenants;
 mod verify;
@@ -84,6 +91,22 @@ pub enum Command {
     Verify(verify::Args),
     /// Users' encryption keys: create, rotate the master key, verify, inventory
     Keys(keys::Args),
+    /// Rows and bytes per tenant and table, the largest first; alert thresholds for monitoring
+    Stats(stats::Args),
+    /// Gather optimizer statistics for tenants' tables, in parallel (for cron)
+    Analyze(analyze::Args),
+    /// Write one tenant's rows to a self-describing file, or verify such a file
+    Export(export::Args),
+    /// Load an export into this database (any dialect) as a new tenant
+    Import(import::Args),
+    /// Register tenants whose tables exist but that the registry does not know (baseline)
+    Adopt(adopt::Args),
+    /// Preflight check of the configured database: one line per check, with the fix
+    Doctor(doctor::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(completions::Args),
+    /// Print the man page (roff), or write every command's page into a folder
+    Man(completions::ManArgs),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -301,6 +324,13 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         jobs: None,
         master_key_file: cli.master_key_file.clone(),
     };
+    // Completions and man pages come from the command line alone: a broken
+    // configuration file must not stop them.
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return completions::man(args),
+        _ => {}
+    }
     let config = Config::load(&overrides)?;
     let ctx = Context {
         config,
@@ -319,6 +349,14 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Keys(args) => keys::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
+        Command::Analyze(args) => analyze::run(&ctx, args),
+        Command::Export(args) => export::run(&ctx, args),
+        Command::Import(args) => import::run(&ctx, args),
+        Command::Adopt(args) => adopt::run(&ctx, args),
+        Command::Doctor(args) => doctor::run(&ctx, args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
 

@@ -1,4 +1,5 @@
 //! The jobs cron runs, and the archive machinery they share.
 
+pub mod analyze;
 pub mod archive;
 pub mod refresh;
