@@ -1,9 +1,8 @@
 use std::time::Instant;
 
-use crate::error::PartialFailure;
 use crate::registry::Status;
 
-use super::{Context, parse_usernames, progress_bar, select_tenants};
+use super::{Context, parse_usernames, select_tenants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,39 +26,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     })?;
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;
     let started = Instant::now();
-    let bar = progress_bar(ctx, tenants.len(), "analyzing");
-    let results = crate::parallel::for_each(
+    let run = super::for_tenants(
+        ctx,
         &db,
         &tenants,
         jobs,
-        false,
+        "analyzing",
         crate::jobs::analyze::analyze,
-        |_, _| bar.inc(1),
     );
-    bar.finish_and_clear();
-    let mut analyzed = Vec::new();
-    let mut failed = Vec::new();
-    let mut errors = Vec::new();
-    let mut tables = 0;
-    for (tenant, result) in tenants.iter().zip(results) {
-        match result {
-            Some(Ok(n)) => {
-                tables += n;
-                analyzed.push(serde_json::json!({
-                    "username": tenant.username,
-                    "tenant_key": tenant.tenant_key,
-                    "tables": n,
-                }));
-            }
-            Some(Err(err)) => {
-                let message = crate::error::one_line(&err);
-                eprintln!("error: {}: {message}", tenant.username);
-                failed.push(tenant.username.clone());
-                errors.push(serde_json::json!({"username": tenant.username, "error": message}));
-            }
-            None => {}
-        }
-    }
+    let tables: usize = run.done.iter().map(|(_, n)| n).sum();
+    let analyzed: Vec<serde_json::Value> = run
+        .done
+        .iter()
+        .map(|(tenant, n)| {
+            serde_json::json!({
+                "username": tenant.username,
+                "tenant_key": tenant.tenant_key,
+                "tables": n,
+            })
+        })
+        .collect();
     let seconds = started.elapsed().as_secs_f64();
     if ctx.json {
         ctx.print_json(&serde_json::json!({
@@ -67,20 +53,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "tables": tables,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "tenants": analyzed,
-            "failed": errors,
+            "failed": run.failed,
         }));
     } else {
         ctx.say(format!(
             "gathered statistics for {} tenant(s), {tables} tables, in {seconds:.1} s; {} failed",
             analyzed.len(),
-            failed.len()
+            run.failed.len()
         ));
     }
-    if failed.is_empty() {
-        Ok(0)
-    } else if !analyzed.is_empty() {
-        Err(PartialFailure::new(tenants.len(), &failed).into())
-    } else {
-        Err(anyhow::anyhow!("analyze failed for every tenant"))
-    }
+    run.exit("analyze")
 }

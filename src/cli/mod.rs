@@ -444,3 +444,61 @@ pub fn parse_usernames(
     }
     Ok(out)
 }
+
+/// What one command did over a list of tenants, run by [`for_tenants`].
+pub struct TenantRun<'t, R> {
+    pub done: Vec<(&'t crate::registry::TenantRecord, R)>,
+    /// `{"username", "error"}` objects, as every `--json` document lists failures.
+    pub failed: Vec<serde_json::Value>,
+    failed_names: Vec<String>,
+    total: usize,
+}
+
+impl<R> TenantRun<'_, R> {
+    /// 0 when nothing failed; exit 3 when some did; an error when all did.
+    pub fn exit(&self, what: &str) -> anyhow::Result<u8> {
+        if self.failed_names.is_empty() {
+            Ok(error::EXIT_OK)
+        } else if !self.done.is_empty() {
+            Err(crate::error::PartialFailure::new(self.total, &self.failed_names).into())
+        } else {
+            Err(anyhow::anyhow!("{what} failed for every tenant"))
+        }
+    }
+}
+
+/// Runs `work` for every tenant on the shared worker pool, with a progress
+/// bar; each failure is printed on stderr as it is collected.
+pub fn for_tenants<'t, R: Send>(
+    ctx: &Context,
+    db: &Database,
+    tenants: &'t [crate::registry::TenantRecord],
+    jobs: usize,
+    doing: &str,
+    work: impl Fn(&mut crate::db::Session<'_>, &crate::registry::TenantRecord) -> anyhow::Result<R>
+    + Sync,
+) -> TenantRun<'t, R> {
+    let bar = progress_bar(ctx, tenants.len(), doing);
+    let results = crate::parallel::for_each(db, tenants, jobs, false, work, |_, _| bar.inc(1));
+    bar.finish_and_clear();
+    let mut run = TenantRun {
+        done: Vec::new(),
+        failed: Vec::new(),
+        failed_names: Vec::new(),
+        total: tenants.len(),
+    };
+    for (tenant, result) in tenants.iter().zip(results) {
+        match result {
+            Some(Ok(value)) => run.done.push((tenant, value)),
+            Some(Err(err)) => {
+                let message = error::one_line(&err);
+                eprintln!("error: {}: {message}", tenant.username);
+                run.failed_names.push(tenant.username.clone());
+                run.failed
+                    .push(serde_json::json!({"username": tenant.username, "error": message}));
+            }
+            None => {}
+        }
+    }
+    run
+}
