@@ -13,7 +13,7 @@
 //!    creates a scratch database and provisions N tenants at version 1 into it;
 //! 2. for each job count J clones that database twice (`CREATE DATABASE ... TEMPLATE`;
 //!    the last round uses the original instead of a second clone), times
-//!    `pathfinder-db migrate --all --jobs J` on clone A and the floor on clone B:
+//!    `pathfinder-db migrate --all --to 2 --jobs J` on clone A and the floor on clone B:
 //!    the same V2 statements fed to J long-lived `psql` sessions, one transaction
 //!    per tenant;
 //! 3. times a no-op `migrate --all` over the migrated tenants three times;
@@ -212,7 +212,11 @@ fn psql_parallel(url: &str, scripts: &[PathBuf]) -> anyhow::Result<Duration> {
 
 /// Every tenant's V2 statements, from `migrate --all --dry-run --json`.
 fn v2_statements(bin: &Path, url: &str) -> anyhow::Result<Vec<Vec<String>>> {
-    let (_, out) = pathfinder(bin, url, &["migrate", "--all", "--dry-run", "--json"])?;
+    let (_, out) = pathfinder(
+        bin,
+        url,
+        &["migrate", "--all", "--to", "2", "--dry-run", "--json"],
+    )?;
     let json: serde_json::Value = serde_json::from_str(&out).context("dry-run JSON")?;
     let tenants = json["tenants"]
         .as_array()
@@ -385,7 +389,7 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Resul
         let (pf_time, _) = pathfinder(
             bin,
             &a_url,
-            &["migrate", "--all", "--jobs", &jobs_arg, "-q"],
+            &["migrate", "--all", "--to", "2", "--jobs", &jobs_arg, "-q"],
         )?;
         eprintln!(
             "jobs {jobs}: pathfinder-db migrate --all: {:.2} s ({:.0} tenants/s)",
@@ -431,7 +435,7 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Resul
     let migrated_url = scratch.url(migrated.as_deref().expect("at least one job count"));
     let mut noops = Vec::new();
     for i in 1..=3 {
-        let (t, _) = pathfinder(bin, &migrated_url, &["migrate", "--all", "-q"])?;
+        let (t, _) = pathfinder(bin, &migrated_url, &["migrate", "--all", "--to", "2", "-q"])?;
         eprintln!("no-op migrate --all, run {i}: {:.3} s", t.as_secs_f64());
         noops.push(t);
     }

@@ -48,6 +48,7 @@ pub struct FileConfig {
     pub policies_dir: Option<PathBuf>,
     pub sqlite_busy_timeout_ms: Option<u64>,
     pub pool: Option<PoolConfig>,
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Values given on the command line (None where the flag was absent).
@@ -57,6 +58,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub dialect: Option<Dialect>,
     pub jobs: Option<usize>,
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -71,6 +73,19 @@ pub struct Config {
     pub policies_dir: PathBuf,
     pub sqlite_busy_timeout_ms: u64,
     pub pool: PoolConfig,
+    /// Where the master key comes from, if anywhere (read by `crate::keys`).
+    pub master_key: Option<MasterKeySource>,
+}
+
+/// Where the master key is read from. Only the place is kept here: the key
+/// itself is read when a command needs it, and never copied into the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `PATHFINDER_MASTER_KEY`: the base64 text itself.
+    Env,
+    /// A file holding the base64 text on one line (`--master-key-file`,
+    /// `PATHFINDER_MASTER_KEY_FILE`, `master_key_file`).
+    File(PathBuf),
 }
 
 impl Config {
@@ -134,6 +149,17 @@ impl Config {
             .or(file.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
 
+        // Flag, then the key in the environment, then a key file named there,
+        // then the configuration file.
+        let master_key = match &flags.master_key_file {
+            Some(path) => Some(MasterKeySource::File(path.clone())),
+            None if env("PATHFINDER_MASTER_KEY").is_some() => Some(MasterKeySource::Env),
+            None => env("PATHFINDER_MASTER_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.master_key_file)
+                .map(MasterKeySource::File),
+        };
+
         Ok(Config {
             database_url,
             dialect_override: dialect,
@@ -147,6 +173,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("policies")),
             sqlite_busy_timeout_ms: file.sqlite_busy_timeout_ms.unwrap_or(30_000),
             pool: file.pool.unwrap_or_default(),
+            master_key,
         })
     }
 

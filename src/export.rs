@@ -24,8 +24,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::db::{Connection, Value};
+use crate::db::{CatalogColumn, Connection, Open, Session, Value};
 use crate::error::UsageError;
+use crate::operation::{Guard, TenantOp};
+use crate::registry::{self, Status};
+use crate::tenant::{TableDef, TenantKey};
 
 pub const FORMAT: &str = "pathfinder-db-export";
 pub const FORMAT_VERSION: u32 = 1;
@@ -41,6 +44,29 @@ pub struct Header {
     pub schema_version: i64,
     pub dialect: String,
     pub exported_at: String,
+}
+
+impl Header {
+    /// The header of an export of `username`'s tenant `tenant_key` at
+    /// `schema_version`, taken at `exported_at` (ISO 8601 UTC).
+    pub fn for_tenant(
+        username: &str,
+        tenant_key: &str,
+        schema_version: i64,
+        dialect: crate::dialect::Dialect,
+        exported_at: String,
+    ) -> Header {
+        Header {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            tool: crate::USER_AGENT.into(),
+            username: username.into(),
+            tenant_key: tenant_key.into(),
+            schema_version,
+            dialect: dialect.name().into(),
+            exported_at,
+        }
+    }
 }
 
 /// One table's entry in the manifest.
@@ -256,6 +282,101 @@ impl ExportTarget {
         }
         Ok(manifest)
     }
+}
+
+/// What an export of a tenant holds: its live `tables` (children first, as
+/// [`crate::jobs::archive::live_tables`] lists them) and the archive tables
+/// that exist, as (name in the file, catalog name, columns).
+pub fn tenant_tables(
+    conn: &mut dyn Connection,
+    key: &TenantKey,
+    tables: &[(&'static TableDef, Vec<CatalogColumn>)],
+) -> anyhow::Result<Vec<(String, String, Vec<String>)>> {
+    let mut exported: Vec<(String, String, Vec<String>)> = tables
+        .iter()
+        .map(|(d, cols)| {
+            (
+                d.name.to_string(),
+                key.object(d.name),
+                cols.iter().map(|c| c.column.clone()).collect(),
+            )
+        })
+        .collect();
+    // The user's archived rows go too: they are the user's data as well.
+    let catalog = conn.columns(&key.prefix())?;
+    for (def, _) in tables {
+        let object = key.object(&format!("{}_archive", def.name));
+        let cols: Vec<String> = catalog
+            .iter()
+            .filter(|c| c.table == object)
+            .map(|c| c.column.clone())
+            .collect();
+        if !cols.is_empty() {
+            exported.push((format!("{}_archive", def.name), object, cols));
+        }
+    }
+    Ok(exported)
+}
+
+/// Exports an active tenant's rows (archives included) to `target` without
+/// changing them: under the tenant's lock, with writers kept out of its
+/// tables while they are read ([`Connection::freeze_tables`]), audited as
+/// `tenant.export`. Returns the header and manifest written.
+pub fn export_tenant(
+    session: &mut Session<'_>,
+    username: &str,
+    target: &ExportTarget,
+) -> anyhow::Result<(Header, Manifest)> {
+    let Some(mut op) = TenantOp::begin(session, username, "tenant.export", "export", Guard::Wait)?
+    else {
+        bail!("tenant {username} is locked by another process");
+    };
+    let result = (|| -> anyhow::Result<(Header, Manifest)> {
+        // Read under the lock: another command may have changed it.
+        let Some(record) = op.registry(|sys| registry::get(sys, username))? else {
+            return Err(UsageError::new(format!(
+                "no tenant named {username}: `pathfinder-db tenants` lists them"
+            ))
+            .into());
+        };
+        op.set_user_id(record.user_id.clone());
+        if record.status != Status::Active {
+            return Err(UsageError::new(format!(
+                "tenant {username} is {}, not active: only an active tenant's tables are known to be whole (`pathfinder-db status` says why)",
+                record.status
+            ))
+            .into());
+        }
+        let dialect = op.session().dialect();
+        let key = TenantKey::parse(&record.tenant_key, dialect)?;
+        let header = Header::for_tenant(
+            username,
+            key.as_str(),
+            record.schema_version,
+            dialect,
+            registry::iso_utc(&crate::jobs::archive::generation_now()),
+        );
+        let manifest = op
+            .tenant(&key, Open::Existing, |conn| {
+                let tables = crate::jobs::archive::live_tables(conn, &key)?;
+                if tables.is_empty() {
+                    bail!("tenant {username} has no tables: `pathfinder-db verify {username}` lists what is missing");
+                }
+                let exported = tenant_tables(conn, &key, &tables)?;
+                let live: Vec<String> = tables.iter().map(|(d, _)| key.object(d.name)).collect();
+                conn.freeze_tables(&live)?;
+                let written = target.write(conn, &header, &exported);
+                // Writable again whatever happened (Oracle: the freeze outlives the transaction).
+                let thawed = conn.thaw_tables(&live);
+                let manifest = written?;
+                thawed?;
+                Ok(manifest)
+            })?
+            .ok_or_else(|| crate::operation::missing_tenant(op.session(), &key, username))?;
+        op.complete(|_| Ok(()))?;
+        Ok((header, manifest))
+    })();
+    op.finish(result, |_, _| Ok(()))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

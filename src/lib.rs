@@ -4,14 +4,19 @@
 //! Everything the command line does is callable from here, so the integration
 //! tests and the benchmarks drive the same code.
 
+pub mod adopt;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod dialect;
+pub mod doctor;
 pub mod error;
 pub mod export;
+pub mod import;
 pub mod jobs;
+pub mod keys;
 pub mod migrate;
 pub mod operation;
 pub mod parallel;
@@ -21,6 +26,7 @@ pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod render;
+pub mod stats;
 pub mod tenant;
 
 /// `pathfinder-db/<version>`: the user agent written to the audit log.

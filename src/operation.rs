@@ -284,3 +284,40 @@ pub fn missing_tenant(session: &mut Session<'_>, key: &TenantKey, username: &str
         "the database file of tenant {username} is missing{place}: restore it from a backup, or remove the tenant with `pathfinder-db deprovision {username} --yes`"
     )
 }
+
+/// Runs `work` on the objects of an active tenant as one audited operation
+/// (`refresh`, `analyze`): waits for the tenant's lock, checks under it that
+/// the tenant is still active (it may have been deprovisioned meanwhile), and
+/// reports a missing SQLite file as such.
+pub fn on_active_tenant<T>(
+    session: &mut Session<'_>,
+    tenant: &crate::registry::TenantRecord,
+    action: &'static str,
+    command: &'static str,
+    work: impl FnOnce(&mut dyn Connection, &TenantKey) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use crate::registry::{self, Status};
+    let name = tenant.username.as_str();
+    let Some(mut op) = TenantOp::begin(session, name, action, command, Guard::Wait)? else {
+        anyhow::bail!("tenant {name} is locked by another process");
+    };
+    op.set_user_id(tenant.user_id.clone());
+    let result = (|| -> anyhow::Result<T> {
+        let status = op
+            .registry(|sys| registry::get(sys, name))?
+            .map(|r| r.status);
+        if status != Some(Status::Active) {
+            anyhow::bail!(
+                "tenant {name} is {}, not active: nothing to {command}",
+                status.map(|s| s.to_string()).unwrap_or("gone".into())
+            );
+        }
+        let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;
+        let value = op
+            .tenant(&key, Open::Existing, |conn| work(conn, &key))?
+            .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+        op.complete(|_| Ok(()))?;
+        Ok(value)
+    })();
+    op.finish(result, |_, _| Ok(()))
+}

@@ -26,6 +26,9 @@ pub struct ProvisionRequest {
     pub tenant_key: Option<String>,
     /// Provision at this version instead of the latest (staged rollouts, tests).
     pub target_version: Option<u32>,
+    /// Wraps the user's new encryption key (when a `pf_users` row exists);
+    /// None: no key is created (`keys ensure` makes it later).
+    pub master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
 }
 
 /// What provisioning did for one user.
@@ -224,6 +227,13 @@ fn provision_steps(
                 ..Changes::default()
             },
         )? {
+            // The user's encryption key, in the same transaction.
+            crate::keys::create_on_provision(
+                sys,
+                name,
+                user_id.as_deref(),
+                req.master_key.as_deref(),
+            )?;
             Ok(())
         } else {
             // Not ours to record (nor to audit): see below.
@@ -504,16 +514,13 @@ fn deprovision_steps(
     *undo = Some((previous, Vec::new()));
 
     let transactional_ddl = op.session().dialect().transactional_ddl();
-    let header = Header {
-        format: crate::export::FORMAT.into(),
-        format_version: crate::export::FORMAT_VERSION,
-        tool: crate::USER_AGENT.into(),
-        username: name.clone(),
-        tenant_key: key.to_string(),
-        schema_version: record.schema_version,
-        dialect: op.session().dialect().name().into(),
-        exported_at: registry::iso_utc(&generation),
-    };
+    let header = Header::for_tenant(
+        &name,
+        key.as_str(),
+        record.schema_version,
+        op.session().dialect(),
+        registry::iso_utc(&generation),
+    );
     let mut counts = (0u64, 0u64);
     let dropped_here = op.tenant(key, Open::Existing, |conn| {
         let tables = archive::live_tables(conn, key)?;
@@ -533,29 +540,8 @@ fn deprovision_steps(
             *frozen = live.clone();
         }
         if let Some(target) = &plan.export {
-            let mut exported: Vec<(String, String, Vec<String>)> = tables
-                .iter()
-                .map(|(d, cols)| {
-                    (
-                        d.name.to_string(),
-                        key.object(d.name),
-                        cols.iter().map(|c| c.column.clone()).collect(),
-                    )
-                })
-                .collect();
             // The user's archived rows go too (they are dropped with the rest).
-            let catalog = conn.columns(&key.prefix())?;
-            for (def, _) in &tables {
-                let object = key.object(&format!("{}_archive", def.name));
-                let cols: Vec<String> = catalog
-                    .iter()
-                    .filter(|c| c.table == object)
-                    .map(|c| c.column.clone())
-                    .collect();
-                if !cols.is_empty() {
-                    exported.push((format!("{}_archive", def.name), object, cols));
-                }
-            }
+            let exported = crate::export::tenant_tables(conn, key, &tables)?;
             counts.1 = target.write(conn, &header, &exported)?.rows;
         }
         for t in &archives {
@@ -596,6 +582,12 @@ fn deprovision_steps(
         )?;
         if !done {
             bail!("tenant {name} changed while it was being deprovisioned: run again");
+        }
+        // Crypto-shredding: unless the rows were kept (archive, export), the
+        // user's key goes with the tables, so copies of their encrypted
+        // fields in backups can no longer be read.
+        if !options.archive && options.export.is_none() {
+            crate::keys::shred_on_deprovision(sys, &name, record.user_id.as_deref())?;
         }
         Ok(())
     })?;

@@ -46,12 +46,15 @@ fn existing(
         .collect())
 }
 
-/// Inserts the missing catalog rows in one transaction; returns how many were added.
+/// Inserts the missing catalog rows in one transaction (with their audit
+/// rows); returns how many were added.
 pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
     let skills: Vec<Skill> = serde_json::from_str(SKILLS)?;
     let paths: Vec<CareerPath> = serde_json::from_str(CAREER_PATHS)?;
-    conn.begin()?;
-    let result = (|| -> anyhow::Result<Loaded> {
+    let started = std::time::Instant::now();
+    let mut tx = crate::db::Tx::begin(conn)?;
+    let conn = &mut *tx;
+    let added = {
         let have = existing(conn, "SELECT skill_name FROM pf_ref_skills_catalog")?;
         let mut added = Loaded {
             skills: 0,
@@ -88,31 +91,18 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
             )?;
             added.career_paths += 1;
         }
-        Ok(added)
-    })();
-    let result = result.and_then(|added| {
-        let started = std::time::Instant::now();
-        for (table, count) in [
-            ("pf_ref_skills_catalog", added.skills),
-            ("pf_ref_career_paths", added.career_paths),
-        ] {
-            if count > 0 {
-                let mut entry =
-                    crate::audit::AuditEntry::new("reference.load", "table", table, "init");
-                entry.started = started;
-                crate::audit::write(conn, &entry)?;
-            }
-        }
-        Ok(added)
-    });
-    match result {
-        Ok(added) => {
-            conn.commit()?;
-            Ok(added)
-        }
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e)
+        added
+    };
+    for (table, count) in [
+        ("pf_ref_skills_catalog", added.skills),
+        ("pf_ref_career_paths", added.career_paths),
+    ] {
+        if count > 0 {
+            let mut entry = crate::audit::AuditEntry::new("reference.load", "table", table, "init");
+            entry.started = started;
+            crate::audit::write(conn, &entry)?;
         }
     }
+    tx.commit()?;
+    Ok(added)
 }

@@ -320,6 +320,32 @@ pub fn note_error(conn: &mut dyn Connection, username: &str, error: &str) -> Res
     Ok(())
 }
 
+/// Deletes the row of `username` while it is `deprovisioned`: for a command
+/// that registered the user and then took everything back (a failed import),
+/// so only the audit rows tell of it. False when the tenant is in another state.
+pub fn forget(conn: &mut dyn Connection, username: &str) -> Result<bool, DbError> {
+    let n = conn.execute(
+        "DELETE FROM pf_tenants WHERE username = ? AND status = 'deprovisioned'",
+        &[text(username)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Tenants not at rest: stuck or interrupted in provisioning, migrating or
+/// deprovisioning, or failed, by username.
+pub fn unsettled(conn: &mut dyn Connection) -> Result<Vec<TenantRecord>, DbError> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM pf_tenants \
+             WHERE status IN ('provisioning', 'migrating', 'failed', 'deprovisioning') ORDER BY username"
+        ),
+        &[],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
 /// Order in which pending tenants are taken (for staged rollouts with --limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -838,3 +838,87 @@ fn json_documents_follow_one_convention() {
     let status = env.json(&["status"]);
     assert!(status["failed"].is_array(), "{status}");
 }
+
+// ---------------------------------------------------------------------------
+// 11. Connections killed by the server during refresh and deprovision: only
+//     the tenants in flight fail, the workers reconnect for the rest.
+
+#[test]
+fn lost_connections_fail_only_in_flight_tenants_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = Env::postgres(&server, "lostconn2");
+    let names: Vec<String> = (0..150).map(|i| format!("l{i:03}")).collect();
+    let file = env.path().join("l.txt");
+    std::fs::write(&file, names.join("\n")).unwrap();
+    env.ok(&[
+        "provision",
+        "--jobs",
+        "2",
+        "--from-file",
+        file.to_str().unwrap(),
+    ]);
+    let kill_workers = || {
+        env.system_rows(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'pathfinder-db' AND datname = current_database() \
+             AND pid <> pg_backend_pid()",
+        );
+    };
+    let refresh_audits = || {
+        env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.refresh'")[0][0]
+            .parse::<usize>()
+            .unwrap()
+    };
+    for (what, mut args) in [
+        ("refresh", vec!["refresh", "--all", "--jobs", "2"]),
+        ("deprovision", vec!["deprovision", "--yes", "--jobs", "2"]),
+    ] {
+        if what == "deprovision" {
+            args.extend(names.iter().take(120).map(String::as_str));
+        }
+        let child = env
+            .std_cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the run is under way, then cut every worker's connection.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let done = if what == "refresh" {
+                refresh_audits()
+            } else {
+                env.system_rows("SELECT COUNT(*) FROM pf_tenants WHERE status = 'deprovisioned'")[0]
+                    [0]
+                .parse()
+                .unwrap()
+            };
+            if done >= 10 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill_workers();
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        let failed = err.lines().filter(|l| l.starts_with("error: l")).count();
+        match out.status.code() {
+            Some(0) => {}
+            Some(3) => assert!(
+                failed <= 4,
+                "{what}: only the tenants in flight fail ({failed}): {err}"
+            ),
+            other => panic!("{what}: unexpected exit {other:?}: {err}"),
+        }
+    }
+    // The same commands again finish the job.
+    env.ok(&["refresh", "--all"]);
+    let mut args = vec!["deprovision", "--yes"];
+    args.extend(names.iter().take(120).map(String::as_str));
+    env.ok(&args);
+    let status = env.json(&["status"]);
+    assert_eq!(status["tenants"], 30, "{status}");
+}

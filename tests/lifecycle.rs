@@ -10,9 +10,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::NaiveDate;
 use common::{Backend, Env, pathfinder, pg_rows, sqlite_rows, sqlite_tenant_file};
 use serde_json::Value as Json;
+use time::Date;
 
 use pathfinder_db::tenant::TENANT_TABLES;
 
@@ -165,16 +165,16 @@ fn sample_ids(key: &str, positions: &[Position]) -> BTreeMap<&'static str, BTree
     ids
 }
 
-fn date(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date")
+fn date(s: &str) -> Date {
+    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).expect("a date")
 }
 
 /// Years of experience as the README defines them (summed days / 365.25,
 /// rounded to two places), with an open position running until `today`.
-fn expected_years(positions: &[Position], today: NaiveDate) -> f64 {
+fn expected_years(positions: &[Position], today: Date) -> f64 {
     let days: i64 = positions
         .iter()
-        .map(|(_, _, start, end)| (end.map(date).unwrap_or(today) - date(start)).num_days())
+        .map(|(_, _, start, end)| (end.map(date).unwrap_or(today) - date(start)).whole_days())
         .sum();
     (days as f64 / 365.25 * 100.0).round() / 100.0
 }
@@ -201,10 +201,10 @@ fn assert_summary(env: &Env, key: &str, positions: &[Position]) {
     assert_eq!(row[2], start, "career_start_date");
     let years: f64 = row[3].parse().expect("total_years_experience is a number");
     // "Today" is the database's: allow for the clock being on the other side of midnight.
-    let today = chrono::Utc::now().date_naive();
+    let today = time::OffsetDateTime::now_utc().date();
     let candidates: Vec<f64> = [-1, 0, 1]
         .iter()
-        .map(|d| expected_years(positions, today + chrono::Duration::days(*d)))
+        .map(|d| expected_years(positions, today + time::Duration::days(*d)))
         .collect();
     assert!(
         candidates.iter().any(|c| (c - years).abs() < 1e-9),

@@ -58,15 +58,22 @@ fn apply(env: &Env, dir: &Path) -> Json {
 
 /// `days` ago as a timestamp, as the application stores it.
 fn ago(days: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::days(days))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        date_of(t),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn date_ago(days: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::days(days))
-        .format("%Y-%m-%d")
-        .to_string()
+    date_of(time::OffsetDateTime::now_utc() - time::Duration::days(days))
+}
+
+fn date_of(t: time::OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day())
 }
 
 /// NULL or a quoted literal.
@@ -194,10 +201,8 @@ fn ids_at(places: &BTreeMap<String, Place>, place: Place) -> BTreeSet<String> {
 }
 
 /// A timestamp as the backends print it, to compare with the run's ISO time.
-fn parse_ts(s: &str) -> chrono::NaiveDateTime {
-    let s = s.trim_end_matches('Z').replacen('T', " ", 1);
-    chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f")
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
+fn parse_ts(s: &str) -> time::PrimitiveDateTime {
+    pathfinder_db::db::postgres::parse_timestamp(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 // ---------------------------------------------------------------------------

@@ -8,8 +8,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use chrono::NaiveDate;
 use common::{PgDatabase, pathfinder, pg_rows, sqlite_rows, sqlite_tenant_file, sqlite_url};
+use time::Date;
 
 /// id, company, start, end (None: open-ended).
 type Position = (
@@ -71,8 +71,8 @@ impl Summary {
     }
 }
 
-fn date(s: &str) -> NaiveDate {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+fn date(s: &str) -> Date {
+    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).unwrap()
 }
 
 /// The figures by the README's definition, computed here.
@@ -85,10 +85,10 @@ fn expected(positions: &[Position]) -> Summary {
             years: None,
         };
     }
-    let today = chrono::Utc::now().date_naive();
+    let today = time::OffsetDateTime::now_utc().date();
     let days: i64 = positions
         .iter()
-        .map(|(_, _, s, e)| (e.map(date).unwrap_or(today) - date(s)).num_days())
+        .map(|(_, _, s, e)| (e.map(date).unwrap_or(today) - date(s)).whole_days())
         .sum();
     Summary {
         positions: positions.len().to_string(),

@@ -1,8 +1,15 @@
 //! The command line: one file per subcommand (its clap Args and a handler that
 //! calls the library and presents the result). No SQL here.
 
+mod adopt;
+mod analyze;
+mod completions;
 mod deprovision;
+mod doctor;
+mod export;
+mod import;
 mod init;
+mod keys;
 mod migrate;
 mod policies;
 mod provision;
@@ -10,6 +17,7 @@ mod refresh;
 mod render;
 mod retention;
 mod sessions;
+mod stats;
 mod status;
 mod tenants;
 mod verify;
@@ -54,6 +62,12 @@ pub struct Cli {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
 
+    /// File holding the master key (base64 of 32 bytes, mode 0600) that wraps users'
+    /// encryption keys (env PATHFINDER_MASTER_KEY holds the key itself,
+    /// PATHFINDER_MASTER_KEY_FILE a file)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +92,24 @@ pub enum Command {
     Status(status::Args),
     /// Compare tenants' tables, columns and indexes with what their version should have
     Verify(verify::Args),
+    /// Users' encryption keys: create, rotate the master key, verify, inventory
+    Keys(keys::Args),
+    /// Rows and bytes per tenant and table, the largest first; alert thresholds for monitoring
+    Stats(stats::Args),
+    /// Gather optimizer statistics for tenants' tables, in parallel (for cron)
+    Analyze(analyze::Args),
+    /// Write one tenant's rows to a self-describing file, or verify such a file
+    Export(export::Args),
+    /// Load an export into this database (any dialect) as a new tenant
+    Import(import::Args),
+    /// Register tenants whose tables exist but that the registry does not know (baseline)
+    Adopt(adopt::Args),
+    /// Preflight check of the configured database: one line per check, with the fix
+    Doctor(doctor::Args),
+    /// Print the shell completion script (bash, zsh, fish, powershell, elvish)
+    Completions(completions::Args),
+    /// Print the man page (roff), or write every command's page into a folder
+    Man(completions::ManArgs),
     /// Retention policies: sync policies/*.toml into the database (apply), show them (list)
     Policies(policies::Args),
     /// Archive or delete rows past their retention (run), or bring archived rows back (restore)
@@ -299,7 +331,15 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
             _ => None,
         },
         jobs: None,
+        master_key_file: cli.master_key_file.clone(),
     };
+    // Completions and man pages come from the command line alone: a broken
+    // configuration file must not stop them.
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return completions::man(args),
+        _ => {}
+    }
     let config = Config::load(&overrides)?;
     let ctx = Context {
         config,
@@ -317,6 +357,15 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Migrate(args) => migrate::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Keys(args) => keys::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
+        Command::Analyze(args) => analyze::run(&ctx, args),
+        Command::Export(args) => export::run(&ctx, args),
+        Command::Import(args) => import::run(&ctx, args),
+        Command::Adopt(args) => adopt::run(&ctx, args),
+        Command::Doctor(args) => doctor::run(&ctx, args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => completions::man(&args),
         Command::Policies(args) => policies::run(&ctx, args),
         Command::Retention(args) => retention::run(&ctx, args),
         Command::Sessions(args) => sessions::run(&ctx, args),
@@ -406,4 +455,62 @@ pub fn parse_usernames(
         }
     }
     Ok(out)
+}
+
+/// What one command did over a list of tenants, run by [`for_tenants`].
+pub struct TenantRun<'t, R> {
+    pub done: Vec<(&'t crate::registry::TenantRecord, R)>,
+    /// `{"username", "error"}` objects, as every `--json` document lists failures.
+    pub failed: Vec<serde_json::Value>,
+    failed_names: Vec<String>,
+    total: usize,
+}
+
+impl<R> TenantRun<'_, R> {
+    /// 0 when nothing failed; exit 3 when some did; an error when all did.
+    pub fn exit(&self, what: &str) -> anyhow::Result<u8> {
+        if self.failed_names.is_empty() {
+            Ok(error::EXIT_OK)
+        } else if !self.done.is_empty() {
+            Err(crate::error::PartialFailure::new(self.total, &self.failed_names).into())
+        } else {
+            Err(anyhow::anyhow!("{what} failed for every tenant"))
+        }
+    }
+}
+
+/// Runs `work` for every tenant on the shared worker pool, with a progress
+/// bar; each failure is printed on stderr as it is collected.
+pub fn for_tenants<'t, R: Send>(
+    ctx: &Context,
+    db: &Database,
+    tenants: &'t [crate::registry::TenantRecord],
+    jobs: usize,
+    doing: &str,
+    work: impl Fn(&mut crate::db::Session<'_>, &crate::registry::TenantRecord) -> anyhow::Result<R>
+    + Sync,
+) -> TenantRun<'t, R> {
+    let bar = progress_bar(ctx, tenants.len(), doing);
+    let results = crate::parallel::for_each(db, tenants, jobs, false, work, |_, _| bar.inc(1));
+    bar.finish_and_clear();
+    let mut run = TenantRun {
+        done: Vec::new(),
+        failed: Vec::new(),
+        failed_names: Vec::new(),
+        total: tenants.len(),
+    };
+    for (tenant, result) in tenants.iter().zip(results) {
+        match result {
+            Some(Ok(value)) => run.done.push((tenant, value)),
+            Some(Err(err)) => {
+                let message = error::one_line(&err);
+                eprintln!("error: {}: {message}", tenant.username);
+                run.failed_names.push(tenant.username.clone());
+                run.failed
+                    .push(serde_json::json!({"username": tenant.username, "error": message}));
+            }
+            None => {}
+        }
+    }
+    run
 }

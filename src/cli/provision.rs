@@ -44,12 +44,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .into());
     }
     let dialect = ctx.config.database_dialect()?;
+    // [keys] The master key that wraps new users' encryption keys (None: no key).
+    let master_key = super::keys::provision_master_key(ctx)?;
     let requests: Vec<ProvisionRequest> = users
         .into_iter()
         .map(|username| ProvisionRequest {
             username,
             tenant_key: args.tenant_key.clone(),
             target_version: args.to,
+            master_key: master_key.clone(),
         })
         .collect();
     // Names are checked before anything is touched; a name too long for the
@@ -154,6 +157,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             None => {}
         }
     }
+    // [keys] Says on stderr who got no encryption key, and how to create it.
+    let done: Vec<&str> = requests
+        .iter()
+        .map(|r| r.username.as_str())
+        .filter(|u| !failed.iter().any(|f| f == u))
+        .collect();
+    let _ = super::keys::provision_key_notes(ctx, &db, &done, master_key.as_deref());
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "created": created,

@@ -1,7 +1,6 @@
-use crate::error::PartialFailure;
 use crate::registry::Status;
 
-use super::{Context, parse_usernames, progress_bar, select_tenants};
+use super::{Context, parse_usernames, select_tenants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,39 +23,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         t.status == Status::Active
     })?;
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;
-    let bar = progress_bar(ctx, tenants.len(), "refreshing");
-    let results = crate::parallel::for_each(
-        &db,
-        &tenants,
-        jobs,
-        false,
-        |session, tenant| crate::jobs::refresh::refresh(session, &renderer, tenant),
-        |_, _| bar.inc(1),
-    );
-    bar.finish_and_clear();
-    let mut failed = Vec::new();
-    let mut errors = Vec::new();
-    for (tenant, result) in tenants.iter().zip(results) {
-        if let Some(Err(err)) = result {
-            let message = crate::error::one_line(&err);
-            eprintln!("error: {}: {message}", tenant.username);
-            failed.push(tenant.username.clone());
-            errors.push(serde_json::json!({"username": tenant.username, "error": message}));
-        }
-    }
-    let refreshed = tenants.len() - failed.len();
+    let run = super::for_tenants(ctx, &db, &tenants, jobs, "refreshing", |session, tenant| {
+        crate::jobs::refresh::refresh(session, &renderer, tenant)
+    });
+    let refreshed = run.done.len();
     if ctx.json {
-        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": errors}));
+        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": run.failed}));
     } else {
         ctx.say(format!(
             "refreshed the career summary of {refreshed} tenant(s)"
         ));
     }
-    if failed.is_empty() {
-        Ok(0)
-    } else if refreshed > 0 {
-        Err(PartialFailure::new(tenants.len(), &failed).into())
-    } else {
-        Err(anyhow::anyhow!("refresh failed for every tenant"))
-    }
+    run.exit("refresh")
 }

@@ -212,7 +212,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let plan = Plan::new(policies, chrono::Utc::now());
+    let plan = Plan::new(policies, time::OffsetDateTime::now_utc());
     let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
         t.status == Status::Active
     })?;

@@ -176,6 +176,60 @@ impl CatalogColumn {
     }
 }
 
+/// Rows and bytes of one table, as the catalog reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub table: String,
+    /// Exact where the backend counts (SQLite), else the optimizer's estimate
+    /// from the last statistics gathering; None when never gathered.
+    pub rows: Option<i64>,
+    /// Bytes on disk, indexes and LOB segments included; None where the
+    /// backend cannot say.
+    pub bytes: Option<u64>,
+}
+
+/// A schema object as its creating statement (SQLite keeps them: adopt moves
+/// a tenant's tables, indexes and triggers into the tenant's own file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definition {
+    /// `table`, `index` or `trigger`.
+    pub kind: String,
+    pub name: String,
+    /// The table it belongs to (itself for a table).
+    pub table: String,
+    pub sql: String,
+}
+
+/// One preflight check (`doctor`): what was checked, whether it passed, what
+/// was found, and the fix when it did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl Check {
+    pub fn ok(check: &str, detail: impl Into<String>) -> Self {
+        Check {
+            check: check.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    pub fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Check {
+            check: check.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
 /// The interface every backend implements. SQL given to `execute` and `query`
 /// uses `?` placeholders; each backend turns them into its own syntax.
 pub trait Connection: Send {
@@ -245,6 +299,73 @@ pub trait Connection: Send {
     /// (Oracle, where it must survive the commits every DDL makes).
     fn thaw_tables(&mut self, _tables: &[String]) -> Result<(), DbError> {
         Ok(())
+    }
+
+    /// Rows and bytes of every table (and materialized view) whose name starts
+    /// with `prefix`, from one catalog query, so a fleet costs one round trip
+    /// however many tables it has. The default knows the tables but no figures.
+    fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
+        let mut tables: Vec<String> = self.columns(prefix)?.into_iter().map(|c| c.table).collect();
+        tables.dedup();
+        Ok(tables
+            .into_iter()
+            .map(|table| TableStats {
+                table,
+                rows: None,
+                bytes: None,
+            })
+            .collect())
+    }
+
+    /// Inserts `rows` into `table` (`columns` name each row's values, in
+    /// order) with binds; returns how many. The default sends many rows per
+    /// statement (a multi-row VALUES list, which PostgreSQL and SQLite take).
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<u64, DbError> {
+        // Below SQLite's and PostgreSQL's limits on binds per statement.
+        const MAX_BINDS: usize = 999;
+        let per_statement = (MAX_BINDS / columns.len().max(1)).max(1);
+        let one = format!("({})", vec!["?"; columns.len()].join(", "));
+        let mut inserted = 0;
+        for chunk in rows.chunks(per_statement) {
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                columns.join(", "),
+                vec![one.as_str(); chunk.len()].join(", ")
+            );
+            let binds: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            inserted += self.execute(&sql, &binds)?;
+        }
+        Ok(inserted)
+    }
+
+    /// Gathers the optimizer's statistics for `tables` (catalog names).
+    fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
+        let statements: Vec<Statement> = tables
+            .iter()
+            .map(|t| Statement {
+                sql: format!("ANALYZE {t}"),
+                plsql: false,
+            })
+            .collect();
+        self.run_statements(&statements)
+    }
+
+    /// The creating statements of the tables whose name starts with `prefix`
+    /// and of their indexes and triggers, tables first (empty where the
+    /// backend keeps none: only SQLite does).
+    fn definitions(&mut self, _prefix: &str) -> Result<Vec<Definition>, DbError> {
+        Ok(Vec::new())
+    }
+
+    /// The backend's own preflight checks for `doctor`: server version,
+    /// settings and the privileges pathfinder-db needs.
+    fn preflight(&mut self) -> Result<Vec<Check>, DbError> {
+        Ok(Vec::new())
     }
 
     /// Every column of every table and view whose name starts with `prefix`.

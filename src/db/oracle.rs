@@ -25,7 +25,10 @@ use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{ConnStatus, SqlValue};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
+use super::{
+    CatalogColumn, Check, Connection, DbError, DbErrorKind, Lock, Row, TableStats, Value,
+    bind_placeholders,
+};
 use crate::config::PoolConfig;
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -77,6 +80,61 @@ const INDEX_COLUMNS: &str = "SELECT i.index_name, i.table_name, i.uniqueness, c.
      JOIN user_ind_columns c ON c.index_name = i.index_name AND c.table_name = i.table_name \
      WHERE i.index_name = ? OR i.table_name = ? \
      ORDER BY i.index_name, c.column_position";
+
+/// Rows (the optimizer's NUM_ROWS) and bytes of every table with a prefix, in
+/// one query: the table's own segments, those of all its indexes (LOB indexes
+/// included, which USER_INDEXES lists with their table) and of its LOB
+/// segments (CLOB columns). A materialized view's container table is a table.
+pub(crate) const TABLE_STATS: &str = "SELECT t.table_name, MAX(t.num_rows), NVL(SUM(s.bytes), 0) \
+     FROM user_tables t \
+     LEFT JOIN ( \
+         SELECT segment_name AS table_name, bytes FROM user_segments \
+          WHERE segment_type IN ('TABLE', 'TABLE PARTITION', 'TABLE SUBPARTITION') \
+         UNION ALL \
+         SELECT i.table_name, g.bytes FROM user_indexes i JOIN user_segments g ON g.segment_name = i.index_name \
+         UNION ALL \
+         SELECT l.table_name, g.bytes FROM user_lobs l JOIN user_segments g ON g.segment_name = l.segment_name \
+     ) s ON s.table_name = t.table_name \
+     WHERE SUBSTR(t.table_name, 1, LENGTH(?)) = ? \
+     GROUP BY t.table_name ORDER BY t.table_name";
+
+/// Gathers one table's statistics (its indexes too: cascade is the default).
+pub(crate) const GATHER_STATS: &str =
+    "BEGIN DBMS_STATS.GATHER_TABLE_STATS(ownname => USER, tabname => ?); END;";
+
+/// The server's release and the database's COMPATIBLE setting, which decides
+/// whether identifiers may be longer than 30 bytes (12.2 and later).
+const DB_VERSION: &str = "BEGIN DBMS_UTILITY.DB_VERSION(:version, :compatible); END;";
+
+/// The system privileges pathfinder-db needs that the session has.
+pub(crate) const PRIVILEGES: &str = "SELECT privilege FROM session_privs \
+     WHERE privilege IN ('CREATE TABLE', 'CREATE MATERIALIZED VIEW', 'UNLIMITED TABLESPACE')";
+
+/// 1 when the session may execute DBMS_LOCK (granted directly, through a role
+/// or to PUBLIC): ALL_OBJECTS lists only what the user may use.
+pub(crate) const DBMS_LOCK_VISIBLE: &str = "SELECT COUNT(*) FROM all_objects \
+     WHERE owner = 'SYS' AND object_name = 'DBMS_LOCK' AND object_type = 'PACKAGE'";
+
+/// The default tablespace and the quota there (-1: unlimited; no row: none).
+pub(crate) const QUOTA: &str = "SELECT u.default_tablespace, q.max_bytes, q.bytes \
+     FROM user_users u LEFT JOIN user_ts_quotas q ON q.tablespace_name = u.default_tablespace";
+
+/// The Oracle client library's version; fails with the install hint (DPI-1047)
+/// where it is missing. Needs no server.
+pub fn client_version() -> Result<String, DbError> {
+    oracle::Version::client()
+        .map(|v| v.to_string())
+        .map_err(|e| errors::classify(&ErrorInfo::of(&e), "client", None))
+}
+
+/// Whether `a.b.c` is at least `major.minor`.
+fn at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version
+        .split('.')
+        .map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
 
 /// Connection details parsed from `oracle://user[:password]@connect_string`, where
 /// the connect string is `host:port/service`, an Easy Connect string or a TNS
@@ -495,6 +553,138 @@ impl Connection for OracleConnection {
             )
     }
 
+    fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
+        let upper = Value::Text(prefix.to_ascii_uppercase());
+        let rows = self.query(TABLE_STATS, &[upper.clone(), upper])?;
+        Ok(rows
+            .iter()
+            .map(|r| TableStats {
+                table: r[0].to_text().to_ascii_lowercase(),
+                rows: r[1].as_i64(),
+                bytes: r[2].as_i64().map(|b| b.max(0) as u64),
+            })
+            .collect())
+    }
+
+    /// One row per statement: Oracle before 23ai has no multi-row VALUES.
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &[Row],
+    ) -> Result<u64, DbError> {
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            columns.join(", "),
+            vec!["?"; columns.len()].join(", ")
+        );
+        let mut inserted = 0;
+        for row in rows {
+            inserted += self.execute(&sql, row)?;
+        }
+        Ok(inserted)
+    }
+
+    fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
+        for t in tables {
+            self.execute(GATHER_STATS, &[Value::Text(t.to_ascii_uppercase())])?;
+        }
+        Ok(())
+    }
+
+    fn preflight(&mut self) -> Result<Vec<Check>, DbError> {
+        let mut checks = Vec::new();
+        let (_, banner) = self.conn.server_version().map_err(|e| self.fail(&e))?;
+        let stmt = self
+            .conn
+            .execute_named(
+                DB_VERSION,
+                &[
+                    ("version", &OracleType::Varchar2(64)),
+                    ("compatible", &OracleType::Varchar2(64)),
+                ],
+            )
+            .map_err(|e| self.fail(&e))?;
+        let version: String = stmt.bind_value("version").map_err(|e| self.fail(&e))?;
+        let compatible: String = stmt.bind_value("compatible").map_err(|e| self.fail(&e))?;
+        let banner = banner.lines().next().unwrap_or("").to_string();
+        checks.push(Check::ok("server", format!("{banner} (release {version})")));
+        checks.push(if at_least(&compatible, 12, 2) {
+            Check::ok(
+                "compatible",
+                format!("COMPATIBLE = {compatible}: identifiers up to 128 bytes"),
+            )
+        } else {
+            Check::fail(
+                "compatible",
+                format!("COMPATIBLE = {compatible}: identifiers are limited to 30 bytes, and tenant names need up to 128"),
+                "as SYSDBA: ALTER SYSTEM SET COMPATIBLE = '12.2.0' SCOPE = SPFILE, then restart (it cannot be lowered again)",
+            )
+        });
+        let privileges: Vec<String> = self
+            .query(PRIVILEGES, &[])?
+            .iter()
+            .map(|r| r[0].to_text())
+            .collect();
+        let user = self.schema.clone();
+        let missing: Vec<&str> = ["CREATE TABLE", "CREATE MATERIALIZED VIEW"]
+            .into_iter()
+            .filter(|p| !privileges.iter().any(|have| have == p))
+            .collect();
+        checks.push(if missing.is_empty() {
+            Check::ok(
+                "grants",
+                format!("{user} has CREATE TABLE and CREATE MATERIALIZED VIEW"),
+            )
+        } else {
+            Check::fail(
+                "grants",
+                format!("{user} lacks {}", missing.join(" and ")),
+                format!("as a DBA: GRANT {} TO {user}", missing.join(", ")),
+            )
+        });
+        let lock_visible = self
+            .query(DBMS_LOCK_VISIBLE, &[])?
+            .first()
+            .and_then(|r| r[0].as_i64())
+            .unwrap_or(0)
+            > 0;
+        checks.push(if lock_visible {
+            Check::ok("dbms_lock", format!("{user} may execute DBMS_LOCK (per-tenant locks)"))
+        } else {
+            Check::fail(
+                "dbms_lock",
+                format!("{user} may not execute DBMS_LOCK: every tenant operation would fail to lock"),
+                format!("as SYS (on Autonomous Database as ADMIN): GRANT EXECUTE ON SYS.DBMS_LOCK TO {user}"),
+            )
+        });
+        let unlimited = privileges.iter().any(|p| p == "UNLIMITED TABLESPACE");
+        let quota = self.query(QUOTA, &[])?;
+        let (tablespace, max_bytes, used) = quota
+            .first()
+            .map(|r| (r[0].to_text(), r[1].as_i64(), r[2].as_i64().unwrap_or(0)))
+            .unwrap_or_default();
+        checks.push(match max_bytes {
+            _ if unlimited => Check::ok("quota", format!("{user} has UNLIMITED TABLESPACE")),
+            Some(-1) => Check::ok("quota", format!("unlimited quota on {tablespace}")),
+            Some(max) if max > used => Check::ok(
+                "quota",
+                format!("{} MB of {} MB quota left on {tablespace}", (max - used) >> 20, max >> 20),
+            ),
+            Some(max) => Check::fail(
+                "quota",
+                format!("the quota of {} MB on {tablespace} is used up", max >> 20),
+                format!("as a DBA: ALTER USER {user} QUOTA UNLIMITED ON {tablespace} (or a larger size)"),
+            ),
+            None => Check::fail(
+                "quota",
+                format!("{user} has no quota on its default tablespace {tablespace}: every insert would fail (ORA-01950)"),
+                format!("as a DBA: ALTER USER {user} QUOTA UNLIMITED ON {tablespace}"),
+            ),
+        });
+        Ok(checks)
+    }
+
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         let rows = self.query(
             "SELECT table_name, column_name, \
@@ -696,6 +886,31 @@ mod tests {
     fn the_displayed_target_drops_password_pairs() {
         let t = target("oracle://scott@(DESCRIPTION=(ADDRESS=(HOST=h))(PASSWORD=x1))").unwrap();
         assert!(!t.display.contains("x1"), "{}", t.display);
+    }
+
+    /// Each catalog statement the DBA commands send parses as Oracle SQL.
+    #[test]
+    fn dba_statements_parse_as_oracle() {
+        use sqlparser::dialect::OracleDialect;
+        use sqlparser::parser::Parser;
+        for sql in [TABLE_STATS, PRIVILEGES, DBMS_LOCK_VISIBLE, QUOTA] {
+            let sql = bind_placeholders(sql, Dialect::Oracle);
+            Parser::parse_sql(&OracleDialect {}, &sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        // PL/SQL blocks: a single call between BEGIN and END;.
+        for block in [GATHER_STATS, DB_VERSION] {
+            let call = block
+                .strip_prefix("BEGIN ")
+                .and_then(|b| b.strip_suffix(" END;"))
+                .expect("BEGIN call; END;");
+            let call = bind_placeholders(call.trim_end_matches(';'), Dialect::Oracle);
+            Parser::parse_sql(&OracleDialect {}, &format!("CALL {call}"))
+                .unwrap_or_else(|e| panic!("{block}: {e}"));
+        }
+        assert!(at_least("19.0.0", 12, 2));
+        assert!(at_least("12.2.0.1", 12, 2));
+        assert!(!at_least("12.1.0.2", 12, 2));
+        assert!(!at_least("11.2.0", 12, 2));
     }
 
     #[test]

@@ -5,13 +5,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Row, Value, bind_placeholders};
+use super::{
+    CatalogColumn, Check, Connection, DbError, DbErrorKind, Lock, Row, TableStats, Value,
+    bind_placeholders,
+};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
@@ -207,18 +211,17 @@ impl ToSql for Value {
             Value::Float(f) => match *ty {
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
                 Type::FLOAT8 => f.to_sql(ty, out),
-                Type::NUMERIC => Decimal::try_from(*f)?.to_sql(ty, out),
+                Type::NUMERIC => decimal_of_float(*f)?.to_sql(ty, out),
                 Type::INT2 | Type::INT4 | Type::INT8 if f.fract() == 0.0 => {
                     Value::Int(*f as i64).to_sql(ty, out)
                 }
                 _ => f.to_string().to_sql(&Type::TEXT, out),
             },
             Value::Text(s) => match *ty {
-                Type::DATE => {
-                    NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d")?.to_sql(ty, out)
-                }
+                // The whole text must be the date: a time after it would be lost.
+                Type::DATE => parse_date(s)?.to_sql(ty, out),
                 Type::TIMESTAMP => parse_timestamp(s)?.to_sql(ty, out),
-                Type::TIMESTAMPTZ => parse_timestamp(s)?.and_utc().to_sql(ty, out),
+                Type::TIMESTAMPTZ => parse_timestamp(s)?.assume_utc().to_sql(ty, out),
                 Type::NUMERIC => Decimal::from_str(s.trim())?.to_sql(ty, out),
                 Type::INT2 | Type::INT4 | Type::INT8 => {
                     Value::Int(s.trim().parse()?).to_sql(ty, out)
@@ -240,16 +243,62 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
-fn parse_timestamp(s: &str) -> Result<NaiveDateTime, chrono::ParseError> {
+/// The decimal a float stands for: its shortest round-trip text (`0.1`, not
+/// the binary value's `0.1000000000000000055511151231`), so a number read from
+/// SQLite or an export keeps its digits in a NUMERIC column.
+fn decimal_of_float(f: f64) -> Result<Decimal, rust_decimal::Error> {
+    Decimal::from_str(&f.to_string()).or_else(|_| Decimal::try_from(f))
+}
+
+/// A NUMERIC as a float correctly rounded from its exact decimal text
+/// (`Decimal::to_f64` adds the integer and fraction parts in floating point,
+/// which can be one unit off in the last place).
+fn float_of_decimal(d: &Decimal) -> f64 {
+    d.to_string()
+        .parse()
+        .unwrap_or_else(|_| d.to_f64().unwrap_or(f64::NAN))
+}
+
+fn parse_date(s: &str) -> Result<Date, time::error::Parse> {
+    Date::parse(s.trim(), format_description!("[year]-[month]-[day]"))
+}
+
+/// A timestamp as text: RFC 3339 (converted to UTC), `YYYY-MM-DD HH:MM:SS[.f]`
+/// (`T` or a space between), or a bare date.
+pub fn parse_timestamp(s: &str) -> Result<PrimitiveDateTime, time::error::Parse> {
     let s = s.trim();
-    DateTime::parse_from_rfc3339(s)
-        .map(|d| d.with_timezone(&Utc).naive_utc())
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-        })
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        let utc = t.to_offset(UtcOffset::UTC);
+        return Ok(PrimitiveDateTime::new(utc.date(), utc.time()));
+    }
+    let s = s.replacen('T', " ", 1);
+    PrimitiveDateTime::parse(
+        &s,
+        format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+        ),
+    )
+    .or_else(|_| parse_date(&s).map(|d| d.midnight()))
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, with the fraction when there is one (no trailing zeros).
+pub fn timestamp_text(t: PrimitiveDateTime) -> String {
+    let (d, c) = (t.date(), t.time());
+    let mut out = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        d.month() as u8,
+        d.day(),
+        c.hour(),
+        c.minute(),
+        c.second()
+    );
+    if c.nanosecond() != 0 {
+        let fraction = format!("{:09}", c.nanosecond());
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out
 }
 
 fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
@@ -281,23 +330,29 @@ fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
             Some(d) if d.fract().is_zero() && d.to_i64().is_some() => {
                 Value::Int(d.to_i64().unwrap_or_default())
             }
-            Some(d) => Value::Float(d.to_f64().unwrap_or(f64::NAN)),
+            Some(d) => Value::Float(float_of_decimal(&d)),
         },
-        Type::DATE => row
-            .try_get::<_, Option<NaiveDate>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.format("%Y-%m-%d").to_string())
-            }),
+        Type::DATE => row.try_get::<_, Option<Date>>(i)?.map_or(Value::Null, |d| {
+            Value::Text(format!(
+                "{:04}-{:02}-{:02}",
+                d.year(),
+                d.month() as u8,
+                d.day()
+            ))
+        }),
         Type::TIMESTAMP => row
-            .try_get::<_, Option<NaiveDateTime>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
-            }),
-        Type::TIMESTAMPTZ => row
-            .try_get::<_, Option<DateTime<Utc>>>(i)?
-            .map_or(Value::Null, |d| {
-                Value::Text(d.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
-            }),
+            .try_get::<_, Option<PrimitiveDateTime>>(i)?
+            .map_or(Value::Null, |d| Value::Text(timestamp_text(d))),
+        Type::TIMESTAMPTZ => {
+            row.try_get::<_, Option<OffsetDateTime>>(i)?
+                .map_or(Value::Null, |d| {
+                    let utc = d.to_offset(UtcOffset::UTC);
+                    Value::Text(timestamp_text(PrimitiveDateTime::new(
+                        utc.date(),
+                        utc.time(),
+                    )))
+                })
+        }
         Type::BYTEA => row
             .try_get::<_, Option<Vec<u8>>>(i)?
             .map_or(Value::Null, Value::Blob),
@@ -514,6 +569,81 @@ impl Connection for PgConnection {
 
     fn is_closed(&self) -> bool {
         self.broken || self.client.is_closed()
+    }
+
+    fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
+        // reltuples is -1 until the table was first analyzed or vacuumed.
+        let rows = self.query(
+            "SELECT c.relname::text, CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
+                    pg_total_relation_size(c.oid)::int8 \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
+               AND left(c.relname, length(?)) = ? \
+             ORDER BY 1",
+            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TableStats {
+                table: r[0].to_text(),
+                rows: r[1].as_i64(),
+                bytes: r[2].as_i64().map(|b| b.max(0) as u64),
+            })
+            .collect())
+    }
+
+    fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        // One statement for all of them: one round trip.
+        self.client
+            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+            .map_err(|e| self.fail(&e))
+    }
+
+    fn preflight(&mut self) -> Result<Vec<Check>, DbError> {
+        let rows = self.query(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int8, \
+                    current_user::text, current_schema()::text, \
+                    CASE WHEN current_schema() IS NULL THEN 0 \
+                         WHEN has_schema_privilege(current_schema(), 'CREATE') THEN 1 ELSE 0 END",
+            &[],
+        )?;
+        let Some(r) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let (version, number, user) = (r[0].to_text(), r[1].as_i64().unwrap_or(0), r[2].to_text());
+        let mut checks = vec![if number >= 130000 {
+            Check::ok(
+                "server",
+                format!("PostgreSQL {version} (13 or newer is needed)"),
+            )
+        } else {
+            Check::fail(
+                "server",
+                format!("PostgreSQL {version} is older than 13"),
+                "upgrade the server to PostgreSQL 13 or newer",
+            )
+        }];
+        checks.push(match (r[3].is_null(), r[4].as_i64() == Some(1)) {
+            (true, _) => Check::fail(
+                "grants",
+                format!("no schema of the search_path exists for role {user}"),
+                format!("create the schema (CREATE SCHEMA {user}) or set search_path to an existing one"),
+            ),
+            (false, true) => Check::ok(
+                "grants",
+                format!("role {user} may create tables and materialized views in schema {}", r[3].to_text()),
+            ),
+            (false, false) => Check::fail(
+                "grants",
+                format!("role {user} may not CREATE in schema {}: provisioning and migrations would fail", r[3].to_text()),
+                format!("as the schema's owner: GRANT CREATE ON SCHEMA {} TO {user}", r[3].to_text()),
+            ),
+        });
+        Ok(checks)
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {

@@ -8,7 +8,10 @@ use std::sync::OnceLock;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
-use super::{CatalogColumn, Connection, DbError, DbErrorKind, Lock, Open, Row, Value};
+use super::{
+    CatalogColumn, Check, Connection, DbError, DbErrorKind, Definition, Lock, Open, Row,
+    TableStats, Value,
+};
 use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
@@ -427,6 +430,11 @@ impl SqliteConnection {
     }
 }
 
+/// An identifier read from the catalog, quoted for SQLite.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// A path as the path part of a `file:` URI.
 fn uri_path(path: &Path) -> String {
     let text = path.display().to_string();
@@ -459,24 +467,11 @@ impl Connection for SqliteConnection {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| classify(&e, &self.path))?;
-        let width = stmt.column_count();
-        let mut rows = stmt
-            .query(params_from_iter(params.iter().map(to_sql_value)))
-            .map_err(|e| classify(&e, &self.path))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| classify(&e, &self.path))? {
-            let mut values = Vec::with_capacity(width);
-            for i in 0..width {
-                values.push(from_sql_value(
-                    row.get_ref(i).map_err(|e| classify(&e, &self.path))?,
-                ));
-            }
-            out.push(values);
-        }
+        self.query_each(sql, params, &mut |row| {
+            out.push(row);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -487,7 +482,10 @@ impl Connection for SqliteConnection {
         each: &mut dyn FnMut(Row) -> Result<(), DbError>,
     ) -> Result<(), DbError> {
         let path = self.path.clone();
-        let mut stmt = self.conn.prepare(sql).map_err(|e| classify(&e, &path))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| classify(&e, &path))?;
         let width = stmt.column_count();
         let mut rows = stmt
             .query(params_from_iter(params.iter().map(to_sql_value)))
@@ -547,6 +545,121 @@ impl Connection for SqliteConnection {
 
     fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
         Ok(())
+    }
+
+    fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
+        let tables: Vec<String> = self
+            .query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, length(?1)) = ?1 ORDER BY name",
+                &[Value::Text(prefix.to_string())],
+            )?
+            .iter()
+            .map(|r| r[0].to_text())
+            .collect();
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Pages per table, its indexes included (dbstat's aggregate form: one
+        // row per b-tree). A library built without dbstat gives no sizes.
+        let sizes: std::collections::HashMap<String, i64> = self
+            .query(
+                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat('main', 1) d \
+                 JOIN sqlite_master m ON m.name = d.name \
+                 WHERE substr(m.tbl_name, 1, length(?1)) = ?1 GROUP BY m.tbl_name",
+                &[Value::Text(prefix.to_string())],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r[0].to_text(), r[1].as_i64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Exact counts, all tables in one query (a tenant's file is small).
+        let counts = self.query(
+            &tables
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("SELECT {i}, COUNT(*) FROM {}", quote_ident(t)))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+            &[],
+        )?;
+        let mut rows = vec![None; tables.len()];
+        for r in &counts {
+            if let (Some(i), Some(n)) = (r[0].as_i64(), r[1].as_i64()) {
+                rows[i as usize] = Some(n);
+            }
+        }
+        Ok(tables
+            .into_iter()
+            .zip(rows)
+            .map(|(table, rows)| TableStats {
+                bytes: sizes.get(&table).map(|b| (*b).max(0) as u64),
+                table,
+                rows,
+            })
+            .collect())
+    }
+
+    fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
+        for t in tables {
+            self.conn
+                .execute_batch(&format!("ANALYZE {}", quote_ident(t)))
+                .map_err(|e| classify(&e, &self.path))?;
+        }
+        // What SQLite recommends before a connection closes; after a fresh
+        // ANALYZE it finds nothing more to do, but it also covers what
+        // `tables` left out.
+        self.conn
+            .execute_batch("PRAGMA optimize")
+            .map_err(|e| classify(&e, &self.path))
+    }
+
+    fn definitions(&mut self, prefix: &str) -> Result<Vec<Definition>, DbError> {
+        let rows = self.query(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master \
+             WHERE sql IS NOT NULL AND type IN ('table', 'index', 'trigger') \
+               AND substr(tbl_name, 1, length(?1)) = ?1 \
+             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name",
+            &[Value::Text(prefix.to_string())],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Definition {
+                kind: r[0].to_text(),
+                name: r[1].to_text(),
+                table: r[2].to_text(),
+                sql: r[3].to_text(),
+            })
+            .collect())
+    }
+
+    fn preflight(&mut self) -> Result<Vec<Check>, DbError> {
+        let version = self
+            .query("SELECT sqlite_version()", &[])?
+            .first()
+            .map(|r| r[0].to_text())
+            .unwrap_or_default();
+        let mode = self
+            .query("PRAGMA journal_mode", &[])?
+            .first()
+            .map(|r| r[0].to_text().to_ascii_lowercase())
+            .unwrap_or_default();
+        Ok(vec![
+            Check::ok("server", format!("SQLite {version} (bundled)")),
+            if mode == "wal" {
+                Check::ok(
+                    "journal",
+                    "WAL: readers and the one writer do not block each other",
+                )
+            } else {
+                Check::fail(
+                    "journal",
+                    format!("{} is in journal mode {mode}, not WAL", self.path.display()),
+                    "open it once with pathfinder-db as a user who may write it (it sets WAL), or run PRAGMA journal_mode = WAL",
+                )
+            },
+        ])
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {

@@ -42,9 +42,23 @@ pub struct ArchiveTable {
 
 /// A generation: the `archived_at` of one run, `YYYY-MM-DD HH:MM:SS.ffffff` UTC.
 pub fn generation_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S%.6f")
-        .to_string()
+    let now = time::OffsetDateTime::now_utc();
+    timestamp_text(time::PrimitiveDateTime::new(now.date(), now.time()))
+}
+
+/// A UTC time as timestamps are bound: `YYYY-MM-DD HH:MM:SS.ffffff`.
+pub fn timestamp_text(t: time::PrimitiveDateTime) -> String {
+    let (d, c) = (t.date(), t.time());
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        d.year(),
+        d.month() as u8,
+        d.day(),
+        c.hour(),
+        c.minute(),
+        c.second(),
+        c.microsecond()
+    )
 }
 
 /// The tenant's live tables that exist, children first, with their columns

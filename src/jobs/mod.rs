@@ -1,5 +1,6 @@
 //! The jobs cron runs, and the archive machinery they share.
 
+pub mod analyze;
 pub mod archive;
 pub mod refresh;
 pub mod retention;

@@ -41,15 +41,11 @@ const CHUNK_BATCHES: u64 = 100;
 /// few batches and wasteful for a large backlog.
 const FIND_BATCHES: u64 = 4;
 
-/// `YYYY-MM-DD HH:MM:SS.ffffff`: how timestamps are bound (see
-/// [`crate::dialect::Dialect::timestamp_bind`]).
-const TS_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
-
 /// A policy of this run, with its cutoff.
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub policy: Policy,
-    /// Rows whose age column is before this are due (`TS_FORMAT`, UTC).
+    /// Rows whose age column is before this are due (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC).
     pub cutoff: String,
     pub targets: Vec<Target>,
 }
@@ -57,22 +53,24 @@ pub struct Planned {
 /// What a run does, fixed when it starts.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// When the run started (`TS_FORMAT`, UTC): the cutoffs count back from
+    /// When the run started (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC): the cutoffs count back from
     /// it, and it is the `archived_at` (generation) of every row it moves.
     pub started: String,
     pub policies: Vec<Planned>,
 }
 
 impl Plan {
-    pub fn new(policies: Vec<Policy>, now: chrono::DateTime<chrono::Utc>) -> Plan {
+    pub fn new(policies: Vec<Policy>, now: time::OffsetDateTime) -> Plan {
+        let now = now.to_offset(time::UtcOffset::UTC);
+        let now = time::PrimitiveDateTime::new(now.date(), now.time());
         Plan {
-            started: now.format(TS_FORMAT).to_string(),
+            started: archive::timestamp_text(now),
             policies: policies
                 .into_iter()
                 .map(|policy| Planned {
-                    cutoff: (now - chrono::Duration::days(policy.retention_days))
-                        .format(TS_FORMAT)
-                        .to_string(),
+                    cutoff: archive::timestamp_text(
+                        now - time::Duration::days(policy.retention_days),
+                    ),
                     targets: policy.targets(),
                     policy,
                 })
@@ -863,7 +861,7 @@ pub fn completed_policies(plan: &Plan, reports: &[UnitReport]) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub enum Selection {
     Ids(Vec<String>),
-    /// Rows archived at or after this time (`TS_FORMAT`, UTC).
+    /// Rows archived at or after this time (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC).
     Since(String),
 }
 
@@ -875,26 +873,16 @@ pub struct Restored {
     pub batches: u64,
 }
 
-/// Parses `2026-01-31`, `2026-01-31 10:00[:00[.fff]]`, `2026-01-31T10:00:00Z`
-/// or with an offset, into `TS_FORMAT` in UTC.
+/// Parses `2026-01-31`, `2026-01-31 10:00:00[.fff]` (UTC) or RFC 3339
+/// (`2026-01-31T10:00:00Z`, an offset is converted) into the bound form.
 pub fn parse_time(text: &str) -> Result<String, String> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
-    let s = text.trim();
-    let parsed = DateTime::parse_from_rfc3339(s)
-        .map(|d| d.naive_utc())
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-        })
+    crate::db::postgres::parse_timestamp(text)
+        .map(archive::timestamp_text)
         .map_err(|_| {
             format!(
-                "{text:?} is not a time: use YYYY-MM-DD, YYYY-MM-DD HH:MM:SS (UTC) or ISO 8601 such as 2026-01-31T10:00:00Z"
+                "{text:?} is not a time: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM:SS\" (UTC) or RFC 3339 such as 2026-01-31T10:00:00Z"
             )
-        })?;
-    Ok(parsed.format(TS_FORMAT).to_string())
+        })
 }
 
 fn texts(rows: Vec<crate::db::Row>) -> Vec<String> {

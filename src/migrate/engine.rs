@@ -108,6 +108,19 @@ impl<H: HistoryTable> Migrate for RefineryConnection<'_, H> {
     }
 }
 
+/// The statement that creates a history table as refinery would, in
+/// `dialect` (for a history written without running the migrations: adopt).
+pub fn history_table_ddl(dialect: Dialect, table: &str) -> String {
+    match dialect {
+        Dialect::Oracle => {
+            RefineryConnection::<OracleHistory>::assert_migrations_table_query(table)
+        }
+        Dialect::Postgres | Dialect::Sqlite => {
+            RefineryConnection::<StandardHistory>::assert_migrations_table_query(table)
+        }
+    }
+}
+
 /// What a migration run changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {

@@ -5,7 +5,7 @@ pub mod engine;
 pub mod runner;
 pub mod verify;
 
-use crate::db::Connection;
+use crate::db::{Connection, Tx};
 use crate::render::Renderer;
 use crate::tenant::{SCHEMA_HISTORY, TenantKey};
 
@@ -35,39 +35,36 @@ pub fn system_is_current(conn: &mut dyn Connection, renderer: &Renderer) -> anyh
 pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Result<Applied> {
     let started = std::time::Instant::now();
     let migrations = renderer.system_migrations()?;
-    conn.begin()?;
     // Two processes starting on a fresh database must not both create it.
     let lock = crate::db::Lock::System;
-    let result = conn
-        .lock(&lock)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            engine::apply(
-                conn,
-                &migrations,
-                SYSTEM_HISTORY,
-                None,
-                false,
-                "system schema",
-            )
-        })
-        .and_then(|applied| {
-            for version in &applied.versions {
-                audit_system(conn, &format!("system V{version}"), started, None)?;
-            }
-            Ok(applied)
-        });
-    let outcome = match result {
-        Ok(applied) => conn.commit().map(|()| applied).map_err(anyhow::Error::from),
-        Err(e) => {
-            let _ = conn.rollback();
-            let _ = audit_system(conn, "system", started, Some(&crate::error::one_line(&e)));
-            let _ = conn.commit();
-            Err(e)
+    let result = (|| -> anyhow::Result<Applied> {
+        let mut tx = Tx::begin(conn)?;
+        tx.lock(&lock)?;
+        let applied = engine::apply(
+            &mut *tx,
+            &migrations,
+            SYSTEM_HISTORY,
+            None,
+            false,
+            "system schema",
+        )?;
+        for version in &applied.versions {
+            audit_system(&mut *tx, &format!("system V{version}"), started, None)?;
         }
-    };
+        tx.commit()?;
+        Ok(applied)
+    })();
+    if let Err(e) = &result {
+        // Recorded after the rollback, where the audit log exists already.
+        let message = crate::error::one_line(e);
+        let _ = Tx::begin(conn).and_then(|mut tx| {
+            audit_system(&mut *tx, "system", started, Some(&message))?;
+            tx.commit()
+        });
+    }
+    // A session-level lock on Oracle; ends with the transaction elsewhere.
     let _ = conn.unlock(&lock);
-    outcome
+    result
 }
 
 fn audit_system(

@@ -51,7 +51,7 @@ pub fn expected_shape(
 }
 
 /// Splits `pf_user_<key>_<suffix>` into (key, suffix) for a known key and suffix.
-fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, &'a str)> {
+pub fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, &'a str)> {
     let rest = name.strip_prefix(TENANT_PREFIX)?;
     rest.match_indices('_').find_map(|(i, _)| {
         let (key, suffix) = (&rest[..i], &rest[i + 1..]);

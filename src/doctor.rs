@@ -1,0 +1,518 @@
+//! `doctor`: a preflight check of the configured database, one line per check
+//! with what was found and, when it fails, the fix. Reads only: nothing is
+//! created, not even a missing database.
+//!
+//! Checks: the Oracle client library and `TNS_ADMIN` wallet (Oracle), that
+//! the database can be reached, the backend's own checks (server version,
+//! Oracle's COMPATIBLE, the privileges pathfinder-db needs, quota; see
+//! [`crate::db::Connection::preflight`]), the system schema version, tenants
+//! stuck half-way or failed, registry rows whose tables are missing and
+//! tenant tables that no registry row owns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::{Check, Database, Open, Session};
+use crate::dialect::Dialect;
+use crate::migrate::verify::split_name;
+use crate::registry::{self, Status, TenantRecord};
+use crate::render::Renderer;
+use crate::tenant::{TABLES, TENANT_PREFIX, TenantKey};
+
+/// What `doctor` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Tenants left `failed`, with their errors.
+    pub failed_tenants: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// How many names a line lists before "and N more".
+const SHOWN: usize = 5;
+
+fn listed(names: &[String]) -> String {
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+/// Runs every check that applies; a check that cannot run (no connection)
+/// leaves out the ones that depend on it.
+pub fn run(config: &Config) -> Report {
+    let mut report = Report {
+        checks: Vec::new(),
+        failed_tenants: Vec::new(),
+    };
+    let checks = &mut report.checks;
+    let db = match Database::open(config) {
+        Ok(db) => db,
+        Err(e) => {
+            checks.push(Check::fail(
+                "configuration",
+                crate::error::one_line(&e),
+                "fix the database URL (--database-url, PATHFINDER_DATABASE_URL or database_url in pathfinder-db.toml)",
+            ));
+            return report;
+        }
+    };
+    if db.dialect() == Dialect::Oracle {
+        checks.push(match crate::db::oracle::client_version() {
+            Ok(v) => Check::ok("client", format!("Oracle client library {v}")),
+            Err(e) => Check::fail(
+                "client",
+                e.message.clone(),
+                "install Oracle Instant Client (Basic or Basic Light) and add its folder to LD_LIBRARY_PATH",
+            ),
+        });
+        checks.push(tns_admin(
+            &config.database_url,
+            std::env::var("TNS_ADMIN").ok(),
+        ));
+    }
+    if !db.exists() {
+        checks.push(Check::fail(
+            "database",
+            format!("{} does not exist", db.display_url()),
+            "check the database URL, or create it with `pathfinder-db init`",
+        ));
+        return report;
+    }
+    if let Err(e) = db.check_writable() {
+        checks.push(Check::fail(
+            "writable",
+            e.message.clone(),
+            "see the message: pathfinder-db must be able to write the database",
+        ));
+    }
+    let mut session = match db.connect_read_only() {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(Check::fail(
+                "database",
+                e.message.clone(),
+                "make the database reachable with these credentials (see the message)",
+            ));
+            return report;
+        }
+    };
+    checks.push(Check::ok(
+        "database",
+        format!("{} is reachable", db.display_url()),
+    ));
+    match session.system().preflight() {
+        Ok(found) => checks.extend(found),
+        Err(e) => checks.push(Check::fail(
+            "server",
+            e.message.clone(),
+            "see the message: the server's settings could not be read",
+        )),
+    }
+    let renderer = match Renderer::new(db.dialect(), config.templates_dir.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            checks.push(Check::fail(
+                "templates",
+                e.to_string(),
+                "fix the templates, or unset templates_dir to use the built-in ones",
+            ));
+            return report;
+        }
+    };
+    if !system_schema(&mut session, &renderer, checks) {
+        return report;
+    }
+    let tenants = match registry::list(session.system(), true) {
+        Ok(t) => t,
+        Err(e) => {
+            checks.push(Check::fail(
+                "registry",
+                e.message.clone(),
+                "grant this user SELECT on pf_tenants",
+            ));
+            return report;
+        }
+    };
+    unsettled(&tenants, checks, &mut report.failed_tenants);
+    let checks = &mut report.checks;
+    if let Err(e) = catalog(&mut session, &tenants, checks) {
+        checks.push(Check::fail(
+            "catalog",
+            crate::error::one_line(&e),
+            "grant this user access to the catalog of its schema",
+        ));
+    }
+    report
+}
+
+/// The system schema is there, current and unchanged. False when it is
+/// missing (the registry checks cannot run).
+fn system_schema(session: &mut Session<'_>, renderer: &Renderer, checks: &mut Vec<Check>) -> bool {
+    let applied = match crate::migrate::engine::applied_versions(
+        session.system(),
+        crate::migrate::SYSTEM_HISTORY,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            checks.push(Check::fail(
+                "system schema",
+                e.message.clone(),
+                "grant this user SELECT on refinery_schema_history",
+            ));
+            return false;
+        }
+    };
+    let migrations = match renderer.system_migrations() {
+        Ok(m) => m,
+        Err(e) => {
+            checks.push(Check::fail("templates", e.to_string(), "fix the templates"));
+            return false;
+        }
+    };
+    let latest = migrations.last().map(|m| m.version).unwrap_or(0);
+    let dialect = session.dialect();
+    let changed: Vec<u32> = applied
+        .iter()
+        .filter(|(v, _, checksum)| {
+            migrations
+                .iter()
+                .find(|m| m.version == *v)
+                .is_some_and(|m| crate::migrate::engine::checksum(m, dialect) != *checksum)
+        })
+        .map(|(v, _, _)| *v)
+        .collect();
+    let have = applied.last().map(|(v, _, _)| *v).unwrap_or(0);
+    checks.push(if applied.is_empty() {
+        Check::fail(
+            "system schema",
+            "there is no pathfinder-db system schema here",
+            "run `pathfinder-db init` (or check the database URL)",
+        )
+    } else if !changed.is_empty() {
+        Check::fail(
+            "system schema",
+            format!(
+                "version(s) {changed:?} were applied from other templates than this pathfinder-db's"
+            ),
+            "use the pathfinder-db release that created this database",
+        )
+    } else if have > latest {
+        Check::fail(
+            "system schema",
+            format!("version {have} is newer than this pathfinder-db knows ({latest})"),
+            "upgrade pathfinder-db",
+        )
+    } else if have < latest {
+        Check::fail(
+            "system schema",
+            format!("version {have}, older than this pathfinder-db's {latest}"),
+            "run `pathfinder-db init` to upgrade it",
+        )
+    } else {
+        Check::ok("system schema", format!("version {have}, current"))
+    });
+    !applied.is_empty()
+}
+
+/// Tenants stuck in provisioning, migrating or deprovisioning, or failed.
+fn unsettled(
+    tenants: &[TenantRecord],
+    checks: &mut Vec<Check>,
+    failed: &mut Vec<(String, String)>,
+) {
+    let stuck: Vec<&TenantRecord> = tenants
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status,
+                Status::Provisioning | Status::Migrating | Status::Failed | Status::Deprovisioning
+            )
+        })
+        .collect();
+    failed.extend(
+        stuck
+            .iter()
+            .filter(|t| t.status == Status::Failed)
+            .map(|t| (t.username.clone(), t.last_error.clone().unwrap_or_default())),
+    );
+    if stuck.is_empty() {
+        checks.push(Check::ok(
+            "tenants",
+            format!(
+                "{} tenant(s), none failed or stuck half-way",
+                tenants.iter().filter(|t| t.status.is_live()).count()
+            ),
+        ));
+        return;
+    }
+    let names: Vec<String> = stuck
+        .iter()
+        .map(|t| match &t.last_error {
+            Some(e) => format!("{} ({}: {e})", t.username, t.status),
+            None => format!("{} ({})", t.username, t.status),
+        })
+        .collect();
+    let mut fixes = Vec::new();
+    let has = |s: Status| stuck.iter().any(|t| t.status == s);
+    if has(Status::Failed) || has(Status::Migrating) {
+        fixes.push("fix the cause, then `pathfinder-db migrate --all` finishes failed and interrupted migrations");
+    }
+    if has(Status::Provisioning) {
+        fixes.push("`pathfinder-db provision <user>` finishes an interrupted provisioning");
+    }
+    if has(Status::Deprovisioning) {
+        fixes.push("`pathfinder-db deprovision <user> --yes` finishes a deprovisioning, `--cancel` takes it back");
+    }
+    checks.push(Check::fail(
+        "tenants",
+        format!(
+            "{} tenant(s) failed or stuck half-way (unless a run is working on them now): {}",
+            stuck.len(),
+            listed(&names)
+        ),
+        fixes.join("; "),
+    ));
+}
+
+/// Registry rows whose tables are missing, and tenant tables no registry row
+/// owns: one catalog query on PostgreSQL and Oracle; on SQLite each tenant
+/// file, and the main file and the tenants folder for strays.
+fn catalog(
+    session: &mut Session<'_>,
+    tenants: &[TenantRecord],
+    checks: &mut Vec<Check>,
+) -> anyhow::Result<()> {
+    let dialect = session.dialect();
+    // Tables should exist for these; a deprovisioned tenant may keep archives.
+    let live: Vec<&TenantRecord> = tenants
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.status,
+                Status::Active | Status::Failed | Status::Migrating
+            )
+        })
+        .collect();
+    let all_keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
+    let key_set: HashMap<&str, ()> = all_keys.iter().map(|k| (k.as_str(), ())).collect();
+    let mut missing: Vec<String> = Vec::new();
+    let mut strays: Vec<String> = Vec::new();
+    // Stray tables in the main file (SQLite) or the schema (the others).
+    let names: BTreeSet<String> = session
+        .system()
+        .table_stats(TENANT_PREFIX)?
+        .into_iter()
+        .map(|t| t.table)
+        .collect();
+    strays.extend(
+        names
+            .iter()
+            .filter(|n| looks_like_tenant(n))
+            .filter(|n| split_name(n, &key_set).is_none() || session.tenants_apart())
+            .cloned(),
+    );
+    for t in &live {
+        let key = TenantKey::parse(&t.tenant_key, dialect)?;
+        let have: BTreeSet<String> = if session.tenants_apart() {
+            match session.tenant(&key, Open::Existing) {
+                Ok(Some(mut conn)) => conn
+                    .columns(&key.prefix())?
+                    .into_iter()
+                    .map(|c| c.table)
+                    .collect(),
+                Ok(None) => {
+                    missing.push(format!("{} (its file is missing)", t.username));
+                    continue;
+                }
+                Err(e) => {
+                    missing.push(format!("{} ({})", t.username, e.message));
+                    continue;
+                }
+            }
+        } else {
+            names.clone()
+        };
+        let absent: Vec<&str> = TABLES
+            .iter()
+            .filter(|d| !have.contains(&key.object(d.name)))
+            .map(|d| d.name)
+            .collect();
+        if !absent.is_empty() {
+            missing.push(format!("{} (no {})", t.username, absent.join(", ")));
+        }
+    }
+    if let Some(dir) = session
+        .database()
+        .sqlite_tenant_file(&TenantKey::parse("x", dialect)?)
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        && let Ok(entries) = std::fs::read_dir(&dir)
+    {
+        let mut files: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| {
+                n.strip_suffix(".db")
+                    .is_some_and(|key| !key_set.contains_key(key))
+            })
+            .map(|n| dir.join(n).display().to_string())
+            .collect();
+        files.sort();
+        strays.extend(files);
+    }
+    checks.push(if missing.is_empty() {
+        Check::ok(
+            "registry",
+            format!("every live tenant ({}) has its nine tables", live.len()),
+        )
+    } else {
+        Check::fail(
+            "registry",
+            format!(
+                "{} registered tenant(s) lack tables: {}",
+                missing.len(),
+                listed(&missing)
+            ),
+            "restore them from a backup, or remove the tenant with `pathfinder-db deprovision <user> --yes`",
+        )
+    });
+    checks.push(if strays.is_empty() {
+        Check::ok("catalog", "no tenant tables outside the registry")
+    } else {
+        Check::fail(
+            "catalog",
+            format!(
+                "{} tenant table(s) or file(s) no registry row owns: {}",
+                strays.len(),
+                listed(&strays)
+            ),
+            "`pathfinder-db adopt --scan --dry-run` shows which can be adopted; drop or move away the rest",
+        )
+    });
+    Ok(())
+}
+
+/// Whether `name` is shaped as a tenant object, `pf_user_<key>_<suffix>` with
+/// a known suffix (`pf_user_sessions`, a system table, is not).
+fn looks_like_tenant(name: &str) -> bool {
+    name.strip_prefix(TENANT_PREFIX).is_some_and(|rest| {
+        rest.match_indices('_')
+            .any(|(i, _)| i > 0 && crate::tenant::TENANT_OBJECT_SUFFIXES.contains(&&rest[i + 1..]))
+    })
+}
+
+/// Oracle: a TNS alias needs `TNS_ADMIN` with a tnsnames.ora naming it, and an
+/// Autonomous Database wallet its files; Easy Connect strings need neither.
+pub fn tns_admin(url: &str, tns_admin: Option<String>) -> Check {
+    let connect = url.rsplit_once('@').map(|(_, c)| c).unwrap_or("");
+    let alias = !connect.is_empty() && !connect.contains(['/', ':', '(']);
+    let Some(dir) = tns_admin.filter(|d| !d.is_empty()) else {
+        return if alias {
+            Check::fail(
+                "tns_admin",
+                format!("the URL names the TNS alias {connect:?} but TNS_ADMIN is not set"),
+                "set TNS_ADMIN to the folder with tnsnames.ora (for Autonomous Database: the unzipped wallet)",
+            )
+        } else {
+            Check::ok("tns_admin", "not needed: the URL is an Easy Connect string")
+        };
+    };
+    let dir = Path::new(&dir);
+    if !dir.is_dir() {
+        return Check::fail(
+            "tns_admin",
+            format!("TNS_ADMIN={} is not a folder", dir.display()),
+            "point TNS_ADMIN at the folder with tnsnames.ora (the unzipped wallet)",
+        );
+    }
+    let tnsnames = std::fs::read_to_string(dir.join("tnsnames.ora")).unwrap_or_default();
+    if alias
+        && !tnsnames
+            .lines()
+            .filter_map(|l| l.split('=').next())
+            .any(|name| name.trim().eq_ignore_ascii_case(connect))
+    {
+        return Check::fail(
+            "tns_admin",
+            format!(
+                "{} names no alias {connect:?}",
+                dir.join("tnsnames.ora").display()
+            ),
+            "use an alias from tnsnames.ora in the URL (oracle://USER@ALIAS), or fix TNS_ADMIN",
+        );
+    }
+    let sqlnet = std::fs::read_to_string(dir.join("sqlnet.ora")).unwrap_or_default();
+    let wants_wallet = sqlnet.to_ascii_uppercase().contains("WALLET_LOCATION");
+    let has_wallet = dir.join("cwallet.sso").is_file() || dir.join("ewallet.p12").is_file();
+    if wants_wallet && !has_wallet {
+        return Check::fail(
+            "tns_admin",
+            format!(
+                "{} asks for a wallet but {} has no cwallet.sso",
+                dir.join("sqlnet.ora").display(),
+                dir.display()
+            ),
+            "unzip the whole Autonomous Database wallet into TNS_ADMIN",
+        );
+    }
+    Check::ok(
+        "tns_admin",
+        format!(
+            "TNS_ADMIN={}{}",
+            dir.display(),
+            if has_wallet { " with a wallet" } else { "" }
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_tables_are_not_tenant_tables() {
+        assert!(!looks_like_tenant("pf_user_sessions"));
+        assert!(looks_like_tenant("pf_user_bob_experiences"));
+        assert!(looks_like_tenant("pf_user_a_b_skills_archive"));
+        assert!(!looks_like_tenant("pf_users"));
+    }
+
+    #[test]
+    fn tns_admin_is_checked_for_aliases_and_wallets() {
+        assert!(tns_admin("oracle://scott@db.example.com:1521/svc", None).ok);
+        let missing = tns_admin("oracle://scott@mydb_high", None);
+        assert!(!missing.ok && missing.fix.unwrap().contains("TNS_ADMIN"));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(
+            dir.path().join("tnsnames.ora"),
+            "mydb_high = (description= (address=(protocol=tcps)(host=h)))\n",
+        )
+        .unwrap();
+        assert!(tns_admin("oracle://scott@mydb_high", Some(d.clone())).ok);
+        assert!(!tns_admin("oracle://scott@other_low", Some(d.clone())).ok);
+        std::fs::write(
+            dir.path().join("sqlnet.ora"),
+            "WALLET_LOCATION = (SOURCE = (METHOD = file) (METHOD_DATA = (DIRECTORY=\"?/network/admin\")))\n",
+        )
+        .unwrap();
+        let no_wallet = tns_admin("oracle://scott@mydb_high", Some(d.clone()));
+        assert!(!no_wallet.ok && no_wallet.detail.contains("cwallet.sso"));
+        std::fs::write(dir.path().join("cwallet.sso"), "x").unwrap();
+        assert!(tns_admin("oracle://scott@mydb_high", Some(d)).ok);
+    }
+}

@@ -1,0 +1,691 @@
+//! `import`: one tenant's rows from an export ([`crate::export`]) into this
+//! database, whatever dialect wrote the file.
+//!
+//! Everything that can be checked is checked before anything changes: the
+//! file against its manifest (counts and checksums), its schema version
+//! against the templates, every table and column against that version, the
+//! name against the dialect, and that neither the user nor its tenant key has
+//! objects here. Then the tenant is provisioned at the file's version
+//! ([`crate::provision::provision`]) and the rows are loaded, parents before
+//! children, with binds, in one transaction where the dialect allows it
+//! (PostgreSQL; on SQLite one transaction on the tenant's file).
+//!
+//! After loading, every table is read back and compared with the file, value
+//! for value: a value the database could not hold exactly (a timestamp with
+//! nanoseconds on PostgreSQL, text with a NUL byte) fails the import instead
+//! of being changed silently. Values are compared by what they mean for the
+//! column's type: `12.50` and `12.5` are the same number, `2024-01-01T10:00:00.5`
+//! and `2024-01-01 10:00:00.500` the same timestamp. Rows are matched by id,
+//! not by order (collations differ between databases).
+//!
+//! On any failure nothing is left behind: the load is rolled back and the
+//! half-made tenant deprovisioned (and forgotten, if the registry did not know
+//! the user before).
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{Connection, Open, Row, Session, Value};
+use crate::error::UsageError;
+use crate::export::{self, Header, Manifest};
+use crate::jobs::archive;
+use crate::operation::{Guard, TenantOp};
+use crate::provision::{self, DeprovisionOptions, ProvisionOutcome, ProvisionRequest};
+use crate::registry::{self, Status};
+use crate::render::{Renderer, Scope};
+use crate::tenant::{TABLES, TenantKey, Username};
+
+/// What to import, as the command line gives it.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub path: PathBuf,
+    /// Import as this user instead of the one in the file (`--as`).
+    pub username: Option<String>,
+    /// The tenant key naming the tables (`--tenant-key`).
+    pub tenant_key: Option<String>,
+}
+
+/// One table of the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileTable {
+    /// As in the file: `experiences`, `skills_archive`, ...
+    pub table: String,
+    pub columns: Vec<String>,
+    pub rows: u64,
+}
+
+/// An import that passed every check, ready to run.
+#[derive(Debug, Clone)]
+pub struct ImportPlan {
+    pub path: PathBuf,
+    pub header: Header,
+    pub manifest: Manifest,
+    pub username: Username,
+    pub key: TenantKey,
+    pub version: u32,
+    /// In load order: live tables parents first, then archives.
+    pub tables: Vec<FileTable>,
+    /// The registry did not know the user: a failed import forgets it again.
+    pub new_user: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportOutcome {
+    pub username: String,
+    pub tenant_key: String,
+    pub schema_version: u32,
+    pub rows: u64,
+    pub tables: Vec<FileTable>,
+}
+
+/// Checks `req` against the file and this database, changing nothing.
+pub fn plan(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    templates_dir: Option<&Path>,
+    req: &ImportRequest,
+) -> anyhow::Result<ImportPlan> {
+    let path = req.path.clone();
+    if !path.is_file() {
+        return Err(
+            UsageError::new(format!("cannot import {}: no such file", path.display())).into(),
+        );
+    }
+    let (header, manifest) = export::verify(&path).context("the export was refused")?;
+    let latest = renderer.latest_version(Scope::Tenant);
+    let version = u32::try_from(header.schema_version)
+        .ok()
+        .filter(|v| (1..=latest).contains(v))
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "{} holds a tenant at schema version {}, and this pathfinder-db knows versions 1 to {latest}: import it with the pathfinder-db that wrote it",
+                path.display(),
+                header.schema_version
+            ))
+        })?;
+
+    let dialect = session.dialect();
+    let name = req.username.as_deref().unwrap_or(&header.username);
+    let username = Username::parse(name).map_err(|e| crate::cli::name_error(e, Some(dialect)))?;
+    let key = match (&req.tenant_key, req.username.is_none()) {
+        (Some(k), _) => TenantKey::parse(k, dialect)?,
+        // The same user keeps the key it had, unless it does not fit here.
+        (None, true) if header.tenant_key != header.username => {
+            TenantKey::parse(&header.tenant_key, dialect)?
+        }
+        (None, _) => TenantKey::for_username(&username, dialect)?,
+    };
+
+    let tables = file_tables(&path, &manifest)?;
+    check_shape(&tables, templates_dir, version)?;
+
+    // Neither the user nor its key may have anything here already.
+    let record = registry::get(session.system(), username.as_str())?;
+    if let Some(r) = record
+        .as_ref()
+        .filter(|r| r.status != Status::Deprovisioned)
+    {
+        return Err(UsageError::new(format!(
+            "user {username} exists already here (tenant {}, {}): import under another name with --as USER, or deprovision it first",
+            r.tenant_key, r.status
+        ))
+        .into());
+    }
+    if let Some(owner) =
+        registry::key_owner(session.system(), key.as_str())?.filter(|o| o != username.as_str())
+    {
+        return Err(UsageError::new(format!(
+            "tenant key \"{key}\" belongs to user {owner} here: choose another with --tenant-key KEY"
+        ))
+        .into());
+    }
+    if let Some(found) = existing_objects(session, &key)? {
+        return Err(UsageError::new(format!(
+            "tenant key \"{key}\" has objects here already ({found}): choose another with --tenant-key KEY, or remove them"
+        ))
+        .into());
+    }
+    Ok(ImportPlan {
+        path,
+        header,
+        manifest,
+        username,
+        key,
+        version,
+        tables,
+        new_user: record.is_none(),
+    })
+}
+
+/// Something of `key` that exists in the database, if anything does.
+fn existing_objects(session: &mut Session<'_>, key: &TenantKey) -> anyhow::Result<Option<String>> {
+    if let Some(file) = session.database().sqlite_tenant_file(key) {
+        return Ok(file.exists().then(|| file.display().to_string()));
+    }
+    let only = HashMap::from([(key.as_str(), ())]);
+    Ok(session
+        .system()
+        .table_stats(&key.prefix())?
+        .into_iter()
+        .find(|t| crate::migrate::verify::split_name(&t.table, &only).is_some())
+        .map(|t| t.table))
+}
+
+/// The tables the file holds (from the manifest) with their columns (from
+/// each table's first row), in load order.
+fn file_tables(path: &Path, manifest: &Manifest) -> anyhow::Result<Vec<FileTable>> {
+    let mut columns: HashMap<String, Vec<String>> = HashMap::new();
+    read_rows(path, None, |table, row| {
+        if !columns.contains_key(table) {
+            let keys = row
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            columns.insert(table.to_string(), keys);
+        }
+        Ok(())
+    })?;
+    let order = |name: &str| -> usize {
+        let (base, archive) = match name.strip_suffix("_archive") {
+            Some(base) => (base, TABLES.len()),
+            None => (name, 0),
+        };
+        archive
+            + TABLES
+                .iter()
+                .position(|t| t.name == base)
+                .unwrap_or(TABLES.len())
+    };
+    let mut tables: Vec<FileTable> = manifest
+        .tables
+        .iter()
+        .map(|t| FileTable {
+            table: t.table.clone(),
+            columns: columns.remove(&t.table).unwrap_or_default(),
+            rows: t.rows,
+        })
+        .collect();
+    tables.sort_by_key(|t| order(&t.table));
+    Ok(tables)
+}
+
+/// Every table of the file is a tenant table (or its archive) of `version`,
+/// and every column one that table has.
+fn check_shape(
+    tables: &[FileTable],
+    templates_dir: Option<&Path>,
+    version: u32,
+) -> anyhow::Result<()> {
+    let shape = crate::migrate::verify::expected_shape(templates_dir, version)?;
+    for t in tables {
+        let base = t.table.strip_suffix("_archive").unwrap_or(&t.table);
+        let known = TABLES.iter().any(|d| d.name == base);
+        let Some(expected) = shape.tables.get(base).filter(|_| known) else {
+            return Err(UsageError::new(format!(
+                "the export has a table {:?} that a tenant at version {version} does not have: it was changed, or not written by pathfinder-db",
+                t.table
+            ))
+            .into());
+        };
+        let archive = base != t.table;
+        let foreign: Vec<&str> = t
+            .columns
+            .iter()
+            .filter(|c| !(expected.contains(c) || archive && *c == "archived_at"))
+            .map(String::as_str)
+            .collect();
+        if !foreign.is_empty() {
+            return Err(UsageError::new(format!(
+                "the export's table {} has column(s) {} that version {version} does not have: it was changed, or written from a tenant with drift (`pathfinder-db verify`)",
+                t.table,
+                foreign.join(", ")
+            ))
+            .into());
+        }
+        if t.rows > 0 && !t.columns.iter().any(|c| c == "id") {
+            return Err(UsageError::new(format!(
+                "the export's table {} has no id column: it was changed",
+                t.table
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Hands every row of the file (of `only` that table, or all) to `each`
+/// with its table, in file order.
+fn read_rows(
+    path: &Path,
+    only: Option<&str>,
+    mut each: impl FnMut(&str, &serde_json::Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the export {}", path.display()))?;
+    // Rows of other tables are skipped without parsing them, as the writer
+    // starts each line with its table.
+    let quick = only.map(|t| format!("{{\"table\":{},", serde_json::json!(t)));
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read the export {}", path.display()))?;
+        if n == 0 {
+            continue;
+        }
+        if let Some(quick) = &quick
+            && line.starts_with("{\"table\":")
+            && !line.starts_with(quick.as_str())
+        {
+            continue;
+        }
+        let doc: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}: line {}: not JSON", path.display(), n + 1))?;
+        let Some(table) = doc.get("table").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        if only.is_some_and(|t| t != table) {
+            continue;
+        }
+        each(table, doc.get("row").unwrap_or(&serde_json::Value::Null))?;
+    }
+    Ok(())
+}
+
+/// Why an import stopped (after its checks passed).
+enum Stop {
+    /// Another command provisioned the user meanwhile: not ours to undo.
+    Raced(anyhow::Error),
+    /// Ours to take back.
+    Failed(anyhow::Error),
+}
+
+/// Runs a checked plan: provisions the tenant at the file's version, loads and
+/// verifies the rows; on failure takes everything back.
+/// `master_key` wraps the user's new encryption key, as `provision` does.
+pub fn import(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &ImportPlan,
+    master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
+) -> anyhow::Result<ImportOutcome> {
+    let req = ProvisionRequest {
+        username: plan.username.clone(),
+        tenant_key: Some(plan.key.to_string()),
+        target_version: Some(plan.version),
+        master_key,
+    };
+    let result = match provision::provision(session, renderer, &req) {
+        Ok(ProvisionOutcome::Created { .. }) => {
+            load_tenant(session, renderer, plan).map_err(Stop::Failed)
+        }
+        Ok(ProvisionOutcome::Exists { .. }) => Err(Stop::Raced(anyhow::anyhow!(
+            "user {} was provisioned by another command meanwhile: nothing was imported",
+            plan.username
+        ))),
+        Err(e) => Err(Stop::Failed(e)),
+    };
+    match result {
+        Ok(rows) => Ok(ImportOutcome {
+            username: plan.username.to_string(),
+            tenant_key: plan.key.to_string(),
+            schema_version: plan.version,
+            rows,
+            tables: plan.tables.clone(),
+        }),
+        Err(Stop::Raced(e)) => Err(e),
+        Err(Stop::Failed(e)) => match take_back(session, renderer, plan) {
+            Ok(()) => Err(e.context(format!(
+                "cannot import {}: nothing was kept",
+                plan.path.display()
+            ))),
+            Err(undo) => Err(e.context(format!(
+                "cannot import {}, and removing the half-made tenant failed too ({}): run `pathfinder-db deprovision {} --yes`",
+                plan.path.display(),
+                crate::error::one_line(&undo),
+                plan.username
+            ))),
+        },
+    }
+}
+
+/// Deprovisions what a failed import made (and forgets a user the registry
+/// did not know before).
+fn take_back(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &ImportPlan,
+) -> anyhow::Result<()> {
+    let options = DeprovisionOptions::default();
+    if registry::get(session.system(), plan.username.as_str())?.is_none() {
+        return Ok(());
+    }
+    if let Some(p) = provision::plan_deprovision(session, &plan.username, &options)? {
+        provision::deprovision(session, renderer, &p, &options)?;
+    }
+    if plan.new_user {
+        let sys = session.system();
+        let mut tx = crate::db::Tx::begin(sys)?;
+        registry::forget(&mut *tx, plan.username.as_str())?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn load_tenant(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    plan: &ImportPlan,
+) -> anyhow::Result<u64> {
+    let name = plan.username.as_str();
+    let Some(mut op) = TenantOp::begin(session, name, "tenant.import", "import", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
+    };
+    let result = (|| -> anyhow::Result<u64> {
+        let record = op.registry(|sys| registry::get(sys, name))?;
+        op.set_user_id(record.and_then(|r| r.user_id));
+        let rows = op
+            .tenant(&plan.key, Open::Existing, |conn| load(conn, renderer, plan))?
+            .ok_or_else(|| crate::operation::missing_tenant(op.session(), &plan.key, name))?;
+        op.complete(|_| Ok(()))?;
+        Ok(rows)
+    })();
+    op.finish(result, |_, _| Ok(()))
+}
+
+/// Rows are sent in batches of at most this many, or this many bytes.
+const BATCH_ROWS: usize = 500;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Loads every table of the plan into the freshly provisioned tenant and
+/// compares what the database holds with the file.
+fn load(conn: &mut dyn Connection, renderer: &Renderer, plan: &ImportPlan) -> anyhow::Result<u64> {
+    let key = &plan.key;
+    let archived: Vec<&str> = plan
+        .tables
+        .iter()
+        .filter_map(|t| t.table.strip_suffix("_archive"))
+        .collect();
+    if !archived.is_empty() {
+        let live: Vec<_> = archive::live_tables(conn, key)?
+            .into_iter()
+            .filter(|(d, _)| archived.contains(&d.name))
+            .collect();
+        archive::prepare(conn, renderer, key, &live)?;
+    }
+    let catalog = conn.columns(&key.prefix())?;
+    let mut total = 0;
+    for table in plan.tables.iter().filter(|t| t.rows > 0) {
+        let object = key.object(&table.table);
+        let kinds: Vec<Kind> = table
+            .columns
+            .iter()
+            .map(|c| {
+                catalog
+                    .iter()
+                    .find(|k| k.table == object && &k.column == c)
+                    .map(|k| Kind::of(&k.data_type))
+                    .ok_or_else(|| anyhow::anyhow!("{object} has no column {c} after provisioning"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let id = table.columns.iter().position(|c| c == "id").unwrap_or(0);
+
+        let mut from_file = Fingerprint::new(table.columns.len());
+        let mut exact = Sha256::new();
+        let mut rows = 0u64;
+        let mut batch: Vec<Row> = Vec::new();
+        let mut batch_bytes = 0;
+        read_rows(&plan.path, Some(&table.table), |_, row| {
+            let object_row = row.as_object().context("a row that is not an object")?;
+            if object_row.len() != table.columns.len()
+                || !table.columns.iter().all(|c| object_row.contains_key(c))
+            {
+                bail!(
+                    "a row of {} has other columns than the table's first row: the file was changed",
+                    table.table
+                );
+            }
+            let text = row.to_string();
+            exact.update(text.as_bytes());
+            exact.update(b"\n");
+            rows += 1;
+            let values = table
+                .columns
+                .iter()
+                .map(|c| export::decode(&object_row[c]))
+                .collect::<anyhow::Result<Row>>()?;
+            from_file.add(&values, &kinds, id);
+            batch_bytes += text.len();
+            batch.push(values);
+            if batch.len() >= BATCH_ROWS || batch_bytes >= BATCH_BYTES {
+                conn.insert_rows(&object, &table.columns, &batch)
+                    .with_context(|| format!("cannot load {}", table.table))?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            conn.insert_rows(&object, &table.columns, &batch)
+                .with_context(|| format!("cannot load {}", table.table))?;
+        }
+        // The rows loaded are the ones the manifest vouches for (the file
+        // could have changed since it was checked).
+        let sha: String = exact
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if rows != table.rows
+            || plan
+                .manifest
+                .tables
+                .iter()
+                .any(|m| m.table == table.table && m.sha256 != sha)
+        {
+            bail!(
+                "{} changed while it was being imported (table {})",
+                plan.path.display(),
+                table.table
+            );
+        }
+
+        let mut in_db = Fingerprint::new(table.columns.len());
+        let mut read_back = 0u64;
+        conn.query_each(
+            &format!("SELECT {} FROM {object}", table.columns.join(", ")),
+            &[],
+            &mut |row| {
+                in_db.add(&row, &kinds, id);
+                read_back += 1;
+                Ok(())
+            },
+        )?;
+        if read_back != rows {
+            bail!(
+                "table {} holds {read_back} rows after loading the export's {rows}",
+                table.table
+            );
+        }
+        let differ: Vec<&str> = from_file
+            .differing(&in_db)
+            .map(|i| table.columns[i].as_str())
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "table {}: the database does not hold the export's values exactly in column(s) {} (a value this database cannot store as it is, such as a timestamp finer than its precision or text with a NUL character)",
+                table.table,
+                differ.join(", ")
+            );
+        }
+        total += rows;
+    }
+    Ok(total)
+}
+
+/// How values of a column compare: by what they mean for its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Number,
+    Date,
+    Timestamp,
+}
+
+impl Kind {
+    /// From the catalog's type name (any dialect's spelling).
+    pub fn of(data_type: &str) -> Kind {
+        let t = data_type.to_ascii_lowercase();
+        if t.starts_with("timestamp") {
+            Kind::Timestamp
+        } else if t == "date" {
+            Kind::Date
+        } else if ["numeric", "number", "decimal", "real", "double", "float"]
+            .iter()
+            .any(|n| t.starts_with(n))
+            || t.contains("int")
+        {
+            Kind::Number
+        } else {
+            Kind::Text
+        }
+    }
+}
+
+/// A value in a form that is equal exactly when the values mean the same for
+/// the column's type (None: NULL).
+pub fn canonical(value: &Value, kind: Kind) -> Option<String> {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let text = match value {
+        Value::Null => return None,
+        Value::Blob(b) => return Some(format!("blob:{}", b64(b))),
+        Value::TextBytes(b) => return Some(format!("bytes:{}", b64(b))),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Text(s) => s.clone(),
+    };
+    Some(match kind {
+        Kind::Text | Kind::Date => text,
+        Kind::Number => Decimal::from_str(text.trim())
+            .map(|d| d.normalize().to_string())
+            .unwrap_or(text),
+        Kind::Timestamp => {
+            // One spelling for one point in time: nanoseconds always written.
+            crate::db::postgres::parse_timestamp(&text)
+                .map(|d| {
+                    let whole =
+                        crate::db::postgres::timestamp_text(d.replace_nanosecond(0).unwrap_or(d));
+                    format!("{whole}.{:09}", d.nanosecond())
+                })
+                .unwrap_or(text)
+        }
+    })
+}
+
+/// An order-independent fingerprint of a table's rows, per column: the sum
+/// of a hash of (row id, column, value) over the rows. Two tables with the
+/// same ids have the same sums exactly when every value matches.
+pub(crate) struct Fingerprint {
+    sums: Vec<u128>,
+}
+
+impl Fingerprint {
+    pub(crate) fn new(columns: usize) -> Self {
+        Fingerprint {
+            sums: vec![0; columns],
+        }
+    }
+
+    pub(crate) fn add(&mut self, row: &[Value], kinds: &[Kind], id: usize) {
+        let part = |h: &mut Sha256, v: Option<String>| match v {
+            None => h.update([0u8]),
+            Some(s) => {
+                h.update([1u8]);
+                h.update((s.len() as u64).to_le_bytes());
+                h.update(s.as_bytes());
+            }
+        };
+        let id_value = canonical(&row[id], kinds[id]);
+        for (i, (value, kind)) in row.iter().zip(kinds).enumerate() {
+            let mut h = Sha256::new();
+            part(&mut h, id_value.clone());
+            h.update((i as u64).to_le_bytes());
+            part(&mut h, canonical(value, *kind));
+            let digest = h.finalize();
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            self.sums[i] = self.sums[i].wrapping_add(u128::from_le_bytes(first));
+        }
+    }
+
+    /// The columns (by index) whose values differ.
+    pub(crate) fn differing<'a>(
+        &'a self,
+        other: &'a Fingerprint,
+    ) -> impl Iterator<Item = usize> + 'a {
+        (0..self.sums.len()).filter(|&i| self.sums[i] != other.sums[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_compare_by_meaning() {
+        let n = |v: Value| canonical(&v, Kind::Number);
+        assert_eq!(n(Value::Float(12.5)), n(Value::Text("12.50".into())));
+        assert_eq!(n(Value::Int(12)), n(Value::Float(12.0)));
+        assert_eq!(n(Value::Float(0.1)), Some("0.1".into()));
+        assert_ne!(n(Value::Float(0.1)), n(Value::Float(0.1000001)));
+        let ts = |s: &str| canonical(&Value::Text(s.into()), Kind::Timestamp);
+        assert_eq!(ts("2024-01-01T10:00:00.5"), ts("2024-01-01 10:00:00.500"));
+        assert_eq!(ts("2024-01-01"), ts("2024-01-01 00:00:00"));
+        assert_ne!(
+            ts("2024-01-01 10:00:00.123456789"),
+            ts("2024-01-01 10:00:00.123456")
+        );
+        assert_eq!(canonical(&Value::Null, Kind::Text), None);
+        assert_ne!(
+            canonical(&Value::Text(String::new()), Kind::Text),
+            canonical(&Value::Null, Kind::Text)
+        );
+        assert_eq!(Kind::of("timestamp without time zone"), Kind::Timestamp);
+        assert_eq!(Kind::of("timestamp(6)"), Kind::Timestamp);
+        assert_eq!(Kind::of("numeric(3,1)"), Kind::Number);
+        assert_eq!(Kind::of("number(10,0)"), Kind::Number);
+        assert_eq!(Kind::of("smallint"), Kind::Number);
+        assert_eq!(Kind::of("character varying(255)"), Kind::Text);
+        assert_eq!(Kind::of("clob"), Kind::Text);
+        assert_eq!(Kind::of("date"), Kind::Date);
+    }
+
+    #[test]
+    fn fingerprints_ignore_order_and_find_the_column() {
+        let kinds = [Kind::Text, Kind::Number];
+        let row = |id: &str, n: f64| vec![Value::Text(id.into()), Value::Float(n)];
+        let mut a = Fingerprint::new(2);
+        a.add(&row("x", 1.5), &kinds, 0);
+        a.add(&row("y", 2.5), &kinds, 0);
+        let mut b = Fingerprint::new(2);
+        b.add(&row("y", 2.5), &kinds, 0);
+        b.add(&row("x", 1.5), &kinds, 0);
+        assert_eq!(a.differing(&b).count(), 0);
+        let mut c = Fingerprint::new(2);
+        c.add(&row("y", 2.5), &kinds, 0);
+        c.add(&row("x", 1.25), &kinds, 0);
+        assert_eq!(a.differing(&c).collect::<Vec<_>>(), vec![1]);
+        // Swapping values between rows is a difference too.
+        let mut d = Fingerprint::new(2);
+        d.add(&row("x", 2.5), &kinds, 0);
+        d.add(&row("y", 1.5), &kinds, 0);
+        assert_eq!(a.differing(&d).collect::<Vec<_>>(), vec![1]);
+    }
+}

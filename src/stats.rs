@@ -1,0 +1,292 @@
+//! `stats`: rows and bytes per tenant and per table, for storage alerts and
+//! capacity planning.
+//!
+//! It must stay fast on big fleets, so the figures come from the catalog, one
+//! query per database ([`crate::db::Connection::table_stats`]): on PostgreSQL
+//! `pg_total_relation_size` and `pg_class.reltuples`, on Oracle `USER_SEGMENTS`
+//! (table, index and LOB segments) and `NUM_ROWS`. Those row counts are the
+//! optimizer's estimates from the last statistics gathering (`analyze`);
+//! `exact` counts the rows instead (one query per tenant). On SQLite every
+//! tenant is a database of its own: its bytes are the size of its file, its
+//! tables' bytes come from `dbstat`, and rows are always counted.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::db::{Open, Session, TableStats};
+use crate::migrate::verify::split_name;
+use crate::registry::TenantRecord;
+use crate::tenant::{TENANT_PREFIX, TenantKey};
+
+/// One tenant's storage.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStats {
+    pub username: String,
+    pub tenant_key: String,
+    /// Rows of all its tables whose count is known.
+    pub rows: i64,
+    /// Whether `rows` was counted (else the optimizer's estimate).
+    pub rows_exact: bool,
+    /// Tables whose rows are unknown: never analyzed.
+    pub unanalyzed_tables: usize,
+    /// Bytes on disk: the tenant's file on SQLite, else its segments.
+    pub bytes: u64,
+    /// Per table (by suffix: `experiences`, `skills_archive`, ...), largest first.
+    pub tables: Vec<TableStats>,
+}
+
+/// A tenant whose figures could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsFailure {
+    pub username: String,
+    pub error: String,
+}
+
+/// The figures of `tenants`, largest first. `fleet`: they are every tenant
+/// (one catalog query serves them all on PostgreSQL and Oracle).
+pub fn collect(
+    session: &mut Session<'_>,
+    tenants: &[TenantRecord],
+    exact: bool,
+    fleet: bool,
+) -> anyhow::Result<(Vec<TenantStats>, Vec<StatsFailure>)> {
+    let dialect = session.dialect();
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    if session.tenants_apart() {
+        for t in tenants {
+            match sqlite_tenant(session, t) {
+                Ok(s) => out.push(s),
+                Err(e) => failed.push(StatsFailure {
+                    username: t.username.clone(),
+                    error: crate::error::one_line(&e),
+                }),
+            }
+        }
+    } else {
+        let keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
+        let key_set: HashMap<&str, ()> = keys.iter().map(|k| (k.as_str(), ())).collect();
+        // A few named tenants: a query each by their own prefix (the exact
+        // suffix list below keeps `pf_user_a_` from claiming tenant `a_b`'s
+        // tables); otherwise one query for the whole fleet.
+        let catalog: Vec<TableStats> = if !fleet && tenants.len() <= 20 {
+            let mut all = Vec::new();
+            for t in tenants {
+                let key = TenantKey::parse(&t.tenant_key, dialect)?;
+                all.extend(session.system().table_stats(&key.prefix())?);
+            }
+            all
+        } else {
+            session.system().table_stats(TENANT_PREFIX)?
+        };
+        let mut by_key: HashMap<String, Vec<TableStats>> = HashMap::new();
+        for t in catalog {
+            if let Some((key, suffix)) = split_name(&t.table, &key_set) {
+                let entry = TableStats {
+                    table: suffix.to_string(),
+                    ..t.clone()
+                };
+                by_key.entry(key.to_string()).or_default().push(entry);
+            }
+        }
+        for t in tenants {
+            let mut tables = by_key.remove(&t.tenant_key).unwrap_or_default();
+            if exact {
+                let key = TenantKey::parse(&t.tenant_key, dialect)?;
+                count_rows(session.system(), &key, &mut tables)?;
+            }
+            out.push(summarize(t, tables, None, exact));
+        }
+    }
+    out.sort_by(|a, b| (b.bytes, b.rows, &a.username).cmp(&(a.bytes, a.rows, &b.username)));
+    Ok((out, failed))
+}
+
+fn sqlite_tenant(session: &mut Session<'_>, t: &TenantRecord) -> anyhow::Result<TenantStats> {
+    let key = TenantKey::parse(&t.tenant_key, session.dialect())?;
+    let file = session.database().sqlite_tenant_file(&key);
+    let tables = {
+        let Some(mut conn) = session.tenant(&key, Open::Existing)? else {
+            return Err(crate::operation::missing_tenant(session, &key, &t.username));
+        };
+        conn.table_stats(&key.prefix())?
+    };
+    let file_bytes = file.map(|f| {
+        [String::new(), "-wal".into()]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", f.display())).ok())
+            .map(|m| m.len())
+            .sum()
+    });
+    let prefix = key.prefix();
+    let tables = tables
+        .into_iter()
+        .map(|s| TableStats {
+            table: s
+                .table
+                .strip_prefix(&prefix)
+                .unwrap_or(&s.table)
+                .to_string(),
+            ..s
+        })
+        .collect();
+    Ok(summarize(t, tables, file_bytes, true))
+}
+
+/// Replaces the estimates in `tables` by counts: one query for the tenant.
+fn count_rows(
+    conn: &mut dyn crate::db::Connection,
+    key: &TenantKey,
+    tables: &mut [TableStats],
+) -> anyhow::Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    // Names are rebuilt from the validated key and a known suffix.
+    let sql = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("SELECT {i}, COUNT(*) FROM {}", key.object(&t.table)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    for r in conn.query(&sql, &[])? {
+        if let (Some(i), n @ Some(_)) = (r[0].as_i64(), r[1].as_i64()) {
+            tables[i as usize].rows = n;
+        }
+    }
+    Ok(())
+}
+
+fn summarize(
+    t: &TenantRecord,
+    mut tables: Vec<TableStats>,
+    file_bytes: Option<u64>,
+    exact: bool,
+) -> TenantStats {
+    tables.sort_by(|a, b| (b.bytes, b.rows, &a.table).cmp(&(a.bytes, a.rows, &b.table)));
+    TenantStats {
+        username: t.username.clone(),
+        tenant_key: t.tenant_key.clone(),
+        rows: tables.iter().filter_map(|s| s.rows).sum(),
+        rows_exact: exact,
+        unanalyzed_tables: tables.iter().filter(|s| s.rows.is_none()).count(),
+        bytes: file_bytes.unwrap_or_else(|| tables.iter().filter_map(|s| s.bytes).sum()),
+        tables,
+    }
+}
+
+/// Fleet totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub tenants: usize,
+    pub rows: i64,
+    pub bytes: u64,
+}
+
+pub fn totals(stats: &[TenantStats]) -> Totals {
+    Totals {
+        tenants: stats.len(),
+        rows: stats.iter().map(|s| s.rows).sum(),
+        bytes: stats.iter().map(|s| s.bytes).sum(),
+    }
+}
+
+/// A tenant over an alert threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub username: String,
+    pub tenant_key: String,
+    pub rows: i64,
+    pub bytes: u64,
+    /// Which thresholds it is over: `bytes`, `rows`.
+    pub over: Vec<&'static str>,
+}
+
+/// The tenants over `max_bytes` or `max_rows`.
+pub fn alerts(stats: &[TenantStats], max_bytes: Option<u64>, max_rows: Option<i64>) -> Vec<Alert> {
+    stats
+        .iter()
+        .filter_map(|s| {
+            let mut over = Vec::new();
+            if max_bytes.is_some_and(|m| s.bytes > m) {
+                over.push("bytes");
+            }
+            if max_rows.is_some_and(|m| s.rows > m) {
+                over.push("rows");
+            }
+            (!over.is_empty()).then(|| Alert {
+                username: s.username.clone(),
+                tenant_key: s.tenant_key.clone(),
+                rows: s.rows,
+                bytes: s.bytes,
+                over,
+            })
+        })
+        .collect()
+}
+
+/// `1536` as `1.5 kB` (powers of 1024, as `du -h`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses `10G`, `512M`, `100k` or a plain byte count.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, factor) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let factor: u64 = match c.to_ascii_lowercase() {
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                'b' => 1,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: use a number of bytes, or one with k, M, G or T"
+                    ));
+                }
+            };
+            (&t[..i], factor)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: use a number of bytes, or one with k, M, G or T"))?;
+    if n < 0.0 {
+        return Err(format!("{text:?}: a size cannot be negative"));
+    }
+    Ok((n * factor as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("10M").unwrap(), 10 << 20);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5x").is_err());
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 kB");
+        assert_eq!(human_bytes(10 << 20), "10.0 MB");
+    }
+}
