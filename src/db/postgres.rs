@@ -406,6 +406,24 @@ impl PgConnection {
     }
 }
 
+/// `<rel>.relname` starts with `prefix`: the exact test, plus a range on the
+/// name that pg_class's index on relname serves, so finding one tenant's
+/// relations does not read the whole catalog (it grows with every tenant).
+/// The binds are the prefix twice and the range's bounds.
+fn relname_prefix(rel: &str, prefix: &str) -> (String, Vec<Value>) {
+    let mut binds = vec![Value::Text(prefix.into()), Value::Text(prefix.into())];
+    let mut sql = format!("left({rel}.relname, length(?)) = ?");
+    // Names compare bytewise (the C collation): every name with the prefix
+    // lies in [prefix, prefix with its last byte raised by one).
+    if let Some(last) = prefix.bytes().last().filter(|b| b.is_ascii() && *b < 0x7f) {
+        let upper = format!("{}{}", &prefix[..prefix.len() - 1], (last + 1) as char);
+        sql.push_str(&format!(" AND {rel}.relname >= ? AND {rel}.relname < ?"));
+        binds.push(Value::Text(prefix.into()));
+        binds.push(Value::Text(upper));
+    }
+    (sql, binds)
+}
+
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -505,12 +523,15 @@ impl Connection for PgConnection {
     }
 
     fn table_bytes(&mut self, prefix: &str) -> Result<u64, DbError> {
+        let (prefixed, binds) = relname_prefix("c", prefix);
         let rows = self.query(
-            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
+            &format!(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
-               AND left(c.relname, length(?)) = ?",
-            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+               AND {prefixed}",
+            ),
+            &binds,
         )?;
         Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0).max(0) as u64)
     }
@@ -573,15 +594,18 @@ impl Connection for PgConnection {
 
     fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
         // reltuples is -1 until the table was first analyzed or vacuumed.
+        let (prefixed, binds) = relname_prefix("c", prefix);
         let rows = self.query(
+            &format!(
             "SELECT c.relname::text, CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
                     pg_total_relation_size(c.oid)::int8 \
              FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
-               AND left(c.relname, length(?)) = ? \
+               AND {prefixed} \
              ORDER BY 1",
-            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+            ),
+            &binds,
         )?;
         Ok(rows
             .iter()
@@ -648,31 +672,37 @@ impl Connection for PgConnection {
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         // pg_attribute, not information_schema: materialized views are not in the latter.
+        let (prefixed, binds) = relname_prefix("c", prefix);
         let rows = self.query(
-            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+            &format!(
+                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
                     NOT a.attnotnull, a.attnum::int8 \
              FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'v', 'p') \
-               AND left(c.relname, length(?)) = ? \
+               AND {prefixed} \
              ORDER BY c.relname, a.attnum",
-            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+            ),
+            &binds,
         )?;
         Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {
+        let (prefixed, binds) = relname_prefix("t", prefix);
         let rows = self.query(
-            "SELECT t.relname::text, i.relname::text \
+            &format!(
+                "SELECT t.relname::text, i.relname::text \
              FROM pg_index x \
              JOIN pg_class i ON i.oid = x.indexrelid \
              JOIN pg_class t ON t.oid = x.indrelid \
              JOIN pg_namespace n ON n.oid = t.relnamespace \
-             WHERE n.nspname = current_schema() AND left(t.relname, length(?)) = ? \
+             WHERE n.nspname = current_schema() AND {prefixed} \
                AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) \
              ORDER BY 1, 2",
-            &[Value::Text(prefix.into()), Value::Text(prefix.into())],
+            ),
+            &binds,
         )?;
         Ok(rows
             .into_iter()
