@@ -318,7 +318,7 @@ fn report(
                 .unwrap_or_default()
         ),
         StopReason::StopFile => format!(
-            "the stop file {} exists (remove it before the next run)",
+            "the stop file {} exists; remove it before the next run",
             stop_file.display()
         ),
     };
@@ -383,6 +383,12 @@ fn report(
                 ]);
             }
         }
+        // LEFT only when the run stopped inside a table.
+        let columns = if lines.iter().any(|l| !l[6].is_empty()) {
+            7
+        } else {
+            6
+        };
         if !lines.is_empty() {
             let header = [
                 "TENANT",
@@ -420,9 +426,9 @@ fn report(
                     .trim_end()
                     .to_string()
             };
-            ctx.say(fmt(header.to_vec()));
+            ctx.say(fmt(header[..columns].to_vec()));
             for l in &lines {
-                ctx.say(fmt(l.iter().map(String::as_str).collect()));
+                ctx.say(fmt(l[..columns].iter().map(String::as_str).collect()));
             }
         }
         let tenants = reports.iter().filter(|r| r.username.is_some()).count();
@@ -462,7 +468,7 @@ fn report(
                     })
                     .collect();
                 ctx.say(format!(
-                    "stopped between batches ({}): {} done, {} stopped{}, {} not started; run again to finish",
+                    "stopped between batches: {}. Tenants: {} done, {} stopped{}, {} not started; run again to finish",
                     stop_text(reason),
                     in_unit(UnitStatus::Done),
                     in_unit(UnitStatus::Stopped),
