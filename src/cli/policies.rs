@@ -61,9 +61,10 @@ fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
         let stored = stored_if_any(ctx)?;
         policy::diff(&stored, &files)
     } else {
-        // Like init, apply brings the system schema up to date: the policy
-        // table's columns come with system version 4.
-        let (db, _) = ctx.open_database()?;
+        // The policy table's columns come with system version 4: like every
+        // command but init, provision and migrate, apply creates nothing and
+        // says to run init on an older or missing system schema.
+        let (db, _) = ctx.open_database_existing()?;
         let mut session = db.connect()?;
         let mut tx = Tx::begin(session.system())?;
         let stored = policy::stored(&mut *tx)?;
