@@ -13,7 +13,7 @@
 //! dates and timestamps as TEXT, so those count as text-like everywhere).
 //! Also: two tenants side by side in one database, with no name collision.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! summed length of all positions in days / 365.25, an open position running
 //! until today, rounded to two places.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

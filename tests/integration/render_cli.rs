@@ -2,7 +2,7 @@
 //! psql and sqlite3, bad names are refused with the rule and nothing on stdout,
 //! names too long for PostgreSQL point at `--tenant-key`, `--json` is JSON.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;

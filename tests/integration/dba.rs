@@ -3,7 +3,7 @@
 //! figures and alerts, optimizer statistics, exports moved between dialects,
 //! preflight checks, shell completions and man pages.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

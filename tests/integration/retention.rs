@@ -2,7 +2,7 @@
 //! two places, restores, and the expired-session purge. Through the built
 //! binary, on SQLite and on the real PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

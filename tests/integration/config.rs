@@ -1,6 +1,6 @@
 //! Configuration precedence through the binary: file < environment < flags.
 
-mod common;
+use crate::common;
 
 use common::pathfinder;
 

@@ -4,7 +4,7 @@
 //! otherwise. The Oracle DDL is still checked statically in every run
 //! (tests/oracle_static.rs).
 
-mod common;
+use crate::common;
 
 use common::pathfinder;
 

@@ -5,7 +5,7 @@
 //! fail to open; deprovisioning shreds the key; and no output of any keys command
 //! contains key material. Also the test vector of docs/key-format.md.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

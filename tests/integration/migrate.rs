@@ -1,7 +1,7 @@
 //! `migrate`, `status` and `verify` through the built binary, on SQLite always
 //! and on the real PostgreSQL when PATHFINDER_TEST_POSTGRES_URL is set.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -6,7 +6,7 @@
 //! The same test body runs on both backends; only the way the test reaches the
 //! rows differs (SQLite: a file per tenant; PostgreSQL: one database).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! unreachable server, wrong credentials, a read-only SQLite file, invalid
 //! names, and a thousand tenants on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

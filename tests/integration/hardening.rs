@@ -7,7 +7,7 @@
 //! passwords in output. Through the built binary, on SQLite and on the real
 //! PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

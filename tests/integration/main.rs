@@ -1,0 +1,21 @@
+//! The integration tests, as one test binary: one module per concern, all linking the
+//! library and its dependencies once (a binary per file would link them once each).
+
+mod common;
+
+mod config;
+mod dba;
+mod hardening;
+mod keys;
+mod lifecycle;
+mod migrate;
+mod names;
+mod oracle;
+mod oracle_static;
+mod provision_robustness;
+mod render_cli;
+mod render_snapshots;
+mod retention;
+mod schema_parity;
+mod summary_parity;
+mod value_checks;
