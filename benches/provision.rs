@@ -2,7 +2,7 @@
 //! floor (the same rendered DDL run by plain psql, one transaction per tenant).
 //!
 //! ```sh
-//! cargo run --release --example bench_provision -- --tenants 500
+//! cargo bench --bench provision -- --tenants 500
 //! ```
 //!
 //! For every job count (default 1 and 2) it provisions N tenants into a fresh
@@ -66,7 +66,8 @@ fn parse_args() -> Result<Options, String> {
         floor: Floor::Session,
         keep: false,
     };
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {

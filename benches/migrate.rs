@@ -1,7 +1,7 @@
 //! Benchmark of `pathfinder-db migrate --all` on PostgreSQL (run by hand, not a test).
 //!
 //! ```sh
-//! cargo run --release --example bench_migrate -- [--tenants N] [--jobs 1,2,4] [--server-url URL]
+//! cargo bench --bench migrate -- [--tenants N] [--jobs 1,2,4] [--server-url URL]
 //! ```
 //!
 //! Defaults: 10,000 tenants, job counts 1, 2 and 4, server
@@ -38,7 +38,7 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench_migrate -- [--tenants N] [--jobs 1,2,4] [--server-url URL]\n\
+        "usage: cargo bench --bench migrate -- [--tenants N] [--jobs 1,2,4] [--server-url URL]\n\
          (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
     );
     std::process::exit(2);
@@ -51,7 +51,8 @@ fn parse_options() -> Options {
         server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
     };
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
         match arg.as_str() {

@@ -2,7 +2,7 @@
 //! hand, not a test). See benches/RETENTION.md.
 //!
 //! ```sh
-//! cargo run --release --example bench_retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
+//! cargo bench --bench retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
 //!     [--batch-size N] [--rounds 2] [--server-url URL]
 //! ```
 //!
@@ -42,7 +42,7 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench_retention -- [--tenants N] [--rows N] [--jobs 2] \
+        "usage: cargo bench --bench retention -- [--tenants N] [--rows N] [--jobs 2] \
          [--batch-size N] [--rounds N] [--server-url URL]\n\
          (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
     );
@@ -59,7 +59,8 @@ fn parse_options() -> Options {
         server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
     };
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage());
         let number = || value.parse().unwrap_or_else(|_| usage());
