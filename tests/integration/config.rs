@@ -1,6 +1,6 @@
 //! Configuration precedence through the binary: file < environment < flags.
 
-use crate::common;
+use crate::common::{self, AssertExt};
 
 use common::pathfinder;
 

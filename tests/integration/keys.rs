@@ -37,7 +37,7 @@ impl Transcript {
     }
 
     /// Runs a command to its end and records what it printed.
-    fn run(&mut self, cmd: &mut assert_cmd::Command) -> Output {
+    fn run(&mut self, cmd: &mut std::process::Command) -> Output {
         let out = cmd.output().expect("command runs");
         self.record(&out);
         out

@@ -6,7 +6,7 @@
 //! The same test body runs on both backends; only the way the test reaches the
 //! rows differs (SQLite: a file per tenant; PostgreSQL: one database).
 
-use crate::common;
+use crate::common::{self, AssertExt};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,11 +68,11 @@ impl Env {
     }
 }
 
-fn stdout_of(assert: &assert_cmd::assert::Assert) -> String {
+fn stdout_of(assert: &common::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
-fn stderr_of(assert: &assert_cmd::assert::Assert) -> String {
+fn stderr_of(assert: &common::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
 }
 

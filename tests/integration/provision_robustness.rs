@@ -3,7 +3,7 @@
 //! unreachable server, wrong credentials, a read-only SQLite file, invalid
 //! names, and a thousand tenants on PostgreSQL.
 
-use crate::common;
+use crate::common::{self, AssertExt};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! summed length of all positions in days / 365.25, an open position running
 //! until today, rounded to two places.
 
-use crate::common;
+use crate::common::{self, AssertExt};
 
 use std::collections::BTreeSet;
 

@@ -15,7 +15,7 @@
 //!   class 22) or an integrity violation (class 23), so a typo in a test
 //!   statement can never pass for a refusal.
 
-use crate::common;
+use crate::common::{self, AssertExt};
 
 use common::{Env, sqlite_tenant_file};
 

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use assert_cmd::Command;
+use std::process::{Command, Output};
 
 /// The pathfinder-db binary, run in `dir`, with no PATHFINDER_* variables
 /// inherited from the environment.
 pub fn pathfinder(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pathfinder-db").expect("binary built");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pathfinder-db"));
     cmd.current_dir(dir);
     for (key, _) in std::env::vars() {
         if key.starts_with("PATHFINDER_") {
@@ -20,16 +20,64 @@ pub fn pathfinder(dir: &Path) -> Command {
     cmd
 }
 
-/// The same binary as a std Command (for processes that run in the background).
-pub fn pathfinder_std(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("pathfinder-db"));
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PATHFINDER_") {
-            cmd.env_remove(key);
+/// The same binary (kept as a name of its own for the tests that run it in the background).
+pub fn pathfinder_std(dir: &Path) -> Command {
+    pathfinder(dir)
+}
+
+/// What a finished command did, with checks of its exit code that fail the test with its
+/// output: `cmd.assert().success()`, `.failure()`, `.code(2)`.
+pub struct Assert {
+    command: String,
+    output: Output,
+}
+
+impl Assert {
+    fn check(self, ok: bool, expected: &str) -> Self {
+        assert!(
+            ok,
+            "{} exited with {:?}, expected {expected}\nstdout: {}\nstderr: {}",
+            self.command,
+            self.output.status.code(),
+            String::from_utf8_lossy(&self.output.stdout),
+            String::from_utf8_lossy(&self.output.stderr)
+        );
+        self
+    }
+
+    pub fn success(self) -> Self {
+        let ok = self.output.status.success();
+        self.check(ok, "success")
+    }
+
+    pub fn failure(self) -> Self {
+        let ok = self.output.status.code().is_some_and(|c| c != 0);
+        self.check(ok, "a failure")
+    }
+
+    pub fn code(self, code: i32) -> Self {
+        let ok = self.output.status.code() == Some(code);
+        self.check(ok, &format!("exit code {code}"))
+    }
+
+    pub fn get_output(&self) -> &Output {
+        &self.output
+    }
+}
+
+/// Runs a command to the end (stdin closed, output captured) for [`Assert`]'s checks.
+pub trait AssertExt {
+    fn assert(&mut self) -> Assert;
+}
+
+impl AssertExt for Command {
+    fn assert(&mut self) -> Assert {
+        let output = self.output().expect("run pathfinder-db");
+        Assert {
+            command: format!("{self:?}"),
+            output,
         }
     }
-    cmd
 }
 
 /// A SQLite database URL inside `dir`.
