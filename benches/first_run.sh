@@ -12,7 +12,8 @@
 # PATHFINDER_* variables are unset: a new user has no PostgreSQL configured.
 set -euo pipefail
 
-repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+# The repository the script lives in (or, for a copy of the script, the one it is run in).
+repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || git rev-parse --show-toplevel)
 rev=HEAD
 keep=
 while [ $# -gt 0 ]; do
