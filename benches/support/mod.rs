@@ -1,0 +1,152 @@
+//! What the benchmark programs share: scratch databases on a PostgreSQL server
+//! and running the release binary. Included with `#[path = "support/mod.rs"] mod support;`
+//! (a folder without main.rs is no bench target of its own).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use postgres::{Client, NoTls};
+
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server from `PATHFINDER_BENCH_POSTGRES_URL`, else the local default.
+pub fn default_server_url() -> String {
+    std::env::var("PATHFINDER_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.into())
+}
+
+/// The release binary, built first so that the measure is of the current code.
+/// Benchmarks are built by `cargo bench` in the release profile, next to it.
+pub fn release_binary() -> anyhow::Result<PathBuf> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pathfinder-db"));
+    if !bin.exists() {
+        bail!("{} is missing: run `cargo build --release`", bin.display());
+    }
+    Ok(bin)
+}
+
+/// The scratch databases a run created; dropped when it goes out of scope, so
+/// they also go away when a step fails (not on Ctrl-C or kill: then drop the
+/// `<prefix>_*` databases by hand).
+pub struct Scratch {
+    admin: Client,
+    server_url: String,
+    pub prefix: String,
+    created: Vec<String>,
+}
+
+impl Scratch {
+    /// `bench` names the benchmark: databases are `bench_<bench>_<pid>_<suffix>`.
+    pub fn new(server_url: &str, bench: &str) -> anyhow::Result<Scratch> {
+        let admin = Client::connect(server_url, NoTls)
+            .with_context(|| format!("connecting to {server_url}"))?;
+        Ok(Scratch {
+            admin,
+            server_url: server_url.to_string(),
+            prefix: format!("bench_{bench}_{}", std::process::id()),
+            created: Vec::new(),
+        })
+    }
+
+    /// The URL of database `name` on the same server.
+    pub fn url(&self, name: &str) -> String {
+        let mut url = url::Url::parse(&self.server_url).expect("checked by connect");
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    }
+
+    /// Creates `<prefix>_<suffix>` (empty); returns its name.
+    pub fn create(&mut self, suffix: &str) -> anyhow::Result<String> {
+        let name = format!("{}_{suffix}", self.prefix);
+        self.admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .with_context(|| format!("creating {name}"))?;
+        self.created.push(name.clone());
+        Ok(name)
+    }
+
+    /// Flushes dirty buffers so a timed step does not pay for an earlier one's
+    /// writes (needs superuser or pg_checkpoint; skipped otherwise).
+    pub fn checkpoint(&mut self) {
+        let _ = self.admin.batch_execute("CHECKPOINT");
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for name in std::mem::take(&mut self.created) {
+            match self
+                .admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            {
+                Ok(()) => eprintln!("dropped {name}"),
+                Err(e) => eprintln!("could not drop {name}: {e}"),
+            }
+        }
+    }
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub elapsed: Duration,
+    pub stdout: String,
+    /// None when it was stopped at the time limit.
+    pub code: Option<i32>,
+}
+
+/// Runs `pathfinder-db --database-url <url> <args>` in `dir`, stopping it after
+/// `limit`; a non-zero exit is an error unless `allowed` lists it.
+pub fn pathfinder(
+    bin: &Path,
+    dir: &Path,
+    url: &str,
+    args: &[&str],
+    limit: Duration,
+    allowed: &[i32],
+) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let out_path = dir.join(format!("stdout_{}", std::process::id()));
+    let err_path = dir.join(format!("stderr_{}", std::process::id()));
+    let mut child = Command::new(bin)
+        .current_dir(dir)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let code = status.and_then(|s| s.code());
+    if let Some(code) = code
+        && code != 0
+        && !allowed.contains(&code)
+    {
+        bail!(
+            "pathfinder-db {} failed (exit {code}): {}",
+            args.join(" "),
+            stderr.trim()
+        );
+    }
+    Ok(Run {
+        elapsed,
+        stdout,
+        code: status.map(|s| s.code().unwrap_or(-1)),
+    })
+}
