@@ -428,6 +428,21 @@ pub fn pending(
     Ok(out)
 }
 
+/// The tenants `migrate --all` to `target` would take (behind `target`,
+/// failed, or interrupted), as whole registry rows by username: one query.
+pub fn pending_records(
+    conn: &mut dyn Connection,
+    target: u32,
+) -> Result<Vec<TenantRecord>, DbError> {
+    conn.query(
+        &format!("SELECT {COLUMNS} FROM pf_tenants WHERE {PENDING} ORDER BY username"),
+        &[Value::Int(target as i64)],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
+}
+
 /// A tenant claimed for migration by one run.
 #[derive(Debug, Clone)]
 pub struct Claim {
