@@ -17,7 +17,10 @@ use serde_json::Value as Json;
 const SCRIPT: &str = "examples/ci/migrate.sh";
 /// The script's modes, every one of which the tests run and the YAML files call.
 const MODES: [&str; 2] = ["check", "deploy"];
-const YAML_FILES: [&str; 2] = ["examples/ci/github-actions.yml", "examples/ci/gitlab-ci.yml"];
+const YAML_FILES: [&str; 2] = [
+    "examples/ci/github-actions.yml",
+    "examples/ci/gitlab-ci.yml",
+];
 /// The report folder the tests (and the YAML files) give the script.
 const REPORT_DIR: &str = "pathfinder-reports";
 /// A master key (base64 of 32 bytes) in the job's environment, as a CI secret would be.
@@ -99,7 +102,10 @@ impl<'a> Pipeline<'a> {
         }
         for (what, body) in &texts {
             for secret in &self.secrets {
-                assert!(!body.contains(secret.as_str()), "a secret in {what}: {body}");
+                assert!(
+                    !body.contains(secret.as_str()),
+                    "a secret in {what}: {body}"
+                );
             }
         }
     }
@@ -171,10 +177,16 @@ fn check_then_deploy(env: &Env) {
     assert_eq!(pending["tenants"], all["tenants"]);
     let table = env.ok(&["tenants", "--pending"]);
     assert!(
-        table.contains(&format!("4 tenant(s) pending migration to version {}", latest())),
+        table.contains(&format!(
+            "4 tenant(s) pending migration to version {}",
+            latest()
+        )),
         "{table}"
     );
-    assert!(table.contains("USERNAME") && table.contains("dan"), "{table}");
+    assert!(
+        table.contains("USERNAME") && table.contains("dan"),
+        "{table}"
+    );
 
     let ci = Pipeline::new(env);
     let out = ci.run("check");
@@ -188,7 +200,10 @@ fn check_then_deploy(env: &Env) {
     assert_eq!(verify["verified"], 4, "{verify}");
     assert_eq!(verify["drifted"], serde_json::json!([]));
     // The check changed nothing.
-    assert_eq!(env.json(&["tenants", "--pending"])["tenants"], all["tenants"]);
+    assert_eq!(
+        env.json(&["tenants", "--pending"])["tenants"],
+        all["tenants"]
+    );
 
     let out = ci.run("deploy");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -226,7 +241,10 @@ fn failing_tenant(env: &Env) {
         err.contains("FAILED: verify (exit 1): the report lists what failed"),
         "{err}"
     );
-    assert!(err.contains("migrate.sh check: failed with exit code 1"), "{err}");
+    assert!(
+        err.contains("migrate.sh check: failed with exit code 1"),
+        "{err}"
+    );
     assert_eq!(usernames(&ci.report("verify")["drifted"]), ["eve"]);
     assert!(ci.has_report("migrate-dry-run"));
 
@@ -243,11 +261,17 @@ fn failing_tenant(env: &Env) {
         err.contains("the canary slice failed: the other tenants were not migrated"),
         "{err}"
     );
-    assert!(err.contains("migrate.sh deploy: failed with exit code 3"), "{err}");
+    assert!(
+        err.contains("migrate.sh deploy: failed with exit code 3"),
+        "{err}"
+    );
     let canary = ci.report("migrate-canary");
     assert_eq!(usernames(&canary["failed"]), ["eve"], "{canary}");
     assert_eq!(usernames(&canary["migrated"]), ["fay"], "{canary}");
-    assert!(!ci.has_report("migrate-all"), "the rest ran after a failed canary");
+    assert!(
+        !ci.has_report("migrate-all"),
+        "the rest ran after a failed canary"
+    );
 
     // gus was not touched; eve is failed; both are still pending.
     let pending = env.json(&["tenants", "--pending"]);
@@ -309,7 +333,10 @@ fn ci_unreachable_database_is_exit_1_without_the_password() {
         "{stderr}"
     );
     for secret in [DB_PASSWORD, MASTER_KEY] {
-        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stderr}");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stderr}"
+        );
     }
     // The default report folder, empty: a failed step leaves no empty report.
     let reports: Vec<_> = std::fs::read_dir(dir.path().join(REPORT_DIR))
@@ -339,7 +366,10 @@ fn ci_script_refuses_a_bad_setup() {
         .env("PATHFINDER_DATABASE_URL", &url)
         .env("PATHFINDER_CI_CANARY", "ten"));
     assert_eq!(code, Some(2));
-    assert!(err.contains("PATHFINDER_CI_CANARY must be a whole number"), "{err}");
+    assert!(
+        err.contains("PATHFINDER_CI_CANARY must be a whole number"),
+        "{err}"
+    );
 
     let (code, err) = run(script(dir.path(), &["check"])
         .env("PATHFINDER_DATABASE_URL", &url)
@@ -387,9 +417,7 @@ fn ci_yaml_files_call_exactly_the_tested_steps() {
             "{file}: the report folder"
         );
         assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("PATHFINDER_CI_CANARY: ")),
+            lines.iter().any(|l| l.contains("PATHFINDER_CI_CANARY: ")),
             "{file}: the canary size"
         );
         let artifact = format!("{REPORT_DIR}/");
@@ -399,11 +427,20 @@ fn ci_yaml_files_call_exactly_the_tested_steps() {
         );
     }
     let github = code_lines(YAML_FILES[0]);
-    assert!(github.iter().any(|l| l
-        == "PATHFINDER_DATABASE_URL: ${{ secrets.PATHFINDER_DATABASE_URL }}"));
+    assert!(
+        github
+            .iter()
+            .any(|l| l == "PATHFINDER_DATABASE_URL: ${{ secrets.PATHFINDER_DATABASE_URL }}")
+    );
     for file in [SCRIPT, YAML_FILES[0], YAML_FILES[1]] {
         for line in code_lines(file) {
-            for leak in ["set -x", "xtrace", "printenv", "env |", "$PATHFINDER_DATABASE_URL"] {
+            for leak in [
+                "set -x",
+                "xtrace",
+                "printenv",
+                "env |",
+                "$PATHFINDER_DATABASE_URL",
+            ] {
                 assert!(!line.contains(leak), "{file}: {line}");
             }
         }
