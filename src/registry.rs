@@ -428,6 +428,22 @@ pub fn pending(
     Ok(out)
 }
 
+/// The tenants `migrate --all` to `target` would take (behind `target`,
+/// failed, or interrupted), as whole registry rows by username: one query.
+pub fn pending_records(
+    conn: &mut dyn Connection,
+    target: u32,
+) -> Result<Vec<TenantRecord>, DbError> {
+    conn.query(&pending_records_sql(), &[Value::Int(target as i64)])?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+fn pending_records_sql() -> String {
+    format!("SELECT {COLUMNS} FROM pf_tenants WHERE {PENDING} ORDER BY username")
+}
+
 /// A tenant claimed for migration by one run.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -630,6 +646,23 @@ pub fn fleet_status(
 #[cfg(test)]
 mod tests {
     use super::iso_utc;
+
+    /// The statement `tenants --pending` sends parses as Oracle SQL (and as
+    /// PostgreSQL's, with its placeholders); SQLite runs it in the tests.
+    #[test]
+    fn pending_records_sql_parses_as_oracle_and_postgres() {
+        use crate::db::bind_placeholders;
+        use crate::dialect::Dialect;
+        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect};
+        use sqlparser::parser::Parser;
+        let sql = super::pending_records_sql();
+        let oracle = bind_placeholders(&sql, Dialect::Oracle);
+        assert!(oracle.contains(":1") && !oracle.ends_with(';'), "{oracle}");
+        Parser::parse_sql(&OracleDialect {}, &oracle).unwrap_or_else(|e| panic!("{oracle}: {e}"));
+        let postgres = bind_placeholders(&sql, Dialect::Postgres);
+        Parser::parse_sql(&PostgreSqlDialect {}, &postgres)
+            .unwrap_or_else(|e| panic!("{postgres}: {e}"));
+    }
 
     #[test]
     fn stored_timestamps_become_iso_utc() {

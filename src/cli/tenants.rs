@@ -1,3 +1,6 @@
+use crate::registry::TenantRecord;
+use crate::render::Scope;
+
 use super::Context;
 
 #[derive(Debug, clap::Args)]
@@ -5,11 +8,35 @@ pub struct Args {
     /// Include deprovisioned tenants
     #[arg(long)]
     pub all: bool,
+
+    /// Only the tenants `migrate --all` would take: behind the latest tenant
+    /// version, failed, or interrupted (exit code 0 either way)
+    #[arg(long, conflicts_with = "all")]
+    pub pending: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
-    let (db, _renderer) = ctx.open_database_read_only()?;
+    let (db, renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
+    if args.pending {
+        let target = renderer.latest_version(Scope::Tenant);
+        let tenants = crate::registry::pending_records(session.system(), target)?;
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "target": target, "tenants": tenants }));
+        } else if tenants.is_empty() {
+            ctx.say(format!(
+                "no tenant pending: every tenant is at version {target}"
+            ));
+        } else {
+            ctx.say(format!(
+                "{} tenant(s) pending migration to version {target}:",
+                tenants.len()
+            ));
+            print_table(ctx, &tenants);
+        }
+        // A listing: "some are pending" is an answer, not a failure.
+        return Ok(0);
+    }
     let tenants = crate::registry::list(session.system(), args.all)?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "tenants": tenants }));
@@ -19,6 +46,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.say("no tenants: `pathfinder-db provision <user>` creates one");
         return Ok(0);
     }
+    print_table(ctx, &tenants);
+    Ok(0)
+}
+
+fn print_table(ctx: &Context, tenants: &[TenantRecord]) {
     let width = tenants
         .iter()
         .map(|t| t.username.len())
@@ -29,7 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         "{:width$}  {:<width$}  {:>7}  {:<14}  CREATED",
         "USERNAME", "KEY", "VERSION", "STATUS"
     ));
-    for t in &tenants {
+    for t in tenants {
         ctx.say(format!(
             "{:width$}  {:<width$}  {:>7}  {:<14}  {}",
             t.username,
@@ -39,5 +71,4 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             t.created_at
         ));
     }
-    Ok(0)
 }

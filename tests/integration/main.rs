@@ -3,6 +3,7 @@
 
 mod common;
 
+mod ci_examples;
 mod config;
 mod dba;
 mod hardening;
