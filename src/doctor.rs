@@ -328,8 +328,11 @@ fn catalog(
     );
     for t in &live {
         let key = TenantKey::parse(&t.tenant_key, dialect)?;
-        let have: BTreeSet<String> = if session.tenants_apart() {
-            match session.tenant(&key, Open::Existing) {
+        // One schema: the names read above, looked up (never copied: a copy per
+        // tenant made the check quadratic in the fleet). SQLite: the tenant's file.
+        let own_file: BTreeSet<String>;
+        let have = if session.tenants_apart() {
+            own_file = match session.tenant(&key, Open::Existing) {
                 Ok(Some(mut conn)) => conn
                     .columns(&key.prefix())?
                     .into_iter()
@@ -343,9 +346,10 @@ fn catalog(
                     missing.push(format!("{} ({})", t.username, e.message));
                     continue;
                 }
-            }
+            };
+            &own_file
         } else {
-            names.clone()
+            &names
         };
         let absent: Vec<&str> = TABLES
             .iter()
