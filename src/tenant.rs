@@ -170,6 +170,10 @@ pub const TENANT_OBJECT_SUFFIXES: &[&str] = &[
     "pert_status_ix",
     "skl_exp_ix",
     "pert_exp_ix",
+    // retention's age columns (V4)
+    "msg_created_ix",
+    "msg_deleted_ix",
+    "conv_deleted_ix",
     // SQLite value-check triggers (V3), BEFORE INSERT and BEFORE UPDATE
     "exp_ins_tg",
     "exp_upd_tg",

@@ -725,6 +725,21 @@ fn old_audit_rows(env: &Env, tag: &str, n: usize) {
     env.system_exec(&sql);
 }
 
+/// Messages in the tenants' archives (0 before the first sweep created them).
+fn archived_messages(env: &Env, tenants: &[String]) -> i64 {
+    tenants
+        .iter()
+        .map(|key| {
+            let table = format!("pf_user_{key}_chat_messages_archive");
+            if columns(env, Some(key), &table).is_empty() {
+                0
+            } else {
+                count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")))
+            }
+        })
+        .sum()
+}
+
 fn sigkill_at_random_moments_loses_nothing(env: &Env) {
     let tenants = keys(3);
     let mut args = vec!["provision"];
@@ -742,6 +757,10 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
     seed(env, round);
     let mut rng = Rng::new();
     let (mut kills, mut finished) = (0, 0);
+    // A kill before the first batch commits (while the process starts) moves nothing: each
+    // such kill lets the next run live longer, so that kills also land in sweeps at work
+    // however fast the machine and the build are.
+    let mut idle_kills = 0;
     let deadline = Instant::now() + Duration::from_secs(40);
     while kills < 10 {
         assert!(Instant::now() < deadline, "only {kills} kills in 40 s");
@@ -763,11 +782,15 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
             .stderr(Stdio::null())
             .spawn()
             .expect("start retention run");
-        std::thread::sleep(Duration::from_millis(20 + rng.below(200)));
+        let archived_before = archived_messages(env, &tenants);
+        std::thread::sleep(Duration::from_millis(20 + 100 * idle_kills + rng.below(200)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             kills += 1;
+            if archived_messages(env, &tenants) == archived_before {
+                idle_kills += 1;
+            }
         } else {
             // It finished first: give the next run more to do.
             finished += 1;
@@ -776,17 +799,7 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
         }
     }
     // The kills hit sweeps at work: some rows had moved before the last run.
-    let moved_before: i64 = tenants
-        .iter()
-        .map(|key| {
-            let table = format!("pf_user_{key}_chat_messages_archive");
-            if columns(env, Some(key), &table).is_empty() {
-                0
-            } else {
-                count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")))
-            }
-        })
-        .sum();
+    let moved_before = archived_messages(env, &tenants);
     assert!(moved_before > 0, "no kill landed in a sweep at work");
     // Run again until it is done.
     let done = env.json(&["retention", "run", "--all", "--batch-size", "50"]);

@@ -641,7 +641,10 @@ fn migrates_from_v2(env: &Env) {
     let legacy = minimal("experiences", "legacy").with("start_date", t(legacy_date));
     tenant.insert(key, &legacy).expect("V2 takes the row");
 
-    env.cmd().args(["migrate", "--all"]).assert().success();
+    env.cmd()
+        .args(["migrate", "--all", "--to", "3"])
+        .assert()
+        .success();
     let history = env.tenant_rows(
         key,
         &format!("SELECT version FROM pf_user_{key}_schema_history ORDER BY version"),
