@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit_cmd;
 mod config;
 mod dba;
 mod hardening;
