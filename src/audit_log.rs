@@ -276,22 +276,26 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts after `shown` (the rows already printed) and after every row
-    /// the log holds now.
-    pub fn start(
-        conn: &mut dyn Connection,
-        filter: Filter,
-        shown: &[LogEntry],
-    ) -> Result<Follower, DbError> {
+    /// Starts after every row the log holds now: those are either shown
+    /// already (the newest page, passed to [`Follower::shown`]) or left out
+    /// on purpose (beyond the page's limit). Start before reading that page,
+    /// so a row written in between is in the page or in the next poll.
+    pub fn start(conn: &mut dyn Connection, filter: Filter) -> Result<Follower, DbError> {
         let mut follower = Follower {
             filter,
             details: has_details(conn)?,
             newest: None,
             seen: HashMap::new(),
         };
+        // The rows of the look-back window count as printed.
         follower.newest = follower.newest_in_log(conn)?;
-        follower.remember(shown);
+        follower.poll(conn)?;
         Ok(follower)
+    }
+
+    /// Rows printed outside [`Follower::poll`] (the first page).
+    pub fn shown(&mut self, entries: &[LogEntry]) {
+        self.remember(entries);
     }
 
     /// The log's newest time: `MAX` over the indexed column, read from the
@@ -319,6 +323,7 @@ impl Follower {
     /// first. Each poll reads the rows of the last [`FOLLOW_LOOKBACK`] before
     /// the newest row seen (an index range) and keeps those not printed yet.
     pub fn poll(&mut self, conn: &mut dyn Connection) -> Result<Vec<LogEntry>, DbError> {
+        // (No newest row yet: the log was empty, so all of it is new.)
         let from = self.newest.map(|t| t - FOLLOW_LOOKBACK);
         // Read before the rows, so a row written in between is in the next
         // poll's window.

@@ -119,8 +119,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         since,
         until,
     };
+    // The follower starts first, so a row written meanwhile is in the page
+    // below or in its first poll.
+    let follower = args
+        .follow
+        .then(|| Follower::start(session.system(), filter.clone()))
+        .transpose()?;
     let mut entries = audit_log::newest(session.system(), &filter, args.limit)?;
-    if !args.follow {
+    let Some(mut follower) = follower else {
         if ctx.json {
             ctx.print_json(&serde_json::json!({ "entries": entries }));
         } else if entries.is_empty() {
@@ -129,7 +135,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             Table::new(&entries).print(ctx, &entries, true);
         }
         return Ok(0);
-    }
+    };
     // Like `tail -f`: the newest rows, oldest first, then each new one below.
     entries.reverse();
     let table = Table::new(&entries);
@@ -138,7 +144,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         table.print(ctx, &entries, true);
     }
-    let mut follower = Follower::start(session.system(), filter, &entries)?;
+    follower.shown(&entries);
     loop {
         std::thread::sleep(POLL_EVERY);
         let fresh = follower.poll(session.system())?;
@@ -182,7 +188,7 @@ impl Table {
             ));
         }
         for e in entries {
-            ctx.say(format!(
+            let line = format!(
                 "{:time$}  {:action$}  {:entity$}  {:7}  {:>8}  {}",
                 e.created_at,
                 e.action,
@@ -190,7 +196,8 @@ impl Table {
                 e.outcome,
                 e.duration_ms.map(duration).unwrap_or_else(|| "-".into()),
                 message(e)
-            ));
+            );
+            ctx.say(line.trim_end());
         }
     }
 }

@@ -242,10 +242,10 @@ impl Follow {
         let (tx, docs) = mpsc::channel();
         // Each batch is one JSON document; read them as they come.
         std::thread::spawn(move || {
-            for doc in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter() {
-                match doc {
-                    Ok(doc) if tx.send(doc).is_ok() => {}
-                    _ => break,
+            let stream = serde_json::Deserializer::from_reader(BufReader::new(stdout));
+            for doc in stream.into_iter::<Json>().map_while(Result::ok) {
+                if tx.send(doc).is_err() {
+                    break;
                 }
             }
         });
@@ -322,7 +322,7 @@ fn follow_table_sqlite() {
     env.ok(&["provision", "alice"]);
     let mut child = env
         .std_cmd()
-        .args(["audit", "--follow"])
+        .args(["audit", "--follow", "--action", "tenant.*"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
