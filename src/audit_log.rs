@@ -50,7 +50,8 @@ impl ActionFilter {
             Some(stem) => (stem, true),
             None => (text, text.ends_with('.')),
         };
-        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.';
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.';
         if name.is_empty() || name.len() > 50 || !name.chars().all(allowed) {
             return Err(bad());
         }
@@ -133,8 +134,7 @@ pub struct LogEntry {
 /// Whether the log has the `details` column (system version 4 or later):
 /// the command reads older schemas too, since it changes nothing.
 fn has_details(conn: &mut dyn Connection) -> Result<bool, DbError> {
-    let applied =
-        crate::migrate::engine::applied_versions(conn, crate::migrate::SYSTEM_HISTORY)?;
+    let applied = crate::migrate::engine::applied_versions(conn, crate::migrate::SYSTEM_HISTORY)?;
     Ok(applied.iter().any(|(v, _, _)| *v >= DETAILS_VERSION))
 }
 
@@ -192,7 +192,10 @@ fn select_sql(
         let mut any = Vec::new();
         for (column, values) in [("entity_id", &user.entity_ids), ("user_id", &user.user_ids)] {
             if !values.is_empty() {
-                any.push(format!("{column} IN ({})", vec!["?"; values.len()].join(", ")));
+                any.push(format!(
+                    "{column} IN ({})",
+                    vec!["?"; values.len()].join(", ")
+                ));
                 binds.extend(values.iter().cloned().map(Value::Text));
             }
         }
@@ -362,11 +365,22 @@ mod tests {
     fn actions_are_exact_or_prefixes() {
         let exact = |s: &str| Ok(ActionFilter::Exact(s.into()));
         let prefix = |s: &str| Ok(ActionFilter::Prefix(s.into()));
-        assert_eq!(ActionFilter::parse("tenant.provision"), exact("tenant.provision"));
+        assert_eq!(
+            ActionFilter::parse("tenant.provision"),
+            exact("tenant.provision")
+        );
         assert_eq!(ActionFilter::parse("retention."), prefix("retention."));
         assert_eq!(ActionFilter::parse("tenant.*"), prefix("tenant."));
         assert_eq!(ActionFilter::parse("key*"), prefix("key"));
-        for bad in ["", "*", "tenant%", "ten*ant", "Tenant.provision", "a b", "x'--"] {
+        for bad in [
+            "",
+            "*",
+            "tenant%",
+            "ten*ant",
+            "Tenant.provision",
+            "a b",
+            "x'--",
+        ] {
             let err = ActionFilter::parse(bad).unwrap_err();
             assert!(err.contains("is not an action"), "{bad}: {err}");
         }
@@ -416,19 +430,29 @@ mod tests {
                         assert_eq!(sql.matches('?').count(), binds.len(), "{sql}");
                         assert!(sql.contains("created_at IS NOT NULL"), "{sql}");
                         assert!(
-                            sql.contains("ORDER BY created_at DESC") || sql.contains("ORDER BY created_at ASC"),
+                            sql.contains("ORDER BY created_at DESC")
+                                || sql.contains("ORDER BY created_at ASC"),
                             "{sql}"
                         );
                         let sql = bind_placeholders(&sql, dialect);
                         let parsed = match dialect {
-                            Dialect::Oracle => sqlparser::parser::Parser::parse_sql(&OracleDialect {}, &sql),
-                            Dialect::Postgres => sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &sql),
-                            Dialect::Sqlite => sqlparser::parser::Parser::parse_sql(&SQLiteDialect {}, &sql),
+                            Dialect::Oracle => {
+                                sqlparser::parser::Parser::parse_sql(&OracleDialect {}, &sql)
+                            }
+                            Dialect::Postgres => {
+                                sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+                            }
+                            Dialect::Sqlite => {
+                                sqlparser::parser::Parser::parse_sql(&SQLiteDialect {}, &sql)
+                            }
                         };
                         let parsed = parsed.unwrap_or_else(|e| panic!("{dialect}: {e}\n{sql}"));
                         assert_eq!(parsed.len(), 1, "{sql}");
                         if dialect == Dialect::Oracle && limit.is_some() {
-                            assert!(sql.ends_with("FETCH FIRST :") || sql.contains("FETCH FIRST :"), "{sql}");
+                            assert!(
+                                sql.ends_with("FETCH FIRST :") || sql.contains("FETCH FIRST :"),
+                                "{sql}"
+                            );
                             assert!(!sql.contains("LIMIT"), "{sql}");
                         }
                     }

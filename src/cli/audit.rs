@@ -205,11 +205,14 @@ impl Table {
 /// `850ms`, `12.3s`, `4m05s`, `2h07m`.
 fn duration(ms: i64) -> String {
     let secs = ms / 1000;
-    match ms {
-        ..1000 => format!("{ms}ms"),
-        ..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        ..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
     }
 }
 
@@ -240,7 +243,10 @@ mod tests {
 
     #[test]
     fn times_are_dates_date_times_or_ages() {
-        assert_eq!(TimeArg::parse("2026-01-31"), Ok(TimeArg::At(at("2026-01-31 00:00:00"))));
+        assert_eq!(
+            TimeArg::parse("2026-01-31"),
+            Ok(TimeArg::At(at("2026-01-31 00:00:00")))
+        );
         assert_eq!(
             TimeArg::parse("2026-01-31 10:00:00"),
             Ok(TimeArg::At(at("2026-01-31 10:00:00")))
@@ -254,12 +260,33 @@ mod tests {
             TimeArg::parse("2026-01-31T12:00:00+02:00"),
             Ok(TimeArg::At(at("2026-01-31 10:00:00")))
         );
-        assert_eq!(TimeArg::parse("2h"), Ok(TimeArg::Ago(Duration::from_secs(7200))));
-        assert_eq!(TimeArg::parse("7d"), Ok(TimeArg::Ago(Duration::from_secs(7 * 86_400))));
-        assert_eq!(TimeArg::parse("1h30m"), Ok(TimeArg::Ago(Duration::from_secs(5400))));
-        for bad in ["", "90", "yesterday", "2h ago", "2026-13-01", "31/01/2026", "-2h", "99999999999999999999d"] {
+        assert_eq!(
+            TimeArg::parse("2h"),
+            Ok(TimeArg::Ago(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            TimeArg::parse("7d"),
+            Ok(TimeArg::Ago(Duration::from_secs(7 * 86_400)))
+        );
+        assert_eq!(
+            TimeArg::parse("1h30m"),
+            Ok(TimeArg::Ago(Duration::from_secs(5400)))
+        );
+        for bad in [
+            "",
+            "90",
+            "yesterday",
+            "2h ago",
+            "2026-13-01",
+            "31/01/2026",
+            "-2h",
+            "99999999999999999999d",
+        ] {
             let err = TimeArg::parse(bad).unwrap_err();
-            assert!(err.contains("is not a time") && err.contains("2h"), "{bad}: {err}");
+            assert!(
+                err.contains("is not a time") && err.contains("2h"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -35,7 +35,10 @@ VALUES ('seed-4', NULL, 'tenant.deprovisionXcancel', 'tenant', 'zed', 'deprovisi
 ";
 
 fn entries(doc: &Json) -> Vec<Json> {
-    doc["entries"].as_array().expect("entries is a list").clone()
+    doc["entries"]
+        .as_array()
+        .expect("entries is a list")
+        .clone()
 }
 
 fn field(entries: &[Json], name: &str) -> Vec<String> {
@@ -76,7 +79,10 @@ fn audit_log(env: &Env) {
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted, "newest first");
-    assert_eq!(all[0]["action"], "tenant.deprovision", "the last command first");
+    assert_eq!(
+        all[0]["action"], "tenant.deprovision",
+        "the last command first"
+    );
     assert_eq!(all[0]["entity_id"], "bob");
     assert_eq!(all.last().unwrap()["id"], "seed-1", "the oldest row last");
     for t in &times {
@@ -106,13 +112,20 @@ fn audit_log(env: &Env) {
     let alice = audit(env, &["--user", "alice"]);
     let mut alice_ids = field(&alice, "entity_id");
     alice_ids.sort();
-    assert_eq!(alice_ids, ["alice", "pf_user_alice_experiences"], "{alice:#?}");
+    assert_eq!(
+        alice_ids,
+        ["alice", "pf_user_alice_experiences"],
+        "{alice:#?}"
+    );
     let dave = audit(env, &["--user", "dave"]);
     assert_eq!(dave.len(), 1, "{dave:#?}");
     assert_eq!(dave[0]["action"], "tenant.provision");
     assert_eq!(dave[0]["outcome"], "failed");
     assert_eq!(dave[0]["response_status"], 500);
-    assert!(dave[0]["error"].as_str().unwrap().contains("alice"), "{dave:#?}");
+    assert!(
+        dave[0]["error"].as_str().unwrap().contains("alice"),
+        "{dave:#?}"
+    );
     let erin = audit(env, &["--user", "erin"]);
     assert_eq!(field(&erin, "action"), ["tenant.provision", "key.rotate"]);
     assert_eq!(field(&erin, "user_id"), ["u-erin", "u-erin"]);
@@ -154,12 +167,26 @@ fn audit_log(env: &Env) {
     let old = audit(env, &["--until", "2021-01-01"]);
     assert_eq!(field(&old, "id"), ["seed-4", "seed-3", "seed-2", "seed-1"]);
     assert_eq!(
-        field(&audit(env, &["--since", "2020-01-01", "--until", "2020-01-02"]), "id"),
+        field(
+            &audit(env, &["--since", "2020-01-01", "--until", "2020-01-02"]),
+            "id"
+        ),
         ["seed-2", "seed-1"],
         "a whole second at --since is in, at --until out"
     );
     assert_eq!(
-        field(&audit(env, &["--since", "2020-01-01T12:00:00Z", "--until", "2020-01-03 00:00:00"]), "id"),
+        field(
+            &audit(
+                env,
+                &[
+                    "--since",
+                    "2020-01-01T12:00:00Z",
+                    "--until",
+                    "2020-01-03 00:00:00"
+                ]
+            ),
+            "id"
+        ),
         ["seed-3", "seed-2"]
     );
     let recent = audit(env, &["--since", "1h"]);
@@ -167,7 +194,20 @@ fn audit_log(env: &Env) {
     assert!(audit(env, &["--until", "1h"]).len() == 4);
     // Filters combine.
     assert_eq!(
-        field(&audit(env, &["--user", "alice", "--action", "retention.*", "--until", "7d"]), "id"),
+        field(
+            &audit(
+                env,
+                &[
+                    "--user",
+                    "alice",
+                    "--action",
+                    "retention.*",
+                    "--until",
+                    "7d"
+                ]
+            ),
+            "id"
+        ),
         ["seed-1"]
     );
 
@@ -178,11 +218,26 @@ fn audit_log(env: &Env) {
     for column in ["ACTION", "ENTITY", "OUTCOME", "DURATION", "ERROR / DETAILS"] {
         assert!(lines[0].contains(column), "{table}");
     }
-    assert!(lines[1].contains("tenant.deprovision") && lines[1].contains("bob"), "{table}");
-    let dave_line = lines.iter().find(|l| l.contains(" dave ")).expect("dave's row");
-    assert!(dave_line.contains("failed") && dave_line.contains("alice"), "{dave_line}");
-    let sweep_line = lines.iter().find(|l| l.contains("retention.sweep")).unwrap();
-    assert!(sweep_line.contains("1.2s") && sweep_line.contains("\"archived\":3"), "{sweep_line}");
+    assert!(
+        lines[1].contains("tenant.deprovision") && lines[1].contains("bob"),
+        "{table}"
+    );
+    let dave_line = lines
+        .iter()
+        .find(|l| l.contains(" dave "))
+        .expect("dave's row");
+    assert!(
+        dave_line.contains("failed") && dave_line.contains("alice"),
+        "{dave_line}"
+    );
+    let sweep_line = lines
+        .iter()
+        .find(|l| l.contains("retention.sweep"))
+        .unwrap();
+    assert!(
+        sweep_line.contains("1.2s") && sweep_line.contains("\"archived\":3"),
+        "{sweep_line}"
+    );
     let none = env.ok(&["audit", "--user", "nobody"]);
     assert_eq!(none.trim(), "no audit rows match");
 
@@ -193,7 +248,10 @@ fn audit_log(env: &Env) {
         (vec!["--action", "tenant%"], "is not an action"),
         (vec!["--limit", "0"], "--limit"),
         (vec!["--user", "Bad.Name"], "Bad.Name"),
-        (vec!["--since", "1h", "--until", "2h"], "--since is not before --until"),
+        (
+            vec!["--since", "1h", "--until", "2h"],
+            "--since is not before --until",
+        ),
         (vec!["--follow", "--until", "1h"], "--until"),
     ] {
         let mut all = vec!["audit"];
@@ -201,7 +259,10 @@ fn audit_log(env: &Env) {
         let out = env.run(&all);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.lines().next().unwrap_or("").contains(says), "{args:?}: {err}");
+        assert!(
+            err.lines().next().unwrap_or("").contains(says),
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 
@@ -277,7 +338,10 @@ fn follow(env: &Env) {
     let first = follow.next();
     assert_eq!(field(&first, "entity_id"), ["bob"], "{first:#?}");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(follow.docs.try_recv().is_err(), "nothing new, nothing printed");
+    assert!(
+        follow.docs.try_recv().is_err(),
+        "nothing new, nothing printed"
+    );
 
     env.ok(&["provision", "carol"]);
     let failed = env.run(&["provision", "dave", "--tenant-key", "alice"]);
@@ -287,7 +351,11 @@ fn follow(env: &Env) {
     while seen.len() < 2 && Instant::now() < deadline {
         seen.extend(follow.next());
     }
-    assert_eq!(field(&seen, "entity_id"), ["carol", "dave"], "oldest first, each once: {seen:#?}");
+    assert_eq!(
+        field(&seen, "entity_id"),
+        ["carol", "dave"],
+        "oldest first, each once: {seen:#?}"
+    );
     assert_eq!(field(&seen, "outcome"), ["ok", "failed"]);
 
     // With a filter only its rows come.
@@ -343,7 +411,10 @@ fn follow_table_sqlite() {
     let added = line();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(added.contains("tenant.provision") && added.contains("bob"), "{added}");
+    assert!(
+        added.contains("tenant.provision") && added.contains("bob"),
+        "{added}"
+    );
 }
 
 /// Reading never creates: no SQLite file appears, and a PostgreSQL database
@@ -356,7 +427,10 @@ fn audit_creates_nothing_sqlite() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no pathfinder-db system schema"), "{err}");
     assert!(!env.main_file().exists(), "no database file was created");
-    assert!(std::fs::read_dir(env.path()).unwrap().next().is_none(), "nothing at all");
+    assert!(
+        std::fs::read_dir(env.path()).unwrap().next().is_none(),
+        "nothing at all"
+    );
 }
 
 #[test]
@@ -366,7 +440,12 @@ fn audit_creates_nothing_postgres() {
     };
     let env = Env::postgres(&server, "audit_none");
     let out = env.run(&["audit", "--follow"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tables = env.system_rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
     assert!(tables.is_empty(), "nothing was created: {tables:?}");
 }
