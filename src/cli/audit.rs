@@ -127,34 +127,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .transpose()?;
     let mut entries = audit_log::newest(session.system(), &filter, args.limit)?;
     let Some(mut follower) = follower else {
-        if ctx.json {
-            ctx.print_json(&serde_json::json!({ "entries": entries }));
-        } else if entries.is_empty() {
+        if entries.is_empty() && !ctx.json {
             ctx.say("no audit rows match");
         } else {
-            Table::new(&entries).print(ctx, &entries, true);
+            Table::new(&entries).show(ctx, &entries, true);
         }
         return Ok(0);
     };
     // Like `tail -f`: the newest rows, oldest first, then each new one below.
     entries.reverse();
     let table = Table::new(&entries);
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "entries": entries }));
-    } else {
-        table.print(ctx, &entries, true);
-    }
+    table.show(ctx, &entries, true);
     follower.shown(&entries);
     loop {
         std::thread::sleep(POLL_EVERY);
         let fresh = follower.poll(session.system())?;
-        if fresh.is_empty() {
-            continue;
-        }
-        if ctx.json {
-            ctx.print_json(&serde_json::json!({ "entries": fresh }));
-        } else {
-            table.print(ctx, &fresh, false);
+        if !fresh.is_empty() {
+            table.show(ctx, &fresh, false);
         }
     }
 }
@@ -179,7 +168,13 @@ impl Table {
         }
     }
 
-    fn print(&self, ctx: &Context, entries: &[LogEntry], header: bool) {
+    /// `entries` as table rows, or with `--json` as one `{"entries": [...]}`
+    /// document (a batch of `--follow` too).
+    fn show(&self, ctx: &Context, entries: &[LogEntry], header: bool) {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "entries": entries }));
+            return;
+        }
         let (time, action, entity) = (self.time, self.action, self.entity);
         if header {
             ctx.say(format!(
