@@ -202,7 +202,13 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
     run(&["-q", "init"], &[])?;
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     run(
-        &["-q", "policies", "apply", "--dir", policies.to_str().unwrap()],
+        &[
+            "-q",
+            "policies",
+            "apply",
+            "--dir",
+            policies.to_str().unwrap(),
+        ],
         &[],
     )?;
 

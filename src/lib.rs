@@ -6,6 +6,7 @@
 
 pub mod adopt;
 pub mod audit;
+pub mod audit_log;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -3,6 +3,7 @@
 
 mod adopt;
 mod analyze;
+mod audit;
 mod completions;
 mod deprovision;
 mod doctor;
@@ -116,6 +117,8 @@ pub enum Command {
     Retention(retention::Args),
     /// Users' login sessions: delete the expired ones (purge)
     Sessions(sessions::Args),
+    /// The audit log, newest first: filter by user, action and time; --follow watches it
+    Audit(audit::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -369,6 +372,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Policies(args) => policies::run(&ctx, args),
         Command::Retention(args) => retention::run(&ctx, args),
         Command::Sessions(args) => sessions::run(&ctx, args),
+        Command::Audit(args) => audit::run(&ctx, args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit_cmd;
 mod ci_examples;
 mod config;
 mod dba;

@@ -583,7 +583,10 @@ fn retention_indexes_reach_existing_tenants(fleet: &Fleet) {
     };
     let plan = format!("{plan:?}");
     assert!(plan.contains("pf_user_alice_msg_created_ix"), "{plan}");
-    assert!(!plan.contains("Sort") && !plan.contains("TEMP B-TREE"), "{plan}");
+    assert!(
+        !plan.contains("Sort") && !plan.contains("TEMP B-TREE"),
+        "{plan}"
+    );
     fleet.ok(&["verify", "alice"]);
 }
 

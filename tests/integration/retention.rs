@@ -783,7 +783,9 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
             .spawn()
             .expect("start retention run");
         let archived_before = archived_messages(env, &tenants);
-        std::thread::sleep(Duration::from_millis(20 + 100 * idle_kills + rng.below(200)));
+        std::thread::sleep(Duration::from_millis(
+            20 + 100 * idle_kills + rng.below(200),
+        ));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
