@@ -573,11 +573,11 @@ fn retention_indexes_reach_existing_tenants(fleet: &Fleet) {
     let query = "SELECT s.id FROM pf_user_alice_chat_messages s \
                  WHERE s.created_at < CURRENT_TIMESTAMP ORDER BY s.created_at, s.id LIMIT 100";
     let plan = match fleet.backend {
-        // A new table has no statistics: forbid the sequential scan to ask whether the
-        // index can serve the query at all.
+        // A new table has no statistics: forbid the scans that read the table or sort
+        // to ask whether the index can serve the query, in order, at all.
         Backend::Postgres(_) => common::pg_rows(
             &mut fleet.pg(),
-            &format!("SET enable_seqscan = off; EXPLAIN {query}"),
+            &format!("SET enable_seqscan = off; SET enable_bitmapscan = off; EXPLAIN {query}"),
         ),
         Backend::Sqlite => fleet.tenant_rows("alice", &format!("EXPLAIN QUERY PLAN {query}")),
     };
