@@ -135,14 +135,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
+        // Checked: an absurd number is refused, never wrapped into a short duration.
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
+            "d" => n.checked_mul(86_400).map(Duration::from_secs),
             _ => return Err(bad()),
         };
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
     }
     Ok(total)
 }
@@ -551,4 +555,19 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_add_up_and_absurd_ones_are_refused() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("99999999999999999d").is_err());
+        assert!(parse_duration("18446744073709551615s1s").is_err());
+        assert!(parse_duration("2x").is_err());
+    }
 }
