@@ -39,6 +39,14 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
         cfg.connect_timeout(Duration::from_secs(10));
     }
     cfg.application_name("pathfinder-db");
+    // Timestamps are stored and compared as UTC (`TIMESTAMP` columns defaulting to
+    // CURRENT_TIMESTAMP, cutoffs, the audit log), whatever zone the server or the database
+    // is set to: the session's zone is part of the connection request (no round trip).
+    let options = match cfg.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c TimeZone=UTC"),
+        _ => "-c TimeZone=UTC".to_string(),
+    };
+    cfg.options(&options);
     Ok(cfg)
 }
 

@@ -716,3 +716,38 @@ fn key_collision_is_a_usage_error() {
     assert!(!err.contains("TenantKey"), "{err}");
     assert!(err.contains("\"alice\""), "{err}");
 }
+
+/// On a database whose time zone is not UTC, what pathfinder-db writes is still UTC: the
+/// registry's and the audit log's timestamps are within a minute of UTC now.
+#[test]
+fn timestamps_are_utc_whatever_the_server_zone_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = Env::postgres(&server, "timezone");
+    let mut admin = env.pg();
+    let db: String = admin
+        .query_one("SELECT current_database()", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute(&format!("ALTER DATABASE {db} SET timezone = 'Pacific/Kiritimati'"))
+        .unwrap();
+    env.ok(&["provision", "alice"]);
+    let mut check = env.pg(); // a new session: the database's zone (UTC+14) applies to it
+    for sql in [
+        "SELECT created_at FROM pf_tenants WHERE username = 'alice'",
+        "SELECT MAX(created_at) FROM pf_audit_log",
+    ] {
+        let off: f64 = check
+            .query_one(
+                &format!(
+                    "SELECT abs(extract(epoch FROM (({sql}) - (now() AT TIME ZONE 'UTC'))))::float8"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(off < 60.0, "{sql}: {off} s away from UTC now");
+    }
+}
