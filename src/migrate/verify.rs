@@ -1,28 +1,42 @@
-//! `verify`: compares each tenant's tables, columns and indexes in the catalog
-//! with what its schema version should have, and lists the drift.
+//! `verify`: compares each tenant's tables in the catalog with what its
+//! schema version should have, and lists the drift: tables, columns and
+//! indexes by name, and beyond names each table's column types, NOT NULL,
+//! defaults, keys (primary, unique, foreign with ON DELETE), checks and the
+//! columns of each index in order.
 //!
-//! What a version should have is learned by applying that version's SQLite
-//! rendering to an in-memory database (the parity tests prove the dialects
-//! create the same tables, columns and indexes), once per version, and naming
-//! objects by their suffix. On PostgreSQL and Oracle one catalog query serves
-//! every tenant; on SQLite each tenant's file is read.
+//! Which tables, columns and indexes a version has is learned by applying
+//! that version's SQLite rendering to an in-memory database (the parity
+//! tests prove the dialects create the same tables, columns and indexes),
+//! once per version, and naming objects by their suffix. The rest is read
+//! from the statements the version renders for the tenant's own dialect
+//! ([`crate::shape`]). A few named tenants are read from the catalog by
+//! their own prefix (an index serves it on PostgreSQL); many at once take
+//! one catalog query for the fleet. On SQLite each tenant's file is read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::db::{CatalogColumn, Connection, Session};
+use crate::db::{CatalogColumn, CatalogConstraint, Connection, Session};
 use crate::dialect::Dialect;
 use crate::registry::TenantRecord;
 use crate::render::Renderer;
+use crate::shape::{self, TableDetail};
 use crate::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
 
-/// Tables (by suffix) with their columns, and indexes as (table, index) suffixes.
+/// Tables (by suffix) with their columns, indexes as (table, index)
+/// suffixes, and each table's detail beyond names (by suffix; a table
+/// without detail, such as a materialized view, is compared by names only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shape {
     pub tables: BTreeMap<String, Vec<String>>,
     pub indexes: BTreeSet<(String, String)>,
+    pub detail: BTreeMap<String, TableDetail>,
 }
+
+/// Up to this many tenants are read from the catalog one by one (each by its
+/// own prefix); more take one query for the whole fleet.
+const ONE_BY_ONE: usize = 64;
 
 /// One tenant's differences from its version.
 #[derive(Debug, Clone, Serialize)]
@@ -32,9 +46,11 @@ pub struct Drift {
     pub problems: Vec<String>,
 }
 
-/// The shape of a tenant at `version`, from the SQLite templates.
+/// The shape of a tenant at `version`: names from the SQLite templates,
+/// detail from `dialect`'s.
 pub fn expected_shape(
     templates_dir: Option<&std::path::Path>,
+    dialect: Dialect,
     version: u32,
 ) -> anyhow::Result<Shape> {
     let renderer = Renderer::new(Dialect::Sqlite, templates_dir)?;
@@ -46,8 +62,33 @@ pub fn expected_shape(
     conn.commit()?;
     let columns = conn.columns(&key.prefix())?;
     let indexes = conn.indexes(&key.prefix())?;
-    let mut shapes = group_by_tenant(&columns, &indexes, &[key.to_string()]);
-    Ok(shapes.remove(key.as_str()).unwrap_or_default())
+    let mut shapes = group_by_tenant(Dialect::Sqlite, &columns, &indexes, &[], &[key.to_string()]);
+    let mut shape = shapes.remove(key.as_str()).unwrap_or_default();
+    shape.detail = expected_detail(templates_dir, dialect, version)?;
+    Ok(shape)
+}
+
+/// Each table's detail (by suffix) at `version`, read from the statements
+/// versions 1 to `version` render for `dialect`.
+pub fn expected_detail(
+    templates_dir: Option<&std::path::Path>,
+    dialect: Dialect,
+    version: u32,
+) -> anyhow::Result<BTreeMap<String, TableDetail>> {
+    let renderer = Renderer::new(dialect, templates_dir)?;
+    let key = TenantKey::parse("verify", dialect)?;
+    let statements: Vec<crate::render::Statement> = renderer
+        .tenant_migrations(&key)?
+        .into_iter()
+        .filter(|m| m.version <= version)
+        .flat_map(|m| m.statements)
+        .collect();
+    let only = HashMap::from([(key.as_str(), ())]);
+    let rename = |name: &str| split_name(name, &only).map(|(_, s)| s.to_string());
+    Ok(shape::expected_tables(&statements, dialect)
+        .into_iter()
+        .filter_map(|(table, detail)| Some((rename(&table)?, shape::by_suffix(detail, &rename))))
+        .collect())
 }
 
 /// Splits `pf_user_<key>_<suffix>` into (key, suffix) for a known key and suffix.
@@ -62,8 +103,10 @@ pub fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a st
 
 /// Groups catalog rows by tenant key; objects of unknown tenants are ignored.
 pub fn group_by_tenant(
+    dialect: Dialect,
     columns: &[CatalogColumn],
     indexes: &[(String, String)],
+    constraints: &[CatalogConstraint],
     keys: &[String],
 ) -> HashMap<String, Shape> {
     let key_set: HashMap<&str, ()> = keys.iter().map(|k| (k.as_str(), ())).collect();
@@ -87,6 +130,18 @@ pub fn group_by_tenant(
                 .indexes
                 .insert((t.to_string(), i.to_string()));
         }
+    }
+    for (table, detail) in shape::catalog_tables(dialect, columns, constraints) {
+        let Some((key, suffix)) = split_name(&table, &key_set) else {
+            continue;
+        };
+        // Parents and indexes by suffix when they are this tenant's.
+        let only = HashMap::from([(key, ())]);
+        let rename = |name: &str| split_name(name, &only).map(|(_, s)| s.to_string());
+        out.entry(key.to_string())
+            .or_default()
+            .detail
+            .insert(suffix.to_string(), shape::by_suffix(detail, &rename));
     }
     out
 }
@@ -125,6 +180,19 @@ pub fn compare(expected: &Shape, actual: &Shape) -> Vec<String> {
             problems.push(format!("extra index {index} on {table}"));
         }
     }
+    problems.extend(compare_detail(expected, actual));
+    problems
+}
+
+/// The differences beyond names, for every table both sides have and the
+/// templates define with CREATE TABLE.
+pub fn compare_detail(expected: &Shape, actual: &Shape) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (table, want) in &expected.detail {
+        if let Some(have) = actual.detail.get(table) {
+            problems.extend(shape::compare(table, want, have));
+        }
+    }
     problems
 }
 
@@ -139,7 +207,7 @@ pub fn verify(
     for t in tenants {
         if let std::collections::hash_map::Entry::Vacant(e) = expected.entry(t.schema_version) {
             let shape = if t.schema_version > 0 {
-                expected_shape(templates_dir, t.schema_version as u32)?
+                expected_shape(templates_dir, dialect, t.schema_version as u32)?
             } else {
                 Shape::default()
             };
@@ -152,22 +220,29 @@ pub fn verify(
         for t in tenants {
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
             if let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? {
-                let columns = conn.columns(&key.prefix())?;
-                let indexes = conn.indexes(&key.prefix())?;
-                all.extend(group_by_tenant(
-                    &columns,
-                    &indexes,
-                    std::slice::from_ref(&t.tenant_key),
-                ));
+                all.extend(read_catalog(
+                    &mut *conn,
+                    &key.prefix(),
+                    &[t.tenant_key.clone()],
+                )?);
             }
+        }
+        all
+    } else if tenants.len() <= ONE_BY_ONE {
+        // Each by its own prefix: a named tenant costs the same in a fleet of any size.
+        let mut all = HashMap::new();
+        for t in tenants {
+            let key = TenantKey::parse(&t.tenant_key, dialect)?;
+            all.extend(read_catalog(
+                session.system(),
+                &key.prefix(),
+                std::slice::from_ref(&t.tenant_key),
+            )?);
         }
         all
     } else {
         // One catalog query for the whole fleet.
-        let conn = session.system();
-        let columns = conn.columns(TENANT_PREFIX)?;
-        let indexes = conn.indexes(TENANT_PREFIX)?;
-        group_by_tenant(&columns, &indexes, &keys)
+        read_catalog(session.system(), TENANT_PREFIX, &keys)?
     };
     let mut drifted = Vec::new();
     for t in tenants {
@@ -182,4 +257,22 @@ pub fn verify(
         }
     }
     Ok(drifted)
+}
+
+/// The shapes of `keys`' tenants from the catalog of the tables under `prefix`.
+pub fn read_catalog(
+    conn: &mut dyn Connection,
+    prefix: &str,
+    keys: &[String],
+) -> anyhow::Result<HashMap<String, Shape>> {
+    let columns = conn.columns(prefix)?;
+    let indexes = conn.indexes(prefix)?;
+    let constraints = conn.constraints(prefix)?;
+    Ok(group_by_tenant(
+        conn.dialect(),
+        &columns,
+        &indexes,
+        &constraints,
+        keys,
+    ))
 }
