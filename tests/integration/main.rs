@@ -11,6 +11,7 @@ mod lifecycle;
 mod migrate;
 mod names;
 mod oracle;
+mod oracle_recorded;
 mod oracle_static;
 mod provision_robustness;
 mod render_cli;
