@@ -510,9 +510,8 @@ fn column(p: &mut Parsed, item: &[Tok], dialect: Dialect) -> Option<()> {
                 j += 1;
             }
             detail.default = normalize_default(&render(&item[start..j]));
-        } else if is_word(item.get(j), "CONSTRAINT") {
-            j += 2;
-        } else if is_word(item.get(j), "COLLATE") {
+        } else if is_word(item.get(j), "CONSTRAINT") || is_word(item.get(j), "COLLATE") {
+            // A name follows: the constraint's (compared by what it covers) or the collation's.
             j += 2;
         } else {
             if is_word(item.get(j), "PRIMARY") {

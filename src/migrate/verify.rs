@@ -223,7 +223,7 @@ pub fn verify(
                 all.extend(read_catalog(
                     &mut *conn,
                     &key.prefix(),
-                    &[t.tenant_key.clone()],
+                    std::slice::from_ref(&t.tenant_key),
                 )?);
             }
         }

@@ -544,17 +544,15 @@ fn check(stmt: &Statement) -> Result<(), String> {
         return check_materialized_view(sql);
     }
     // sqlparser knows no `ALTER TABLE t READ ONLY | READ WRITE`: exactly that shape.
-    if let Some(rest) = sql.strip_prefix("ALTER TABLE ") {
-        if let Some(table) = rest
-            .strip_suffix(" READ ONLY")
+    if let Some(table) = sql.strip_prefix("ALTER TABLE ").and_then(|rest| {
+        rest.strip_suffix(" READ ONLY")
             .or_else(|| rest.strip_suffix(" READ WRITE"))
-        {
-            return table
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                .then_some(())
-                .ok_or(format!("table name {table:?}"));
-        }
+    }) {
+        return table
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            .then_some(())
+            .ok_or(format!("table name {table:?}"));
     }
     parse_one(sql)
 }
