@@ -3,8 +3,10 @@
 //! or by hand from `render`), like Flyway's `baseline`.
 //!
 //! A candidate is compared with what each tenant version should have (the
-//! shape `verify` uses: tables, columns and tenant-named indexes; on SQLite
-//! also the value-check triggers) and registered at the highest version it
+//! shape `verify` uses: tables, columns and tenant-named indexes, and each
+//! table's column types, NOT NULL, defaults, keys, foreign keys, checks and
+//! index columns, which no repair changes; on SQLite also the value-check
+//! triggers) and registered at the highest version it
 //! fully matches, with its history written as baselined: the history rows of
 //! versions 1 to N, no DDL run. A candidate that matches no version is refused
 //! with its drift. The seed named every user's indexes `idx_exp_dates`, ...,
