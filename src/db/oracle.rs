@@ -183,20 +183,32 @@ fn read_only_sql(table: &str, read_only: bool) -> String {
     format!("ALTER TABLE {table} {mode}")
 }
 
-/// One row: Oracle before 23ai has no multi-row VALUES.
-pub fn insert_sql(table: &str, columns: &[String]) -> String {
-    format!(
+/// Inserts `rows` one statement each (Oracle before 23ai has no multi-row
+/// VALUES) through `conn`; returns how many.
+pub fn insert_one_by_one(
+    conn: &mut dyn Connection,
+    table: &str,
+    columns: &[String],
+    rows: &[Row],
+) -> Result<u64, DbError> {
+    let sql = format!(
         "INSERT INTO {table} ({}) VALUES ({})",
         columns.join(", "),
         vec!["?"; columns.len()].join(", ")
-    )
+    );
+    let mut inserted = 0;
+    for row in rows {
+        inserted += conn.execute(&sql, row)?;
+    }
+    Ok(inserted)
 }
 
 /// Every statement an Oracle connection sends of its own accord, beyond
 /// what commands give it: (SQL with `?` binds, whether it is a PL/SQL
 /// block). The session setup, the lock calls, the catalog queries and the
 /// statistics calls; the tests check each statically, as no Oracle server
-/// runs there. [`insert_sql`] and the read-only switch are built per table.
+/// runs there. Inserts ([`insert_one_by_one`]) and the read-only switch are
+/// built per table.
 pub fn own_statements() -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = [
         SESSION_SETUP,
@@ -681,12 +693,7 @@ impl Connection for OracleConnection {
         columns: &[String],
         rows: &[Row],
     ) -> Result<u64, DbError> {
-        let sql = insert_sql(table, columns);
-        let mut inserted = 0;
-        for row in rows {
-            inserted += self.execute(&sql, row)?;
-        }
-        Ok(inserted)
+        insert_one_by_one(self, table, columns, rows)
     }
 
     fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {

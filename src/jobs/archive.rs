@@ -457,40 +457,15 @@ impl Sweep<'_> {
                 child.table, child.fk
             ));
             if !child.removed_by.is_empty() {
-                let removed: Vec<String> = child
-                    .removed_by
-                    .iter()
-                    .map(|(column, cutoff)| {
-                        let before = before(
-                            dialect,
-                            &child.table,
-                            &format!("c.{column}"),
-                            cutoff,
-                            &mut binds,
-                        )?;
-                        Ok(format!("(c.{column} IS NOT NULL AND {before})"))
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                sql.push_str(&format!(" AND NOT ({})", removed.join(" OR ")));
+                let removed =
+                    any_before(dialect, &child.table, "c", &child.removed_by, &mut binds)?;
+                sql.push_str(&format!(" AND NOT ({removed})"));
             }
             sql.push(')');
         }
         if !self.earlier.is_empty() {
-            let taken: Vec<String> = self
-                .earlier
-                .iter()
-                .map(|(column, cutoff)| {
-                    let before = before(
-                        dialect,
-                        self.live,
-                        &format!("s.{column}"),
-                        cutoff,
-                        &mut binds,
-                    )?;
-                    Ok(format!("(s.{column} IS NOT NULL AND {before})"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            sql.push_str(&format!(" AND NOT ({})", taken.join(" OR ")));
+            let taken = any_before(dialect, self.live, "s", self.earlier, &mut binds)?;
+            sql.push_str(&format!(" AND NOT ({taken})"));
         }
         // A copy is made once (a dry run before the archive exists counts all).
         if let (Action::Copy, Some(t)) = (self.action, self.archive) {
@@ -523,6 +498,24 @@ fn before(
         binds.push(Value::Text(cutoff.into()));
         Ok(format!("{column} < {}", dialect.timestamp_bind()))
     }
+}
+
+/// Rows of `table` (as `alias`) that one of the (column, cutoff) pairs takes:
+/// `(a.c IS NOT NULL AND a.c < cutoff) OR ...`.
+fn any_before(
+    dialect: Dialect,
+    table: &str,
+    alias: &str,
+    pairs: &[(String, String)],
+    binds: &mut Vec<Value>,
+) -> anyhow::Result<String> {
+    let mut taken = Vec::new();
+    for (column, cutoff) in pairs {
+        let column = format!("{alias}.{column}");
+        let before = before(dialect, table, &column, cutoff, binds)?;
+        taken.push(format!("({column} IS NOT NULL AND {before})"));
+    }
+    Ok(taken.join(" OR "))
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` rounded up to a whole second, without the fraction.

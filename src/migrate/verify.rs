@@ -276,3 +276,169 @@ pub fn read_catalog(
         keys,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Row, Value};
+
+    /// Rows as Oracle's catalog queries return them for a tenant exactly at
+    /// `version` (upper-case names, `number(p,0)`, `timestamp(6)`, NOT NULL
+    /// columns as checks of their own), built from the Oracle rendering.
+    fn oracle_catalog(key: &str, version: u32) -> (Vec<Row>, Vec<Row>) {
+        let renderer = Renderer::new(Dialect::Oracle, None).unwrap();
+        let key = TenantKey::parse(key, Dialect::Oracle).unwrap();
+        let statements: Vec<crate::render::Statement> = renderer
+            .tenant_migrations(&key)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.version <= version)
+            .flat_map(|m| m.statements)
+            .collect();
+        let text = |s: &str| Value::Text(s.to_string());
+        let upper = |s: &str| text(&s.to_ascii_uppercase());
+        let (mut columns, mut constraints) = (Vec::new(), Vec::new());
+        for (table, t) in shape::expected_tables(&statements, Dialect::Oracle) {
+            for (i, (name, c)) in t.columns.iter().enumerate() {
+                let ty = match c.declared.as_str() {
+                    "TIMESTAMP" => "timestamp(6)".to_string(),
+                    d if d.starts_with("NUMBER(") && !d.contains(',') => {
+                        format!("{},0)", d.trim_end_matches(')').to_lowercase())
+                    }
+                    d => d.to_lowercase(),
+                };
+                columns.push(vec![
+                    upper(&table),
+                    upper(name),
+                    text(&ty),
+                    Value::Int(if c.not_null { 0 } else { 1 }),
+                    Value::Int(i as i64 + 1),
+                    c.default.as_deref().map(text).unwrap_or(Value::Null),
+                ]);
+                if c.not_null {
+                    constraints.push(vec![
+                        upper(&table),
+                        text(&format!("SYS_C00{i}")),
+                        text("C"),
+                        upper(name),
+                        Value::Null,
+                        Value::Null,
+                        Value::Null,
+                        text(&format!("\"{}\" IS NOT NULL", name.to_ascii_uppercase())),
+                    ]);
+                }
+            }
+            let mut add =
+                |name: String, kind: &str, cols: &[String], parent: Value, rule: Value| {
+                    for (i, c) in cols.iter().enumerate() {
+                        constraints.push(vec![
+                            upper(&table),
+                            upper(&name),
+                            text(kind),
+                            upper(c),
+                            Value::Int(i as i64 + 1),
+                            parent.clone(),
+                            rule.clone(),
+                            Value::Null,
+                        ]);
+                    }
+                };
+            if let Some(pk) = &t.primary_key {
+                add(format!("{table}_pk"), "P", pk, Value::Null, Value::Null);
+            }
+            for (n, u) in t.uniques.iter().enumerate() {
+                add(format!("{table}_u{n}"), "U", u, Value::Null, Value::Null);
+            }
+            for (n, (cols, r)) in t.foreign_keys.iter().enumerate() {
+                add(
+                    format!("{table}_f{n}"),
+                    "R",
+                    cols,
+                    upper(&r.table),
+                    text(&r.on_delete),
+                );
+            }
+            for (n, c) in t.checks.iter().enumerate() {
+                add(format!("{table}_c{n}"), "C", c, Value::Null, Value::Null);
+            }
+            for (index, cols) in &t.indexes {
+                add(index.clone(), "I", cols, Value::Null, Value::Null);
+            }
+        }
+        (columns, constraints)
+    }
+
+    fn oracle_problems(columns: &[Row], constraints: &[Row], version: u32) -> Vec<String> {
+        let columns: Vec<CatalogColumn> = columns.iter().map(CatalogColumn::from_row).collect();
+        let constraints = crate::db::oracle::constraints_from_rows(constraints);
+        let indexes: Vec<(String, String)> = constraints
+            .iter()
+            .filter(|k| k.kind == crate::db::ConstraintKind::Index)
+            .map(|k| (k.table.clone(), k.name.clone()))
+            .collect();
+        let mut actual = group_by_tenant(
+            Dialect::Oracle,
+            &columns,
+            &indexes,
+            &constraints,
+            &["alice".to_string()],
+        );
+        let expected = Shape {
+            detail: expected_detail(None, Dialect::Oracle, version).unwrap(),
+            ..Shape::default()
+        };
+        compare_detail(&expected, &actual.remove("alice").unwrap_or_default())
+    }
+
+    /// Oracle has no server in the tests: its catalog rows, as the queries
+    /// return them, are compared with the Oracle rendering here.
+    #[test]
+    fn oracle_catalog_rows_compare_with_the_oracle_rendering() {
+        let version = Renderer::new(Dialect::Oracle, None)
+            .unwrap()
+            .latest_version(crate::render::Scope::Tenant);
+        let (columns, constraints) = oracle_catalog("alice", version);
+        assert!(columns.len() > 60 && constraints.len() > 30);
+        assert_eq!(
+            oracle_problems(&columns, &constraints, version),
+            Vec::<String>::new()
+        );
+
+        // A wrong type, a missing NOT NULL, a foreign key without its
+        // cascade, a missing check, an index over other columns.
+        let mut columns = columns;
+        let mut constraints = constraints;
+        let is = |r: &Row, i: usize, s: &str| r[i].to_text() == s;
+        for r in columns.iter_mut() {
+            if is(r, 0, "PF_USER_ALICE_SKILLS") && is(r, 1, "YEARS_OF_EXPERIENCE") {
+                r[2] = Value::Text("number(10,0)".into());
+            }
+            if is(r, 0, "PF_USER_ALICE_SKILLS") && is(r, 1, "SKILL_NAME") {
+                r[3] = Value::Int(1);
+            }
+        }
+        constraints.retain(|r| {
+            !(is(r, 0, "PF_USER_ALICE_EXPERIENCES") && is(r, 2, "C") && is(r, 3, "IS_CURRENT"))
+        });
+        for r in constraints.iter_mut() {
+            if is(r, 0, "PF_USER_ALICE_CHAT_MESSAGES") && is(r, 2, "R") {
+                r[6] = Value::Text("NO ACTION".into());
+            }
+            if is(r, 1, "PF_USER_ALICE_EXP_DATES_IX") {
+                r[4] = Value::Int(3 - r[4].as_i64().unwrap());
+            }
+        }
+        constraints.sort_by_key(|r| (r[0].to_text(), r[1].to_text(), r[4].as_i64()));
+        let problems = oracle_problems(&columns, &constraints, version);
+        for want in [
+            "skills.years_of_experience: type NUMBER(10,0), expected NUMBER(3,1)",
+            "skills.skill_name: nullable, expected NOT NULL",
+            "chat_messages: foreign key (conversation_id) -> chat_conversations ON DELETE NO ACTION, expected chat_conversations ON DELETE CASCADE",
+            "experiences: missing check on (is_current)",
+            "index exp_dates_ix on experiences: columns (end_date, start_date), expected (start_date, end_date)",
+        ] {
+            assert!(problems.contains(&want.to_string()), "{want}: {problems:?}");
+        }
+        assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+}

@@ -135,10 +135,7 @@ impl Connection for Recorder {
         columns: &[String],
         rows: &[Row],
     ) -> Result<u64, DbError> {
-        let sql = pathfinder_db::db::oracle::insert_sql(table, columns);
-        for row in rows {
-            self.execute(&sql, row)?;
-        }
+        let inserted = pathfinder_db::db::oracle::insert_one_by_one(self, table, columns, rows)?;
         self.0
             .lock()
             .unwrap()
@@ -146,7 +143,7 @@ impl Connection for Recorder {
             .entry(table.to_string())
             .or_default()
             .extend(rows.iter().cloned());
-        Ok(rows.len() as u64)
+        Ok(inserted)
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
