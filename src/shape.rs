@@ -87,6 +87,8 @@ pub fn normalize_type(dialect: Dialect, raw: &str) -> String {
             }
             .to_string();
             match args {
+                // 6 is the default precision of a PostgreSQL timestamp.
+                Some(a) if a == "6" && base.starts_with("TIMESTAMP") => base,
                 Some(a) => format!("{base}({a})"),
                 None => base,
             }
@@ -821,6 +823,8 @@ mod tests {
         assert_eq!(pg("character varying(36)"), pg("VARCHAR(36)"));
         assert_eq!(pg("numeric(3,1)"), pg("NUMERIC(3, 1)"));
         assert_eq!(pg("timestamp without time zone"), pg("TIMESTAMP"));
+        assert_eq!(pg("timestamp(6) without time zone"), pg("TIMESTAMP"));
+        assert_ne!(pg("timestamp(3) without time zone"), pg("TIMESTAMP"));
         assert_ne!(pg("integer"), pg("NUMERIC(3,1)"));
         assert_ne!(pg("integer"), pg("BIGINT"));
         let ora = |s| normalize_type(Dialect::Oracle, s);
