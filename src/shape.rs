@@ -357,15 +357,15 @@ fn references(toks: &[Tok], i: &mut usize) -> Option<(String, String)> {
     while is_word(toks.get(*i), "ON") {
         let delete = is_word(toks.get(*i + 1), "DELETE");
         *i += 2;
+        // CASCADE, RESTRICT, NO ACTION, SET NULL, SET DEFAULT.
         let mut words = Vec::new();
-        while let Some(Tok::Word(w)) = toks.get(*i) {
-            if w.eq_ignore_ascii_case("ON")
-                || OPTION_WORDS.contains(&w.to_ascii_uppercase().as_str())
-            {
-                break;
-            }
-            words.push(w.to_ascii_uppercase());
+        if let Some(first) = word(toks.get(*i)) {
             *i += 1;
+            words.push(first.to_ascii_uppercase());
+            if first == "set" || first == "no" {
+                words.extend(word(toks.get(*i)).map(|w| w.to_ascii_uppercase()));
+                *i += 1;
+            }
         }
         if delete {
             action = Some(words.join(" "));
@@ -900,6 +900,18 @@ mod tests {
         );
         assert!(t.checks.contains(&vec!["r".to_string()]));
         assert!(t.uniques.contains(&vec!["r".to_string()]));
+        let (_, t) = table_of_statement(
+            "CREATE TABLE x (p TEXT NOT NULL, q TEXT, FOREIGN KEY (p) REFERENCES y (id) ON UPDATE CASCADE ON DELETE SET NULL, \
+             CONSTRAINT k FOREIGN KEY (q) REFERENCES z ON DELETE NO ACTION)",
+            Dialect::Sqlite,
+        )
+        .unwrap();
+        assert_eq!(t.foreign_keys[&vec!["p".to_string()]].on_delete, "SET NULL");
+        assert_eq!(
+            t.foreign_keys[&vec!["q".to_string()]].on_delete,
+            "NO ACTION"
+        );
+        assert!(t.columns["p"].not_null);
     }
 
     #[test]
