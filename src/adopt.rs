@@ -3,8 +3,10 @@
 //! or by hand from `render`), like Flyway's `baseline`.
 //!
 //! A candidate is compared with what each tenant version should have (the
-//! shape `verify` uses: tables, columns and tenant-named indexes; on SQLite
-//! also the value-check triggers) and registered at the highest version it
+//! shape `verify` uses: tables, columns and tenant-named indexes, and each
+//! table's column types, NOT NULL, defaults, keys, foreign keys, checks and
+//! index columns, which no repair changes; on SQLite also the value-check
+//! triggers) and registered at the highest version it
 //! fully matches, with its history written as baselined: the history rows of
 //! versions 1 to N, no DDL run. A candidate that matches no version is refused
 //! with its drift. The seed named every user's indexes `idx_exp_dates`, ...,
@@ -35,7 +37,7 @@ use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::import::{Fingerprint, Kind};
 use crate::migrate::engine;
-use crate::migrate::verify::{Shape, group_by_tenant, split_name};
+use crate::migrate::verify::{Shape, compare_detail, expected_detail, read_catalog, split_name};
 use crate::operation::{Guard, TenantOp};
 use crate::registry::{self, Changes, RegisterError, Status};
 use crate::render::{Renderer, Scope, Statement};
@@ -67,6 +69,8 @@ impl Expectations {
             conn.commit()?;
             let (mut shape, triggers) = actual_shape(&mut conn, &key)?;
             shape.tables.remove(SCHEMA_HISTORY);
+            // Types, keys and checks as the tenant's own dialect renders them.
+            shape.detail = expected_detail(templates_dir, dialect, version)?;
             versions.push(Expected {
                 shape,
                 triggers: if dialect == Dialect::Sqlite {
@@ -94,9 +98,7 @@ fn actual_shape(
     conn: &mut dyn Connection,
     key: &TenantKey,
 ) -> anyhow::Result<(Shape, BTreeSet<String>)> {
-    let columns = conn.columns(&key.prefix())?;
-    let indexes = conn.indexes(&key.prefix())?;
-    let shape = group_by_tenant(&columns, &indexes, &[key.to_string()])
+    let shape = read_catalog(conn, &key.prefix(), &[key.to_string()])?
         .remove(key.as_str())
         .unwrap_or_default();
     let only = HashMap::from([(key.as_str(), ())]);
@@ -171,6 +173,9 @@ fn compare(expected: &Expected, actual: &Shape, triggers: &BTreeSet<String>) -> 
             blocking.push(format!("extra index {index} on {table}"));
         }
     }
+    // Types, NOT NULL, defaults, keys, checks, index columns: no repair
+    // changes them, so any difference refuses the version.
+    blocking.extend(compare_detail(&expected.shape, actual));
     for t in expected.triggers.difference(triggers) {
         blocking.push(format!("missing trigger {t}"));
     }

@@ -124,6 +124,19 @@ impl Dialect {
         }
     }
 
+    /// A `?` placeholder for a point in time compared with a DATE column,
+    /// bound as text `YYYY-MM-DD HH:MM:SS` (whole seconds, UTC). Oracle gets
+    /// a DATE: a TIMESTAMP there would widen the column to TIMESTAMP for the
+    /// comparison, and its index could not serve the range. PostgreSQL
+    /// compares a date with a timestamp through the date's own index, and
+    /// SQLite compares the text.
+    pub fn date_bind(self) -> &'static str {
+        match self {
+            Dialect::Oracle => "TO_DATE(?, 'YYYY-MM-DD HH24:MI:SS')",
+            Dialect::Postgres | Dialect::Sqlite => self.timestamp_bind(),
+        }
+    }
+
     /// The clause that keeps the first `?` rows of an ordered query (the row
     /// count is a bind value): Oracle has no LIMIT.
     pub fn first_rows(self) -> &'static str {

@@ -85,6 +85,17 @@ pub fn run(config: &Config) -> Report {
             std::env::var("TNS_ADMIN").ok(),
         ));
     }
+    check_database(&db, config.templates_dir.as_deref(), report)
+}
+
+/// The checks that need the database itself (`run` adds the client's and
+/// the configuration's).
+pub fn check_database(
+    db: &Database,
+    templates_dir: Option<&std::path::Path>,
+    mut report: Report,
+) -> Report {
+    let checks = &mut report.checks;
     if !db.exists() {
         checks.push(Check::fail(
             "database",
@@ -123,7 +134,7 @@ pub fn run(config: &Config) -> Report {
             "see the message: the server's settings could not be read",
         )),
     }
-    let renderer = match Renderer::new(db.dialect(), config.templates_dir.as_deref()) {
+    let renderer = match Renderer::new(db.dialect(), templates_dir) {
         Ok(r) => r,
         Err(e) => {
             checks.push(Check::fail(

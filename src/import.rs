@@ -225,7 +225,11 @@ fn check_shape(
     templates_dir: Option<&Path>,
     version: u32,
 ) -> anyhow::Result<()> {
-    let shape = crate::migrate::verify::expected_shape(templates_dir, version)?;
+    let shape = crate::migrate::verify::expected_shape(
+        templates_dir,
+        crate::dialect::Dialect::Sqlite,
+        version,
+    )?;
     for t in tables {
         let base = t.table.strip_suffix("_archive").unwrap_or(&t.table);
         let known = TABLES.iter().any(|d| d.name == base);

@@ -27,6 +27,7 @@ pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod render;
+pub mod shape;
 pub mod stats;
 pub mod tenant;
 

@@ -51,6 +51,25 @@ pub const AGE_COLUMNS: &[(&str, &[&str])] = &[
     (SESSIONS, &["expires_at", "created_at"]),
 ];
 
+/// The age columns of type DATE (the others are TIMESTAMP): (table, column).
+/// A cutoff is bound in the column's own type. (A unit test checks this list
+/// against the templates.)
+pub const DATE_COLUMNS: &[(&str, &str)] = &[
+    ("experiences", "start_date"),
+    ("experiences", "end_date"),
+    ("skills", "last_used"),
+    ("career_analytics", "metric_date"),
+    ("skills_progression", "assessment_date"),
+];
+
+/// Whether `column` of `table` (a tenant table's full name or suffix, or a
+/// system table) is a DATE column.
+pub fn is_date_column(table: &str, column: &str) -> bool {
+    DATE_COLUMNS
+        .iter()
+        .any(|(t, c)| *c == column && (table == *t || table.ends_with(&format!("_{t}"))))
+}
+
 /// Foreign keys between tenant tables: (child, column, parent). A parent row
 /// that a child row points at is never deleted by a sweep. (A unit test
 /// checks this list against the templates.)
@@ -820,6 +839,7 @@ mod tests {
             ddl.push_str(&m.script(Dialect::Postgres));
         }
         let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut dates: Vec<(String, String)> = Vec::new();
         let mut table = String::new();
         for line in ddl.lines() {
             let line = line.trim();
@@ -831,6 +851,9 @@ mod tests {
                 if words.next() == Some("ADD") {
                     let col = words.next().unwrap().to_string();
                     let ty = words.next().unwrap_or("").trim_end_matches(';');
+                    if ty == "DATE" {
+                        dates.push((t.clone(), col.clone()));
+                    }
                     if ty == "DATE" || ty == "TIMESTAMP" {
                         found.entry(t).or_default().push(col);
                     }
@@ -840,6 +863,9 @@ mod tests {
             let mut words = line.split_whitespace();
             if let (Some(col), Some(ty)) = (words.next(), words.next()) {
                 let ty = ty.trim_end_matches(',');
+                if ty == "DATE" && !table.is_empty() {
+                    dates.push((table.clone(), col.to_string()));
+                }
                 if (ty == "DATE" || ty == "TIMESTAMP") && !table.is_empty() {
                     found
                         .entry(table.clone())
@@ -860,6 +886,17 @@ mod tests {
             want.sort();
             assert_eq!(have, want, "{t}");
         }
+        let mut want_dates: Vec<(String, String)> = DATE_COLUMNS
+            .iter()
+            .map(|(t, c)| (key.object(t), c.to_string()))
+            .collect();
+        want_dates.sort();
+        dates.sort();
+        assert_eq!(dates, want_dates);
+        for (t, c) in &dates {
+            assert!(is_date_column(t, c), "{t}.{c}");
+        }
+        assert!(!is_date_column(&key.object("experiences"), "created_at"));
         let fks: Vec<(String, String, String)> = ddl
             .lines()
             .filter(|l| l.contains("FOREIGN KEY") && l.contains(&key.prefix()))

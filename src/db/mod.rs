@@ -160,11 +160,13 @@ pub struct CatalogColumn {
     pub data_type: String,
     pub nullable: bool,
     pub position: i64,
+    /// The default expression as the catalog keeps it.
+    pub default: Option<String>,
 }
 
 impl CatalogColumn {
-    /// From a catalog row (table, column, type, nullable as 1/0, position):
-    /// every backend's catalog query returns this shape.
+    /// From a catalog row (table, column, type, nullable as 1/0, position,
+    /// default): every backend's catalog query returns this shape.
     pub fn from_row(r: &Row) -> Self {
         CatalogColumn {
             table: r[0].to_text().to_ascii_lowercase(),
@@ -172,8 +174,84 @@ impl CatalogColumn {
             data_type: r[2].to_text().to_lowercase(),
             nullable: r[3].as_i64() == Some(1),
             position: r[4].as_i64().unwrap_or(0),
+            default: r
+                .get(5)
+                .filter(|v| !v.is_null())
+                .map(Value::to_text)
+                .filter(|d| !d.trim().is_empty()),
         }
     }
+}
+
+/// What a [`CatalogConstraint`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ConstraintKind {
+    PrimaryKey,
+    Unique,
+    ForeignKey,
+    Check,
+    /// An index we named (not one behind a key).
+    Index,
+}
+
+impl ConstraintKind {
+    /// From the one-letter code the catalog queries return: p, u, f (Oracle:
+    /// r), c, i.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code.trim().to_ascii_lowercase().as_str() {
+            "p" => ConstraintKind::PrimaryKey,
+            "u" => ConstraintKind::Unique,
+            "f" | "r" => ConstraintKind::ForeignKey,
+            "c" => ConstraintKind::Check,
+            "i" => ConstraintKind::Index,
+            _ => return None,
+        })
+    }
+}
+
+/// A key, check or index of a table, with its columns in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogConstraint {
+    pub table: String,
+    pub name: String,
+    pub kind: ConstraintKind,
+    /// The key's or index's columns in order; the columns a check reads.
+    pub columns: Vec<String>,
+    /// A foreign key's parent table.
+    pub references: Option<String>,
+    /// A foreign key's ON DELETE action (`CASCADE`, `NO ACTION`, ...).
+    pub on_delete: Option<String>,
+}
+
+/// Groups catalog rows (table, name, kind code, column, position, parent
+/// table, ON DELETE), ordered by table, name and position, into one
+/// constraint each. Names come back in lower case (Oracle's are upper);
+/// rows of unknown kinds are skipped.
+pub fn constraints_from_rows(rows: &[Row]) -> Vec<CatalogConstraint> {
+    let mut out: Vec<CatalogConstraint> = Vec::new();
+    let text = |v: &Value| (!v.is_null()).then(|| v.to_text());
+    for r in rows {
+        let Some(kind) = ConstraintKind::from_code(&r[2].to_text()) else {
+            continue;
+        };
+        let table = r[0].to_text().to_ascii_lowercase();
+        let name = r[1].to_text().to_ascii_lowercase();
+        let column = text(&r[3]).map(|c| c.trim().trim_matches('"').to_ascii_lowercase());
+        match out.last_mut() {
+            Some(last) if last.table == table && last.name == name && last.kind == kind => {
+                last.columns.extend(column);
+            }
+            _ => out.push(CatalogConstraint {
+                table,
+                name,
+                kind,
+                columns: column.into_iter().collect(),
+                references: r.get(5).and_then(text).map(|t| t.to_ascii_lowercase()),
+                on_delete: r.get(6).and_then(text),
+            }),
+        }
+    }
+    out
 }
 
 /// Rows and bytes of one table, as the catalog reports them.
@@ -374,6 +452,13 @@ pub trait Connection: Send {
     /// (table, index) for every index on tables whose name starts with `prefix`,
     /// named by us (not the implicit ones behind keys).
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError>;
+
+    /// The primary, unique and foreign keys, the checks and our own indexes
+    /// (with their columns in order) of the tables whose name starts with
+    /// `prefix`: what `verify` compares beyond names. Empty by default.
+    fn constraints(&mut self, _prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What a lock protects. Tenants are locked by username: it is what every
@@ -451,12 +536,19 @@ pub fn password_from_env_or_prompt(what: &str) -> Option<String> {
     resolved
 }
 
+/// Makes the connections of a [`Database::with_connector`].
+pub type Connector = std::sync::Arc<dyn Fn() -> Result<Box<dyn Connection>, DbError> + Send + Sync>;
+
 /// What the configured URL points at.
 #[derive(Clone)]
 enum Target {
     Sqlite(sqlite::SqliteTarget),
     Postgres(Box<::postgres::Config>),
     Oracle(oracle::OracleTarget),
+    /// Connections made by the caller (tests: one that records every
+    /// statement a command sends, for a dialect without a server here).
+    /// Tenants share the session's connection, as on the servers.
+    Connector(Connector),
 }
 
 /// An opened database: the means to get connections. Cheap to share between
@@ -491,6 +583,17 @@ impl Database {
             dialect,
             display: redact_url(url),
         })
+    }
+
+    /// A database whose connections `connect` makes, speaking `dialect`:
+    /// the seam through which a test runs a command on a connection that
+    /// records what it is sent. The command line never takes this path.
+    pub fn with_connector(dialect: Dialect, connect: Connector) -> Database {
+        Database {
+            target: Target::Connector(connect),
+            dialect,
+            display: format!("{dialect} (connector)"),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -545,6 +648,7 @@ impl Database {
             Target::Sqlite(t) => Box::new(t.open_main(read_only)?),
             Target::Postgres(cfg) => Box::new(postgres::PgConnection::connect(cfg)?),
             Target::Oracle(target) => Box::new(target.connect()?),
+            Target::Connector(connect) => connect()?,
         };
         Ok(Session {
             db: self,
@@ -565,6 +669,7 @@ impl Database {
                 postgres::free_connections(session.system())?
             }
             Target::Oracle(t) => Some(t.max_connections()),
+            Target::Connector(_) => None,
         };
         Ok(match allowed {
             Some(free) if requested > free.max(1) => (
@@ -650,7 +755,11 @@ impl<'db> Session<'db> {
     /// staged: SQLite keeps the tenant in a file of its own, Oracle commits
     /// every DDL statement.
     pub fn atomic_tenants(&self) -> bool {
-        matches!(self.db.target, Target::Postgres(_))
+        match self.db.target {
+            Target::Postgres(_) => true,
+            Target::Connector(_) => self.db.dialect == Dialect::Postgres,
+            Target::Sqlite(_) | Target::Oracle(_) => false,
+        }
     }
 
     /// A connection for `key`'s objects. On SQLite the tenant's file, checked

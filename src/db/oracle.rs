@@ -26,8 +26,8 @@ use oracle::sql_type::{OracleType, ToSql};
 use oracle::{ConnStatus, SqlValue};
 
 use super::{
-    CatalogColumn, Check, Connection, DbError, DbErrorKind, Lock, Row, TableStats, Value,
-    bind_placeholders,
+    CatalogColumn, CatalogConstraint, Check, Connection, DbError, DbErrorKind, Lock, Row,
+    TableStats, Value, bind_placeholders,
 };
 use crate::config::PoolConfig;
 use crate::dialect::Dialect;
@@ -98,6 +98,45 @@ pub(crate) const TABLE_STATS: &str = "SELECT t.table_name, MAX(t.num_rows), NVL(
      WHERE SUBSTR(t.table_name, 1, LENGTH(?)) = ? \
      GROUP BY t.table_name ORDER BY t.table_name";
 
+/// Keys, checks (with the columns they read) and our own indexes of the
+/// tables with a prefix, one row per column in order: (table, name, type,
+/// column, position, parent table, ON DELETE, check condition). NOT NULL
+/// columns are checks here too; [`constraints_from_rows`] leaves them out.
+pub(crate) const CONSTRAINTS: &str = "SELECT c.table_name, c.constraint_name, c.constraint_type, \
+            cc.column_name, cc.position, r.table_name, c.delete_rule, c.search_condition_vc \
+     FROM user_constraints c \
+     LEFT JOIN user_cons_columns cc ON cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name \
+     LEFT JOIN user_constraints r ON r.constraint_name = c.r_constraint_name \
+     WHERE SUBSTR(c.table_name, 1, LENGTH(?)) = ? AND c.constraint_type IN ('P', 'U', 'R', 'C') \
+     UNION ALL \
+     SELECT i.table_name, i.index_name, 'I', ic.column_name, ic.column_position, NULL, NULL, NULL \
+     FROM user_indexes i \
+     JOIN user_ind_columns ic ON ic.index_name = i.index_name AND ic.table_name = i.table_name \
+     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? AND i.index_type <> 'LOB' \
+       AND NOT EXISTS (SELECT 1 FROM user_constraints k WHERE k.index_name = i.index_name) \
+     ORDER BY 1, 2, 5";
+
+/// The rows of [`CONSTRAINTS`] as constraints, without the checks Oracle
+/// makes of NOT NULL columns (`"COL" IS NOT NULL`), which the columns say.
+pub(crate) fn constraints_from_rows(rows: &[Row]) -> Vec<CatalogConstraint> {
+    let not_null = |r: &Row| {
+        let condition = r.get(7).map(Value::to_text).unwrap_or_default();
+        let condition = condition.trim();
+        r[2].to_text() == "C"
+            && condition
+                .strip_suffix("IS NOT NULL")
+                .map(str::trim)
+                .is_some_and(|c| {
+                    c.starts_with('"')
+                        && c.ends_with('"')
+                        && c.len() > 2
+                        && !c[1..c.len() - 1].contains('"')
+                })
+    };
+    let kept: Vec<Row> = rows.iter().filter(|r| !not_null(r)).cloned().collect();
+    super::constraints_from_rows(&kept)
+}
+
 /// Gathers one table's statistics (its indexes too: cascade is the default).
 pub(crate) const GATHER_STATS: &str =
     "BEGIN DBMS_STATS.GATHER_TABLE_STATS(ownname => USER, tabname => ?); END;";
@@ -118,6 +157,91 @@ pub(crate) const DBMS_LOCK_VISIBLE: &str = "SELECT COUNT(*) FROM all_objects \
 /// The default tablespace and the quota there (-1: unlimited; no row: none).
 pub(crate) const QUOTA: &str = "SELECT u.default_tablespace, q.max_bytes, q.bytes \
      FROM user_users u LEFT JOIN user_ts_quotas q ON q.tablespace_name = u.default_tablespace";
+
+/// Every column (type, nullability, position, default) of the tables with a prefix.
+const COLUMNS: &str = "SELECT table_name, column_name, \
+            LOWER(data_type || CASE \
+                WHEN data_type IN ('VARCHAR2', 'CHAR', 'NVARCHAR2') THEN '(' || char_length || ')' \
+                WHEN data_type = 'NUMBER' AND data_precision IS NOT NULL \
+                    THEN '(' || data_precision || ',' || NVL(data_scale, 0) || ')' \
+                END), \
+            CASE nullable WHEN 'Y' THEN 1 ELSE 0 END, column_id, data_default \
+     FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
+     ORDER BY table_name, column_id";
+
+/// Our own indexes (not those behind keys, nor LOB indexes) of the tables with a prefix.
+const INDEXES: &str = "SELECT i.table_name, i.index_name FROM user_indexes i \
+     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? \
+       AND NOT EXISTS (SELECT 1 FROM user_constraints c WHERE c.index_name = i.index_name) \
+       AND i.index_type <> 'LOB' \
+     ORDER BY 1, 2";
+
+/// Makes tables read-only (or writable again): writers stay out across the
+/// commits every DDL makes.
+fn read_only_sql(table: &str, read_only: bool) -> String {
+    let mode = if read_only { "READ ONLY" } else { "READ WRITE" };
+    format!("ALTER TABLE {table} {mode}")
+}
+
+/// Inserts `rows` one statement each (Oracle before 23ai has no multi-row
+/// VALUES) through `conn`; returns how many.
+pub fn insert_one_by_one(
+    conn: &mut dyn Connection,
+    table: &str,
+    columns: &[String],
+    rows: &[Row],
+) -> Result<u64, DbError> {
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        columns.join(", "),
+        vec!["?"; columns.len()].join(", ")
+    );
+    let mut inserted = 0;
+    for row in rows {
+        inserted += conn.execute(&sql, row)?;
+    }
+    Ok(inserted)
+}
+
+/// Every statement an Oracle connection sends of its own accord, beyond
+/// what commands give it: (SQL with `?` binds, whether it is a PL/SQL
+/// block). The session setup, the lock calls, the catalog queries and the
+/// statistics calls; the tests check each statically, as no Oracle server
+/// runs there. Inserts ([`insert_one_by_one`]) and the read-only switch are
+/// built per table.
+pub fn own_statements() -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = [
+        SESSION_SETUP,
+        ALLOCATE_LOCK,
+        REQUEST_LOCK,
+        RELEASE_LOCK,
+        GATHER_STATS,
+        DB_VERSION,
+    ]
+    .iter()
+    .map(|s| (s.to_string(), true))
+    .collect();
+    out.extend(
+        [
+            OBJECT_TYPES,
+            TABLE_COLUMNS,
+            INDEX_COLUMNS,
+            TABLE_STATS,
+            CONSTRAINTS,
+            PRIVILEGES,
+            DBMS_LOCK_VISIBLE,
+            QUOTA,
+            COLUMNS,
+            INDEXES,
+        ]
+        .iter()
+        .map(|s| (s.to_string(), false)),
+    );
+    for read_only in [true, false] {
+        out.push((read_only_sql("pf_user_a_skills", read_only), false));
+    }
+    out
+}
 
 /// The Oracle client library's version; fails with the install hint (DPI-1047)
 /// where it is missing. Needs no server.
@@ -388,12 +512,8 @@ impl OracleConnection {
     /// `ALTER TABLE ... READ ONLY` / `READ WRITE`; a table already in that
     /// mode is fine (ORA-14139 / ORA-14140), so a re-run goes on.
     fn set_read_only(&mut self, tables: &[String], read_only: bool) -> Result<(), DbError> {
-        let mode = if read_only { "READ ONLY" } else { "READ WRITE" };
         for table in tables {
-            match self
-                .conn
-                .execute(&format!("ALTER TABLE {table} {mode}"), &[])
-            {
+            match self.conn.execute(&read_only_sql(table, read_only), &[]) {
                 Ok(_) => {}
                 Err(e) if matches!(e.db_error().map(|d| d.code()), Some(14139 | 14140)) => {}
                 Err(e) => return Err(self.fail(&e)),
@@ -573,16 +693,7 @@ impl Connection for OracleConnection {
         columns: &[String],
         rows: &[Row],
     ) -> Result<u64, DbError> {
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
-            columns.join(", "),
-            vec!["?"; columns.len()].join(", ")
-        );
-        let mut inserted = 0;
-        for row in rows {
-            inserted += self.execute(&sql, row)?;
-        }
-        Ok(inserted)
+        insert_one_by_one(self, table, columns, rows)
     }
 
     fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
@@ -687,15 +798,7 @@ impl Connection for OracleConnection {
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         let rows = self.query(
-            "SELECT table_name, column_name, \
-                    LOWER(data_type || CASE \
-                        WHEN data_type IN ('VARCHAR2', 'CHAR', 'NVARCHAR2') THEN '(' || char_length || ')' \
-                        WHEN data_type = 'NUMBER' AND data_precision IS NOT NULL \
-                            THEN '(' || data_precision || ',' || NVL(data_scale, 0) || ')' \
-                        END), \
-                    CASE nullable WHEN 'Y' THEN 1 ELSE 0 END, column_id \
-             FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
-             ORDER BY table_name, column_id",
+            COLUMNS,
             &[
                 Value::Text(prefix.to_ascii_uppercase()),
                 Value::Text(prefix.to_ascii_uppercase()),
@@ -704,13 +807,18 @@ impl Connection for OracleConnection {
         Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
+    fn constraints(&mut self, prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
+        let upper = Value::Text(prefix.to_ascii_uppercase());
+        let rows = self.query(
+            CONSTRAINTS,
+            &[upper.clone(), upper.clone(), upper.clone(), upper],
+        )?;
+        Ok(constraints_from_rows(&rows))
+    }
+
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {
         let rows = self.query(
-            "SELECT i.table_name, i.index_name FROM user_indexes i \
-             WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? \
-               AND NOT EXISTS (SELECT 1 FROM user_constraints c WHERE c.index_name = i.index_name) \
-               AND i.index_type <> 'LOB' \
-             ORDER BY 1, 2",
+            INDEXES,
             &[
                 Value::Text(prefix.to_ascii_uppercase()),
                 Value::Text(prefix.to_ascii_uppercase()),

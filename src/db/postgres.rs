@@ -13,8 +13,8 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{
-    CatalogColumn, Check, Connection, DbError, DbErrorKind, Lock, Row, TableStats, Value,
-    bind_placeholders,
+    CatalogColumn, CatalogConstraint, Check, Connection, DbError, DbErrorKind, Lock, Row,
+    TableStats, Value, bind_placeholders,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -684,10 +684,11 @@ impl Connection for PgConnection {
         let rows = self.query(
             &format!(
                 "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                    NOT a.attnotnull, a.attnum::int8 \
+                    NOT a.attnotnull, a.attnum::int8, pg_get_expr(d.adbin, d.adrelid) \
              FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'v', 'p') \
                AND {prefixed} \
              ORDER BY c.relname, a.attnum",
@@ -706,8 +707,8 @@ impl Connection for PgConnection {
              JOIN pg_class i ON i.oid = x.indexrelid \
              JOIN pg_class t ON t.oid = x.indrelid \
              JOIN pg_namespace n ON n.oid = t.relnamespace \
-             WHERE n.nspname = current_schema() AND {prefixed} \
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid) \
+             LEFT JOIN pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid \
+             WHERE n.nspname = current_schema() AND {prefixed} AND k.oid IS NULL \
              ORDER BY 1, 2",
             ),
             &binds,
@@ -716,5 +717,42 @@ impl Connection for PgConnection {
             .into_iter()
             .map(|r| (r[0].to_text(), r[1].to_text()))
             .collect())
+    }
+
+    fn constraints(&mut self, prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
+        // pg_constraint and pg_index are reached through the table's oid
+        // (conrelid, indrelid: both indexed), never scanned; an index behind
+        // a key is told apart by a constraint of the same table naming it.
+        let (tables, mut binds) = relname_prefix("c", prefix);
+        let (indexed, more) = relname_prefix("c", prefix);
+        binds.extend(more);
+        let rows = self.query(
+            &format!(
+                "SELECT c.relname::text, k.conname::text, k.contype::text, a.attname::text, u.o::int8, \
+                    f.relname::text, \
+                    CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
+                         WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION' END \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype IN ('p', 'u', 'f', 'c') \
+             LEFT JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, o) ON true \
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum \
+             LEFT JOIN pg_class f ON f.oid = k.confrelid \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND {tables} \
+             UNION ALL \
+             SELECT c.relname::text, i.relname::text, 'i', pg_get_indexdef(x.indexrelid, g.n, true), \
+                    g.n::int8, NULL, NULL \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_index x ON x.indrelid = c.oid \
+             JOIN pg_class i ON i.oid = x.indexrelid \
+             CROSS JOIN LATERAL generate_series(1, x.indnkeyatts) g(n) \
+             LEFT JOIN pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid \
+             WHERE n.nspname = current_schema() AND {indexed} AND k.oid IS NULL \
+             ORDER BY 1, 2, 5",
+            ),
+            &binds,
+        )?;
+        Ok(super::constraints_from_rows(&rows))
     }
 }

@@ -9,8 +9,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
 use super::{
-    CatalogColumn, Check, Connection, DbError, DbErrorKind, Definition, Lock, Open, Row,
-    TableStats, Value,
+    CatalogColumn, CatalogConstraint, Check, Connection, ConstraintKind, DbError, DbErrorKind,
+    Definition, Lock, Open, Row, TableStats, Value,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -664,13 +664,59 @@ impl Connection for SqliteConnection {
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
         let rows = self.query(
-            "SELECT m.name, c.name, lower(c.type), c.\"notnull\" = 0, c.cid + 1 \
+            "SELECT m.name, c.name, lower(c.type), c.\"notnull\" = 0, c.cid + 1, c.dflt_value \
              FROM sqlite_master m JOIN pragma_table_info(m.name) c \
              WHERE m.type IN ('table', 'view') AND substr(m.name, 1, length(?1)) = ?1 \
              ORDER BY m.name, c.cid",
             &[Value::Text(prefix.to_string())],
         )?;
         Ok(rows.iter().map(CatalogColumn::from_row).collect())
+    }
+
+    fn constraints(&mut self, prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
+        // The primary key from the columns (an INTEGER PRIMARY KEY has no
+        // index), unique keys and our indexes from the index lists, foreign
+        // keys from their pragma; checks only from the table's statement.
+        let rows = self.query(
+            "SELECT m.name, 'pk', 'p', c.name, c.pk, NULL, NULL \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND c.pk > 0 \
+             UNION ALL \
+             SELECT m.name, l.name, CASE l.origin WHEN 'u' THEN 'u' ELSE 'i' END, i.name, i.seqno + 1, NULL, NULL \
+             FROM sqlite_master m JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND l.origin IN ('u', 'c') \
+             UNION ALL \
+             SELECT m.name, 'fk' || f.id, 'f', f.\"from\", f.seq + 1, f.\"table\", f.on_delete \
+             FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 \
+             ORDER BY 1, 2, 5",
+            &[Value::Text(prefix.to_string())],
+        )?;
+        let mut out = crate::db::constraints_from_rows(&rows);
+        let statements = self.query(
+            "SELECT name, sql FROM sqlite_master \
+             WHERE type = 'table' AND sql IS NOT NULL AND substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            &[Value::Text(prefix.to_string())],
+        )?;
+        for r in &statements {
+            let table = r[0].to_text().to_ascii_lowercase();
+            let Some((_, detail)) =
+                crate::shape::table_of_statement(&r[1].to_text(), Dialect::Sqlite)
+            else {
+                continue;
+            };
+            for (n, columns) in detail.checks.into_iter().enumerate() {
+                out.push(CatalogConstraint {
+                    table: table.clone(),
+                    name: format!("check{n}"),
+                    kind: ConstraintKind::Check,
+                    columns,
+                    references: None,
+                    on_delete: None,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {

@@ -443,37 +443,29 @@ impl Sweep<'_> {
 
     /// The condition on alias `s` that makes a row due, with its binds.
     fn due(&self, dialect: Dialect) -> anyhow::Result<(String, Vec<Value>)> {
-        let ts = dialect.timestamp_bind();
-        let mut sql = format!("s.{} < {ts}", self.age_column);
-        let mut binds = vec![Value::Text(self.cutoff.into())];
+        let mut binds = Vec::new();
+        let mut sql = before(
+            dialect,
+            self.live,
+            &format!("s.{}", self.age_column),
+            self.cutoff,
+            &mut binds,
+        )?;
         for child in self.children {
             sql.push_str(&format!(
                 " AND NOT EXISTS (SELECT 1 FROM {} c WHERE c.{} = s.id",
                 child.table, child.fk
             ));
             if !child.removed_by.is_empty() {
-                let removed: Vec<String> = child
-                    .removed_by
-                    .iter()
-                    .map(|(column, cutoff)| {
-                        binds.push(Value::Text(cutoff.clone()));
-                        format!("(c.{column} IS NOT NULL AND c.{column} < {ts})")
-                    })
-                    .collect();
-                sql.push_str(&format!(" AND NOT ({})", removed.join(" OR ")));
+                let removed =
+                    any_before(dialect, &child.table, "c", &child.removed_by, &mut binds)?;
+                sql.push_str(&format!(" AND NOT ({removed})"));
             }
             sql.push(')');
         }
         if !self.earlier.is_empty() {
-            let taken: Vec<String> = self
-                .earlier
-                .iter()
-                .map(|(column, cutoff)| {
-                    binds.push(Value::Text(cutoff.clone()));
-                    format!("(s.{column} IS NOT NULL AND s.{column} < {ts})")
-                })
-                .collect();
-            sql.push_str(&format!(" AND NOT ({})", taken.join(" OR ")));
+            let taken = any_before(dialect, self.live, "s", self.earlier, &mut binds)?;
+            sql.push_str(&format!(" AND NOT ({taken})"));
         }
         // A copy is made once (a dry run before the archive exists counts all).
         if let (Action::Copy, Some(t)) = (self.action, self.archive) {
@@ -484,6 +476,64 @@ impl Sweep<'_> {
         }
         Ok((sql, binds))
     }
+}
+
+/// `column < cutoff`, the cutoff (`YYYY-MM-DD HH:MM:SS.ffffff` UTC) bound
+/// in the column's own type so that an index on it serves the range: a DATE
+/// column of `table` gets a DATE ([`Dialect::date_bind`]) of the cutoff
+/// rounded up to the next whole second, which keeps the same rows (a DATE
+/// holds whole seconds: d < t exactly when d < t rounded up).
+fn before(
+    dialect: Dialect,
+    table: &str,
+    column: &str,
+    cutoff: &str,
+    binds: &mut Vec<Value>,
+) -> anyhow::Result<String> {
+    let bare = column.rsplit('.').next().unwrap_or(column);
+    if dialect == Dialect::Oracle && crate::policy::is_date_column(table, bare) {
+        binds.push(Value::Text(whole_seconds_up(cutoff)?));
+        Ok(format!("{column} < {}", dialect.date_bind()))
+    } else {
+        binds.push(Value::Text(cutoff.into()));
+        Ok(format!("{column} < {}", dialect.timestamp_bind()))
+    }
+}
+
+/// Rows of `table` (as `alias`) that one of the (column, cutoff) pairs takes:
+/// `(a.c IS NOT NULL AND a.c < cutoff) OR ...`.
+fn any_before(
+    dialect: Dialect,
+    table: &str,
+    alias: &str,
+    pairs: &[(String, String)],
+    binds: &mut Vec<Value>,
+) -> anyhow::Result<String> {
+    let mut taken = Vec::new();
+    for (column, cutoff) in pairs {
+        let column = format!("{alias}.{column}");
+        let before = before(dialect, table, &column, cutoff, binds)?;
+        taken.push(format!("({column} IS NOT NULL AND {before})"));
+    }
+    Ok(taken.join(" OR "))
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` rounded up to a whole second, without the fraction.
+fn whole_seconds_up(cutoff: &str) -> anyhow::Result<String> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    let at = time::PrimitiveDateTime::parse(cutoff, format)
+        .map_err(|e| anyhow::anyhow!("cutoff {cutoff:?} is not a timestamp: {e}"))?;
+    let up = if at.nanosecond() > 0 {
+        at.replace_nanosecond(0)?
+            .saturating_add(time::Duration::SECOND)
+    } else {
+        at
+    };
+    Ok(up.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]"
+    ))?)
 }
 
 /// How many rows are due now (what a sweep would take; `--dry-run`, and
@@ -939,6 +989,56 @@ mod tests {
         };
         let parsed = parsed.unwrap_or_else(|e| panic!("{dialect}: {e}\n{sql}"));
         assert_eq!(parsed.len(), 1, "{sql}");
+    }
+
+    /// On Oracle a cutoff on a DATE column is bound as a DATE (rounded up
+    /// to the whole second, which keeps the same rows), so the column is
+    /// not widened to TIMESTAMP and its index serves the range; a TIMESTAMP
+    /// column keeps its TIMESTAMP bind. PostgreSQL and SQLite are unchanged.
+    #[test]
+    fn cutoffs_are_bound_in_the_age_columns_type() {
+        let children = [Child {
+            table: "pf_user_a_skills".into(),
+            fk: "experience_id",
+            removed_by: vec![("last_used".into(), "2020-01-01 00:00:00.000000".into())],
+        }];
+        let sweep = |age_column| Sweep {
+            live: "pf_user_a_experiences",
+            archive: None,
+            age_column,
+            cutoff: "2021-03-04 05:06:07.250000",
+            children: &children,
+            earlier: &[],
+            action: Action::Delete,
+        };
+        let (sql, binds) = count_sql(Dialect::Oracle, &sweep("start_date")).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT COUNT(*) FROM pf_user_a_experiences s WHERE s.start_date < TO_DATE(?, 'YYYY-MM-DD HH24:MI:SS') \
+             AND NOT EXISTS (SELECT 1 FROM pf_user_a_skills c WHERE c.experience_id = s.id \
+             AND NOT ((c.last_used IS NOT NULL AND c.last_used < TO_DATE(?, 'YYYY-MM-DD HH24:MI:SS'))))"
+        );
+        assert_eq!(
+            binds,
+            vec![
+                Value::Text("2021-03-04 05:06:08".into()),
+                Value::Text("2020-01-01 00:00:00".into())
+            ]
+        );
+        parse(Dialect::Oracle, &sql);
+        let (sql, binds) = count_sql(Dialect::Oracle, &sweep("created_at")).unwrap();
+        assert!(
+            sql.starts_with(
+                "SELECT COUNT(*) FROM pf_user_a_experiences s WHERE s.created_at < TO_TIMESTAMP(?, 'YYYY-MM-DD HH24:MI:SS.FF6')"
+            ),
+            "{sql}"
+        );
+        assert_eq!(binds[0], Value::Text("2021-03-04 05:06:07.250000".into()));
+        for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+            let (sql, binds) = count_sql(dialect, &sweep("start_date")).unwrap();
+            assert!(!sql.contains("TO_DATE"), "{sql}");
+            assert_eq!(binds[0], Value::Text("2021-03-04 05:06:07.250000".into()));
+        }
     }
 
     /// Every statement a sweep or a restore sends parses in its dialect

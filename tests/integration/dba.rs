@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{Backend, Env};
+use pathfinder_db::dialect::Dialect;
 use serde_json::Value as Json;
 
 fn stderr(out: &Output) -> String {
@@ -52,6 +53,10 @@ fn usernames(list: &Json) -> Vec<String> {
     names
 }
 
+fn env_dialect(env: &Env) -> Dialect {
+    env.dialect().parse().unwrap()
+}
+
 fn latest_version() -> i64 {
     pathfinder_db::render::Renderer::new(pathfinder_db::dialect::Dialect::Sqlite, None)
         .unwrap()
@@ -77,11 +82,58 @@ macro_rules! on_both_backends {
 // ---------------------------------------------------------------------------
 // Adopt
 
-/// The seed's `create-user-tables.js`, adapted to the dialect (the types
-/// both PostgreSQL and SQLite take): the nine tables with unnamed keys and
-/// checks, no career summary, and with `seed_indexes` the indexes under the
-/// seed's names, which only the first user could get.
-fn seed_ddl(user: &str, seed_indexes: bool, without: Option<(&str, &str)>) -> String {
+/// A seed column in `dialect`'s words: the seed wrote Oracle's types
+/// (VARCHAR2(n), NUMBER(p,s), NUMBER(n), CLOB, DATE, TIMESTAMP), which
+/// pathfinder-db maps to each dialect with the `Dialect` type functions;
+/// and a primary key column is NOT NULL, as it is on Oracle.
+fn seed_column(column: &str, dialect: Dialect) -> String {
+    let mut words = column.splitn(3, ' ');
+    let (Some(name), Some(ty)) = (words.next(), words.next()) else {
+        return column.to_string();
+    };
+    let rest = words.next().unwrap_or("");
+    let args = |t: &str| -> Vec<u32> {
+        t.split_once('(')
+            .map(|(_, a)| {
+                a.trim_end_matches(')')
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ty = match ty.split('(').next().unwrap() {
+        "VARCHAR" => dialect.varchar(args(ty)[0]),
+        "DECIMAL" => dialect.decimal(args(ty)[0], args(ty)[1]),
+        "TEXT" => dialect.clob().to_string(),
+        "DATE" => dialect.date().to_string(),
+        "TIMESTAMP" => dialect.timestamp().to_string(),
+        "SMALLINT" => dialect.flag().to_string(),
+        "INTEGER" => dialect.integer(match name {
+            "total_roles" => 5,
+            "proficiency_score" | "market_demand_score" => 3,
+            _ => 10,
+        }),
+        _ => return column.to_string(),
+    };
+    let rest = if rest == "PRIMARY KEY" {
+        "NOT NULL PRIMARY KEY"
+    } else {
+        rest
+    };
+    format!("{name} {ty} {rest}").trim_end().to_string()
+}
+
+/// The seed's `create-user-tables.js`, adapted to the dialect: the nine
+/// tables with unnamed keys and checks, no career summary, and with
+/// `seed_indexes` the indexes under the seed's names, which only the first
+/// user could get.
+fn seed_ddl(
+    dialect: Dialect,
+    user: &str,
+    seed_indexes: bool,
+    without: Option<(&str, &str)>,
+) -> String {
     let p = format!("pf_user_{user}_");
     let tables: Vec<(&str, Vec<String>)> = vec![
         (
@@ -224,6 +276,7 @@ fn seed_ddl(user: &str, seed_indexes: bool, without: Option<(&str, &str)>) -> St
             .filter(|c| {
                 without.is_none_or(|(t, col)| t != table || !c.starts_with(&format!("{col} ")))
             })
+            .map(|c| seed_column(&c, dialect))
             .collect();
         sql.push_str(&format!(
             "CREATE TABLE {p}{table} (\n  {}\n);\n",
@@ -259,9 +312,14 @@ fn seed_tables_left(env: &Env, key: &str) -> i64 {
 
 fn adopt_seed_tenants(env: &Env) {
     env.ok(&["init"]);
-    env.system_exec(&seed_ddl("alice", true, None));
-    env.system_exec(&seed_ddl("bob", false, None));
-    env.system_exec(&seed_ddl("carol", false, Some(("experiences", "location"))));
+    env.system_exec(&seed_ddl(env_dialect(env), "alice", true, None));
+    env.system_exec(&seed_ddl(env_dialect(env), "bob", false, None));
+    env.system_exec(&seed_ddl(
+        env_dialect(env),
+        "carol",
+        false,
+        Some(("experiences", "location")),
+    ));
     // dave's tables were made by hand from pathfinder-db's own version 1.
     let ddl = env.ok(&["render", "dave", "--to", "1", "--dialect", env.dialect()]);
     env.system_exec(&ddl);
@@ -437,7 +495,7 @@ fn adopt_seed_tenants(env: &Env) {
         let out = env.run(&["adopt", long]);
         assert_eq!(out.status.code(), Some(2));
         assert!(stderr(&out).contains("--tenant-key"), "{}", stderr(&out));
-        env.system_exec(&seed_ddl("lng", false, None));
+        env.system_exec(&seed_ddl(env_dialect(env), "lng", false, None));
         env.ok(&["adopt", long, "--tenant-key", "lng", "--repair"]);
         let t = env.json(&["tenants"]);
         let row = t["tenants"]
@@ -947,7 +1005,7 @@ fn doctor_reports_failed_tenants_missing_tables_and_strays_sqlite() {
         "UPDATE pf_tenants SET status = 'failed', last_error = 'disk full' WHERE username = 'bob'",
     );
     std::fs::remove_file(common::sqlite_tenant_file(env.path(), "carol")).unwrap();
-    env.system_exec(&seed_ddl("zed", false, None));
+    env.system_exec(&seed_ddl(env_dialect(&env), "zed", false, None));
     let out = env.run(&["doctor"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);

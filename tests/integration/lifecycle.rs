@@ -731,7 +731,9 @@ fn timestamps_are_utc_whatever_the_server_zone_postgres() {
         .unwrap()
         .get(0);
     admin
-        .batch_execute(&format!("ALTER DATABASE {db} SET timezone = 'Pacific/Kiritimati'"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET timezone = 'Pacific/Kiritimati'"
+        ))
         .unwrap();
     env.ok(&["provision", "alice"]);
     let mut check = env.pg(); // a new session: the database's zone (UTC+14) applies to it
