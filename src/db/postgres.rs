@@ -20,13 +20,37 @@ use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
 
-/// Parses a `postgres://` URL; a missing password comes from
+/// Parses a `postgres://` URL or a key=value string; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
 pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
+    let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
+    // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
+    // is still a password. Unknown options are named, all of them at once.
+    let mut known = crate::redact::POSTGRES_OPTIONS.to_vec();
+    known.push("password");
+    let unknown = if crate::config::is_key_value_string(url) {
+        let mut names = Vec::new();
+        for key in crate::redact::key_value_keys(url) {
+            let name = crate::redact::option_name(&key);
+            if !known.contains(&key.as_str()) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    } else {
+        crate::redact::unknown_options(url, &known)
+    };
+    if !unknown.is_empty() {
+        return Err(UsageError::new(format!(
+            "the PostgreSQL connection string has unknown option(s) {} (values are not shown): the options are {}; {expected}",
+            unknown.join(", "),
+            crate::redact::POSTGRES_OPTIONS.join(", ")
+        )));
+    }
     let mut cfg = postgres::Config::from_str(url).map_err(|e| {
         UsageError::new(format!(
-            "invalid PostgreSQL URL {:?}: {e}; expected postgres://USER@HOST:PORT/DATABASE",
-            super::redact_url(url)
+            "invalid PostgreSQL connection string: {} (values are not shown); {expected}",
+            parse_error_without_values(&e.to_string())
         ))
     })?;
     if cfg.get_password().is_none()
@@ -40,6 +64,19 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
     }
     cfg.application_name("pathfinder-db");
     Ok(cfg)
+}
+
+/// The driver's parse error with the character it quotes from the input
+/// removed (`expected `=` but got `s``: the `s` may start a password). Its
+/// other messages name options only (`unknown option `passwrod``).
+fn parse_error_without_values(message: &str) -> String {
+    let message = message
+        .strip_prefix("invalid connection string: ")
+        .unwrap_or(message);
+    match message.find(" but got `") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
 }
 
 pub struct PgConnection {
@@ -502,6 +539,27 @@ impl Connection for PgConnection {
         self.client
             .batch_execute("ROLLBACK")
             .map_err(|e| self.fail(&e))
+    }
+
+    fn erase_freed(&mut self, table: &str) -> Result<Option<&'static str>, DbError> {
+        if self.in_transaction {
+            return Err(DbError::other(
+                "VACUUM FULL cannot run inside a transaction (a bug: erase after the commit)",
+            ));
+        }
+        // VACUUM FULL holds an exclusive lock on the table while it copies
+        // it: wait a bounded time for it, so the application's readers are
+        // never queued behind a long wait.
+        let result = self
+            .client
+            .batch_execute("SET lock_timeout = '10s'")
+            .and_then(|()| {
+                self.client
+                    .batch_execute(&format!("VACUUM FULL {table}"))
+            });
+        let reset = self.client.batch_execute("RESET lock_timeout");
+        result.and(reset).map_err(|e| self.fail(&e))?;
+        Ok(Some("VACUUM FULL (the table was rewritten into a new file)"))
     }
 
     // Advisory locks are per server: the key includes the database and schema,
