@@ -344,7 +344,9 @@ pub fn erase_deleted_keys(db: &Database) -> anyhow::Result<Erasure> {
             "the deleted or replaced key rows are gone from the table, but their bytes may still be in the database's files: run `pathfinder-db keys erase` (it only erases)",
         )
     })?;
-    let what = erased.unwrap_or("nothing beyond the commit (the backend offers no erasure)");
+    let what = erased
+        .as_deref()
+        .unwrap_or("nothing beyond the commit (the backend offers no erasure)");
     let mut entry = AuditEntry::new(
         "key.erase",
         "encryption_key",
@@ -356,9 +358,7 @@ pub fn erase_deleted_keys(db: &Database) -> anyhow::Result<Erasure> {
     let mut tx = crate::db::Tx::begin(sys)?;
     audit::write_details(&mut *tx, &entry, Some(&details))?;
     tx.commit()?;
-    Ok(Erasure {
-        erased: erased.map(str::to_string),
-    })
+    Ok(Erasure { erased })
 }
 
 /// `keys shred`: deletes the keys of deprovisioned users (those deprovisioned

@@ -276,10 +276,11 @@ pub trait Connection: Send {
     /// every connection to the main file); the write-ahead log, which still
     /// holds earlier page images, is checkpointed and truncated. PostgreSQL:
     /// `VACUUM FULL` rewrites the table into a new file and drops the old one
-    /// (a plain VACUUM leaves removed rows' bytes in the pages' free space).
+    /// (a plain VACUUM leaves removed rows' bytes in the pages' free space),
+    /// once no transaction from before the deletion can still see them.
     /// Oracle: nothing (a deleted row stays in its block until the space is
     /// reused, and in undo and redo).
-    fn erase_freed(&mut self, _table: &str) -> Result<Option<&'static str>, DbError> {
+    fn erase_freed(&mut self, _table: &str) -> Result<Option<String>, DbError> {
         Ok(None)
     }
 

@@ -555,7 +555,7 @@ impl Connection for SqliteConnection {
             .map_err(|e| classify(&e, &self.path))
     }
 
-    fn erase_freed(&mut self, _table: &str) -> Result<Option<&'static str>, DbError> {
+    fn erase_freed(&mut self, _table: &str) -> Result<Option<String>, DbError> {
         // (busy, frames in the log, frames checkpointed): busy = 1 when a
         // reader kept the checkpoint from finishing within the busy timeout.
         let busy: i64 = self
@@ -572,7 +572,7 @@ impl Connection for SqliteConnection {
             ));
         }
         Ok(Some(
-            "deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated",
+            "deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated".into(),
         ))
     }
 
