@@ -235,10 +235,7 @@ pub fn dialect_of_url(url: &str) -> Result<Dialect, UsageError> {
 pub fn is_key_value_string(url: &str) -> bool {
     url.split_once('=').is_some_and(|(key, _)| {
         let key = key.trim();
-        !key.is_empty()
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })
 }
 

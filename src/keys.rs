@@ -564,6 +564,18 @@ fn column_mismatch_sql() -> String {
     )
 }
 
+/// Keys per stored header (format and master key id), with the never rotated,
+/// the oldest rotation and the rows whose column disagrees.
+fn status_sql() -> String {
+    format!(
+        "SELECT SUBSTR(key_encrypted, 1, {HEADER_LEN}), COUNT(*), \
+         SUM(CASE WHEN last_rotated IS NULL THEN 1 ELSE 0 END), MIN(last_rotated), \
+         SUM(CASE WHEN {} THEN 1 ELSE 0 END) \
+         FROM pf_encryption_keys GROUP BY SUBSTR(key_encrypted, 1, {HEADER_LEN})",
+        column_mismatch_sql()
+    )
+}
+
 /// Keys per stored format version (`v1` for `pathfinder:v1:...`; `unknown`
 /// for text in no pathfinder format): a reader may drop a version once no
 /// key is left in it.
@@ -621,16 +633,7 @@ pub fn status(conn: &mut dyn Connection, list_limit: usize) -> Result<KeyStatus,
     let mut by_master_key: Vec<MasterKeyCount> = Vec::new();
     let mut by_format: Vec<FormatCount> = Vec::new();
     let mut column_mismatch = 0;
-    for r in conn.query(
-        &format!(
-            "SELECT SUBSTR(key_encrypted, 1, {HEADER_LEN}), COUNT(*), \
-             SUM(CASE WHEN last_rotated IS NULL THEN 1 ELSE 0 END), MIN(last_rotated), \
-             SUM(CASE WHEN {} THEN 1 ELSE 0 END) \
-             FROM pf_encryption_keys GROUP BY SUBSTR(key_encrypted, 1, {HEADER_LEN})",
-            column_mismatch_sql()
-        ),
-        &[],
-    )? {
+    for r in conn.query(&status_sql(), &[])? {
         let header = r[0].to_text();
         let format = crypto::format_version(&header).unwrap_or("unknown");
         let id = crypto::stored_master_key_id_prefix(&header).map(|id| id.to_string());
@@ -1237,4 +1240,32 @@ pub fn partial_failure(total: usize, failed: &[KeyFailure]) -> PartialFailure {
         .map(|f| f.username.clone().unwrap_or_else(|| f.user_id.clone()))
         .collect();
     PartialFailure::new(total, &names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inventory's statements parse in every dialect (Oracle has no server
+    /// here: this is its check).
+    #[test]
+    fn status_statements_parse_in_every_dialect() {
+        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect, SQLiteDialect};
+        use sqlparser::parser::Parser;
+        let mismatch = format!(
+            "SELECT COUNT(*) FROM pf_encryption_keys WHERE {}",
+            column_mismatch_sql()
+        );
+        for sql in [status_sql(), mismatch] {
+            assert!(!sql.trim_end().ends_with(';'), "{sql}");
+            for parsed in [
+                Parser::parse_sql(&OracleDialect {}, &sql),
+                Parser::parse_sql(&PostgreSqlDialect {}, &sql),
+                Parser::parse_sql(&SQLiteDialect {}, &sql),
+            ] {
+                assert_eq!(parsed.unwrap_or_else(|e| panic!("{e}: {sql}")).len(), 1);
+            }
+        }
+        assert!(status_sql().contains("SUBSTR(key_encrypted, 15, 16)"));
+    }
 }

@@ -379,7 +379,10 @@ mod tests {
                 "postgres://db/app?sslmode=disable&passwrod=***&application_name=x",
             ),
             ("postgres://db/app?S3cret", "postgres://db/app?***"),
-            ("sqlite://x.db?passwrod=S3cret", "sqlite://x.db?passwrod=***"),
+            (
+                "sqlite://x.db?passwrod=S3cret",
+                "sqlite://x.db?passwrod=***",
+            ),
             (
                 "oracle://scott@db:1521/x?connect_timeout=5&pwd_file=S3cret",
                 "oracle://scott@db:1521/x?connect_timeout=5&pwd_file=***",
@@ -422,7 +425,10 @@ mod tests {
             ["`host`", "`passwrod`", "`dbname`"]
         );
         assert_eq!(key_value_names("host=h password S3cret=x"), ["`host`"]);
-        assert_eq!(key_value_names("host=h password='S3cret"), ["`host`", "`password`"]);
+        assert_eq!(
+            key_value_names("host=h password='S3cret"),
+            ["`host`", "`password`"]
+        );
     }
 
     #[test]

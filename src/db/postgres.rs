@@ -553,10 +553,7 @@ impl Connection for PgConnection {
         // running anywhere on the server (the oldest xid a new snapshot
         // sees), no session of this database holding an older snapshot, no
         // replication slot.
-        let rows = self.query(
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text",
-            &[],
-        )?;
+        let rows = self.query("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])?;
         let now: u64 = rows
             .first()
             .and_then(|r| r[0].to_text().parse().ok())

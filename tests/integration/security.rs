@@ -83,7 +83,10 @@ fn unknown_url_options_are_named_not_echoed_sqlite() {
     env.ok(&["init"]);
     let main = env.main_file().display().to_string();
     for (url, option) in [
-        (format!("sqlite://{main}?passwrod={SECRET}"), Some("passwrod")),
+        (
+            format!("sqlite://{main}?passwrod={SECRET}"),
+            Some("passwrod"),
+        ),
         (
             format!("sqlite://{main}?password_file={SECRET}"),
             Some("password_file"),
@@ -137,7 +140,10 @@ fn unknown_url_options_are_named_not_echoed_postgres() {
         )
     };
     for (url, option) in [
-        (url(&format!("password_file={SECRET}")), Some("password_file")),
+        (
+            url(&format!("password_file={SECRET}")),
+            Some("password_file"),
+        ),
         (url(&format!("passwrod={SECRET}")), Some("passwrod")),
         (
             url(&format!("sslmode=disable&Passwrod={SECRET}")),
@@ -146,7 +152,10 @@ fn unknown_url_options_are_named_not_echoed_postgres() {
         (url(&format!("%70asswd={SECRET}")), Some("passwd")),
         (url(SECRET), None),
         (format!("{kv} passwrod={SECRET}"), Some("passwrod")),
-        (format!("{kv} password_file='{SECRET} x'"), Some("password_file")),
+        (
+            format!("{kv} password_file='{SECRET} x'"),
+            Some("password_file"),
+        ),
         // No `=`: the driver's message would quote the next character.
         (format!("{kv} password {SECRET}"), None),
         (format!("{kv} password='{SECRET}"), None),
@@ -378,9 +387,8 @@ fn shredding_erases(env: &Env) {
     assert!(found_in(&bytes, &bob).is_empty(), "{}", env.dialect());
 
     // Each erasure is audited, saying what was done.
-    let erased = env.system_rows(
-        "SELECT COALESCE(details, '') FROM pf_audit_log WHERE action = 'key.erase'",
-    );
+    let erased = env
+        .system_rows("SELECT COALESCE(details, '') FROM pf_audit_log WHERE action = 'key.erase'");
     assert_eq!(erased.len(), 4, "two rotations, a deprovision, a shred");
     let what = if env.is_sqlite() {
         "secure_delete"
@@ -416,7 +424,10 @@ fn snapshot_delays_erasure(env: &Env) {
         "{}",
         text(&out)
     );
-    assert!(wraps_of(env, "carol").is_empty(), "the shred itself committed");
+    assert!(
+        wraps_of(env, "carol").is_empty(),
+        "the shred itself committed"
+    );
     assert!(
         !found_in(&raw_bytes(env, Some(&before)), &carol).is_empty(),
         "still in the file while the snapshot lives (the message was honest)"
