@@ -162,6 +162,12 @@ fn unknown_url_options_are_named_not_echoed_postgres() {
     ] {
         refused_without_echo(env.path(), &url, option);
     }
+    // A key=value string with known options only is a PostgreSQL URL.
+    let out = pathfinder(env.path())
+        .args(["--database-url", &kv, "tenants"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{kv}: {}", text(&out));
     let audit = env.system_rows(
         "SELECT COALESCE(entity_id, '') || COALESCE(error_message, '') FROM pf_audit_log",
     );
