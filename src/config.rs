@@ -213,16 +213,51 @@ fn read_file(path: &Path) -> Result<FileConfig, UsageError> {
     })
 }
 
-/// `sqlite://file.db`, `postgres://...`, `oracle://...`.
+/// `sqlite://file.db`, `postgres://...`, `oracle://...`, or a libpq
+/// key=value string (`host=h dbname=d`: PostgreSQL).
 pub fn dialect_of_url(url: &str) -> Result<Dialect, UsageError> {
+    if is_key_value_string(url) {
+        return Ok(Dialect::Postgres);
+    }
     let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("sqlite") => Ok(Dialect::Sqlite),
         Some("postgres") | Some("postgresql") => Ok(Dialect::Postgres),
         Some("oracle") => Ok(Dialect::Oracle),
         _ => Err(UsageError::new(format!(
-            "database URL {:?} has no known scheme: use sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE",
-            crate::db::redact_url(url)
+            "the database URL has no known scheme{}: use sqlite://FILE, postgres://USER@HOST:PORT/DB or oracle://USER@HOST:PORT/SERVICE (options after `?`; the password in PATHFINDER_DB_PASSWORD)",
+            what_the_url_is(url, scheme.as_deref())
         ))),
+    }
+}
+
+/// Whether `url` is a key=value string: a plain word, then `=`, before any `:`.
+pub fn is_key_value_string(url: &str) -> bool {
+    url.split_once('=').is_some_and(|(key, _)| {
+        let key = key.trim();
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Says what an unusable database URL looks like without showing it: the
+/// text may hold a password under any name (`passwrod=`), so only the
+/// scheme and the keys of key=value pairs are named, never a value.
+fn what_the_url_is(url: &str, scheme: Option<&str>) -> String {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 20
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    };
+    match scheme {
+        Some(s) if plain(s) => format!(" (`{s}`)"),
+        _ if url.contains('=') => format!(
+            " (it looks like key=value pairs, {}; values are not shown)",
+            match crate::redact::key_value_names(url) {
+                names if names.is_empty() => "with no readable key".to_string(),
+                names => format!("with key(s) {}", names.join(", ")),
+            }
+        ),
+        _ => String::new(),
     }
 }

@@ -302,6 +302,26 @@ fn parse_stored(key_encrypted: &str) -> Result<(MasterKeyId, Vec<u8>), UnwrapErr
     Ok((id, payload))
 }
 
+/// The format version a stored key's text names (`v1` for
+/// `pathfinder:v1:...`), whether or not this build reads it; None when the
+/// text is in no pathfinder format. Needs only the text's first characters.
+pub fn format_version(key_encrypted: &str) -> Option<&str> {
+    let rest = key_encrypted.strip_prefix("pathfinder:")?;
+    let version = rest.split(':').next()?;
+    (rest.len() > version.len()
+        && version.len() >= 2
+        && version.starts_with('v')
+        && version[1..].bytes().all(|b| b.is_ascii_digit()))
+    .then_some(version)
+}
+
+/// The master key id in the first characters of a v1 stored key (the
+/// prefix and 16 hex digits are enough); None for any other text.
+pub fn stored_master_key_id_prefix(header: &str) -> Option<MasterKeyId> {
+    let id = header.strip_prefix(PREFIX)?;
+    MasterKeyId::parse(id.get(..2 * MASTER_KEY_ID_LEN)?)
+}
+
 /// The master key id named by a stored key, if it is in our format.
 pub fn stored_master_key_id(key_encrypted: &str) -> Result<MasterKeyId, UnwrapError> {
     parse_stored(key_encrypted).map(|(id, _)| id)
@@ -440,6 +460,15 @@ mod tests {
             ),
             Err(UnwrapError::DoesNotOpen(_))
         ));
+    }
+
+    #[test]
+    fn format_versions_are_read_from_the_prefix() {
+        assert_eq!(format_version("pathfinder:v1:a6dee423c8"), Some("v1"));
+        assert_eq!(format_version("pathfinder:v12:x"), Some("v12"));
+        assert_eq!(format_version("pathfinder:v1"), None);
+        assert_eq!(format_version("vault:v1:abc"), None);
+        assert_eq!(format_version("pathfinder:x1:abc"), None);
     }
 
     #[test]

@@ -323,6 +323,44 @@ pub fn shred_on_deprovision(
     Ok(deleted)
 }
 
+/// What [`erase_deleted_keys`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Erasure {
+    /// What the backend did; None where it offers nothing beyond the commit (Oracle).
+    pub erased: Option<String>,
+}
+
+/// Erases the bytes that deleted and re-wrapped keys left in the database's
+/// files (see [`Connection::erase_freed`]), after the deletes committed, and
+/// audits it. Called by `deprovision`, `keys shred` and `keys rotate` once
+/// their changes are committed, and by `keys erase` (the way forward when
+/// that last step failed or the run was killed before it).
+pub fn erase_deleted_keys(db: &Database) -> anyhow::Result<Erasure> {
+    let started = Instant::now();
+    let mut session = db.connect()?;
+    let sys = session.system();
+    let erased = sys.erase_freed("pf_encryption_keys").map_err(|e| {
+        anyhow::Error::new(e).context(
+            "the deleted or replaced key rows are gone from the table, but their bytes may still be in the database's files: run `pathfinder-db keys erase` (it only erases)",
+        )
+    })?;
+    let what = erased
+        .as_deref()
+        .unwrap_or("nothing beyond the commit (the backend offers no erasure)");
+    let mut entry = AuditEntry::new(
+        "key.erase",
+        "encryption_key",
+        "pf_encryption_keys",
+        AUDIT_COMMAND,
+    );
+    entry.started = started;
+    let details = serde_json::json!({ "erased": what }).to_string();
+    let mut tx = crate::db::Tx::begin(sys)?;
+    audit::write_details(&mut *tx, &entry, Some(&details))?;
+    tx.commit()?;
+    Ok(Erasure { erased })
+}
+
 /// `keys shred`: deletes the keys of deprovisioned users (those deprovisioned
 /// with `--archive` or `--export` kept theirs). A user whose tenant is not
 /// deprovisioned is refused: their data still needs the key. Returns, per
@@ -504,11 +542,47 @@ fn ensure_locked(
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MasterKeyCount {
-    /// None: rows not written by pathfinder-db (no master key recorded).
+    /// The master key the stored text names. None: text in no format this
+    /// build reads (not written by pathfinder-db, or a later version).
     pub master_key_id: Option<String>,
     pub keys: i64,
     pub never_rotated: i64,
     pub oldest_last_rotated: Option<String>,
+}
+
+/// The characters of a stored key that name its format and master key.
+const HEADER_LEN: usize = crypto::PREFIX.len() + 2 * crypto::MASTER_KEY_ID_LEN;
+
+/// The condition on a `pf_encryption_keys` row that its master_key_id
+/// column is not the id its v1 stored text names.
+fn column_mismatch_sql() -> String {
+    format!(
+        "key_encrypted LIKE '{prefix}%' AND (master_key_id IS NULL OR master_key_id <> SUBSTR(key_encrypted, {at}, {len}))",
+        prefix = crypto::PREFIX,
+        at = crypto::PREFIX.len() + 1,
+        len = 2 * crypto::MASTER_KEY_ID_LEN,
+    )
+}
+
+/// Keys per stored header (format and master key id), with the never rotated,
+/// the oldest rotation and the rows whose column disagrees.
+fn status_sql() -> String {
+    format!(
+        "SELECT SUBSTR(key_encrypted, 1, {HEADER_LEN}), COUNT(*), \
+         SUM(CASE WHEN last_rotated IS NULL THEN 1 ELSE 0 END), MIN(last_rotated), \
+         SUM(CASE WHEN {} THEN 1 ELSE 0 END) \
+         FROM pf_encryption_keys GROUP BY SUBSTR(key_encrypted, 1, {HEADER_LEN})",
+        column_mismatch_sql()
+    )
+}
+
+/// Keys per stored format version (`v1` for `pathfinder:v1:...`; `unknown`
+/// for text in no pathfinder format): a reader may drop a version once no
+/// key is left in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatCount {
+    pub format: String,
+    pub keys: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -529,7 +603,12 @@ pub struct UserList {
 pub struct KeyStatus {
     pub keys: i64,
     pub by_master_key: Vec<MasterKeyCount>,
+    pub by_format: Vec<FormatCount>,
     pub by_algorithm: Vec<AlgorithmCount>,
+    /// Keys whose master_key_id column is not the id in their stored text
+    /// (damage or a hand edit): `keys verify` lists them, `keys rotate`
+    /// refuses to start while there are any.
+    pub column_mismatch: i64,
     pub never_rotated: i64,
     pub oldest_last_rotated: Option<String>,
     /// Live tenants whose `pf_users` row has no key (`keys ensure` creates them).
@@ -548,20 +627,45 @@ fn user_list(rows: Vec<Row>, limit: usize) -> UserList {
 /// Counts keys per master key and algorithm (grouped queries on the indexed
 /// column) and lists live tenants without a key.
 pub fn status(conn: &mut dyn Connection, list_limit: usize) -> Result<KeyStatus, DbError> {
-    let by_master_key: Vec<MasterKeyCount> = conn
-        .query(
-            "SELECT master_key_id, COUNT(*), SUM(CASE WHEN last_rotated IS NULL THEN 1 ELSE 0 END), \
-             MIN(last_rotated) FROM pf_encryption_keys GROUP BY master_key_id ORDER BY master_key_id",
-            &[],
-        )?
-        .iter()
-        .map(|r| MasterKeyCount {
-            master_key_id: opt_text(&r[0]),
-            keys: r[1].as_i64().unwrap_or(0),
-            never_rotated: r[2].as_i64().unwrap_or(0),
-            oldest_last_rotated: iso_utc(&r[3]),
-        })
-        .collect();
+    // Counted by what the stored text says (format and master key id are its
+    // first 30 characters, `pathfinder:v1:` and 16 hex digits): the text is
+    // authenticated, the master_key_id column is an index that can disagree.
+    let mut by_master_key: Vec<MasterKeyCount> = Vec::new();
+    let mut by_format: Vec<FormatCount> = Vec::new();
+    let mut column_mismatch = 0;
+    for r in conn.query(&status_sql(), &[])? {
+        let header = r[0].to_text();
+        let format = crypto::format_version(&header).unwrap_or("unknown");
+        let id = crypto::stored_master_key_id_prefix(&header).map(|id| id.to_string());
+        let keys = r[1].as_i64().unwrap_or(0);
+        let oldest = iso_utc(&r[3]);
+        column_mismatch += r[4].as_i64().unwrap_or(0);
+        match by_format.iter_mut().find(|f| f.format == format) {
+            Some(f) => f.keys += keys,
+            None => by_format.push(FormatCount {
+                format: format.to_string(),
+                keys,
+            }),
+        }
+        match by_master_key.iter_mut().find(|m| m.master_key_id == id) {
+            Some(m) => {
+                m.keys += keys;
+                m.never_rotated += r[2].as_i64().unwrap_or(0);
+                m.oldest_last_rotated = [m.oldest_last_rotated.take(), oldest]
+                    .into_iter()
+                    .flatten()
+                    .min();
+            }
+            None => by_master_key.push(MasterKeyCount {
+                master_key_id: id,
+                keys,
+                never_rotated: r[2].as_i64().unwrap_or(0),
+                oldest_last_rotated: oldest,
+            }),
+        }
+    }
+    by_master_key.sort_by(|a, b| a.master_key_id.cmp(&b.master_key_id));
+    by_format.sort_by(|a, b| a.format.cmp(&b.format));
     let by_algorithm = conn
         .query(
             "SELECT algorithm, COUNT(*) FROM pf_encryption_keys GROUP BY algorithm ORDER BY algorithm",
@@ -592,7 +696,9 @@ pub fn status(conn: &mut dyn Connection, list_limit: usize) -> Result<KeyStatus,
             .filter_map(|c| c.oldest_last_rotated.clone())
             .min(),
         by_master_key,
+        by_format,
         by_algorithm,
+        column_mismatch,
         without_key: user_list(without_key, list_limit),
         without_user_row: user_list(without_user_row, list_limit),
     })
@@ -660,7 +766,7 @@ impl KeyRow {
         let named = crypto::stored_master_key_id(&self.key_encrypted).map_err(|e| e.to_string())?;
         if self.master_key_id.as_deref() != Some(named.as_str()) {
             return Err(format!(
-                "the key opens, but its master_key_id column says {} while the stored key names {named}: `keys status` miscounts it",
+                "the key opens, but its master_key_id column says {} while the stored key names {named}: set the column to {named} (the stored text is authenticated, the column is not); `keys rotate` refuses to start until then",
                 self.master_key_id.as_deref().unwrap_or("nothing")
             ));
         }
@@ -836,6 +942,27 @@ pub fn rotate(
     if pending.is_empty() {
         return Ok(report);
     }
+    // Rotation picks rows by the column; a row whose column names another key
+    // than its text would be skipped or refused, and its old master key
+    // retired while it still needs it.
+    {
+        let mut session = db.connect()?;
+        let rows = session.system().query(
+            &format!(
+                "SELECT COUNT(*) FROM pf_encryption_keys WHERE {}",
+                column_mismatch_sql()
+            ),
+            &[],
+        )?;
+        let mismatched = rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+        if mismatched > 0 {
+            return Err(WrongMasterKey(format!(
+                "{mismatched} key(s) have a master_key_id column that is not the master key their stored text names: `pathfinder-db keys verify --all` lists them; set the column to the id in the text (the 16 characters after `{}`), then rotate; nothing was changed",
+                crypto::PREFIX
+            ))
+            .into());
+        }
+    }
     if current.is_empty() {
         return Err(UsageError::new(format!(
             "{} key(s) are wrapped by master key {} and need the current master key to be re-wrapped: {MASTER_KEY_HINT}",
@@ -899,6 +1026,19 @@ pub fn rotate(
             "rotation stopped after {} key(s); run the same command again: it re-wraps only the keys left",
             report.rotated
         )));
+    }
+    // The old wraps are gone from the table; erase what is left of them in
+    // the files (a re-wrap is an update: SQLite overwrote the old row, but
+    // its page images are in the write-ahead log; PostgreSQL keeps the old
+    // row version until the table is rewritten).
+    if report.rotated > 0 {
+        erase_deleted_keys(db).map_err(|e| {
+            e.context(format!(
+                "{} key(s) were re-wrapped under master key {}",
+                report.rotated,
+                new.id()
+            ))
+        })?;
     }
     Ok(report)
 }
@@ -1100,4 +1240,32 @@ pub fn partial_failure(total: usize, failed: &[KeyFailure]) -> PartialFailure {
         .map(|f| f.username.clone().unwrap_or_else(|| f.user_id.clone()))
         .collect();
     PartialFailure::new(total, &names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inventory's statements parse in every dialect (Oracle has no server
+    /// here: this is its check).
+    #[test]
+    fn status_statements_parse_in_every_dialect() {
+        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect, SQLiteDialect};
+        use sqlparser::parser::Parser;
+        let mismatch = format!(
+            "SELECT COUNT(*) FROM pf_encryption_keys WHERE {}",
+            column_mismatch_sql()
+        );
+        for sql in [status_sql(), mismatch] {
+            assert!(!sql.trim_end().ends_with(';'), "{sql}");
+            for parsed in [
+                Parser::parse_sql(&OracleDialect {}, &sql),
+                Parser::parse_sql(&PostgreSqlDialect {}, &sql),
+                Parser::parse_sql(&SQLiteDialect {}, &sql),
+            ] {
+                assert_eq!(parsed.unwrap_or_else(|e| panic!("{e}: {sql}")).len(), 1);
+            }
+        }
+        assert!(status_sql().contains("SUBSTR(key_encrypted, 15, 16)"));
+    }
 }

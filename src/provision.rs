@@ -409,6 +409,10 @@ pub enum DeprovisionOutcome {
         /// An earlier, interrupted run had dropped the tables already: this
         /// one finished the deprovisioning and wrote no export.
         finished_earlier_run: bool,
+        /// Encryption key rows deleted (crypto-shredding; 0 when the rows
+        /// were kept by --archive or --export). The caller erases their bytes
+        /// once every tenant of the run is done.
+        keys_shredded: u64,
     },
     AlreadyRemoved,
 }
@@ -568,7 +572,7 @@ fn deprovision_steps(
     {
         remove_sqlite_file(&file)?;
     }
-    op.complete(|sys| {
+    let keys_shredded = op.complete(|sys| {
         let done = registry::transition(
             sys,
             &name,
@@ -587,15 +591,16 @@ fn deprovision_steps(
         // user's key goes with the tables, so copies of their encrypted
         // fields in backups can no longer be read.
         if !options.archive && options.export.is_none() {
-            crate::keys::shred_on_deprovision(sys, &name, record.user_id.as_deref())?;
+            return crate::keys::shred_on_deprovision(sys, &name, record.user_id.as_deref());
         }
-        Ok(())
+        Ok(0)
     })?;
     Ok(DeprovisionOutcome::Removed {
         tenant_key: key.to_string(),
         archived_rows: counts.0,
         exported_rows: counts.1,
         finished_earlier_run: !dropped_here,
+        keys_shredded,
     })
 }
 

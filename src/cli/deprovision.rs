@@ -102,6 +102,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     );
     let mut failed = Vec::new();
     let mut errors = Vec::new();
+    let mut keys_shredded = 0;
     for (plan, result) in plans.iter().zip(results) {
         let user = plan.record.username.as_str();
         match result {
@@ -110,9 +111,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     archived_rows,
                     exported_rows,
                     finished_earlier_run,
+                    keys_shredded: shredded,
                     ..
                 } = &outcome
                 {
+                    keys_shredded += shredded;
                     let mut line = format!("deprovisioned {user}");
                     if *finished_earlier_run {
                         line.push_str(" (finished a deprovisioning that had stopped after dropping the tables");
@@ -161,10 +164,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             None => {}
         }
     }
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "tenants": report, "failed": errors }));
+    // The shredded keys' bytes are erased once, for the whole run, after
+    // every deletion committed (on PostgreSQL this rewrites the key table).
+    let mut erase_error = None;
+    if keys_shredded > 0
+        && let Err(e) = crate::keys::erase_deleted_keys(&db)
+    {
+        let message = crate::error::one_line(&e);
+        eprintln!("error: {message}");
+        erase_error = Some(message);
     }
-    if failed.is_empty() {
+    if ctx.json {
+        let mut doc = serde_json::json!({ "tenants": report, "failed": errors });
+        if let Some(message) = &erase_error {
+            doc["erase_error"] = message.as_str().into();
+        }
+        ctx.print_json(&doc);
+    }
+    if failed.is_empty() && erase_error.is_some() {
+        Ok(crate::error::EXIT_ERROR)
+    } else if failed.is_empty() {
         Ok(0)
     } else if failed.len() < users.len() {
         Err(PartialFailure::new(users.len(), &failed).into())

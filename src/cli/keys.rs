@@ -45,6 +45,10 @@ pub enum KeysCommand {
         #[arg(required = true)]
         users: Vec<String>,
     },
+    /// Erase the bytes deleted and re-wrapped keys left in the database's files
+    /// (deprovision, `keys shred` and `keys rotate` do it at their end; run it
+    /// when one of them was stopped before). PostgreSQL: VACUUM FULL of the key table
+    Erase,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +110,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeysCommand::Status(a) => status(ctx, a),
         KeysCommand::Verify(a) => verify(ctx, a),
         KeysCommand::Shred { users } => shred(ctx, &users),
+        KeysCommand::Erase => erase(ctx),
     }
 }
 
@@ -368,7 +373,7 @@ fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<u8> {
     }
     ctx.say(format!("{} encryption key(s)", status.keys));
     for m in &status.by_master_key {
-        let id = m.master_key_id.as_deref().unwrap_or("(none recorded)");
+        let id = m.master_key_id.as_deref().unwrap_or("(unreadable)");
         let mark = if m.master_key_id.is_some() && m.master_key_id == configured_id {
             " (configured)"
         } else {
@@ -384,6 +389,9 @@ fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         ));
     }
+    for f in &status.by_format {
+        ctx.say(format!("  format {:<20} {:>9} key(s)", f.format, f.keys));
+    }
     for a in &status.by_algorithm {
         ctx.say(format!(
             "  algorithm {:<17} {:>9} key(s)",
@@ -396,6 +404,12 @@ fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<u8> {
         status.oldest_last_rotated.as_deref().unwrap_or("never"),
         status.never_rotated
     ));
+    if status.column_mismatch > 0 {
+        ctx.say(format!(
+            "{} key(s) have a master_key_id column that is not the master key their stored text names (counted above by the text): `pathfinder-db keys verify --all` lists them; retire no master key until this is 0",
+            status.column_mismatch
+        ));
+    }
     if let Some(id) = &configured_id
         && !status
             .by_master_key
@@ -504,6 +518,10 @@ fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
     ))?;
     let mut session = db.connect()?;
     let deleted = keys::shred_deprovisioned(&mut session, &users)?;
+    drop(session);
+    if deleted.iter().any(|(_, n)| *n > 0) {
+        keys::erase_deleted_keys(&db)?;
+    }
     if ctx.json {
         let list: Vec<_> = deleted
             .iter()
@@ -517,6 +535,22 @@ fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
             } else {
                 ctx.say(format!("deleted the encryption key of {user}"));
             }
+        }
+    }
+    Ok(0)
+}
+
+fn erase(ctx: &Context) -> anyhow::Result<u8> {
+    let (db, _renderer) = ctx.open_database_existing()?;
+    let erasure = keys::erase_deleted_keys(&db)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&erasure)?);
+    } else {
+        match &erasure.erased {
+            Some(what) => ctx.say(format!("erased: {what}")),
+            None => ctx.say(
+                "nothing to do on this database beyond the commit: deleted rows stay in their blocks until the space is reused, and in undo and redo (see docs/key-format.md, Erasure)",
+            ),
         }
     }
     Ok(0)

@@ -346,6 +346,22 @@ pub trait Connection: Send {
         false
     }
 
+    /// Erases, as far as the backend can, the bytes of rows of `table` that
+    /// committed deletes and updates left in the database's files, and says
+    /// what it did (None: the backend offers nothing beyond the commit).
+    /// Call outside a transaction. `table` is a name of ours, never input.
+    /// SQLite: deleted rows were overwritten as they went (`secure_delete` on
+    /// every connection to the main file); the write-ahead log, which still
+    /// holds earlier page images, is checkpointed and truncated. PostgreSQL:
+    /// `VACUUM FULL` rewrites the table into a new file and drops the old one
+    /// (a plain VACUUM leaves removed rows' bytes in the pages' free space),
+    /// once no transaction from before the deletion can still see them.
+    /// Oracle: nothing (a deleted row stays in its block until the space is
+    /// reused, and in undo and redo).
+    fn erase_freed(&mut self, _table: &str) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
+
     /// Runs a query and hands each row to `each` as it arrives, so an export of
     /// a large table never holds it in memory.
     fn query_each(

@@ -310,6 +310,16 @@ impl OracleTarget {
         if user.is_empty() || connect.is_empty() {
             return Err(bad());
         }
+        // Easy Connect Plus parameters: unknown ones are refused by name (a
+        // misspelled one may carry a password: its value is never shown).
+        let unknown = crate::redact::unknown_options(connect, crate::redact::ORACLE_OPTIONS);
+        if !unknown.is_empty() {
+            return Err(UsageError::new(format!(
+                "the Oracle URL has unknown option(s) {} (values are not shown): the Easy Connect options are {}; put the password in PATHFINDER_DB_PASSWORD",
+                unknown.join(", "),
+                crate::redact::ORACLE_OPTIONS.join(", ")
+            )));
+        }
         let undecodable = |what: &str| {
             UsageError::new(format!(
                 "the {what} in the Oracle URL {:?} is not valid UTF-8 once its %XX escapes are decoded: fix the escapes",
@@ -964,6 +974,15 @@ mod tests {
             Ok(_) => panic!("{url} was accepted"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn unknown_easy_connect_options_are_named_never_shown() {
+        let e = url_error("oracle://scott@db:1521/svc?passwrod=S3cretPW&connect_timeout=5");
+        assert!(e.contains("`passwrod`") && !e.contains("S3cretPW"), "{e}");
+        let e = url_error("oracle://scott@db:1521/svc?S3cretPW");
+        assert!(!e.contains("S3cretPW"), "{e}");
+        assert!(target("oracle://scott@db:1521/svc?connect_timeout=5&SDU=8192").is_ok());
     }
 
     #[test]

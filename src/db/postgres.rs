@@ -20,13 +20,37 @@ use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::render::Statement;
 
-/// Parses a `postgres://` URL; a missing password comes from
+/// Parses a `postgres://` URL or a key=value string; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
 pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
+    let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
+    // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
+    // is still a password. Unknown options are named, all of them at once.
+    let mut known = crate::redact::POSTGRES_OPTIONS.to_vec();
+    known.push("password");
+    let unknown = if crate::config::is_key_value_string(url) {
+        let mut names = Vec::new();
+        for key in crate::redact::key_value_keys(url) {
+            let name = crate::redact::option_name(&key);
+            if !known.contains(&key.as_str()) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    } else {
+        crate::redact::unknown_options(url, &known)
+    };
+    if !unknown.is_empty() {
+        return Err(UsageError::new(format!(
+            "the PostgreSQL connection string has unknown option(s) {} (values are not shown): the options are {}; {expected}",
+            unknown.join(", "),
+            crate::redact::POSTGRES_OPTIONS.join(", ")
+        )));
+    }
     let mut cfg = postgres::Config::from_str(url).map_err(|e| {
         UsageError::new(format!(
-            "invalid PostgreSQL URL {:?}: {e}; expected postgres://USER@HOST:PORT/DATABASE",
-            super::redact_url(url)
+            "invalid PostgreSQL connection string: {} (values are not shown); {expected}",
+            parse_error_without_values(&e.to_string())
         ))
     })?;
     if cfg.get_password().is_none()
@@ -48,6 +72,19 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
     };
     cfg.options(&options);
     Ok(cfg)
+}
+
+/// The driver's parse error with the character it quotes from the input
+/// removed (`expected `=` but got `s``: the `s` may start a password). Its
+/// other messages name options only (`unknown option `passwrod``).
+fn parse_error_without_values(message: &str) -> String {
+    let message = message
+        .strip_prefix("invalid connection string: ")
+        .unwrap_or(message);
+    match message.find(" but got `") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
 }
 
 pub struct PgConnection {
@@ -510,6 +547,89 @@ impl Connection for PgConnection {
         self.client
             .batch_execute("ROLLBACK")
             .map_err(|e| self.fail(&e))
+    }
+
+    fn erase_freed(&mut self, table: &str) -> Result<Option<String>, DbError> {
+        if self.in_transaction {
+            return Err(DbError::other(
+                "VACUUM FULL cannot run inside a transaction (a bug: erase after the commit)",
+            ));
+        }
+        // VACUUM FULL copies every row version a snapshot may still see, its
+        // own snapshot included. So first wait (a bounded time) until nothing
+        // older than now holds the removal horizon back: no transaction
+        // running anywhere on the server (the oldest xid a new snapshot
+        // sees), no session of this database holding an older snapshot, no
+        // replication slot.
+        let rows = self.query("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])?;
+        let now: u64 = rows
+            .first()
+            .and_then(|r| r[0].to_text().parse().ok())
+            .ok_or_else(|| DbError::other("pg_current_snapshot() returned no xmax"))?;
+        let holders = format!(
+            "SELECT 'session ' || pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+             AND (age(backend_xid) > age('{now}'::xid8::xid) OR (datname = current_database() \
+             AND age(backend_xmin) > age('{now}'::xid8::xid))) \
+             UNION ALL SELECT 'replication slot ' || slot_name FROM pg_replication_slots \
+             WHERE age(xmin) > age('{now}'::xid8::xid) \
+             UNION ALL SELECT 'a transaction' WHERE pg_snapshot_xmin(pg_current_snapshot()) < '{now}'::xid8"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.query(&holders, &[])?;
+            if found.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let mut names: Vec<String> = found.iter().map(|r| r[0].to_text()).collect();
+                names.dedup();
+                return Err(DbError::new(
+                    DbErrorKind::Busy,
+                    format!(
+                        "PostgreSQL {}: {} opened before the deletion and still open, so the old row versions cannot be removed yet: run `pathfinder-db keys erase` once they ended",
+                        self.target,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Sessions of other roles hide their snapshots unless this role may
+        // read all statistics: say so rather than claim more than was seen.
+        let hidden = self.query(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IS NULL",
+            &[],
+        )?;
+        let hidden = hidden.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+        // VACUUM FULL holds an exclusive lock on the table while it copies
+        // it: wait a bounded time for it, so the application's readers are
+        // never queued behind a long wait.
+        let result = self
+            .client
+            .batch_execute("SET lock_timeout = '10s'")
+            .and_then(|()| self.client.batch_execute(&format!("VACUUM FULL {table}")));
+        let reset = self.client.batch_execute("RESET lock_timeout");
+        result.and(reset).map_err(|e| {
+            let err = self.fail(&e);
+            match err.kind {
+                DbErrorKind::Busy => DbError::new(
+                    err.kind,
+                    format!(
+                        "PostgreSQL {}: VACUUM FULL waited 10 s for open transactions that use {table} and gave up: run `pathfinder-db keys erase` once they ended",
+                        self.target
+                    ),
+                ),
+                _ => err,
+            }
+        })?;
+        let mut done = "VACUUM FULL (the table was rewritten into a new file)".to_string();
+        if hidden > 0 {
+            done.push_str(&format!(
+                "; {hidden} session(s) of other roles could not be checked for older snapshots (grant pg_read_all_stats to this role so that erasing waits for them)"
+            ));
+        }
+        Ok(Some(done))
     }
 
     // Advisory locks are per server: the key includes the database and schema,

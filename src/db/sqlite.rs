@@ -23,11 +23,23 @@ pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
-    let rest = rest.split('?').next().unwrap_or(rest);
-    if rest.is_empty() {
+    // SQLite URLs take no options: refuse them by name rather than ignore a
+    // misspelled one (its value is never shown: it may be a password).
+    if let Some((path, _)) = rest.split_once('?') {
+        let unknown = crate::redact::unknown_options(url, &[]);
+        let named = if unknown.is_empty() {
+            "an empty `?`".to_string()
+        } else {
+            format!("option(s) {} (values are not shown)", unknown.join(", "))
+        };
         return Err(UsageError::new(format!(
-            "database URL {url:?} names no file: use sqlite://pathfinder.db"
+            "the SQLite URL has {named}, but SQLite URLs take no options: use sqlite://{path}"
         )));
+    }
+    if rest.is_empty() {
+        return Err(UsageError::new(
+            "the SQLite URL names no file: use sqlite://pathfinder.db",
+        ));
     }
     Ok(PathBuf::from(rest))
 }
@@ -145,7 +157,15 @@ impl SqliteTarget {
     /// would fail on them even after the file was made writable.
     pub fn open_main(&self, read_only: bool) -> Result<SqliteConnection, DbError> {
         if !read_only {
-            return SqliteConnection::open(&self.main, self.busy_timeout_ms);
+            let conn = SqliteConnection::open(&self.main, self.busy_timeout_ms)?;
+            // Deleted and updated rows (encryption keys above all) are
+            // overwritten with zeros, not left in free pages and free space:
+            // deleting a key must erase it. A page split or merge moves rows
+            // too, so this holds for every change to the main file.
+            conn.conn
+                .pragma_update(None, "secure_delete", "ON")
+                .map_err(|e| classify(&e, &self.main))?;
+            return Ok(conn);
         }
         if !self.main.exists() {
             return Err(DbError::new(
@@ -533,6 +553,27 @@ impl Connection for SqliteConnection {
         self.conn
             .execute_batch("ROLLBACK")
             .map_err(|e| classify(&e, &self.path))
+    }
+
+    fn erase_freed(&mut self, _table: &str) -> Result<Option<String>, DbError> {
+        // (busy, frames in the log, frames checkpointed): busy = 1 when a
+        // reader kept the checkpoint from finishing within the busy timeout.
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| classify(&e, &self.path))?;
+        if busy != 0 {
+            return Err(DbError::new(
+                DbErrorKind::Busy,
+                format!(
+                    "SQLite {}: another process is reading, so the write-ahead log (which still holds the deleted keys) could not be emptied",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(Some(
+            "deleted rows overwritten with zeros (secure_delete); write-ahead log checkpointed and truncated".into(),
+        ))
     }
 
     fn lock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {

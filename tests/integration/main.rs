@@ -20,6 +20,7 @@ mod render_cli;
 mod render_snapshots;
 mod retention;
 mod schema_parity;
+mod security;
 mod shape_drift;
 mod summary_parity;
 mod value_checks;

@@ -1,0 +1,626 @@
+//! Secrets in connection strings and the erasure of deleted keys, through the
+//! built binary on SQLite and PostgreSQL:
+//! - an option the drivers do not know is named, never shown with its value
+//!   (a misspelled `passwrod=` is still a password), in URLs and key=value
+//!   strings, on stdout, stderr, JSON and audit rows;
+//! - a deprovisioned user's wrapped key and the wraps a rotation replaced are
+//!   gone from the database's files (SQLite: main file and write-ahead log;
+//!   PostgreSQL: the table's file, read raw after a CHECKPOINT);
+//! - the key-format document's promises: accepted master key forms, `keys
+//!   status` per format version, a master_key_id column that disagrees with
+//!   the stored text.
+
+use crate::common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Output;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
+use common::{Backend, Env, pathfinder};
+use pathfinder_db::crypto::MasterKey;
+use secrecy::SecretBox;
+
+const SECRET: &str = "S3cretPW";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 8. Unknown options are named, never echoed with their values.
+
+/// Runs a few commands (text and JSON) with `url`: each must fail with a
+/// usage error that names `option` (when given) and never shows the secret.
+fn refused_without_echo(dir: &Path, url: &str, option: Option<&str>) {
+    for args in [
+        vec!["tenants"],
+        vec!["--json", "status"],
+        vec!["init"],
+        vec!["--json", "doctor"],
+    ] {
+        let out = pathfinder(dir)
+            .arg("--database-url")
+            .arg(url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(
+            !all.contains(SECRET),
+            "{url} {args:?} showed the value: {all}"
+        );
+        if args[..] != ["--json", "doctor"] {
+            assert_eq!(out.status.code(), Some(2), "{url} {args:?}: {all}");
+        }
+        if let Some(option) = option {
+            assert!(
+                all.contains(&format!("`{option}`")),
+                "{url} {args:?} does not name {option}: {all}"
+            );
+        }
+    }
+    // The same URL from the configuration file.
+    std::fs::write(
+        dir.join("pathfinder-db.toml"),
+        format!("database_url = {url:?}\n"),
+    )
+    .unwrap();
+    let out = pathfinder(dir).arg("tenants").output().unwrap();
+    std::fs::remove_file(dir.join("pathfinder-db.toml")).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{url} from the file");
+    assert!(!text(&out).contains(SECRET), "{url}: {}", text(&out));
+}
+
+#[test]
+fn unknown_url_options_are_named_not_echoed_sqlite() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let main = env.main_file().display().to_string();
+    for (url, option) in [
+        (
+            format!("sqlite://{main}?passwrod={SECRET}"),
+            Some("passwrod"),
+        ),
+        (
+            format!("sqlite://{main}?password_file={SECRET}"),
+            Some("password_file"),
+        ),
+        (format!("sqlite://{main}?{SECRET}"), None),
+        (format!("sqlite:{main}?mode=ro&pwd={SECRET}"), Some("pwd")),
+    ] {
+        refused_without_echo(env.path(), &url, option);
+    }
+    // Oracle URLs are parsed before any client library is needed.
+    for (url, option) in [
+        (
+            format!("oracle://scott@db.example.com:1521/svc?passwrod={SECRET}"),
+            Some("passwrod"),
+        ),
+        (
+            format!("oracle://scott@db:1521/svc?connect_timeout=5&wallet_pasword={SECRET}"),
+            Some("wallet_pasword"),
+        ),
+        (format!("oracle://scott@db:1521/svc?{SECRET}"), None),
+    ] {
+        refused_without_echo(env.path(), &url, option);
+    }
+    let audit = env.system_rows(
+        "SELECT COALESCE(entity_id, '') || COALESCE(error_message, '') FROM pf_audit_log",
+    );
+    assert!(audit.iter().all(|r| !r[0].contains(SECRET)));
+}
+
+#[test]
+fn unknown_url_options_are_named_not_echoed_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = Env::postgres(&server, "secopts");
+    env.ok(&["init"]);
+    let sep = if env.url.contains('?') { '&' } else { '?' };
+    let url = |tail: &str| format!("{}{sep}{tail}", env.url);
+    let kv = {
+        let parsed: postgres::Config = env.url.parse().unwrap();
+        let host = match &parsed.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => "127.0.0.1".to_string(),
+        };
+        format!(
+            "host={host} port={} user={} dbname={}",
+            parsed.get_ports().first().copied().unwrap_or(5432),
+            parsed.get_user().unwrap_or("postgres"),
+            parsed.get_dbname().unwrap_or("postgres")
+        )
+    };
+    for (url, option) in [
+        (
+            url(&format!("password_file={SECRET}")),
+            Some("password_file"),
+        ),
+        (url(&format!("passwrod={SECRET}")), Some("passwrod")),
+        (
+            url(&format!("sslmode=disable&Passwrod={SECRET}")),
+            Some("passwrod"),
+        ),
+        (url(&format!("%70asswd={SECRET}")), Some("passwd")),
+        (url(SECRET), None),
+        (format!("{kv} passwrod={SECRET}"), Some("passwrod")),
+        (
+            format!("{kv} password_file='{SECRET} x'"),
+            Some("password_file"),
+        ),
+        // No `=`: the driver's message would quote the next character.
+        (format!("{kv} password {SECRET}"), None),
+        (format!("{kv} password='{SECRET}"), None),
+    ] {
+        refused_without_echo(env.path(), &url, option);
+    }
+    // A key=value string with known options only is a PostgreSQL URL.
+    let out = pathfinder(env.path())
+        .args(["--database-url", &kv, "tenants"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{kv}: {}", text(&out));
+    let audit = env.system_rows(
+        "SELECT COALESCE(entity_id, '') || COALESCE(error_message, '') FROM pf_audit_log",
+    );
+    assert!(!audit.is_empty(), "init was audited");
+    assert!(audit.iter().all(|r| !r[0].contains(SECRET)));
+}
+
+// ---------------------------------------------------------------------------
+// 9. Deleting a key erases it.
+
+fn add_user(env: &Env, i: usize, name: &str) {
+    env.system_exec(&format!(
+        "INSERT INTO pf_users (id, username, email, password_hash) \
+         VALUES ('00000000-0000-4000-8000-{i:012}', '{name}', '{name}@example.com', 'x')"
+    ));
+}
+
+fn new_key(env: &Env, name: &str) -> String {
+    env.ok(&["keys", "new-master-key", "--out", name]);
+    env.path().join(name).display().to_string()
+}
+
+/// Every 20-byte window of the payload (nonce, ciphertext and tag in base64)
+/// of each wrapped key: the byte strings that must not survive.
+fn windows(wraps: &[String]) -> HashSet<Vec<u8>> {
+    let mut out = HashSet::new();
+    for w in wraps {
+        let payload = w.rsplit(':').next().unwrap().as_bytes();
+        assert_eq!(payload.len(), 80, "{w}");
+        for win in payload.windows(20) {
+            out.insert(win.to_vec());
+        }
+    }
+    out
+}
+
+/// Which of `wraps` have a byte string in `bytes`.
+fn found_in(bytes: &[u8], wraps: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for w in wraps {
+        let set = windows(std::slice::from_ref(w));
+        if bytes.windows(20).any(|b| set.contains(b)) {
+            found.push(w.clone());
+        }
+    }
+    found
+}
+
+/// The raw bytes that hold `pf_encryption_keys`: SQLite's main file and its
+/// write-ahead log; PostgreSQL's relation file, after a CHECKPOINT writes the
+/// shared buffers out (plus the file the table had before, if still there).
+fn raw_bytes(env: &Env, earlier_pg_file: Option<&str>) -> Vec<u8> {
+    match &env.backend {
+        Backend::Sqlite => {
+            let mut bytes = std::fs::read(env.main_file()).unwrap();
+            let wal = env.path().join("pathfinder.db-wal");
+            if let Ok(w) = std::fs::read(&wal) {
+                bytes.extend_from_slice(&w);
+            }
+            bytes
+        }
+        Backend::Postgres(_) => {
+            let mut pg = env.pg();
+            pg.batch_execute("CHECKPOINT").unwrap();
+            let mut bytes = Vec::new();
+            let mut files = vec![pg_file(env)];
+            files.extend(earlier_pg_file.map(str::to_string));
+            for file in files {
+                // A file dropped by VACUUM FULL is gone (or empty) after the checkpoint.
+                if let Ok(row) = pg.query_one("SELECT pg_read_binary_file($1)", &[&file]) {
+                    bytes.extend_from_slice(&row.get::<_, Vec<u8>>(0));
+                }
+            }
+            bytes
+        }
+    }
+}
+
+fn pg_file(env: &Env) -> String {
+    env.system_rows("SELECT pg_relation_filepath('pf_encryption_keys')")[0][0].clone()
+}
+
+fn wraps_of(env: &Env, user: &str) -> Vec<String> {
+    env.system_rows(&format!(
+        "SELECT k.key_encrypted FROM pf_encryption_keys k JOIN pf_users u ON u.id = k.user_id \
+         WHERE u.username = '{user}'"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// A connection held open by "the application" while the tool runs: on SQLite
+/// it keeps the write-ahead log from being checkpointed and removed when the
+/// tool's last connection closes, as on any live system.
+enum Holder {
+    Sqlite(#[allow(dead_code)] rusqlite::Connection),
+    Postgres(#[allow(dead_code)] postgres::Client),
+}
+
+fn holder(env: &Env) -> Holder {
+    match &env.backend {
+        Backend::Sqlite => Holder::Sqlite(rusqlite::Connection::open(env.main_file()).unwrap()),
+        Backend::Postgres(_) => Holder::Postgres(env.pg()),
+    }
+}
+
+/// Runs `args`, a command that deletes or re-wraps keys. On PostgreSQL its
+/// erasure must wait for every transaction on the server that began before the
+/// deletion; on a shared test server other databases' long transactions can
+/// outlast that wait: the command then says so and names `keys erase`, which
+/// is run until they ended. Returns what the command printed on stdout.
+fn run_erasing(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args);
+    if !out.status.success() {
+        assert!(
+            !env.is_sqlite() && text(&out).contains("opened before the deletion"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        erase_until_done(env);
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn erase_until_done(env: &Env) {
+    let started = std::time::Instant::now();
+    loop {
+        let out = env.run(&["keys", "erase"]);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            text(&out).contains("opened before the deletion")
+                && started.elapsed() < std::time::Duration::from_secs(600),
+            "{}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn shredding_erases(env: &Env) {
+    env.ok(&["init"]);
+    let k1 = new_key(env, "k1.key");
+    let k2 = new_key(env, "k2.key");
+    let k3 = new_key(env, "k3.key");
+    let names = ["alice", "bob", "carol", "dave"];
+    for (i, name) in names.iter().enumerate() {
+        add_user(env, i + 1, name);
+    }
+    let mut args = vec!["--master-key-file", &k1, "provision"];
+    args.extend(names);
+    env.ok(&args);
+    let _app = holder(env);
+    let first_file = (!env.is_sqlite()).then(|| pg_file(env));
+
+    // Two rotations: every wrap they replace must be gone from the files.
+    let mut old: Vec<String> = names.iter().flat_map(|n| wraps_of(env, n)).collect();
+    run_erasing(
+        env,
+        &[
+            "--master-key-file",
+            &k1,
+            "keys",
+            "rotate",
+            "--new-master-key-file",
+            &k2,
+        ],
+    );
+    old.extend(names.iter().flat_map(|n| wraps_of(env, n)));
+    run_erasing(
+        env,
+        &[
+            "--master-key-file",
+            &k2,
+            "keys",
+            "rotate",
+            "--new-master-key-file",
+            &k3,
+        ],
+    );
+    let current: Vec<String> = names.iter().flat_map(|n| wraps_of(env, n)).collect();
+    assert_eq!(old.len(), 8);
+    assert!(old.iter().all(|w| !current.contains(w)));
+    let bytes = raw_bytes(env, first_file.as_deref());
+    assert_eq!(
+        found_in(&bytes, &current).len(),
+        4,
+        "the search finds the live wraps"
+    );
+    let left = found_in(&bytes, &old);
+    assert!(
+        left.is_empty(),
+        "{}: {} replaced wrap(s) still in the files after rotation",
+        env.dialect(),
+        left.len()
+    );
+
+    // Deprovisioning shreds alice's key: no byte string of it survives.
+    let alice = wraps_of(env, "alice");
+    assert_eq!(alice.len(), 1);
+    let before = (!env.is_sqlite()).then(|| pg_file(env));
+    let out = run_erasing(env, &["--json", "deprovision", "alice", "--yes"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["tenants"][0]["keys_shredded"], 1, "{doc}");
+    assert!(wraps_of(env, "alice").is_empty());
+    let bytes = raw_bytes(env, before.as_deref());
+    assert!(
+        found_in(&bytes, &alice).is_empty(),
+        "{}: the shredded key is still in the files",
+        env.dialect()
+    );
+    assert_eq!(found_in(&bytes, &current).len(), 3, "the others are kept");
+
+    // `keys shred` after `deprovision --archive` erases too.
+    let bob = wraps_of(env, "bob");
+    env.ok(&["deprovision", "bob", "--archive", "--yes"]);
+    assert_eq!(wraps_of(env, "bob"), bob, "--archive keeps the key");
+    let before = (!env.is_sqlite()).then(|| pg_file(env));
+    run_erasing(env, &["keys", "shred", "bob", "--yes"]);
+    let bytes = raw_bytes(env, before.as_deref());
+    assert!(found_in(&bytes, &bob).is_empty(), "{}", env.dialect());
+
+    // Each erasure is audited, saying what was done.
+    let erased = env
+        .system_rows("SELECT COALESCE(details, '') FROM pf_audit_log WHERE action = 'key.erase'");
+    assert_eq!(erased.len(), 4, "two rotations, a deprovision, a shred");
+    let what = if env.is_sqlite() {
+        "secure_delete"
+    } else {
+        "VACUUM FULL"
+    };
+    assert!(erased.iter().all(|r| r[0].contains(what)), "{erased:?}");
+    if !env.is_sqlite() {
+        snapshot_delays_erasure(env);
+    }
+}
+
+/// PostgreSQL keeps a deleted row while a snapshot from before the delete
+/// may see it: the erasure then says so (exit 1, naming the session) instead
+/// of claiming success, and `keys erase` finishes it once the session ended.
+fn snapshot_delays_erasure(env: &Env) {
+    let carol = wraps_of(env, "carol");
+    let mut reader = env.pg();
+    let mut tx = reader
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    // A snapshot, but no lock on the key table (that would time VACUUM FULL
+    // out instead, with the same way forward).
+    let seen = tx.query("SELECT username FROM pf_tenants", &[]).unwrap();
+    assert!(!seen.is_empty());
+    let before = pg_file(env);
+    let out = env.run(&["deprovision", "carol", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("keys erase") && text(&out).contains("opened before the deletion"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        wraps_of(env, "carol").is_empty(),
+        "the shred itself committed"
+    );
+    assert!(
+        !found_in(&raw_bytes(env, Some(&before)), &carol).is_empty(),
+        "still in the file while the snapshot lives (the message was honest)"
+    );
+    tx.commit().unwrap();
+    let before = pg_file(env);
+    erase_until_done(env);
+    assert!(found_in(&raw_bytes(env, Some(&before)), &carol).is_empty());
+}
+
+#[test]
+fn shredding_and_rotation_erase_sqlite() {
+    shredding_erases(&Env::sqlite());
+}
+
+#[test]
+fn shredding_and_rotation_erase_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    shredding_erases(&Env::postgres(&server, "secerase"));
+}
+
+// ---------------------------------------------------------------------------
+// 10. What docs/key-format.md promises.
+
+/// The forms of master key text the document says are accepted, and some it
+/// says are refused, through PATHFINDER_MASTER_KEY and a key file.
+#[test]
+fn master_key_forms() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    // 0xfb bytes give '+' and '/' in base64, so the URL-safe form differs.
+    let raw = [0xfbu8; 32];
+    let id = MasterKey::from_secret(SecretBox::new(Box::new(raw)))
+        .id()
+        .to_string();
+    let padded = STANDARD.encode(raw);
+    let unpadded = STANDARD_NO_PAD.encode(raw);
+    assert!(padded.contains('+') && padded.contains('/') && padded.ends_with('='));
+    let status = |key: Option<&str>, file: Option<&str>| {
+        let mut cmd = env.cmd();
+        if let Some(k) = key {
+            cmd.env("PATHFINDER_MASTER_KEY", k);
+        }
+        if let Some(text) = file {
+            let path = env.path().join("m.key");
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, text).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            cmd.arg("--master-key-file").arg(&path);
+        }
+        cmd.args(["--json", "keys", "status"]).output().unwrap()
+    };
+    for form in [
+        padded.clone(),
+        unpadded.clone(),
+        format!("  {padded}\n"),
+        format!("\t{unpadded}\r\n"),
+    ] {
+        let out = status(Some(&form), None);
+        assert!(out.status.success(), "{form:?}: {}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["configured_master_key_id"], id.as_str(), "{form:?}");
+    }
+    for file in [
+        format!("{padded}\n"),
+        padded.clone(),
+        format!("{unpadded}\r\n"),
+        format!("\n{padded}\n\n"),
+    ] {
+        let out = status(None, Some(&file));
+        assert!(out.status.success(), "{file:?}: {}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["configured_master_key_id"], id.as_str(), "{file:?}");
+    }
+    for bad in [
+        URL_SAFE.encode(raw),
+        format!("{} {}", &padded[..20], &padded[20..]),
+        STANDARD.encode([0xfbu8; 31]),
+        STANDARD.encode([0xfbu8; 33]),
+    ] {
+        let out = status(Some(&bad), None);
+        assert_eq!(out.status.code(), Some(2), "{bad:?} was accepted");
+    }
+    let out = status(None, Some(&format!("{padded}\n{padded}\n")));
+    assert_eq!(out.status.code(), Some(2), "two lines");
+    assert!(text(&out).contains("more than one line"), "{}", text(&out));
+}
+
+/// `keys status` counts per format version and per master key by the stored
+/// text; a master_key_id column that disagrees with the text is counted,
+/// listed by `keys verify`, and stops `keys rotate` before it changes anything.
+fn formats_and_mismatch(env: &Env) {
+    env.ok(&["init"]);
+    let k1 = new_key(env, "k1.key");
+    let k2 = new_key(env, "k2.key");
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        add_user(env, i + 1, name);
+    }
+    env.ok(&["--master-key-file", &k1, "provision", "alice", "bob"]);
+    let id1 = pathfinder_db::keys::read_master_key_file(Path::new(&k1))
+        .unwrap()
+        .id()
+        .to_string();
+    let id2 = pathfinder_db::keys::read_master_key_file(Path::new(&k2))
+        .unwrap()
+        .id()
+        .to_string();
+
+    let status = env.json(&["keys", "status"]);
+    assert_eq!(
+        status["by_format"],
+        serde_json::json!([{"format": "v1", "keys": 2}]),
+        "{status}"
+    );
+    assert_eq!(status["column_mismatch"], 0);
+    let shown = env.ok(&["keys", "status"]);
+    assert!(shown.contains("format v1"), "{shown}");
+
+    // The column of alice's row claims the new key: the text still names k1.
+    env.system_exec(&format!(
+        "UPDATE pf_encryption_keys SET master_key_id = '{id2}' \
+         WHERE user_id = '00000000-0000-4000-8000-000000000001'"
+    ));
+    let status = env.json(&["keys", "status"]);
+    assert_eq!(status["column_mismatch"], 1, "{status}");
+    assert_eq!(status["by_master_key"][0]["master_key_id"], id1.as_str());
+    assert_eq!(
+        status["by_master_key"][0]["keys"], 2,
+        "counted by the text: k1 still wraps both"
+    );
+    let out = env.run(&["--master-key-file", &k1, "keys", "verify", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("alice") && text(&out).contains(&format!("set the column to {id1}")),
+        "{}",
+        text(&out)
+    );
+    let before = env.system_rows("SELECT key_encrypted FROM pf_encryption_keys ORDER BY id");
+    let out = env.run(&[
+        "--master-key-file",
+        &k1,
+        "keys",
+        "rotate",
+        "--new-master-key-file",
+        &k2,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert_eq!(
+        env.system_rows("SELECT key_encrypted FROM pf_encryption_keys ORDER BY id"),
+        before
+    );
+    // Fixed as the message says, the rotation goes through.
+    env.system_exec(&format!(
+        "UPDATE pf_encryption_keys SET master_key_id = '{id1}' WHERE master_key_id = '{id2}'"
+    ));
+    run_erasing(
+        env,
+        &[
+            "--master-key-file",
+            &k1,
+            "keys",
+            "rotate",
+            "--new-master-key-file",
+            &k2,
+        ],
+    );
+    let status = env.json(&["keys", "status"]);
+    assert_eq!(status["by_master_key"][0]["master_key_id"], id2.as_str());
+    assert_eq!(status["by_master_key"][0]["keys"], 2);
+}
+
+#[test]
+fn status_formats_and_column_mismatch_sqlite() {
+    formats_and_mismatch(&Env::sqlite());
+}
+
+#[test]
+fn status_formats_and_column_mismatch_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    formats_and_mismatch(&Env::postgres(&server, "secfmt"));
+}
