@@ -1,5 +1,6 @@
 //! SQLite through rusqlite's bundled library: WAL, a busy timeout, foreign keys on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -145,7 +146,9 @@ impl SqliteTarget {
     /// would fail on them even after the file was made writable.
     pub fn open_main(&self, read_only: bool) -> Result<SqliteConnection, DbError> {
         if !read_only {
-            return SqliteConnection::open(&self.main, self.busy_timeout_ms);
+            let mut conn = SqliteConnection::open(&self.main, self.busy_timeout_ms)?;
+            conn.lock_dir = Some(self.tenant_dir.join(LOCK_DIR));
+            return Ok(conn);
         }
         if !self.main.exists() {
             return Err(DbError::new(
@@ -206,9 +209,17 @@ impl SqliteTarget {
     }
 }
 
+/// The folder (inside the tenant folder) of the tenant lock files.
+const LOCK_DIR: &str = "locks";
+
 pub struct SqliteConnection {
     conn: rusqlite::Connection,
     path: PathBuf,
+    /// Where tenant lock files live (the main file's connection only).
+    lock_dir: Option<PathBuf>,
+    /// The tenant locks this connection holds: open lock files with an OS
+    /// lock on them, which the kernel releases when the process dies.
+    locks: HashMap<String, std::fs::File>,
 }
 
 fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
@@ -311,6 +322,8 @@ impl SqliteConnection {
         Ok(SqliteConnection {
             conn,
             path: path.to_path_buf(),
+            lock_dir: None,
+            locks: HashMap::new(),
         })
     }
 
@@ -341,6 +354,8 @@ impl SqliteConnection {
         Ok(SqliteConnection {
             conn,
             path: path.to_path_buf(),
+            lock_dir: None,
+            locks: HashMap::new(),
         })
     }
 
@@ -427,6 +442,54 @@ impl SqliteConnection {
             ));
         }
         Ok(())
+    }
+}
+
+impl SqliteConnection {
+    /// A tenant's lock: an OS lock (flock) on `locks/<username>.lock` in the
+    /// tenant folder, held until [`Connection::unlock`] or until the process
+    /// dies, so a killed run never leaves a tenant locked, and a claim whose
+    /// tenant lock someone else can take belongs to no live run. The file
+    /// write lock cannot serve here: it lasts one transaction, and a tenant
+    /// operation is several. The system schema needs none: its changes are
+    /// one `BEGIN IMMEDIATE` transaction. Lock files are never removed
+    /// (removing a locked file would let a second process lock a new one).
+    /// Already held by this connection: true at once, as on Oracle.
+    fn file_lock(&mut self, name: &Lock<'_>, wait: bool) -> Result<bool, DbError> {
+        let (Lock::Tenant(username), Some(dir)) = (name, &self.lock_dir) else {
+            return Ok(true);
+        };
+        if self.locks.contains_key(*username) {
+            return Ok(true);
+        }
+        let path = dir.join(format!("{username}.lock"));
+        let failed = |e: std::io::Error| {
+            DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "cannot lock tenant {username} with {}: {e}: check that the folder is writable",
+                    path.display()
+                ),
+            )
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(failed)?;
+        if wait {
+            file.lock().map_err(failed)?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+            }
+        }
+        self.locks.insert(username.to_string(), file);
+        Ok(true)
     }
 }
 
@@ -535,15 +598,19 @@ impl Connection for SqliteConnection {
             .map_err(|e| classify(&e, &self.path))
     }
 
-    fn lock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
-        Ok(())
+    fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        self.file_lock(name, true).map(|_| ())
     }
 
-    fn try_lock(&mut self, _name: &Lock<'_>) -> Result<bool, DbError> {
-        Ok(true)
+    fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        self.file_lock(name, false)
     }
 
-    fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
+    fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        if let Lock::Tenant(username) = name {
+            // Closing the file releases its lock.
+            self.locks.remove(*username);
+        }
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+mod audit_trail;
+mod concurrent_runs;
 mod config;
 mod dba;
 mod hardening;
