@@ -258,8 +258,9 @@ fn provision_steps(
         }),
         Err(e) if e.is::<Changed>() => match op.registry(|sys| registry::get(sys, name))? {
             Some(r) if r.status == Status::Active => Ok(ProvisionOutcome::Exists {
+                tenant_key: r.tenant_key,
+                version: r.schema_version.max(0) as u32,
                 by_another_run: true,
-                ..exists(&r)
             }),
             other => bail!(
                 "tenant {name} changed while it was being provisioned (now {}): run again",

@@ -68,11 +68,11 @@ fn expired_sessions(env: &Env, tag: &str, n: usize) {
         Backend::Sqlite => format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
              INSERT INTO pf_user_sessions (id, user_id, refresh_token, expires_at) \
-             SELECT '{tag}-' || i, 'u-1', 'token', '{expired}' FROM n;"
+             SELECT '{tag}-' || i, 'u-1', 'token-{tag}-' || i, '{expired}' FROM n;"
         ),
         Backend::Postgres(_) => format!(
             "INSERT INTO pf_user_sessions (id, user_id, refresh_token, expires_at) \
-             SELECT '{tag}-' || i, 'u-1', 'token', TIMESTAMP '{expired}' FROM generate_series(1, {n}) AS i;"
+             SELECT '{tag}-' || i, 'u-1', 'token-{tag}-' || i, TIMESTAMP '{expired}' FROM generate_series(1, {n}) AS i;"
         ),
     };
     env.system_exec(&format!(
@@ -138,7 +138,7 @@ fn killed_sweeps_are_audited(env: &Env) {
         std::fs::copy(default_policies().join(file), dir.join(file)).unwrap();
     }
     apply(env, &dir);
-    const MESSAGES: u64 = 3000;
+    const MESSAGES: u64 = 5000;
     const SESSIONS: u64 = 3000;
     for key in tenants {
         old_messages(env, key, "m", MESSAGES as usize);
@@ -161,7 +161,7 @@ fn killed_sweeps_are_audited(env: &Env) {
                 "50",
             ],
             &mut rng,
-            600,
+            400,
         ) {
             kills += 1;
         } else {
