@@ -141,7 +141,9 @@ pub fn stage(
     details: Option<&str>,
 ) -> Result<(), DbError> {
     tenant.execute(
-        &format!("CREATE TABLE IF NOT EXISTS {STAGE} (id TEXT PRIMARY KEY, row_json TEXT NOT NULL)"),
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {STAGE} (id TEXT PRIMARY KEY, row_json TEXT NOT NULL)"
+        ),
         &[],
     )?;
     let row = serde_json::to_string(&Row::of(entry, details))
@@ -159,7 +161,10 @@ pub fn stage(
 /// Moves the rows staged in a tenant file into `pf_audit_log` of the main
 /// file `sys`: a row already there (copied before a kill) is not copied again.
 pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Result<(), DbError> {
-    let staged = match tenant.query(&format!("SELECT id, row_json FROM {STAGE} ORDER BY rowid"), &[]) {
+    let staged = match tenant.query(
+        &format!("SELECT id, row_json FROM {STAGE} ORDER BY rowid"),
+        &[],
+    ) {
         Ok(rows) => rows,
         Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => return Ok(()),
         Err(e) => return Err(e),
@@ -171,10 +176,15 @@ pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Re
     for r in &staged {
         let id = r[0].to_text();
         let row: Row = serde_json::from_str(&r[1].to_text()).map_err(|e| {
-            DbError::other(format!("a staged audit row ({STAGE} {id}) cannot be read: {e}"))
+            DbError::other(format!(
+                "a staged audit row ({STAGE} {id}) cannot be read: {e}"
+            ))
         })?;
         if tx
-            .query("SELECT 1 FROM pf_audit_log WHERE id = ?", &[Value::Text(id.clone())])?
+            .query(
+                "SELECT 1 FROM pf_audit_log WHERE id = ?",
+                &[Value::Text(id.clone())],
+            )?
             .is_empty()
         {
             insert(&mut *tx, &id, &row)?;
@@ -183,7 +193,10 @@ pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Re
     tx.commit()?;
     let mut tx = Tx::begin(tenant)?;
     for r in &staged {
-        tx.execute(&format!("DELETE FROM {STAGE} WHERE id = ?"), &[r[0].clone()])?;
+        tx.execute(
+            &format!("DELETE FROM {STAGE} WHERE id = ?"),
+            &[r[0].clone()],
+        )?;
     }
     tx.commit()
 }

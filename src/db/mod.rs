@@ -674,6 +674,9 @@ impl<'db> Session<'db> {
     }
 }
 
+/// A tenant's own connection and the session's system connection (SQLite).
+pub type TenantAndSystem<'s> = (Box<dyn Connection>, &'s mut dyn Connection);
+
 impl Session<'_> {
     /// On SQLite, where a tenant lives in a file of its own: that file's
     /// connection together with the main file's (None elsewhere, or when the
@@ -681,7 +684,7 @@ impl Session<'_> {
     pub fn tenant_apart(
         &mut self,
         key: &TenantKey,
-    ) -> Result<Option<(Box<dyn Connection>, &mut dyn Connection)>, DbError> {
+    ) -> Result<Option<TenantAndSystem<'_>>, DbError> {
         let Target::Sqlite(t) = &self.db.target else {
             return Ok(None);
         };

@@ -113,7 +113,11 @@ fn killed_purges_are_audited(env: &Env) {
     let gone_before = SEEDED - sessions_left(env);
     assert!(gone_before > 0, "no kill landed in a purge at work");
     let done = env.json(&["sessions", "purge"]);
-    assert_eq!(done["deleted"].as_u64(), Some(SEEDED - gone_before), "{done}");
+    assert_eq!(
+        done["deleted"].as_u64(),
+        Some(SEEDED - gone_before),
+        "{done}"
+    );
     assert_eq!(sessions_left(env), 0);
     assert_eq!(audited(env, "sessions.purge", None, "deleted"), SEEDED);
     eprintln!("{kills} kills; {gone_before} sessions purged before the last run");
@@ -184,10 +188,8 @@ fn killed_sweeps_are_audited(env: &Env) {
     for key in tenants {
         let table = format!("pf_user_{key}_chat_messages");
         let live = count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")));
-        let archived = count(env.tenant_rows(
-            key,
-            &format!("SELECT COUNT(*) FROM {table}_archive"),
-        ));
+        let archived =
+            count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}_archive")));
         assert_eq!((live, archived), (0, MESSAGES as i64), "{table}");
         assert_eq!(
             audited(env, "retention.sweep", Some(&table), "archived"),

@@ -126,7 +126,10 @@ fn overlapping_provisioning(env: &Env) {
         }
     }
     // The runs overlapped: some user was found provisioned by another run.
-    assert!(by_another > 0, "no run met another's user in {rounds} rounds");
+    assert!(
+        by_another > 0,
+        "no run met another's user in {rounds} rounds"
+    );
     let rows = env.system_rows(
         "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
     );
@@ -231,7 +234,10 @@ fn two_migrations_report_their_own(env: &Env) {
     assert!(both.is_empty(), "reported by both runs: {both:?}");
     let union: BTreeSet<String> = applied_by[0].union(&applied_by[1]).cloned().collect();
     let all: BTreeSet<String> = names.into_iter().collect();
-    assert_eq!(union, all, "every tenant reported by the run that migrated it");
+    assert_eq!(
+        union, all,
+        "every tenant reported by the run that migrated it"
+    );
     // Both runs did some of the work.
     assert!(
         applied_by.iter().all(|s| !s.is_empty()),
@@ -299,7 +305,10 @@ fn killed_claims_are_taken_over(env: &Env) {
         .map(|t| t["username"].as_str().unwrap())
         .collect();
     for user in &stuck {
-        assert!(migrated.contains(user.as_str()), "{user} taken over: {report}");
+        assert!(
+            migrated.contains(user.as_str()),
+            "{user} taken over: {report}"
+        );
     }
     let rows = env.system_rows(
         "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
