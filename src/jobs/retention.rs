@@ -328,16 +328,11 @@ fn table_audit(
 }
 
 /// Writes [`table_audit`]'s row, if any.
-fn audit_table(
+fn write_audit(
     conn: &mut dyn Connection,
-    tenant: Option<&TenantRecord>,
-    table: &str,
-    batch: Batch,
-    reports: &[TableReport],
-    started: Instant,
-    error: Option<&str>,
+    row: Option<(AuditEntry, String)>,
 ) -> Result<(), crate::db::DbError> {
-    match table_audit(tenant, table, batch, reports, started, error) {
+    match row {
         Some((entry, details)) => audit::write_details(conn, &entry, Some(&details)),
         None => Ok(()),
     }
@@ -400,6 +395,28 @@ impl InProgress {
     fn reports(&self) -> Vec<TableReport> {
         self.done.iter().chain(&self.active).cloned().collect()
     }
+
+    /// The row of a stop or a failure in this table: the table's progress,
+    /// no counts (its batches have their own rows).
+    fn audit_end(
+        &self,
+        conn: &mut dyn Connection,
+        tenant: &TenantRecord,
+        error: Option<&str>,
+    ) -> Result<(), crate::db::DbError> {
+        let reports = self.reports();
+        write_audit(
+            conn,
+            table_audit(
+                Some(tenant),
+                &self.table,
+                Batch::default(),
+                &reports,
+                self.started,
+                error,
+            ),
+        )
+    }
 }
 
 /// The audit row of a batch that `table` (the policy in progress, before the
@@ -452,15 +469,7 @@ fn sweep_tenant(
     );
     op.finish(result, |sys, message| {
         if let Some(c) = &current {
-            audit_table(
-                sys,
-                Some(tenant),
-                &c.table,
-                Batch::default(),
-                &c.reports(),
-                c.started,
-                Some(message),
-            )?;
+            c.audit_end(sys, tenant, Some(message))?;
         }
         Ok(())
     })
@@ -653,17 +662,7 @@ fn stop_here(
     if let Some(c) = current.as_mut() {
         c.active = Some(table);
         let c = &*c;
-        op.registry(|sys| {
-            audit_table(
-                sys,
-                Some(tenant),
-                &c.table,
-                Batch::default(),
-                &c.reports(),
-                c.started,
-                None,
-            )
-        })?;
+        op.registry(|sys| c.audit_end(sys, tenant, None))?;
     }
     *current = None;
     report.status = UnitStatus::Stopped;
@@ -724,14 +723,9 @@ fn sweep_system(
                     done.push(t.clone());
                     report.tables.push(t);
                     let mut tx = Tx::begin(sys)?;
-                    audit_table(
+                    write_audit(
                         &mut *tx,
-                        None,
-                        table,
-                        Batch::default(),
-                        &done,
-                        started,
-                        None,
+                        table_audit(None, table, Batch::default(), &done, started, None),
                     )?;
                     tx.commit()?;
                     report.status = UnitStatus::Stopped;
@@ -749,14 +743,16 @@ fn sweep_system(
                             let message = crate::error::one_line(&e);
                             let _ = (|| -> Result<(), crate::db::DbError> {
                                 let mut tx = Tx::begin(sys)?;
-                                audit_table(
+                                write_audit(
                                     &mut *tx,
-                                    None,
-                                    table,
-                                    Batch::default(),
-                                    &so_far,
-                                    started,
-                                    Some(&message),
+                                    table_audit(
+                                        None,
+                                        table,
+                                        Batch::default(),
+                                        &so_far,
+                                        started,
+                                        Some(&message),
+                                    ),
                                 )?;
                                 tx.commit()
                             })();
@@ -768,7 +764,10 @@ fn sweep_system(
                 // Each batch audited in its own transaction.
                 let mut all = done.clone();
                 all.push(t.clone());
-                audit_table(&mut *tx, None, table, batch, &all, batch_started, None)?;
+                write_audit(
+                    &mut *tx,
+                    table_audit(None, table, batch, &all, batch_started, None),
+                )?;
                 tx.commit()?;
                 if last {
                     break;

@@ -3,7 +3,7 @@
 //! sum to exactly the rows that left the live tables. On SQLite and on the
 //! real PostgreSQL.
 
-use crate::common;
+use crate::common::{self, on_both_backends};
 use crate::retention::{Rng, ago, apply, count, default_policies, old_messages};
 
 use std::process::Stdio;
@@ -11,22 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, Env};
 use serde_json::Value as Json;
-
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
-}
 
 /// Sum of `field` in the `details` of the audit rows of `action` (and, when
 /// given, of one table).

@@ -3,7 +3,7 @@
 //! own work; a claim left by a killed run is taken over. On SQLite and on
 //! the real PostgreSQL.
 
-use crate::common;
+use crate::common::{self, on_both_backends};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Output, Stdio};
@@ -14,26 +14,23 @@ use pathfinder_db::dialect::Dialect;
 use pathfinder_db::render::{Renderer, Scope};
 use serde_json::Value as Json;
 
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
-}
-
 fn latest() -> i64 {
     Renderer::new(Dialect::Sqlite, None)
         .expect("templates load")
         .latest_version(Scope::Tenant) as i64
+}
+
+/// Asserts that the registry holds `n` tenants, all active at the latest version.
+fn all_active_at_latest(env: &Env, n: usize) {
+    let rows = env.system_rows(
+        "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
+    );
+    let want = vec![vec![
+        "active".to_string(),
+        latest().to_string(),
+        n.to_string(),
+    ]];
+    assert_eq!(rows, want);
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -130,17 +127,7 @@ fn overlapping_provisioning(env: &Env) {
         by_another > 0,
         "no run met another's user in {rounds} rounds"
     );
-    let rows = env.system_rows(
-        "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
-    );
-    assert_eq!(
-        rows,
-        vec![vec![
-            "active".to_string(),
-            latest().to_string(),
-            (rounds * USERS).to_string()
-        ]]
-    );
+    all_active_at_latest(env, rounds * USERS);
     let audit = env.system_rows(
         "SELECT response_status, COUNT(*) FROM pf_audit_log WHERE action = 'tenant.provision' GROUP BY response_status",
     );
@@ -244,17 +231,7 @@ fn two_migrations_report_their_own(env: &Env) {
         "{:?}",
         applied_by.iter().map(BTreeSet::len).collect::<Vec<_>>()
     );
-    let rows = env.system_rows(
-        "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
-    );
-    assert_eq!(
-        rows,
-        vec![vec![
-            "active".to_string(),
-            latest().to_string(),
-            "300".to_string()
-        ]]
-    );
+    all_active_at_latest(env, 300);
     let audit =
         env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.migrate'");
     assert_eq!(audit[0][0], "300");
@@ -310,17 +287,7 @@ fn killed_claims_are_taken_over(env: &Env) {
             "{user} taken over: {report}"
         );
     }
-    let rows = env.system_rows(
-        "SELECT status, schema_version, COUNT(*) FROM pf_tenants GROUP BY status, schema_version",
-    );
-    assert_eq!(
-        rows,
-        vec![vec![
-            "active".to_string(),
-            latest().to_string(),
-            "150".to_string()
-        ]]
-    );
+    all_active_at_latest(env, 150);
 }
 on_both_backends!(
     killed_claims_are_taken_over,
