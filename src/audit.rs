@@ -132,7 +132,7 @@ fn insert(conn: &mut dyn Connection, id: &str, row: &Row) -> Result<(), DbError>
 // staged, and the next flush copies it (once: the id is kept).
 
 /// The stage in a tenant file (not a tenant table: no `pf_user_` prefix).
-const STAGE: &str = "pf_audit_stage";
+pub const STAGE: &str = "pf_audit_stage";
 
 /// Stages the audit row of work done in the tenant file's open transaction.
 pub fn stage(
@@ -199,4 +199,68 @@ pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Re
         )?;
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::sqlite::SqliteConnection;
+
+    const AUDIT_LOG: &str = "CREATE TABLE pf_audit_log (id TEXT PRIMARY KEY, user_id TEXT, \
+        action TEXT, entity_type TEXT, entity_id TEXT, user_agent TEXT, request_method TEXT, \
+        request_path TEXT, response_status INTEGER, execution_time_ms INTEGER, \
+        error_message TEXT, details TEXT)";
+
+    fn texts(conn: &mut dyn Connection, sql: &str) -> Vec<String> {
+        conn.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r[0].to_text())
+            .collect()
+    }
+
+    #[test]
+    fn staged_rows_reach_the_audit_log_once_whenever_a_run_was_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut main = SqliteConnection::open(&dir.path().join("main.db"), 1000).unwrap();
+        let mut tenant = SqliteConnection::open(&dir.path().join("t.db"), 1000).unwrap();
+        main.execute(AUDIT_LOG, &[]).unwrap();
+        // Nothing staged yet (no stage table): nothing to do.
+        flush_staged(&mut tenant, &mut main).unwrap();
+
+        let entry = AuditEntry::new("retention.sweep", "table", "pf_user_t_x", "retention");
+        let mut tx = Tx::begin(&mut tenant).unwrap();
+        stage(&mut *tx, &entry, Some(r#"{"deleted":5}"#)).unwrap();
+        tx.commit().unwrap();
+        let staged = tenant
+            .query(&format!("SELECT id, row_json FROM {STAGE}"), &[])
+            .unwrap();
+        assert_eq!(staged.len(), 1);
+
+        // Killed after the copy, before the stage was cleared: the next
+        // flush finds the row again and does not copy it twice.
+        flush_staged(&mut tenant, &mut main).unwrap();
+        tenant
+            .execute(
+                &format!("INSERT INTO {STAGE} (id, row_json) VALUES (?, ?)"),
+                &staged[0],
+            )
+            .unwrap();
+        flush_staged(&mut tenant, &mut main).unwrap();
+
+        let id = staged[0][0].to_text();
+        assert_eq!(texts(&mut main, "SELECT id FROM pf_audit_log"), vec![id]);
+        assert_eq!(
+            texts(&mut main, "SELECT details FROM pf_audit_log"),
+            vec![r#"{"deleted":5}"#.to_string()]
+        );
+        assert_eq!(
+            texts(
+                &mut main,
+                "SELECT action || ' ' || entity_id FROM pf_audit_log"
+            ),
+            vec!["retention.sweep pf_user_t_x".to_string()]
+        );
+        assert!(texts(&mut tenant, &format!("SELECT id FROM {STAGE}")).is_empty());
+    }
 }

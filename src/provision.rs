@@ -497,6 +497,9 @@ fn deprovision_steps(
     if record.status == Status::Deprovisioned {
         return Ok(DeprovisionOutcome::AlreadyRemoved);
     }
+    // Audit rows a killed sweep left staged in the tenant's file (SQLite)
+    // go to pf_audit_log before the file goes.
+    op.flush_audit(key)?;
     let generation = match record
         .claimed_by
         .as_deref()

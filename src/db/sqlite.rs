@@ -753,3 +753,37 @@ impl Connection for SqliteConnection {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn main_connection(target: &SqliteTarget) -> SqliteConnection {
+        target.open_main(false).expect("open main file")
+    }
+
+    #[test]
+    fn tenant_locks_exclude_other_connections_until_released_or_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let target = SqliteTarget::from_url(&url, 1000).unwrap();
+        let (mut a, mut b) = (main_connection(&target), main_connection(&target));
+        let alice = Lock::Tenant("alice");
+        assert!(a.try_lock(&alice).unwrap());
+        // Held by this connection: granted again (as Oracle's DBMS_LOCK says 4).
+        assert!(a.try_lock(&alice).unwrap());
+        a.lock(&alice).unwrap();
+        // Another connection (another run) cannot take it, nor another
+        // tenant's lock stand in its way.
+        assert!(!b.try_lock(&alice).unwrap());
+        assert!(b.try_lock(&Lock::Tenant("bob")).unwrap());
+        a.unlock(&alice).unwrap();
+        assert!(b.try_lock(&alice).unwrap());
+        // A connection that goes away (a killed process) leaves nothing locked.
+        drop(b);
+        assert!(a.try_lock(&alice).unwrap());
+        assert!(target.tenant_dir.join("locks").join("alice.lock").is_file());
+        // The system schema is guarded by BEGIN IMMEDIATE, not by a file.
+        assert!(a.try_lock(&Lock::System).unwrap());
+    }
+}
