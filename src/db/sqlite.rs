@@ -147,7 +147,7 @@ impl SqliteTarget {
     pub fn open_main(&self, read_only: bool) -> Result<SqliteConnection, DbError> {
         if !read_only {
             let mut conn = SqliteConnection::open(&self.main, self.busy_timeout_ms)?;
-            conn.lock_dir = Some(self.tenant_dir.join(LOCK_DIR));
+            conn.lock_dir = Some(self.tenant_dir.clone());
             return Ok(conn);
         }
         if !self.main.exists() {
@@ -209,13 +209,11 @@ impl SqliteTarget {
     }
 }
 
-/// The folder (inside the tenant folder) of the tenant lock files.
-const LOCK_DIR: &str = "locks";
-
 pub struct SqliteConnection {
     conn: rusqlite::Connection,
     path: PathBuf,
-    /// Where tenant lock files live (the main file's connection only).
+    /// Where tenant lock files live: the tenant folder (the main file's
+    /// connection only).
     lock_dir: Option<PathBuf>,
     /// The tenant locks this connection holds: open lock files with an OS
     /// lock on them, which the kernel releases when the process dies.
@@ -446,15 +444,16 @@ impl SqliteConnection {
 }
 
 impl SqliteConnection {
-    /// A tenant's lock: an OS lock (flock) on `locks/<username>.lock` in the
+    /// A tenant's lock: an OS lock (flock) on `<username>.lock` in the
     /// tenant folder, held until [`Connection::unlock`] or until the process
     /// dies, so a killed run never leaves a tenant locked, and a claim whose
     /// tenant lock someone else can take belongs to no live run. The file
     /// write lock cannot serve here: it lasts one transaction, and a tenant
     /// operation is several. The system schema needs none: its changes are
     /// one `BEGIN IMMEDIATE` transaction. Lock files are never removed
-    /// (removing a locked file would let a second process lock a new one).
-    /// Already held by this connection: true at once, as on Oracle.
+    /// (removing a locked file would let a second process lock a new one);
+    /// one another user created is opened read-only, which suffices for the
+    /// lock. Already held by this connection: true at once, as on Oracle.
     fn file_lock(&mut self, name: &Lock<'_>, wait: bool) -> Result<bool, DbError> {
         let (Lock::Tenant(username), Some(dir)) = (name, &self.lock_dir) else {
             return Ok(true);
@@ -473,12 +472,16 @@ impl SqliteConnection {
             )
         };
         std::fs::create_dir_all(dir).map_err(failed)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(failed)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(failed)?,
+            Err(e) => return Err(failed(e)),
+        };
         if wait {
             file.lock().map_err(failed)?;
         } else {
@@ -782,7 +785,7 @@ mod tests {
         // A connection that goes away (a killed process) leaves nothing locked.
         drop(b);
         assert!(a.try_lock(&alice).unwrap());
-        assert!(target.tenant_dir.join("locks").join("alice.lock").is_file());
+        assert!(target.tenant_dir.join("alice.lock").is_file());
         // The system schema is guarded by BEGIN IMMEDIATE, not by a file.
         assert!(a.try_lock(&Lock::System).unwrap());
     }
