@@ -751,25 +751,7 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
     let mut rng = Rng::new();
     let (mut kills, mut finished) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(40);
-    // Messages archived so far.
-    let moved = || -> i64 {
-        tenants
-            .iter()
-            .map(|key| {
-                let table = format!("pf_user_{key}_chat_messages_archive");
-                if columns(env, Some(key), &table).is_empty() {
-                    0
-                } else {
-                    count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")))
-                }
-            })
-            .sum()
-    };
-    // A kill before the first move (a slow start on a loaded machine) widens
-    // the window for the next.
-    let mut window = 200;
     while kills < 10 {
-        let before = moved();
         assert!(Instant::now() < deadline, "only {kills} kills in 40 s");
         let mut child = env
             .std_cmd()
@@ -789,14 +771,11 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
             .stderr(Stdio::null())
             .spawn()
             .expect("start retention run");
-        std::thread::sleep(Duration::from_millis(20 + rng.below(window)));
+        std::thread::sleep(Duration::from_millis(20 + rng.below(200)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             kills += 1;
-            if moved() == before {
-                window += 100;
-            }
         } else {
             // It finished first: give the next run more to do.
             finished += 1;
@@ -805,7 +784,17 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
         }
     }
     // The kills hit sweeps at work: some rows had moved before the last run.
-    let moved_before = moved();
+    let moved_before: i64 = tenants
+        .iter()
+        .map(|key| {
+            let table = format!("pf_user_{key}_chat_messages_archive");
+            if columns(env, Some(key), &table).is_empty() {
+                0
+            } else {
+                count(env.tenant_rows(key, &format!("SELECT COUNT(*) FROM {table}")))
+            }
+        })
+        .sum();
     assert!(moved_before > 0, "no kill landed in a sweep at work");
     // Run again until it is done.
     let done = env.json(&["retention", "run", "--all", "--batch-size", "50"]);
