@@ -33,6 +33,29 @@ fn all_active_at_latest(env: &Env, n: usize) {
     assert_eq!(rows, want);
 }
 
+/// PostgreSQL: waits until the server has ended the sessions of killed
+/// clients (a backend notices its client is gone only when it next talks to
+/// it, and until then holds its locks). Nothing to wait for on SQLite.
+pub(crate) fn wait_for_killed_sessions(env: &Env) {
+    if env.is_sqlite() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let others = env.system_rows(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        if others[0][0] == "0" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "killed clients' sessions still open after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -282,6 +305,7 @@ fn killed_claims_are_taken_over(env: &Env) {
             break stuck;
         }
     };
+    wait_for_killed_sessions(env);
     let report = env.json(&["migrate", "--all", "--jobs", "2"]);
     assert_eq!(report["skipped_busy"], serde_json::json!([]), "{report}");
     assert_eq!(report["failed"], serde_json::json!([]), "{report}");
