@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use crate::db::{Connection, DbError, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Connection, DbError, Tx, Value};
 
 /// One audited action on one entity.
 #[derive(Debug, Clone)]
@@ -53,29 +55,60 @@ pub fn write_details(
     entry: &AuditEntry,
     details: Option<&str>,
 ) -> Result<(), DbError> {
-    let elapsed = entry.started.elapsed().as_millis().min(9_999_999_999) as i64;
-    let status = if entry.error.is_some() { 500 } else { 200 };
+    insert(
+        conn,
+        &uuid::Uuid::new_v4().to_string(),
+        &Row::of(entry, details),
+    )
+}
+
+/// An audit row as stored, without its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    user_id: Option<String>,
+    action: String,
+    entity_type: String,
+    entity_id: String,
+    command: String,
+    execution_time_ms: i64,
+    error: Option<String>,
+    details: Option<String>,
+}
+
+impl Row {
+    fn of(entry: &AuditEntry, details: Option<&str>) -> Row {
+        Row {
+            user_id: entry.user_id.clone(),
+            action: entry.action.clone(),
+            entity_type: entry.entity_type.clone(),
+            entity_id: entry.entity_id.clone(),
+            command: entry.command.clone(),
+            execution_time_ms: entry.started.elapsed().as_millis().min(9_999_999_999) as i64,
+            error: entry.error.as_deref().map(crate::redact::redact),
+            details: details.map(str::to_string),
+        }
+    }
+}
+
+fn insert(conn: &mut dyn Connection, id: &str, row: &Row) -> Result<(), DbError> {
+    let status = if row.error.is_some() { 500 } else { 200 };
     let mut binds = vec![
-        Value::Text(uuid::Uuid::new_v4().to_string()),
-        entry.user_id.clone().into(),
-        Value::Text(entry.action.clone()),
-        Value::Text(entry.entity_type.clone()),
-        Value::Text(entry.entity_id.clone()),
+        Value::Text(id.to_string()),
+        row.user_id.clone().into(),
+        Value::Text(row.action.clone()),
+        Value::Text(row.entity_type.clone()),
+        Value::Text(row.entity_id.clone()),
         Value::Text(crate::USER_AGENT.into()),
         Value::Text("CLI".into()),
-        Value::Text(entry.command.clone()),
+        Value::Text(row.command.clone()),
         Value::Int(status),
-        Value::Int(elapsed),
-        entry
-            .error
-            .as_deref()
-            .map(|e| Value::Text(crate::redact::redact(e)))
-            .unwrap_or(Value::Null),
+        Value::Int(row.execution_time_ms),
+        row.error.clone().into(),
     ];
     // Without details the row is what every version of the table accepts.
-    let (extra_column, extra_bind) = match details {
+    let (extra_column, extra_bind) = match &row.details {
         Some(d) => {
-            binds.push(Value::Text(d.to_string()));
+            binds.push(Value::Text(d.clone()));
             (", details", ", ?")
         }
         None => ("", ""),
@@ -89,4 +122,145 @@ pub fn write_details(
         &binds,
     )?;
     Ok(())
+}
+
+// Audit rows of a SQLite tenant's work. The tenant's rows live in a file of
+// their own and pf_audit_log in the main file, and no transaction spans two
+// WAL files: so the row is staged in the tenant's file, in the transaction
+// that commits the work, then copied to pf_audit_log and removed from the
+// stage, each in a transaction of its own. A kill in between leaves it
+// staged, and the next flush copies it (once: the id is kept).
+
+/// The stage in a tenant file (not a tenant table: no `pf_user_` prefix).
+pub const STAGE: &str = "pf_audit_stage";
+
+/// Stages the audit row of work done in the tenant file's open transaction.
+pub fn stage(
+    tenant: &mut dyn Connection,
+    entry: &AuditEntry,
+    details: Option<&str>,
+) -> Result<(), DbError> {
+    tenant.execute(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {STAGE} (id TEXT PRIMARY KEY, row_json TEXT NOT NULL)"
+        ),
+        &[],
+    )?;
+    let row = serde_json::to_string(&Row::of(entry, details))
+        .map_err(|e| DbError::other(e.to_string()))?;
+    tenant.execute(
+        &format!("INSERT INTO {STAGE} (id, row_json) VALUES (?, ?)"),
+        &[
+            Value::Text(uuid::Uuid::new_v4().to_string()),
+            Value::Text(row),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves the rows staged in a tenant file into `pf_audit_log` of the main
+/// file `sys`: a row already there (copied before a kill) is not copied again.
+pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Result<(), DbError> {
+    let staged = match tenant.query(
+        &format!("SELECT id, row_json FROM {STAGE} ORDER BY rowid"),
+        &[],
+    ) {
+        Ok(rows) => rows,
+        Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let mut tx = Tx::begin(sys)?;
+    for r in &staged {
+        let id = r[0].to_text();
+        let row: Row = serde_json::from_str(&r[1].to_text()).map_err(|e| {
+            DbError::other(format!(
+                "a staged audit row ({STAGE} {id}) cannot be read: {e}"
+            ))
+        })?;
+        if tx
+            .query(
+                "SELECT 1 FROM pf_audit_log WHERE id = ?",
+                &[Value::Text(id.clone())],
+            )?
+            .is_empty()
+        {
+            insert(&mut *tx, &id, &row)?;
+        }
+    }
+    tx.commit()?;
+    let mut tx = Tx::begin(tenant)?;
+    for r in &staged {
+        tx.execute(
+            &format!("DELETE FROM {STAGE} WHERE id = ?"),
+            &[r[0].clone()],
+        )?;
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::sqlite::SqliteConnection;
+
+    const AUDIT_LOG: &str = "CREATE TABLE pf_audit_log (id TEXT PRIMARY KEY, user_id TEXT, \
+        action TEXT, entity_type TEXT, entity_id TEXT, user_agent TEXT, request_method TEXT, \
+        request_path TEXT, response_status INTEGER, execution_time_ms INTEGER, \
+        error_message TEXT, details TEXT)";
+
+    fn texts(conn: &mut dyn Connection, sql: &str) -> Vec<String> {
+        conn.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r[0].to_text())
+            .collect()
+    }
+
+    #[test]
+    fn staged_rows_reach_the_audit_log_once_whenever_a_run_was_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut main = SqliteConnection::open(&dir.path().join("main.db"), 1000).unwrap();
+        let mut tenant = SqliteConnection::open(&dir.path().join("t.db"), 1000).unwrap();
+        main.execute(AUDIT_LOG, &[]).unwrap();
+        // Nothing staged yet (no stage table): nothing to do.
+        flush_staged(&mut tenant, &mut main).unwrap();
+
+        let entry = AuditEntry::new("retention.sweep", "table", "pf_user_t_x", "retention");
+        let mut tx = Tx::begin(&mut tenant).unwrap();
+        stage(&mut *tx, &entry, Some(r#"{"deleted":5}"#)).unwrap();
+        tx.commit().unwrap();
+        let staged = tenant
+            .query(&format!("SELECT id, row_json FROM {STAGE}"), &[])
+            .unwrap();
+        assert_eq!(staged.len(), 1);
+
+        // Killed after the copy, before the stage was cleared: the next
+        // flush finds the row again and does not copy it twice.
+        flush_staged(&mut tenant, &mut main).unwrap();
+        tenant
+            .execute(
+                &format!("INSERT INTO {STAGE} (id, row_json) VALUES (?, ?)"),
+                &staged[0],
+            )
+            .unwrap();
+        flush_staged(&mut tenant, &mut main).unwrap();
+
+        let id = staged[0][0].to_text();
+        assert_eq!(texts(&mut main, "SELECT id FROM pf_audit_log"), vec![id]);
+        assert_eq!(
+            texts(&mut main, "SELECT details FROM pf_audit_log"),
+            vec![r#"{"deleted":5}"#.to_string()]
+        );
+        assert_eq!(
+            texts(
+                &mut main,
+                "SELECT action || ' ' || entity_id FROM pf_audit_log"
+            ),
+            vec!["retention.sweep pf_user_t_x".to_string()]
+        );
+        assert!(texts(&mut tenant, &format!("SELECT id FROM {STAGE}")).is_empty());
+    }
 }

@@ -392,7 +392,7 @@ pub fn shred_deprovisioned(
     let mut out = Vec::new();
     for (user, record) in users.iter().zip(checked) {
         let lock = Lock::Tenant(user.as_str());
-        sys.begin()?;
+        lock_before_begin(sys, &lock)?;
         let result = sys.lock(&lock).map_err(anyhow::Error::from).and_then(|()| {
             shred_on_deprovision(
                 sys,
@@ -502,6 +502,20 @@ pub fn ensure_targets(
     Ok(out)
 }
 
+/// Waits for the tenant's lock, then begins a transaction (the caller takes
+/// the lock again inside it, where PostgreSQL's lasts until the commit). On
+/// SQLite and Oracle the lock outlives transactions, and waiting for it
+/// inside one would hold SQLite's write lock, which the lock's holder may be
+/// waiting for.
+fn lock_before_begin(sys: &mut dyn Connection, lock: &Lock<'_>) -> Result<(), DbError> {
+    sys.lock(lock)?;
+    if let Err(e) = sys.begin() {
+        let _ = sys.unlock(lock);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Creates `username`'s key if it has a `pf_users` row and no key yet, in its
 /// own transaction under the tenant's lock (so it never races provisioning).
 pub fn ensure_one(
@@ -511,7 +525,7 @@ pub fn ensure_one(
 ) -> anyhow::Result<KeyCreation> {
     let sys = session.system();
     let lock = Lock::Tenant(username);
-    sys.begin()?;
+    lock_before_begin(sys, &lock)?;
     let result = ensure_locked(sys, &lock, master, username);
     let result = match result {
         Ok(outcome) => sys.commit().map(|()| outcome).map_err(Into::into),

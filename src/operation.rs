@@ -6,8 +6,10 @@
 //!   change in one transaction: the operation is all or nothing. The tenant is
 //!   locked with a transaction-level advisory lock (released with it).
 //! - SQLite: the tenant's objects are in a file of their own; each step that
-//!   touches them is one transaction on that file, whose write lock is the
-//!   tenant lock. Registry steps are transactions on the main file.
+//!   touches them is one transaction on that file. Registry steps are
+//!   transactions on the main file. The tenant is locked with an OS lock on a
+//!   lock file, held across the steps and released when the operation ends
+//!   or the process dies.
 //! - Oracle: every DDL commits, so each step commits; the tenant is locked
 //!   with a session-level DBMS_LOCK lock, released when the operation ends.
 //!
@@ -45,7 +47,7 @@ pub struct TenantOp<'s, 'db> {
     started: Instant,
     atomic: bool,
     in_tx: bool,
-    /// Held across commits (Oracle): released at the end.
+    /// Held across commits (Oracle, SQLite): released at the end.
     held: bool,
 }
 
@@ -157,6 +159,51 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         let value = step(&mut *tx)?;
         tx.commit()?;
         Ok(Some(value))
+    }
+
+    /// Like [`TenantOp::tenant`] on an existing tenant, for a step whose work
+    /// is audited in the transaction that commits it (a retention batch), so
+    /// a kill never leaves committed work unaudited: `audit` gives the row for
+    /// what the step did (None: nothing to audit). PostgreSQL and Oracle
+    /// write it beside the tenant's objects; SQLite stages it in the tenant's
+    /// file and then moves it to the main one ([`audit::flush_staged`]).
+    pub fn tenant_audited<T>(
+        &mut self,
+        key: &TenantKey,
+        step: impl FnOnce(&mut dyn Connection) -> anyhow::Result<T>,
+        audit: impl FnOnce(&T) -> Option<(AuditEntry, String)>,
+    ) -> anyhow::Result<Option<T>> {
+        if self.session.tenants_apart() {
+            let Some((mut conn, sys)) = self.session.tenant_apart(key)? else {
+                return Ok(None);
+            };
+            let mut tx = Tx::begin(&mut *conn)?;
+            let value = step(&mut *tx)?;
+            if let Some((entry, details)) = audit(&value) {
+                audit::stage(&mut *tx, &entry, Some(&details))?;
+                tx.commit()?;
+                audit::flush_staged(&mut *conn, sys)?;
+            } else {
+                tx.commit()?;
+            }
+            return Ok(Some(value));
+        }
+        self.tenant(key, Open::Existing, |conn| {
+            let value = step(conn)?;
+            if let Some((entry, details)) = audit(&value) {
+                audit::write_details(conn, &entry, Some(&details))?;
+            }
+            Ok(value)
+        })
+    }
+
+    /// SQLite: moves audit rows that a killed run left staged in the tenant's
+    /// file to `pf_audit_log` (elsewhere there are none).
+    pub fn flush_audit(&mut self, key: &TenantKey) -> Result<(), DbError> {
+        match self.session.tenant_apart(key)? {
+            Some((mut conn, sys)) => audit::flush_staged(&mut *conn, sys),
+            None => Ok(()),
+        }
     }
 
     /// Makes what the operation did so far durable and goes on under the

@@ -143,6 +143,10 @@ fn forbidden() -> Vec<(String, &'static str)> {
         ("pf_user_*_career_summary".into(), "the career summary"),
         ("career_summary".into(), "the career summary"),
         ("pf_tenant_owner".into(), "a tenant file's owner record"),
+        (
+            crate::audit::STAGE.into(),
+            "a tenant file's staged audit rows",
+        ),
         ("pf_audit_log_archive".into(), "an archive table"),
     ];
     for t in TABLES {

@@ -37,8 +37,14 @@ pub struct ProvisionRequest {
 pub enum ProvisionOutcome {
     /// This run created (or finished creating) the tenant.
     Created { tenant_key: String, version: u32 },
-    /// The tenant was there already; nothing was changed.
-    Exists { tenant_key: String, version: u32 },
+    /// The tenant was there already; nothing was changed. `by_another_run`:
+    /// it was not there when this run looked, another run (provisioning the
+    /// same user at the same time) created it meanwhile.
+    Exists {
+        tenant_key: String,
+        version: u32,
+        by_another_run: bool,
+    },
 }
 
 impl ProvisionOutcome {
@@ -114,13 +120,16 @@ pub fn provision(
     req: &ProvisionRequest,
 ) -> anyhow::Result<ProvisionOutcome> {
     let name = req.username.as_str();
+    // What the registry says before waiting for the tenant's lock: a tenant
+    // that is active once we hold it was provisioned by whoever held it.
+    let seen = registry::get(session.system(), name)?.map(|r| r.status);
     let Some(mut op) =
         TenantOp::begin(session, name, "tenant.provision", "provision", Guard::Wait)?
     else {
         bail!("tenant {name} is locked by another process");
     };
     let mut registered = false;
-    let result = provision_steps(&mut op, renderer, req, &mut registered);
+    let result = provision_steps(&mut op, renderer, req, seen, &mut registered);
     let result = op.finish(result, |sys, message| {
         // Only the row this run registered: never another process's.
         if registered {
@@ -151,6 +160,7 @@ fn provision_steps(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
     req: &ProvisionRequest,
+    seen: Option<Status>,
     registered: &mut bool,
 ) -> anyhow::Result<ProvisionOutcome> {
     let dialect = op.session().dialect();
@@ -160,6 +170,7 @@ fn provision_steps(
     let exists = |r: &TenantRecord| ProvisionOutcome::Exists {
         tenant_key: r.tenant_key.clone(),
         version: r.schema_version.max(0) as u32,
+        by_another_run: !matches!(seen, Some(Status::Active | Status::Migrating)),
     };
     let from = match &record {
         Some(r) if matches!(r.status, Status::Active | Status::Migrating) => return Ok(exists(r)),
@@ -192,7 +203,7 @@ fn provision_steps(
     match registration {
         Ok(true) => *registered = true,
         // Another process changed the row meanwhile: see what it is now.
-        Ok(false) => return rejoin(op, renderer, req, registered),
+        Ok(false) => return rejoin(op, renderer, req, seen, registered),
         Err(RegisterError::Taken) if atomic => return Err(KeyTaken(key.to_string()).into()),
         Err(RegisterError::Taken) => {
             if op
@@ -201,7 +212,7 @@ fn provision_steps(
             {
                 return Err(KeyTaken(key.to_string()).into());
             }
-            return rejoin(op, renderer, req, registered);
+            return rejoin(op, renderer, req, seen, registered);
         }
         Err(RegisterError::Db(e)) => return Err(e.into()),
     }
@@ -246,7 +257,11 @@ fn provision_steps(
             version,
         }),
         Err(e) if e.is::<Changed>() => match op.registry(|sys| registry::get(sys, name))? {
-            Some(r) if r.status == Status::Active => Ok(exists(&r)),
+            Some(r) if r.status == Status::Active => Ok(ProvisionOutcome::Exists {
+                tenant_key: r.tenant_key,
+                version: r.schema_version.max(0) as u32,
+                by_another_run: true,
+            }),
             other => bail!(
                 "tenant {name} changed while it was being provisioned (now {}): run again",
                 other.map(|r| r.status.to_string()).unwrap_or("gone".into())
@@ -267,16 +282,18 @@ fn rejoin(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
     req: &ProvisionRequest,
+    seen: Option<Status>,
     registered: &mut bool,
 ) -> anyhow::Result<ProvisionOutcome> {
     let name = req.username.as_str();
     match op.registry(|sys| registry::get(sys, name))? {
         Some(r) if r.status == Status::Provisioning || r.status == Status::Failed => {
-            provision_steps(op, renderer, req, registered)
+            provision_steps(op, renderer, req, seen, registered)
         }
         Some(r) if r.status == Status::Active => Ok(ProvisionOutcome::Exists {
             tenant_key: r.tenant_key,
             version: r.schema_version.max(0) as u32,
+            by_another_run: true,
         }),
         other => bail!(
             "tenant {name} changed while it was being provisioned (now {}): run again",
@@ -484,6 +501,9 @@ fn deprovision_steps(
     if record.status == Status::Deprovisioned {
         return Ok(DeprovisionOutcome::AlreadyRemoved);
     }
+    // Audit rows a killed sweep left staged in the tenant's file (SQLite)
+    // go to pf_audit_log before the file goes.
+    op.flush_audit(key)?;
     let generation = match record
         .claimed_by
         .as_deref()

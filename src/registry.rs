@@ -460,8 +460,12 @@ pub struct Claim {
 ///
 /// With `row_lock` (PostgreSQL, inside the caller's transaction) the row is
 /// locked with `FOR UPDATE SKIP LOCKED` until that transaction ends, so a
-/// killed process's claims vanish with its connection. Without, the claim
-/// is committed as `migrating` with the run's id, which the final update checks.
+/// killed process's claims vanish with its connection. Without (SQLite,
+/// Oracle), the claim is committed as `migrating` with the run's id, which
+/// the final update checks; the caller holds the tenant's lock meanwhile
+/// ([`crate::operation::Guard::Claim`]: a file lock, a DBMS_LOCK session
+/// lock), which a run gives up only when it ends or dies. So a `migrating`
+/// row whose lock the caller got belongs to no live run, and is taken over.
 pub fn claim(
     conn: &mut dyn Connection,
     username: &str,

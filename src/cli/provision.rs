@@ -103,6 +103,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 
     let mut created = 0;
     let mut existing = 0;
+    let mut by_others = 0;
     let mut failed: Vec<String> = Vec::new();
     let mut report = Vec::new();
     for (req, result) in requests.iter().zip(results) {
@@ -131,9 +132,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                             ));
                         }
                     }
-                    ProvisionOutcome::Exists { version, .. } => {
+                    ProvisionOutcome::Exists {
+                        version,
+                        by_another_run,
+                        ..
+                    } => {
                         existing += 1;
-                        if requests.len() <= 20 {
+                        by_others += usize::from(*by_another_run);
+                        if requests.len() > 20 {
+                        } else if *by_another_run {
+                            ctx.say(format!("{user} was provisioned by another run meanwhile{key_note}, at version {version}: nothing to do"));
+                        } else {
                             ctx.say(format!("{user} already exists{key_note} at version {version}: nothing to do"));
                         }
                     }
@@ -168,12 +177,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.print_json(&serde_json::json!({
             "created": created,
             "existing": existing,
+            "by_another_run": by_others,
             "failed": report.iter().filter(|t| t["outcome"] == "failed").cloned().collect::<Vec<_>>(),
             "tenants": report,
         }));
     } else if requests.len() > 1 {
+        let others = if by_others > 0 {
+            format!(" ({by_others} provisioned by another run meanwhile)")
+        } else {
+            String::new()
+        };
         ctx.say(format!(
-            "{created} provisioned, {existing} already existed, {} failed",
+            "{created} provisioned, {existing} already existed{others}, {} failed",
             failed.len()
         ));
     }

@@ -332,8 +332,10 @@ pub trait Connection: Send {
     /// Serializes work on one tenant (or the system schema) across processes.
     /// PostgreSQL: a transaction advisory lock (call inside a transaction;
     /// released at commit or when the connection dies). Oracle: a DBMS_LOCK
-    /// session lock, released by `unlock` or when the session dies. SQLite: the
-    /// database file's own write lock, taken by `begin`, so nothing to do here.
+    /// session lock, released by `unlock` or when the session dies. SQLite: an
+    /// OS lock on a lock file per tenant, released by `unlock` or when the
+    /// process dies (the system schema needs none: `begin` takes the file's
+    /// write lock).
     fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError>;
 
     /// Like `lock` but gives up at once; false if another process holds it.
@@ -794,6 +796,28 @@ impl<'db> Session<'db> {
             }
             _ => Ok(Some(TenantConnection::Shared(self.system.as_mut()))),
         }
+    }
+}
+
+/// A tenant's own connection and the session's system connection (SQLite).
+pub type TenantAndSystem<'s> = (Box<dyn Connection>, &'s mut dyn Connection);
+
+impl Session<'_> {
+    /// On SQLite, where a tenant lives in a file of its own: that file's
+    /// connection together with the main file's (None elsewhere, or when the
+    /// tenant has no file). Never creates the file.
+    pub fn tenant_apart(
+        &mut self,
+        key: &TenantKey,
+    ) -> Result<Option<TenantAndSystem<'_>>, DbError> {
+        let Target::Sqlite(t) = &self.db.target else {
+            return Ok(None);
+        };
+        let owner = t.deployment_id(self.system.as_mut())?;
+        let Some(conn) = t.open_tenant(key, Open::Existing, &owner, self.read_only)? else {
+            return Ok(None);
+        };
+        Ok(Some((Box::new(conn), self.system.as_mut())))
     }
 }
 

@@ -1,5 +1,6 @@
 //! SQLite through rusqlite's bundled library: WAL, a busy timeout, foreign keys on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -157,7 +158,8 @@ impl SqliteTarget {
     /// would fail on them even after the file was made writable.
     pub fn open_main(&self, read_only: bool) -> Result<SqliteConnection, DbError> {
         if !read_only {
-            let conn = SqliteConnection::open(&self.main, self.busy_timeout_ms)?;
+            let mut conn = SqliteConnection::open(&self.main, self.busy_timeout_ms)?;
+            conn.lock_dir = Some(self.tenant_dir.clone());
             // Deleted and updated rows (encryption keys above all) are
             // overwritten with zeros, not left in free pages and free space:
             // deleting a key must erase it. A page split or merge moves rows
@@ -229,6 +231,12 @@ impl SqliteTarget {
 pub struct SqliteConnection {
     conn: rusqlite::Connection,
     path: PathBuf,
+    /// Where tenant lock files live: the tenant folder (the main file's
+    /// connection only).
+    lock_dir: Option<PathBuf>,
+    /// The tenant locks this connection holds: open lock files with an OS
+    /// lock on them, which the kernel releases when the process dies.
+    locks: HashMap<String, std::fs::File>,
 }
 
 fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
@@ -331,6 +339,8 @@ impl SqliteConnection {
         Ok(SqliteConnection {
             conn,
             path: path.to_path_buf(),
+            lock_dir: None,
+            locks: HashMap::new(),
         })
     }
 
@@ -361,6 +371,8 @@ impl SqliteConnection {
         Ok(SqliteConnection {
             conn,
             path: path.to_path_buf(),
+            lock_dir: None,
+            locks: HashMap::new(),
         })
     }
 
@@ -447,6 +459,59 @@ impl SqliteConnection {
             ));
         }
         Ok(())
+    }
+}
+
+impl SqliteConnection {
+    /// A tenant's lock: an OS lock (flock) on `<username>.lock` in the
+    /// tenant folder, held until [`Connection::unlock`] or until the process
+    /// dies, so a killed run never leaves a tenant locked, and a claim whose
+    /// tenant lock someone else can take belongs to no live run. The file
+    /// write lock cannot serve here: it lasts one transaction, and a tenant
+    /// operation is several. The system schema needs none: its changes are
+    /// one `BEGIN IMMEDIATE` transaction. Lock files are never removed
+    /// (removing a locked file would let a second process lock a new one);
+    /// one another user created is opened read-only, which suffices for the
+    /// lock. Already held by this connection: true at once, as on Oracle.
+    fn file_lock(&mut self, name: &Lock<'_>, wait: bool) -> Result<bool, DbError> {
+        let (Lock::Tenant(username), Some(dir)) = (name, &self.lock_dir) else {
+            return Ok(true);
+        };
+        if self.locks.contains_key(*username) {
+            return Ok(true);
+        }
+        let path = dir.join(format!("{username}.lock"));
+        let failed = |e: std::io::Error| {
+            DbError::new(
+                DbErrorKind::Other,
+                format!(
+                    "cannot lock tenant {username} with {}: {e}: check that the folder is writable",
+                    path.display()
+                ),
+            )
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(failed)?,
+            Err(e) => return Err(failed(e)),
+        };
+        if wait {
+            file.lock().map_err(failed)?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+            }
+        }
+        self.locks.insert(username.to_string(), file);
+        Ok(true)
     }
 }
 
@@ -576,15 +641,19 @@ impl Connection for SqliteConnection {
         ))
     }
 
-    fn lock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
-        Ok(())
+    fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        self.file_lock(name, true).map(|_| ())
     }
 
-    fn try_lock(&mut self, _name: &Lock<'_>) -> Result<bool, DbError> {
-        Ok(true)
+    fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        self.file_lock(name, false)
     }
 
-    fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
+    fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        if let Lock::Tenant(username) = name {
+            // Closing the file releases its lock.
+            self.locks.remove(*username);
+        }
         Ok(())
     }
 
@@ -771,5 +840,39 @@ impl Connection for SqliteConnection {
             .into_iter()
             .map(|r| (r[0].to_text(), r[1].to_text()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn main_connection(target: &SqliteTarget) -> SqliteConnection {
+        target.open_main(false).expect("open main file")
+    }
+
+    #[test]
+    fn tenant_locks_exclude_other_connections_until_released_or_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let target = SqliteTarget::from_url(&url, 1000).unwrap();
+        let (mut a, mut b) = (main_connection(&target), main_connection(&target));
+        let alice = Lock::Tenant("alice");
+        assert!(a.try_lock(&alice).unwrap());
+        // Held by this connection: granted again (as Oracle's DBMS_LOCK says 4).
+        assert!(a.try_lock(&alice).unwrap());
+        a.lock(&alice).unwrap();
+        // Another connection (another run) cannot take it, nor another
+        // tenant's lock stand in its way.
+        assert!(!b.try_lock(&alice).unwrap());
+        assert!(b.try_lock(&Lock::Tenant("bob")).unwrap());
+        a.unlock(&alice).unwrap();
+        assert!(b.try_lock(&alice).unwrap());
+        // A connection that goes away (a killed process) leaves nothing locked.
+        drop(b);
+        assert!(a.try_lock(&alice).unwrap());
+        assert!(target.tenant_dir.join("alice.lock").is_file());
+        // The system schema is guarded by BEGIN IMMEDIATE, not by a file.
+        assert!(a.try_lock(&Lock::System).unwrap());
     }
 }

@@ -292,21 +292,24 @@ pub fn sweep_unit(
     report
 }
 
-/// The audit row of one table: what every policy did to it in this run.
-fn audit_table(
-    conn: &mut dyn Connection,
+/// The audit row of one committed batch of a table (or of a stop or a
+/// failure, which commit none): `archived` and `deleted` are the rows this
+/// batch copied and deleted, so the rows of a table add up to exactly what
+/// left it, whenever a run was killed; `policies` is the table's progress in
+/// this run so far (the last row of a table sums it up). None when there is
+/// nothing to say.
+fn table_audit(
     tenant: Option<&TenantRecord>,
     table: &str,
+    batch: Batch,
     reports: &[TableReport],
     started: Instant,
     error: Option<&str>,
-) -> Result<(), crate::db::DbError> {
-    let archived: u64 = reports.iter().map(|r| r.archived).sum();
-    let deleted: u64 = reports.iter().map(|r| r.deleted).sum();
+) -> Option<(AuditEntry, String)> {
     let stopped = reports.iter().any(|r| r.rows_left.is_some());
     // Rows are audited where something changed, or went wrong.
-    if archived == 0 && deleted == 0 && error.is_none() && !stopped {
-        return Ok(());
+    if batch.archived == 0 && batch.deleted == 0 && error.is_none() && !stopped {
+        return None;
     }
     let mut entry = AuditEntry::new("retention.sweep", "table", table, "retention");
     entry.started = started;
@@ -316,12 +319,23 @@ fn audit_table(
         "username": tenant.map(|t| t.username.clone()),
         "tenant_key": tenant.map(|t| t.tenant_key.clone()),
         "table": table,
-        "archived": archived,
-        "deleted": deleted,
+        "archived": batch.archived,
+        "deleted": batch.deleted,
         "stopped": stopped,
         "policies": reports,
     });
-    audit::write_details(conn, &entry, Some(&details.to_string()))
+    Some((entry, details.to_string()))
+}
+
+/// Writes [`table_audit`]'s row, if any.
+fn write_audit(
+    conn: &mut dyn Connection,
+    row: Option<(AuditEntry, String)>,
+) -> Result<(), crate::db::DbError> {
+    match row {
+        Some((entry, details)) => audit::write_details(conn, &entry, Some(&details)),
+        None => Ok(()),
+    }
 }
 
 /// The children of `def` in `key`'s tables (a real sweep: every child row
@@ -381,6 +395,44 @@ impl InProgress {
     fn reports(&self) -> Vec<TableReport> {
         self.done.iter().chain(&self.active).cloned().collect()
     }
+
+    /// The row of a stop or a failure in this table: the table's progress,
+    /// no counts (its batches have their own rows).
+    fn audit_end(
+        &self,
+        conn: &mut dyn Connection,
+        tenant: &TenantRecord,
+        error: Option<&str>,
+    ) -> Result<(), crate::db::DbError> {
+        let reports = self.reports();
+        write_audit(
+            conn,
+            table_audit(
+                Some(tenant),
+                &self.table,
+                Batch::default(),
+                &reports,
+                self.started,
+                error,
+            ),
+        )
+    }
+}
+
+/// The audit row of a batch that `table` (the policy in progress, before the
+/// batch) just did.
+fn batch_audit(
+    tenant: &TenantRecord,
+    current: &Option<InProgress>,
+    table: &TableReport,
+    batch: Batch,
+    started: Instant,
+) -> Option<(AuditEntry, String)> {
+    let c = current.as_ref()?;
+    let mut now = table.clone();
+    now.add(&batch);
+    let reports: Vec<TableReport> = c.done.iter().cloned().chain([now]).collect();
+    table_audit(Some(tenant), &c.table, batch, &reports, started, None)
 }
 
 fn sweep_tenant(
@@ -417,14 +469,7 @@ fn sweep_tenant(
     );
     op.finish(result, |sys, message| {
         if let Some(c) = &current {
-            audit_table(
-                sys,
-                Some(tenant),
-                &c.table,
-                &c.reports(),
-                c.started,
-                Some(message),
-            )?;
+            c.audit_end(sys, tenant, Some(message))?;
         }
         Ok(())
     })
@@ -473,6 +518,8 @@ fn tenant_steps(
         })?
         .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
     op.checkpoint()?;
+    // Audit rows a killed run left staged (SQLite) go in before anything moves.
+    op.flush_audit(&key)?;
 
     let limit = options.batch_size;
     for (def, policies) in steps {
@@ -485,7 +532,7 @@ fn tenant_steps(
             active: None,
             started: Instant::now(),
         });
-        for (i, p) in policies.iter().enumerate() {
+        for p in policies {
             let sweep = Sweep {
                 live: &live,
                 archive,
@@ -496,7 +543,6 @@ fn tenant_steps(
                 action: p.policy.action(),
             };
             let mut table = TableReport::new(&live, p);
-            let last_policy = i + 1 == policies.len();
             let chunk = limit.saturating_mul(CHUNK_BATCHES);
             // Each round counts what is due (one scan, no sort): nothing due
             // costs no batch, and when one batch takes all that is due its
@@ -528,14 +574,22 @@ fn tenant_steps(
                     None
                 } else {
                     let all = due <= limit;
+                    let started = Instant::now();
                     let (batch, left) = op
-                        .tenant(&key, Open::Existing, |conn| {
-                            if all {
-                                Ok((archive::sweep_all_due(conn, &sweep, &plan.started)?, false))
-                            } else {
-                                archive::sweep_batch(conn, &sweep, limit, &plan.started)
-                            }
-                        })?
+                        .tenant_audited(
+                            &key,
+                            |conn| {
+                                if all {
+                                    Ok((
+                                        archive::sweep_all_due(conn, &sweep, &plan.started)?,
+                                        false,
+                                    ))
+                                } else {
+                                    archive::sweep_batch(conn, &sweep, limit, &plan.started)
+                                }
+                            },
+                            |(b, _)| batch_audit(tenant, current, &table, *b, started),
+                        )?
                         .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                     more = left;
                     found += u64::from(!all);
@@ -543,7 +597,7 @@ fn tenant_steps(
                     Some(batch)
                 };
                 counted = Some(due.saturating_sub(batch.map(|b| b.selected).unwrap_or(0)));
-                batch_done(op, tenant, current, &table, last_policy && !more)?;
+                batch_done(op, current, &table)?;
             }
             while more {
                 let ids = op
@@ -552,27 +606,20 @@ fn tenant_steps(
                     })?
                     .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                 more = ids.len() as u64 >= chunk;
-                let batches = ids.len().div_ceil(limit as usize);
-                for (n, batch_ids) in ids.chunks(limit as usize).enumerate() {
+                for batch_ids in ids.chunks(limit as usize) {
                     if stop.check().is_some() {
                         return stop_here(op, &key, &sweep, table, tenant, report, current);
                     }
+                    let started = Instant::now();
                     let batch = op
-                        .tenant(&key, Open::Existing, |conn| {
-                            archive::move_ids(conn, &sweep, batch_ids, &plan.started)
-                        })?
+                        .tenant_audited(
+                            &key,
+                            |conn| archive::move_ids(conn, &sweep, batch_ids, &plan.started),
+                            |b| batch_audit(tenant, current, &table, *b, started),
+                        )?
                         .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                     table.add(&batch);
-                    batch_done(
-                        op,
-                        tenant,
-                        current,
-                        &table,
-                        last_policy && !more && n + 1 == batches,
-                    )?;
-                }
-                if ids.is_empty() {
-                    batch_done(op, tenant, current, &table, last_policy)?;
+                    batch_done(op, current, &table)?;
                 }
             }
             if let Some(c) = current.as_mut() {
@@ -586,25 +633,15 @@ fn tenant_steps(
     Ok(())
 }
 
-/// After a batch: its counts go into the table's report, and when it was the
-/// table's last, the table's audit row is written in the batch's own
-/// transaction where the backend keeps one open (PostgreSQL; elsewhere right
-/// after it); then the batch is made durable.
+/// After a batch (audited in its own transaction): its counts go into the
+/// table's report, and the batch is made durable.
 fn batch_done(
     op: &mut TenantOp<'_, '_>,
-    tenant: &TenantRecord,
     current: &mut Option<InProgress>,
     table: &TableReport,
-    last_of_table: bool,
 ) -> anyhow::Result<()> {
     if let Some(c) = current.as_mut() {
         c.active = Some(table.clone());
-        if last_of_table {
-            let c = &*c;
-            op.registry(|sys| {
-                audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None)
-            })?;
-        }
     }
     Ok(op.checkpoint()?)
 }
@@ -625,7 +662,7 @@ fn stop_here(
     if let Some(c) = current.as_mut() {
         c.active = Some(table);
         let c = &*c;
-        op.registry(|sys| audit_table(sys, Some(tenant), &c.table, &c.reports(), c.started, None))?;
+        op.registry(|sys| c.audit_end(sys, tenant, None))?;
     }
     *current = None;
     report.status = UnitStatus::Stopped;
@@ -669,7 +706,7 @@ fn sweep_system(
         let started = Instant::now();
         let archive = archives.iter().find(|a| a.live == *table);
         let mut done: Vec<TableReport> = Vec::new();
-        for (i, p) in policies.iter().enumerate() {
+        for p in policies {
             let sweep = Sweep {
                 live: table,
                 archive,
@@ -686,11 +723,15 @@ fn sweep_system(
                     done.push(t.clone());
                     report.tables.push(t);
                     let mut tx = Tx::begin(sys)?;
-                    audit_table(&mut *tx, None, table, &done, started, None)?;
+                    write_audit(
+                        &mut *tx,
+                        table_audit(None, table, Batch::default(), &done, started, None),
+                    )?;
                     tx.commit()?;
                     report.status = UnitStatus::Stopped;
                     return Ok(());
                 }
+                let batch_started = Instant::now();
                 let mut tx = Tx::begin(sys)?;
                 let (batch, more) =
                     match archive::sweep_batch(&mut *tx, &sweep, limit, &plan.started) {
@@ -702,13 +743,16 @@ fn sweep_system(
                             let message = crate::error::one_line(&e);
                             let _ = (|| -> Result<(), crate::db::DbError> {
                                 let mut tx = Tx::begin(sys)?;
-                                audit_table(
+                                write_audit(
                                     &mut *tx,
-                                    None,
-                                    table,
-                                    &so_far,
-                                    started,
-                                    Some(&message),
+                                    table_audit(
+                                        None,
+                                        table,
+                                        Batch::default(),
+                                        &so_far,
+                                        started,
+                                        Some(&message),
+                                    ),
                                 )?;
                                 tx.commit()
                             })();
@@ -717,11 +761,13 @@ fn sweep_system(
                     };
                 t.add(&batch);
                 let last = !more;
-                if last && i + 1 == policies.len() {
-                    let mut all = done.clone();
-                    all.push(t.clone());
-                    audit_table(&mut *tx, None, table, &all, started, None)?;
-                }
+                // Each batch audited in its own transaction.
+                let mut all = done.clone();
+                all.push(t.clone());
+                write_audit(
+                    &mut *tx,
+                    table_audit(None, table, batch, &all, batch_started, None),
+                )?;
                 tx.commit()?;
                 if last {
                     break;
@@ -1093,36 +1139,40 @@ fn restore_steps(
 
     let mut out = Vec::new();
     for (t, ids) in &planned {
-        let started = Instant::now();
         let mut restored = Restored {
             table: t.live.clone(),
             rows: 0,
             batches: 0,
         };
-        let chunks: Vec<&[String]> = ids.chunks(batch_size.max(1) as usize).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
+        for chunk in ids.chunks(batch_size.max(1) as usize) {
             let binds: Vec<Value> = chunk.iter().map(|id| Value::Text(id.clone())).collect();
-            let n = op
-                .tenant(&key, Open::Existing, |conn| {
-                    archive::restore_batch(conn, t, &binds, since.as_deref())
-                })?
-                .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
-            restored.rows += n;
-            restored.batches += 1;
-            if i + 1 == chunks.len() {
+            let batch_started = Instant::now();
+            // Each batch audited in the transaction that commits it:
+            // `restored` is the batch's rows, `table_restored` the table's so far.
+            let audit = |n: &u64| {
                 let mut entry =
                     AuditEntry::new("retention.restore", "table", &t.live, "retention restore");
-                entry.started = started;
+                entry.started = batch_started;
                 entry.user_id = tenant.user_id.clone();
                 let details = serde_json::json!({
                     "username": name,
                     "tenant_key": key.as_str(),
                     "table": t.live,
-                    "restored": restored.rows,
-                    "batches": restored.batches,
+                    "restored": n,
+                    "table_restored": restored.rows + n,
+                    "batches": restored.batches + 1,
                 });
-                op.registry(|sys| audit::write_details(sys, &entry, Some(&details.to_string())))?;
-            }
+                Some((entry, details.to_string()))
+            };
+            let n = op
+                .tenant_audited(
+                    &key,
+                    |conn| archive::restore_batch(conn, t, &binds, since.as_deref()),
+                    audit,
+                )?
+                .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+            restored.rows += n;
+            restored.batches += 1;
             op.checkpoint()?;
         }
         out.push(restored);

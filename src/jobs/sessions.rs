@@ -22,9 +22,11 @@ pub struct Purge {
 }
 
 /// Deletes the sessions whose `expires_at` is past, `batch_size` rows per
-/// transaction, oldest first; one audit row, in the last batch's transaction.
+/// transaction, oldest first. Each batch is audited in its own transaction
+/// (`deleted`: its rows; `run_deleted`: the run's so far; the last row has
+/// `"last": true`), so a killed purge leaves no deleted row unaudited; a
+/// purge that finds nothing writes one row saying so.
 pub fn purge(session: &mut Session<'_>, batch_size: u64, dry_run: bool) -> anyhow::Result<Purge> {
-    let started = Instant::now();
     let now = archive::generation_now();
     let sweep = Sweep {
         live: SESSIONS,
@@ -47,6 +49,7 @@ pub fn purge(session: &mut Session<'_>, batch_size: u64, dry_run: bool) -> anyho
         return Ok(out);
     }
     loop {
+        let started = Instant::now();
         let mut tx = Tx::begin(sys)?;
         let (batch, more) = archive::sweep_batch(&mut *tx, &sweep, batch_size, &now)?;
         out.deleted += batch.deleted;
@@ -54,13 +57,15 @@ pub fn purge(session: &mut Session<'_>, batch_size: u64, dry_run: bool) -> anyho
             out.batches += 1;
         }
         let last = !more;
-        if last {
+        if batch.deleted > 0 || (last && out.deleted == 0) {
             let mut entry = AuditEntry::new("sessions.purge", "table", SESSIONS, "sessions purge");
             entry.started = started;
             let details = serde_json::json!({
                 "table": SESSIONS,
-                "deleted": out.deleted,
+                "deleted": batch.deleted,
+                "run_deleted": out.deleted,
                 "batches": out.batches,
+                "last": last,
                 "expired_before": out.expired_before,
             });
             audit::write_details(&mut *tx, &entry, Some(&details.to_string()))?;

@@ -4,7 +4,9 @@
 mod common;
 
 mod audit_cmd;
+mod audit_trail;
 mod ci_examples;
+mod concurrent_runs;
 mod config;
 mod dba;
 mod hardening;

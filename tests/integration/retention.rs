@@ -37,7 +37,7 @@ fn stdout(out: &Output) -> String {
 }
 
 /// The policies shipped in the repository.
-fn default_policies() -> PathBuf {
+pub(crate) fn default_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
@@ -52,12 +52,12 @@ fn policies_dir(env: &Env, files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
-fn apply(env: &Env, dir: &Path) -> Json {
+pub(crate) fn apply(env: &Env, dir: &Path) -> Json {
     env.json(&["policies", "apply", "--dir", dir.to_str().unwrap()])
 }
 
 /// `days` ago as a timestamp, as the application stores it.
-fn ago(days: i64) -> String {
+pub(crate) fn ago(days: i64) -> String {
     let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
     format!(
         "{} {:02}:{:02}:{:02}",
@@ -81,7 +81,7 @@ fn lit(v: Option<&str>) -> String {
     v.map(|s| format!("'{s}'")).unwrap_or_else(|| "NULL".into())
 }
 
-fn count(rows: Vec<Vec<String>>) -> i64 {
+pub(crate) fn count(rows: Vec<Vec<String>>) -> i64 {
     rows[0][0].parse().expect("a count")
 }
 
@@ -483,7 +483,8 @@ fn default_policies_move_the_right_rows(env: &Env) {
         "sessions are never archived"
     );
 
-    // One audit row per tenant and table that changed, with the counts.
+    // One audit row per committed batch of each tenant and table that
+    // changed, with the batch's counts: per table they add up.
     let audit = env.system_rows(
         "SELECT entity_id, details, response_status FROM pf_audit_log WHERE action = 'retention.sweep' ORDER BY entity_id",
     );
@@ -492,14 +493,21 @@ fn default_policies_move_the_right_rows(env: &Env) {
         .map(|e| e.moved.keys().count())
         .sum::<usize>()
         + 2;
-    assert_eq!(audit.len(), moved_tables, "{audit:?}");
+    let mut deleted: BTreeMap<(Option<String>, String), u64> = BTreeMap::new();
     for row in &audit {
         assert_eq!(row[2], "200");
         let details: Json = serde_json::from_str(&row[1]).unwrap();
-        let key = details["tenant_key"].as_str();
-        let table = details["table"].as_str().unwrap();
+        let key = details["tenant_key"].as_str().map(str::to_string);
+        let table = details["table"].as_str().unwrap().to_string();
         assert_eq!(row[0], table);
-        let want = match key {
+        if table != "pf_user_sessions" {
+            assert_eq!(details["archived"], details["deleted"], "moves: {details}");
+        }
+        *deleted.entry((key, table)).or_default() += details["deleted"].as_u64().unwrap();
+    }
+    assert_eq!(deleted.len(), moved_tables, "{audit:?}");
+    for ((key, table), n) in deleted {
+        let want = match key.as_deref() {
             Some(key) => {
                 let short = table.trim_start_matches(&format!("pf_user_{key}_"));
                 expected[key].moved[short].len() as u64
@@ -507,7 +515,7 @@ fn default_policies_move_the_right_rows(env: &Env) {
             None if table == "pf_audit_log" => audit_go.len() as u64,
             None => sess_go.len() as u64,
         };
-        assert_eq!(details["deleted"].as_u64(), Some(want), "{details}");
+        assert_eq!(n, want, "{table}");
     }
     // Every policy completed: last_run is the run's start.
     let last_runs =
@@ -678,16 +686,16 @@ on_both_backends!(
 //    original row ends in exactly one place, with its contents.
 
 /// A small random number generator (no dependency): xorshift, seeded by time.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 impl Rng {
-    fn new() -> Rng {
+    pub(crate) fn new() -> Rng {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
         Rng(seed | 1)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -696,7 +704,7 @@ impl Rng {
 }
 
 /// `n` old messages of one conversation, ids `<tag>-<i>`.
-fn old_messages(env: &Env, key: &str, tag: &str, n: usize) {
+pub(crate) fn old_messages(env: &Env, key: &str, tag: &str, n: usize) {
     let created = ago(800);
     let sql = match env.backend {
         Backend::Sqlite => format!(
@@ -1398,10 +1406,13 @@ fn sessions_purge_and_failures(env: &Env) {
         env.system_rows("SELECT id FROM pf_user_sessions"),
         vec![vec!["live".to_string()]]
     );
+    // One audit row per batch, each with its own count.
     let audit = env.system_rows("SELECT details FROM pf_audit_log WHERE action = 'sessions.purge'");
-    assert_eq!(audit.len(), 1);
-    let details: Json = serde_json::from_str(&audit[0][0]).unwrap();
-    assert_eq!(details["deleted"], 2);
+    assert_eq!(audit.len(), 2);
+    for row in &audit {
+        let details: Json = serde_json::from_str(&row[0]).unwrap();
+        assert_eq!(details["deleted"], 1, "{details}");
+    }
 
     // Every tenant has old messages; bad's archive has a column its live
     // table lacks.

@@ -377,3 +377,22 @@ impl Env {
         }
     }
 }
+
+/// Two tests from one body `fn(&Env)`: `$sqlite` on SQLite, `$postgres` on
+/// the PostgreSQL test server (skipped without one; `$hint` names its database).
+macro_rules! on_both_backends {
+    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
+        #[test]
+        fn $sqlite() {
+            $body(&$crate::common::Env::sqlite());
+        }
+        #[test]
+        fn $postgres() {
+            let Some(server) = $crate::common::postgres_url() else {
+                return;
+            };
+            $body(&$crate::common::Env::postgres(&server, $hint));
+        }
+    };
+}
+pub(crate) use on_both_backends;
