@@ -166,6 +166,10 @@ fn provision_steps(
         Some(r) if r.status == Status::Deprovisioning => bail!(
             "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
         ),
+        // Completing it here would make it active without its rows.
+        Some(r) if r.status == Status::Importing => bail!(
+            "tenant {name} is being imported: finish with `pathfinder-db import <file>` (the same file), or remove it with `pathfinder-db import --cancel --as {name}`"
+        ),
         Some(r) => Some(r.status),
         None => None,
     };
@@ -325,6 +329,7 @@ fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
     matches!(
         crate::export::verify(path),
         Ok((header, _)) if header.username == record.username
+            && header.tenant_key == record.tenant_key
             && header.exported_at == registry::iso_utc(generation)
     )
 }
@@ -376,7 +381,8 @@ pub fn plan_deprovision(
     let mut reused_export = false;
     let export = match &options.export {
         Some(path) if tables_present => {
-            if record.status == Status::Deprovisioning && is_export_of_this_run(path, &record) {
+            let ours = is_export_of_this_run(path, &record);
+            if record.status == Status::Deprovisioning && ours {
                 // An interrupted run of this same deprovisioning wrote it
                 // completely (Oracle, where the drops commit one by one and
                 // some tables may remain): keep it, never overwrite it with
@@ -384,7 +390,10 @@ pub fn plan_deprovision(
                 reused_export = true;
                 None
             } else {
-                Some(ExportTarget::check(path, options.force, bytes)?)
+                // A run whose last commit failed wrote it, and the tenant
+                // stayed as it was (and may have changed since): a fresh
+                // export replaces it. Any other file needs --force.
+                Some(ExportTarget::check(path, options.force || ours, bytes)?)
             }
         }
         _ => None,
@@ -441,7 +450,8 @@ pub fn deprovision(
     };
     op.set_user_id(plan.record.user_id.clone());
     let mut undo: Option<(Status, Vec<String>)> = None;
-    let result = deprovision_steps(&mut op, renderer, plan, options, &mut undo);
+    let mut exported: Option<String> = None;
+    let result = deprovision_steps(&mut op, renderer, plan, options, &mut undo, &mut exported);
     op.finish(result, |sys, message| {
         match &undo {
             // Nothing was dropped: the tenant is as it was.
@@ -460,6 +470,11 @@ pub fn deprovision(
             }
             None => registry::note_error(sys, &name, message)?,
         }
+        // The export is in place although the run failed (its last commit,
+        // say): the generation is kept so that a re-run knows the file.
+        if let Some(claim) = &exported {
+            registry::remember_claim(sys, &name, claim)?;
+        }
         Ok(())
     })
 }
@@ -470,6 +485,7 @@ fn deprovision_steps(
     plan: &DeprovisionPlan,
     options: &DeprovisionOptions,
     undo: &mut Option<(Status, Vec<String>)>,
+    exported: &mut Option<String>,
 ) -> anyhow::Result<DeprovisionOutcome> {
     let name = plan.record.username.clone();
     let key = &plan.key;
@@ -541,8 +557,9 @@ fn deprovision_steps(
         }
         if let Some(target) = &plan.export {
             // The user's archived rows go too (they are dropped with the rest).
-            let exported = crate::export::tenant_tables(conn, key, &tables)?;
-            counts.1 = target.write(conn, &header, &exported)?.rows;
+            let rows = crate::export::tenant_tables(conn, key, &tables)?;
+            counts.1 = target.write(conn, &header, &rows)?.rows;
+            *exported = Some(format!("{DEPROVISION_CLAIM}{generation}"));
         }
         for t in &archives {
             archive::copy(conn, t, archive::Rows::All, &generation)?;

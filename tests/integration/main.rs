@@ -17,5 +17,6 @@ mod render_cli;
 mod render_snapshots;
 mod retention;
 mod schema_parity;
+mod second_round;
 mod summary_parity;
 mod value_checks;
