@@ -312,11 +312,15 @@ pub fn run() -> u8 {
                 // Clap's own tip names only the first letter: ours replaces it.
                 Some(hint) => {
                     let text = e.render().to_string();
-                    let text: Vec<&str> = text
-                        .lines()
-                        .filter(|l| !l.trim_start().starts_with("tip: to pass '"))
-                        .collect();
-                    eprintln!("{}\n{hint}", text.join("\n").trim_end());
+                    let mut lines: Vec<&str> = Vec::new();
+                    for line in text.lines() {
+                        let blank_again = line.trim().is_empty()
+                            && lines.last().is_some_and(|l| l.trim().is_empty());
+                        if !line.trim_start().starts_with("tip: to pass '") && !blank_again {
+                            lines.push(line);
+                        }
+                    }
+                    eprintln!("{}\n{hint}", lines.join("\n").trim_end());
                 }
                 None => {
                     let _ = e.print();
@@ -364,7 +368,7 @@ fn dash_value_hint(e: &clap::Error, args: impl Iterator<Item = String>) -> Optio
         if looks_like_name {
             let command = command.unwrap_or_else(|| "<command>".into());
             return Some(format!(
-                "hint: {arg:?} was read as options because it starts with '-'; to pass it as a value (a username), put `--` before it, after every option: `pathfinder-db {command} [options] -- {arg}`"
+                "hint: {arg:?} was read as options because it starts with '-'; to pass it as a value (a username, a file), put `--` before it, after every option: `pathfinder-db {command} [options] -- {arg}`"
             ));
         }
     }

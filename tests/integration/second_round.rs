@@ -150,10 +150,18 @@ fn killed_import_is_never_active(env: &Env) {
     env.ok(&["export", "alice", "--out", &file_arg]);
     let expected = (ROWS * 2) as i64;
 
+    // How long a whole import takes here: the kills land inside that span.
+    let started = Instant::now();
+    env.ok(&["import", &file_arg, "--as", "carol"]);
+    let span = started.elapsed().as_millis() as u64;
+    env.ok(&["deprovision", "carol", "--yes"]);
+
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
-    let (mut kills, mut importing_seen, mut finished, mut cancelled) = (0, 0, 0, 0);
+    let (mut kills, mut importing_seen, mut cancelled) = (0, 0, 0);
+    let mut finished = 1;
     let deadline = Instant::now() + Duration::from_secs(150);
-    // carol is new here: every import registers her afresh.
+    // carol was imported and deprovisioned once: each import takes her
+    // registry row from `deprovisioned`.
     while kills < 8 || (env.is_sqlite() && importing_seen < 2) {
         assert!(
             Instant::now() < deadline,
@@ -166,7 +174,7 @@ fn killed_import_is_never_active(env: &Env) {
             .stderr(Stdio::null())
             .spawn()
             .expect("start import");
-        std::thread::sleep(Duration::from_millis(30 + rng.below(1200)));
+        std::thread::sleep(Duration::from_millis(span / 5 + rng.below(span * 4 / 5)));
         let done = child.try_wait().unwrap().is_some();
         if !done {
             child.kill().unwrap(); // SIGKILL
@@ -189,8 +197,7 @@ fn killed_import_is_never_active(env: &Env) {
                     // as it was before the import (deprovisioned, or none).
                     let out = env.ok(&["import", "--cancel", "--as", "carol"]);
                     assert!(out.contains("removed"), "{out}");
-                    let before = if finished > 0 { "deprovisioned" } else { "" };
-                    assert_eq!(status_of(env, "carol"), before);
+                    assert_eq!(status_of(env, "carol"), "deprovisioned");
                     if env.is_sqlite() {
                         assert!(!common::sqlite_tenant_file(env.path(), "carol").exists());
                     }
