@@ -354,6 +354,13 @@ fn claimed_file(claim: Option<&str>) -> Option<&str> {
         .map(|(_, digest)| digest)
 }
 
+/// What other commands say of a tenant that is being imported.
+pub fn being_imported(name: &str) -> String {
+    format!(
+        "tenant {name} is being imported: finish with `pathfinder-db import <file>` (the same file), or remove it with `pathfinder-db import --cancel --as {name}`"
+    )
+}
+
 /// Whether an import's claim says the registry did not know the user before.
 fn claimed_new(claim: Option<&str>) -> bool {
     claim.is_some_and(|c| c.starts_with(&format!("{IMPORT_CLAIM}+new@")))
@@ -510,7 +517,10 @@ fn take_back(
         return Ok(false);
     }
     let new_user = claimed_new(record.claimed_by.as_deref());
-    let options = DeprovisionOptions::default();
+    let options = DeprovisionOptions {
+        importing: true,
+        ..DeprovisionOptions::default()
+    };
     if let Some(p) = provision::plan_deprovision(session, username, &options)? {
         provision::deprovision(session, renderer, &p, &options)?;
     }

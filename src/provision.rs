@@ -167,9 +167,7 @@ fn provision_steps(
             "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
         ),
         // Completing it here would make it active without its rows.
-        Some(r) if r.status == Status::Importing => bail!(
-            "tenant {name} is being imported: finish with `pathfinder-db import <file>` (the same file), or remove it with `pathfinder-db import --cancel --as {name}`"
-        ),
+        Some(r) if r.status == Status::Importing => bail!(crate::import::being_imported(name)),
         Some(r) => Some(r.status),
         None => None,
     };
@@ -301,6 +299,9 @@ pub struct DeprovisionOptions {
     pub export: Option<PathBuf>,
     /// Replace an existing export file.
     pub force: bool,
+    /// The caller is `import` taking back a tenant it left `importing`;
+    /// anyone else is sent to `import --cancel`.
+    pub importing: bool,
 }
 
 /// What a deprovisioning will do, found out before anything changes.
@@ -352,6 +353,10 @@ pub fn plan_deprovision(
     };
     if record.status == Status::Deprovisioned {
         return Ok(None);
+    }
+    if record.status == Status::Importing && !options.importing {
+        // Its way back is the import's: `deprovision --cancel` would make it active.
+        return Err(UsageError::new(crate::import::being_imported(name)).into());
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
     let file = session.database().sqlite_tenant_file(&key);

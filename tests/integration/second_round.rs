@@ -139,6 +139,19 @@ fn importing_is_shown(env: &Env, user: &str) {
     );
     env.run(&["migrate", "--all"]);
     assert_eq!(status_of(env, user), "importing");
+    // Its way out is the import's own (`deprovision --cancel` would make it active).
+    let deprovision = env.run(&["deprovision", user, "--yes"]);
+    assert_eq!(
+        deprovision.status.code(),
+        Some(2),
+        "{}",
+        stderr(&deprovision)
+    );
+    assert!(
+        stderr(&deprovision).contains("import --cancel"),
+        "{}",
+        stderr(&deprovision)
+    );
 }
 
 fn killed_import_is_never_active(env: &Env) {
