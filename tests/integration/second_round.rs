@@ -7,36 +7,11 @@
 
 use crate::common;
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::hardening::{audit_count, status_of, stderr, stdout};
 use common::{Backend, Env};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn status_of(env: &Env, user: &str) -> String {
-    env.system_rows(&format!(
-        "SELECT status FROM pf_tenants WHERE username = '{user}'"
-    ))
-    .first()
-    .map(|r| r[0].clone())
-    .unwrap_or_default()
-}
-
-fn audit_count(env: &Env, action: &str, user: &str, status: &str) -> usize {
-    env.system_rows(&format!(
-        "SELECT COUNT(*) FROM pf_audit_log WHERE action = '{action}' AND entity_id = '{user}' \
-         AND response_status = {status}"
-    ))[0][0]
-        .parse()
-        .unwrap()
-}
 
 fn rows_of(env: &Env, key: &str, table: &str) -> i64 {
     env.tenant_rows(key, &format!("SELECT COUNT(*) FROM pf_user_{key}_{table}"))[0][0]
@@ -396,7 +371,7 @@ fn full_disk_during_migrate_is_named_sqlite() {
     let work = common::tempdir();
     let disk = work.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("pathfinder-db");
+    let bin = env!("CARGO_BIN_EXE_pathfinder-db");
     let script = r#"
 set -u
 mount -t tmpfs -o size=3m tmpfs "$DISK" || exit 90
@@ -410,7 +385,7 @@ echo "exit=$?" >&2
     let out = std::process::Command::new("unshare")
         .args(["-rm", "sh", "-c", script])
         .env("DISK", &disk)
-        .env("BIN", &bin)
+        .env("BIN", bin)
         .env_remove("PATHFINDER_DATABASE_URL")
         .current_dir(work.path())
         .output()
