@@ -141,6 +141,16 @@ pub fn plan(
     });
     if let Some(r) = record
         .as_ref()
+        .filter(|r| resumes && r.tenant_key != key.as_str())
+    {
+        return Err(UsageError::new(format!(
+            "the interrupted import of {username} uses tenant key \"{}\": run it again with --tenant-key {}, or remove it with `pathfinder-db import --cancel --as {username}`",
+            r.tenant_key, r.tenant_key
+        ))
+        .into());
+    }
+    if let Some(r) = record
+        .as_ref()
         .filter(|r| r.status == Status::Importing && !resumes)
     {
         return Err(UsageError::new(format!(
@@ -427,7 +437,7 @@ fn import_steps(
     let claim = import_claim(&plan.header, &plan.manifest, plan.new_user);
     let taken = |status: &dyn std::fmt::Display| {
         anyhow::anyhow!(
-            "user {name} was {status} by another command meanwhile: nothing was imported"
+            "user {name} is {status} here now (another command got there first): nothing was imported"
         )
     };
     let registration = match &record {
@@ -792,6 +802,38 @@ impl Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_claim_names_the_file_and_whether_the_user_was_new() {
+        let header = Header::for_tenant(
+            "alice",
+            "alice",
+            3,
+            crate::dialect::Dialect::Sqlite,
+            "2026-01-01T00:00:00Z".into(),
+        );
+        let manifest = Manifest {
+            tables: vec![export::TableSummary {
+                table: "experiences".into(),
+                rows: 1,
+                sha256: "ab".into(),
+            }],
+            rows: 1,
+        };
+        let new = import_claim(&header, &manifest, true);
+        let known = import_claim(&header, &manifest, false);
+        assert!(claimed_new(Some(&new)) && !claimed_new(Some(&known)));
+        assert_eq!(claimed_file(Some(&new)), claimed_file(Some(&known)));
+        let mut changed = manifest.clone();
+        changed.tables[0].sha256 = "cd".into();
+        assert_ne!(
+            claimed_file(Some(&import_claim(&header, &changed, true))),
+            claimed_file(Some(&new))
+        );
+        // Other claims are not imports.
+        assert_eq!(claimed_file(Some("deprovision@2026-01-01 00:00:00")), None);
+        assert_eq!(claimed_file(None), None);
+    }
 
     #[test]
     fn values_compare_by_meaning() {
