@@ -527,12 +527,8 @@ fn take_back(
         return Ok(false);
     }
     let new_user = claimed_new(record.claimed_by.as_deref());
-    let options = DeprovisionOptions {
-        importing: true,
-        ..DeprovisionOptions::default()
-    };
-    if let Some(p) = provision::plan_deprovision(session, username, &options)? {
-        provision::deprovision(session, renderer, &p, &options)?;
+    if let Some(p) = provision::plan_import_take_back(session, username)? {
+        provision::deprovision(session, renderer, &p, &DeprovisionOptions::default())?;
     }
     if new_user {
         let sys = session.system();

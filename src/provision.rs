@@ -299,9 +299,6 @@ pub struct DeprovisionOptions {
     pub export: Option<PathBuf>,
     /// Replace an existing export file.
     pub force: bool,
-    /// The caller is `import` taking back a tenant it left `importing`;
-    /// anyone else is sent to `import --cancel`.
-    pub importing: bool,
 }
 
 /// What a deprovisioning will do, found out before anything changes.
@@ -344,6 +341,24 @@ pub fn plan_deprovision(
     username: &Username,
     options: &DeprovisionOptions,
 ) -> anyhow::Result<Option<DeprovisionPlan>> {
+    plan_removal(session, username, options, false)
+}
+
+/// [`plan_deprovision`] for `import`, taking back a tenant it left
+/// `importing` (anyone else is sent to `import --cancel`).
+pub(crate) fn plan_import_take_back(
+    session: &mut Session<'_>,
+    username: &Username,
+) -> anyhow::Result<Option<DeprovisionPlan>> {
+    plan_removal(session, username, &DeprovisionOptions::default(), true)
+}
+
+fn plan_removal(
+    session: &mut Session<'_>,
+    username: &Username,
+    options: &DeprovisionOptions,
+    importing: bool,
+) -> anyhow::Result<Option<DeprovisionPlan>> {
     let name = username.as_str();
     let Some(record) = registry::get(session.system(), name)? else {
         return Err(UsageError::new(format!(
@@ -354,7 +369,7 @@ pub fn plan_deprovision(
     if record.status == Status::Deprovisioned {
         return Ok(None);
     }
-    if record.status == Status::Importing && !options.importing {
+    if record.status == Status::Importing && !importing {
         // Its way back is the import's: `deprovision --cancel` would make it active.
         return Err(UsageError::new(crate::import::being_imported(name)).into());
     }

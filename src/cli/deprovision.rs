@@ -51,7 +51,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         archive: args.archive,
         export: args.export.clone(),
         force: args.force,
-        importing: false,
     };
 
     // Everything that can be checked, for every user, before anything changes.
