@@ -24,7 +24,10 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<String>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("table-templates");
+    // Read at run time: a build script binary reused from another checkout (a
+    // copied target folder) must still embed this checkout's templates.
+    let root =
+        Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("table-templates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut names = Vec::new();
     collect(&root, &root, &mut names);

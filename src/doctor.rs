@@ -240,7 +240,7 @@ fn system_schema(session: &mut Session<'_>, renderer: &Renderer, checks: &mut Ve
     !applied.is_empty()
 }
 
-/// Tenants stuck in provisioning, migrating or deprovisioning, or failed.
+/// Tenants stuck in provisioning, migrating, deprovisioning or importing, or failed.
 fn unsettled(
     tenants: &[TenantRecord],
     checks: &mut Vec<Check>,
@@ -251,7 +251,11 @@ fn unsettled(
         .filter(|t| {
             matches!(
                 t.status,
-                Status::Provisioning | Status::Migrating | Status::Failed | Status::Deprovisioning
+                Status::Provisioning
+                    | Status::Migrating
+                    | Status::Failed
+                    | Status::Deprovisioning
+                    | Status::Importing
             )
         })
         .collect();
@@ -288,6 +292,9 @@ fn unsettled(
     }
     if has(Status::Deprovisioning) {
         fixes.push("`pathfinder-db deprovision <user> --yes` finishes a deprovisioning, `--cancel` takes it back");
+    }
+    if has(Status::Importing) {
+        fixes.push("`pathfinder-db import <file>` again finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it");
     }
     checks.push(Check::fail(
         "tenants",

@@ -241,7 +241,8 @@ impl ExportTarget {
                     }
                     Ok(())
                 },
-            )?;
+            )
+            .with_context(|| format!("cannot export table {object}"))?;
             if let Some(e) = failure {
                 return Err(e)
                     .with_context(|| format!("cannot write the export {}", self.path.display()));

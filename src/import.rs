@@ -5,10 +5,13 @@
 //! file against its manifest (counts and checksums), its schema version
 //! against the templates, every table and column against that version, the
 //! name against the dialect, and that neither the user nor its tenant key has
-//! objects here. Then the tenant is provisioned at the file's version
-//! ([`crate::provision::provision`]) and the rows are loaded, parents before
-//! children, with binds, in one transaction where the dialect allows it
-//! (PostgreSQL; on SQLite one transaction on the tenant's file).
+//! objects here. Then the tenant is registered as `importing`, created at the
+//! file's version and the rows are loaded, parents before children, with
+//! binds, in one transaction where the dialect allows it (PostgreSQL; on
+//! SQLite one transaction on the tenant's file). It becomes `active` only
+//! after that, so a killed import never leaves an active tenant without its
+//! rows: running the same import again finishes it, `import --cancel`
+//! removes it.
 //!
 //! After loading, every table is read back and compared with the file, value
 //! for value: a value the database could not hold exactly (a timestamp with
@@ -38,8 +41,8 @@ use crate::error::UsageError;
 use crate::export::{self, Header, Manifest};
 use crate::jobs::archive;
 use crate::operation::{Guard, TenantOp};
-use crate::provision::{self, DeprovisionOptions, ProvisionOutcome, ProvisionRequest};
-use crate::registry::{self, Status};
+use crate::provision::{self, DeprovisionOptions};
+use crate::registry::{self, Changes, Status};
 use crate::render::{Renderer, Scope};
 use crate::tenant::{TABLES, TenantKey, Username};
 
@@ -128,11 +131,37 @@ pub fn plan(
     let tables = file_tables(&path, &manifest)?;
     check_shape(&tables, templates_dir, version)?;
 
-    // Neither the user nor its key may have anything here already.
+    // Neither the user nor its key may have anything here already, unless an
+    // interrupted run of this same import left it `importing`.
     let record = registry::get(session.system(), username.as_str())?;
+    let resumes = record.as_ref().is_some_and(|r| {
+        r.status == Status::Importing
+            && claimed_file(r.claimed_by.as_deref())
+                == claimed_file(Some(&import_claim(&header, &manifest, false)))
+    });
     if let Some(r) = record
         .as_ref()
-        .filter(|r| r.status != Status::Deprovisioned)
+        .filter(|r| resumes && r.tenant_key != key.as_str())
+    {
+        return Err(UsageError::new(format!(
+            "the interrupted import of {username} uses tenant key \"{}\": run it again with --tenant-key {}, or remove it with `pathfinder-db import --cancel --as {username}`",
+            r.tenant_key, r.tenant_key
+        ))
+        .into());
+    }
+    if let Some(r) = record
+        .as_ref()
+        .filter(|r| r.status == Status::Importing && !resumes)
+    {
+        return Err(UsageError::new(format!(
+            "user {username} is being imported here from another file (tenant {}): finish that import, or remove it with `pathfinder-db import --cancel --as {username}`",
+            r.tenant_key
+        ))
+        .into());
+    }
+    if let Some(r) = record
+        .as_ref()
+        .filter(|r| !matches!(r.status, Status::Deprovisioned | Status::Importing))
     {
         return Err(UsageError::new(format!(
             "user {username} exists already here (tenant {}, {}): import under another name with --as USER, or deprovision it first",
@@ -148,7 +177,7 @@ pub fn plan(
         ))
         .into());
     }
-    if let Some(found) = existing_objects(session, &key)? {
+    if let Some(found) = existing_objects(session, &key)?.filter(|_| !resumes) {
         return Err(UsageError::new(format!(
             "tenant key \"{key}\" has objects here already ({found}): choose another with --tenant-key KEY, or remove them"
         ))
@@ -162,7 +191,11 @@ pub fn plan(
         key,
         version,
         tables,
-        new_user: record.is_none(),
+        // A resumed import keeps what its first run knew.
+        new_user: match &record {
+            Some(r) if resumes => claimed_new(r.claimed_by.as_deref()),
+            other => other.is_none(),
+        },
     })
 }
 
@@ -302,40 +335,72 @@ fn read_rows(
     Ok(())
 }
 
-/// Why an import stopped (after its checks passed).
-enum Stop {
-    /// Another command provisioned the user meanwhile: not ours to undo.
-    Raced(anyhow::Error),
-    /// Ours to take back.
-    Failed(anyhow::Error),
+/// What `claimed_by` says while an import runs: the file's identity (so a
+/// re-run knows the import as its own) and whether the registry knew the user
+/// before (so taking it back forgets a user it made).
+fn import_claim(header: &Header, manifest: &Manifest, new_user: bool) -> String {
+    let mut h = Sha256::new();
+    for part in [&header.username, &header.tenant_key, &header.exported_at] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
+    }
+    for t in &manifest.tables {
+        h.update(t.table.as_bytes());
+        h.update(b" ");
+        h.update(t.sha256.as_bytes());
+        h.update(b"\n");
+    }
+    let digest: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let new = if new_user { "+new" } else { "" };
+    format!("{IMPORT_CLAIM}{new}@{digest}")
 }
 
-/// Runs a checked plan: provisions the tenant at the file's version, loads and
-/// verifies the rows; on failure takes everything back.
-/// `master_key` wraps the user's new encryption key, as `provision` does.
+const IMPORT_CLAIM: &str = "import";
+
+/// The file identity in an import's claim (without whether the user was new).
+fn claimed_file(claim: Option<&str>) -> Option<&str> {
+    claim?
+        .strip_prefix(IMPORT_CLAIM)?
+        .rsplit_once('@')
+        .map(|(_, digest)| digest)
+}
+
+/// What other commands say of a tenant that is being imported.
+pub fn being_imported(name: &str) -> String {
+    format!(
+        "tenant {name} is being imported: finish with `pathfinder-db import <file>` (the same file), or remove it with `pathfinder-db import --cancel --as {name}`"
+    )
+}
+
+/// Whether an import's claim says the registry did not know the user before.
+fn claimed_new(claim: Option<&str>) -> bool {
+    claim.is_some_and(|c| c.starts_with(&format!("{IMPORT_CLAIM}+new@")))
+}
+
+/// Runs a checked plan: registers the tenant as `importing`, creates its
+/// objects at the file's version, loads and verifies the rows, and only then
+/// makes it active (audited in that same transaction). On PostgreSQL all of it
+/// is one transaction; elsewhere a kill leaves the tenant `importing`, which
+/// the same import finishes and `import --cancel` removes. On failure
+/// everything is taken back. `master_key` wraps the user's new encryption
+/// key, as `provision` does.
 pub fn import(
     session: &mut Session<'_>,
     renderer: &Renderer,
     plan: &ImportPlan,
     master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
 ) -> anyhow::Result<ImportOutcome> {
-    let req = ProvisionRequest {
-        username: plan.username.clone(),
-        tenant_key: Some(plan.key.to_string()),
-        target_version: Some(plan.version),
-        master_key,
+    let name = plan.username.as_str();
+    let Some(mut op) = TenantOp::begin(session, name, "tenant.import", "import", Guard::Wait)?
+    else {
+        bail!("tenant {name} is locked by another process");
     };
-    let result = match provision::provision(session, renderer, &req) {
-        Ok(ProvisionOutcome::Created { .. }) => {
-            load_tenant(session, renderer, plan).map_err(Stop::Failed)
-        }
-        Ok(ProvisionOutcome::Exists { .. }) => Err(Stop::Raced(anyhow::anyhow!(
-            "user {} was provisioned by another command meanwhile: nothing was imported",
-            plan.username
-        ))),
-        Err(e) => Err(Stop::Failed(e)),
-    };
-    match result {
+    let mut ours = false;
+    let result = import_steps(&mut op, renderer, plan, master_key.as_deref(), &mut ours);
+    match op.finish(result, |_, _| Ok(())) {
         Ok(rows) => Ok(ImportOutcome {
             username: plan.username.to_string(),
             tenant_key: plan.key.to_string(),
@@ -343,14 +408,15 @@ pub fn import(
             rows,
             tables: plan.tables.clone(),
         }),
-        Err(Stop::Raced(e)) => Err(e),
-        Err(Stop::Failed(e)) => match take_back(session, renderer, plan) {
-            Ok(()) => Err(e.context(format!(
+        // Another command has the user: not ours to undo.
+        Err(e) if !ours => Err(e),
+        Err(e) => match take_back(session, renderer, &plan.username) {
+            Ok(_) => Err(e.context(format!(
                 "cannot import {}: nothing was kept",
                 plan.path.display()
             ))),
             Err(undo) => Err(e.context(format!(
-                "cannot import {}, and removing the half-made tenant failed too ({}): run `pathfinder-db deprovision {} --yes`",
+                "cannot import {}, and removing the half-made tenant failed too ({}): run `pathfinder-db import --cancel --as {}`",
                 plan.path.display(),
                 crate::error::one_line(&undo),
                 plan.username
@@ -359,49 +425,144 @@ pub fn import(
     }
 }
 
-/// Deprovisions what a failed import made (and forgets a user the registry
-/// did not know before).
+fn import_steps(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    plan: &ImportPlan,
+    master_key: Option<&crate::crypto::MasterKey>,
+    ours: &mut bool,
+) -> anyhow::Result<u64> {
+    let name = plan.username.as_str();
+    let key = plan.key.as_str();
+    // Read again under the lock: another command may have changed it.
+    let record = op.registry(|sys| registry::get(sys, name))?;
+    let user_id = op.registry(|sys| registry::user_id_of(sys, name))?;
+    op.set_user_id(user_id.clone());
+    let claim = import_claim(&plan.header, &plan.manifest, plan.new_user);
+    let taken = |status: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "user {name} is {status} here now (another command got there first): nothing was imported"
+        )
+    };
+    let registration = match &record {
+        None => op.registry(|sys| {
+            registry::insert_as(
+                sys,
+                name,
+                key,
+                user_id.as_deref(),
+                Status::Importing,
+                Some(&claim),
+            )
+            .map(|()| true)
+        }),
+        Some(r) if r.status == Status::Deprovisioned => op.registry(|sys| {
+            registry::restart_as(
+                sys,
+                name,
+                Status::Deprovisioned,
+                Status::Importing,
+                key,
+                user_id.as_deref(),
+                Some(&claim),
+            )
+        }),
+        Some(r)
+            if r.status == Status::Importing
+                && claimed_file(r.claimed_by.as_deref()) == claimed_file(Some(&claim)) =>
+        {
+            Ok(true)
+        }
+        Some(r) => return Err(taken(&r.status)),
+    };
+    match registration {
+        Ok(true) => *ours = true,
+        Ok(false) | Err(registry::RegisterError::Taken) => return Err(taken(&"registered")),
+        Err(registry::RegisterError::Db(e)) => return Err(e.into()),
+    }
+    let resumed = record.is_some_and(|r| r.status == Status::Importing);
+
+    let rows = op
+        .tenant(&plan.key, Open::Create, |conn| {
+            if resumed {
+                // What an interrupted run of this import left: start afresh.
+                conn.run_statements(&renderer.drop_tenant(&plan.key)?)?;
+            }
+            crate::migrate::apply_tenant(conn, renderer, &plan.key, Some(plan.version), false)?;
+            load(conn, renderer, plan)
+        })?
+        .ok_or_else(|| anyhow::anyhow!("the tenant file of {name} could not be created"))?;
+
+    // Active only now that every row is in and verified, audited in the
+    // same transaction.
+    op.complete(|sys| {
+        let done = registry::transition(
+            sys,
+            name,
+            &[Status::Importing],
+            Status::Active,
+            &Changes {
+                schema_version: Some(i64::from(plan.version)),
+                last_error: Some(None),
+                claimed_by: Some(None),
+            },
+        )?;
+        if !done {
+            bail!("tenant {name} changed while it was being imported: run the import again");
+        }
+        crate::keys::create_on_provision(sys, name, user_id.as_deref(), master_key)?;
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Removes what an import made, while the tenant is still `importing` (a
+/// failed import, or `import --cancel` after a kill), and forgets a user the
+/// registry did not know before. Nothing to do when the user is not importing.
 fn take_back(
     session: &mut Session<'_>,
     renderer: &Renderer,
-    plan: &ImportPlan,
-) -> anyhow::Result<()> {
-    let options = DeprovisionOptions::default();
-    if registry::get(session.system(), plan.username.as_str())?.is_none() {
-        return Ok(());
+    username: &Username,
+) -> anyhow::Result<bool> {
+    let Some(record) = registry::get(session.system(), username.as_str())? else {
+        return Ok(false);
+    };
+    if record.status != Status::Importing {
+        return Ok(false);
     }
-    if let Some(p) = provision::plan_deprovision(session, &plan.username, &options)? {
-        provision::deprovision(session, renderer, &p, &options)?;
+    let new_user = claimed_new(record.claimed_by.as_deref());
+    if let Some(p) = provision::plan_import_take_back(session, username)? {
+        provision::deprovision(session, renderer, &p, &DeprovisionOptions::default())?;
     }
-    if plan.new_user {
+    if new_user {
         let sys = session.system();
         let mut tx = crate::db::Tx::begin(sys)?;
-        registry::forget(&mut *tx, plan.username.as_str())?;
+        registry::forget(&mut *tx, username.as_str())?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(true)
 }
 
-fn load_tenant(
+/// `import --cancel`: removes the tenant an interrupted import left
+/// `importing` (its tables and, for a user the registry did not know before,
+/// its registry row).
+pub fn cancel(
     session: &mut Session<'_>,
     renderer: &Renderer,
-    plan: &ImportPlan,
-) -> anyhow::Result<u64> {
-    let name = plan.username.as_str();
-    let Some(mut op) = TenantOp::begin(session, name, "tenant.import", "import", Guard::Wait)?
-    else {
-        bail!("tenant {name} is locked by another process");
-    };
-    let result = (|| -> anyhow::Result<u64> {
-        let record = op.registry(|sys| registry::get(sys, name))?;
-        op.set_user_id(record.and_then(|r| r.user_id));
-        let rows = op
-            .tenant(&plan.key, Open::Existing, |conn| load(conn, renderer, plan))?
-            .ok_or_else(|| crate::operation::missing_tenant(op.session(), &plan.key, name))?;
-        op.complete(|_| Ok(()))?;
-        Ok(rows)
-    })();
-    op.finish(result, |_, _| Ok(()))
+    username: &Username,
+) -> anyhow::Result<()> {
+    match registry::get(session.system(), username.as_str())? {
+        None => Err(UsageError::new(format!(
+            "no tenant named {username}: `pathfinder-db tenants` lists them"
+        ))
+        .into()),
+        Some(r) if r.status != Status::Importing => Err(UsageError::new(format!(
+            "tenant {username} is {}, not importing: nothing to cancel",
+            r.status
+        ))
+        .into()),
+        Some(_) => take_back(session, renderer, username).map(|_| ()),
+    }
 }
 
 /// Rows are sent in batches of at most this many, or this many bytes.
@@ -641,6 +802,38 @@ impl Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_claim_names_the_file_and_whether_the_user_was_new() {
+        let header = Header::for_tenant(
+            "alice",
+            "alice",
+            3,
+            crate::dialect::Dialect::Sqlite,
+            "2026-01-01T00:00:00Z".into(),
+        );
+        let manifest = Manifest {
+            tables: vec![export::TableSummary {
+                table: "experiences".into(),
+                rows: 1,
+                sha256: "ab".into(),
+            }],
+            rows: 1,
+        };
+        let new = import_claim(&header, &manifest, true);
+        let known = import_claim(&header, &manifest, false);
+        assert!(claimed_new(Some(&new)) && !claimed_new(Some(&known)));
+        assert_eq!(claimed_file(Some(&new)), claimed_file(Some(&known)));
+        let mut changed = manifest.clone();
+        changed.tables[0].sha256 = "cd".into();
+        assert_ne!(
+            claimed_file(Some(&import_claim(&header, &changed, true))),
+            claimed_file(Some(&new))
+        );
+        // Other claims are not imports.
+        assert_eq!(claimed_file(Some("deprovision@2026-01-01 00:00:00")), None);
+        assert_eq!(claimed_file(None), None);
+    }
 
     #[test]
     fn values_compare_by_meaning() {

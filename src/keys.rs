@@ -489,6 +489,13 @@ pub fn ensure_targets(
                 ))
                 .into());
             }
+            // The import creates the key when it completes.
+            Some(r) if r.status == Status::Importing => {
+                return Err(UsageError::new(format!(
+                    "{user} is being imported: its key is created when the import completes"
+                ))
+                .into());
+            }
             Some(r) if matches!(r.status, Status::Deprovisioning | Status::Deprovisioned) => {
                 return Err(UsageError::new(format!(
                     "{user} is {}: provision it again before creating its key",

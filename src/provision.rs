@@ -177,6 +177,8 @@ fn provision_steps(
         Some(r) if r.status == Status::Deprovisioning => bail!(
             "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
         ),
+        // Completing it here would make it active without its rows.
+        Some(r) if r.status == Status::Importing => bail!(crate::import::being_imported(name)),
         Some(r) => Some(r.status),
         None => None,
     };
@@ -342,6 +344,7 @@ fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
     matches!(
         crate::export::verify(path),
         Ok((header, _)) if header.username == record.username
+            && header.tenant_key == record.tenant_key
             && header.exported_at == registry::iso_utc(generation)
     )
 }
@@ -355,6 +358,24 @@ pub fn plan_deprovision(
     username: &Username,
     options: &DeprovisionOptions,
 ) -> anyhow::Result<Option<DeprovisionPlan>> {
+    plan_removal(session, username, options, false)
+}
+
+/// [`plan_deprovision`] for `import`, taking back a tenant it left
+/// `importing` (anyone else is sent to `import --cancel`).
+pub(crate) fn plan_import_take_back(
+    session: &mut Session<'_>,
+    username: &Username,
+) -> anyhow::Result<Option<DeprovisionPlan>> {
+    plan_removal(session, username, &DeprovisionOptions::default(), true)
+}
+
+fn plan_removal(
+    session: &mut Session<'_>,
+    username: &Username,
+    options: &DeprovisionOptions,
+    importing: bool,
+) -> anyhow::Result<Option<DeprovisionPlan>> {
     let name = username.as_str();
     let Some(record) = registry::get(session.system(), name)? else {
         return Err(UsageError::new(format!(
@@ -364,6 +385,10 @@ pub fn plan_deprovision(
     };
     if record.status == Status::Deprovisioned {
         return Ok(None);
+    }
+    if record.status == Status::Importing && !importing {
+        // Its way back is the import's: `deprovision --cancel` would make it active.
+        return Err(UsageError::new(crate::import::being_imported(name)).into());
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
     let file = session.database().sqlite_tenant_file(&key);
@@ -393,7 +418,8 @@ pub fn plan_deprovision(
     let mut reused_export = false;
     let export = match &options.export {
         Some(path) if tables_present => {
-            if record.status == Status::Deprovisioning && is_export_of_this_run(path, &record) {
+            let ours = is_export_of_this_run(path, &record);
+            if record.status == Status::Deprovisioning && ours {
                 // An interrupted run of this same deprovisioning wrote it
                 // completely (Oracle, where the drops commit one by one and
                 // some tables may remain): keep it, never overwrite it with
@@ -401,7 +427,10 @@ pub fn plan_deprovision(
                 reused_export = true;
                 None
             } else {
-                Some(ExportTarget::check(path, options.force, bytes)?)
+                // A run whose last commit failed wrote it, and the tenant
+                // stayed as it was (and may have changed since): a fresh
+                // export replaces it. Any other file needs --force.
+                Some(ExportTarget::check(path, options.force || ours, bytes)?)
             }
         }
         _ => None,
@@ -462,7 +491,8 @@ pub fn deprovision(
     };
     op.set_user_id(plan.record.user_id.clone());
     let mut undo: Option<(Status, Vec<String>)> = None;
-    let result = deprovision_steps(&mut op, renderer, plan, options, &mut undo);
+    let mut exported: Option<String> = None;
+    let result = deprovision_steps(&mut op, renderer, plan, options, &mut undo, &mut exported);
     op.finish(result, |sys, message| {
         match &undo {
             // Nothing was dropped: the tenant is as it was.
@@ -481,6 +511,11 @@ pub fn deprovision(
             }
             None => registry::note_error(sys, &name, message)?,
         }
+        // The export is in place although the run failed (its last commit,
+        // say): the generation is kept so that a re-run knows the file.
+        if let Some(claim) = &exported {
+            registry::remember_claim(sys, &name, claim)?;
+        }
         Ok(())
     })
 }
@@ -491,6 +526,7 @@ fn deprovision_steps(
     plan: &DeprovisionPlan,
     options: &DeprovisionOptions,
     undo: &mut Option<(Status, Vec<String>)>,
+    exported: &mut Option<String>,
 ) -> anyhow::Result<DeprovisionOutcome> {
     let name = plan.record.username.clone();
     let key = &plan.key;
@@ -565,8 +601,9 @@ fn deprovision_steps(
         }
         if let Some(target) = &plan.export {
             // The user's archived rows go too (they are dropped with the rest).
-            let exported = crate::export::tenant_tables(conn, key, &tables)?;
-            counts.1 = target.write(conn, &header, &exported)?.rows;
+            let rows = crate::export::tenant_tables(conn, key, &tables)?;
+            counts.1 = target.write(conn, &header, &rows)?.rows;
+            *exported = Some(format!("{DEPROVISION_CLAIM}{generation}"));
         }
         for t in &archives {
             archive::copy(conn, t, archive::Rows::All, &generation)?;

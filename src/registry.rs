@@ -26,6 +26,10 @@ pub enum Status {
     /// `deprovision --cancel` takes it back while the tables are all there.
     Deprovisioning,
     Deprovisioned,
+    /// An import is loading and verifying the tenant's rows: the tenant is not
+    /// active until they are in. Running the same import again finishes it,
+    /// `import --cancel` removes it. `claimed_by` names the file.
+    Importing,
 }
 
 impl Status {
@@ -37,6 +41,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Deprovisioning => "deprovisioning",
             Status::Deprovisioned => "deprovisioned",
+            Status::Importing => "importing",
         }
     }
 
@@ -44,7 +49,11 @@ impl Status {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            Status::Provisioning | Status::Active | Status::Migrating | Status::Failed
+            Status::Provisioning
+                | Status::Active
+                | Status::Migrating
+                | Status::Failed
+                | Status::Importing
         )
     }
 }
@@ -65,6 +74,7 @@ impl FromStr for Status {
             "failed" => Status::Failed,
             "deprovisioning" => Status::Deprovisioning,
             "deprovisioned" => Status::Deprovisioned,
+            "importing" => Status::Importing,
             other => return Err(format!("unknown tenant status {other:?}")),
         })
     }
@@ -201,10 +211,35 @@ pub fn insert(
     tenant_key: &str,
     user_id: Option<&str>,
 ) -> Result<(), RegisterError> {
+    insert_as(
+        conn,
+        username,
+        tenant_key,
+        user_id,
+        Status::Provisioning,
+        None,
+    )
+}
+
+/// Adds a tenant in `status` (`provisioning`, `importing`), claimed by `claimed_by`.
+pub fn insert_as(
+    conn: &mut dyn Connection,
+    username: &str,
+    tenant_key: &str,
+    user_id: Option<&str>,
+    status: Status,
+    claimed_by: Option<&str>,
+) -> Result<(), RegisterError> {
     conn.execute(
-        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status) \
-         VALUES (?, ?, ?, 0, 'provisioning')",
-        &[text(username), text(tenant_key), user_id.into()],
+        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status, claimed_by) \
+         VALUES (?, ?, ?, 0, ?, ?)",
+        &[
+            text(username),
+            text(tenant_key),
+            user_id.into(),
+            text(status.as_str()),
+            claimed_by.into(),
+        ],
     )
     .map(|_| ())
     .map_err(|e| match e.kind {
@@ -222,14 +257,38 @@ pub fn restart_provisioning(
     tenant_key: &str,
     user_id: Option<&str>,
 ) -> Result<bool, RegisterError> {
+    restart_as(
+        conn,
+        username,
+        from,
+        Status::Provisioning,
+        tenant_key,
+        user_id,
+        None,
+    )
+}
+
+/// Like [`restart_provisioning`], to `to` and claimed by `claimed_by` (an
+/// import of a deprovisioned user).
+pub fn restart_as(
+    conn: &mut dyn Connection,
+    username: &str,
+    from: Status,
+    to: Status,
+    tenant_key: &str,
+    user_id: Option<&str>,
+    claimed_by: Option<&str>,
+) -> Result<bool, RegisterError> {
     conn.execute(
-        "UPDATE pf_tenants SET status = 'provisioning', tenant_key = ?, user_id = ?, \
+        "UPDATE pf_tenants SET status = ?, tenant_key = ?, user_id = ?, \
          schema_version = CASE WHEN status = 'deprovisioned' THEN 0 ELSE schema_version END, \
-         last_error = NULL, claimed_by = NULL, updated_at = CURRENT_TIMESTAMP \
+         last_error = NULL, claimed_by = ?, updated_at = CURRENT_TIMESTAMP \
          WHERE username = ? AND status = ?",
         &[
+            text(to.as_str()),
             text(tenant_key),
             user_id.into(),
+            claimed_by.into(),
             text(username),
             text(from.as_str()),
         ],
@@ -320,6 +379,22 @@ pub fn note_error(conn: &mut dyn Connection, username: &str, error: &str) -> Res
     Ok(())
 }
 
+/// Sets `claimed_by` of a tenant that is not deprovisioned: a deprovisioning
+/// whose last commit failed after its export was in place keeps the export's
+/// generation, so a re-run knows the file as its own.
+pub fn remember_claim(
+    conn: &mut dyn Connection,
+    username: &str,
+    claim: &str,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE pf_tenants SET claimed_by = ?, updated_at = CURRENT_TIMESTAMP \
+         WHERE username = ? AND status <> 'deprovisioned'",
+        &[text(claim), text(username)],
+    )?;
+    Ok(())
+}
+
 /// Deletes the row of `username` while it is `deprovisioned`: for a command
 /// that registered the user and then took everything back (a failed import),
 /// so only the audit rows tell of it. False when the tenant is in another state.
@@ -331,13 +406,13 @@ pub fn forget(conn: &mut dyn Connection, username: &str) -> Result<bool, DbError
     Ok(n == 1)
 }
 
-/// Tenants not at rest: stuck or interrupted in provisioning, migrating or
-/// deprovisioning, or failed, by username.
+/// Tenants not at rest: stuck or interrupted in provisioning, migrating,
+/// deprovisioning or importing, or failed, by username.
 pub fn unsettled(conn: &mut dyn Connection) -> Result<Vec<TenantRecord>, DbError> {
     conn.query(
         &format!(
             "SELECT {COLUMNS} FROM pf_tenants \
-             WHERE status IN ('provisioning', 'migrating', 'failed', 'deprovisioning') ORDER BY username"
+             WHERE status IN ('provisioning', 'migrating', 'failed', 'deprovisioning', 'importing') ORDER BY username"
         ),
         &[],
     )?

@@ -17,15 +17,26 @@ use serde::Serialize;
 use crate::db::{Open, Session, TableStats};
 use crate::migrate::verify::split_name;
 use crate::registry::TenantRecord;
-use crate::tenant::{TENANT_PREFIX, TenantKey};
+use crate::tenant::{TABLES, TENANT_PREFIX, TenantKey};
+
+/// Whether a tenant table (by suffix: `skills`, `skills_archive`) holds the
+/// user's data, rather than bookkeeping (`schema_history`, `career_summary`).
+pub fn is_user_data(table: &str) -> bool {
+    let base = table.strip_suffix("_archive").unwrap_or(table);
+    TABLES.iter().any(|t| t.name == base)
+}
 
 /// One tenant's storage.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantStats {
     pub username: String,
     pub tenant_key: String,
-    /// Rows of all its tables whose count is known.
+    /// The user's rows: its nine tables and their archives (those whose
+    /// count is known). The schema history and the career summary are
+    /// bookkeeping, counted apart.
     pub rows: i64,
+    /// Rows of the schema history and the career summary.
+    pub bookkeeping_rows: i64,
     /// Whether `rows` was counted (else the optimizer's estimate).
     pub rows_exact: bool,
     /// Tables whose rows are unknown: never analyzed.
@@ -168,12 +179,22 @@ fn summarize(
     TenantStats {
         username: t.username.clone(),
         tenant_key: t.tenant_key.clone(),
-        rows: tables.iter().filter_map(|s| s.rows).sum(),
+        rows: rows_of(&tables, true),
+        bookkeeping_rows: rows_of(&tables, false),
         rows_exact: exact,
         unanalyzed_tables: tables.iter().filter(|s| s.rows.is_none()).count(),
         bytes: file_bytes.unwrap_or_else(|| tables.iter().filter_map(|s| s.bytes).sum()),
         tables,
     }
+}
+
+/// Rows of the tables that hold the user's data, or of the others.
+fn rows_of(tables: &[TableStats], user_data: bool) -> i64 {
+    tables
+        .iter()
+        .filter(|t| is_user_data(&t.table) == user_data)
+        .filter_map(|t| t.rows)
+        .sum()
 }
 
 /// Fleet totals.
@@ -288,5 +309,13 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 kB");
         assert_eq!(human_bytes(10 << 20), "10.0 MB");
+    }
+
+    #[test]
+    fn bookkeeping_is_not_the_users_data() {
+        assert!(is_user_data("experiences"));
+        assert!(is_user_data("chat_messages_archive"));
+        assert!(!is_user_data("schema_history"));
+        assert!(!is_user_data("career_summary"));
     }
 }

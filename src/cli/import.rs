@@ -1,13 +1,15 @@
 use std::path::PathBuf;
 
-use crate::import::{ImportRequest, import, plan};
+use crate::error::UsageError;
+use crate::import::{ImportRequest, cancel, import, plan};
 
 use super::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// An export written by `export` or `deprovision --export` (any dialect)
-    pub file: PathBuf,
+    #[arg(required_unless_present = "cancel")]
+    pub file: Option<PathBuf>,
 
     /// Import as this user instead of the one the file names
     #[arg(long = "as", value_name = "USER")]
@@ -16,13 +18,22 @@ pub struct Args {
     /// The tenant key naming the tables here (for a name too long for this dialect)
     #[arg(long, value_name = "KEY")]
     pub tenant_key: Option<String>,
+
+    /// Remove the tenant an interrupted import left `importing` (the user from
+    /// --as, or the one the file names)
+    #[arg(long, conflicts_with = "tenant_key")]
+    pub cancel: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    if args.cancel {
+        return run_cancel(ctx, &args);
+    }
+    let file = args.file.clone().unwrap_or_default();
     let (db, renderer) = ctx.open_database()?;
     let mut session = db.connect()?;
     let request = ImportRequest {
-        path: args.file.clone(),
+        path: file.clone(),
         username: args.as_user.clone(),
         tenant_key: args.tenant_key.clone(),
     };
@@ -36,7 +47,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let outcome = import(&mut session, &renderer, &plan, master_key)?;
     if ctx.json {
         let mut doc = serde_json::to_value(&outcome)?;
-        doc["file"] = args.file.display().to_string().into();
+        doc["file"] = file.display().to_string().into();
         doc["failed"] = serde_json::json!([]);
         ctx.print_json(&doc);
     } else {
@@ -46,9 +57,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             outcome.username,
             outcome.tenant_key,
             outcome.schema_version,
-            args.file.display(),
+            file.display(),
             plan.header.dialect,
             plan.header.username
+        ));
+    }
+    Ok(0)
+}
+
+/// `import --cancel`: the user is --as, or the one the file's header names.
+fn run_cancel(ctx: &Context, args: &Args) -> anyhow::Result<u8> {
+    let name = match (&args.as_user, &args.file) {
+        (Some(user), _) => user.clone(),
+        (None, Some(file)) => crate::export::verify(file)?.0.username,
+        (None, None) => {
+            return Err(UsageError::new(
+                "import --cancel needs the user: --as USER, or the export file",
+            )
+            .into());
+        }
+    };
+    let user = super::parse_usernames(ctx, &[name])?.remove(0);
+    let (db, renderer) = ctx.open_database_existing()?;
+    let mut session = db.connect()?;
+    cancel(&mut session, &renderer, &user)?;
+    if ctx.json {
+        ctx.print_json(
+            &serde_json::json!({"username": user.as_str(), "outcome": "cancelled", "failed": []}),
+        );
+    } else {
+        ctx.say(format!(
+            "the interrupted import of {user} was removed: nothing of it is kept"
         ));
     }
     Ok(0)

@@ -311,7 +311,24 @@ pub fn run() -> u8 {
             } else {
                 error::EXIT_OK
             };
-            let _ = e.print();
+            match dash_value_hint(&e, std::env::args().skip(1)) {
+                // Clap's own tip names only the first letter: ours replaces it.
+                Some(hint) => {
+                    let text = e.render().to_string();
+                    let mut lines: Vec<&str> = Vec::new();
+                    for line in text.lines() {
+                        let blank_again = line.trim().is_empty()
+                            && lines.last().is_some_and(|l| l.trim().is_empty());
+                        if !line.trim_start().starts_with("tip: to pass '") && !blank_again {
+                            lines.push(line);
+                        }
+                    }
+                    eprintln!("{}\n{hint}", lines.join("\n").trim_end());
+                }
+                None => {
+                    let _ = e.print();
+                }
+            }
             return code;
         }
     };
@@ -322,6 +339,43 @@ pub fn run() -> u8 {
             error::exit_code(&err)
         }
     }
+}
+
+/// When a value that starts with `-` (a username such as `-bob`) was read
+/// as options, how to pass it: after `--`. Only the command's name is
+/// repeated: other arguments may hold secrets.
+fn dash_value_hint(e: &clap::Error, args: impl Iterator<Item = String>) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !matches!(
+        e.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let commands: Vec<String> = <Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut command = None;
+    for arg in args.take_while(|a| a != "--") {
+        if command.is_none() && commands.contains(&arg) {
+            command = Some(arg);
+            continue;
+        }
+        let looks_like_name = arg.len() > 2
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if looks_like_name {
+            let command = command.unwrap_or_else(|| "<command>".into());
+            return Some(format!(
+                "hint: {arg:?} was read as options because it starts with '-'; to pass it as a value (a username, a file), put `--` before it, after every option: `pathfinder-db {command} [options] -- {arg}`"
+            ));
+        }
+    }
+    None
 }
 
 /// Runs a parsed command line; returns the exit code of a run that completed.

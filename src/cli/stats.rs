@@ -147,9 +147,14 @@ fn print_table(ctx: &Context, shown: &[stats::TenantStats], per_table: bool) {
             // The table names line up with the figures of the tenant line.
             let w2 = width * 2;
             for t in &s.tables {
+                let name = if stats::is_user_data(&t.table) {
+                    t.table.clone()
+                } else {
+                    format!("{} (bookkeeping, not counted)", t.table)
+                };
                 ctx.say(format!(
                     "  {:<w2$}  {:>12}  {:>10}",
-                    t.table,
+                    name,
                     rows(t.rows, s.rows_exact),
                     t.bytes.map(human_bytes).unwrap_or("?".into()),
                 ));

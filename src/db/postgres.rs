@@ -346,6 +346,65 @@ pub fn timestamp_text(t: PrimitiveDateTime) -> String {
     out
 }
 
+/// A row's values; a value that cannot be read (a date of `infinity`) is
+/// named by its column and the row's id.
+fn read_row(row: &postgres::Row, target: &str) -> Result<Row, DbError> {
+    (0..row.len())
+        .map(|i| read_value(row, i).map_err(|e| unreadable(row, i, &e, target)))
+        .collect()
+}
+
+/// Any value's bytes as the server sent them.
+struct Raw(Vec<u8>);
+
+impl<'a> postgres::types::FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn unreadable(row: &postgres::Row, i: usize, err: &postgres::Error, target: &str) -> DbError {
+    let column = &row.columns()[i];
+    let ty = column.type_();
+    let raw = row.try_get::<_, Option<Raw>>(i).ok().flatten().map(|r| r.0);
+    // PostgreSQL sends ±infinity as the extreme values of the binary form.
+    let infinite = match raw.as_deref() {
+        Some(b) if *ty == Type::DATE => [i32::MAX.to_be_bytes(), i32::MIN.to_be_bytes()]
+            .contains(&<[u8; 4]>::try_from(b).unwrap_or_default()),
+        Some(b) if *ty == Type::TIMESTAMP || *ty == Type::TIMESTAMPTZ => {
+            [i64::MAX.to_be_bytes(), i64::MIN.to_be_bytes()]
+                .contains(&<[u8; 8]>::try_from(b).unwrap_or_default())
+        }
+        _ => false,
+    };
+    let id = row
+        .columns()
+        .iter()
+        .position(|c| c.name() == "id")
+        .and_then(|k| row.try_get::<_, Option<String>>(k).ok().flatten())
+        .map(|id| format!(" of the row with id {id:?}"))
+        .unwrap_or_default();
+    let what = if infinite {
+        format!("the {ty} 'infinity' (or '-infinity'), which has no date to export")
+    } else {
+        format!(
+            "a {ty} value that cannot be read ({})",
+            classify(err, target)
+        )
+    };
+    DbError::new(
+        DbErrorKind::Other,
+        format!(
+            "PostgreSQL {target}: column {}{id} holds {what}: set it to a real value (or NULL) and run again",
+            column.name()
+        ),
+    )
+}
+
 fn read_value(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
     let ty = row.columns()[i].type_().clone();
     Ok(match ty {
@@ -497,14 +556,7 @@ impl Connection for PgConnection {
             .client
             .query(&stmt, &Self::params(params))
             .map_err(|e| self.fail(&e))?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| read_value(row, i))
-                    .collect::<Result<Row, _>>()
-            })
-            .collect::<Result<Vec<Row>, _>>()
-            .map_err(|e| self.fail(&e))
+        rows.iter().map(|row| read_row(row, &self.target)).collect()
     }
 
     fn run_statements(&mut self, statements: &[Statement]) -> Result<(), DbError> {
@@ -702,11 +754,7 @@ impl Connection for PgConnection {
                     return Err(e);
                 }
             };
-            let values = (0..row.len())
-                .map(|i| read_value(&row, i))
-                .collect::<Result<Row, _>>()
-                .map_err(|e| classify(&e, &self.target))?;
-            each(values)?;
+            each(read_row(&row, &self.target)?)?;
         }
         Ok(())
     }

@@ -275,7 +275,43 @@ fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
         }
         _ => "",
     };
+    if let Some(full) = disk_full(code, path) {
+        return DbError::new(kind, format!("SQLite {}: {full}", path.display()));
+    }
     DbError::new(kind, format!("SQLite {}: {err}{hint}", path.display()))
+}
+
+/// Below this much free space, a write error means the disk is full.
+const NEARLY_FULL: u64 = 8 << 20;
+
+/// A write that failed for want of room, said as such: SQLITE_FULL, or a
+/// "disk I/O error" on a disk with (almost) no space left, which is how a
+/// full disk often shows through the write-ahead log.
+fn disk_full(code: Option<ErrorCode>, path: &Path) -> Option<String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let free = fs4::available_space(dir).ok();
+    let full = match code {
+        Some(ErrorCode::DiskFull) => true,
+        Some(ErrorCode::SystemIoFailure) => free.is_some_and(|f| f < NEARLY_FULL),
+        _ => return None,
+    };
+    let free_text = free
+        .map(|f| format!(" ({f} bytes free)"))
+        .unwrap_or_default();
+    Some(if full {
+        format!(
+            "disk full: the disk holding {}{free_text} has no room to write: free space there (or move the database) and run again",
+            dir.display()
+        )
+    } else {
+        format!(
+            "disk I/O error writing to {}{free_text}: check that the disk is not full or failing (the system log says which), then run again",
+            dir.display()
+        )
+    })
 }
 
 fn to_sql_value(v: &Value) -> ToSqlOutput<'_> {

@@ -215,17 +215,22 @@ pub fn verify(
         }
     }
     let keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
+    // Tenants whose file is gone (SQLite): that, not each table, is the problem.
+    let mut missing: HashMap<String, String> = HashMap::new();
     let mut actual: HashMap<String, Shape> = if session.tenants_apart() {
         let mut all = HashMap::new();
         for t in tenants {
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
-            if let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? {
-                all.extend(read_catalog(
-                    &mut *conn,
-                    &key.prefix(),
-                    std::slice::from_ref(&t.tenant_key),
-                )?);
-            }
+            let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? else {
+                let e = crate::operation::missing_tenant(session, &key, &t.username);
+                missing.insert(t.tenant_key.clone(), e.to_string());
+                continue;
+            };
+            all.extend(read_catalog(
+                &mut *conn,
+                &key.prefix(),
+                std::slice::from_ref(&t.tenant_key),
+            )?);
         }
         all
     } else if tenants.len() <= ONE_BY_ONE {
@@ -247,7 +252,10 @@ pub fn verify(
     let mut drifted = Vec::new();
     for t in tenants {
         let have = actual.remove(&t.tenant_key).unwrap_or_default();
-        let problems = compare(&expected[&t.schema_version], &have);
+        let problems = match missing.remove(&t.tenant_key) {
+            Some(gone) => vec![gone],
+            None => compare(&expected[&t.schema_version], &have),
+        };
         if !problems.is_empty() {
             drifted.push(Drift {
                 username: t.username.clone(),

@@ -18,11 +18,11 @@ use common::{Backend, Env};
 use pathfinder_db::tenant::TENANT_TABLES;
 use serde_json::Value as Json;
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -30,7 +30,7 @@ fn count(env: &Env, key: &str, sql: &str) -> i64 {
     env.tenant_rows(key, sql)[0][0].parse().expect("a count")
 }
 
-fn status_of(env: &Env, user: &str) -> String {
+pub(crate) fn status_of(env: &Env, user: &str) -> String {
     env.system_rows(&format!(
         "SELECT status FROM pf_tenants WHERE username = '{user}'"
     ))
@@ -39,7 +39,7 @@ fn status_of(env: &Env, user: &str) -> String {
     .unwrap_or_default()
 }
 
-fn audit_count(env: &Env, action: &str, user: &str, status: &str) -> usize {
+pub(crate) fn audit_count(env: &Env, action: &str, user: &str, status: &str) -> usize {
     env.system_rows(&format!(
         "SELECT COUNT(*) FROM pf_audit_log WHERE action = '{action}' AND entity_id = '{user}' \
          AND response_status = {status}"

@@ -22,6 +22,7 @@ mod render_cli;
 mod render_snapshots;
 mod retention;
 mod schema_parity;
+mod second_round;
 mod security;
 mod shape_drift;
 mod summary_parity;
