@@ -118,7 +118,7 @@ pub fn plan(
 
     let dialect = session.dialect();
     let name = req.username.as_deref().unwrap_or(&header.username);
-    let username = Username::parse(name).map_err(|e| crate::cli::name_error(e, Some(dialect)))?;
+    let username = Username::parse(name).map_err(|e| e.usage(Some(dialect)))?;
     let key = match (&req.tenant_key, req.username.is_none()) {
         (Some(k), _) => TenantKey::parse(k, dialect)?,
         // The same user keeps the key it had, unless it does not fit here.

@@ -239,6 +239,20 @@ pub enum NameError {
     },
 }
 
+impl NameError {
+    /// The error as a usage error, with the length that fits `dialect` added, so the
+    /// message names both the rule broken and the limit that applies.
+    pub fn usage(self, dialect: Option<Dialect>) -> crate::error::UsageError {
+        match (self, dialect) {
+            (err @ NameError::Unsafe { .. }, Some(d)) => crate::error::UsageError::new(format!(
+                "{err}; on {d}, names of at most {} bytes fit without --tenant-key",
+                max_key_len(d)
+            )),
+            (err, _) => crate::error::UsageError::new(err.to_string()),
+        }
+    }
+}
+
 /// Checks the identifier rules shared by usernames and tenant keys.
 fn check_safe(what: &'static str, name: &str) -> Result<(), NameError> {
     let unsafe_because = |rule: String| NameError::Unsafe {

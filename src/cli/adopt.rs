@@ -2,7 +2,7 @@ use crate::adopt::{self, Adoption, Expectations, Options, Refused};
 use crate::error::{PartialFailure, UsageError};
 use crate::tenant::{TenantKey, Username};
 
-use super::{Context, name_error, parse_usernames};
+use super::{Context, parse_usernames};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         for key in adopt::scan(&mut session)? {
             candidates.push(
                 Username::parse(&key)
-                    .map_err(|e| name_error(e, Some(dialect)).into())
+                    .map_err(|e| e.usage(Some(dialect)).into())
                     .and_then(|u| {
                         TenantKey::parse(&key, dialect)
                             .map(|k| (u, k))

@@ -486,18 +486,6 @@ pub fn select_tenants(
         .collect()
 }
 
-/// A name error with the length that fits `dialect` added, so the message names
-/// both the rule broken and the limit that applies.
-pub fn name_error(err: crate::tenant::NameError, dialect: Option<Dialect>) -> UsageError {
-    match (err, dialect) {
-        (err @ crate::tenant::NameError::Unsafe { .. }, Some(d)) => UsageError::new(format!(
-            "{err}; on {d}, names of at most {} bytes fit without --tenant-key",
-            crate::tenant::max_key_len(d)
-        )),
-        (err, _) => UsageError::new(err.to_string()),
-    }
-}
-
 /// Parses usernames, refusing the whole list if any is invalid.
 pub fn parse_usernames(
     ctx: &Context,
@@ -507,7 +495,7 @@ pub fn parse_usernames(
     let mut out = Vec::with_capacity(names.len());
     let mut seen = std::collections::HashSet::new();
     for name in names {
-        let user = crate::tenant::Username::parse(name).map_err(|e| name_error(e, dialect))?;
+        let user = crate::tenant::Username::parse(name).map_err(|e| e.usage(dialect))?;
         if seen.insert(user.clone()) {
             out.push(user);
         }

@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     // Validate names before loading anything, so bad input prints no SQL.
     let key = match &args.user {
         Some(user) => {
-            let user = Username::parse(user).map_err(|e| super::name_error(e, Some(dialect)))?;
+            let user = Username::parse(user).map_err(|e| e.usage(Some(dialect)))?;
             Some(match &args.tenant_key {
                 Some(k) => TenantKey::parse(k, dialect)?,
                 None => TenantKey::for_username(&user, dialect)?,
