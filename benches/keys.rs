@@ -9,7 +9,7 @@
 //! The user must be allowed to create databases. See benches/KEYS.md.
 //!
 //! What it does:
-//! 1. builds the release binary, creates a scratch database with the system schema
+//! 1. creates a scratch database with the system schema
 //!    (`pathfinder-db init`), and loads N users and N keys wrapped by master key K0
 //!    (wrapped by the library, loaded with COPY);
 //! 2. for each job count J, R times in turn (the best of each is reported: the
@@ -25,6 +25,9 @@
 //!    - prints both as keys/second, their CPU time, and the ratio (target: pathfinder-db
 //!      >= 0.7x the floor);
 //! 3. drops the scratch database (also when a step fails).
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -316,23 +319,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: &Options) -> anyhow::Result<()> {
-    let bin = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .context("where is target/release?")?
-        .join("pathfinder-db");
-    eprintln!("building the release binary ...");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() || !bin.exists() {
-        bail!(
-            "cargo build --release failed, or {} is missing",
-            bin.display()
-        );
-    }
+    let bin = support::release_binary()?;
     let work = std::env::temp_dir().join(format!("bench_keys_{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = bench(opts, &bin, &work);

@@ -9,7 +9,7 @@
 //! The user must be allowed to create databases. See benches/MIGRATE.md.
 //!
 //! What it does:
-//! 1. builds the release binary (`cargo build --release --bin pathfinder-db`),
+//! 1. runs the release binary `cargo bench` built with it,
 //!    creates a scratch database and provisions N tenants at version 1 into it;
 //! 2. for each job count J clones that database twice (`CREATE DATABASE ... TEMPLATE`;
 //!    the last round uses the original instead of a second clone), times
@@ -19,10 +19,14 @@
 //! 3. times a no-op `migrate --all` over the migrated tenants three times;
 //! 4. drops every scratch database (also when a step fails).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use support::Scratch;
 
 use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls};
@@ -71,90 +75,6 @@ fn parse_options() -> Options {
         usage();
     }
     opts
-}
-
-/// The scratch databases this run created; dropped when it goes out of scope,
-/// so they also go away when a step fails (not on Ctrl-C or kill: then drop the
-/// `bench_migrate_<pid>_*` databases by hand).
-struct Scratch {
-    admin: Client,
-    server_url: String,
-    prefix: String,
-    created: Vec<String>,
-}
-
-impl Scratch {
-    fn new(server_url: &str) -> anyhow::Result<Scratch> {
-        let admin = Client::connect(server_url, NoTls)
-            .with_context(|| format!("connecting to {server_url}"))?;
-        Ok(Scratch {
-            admin,
-            server_url: server_url.to_string(),
-            prefix: format!("bench_migrate_{}", std::process::id()),
-            created: Vec::new(),
-        })
-    }
-
-    /// The URL of database `name` on the same server.
-    fn url(&self, name: &str) -> String {
-        let mut url = url::Url::parse(&self.server_url).expect("checked by connect");
-        url.set_path(&format!("/{name}"));
-        url.to_string()
-    }
-
-    /// Creates `<prefix>_<suffix>`, empty or as a copy of `template`; returns its name.
-    fn create(&mut self, suffix: &str, template: Option<&str>) -> anyhow::Result<String> {
-        let name = format!("{}_{suffix}", self.prefix);
-        let sql = match template {
-            // FILE_COPY copies the files after a checkpoint instead of writing the
-            // whole template to the WAL (PostgreSQL 15's default, WAL_LOG), which
-            // is much slower for a database with tens of thousands of relations.
-            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t} STRATEGY = FILE_COPY"),
-            None => format!("CREATE DATABASE {name}"),
-        };
-        // A backend of a pathfinder-db process that just exited may still be
-        // attached to the template for a moment: retry a few times.
-        let mut attempt = 0;
-        loop {
-            match self.admin.batch_execute(&sql) {
-                Ok(()) => break,
-                Err(e) if attempt < 5 && e.to_string().contains("being accessed") => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e).with_context(|| sql.clone()),
-            }
-        }
-        self.created.push(name.clone());
-        Ok(name)
-    }
-
-    fn drop_database(&mut self, name: &str) -> anyhow::Result<()> {
-        self.admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
-        self.created.retain(|n| n != name);
-        Ok(())
-    }
-
-    /// Flushes dirty buffers so a timed run does not pay for an earlier step's
-    /// writes (needs superuser or pg_checkpoint; skipped otherwise).
-    fn checkpoint(&mut self) {
-        let _ = self.admin.batch_execute("CHECKPOINT");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for name in std::mem::take(&mut self.created) {
-            match self
-                .admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            {
-                Ok(()) => eprintln!("dropped {name}"),
-                Err(e) => eprintln!("could not drop {name}: {e}"),
-            }
-        }
-    }
 }
 
 /// One integer from a query on database `url` (for the sanity checks).
@@ -288,23 +208,7 @@ fn main() -> ExitCode {
 fn run(opts: &Options) -> anyhow::Result<()> {
     let n = opts.tenants;
     // The release binary sits next to this example's directory: target/release/.
-    let bin = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .context("where is target/release?")?
-        .join("pathfinder-db");
-    eprintln!("building the release binary ...");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() || !bin.exists() {
-        bail!(
-            "cargo build --release failed, or {} is missing",
-            bin.display()
-        );
-    }
+    let bin = support::release_binary()?;
 
     let work_dir = std::env::temp_dir().join(format!("bench_migrate_{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
@@ -314,7 +218,7 @@ fn run(opts: &Options) -> anyhow::Result<()> {
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Result<()> {
-    let mut scratch = Scratch::new(&opts.server_url)?;
+    let mut scratch = Scratch::new(&opts.server_url, "migrate")?;
 
     // 1. Provision N tenants at version 1, in chunks so progress can be shown
     //    (the binary draws no progress bar when stderr is not a terminal).
@@ -445,7 +349,7 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Resul
     println!();
     println!(
         "pathfinder-db migrate --all, {n} tenants V1 -> V2, PostgreSQL {}, {} CPU(s)",
-        server_version(&mut scratch.admin),
+        scratch.server_version(),
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     println!(
@@ -488,11 +392,4 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Resul
         }
     );
     Ok(())
-}
-
-fn server_version(admin: &mut Client) -> String {
-    admin
-        .query_one("SHOW server_version", &[])
-        .map(|r| r.get::<_, String>(0))
-        .unwrap_or_default()
 }

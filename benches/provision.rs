@@ -13,6 +13,9 @@
 //! tenants/second for both and the ratio pathfinder-db / psql (target >= 0.9).
 //! See benches/README.md.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +32,8 @@ usage: bench_provision [--tenants N] [--jobs 1,2] [--rounds R] [--database-url U
   --database-url URL  PostgreSQL server to create scratch databases on (default:
                       $PATHFINDER_BENCH_POSTGRES_URL, else
                       postgres://postgres@127.0.0.1:5432/postgres)
-  --binary PATH       pathfinder-db binary (default: target/release/pathfinder-db,
-                      built first when run through cargo)
+  --binary PATH       pathfinder-db binary (default: the release binary cargo
+                      bench builds with this benchmark)
   --floor session     psql floor: one psql session per job, BEGIN/COMMIT per
                       tenant (default; same connection count as pathfinder-db)
   --floor files       psql floor: `psql -1 -f tenant.sql` per tenant (adds a
@@ -111,34 +114,12 @@ fn parse_args() -> Result<Options, String> {
     Ok(opts)
 }
 
-/// The release binary next to this example (target/release/examples/..), built
-/// first when we run under cargo so that the measure is of the current code.
+/// `--binary`, else the release binary `cargo bench` built with this benchmark.
 fn find_binary(opts: &Options) -> Result<PathBuf, String> {
-    if let Some(b) = &opts.binary {
-        return Ok(b.clone());
+    match &opts.binary {
+        Some(b) => Ok(b.clone()),
+        None => support::release_binary().map_err(|e| e.to_string()),
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot locate the target directory")?;
-    let binary = profile_dir.join("pathfinder-db");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
-            .status()
-            .map_err(|e| format!("cargo build: {e}"))?;
-        if !status.success() {
-            return Err("cargo build --release --bin pathfinder-db failed".into());
-        }
-    }
-    if !binary.exists() {
-        return Err(format!(
-            "{} not found: run `cargo build --release` first, or pass --binary",
-            binary.display()
-        ));
-    }
-    Ok(binary)
 }
 
 /// The server URL with another database name.

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! What it does:
-//! 1. builds the release binary, creates a scratch database, provisions the
+//! 1. creates a scratch database, provisions the
 //!    tenants, creates their archive tables (a run whose policies find nothing
 //!    due), applies two policies (chat messages after 365 days by created_at,
 //!    career analytics after 1095 days by metric_date) and seeds every tenant
@@ -20,10 +20,14 @@
 //! 3. checks that both moved every row, prints rows/s of both and the ratio
 //!    (target: pathfinder-db >= 0.8 x the floor), and drops its databases.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use support::Scratch;
 
 use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls};
@@ -89,85 +93,6 @@ fn parse_options() -> Options {
         usage();
     }
     opts
-}
-
-/// The scratch databases of this run, dropped at the end (also when a step
-/// fails; after Ctrl-C drop the `bench_retention_<pid>_*` databases by hand).
-struct Scratch {
-    admin: Client,
-    server_url: String,
-    prefix: String,
-    created: Vec<String>,
-}
-
-impl Scratch {
-    fn new(server_url: &str) -> anyhow::Result<Scratch> {
-        let admin = Client::connect(server_url, NoTls)
-            .with_context(|| format!("connecting to {server_url}"))?;
-        Ok(Scratch {
-            admin,
-            server_url: server_url.to_string(),
-            prefix: format!("bench_retention_{}", std::process::id()),
-            created: Vec::new(),
-        })
-    }
-
-    fn url(&self, name: &str) -> String {
-        let mut url = url::Url::parse(&self.server_url).expect("checked by connect");
-        url.set_path(&format!("/{name}"));
-        url.to_string()
-    }
-
-    fn create(&mut self, suffix: &str, template: Option<&str>) -> anyhow::Result<String> {
-        let name = format!("{}_{suffix}", self.prefix);
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t} STRATEGY = FILE_COPY"),
-            None => format!("CREATE DATABASE {name}"),
-        };
-        // A backend of a process that just exited may still be attached to
-        // the template for a moment.
-        let mut attempt = 0;
-        loop {
-            match self.admin.batch_execute(&sql) {
-                Ok(()) => break,
-                Err(e) if attempt < 5 && e.to_string().contains("being accessed") => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e).with_context(|| sql.clone()),
-            }
-        }
-        self.created.push(name.clone());
-        Ok(name)
-    }
-
-    fn drop_database(&mut self, name: &str) -> anyhow::Result<()> {
-        self.admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
-        self.created.retain(|n| n != name);
-        Ok(())
-    }
-
-    /// Flushes dirty buffers, so a timed run does not pay for the last step's
-    /// writes, and lets the disk settle.
-    fn checkpoint(&mut self) {
-        let _ = self.admin.batch_execute("CHECKPOINT");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for name in std::mem::take(&mut self.created) {
-            match self
-                .admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            {
-                Ok(()) => eprintln!("dropped {name}"),
-                Err(e) => eprintln!("could not drop {name}: {e}"),
-            }
-        }
-    }
 }
 
 fn pathfinder(bin: &Path, url: &str, args: &[&str]) -> anyhow::Result<(Duration, String)> {
@@ -337,23 +262,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: &Options) -> anyhow::Result<()> {
-    let bin = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .context("where is target/release?")?
-        .join("pathfinder-db");
-    eprintln!("building the release binary ...");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "pathfinder-db"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() || !bin.exists() {
-        bail!(
-            "cargo build --release failed, or {} is missing",
-            bin.display()
-        );
-    }
+    let bin = support::release_binary()?;
     let work_dir = std::env::temp_dir().join(format!("bench_retention_{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
     let result = bench(opts, &bin, &work_dir);
@@ -368,7 +277,7 @@ struct Round {
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
-    let mut scratch = Scratch::new(&opts.server_url)?;
+    let mut scratch = Scratch::new(&opts.server_url, "retention")?;
     let per_tenant = opts.rows / opts.tenants;
     let total = per_tenant * opts.tenants;
     let users: Vec<String> = (1..=opts.tenants).map(|i| format!("bench{i:05}")).collect();
@@ -503,11 +412,7 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         }
     }
 
-    let version: String = scratch
-        .admin
-        .query_one("SHOW server_version", &[])
-        .map(|r| r.get(0))
-        .unwrap_or_default();
+    let version = scratch.server_version();
     println!();
     println!(
         "pathfinder-db retention run --all: {total} due rows ({} chat messages and {} career analytics per tenant) \

@@ -189,7 +189,7 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
     let url = match backend {
         "postgres" => {
             let mut s = support::Scratch::new(&opts.server_url, "scale")?;
-            let name = s.create("fleet")?;
+            let name = s.create("fleet", None)?;
             let url = s.url(&name);
             scratch = Some(s);
             url

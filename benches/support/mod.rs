@@ -57,20 +57,54 @@ impl Scratch {
         url.to_string()
     }
 
-    /// Creates `<prefix>_<suffix>` (empty); returns its name.
-    pub fn create(&mut self, suffix: &str) -> anyhow::Result<String> {
+    /// Creates `<prefix>_<suffix>`, empty or as a copy of `template`; returns its name.
+    pub fn create(&mut self, suffix: &str, template: Option<&str>) -> anyhow::Result<String> {
         let name = format!("{}_{suffix}", self.prefix);
-        self.admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .with_context(|| format!("creating {name}"))?;
+        let sql = match template {
+            // FILE_COPY copies the files after a checkpoint instead of writing the
+            // whole template to the WAL (PostgreSQL 15's default, WAL_LOG), which
+            // is much slower for a database with tens of thousands of relations.
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t} STRATEGY = FILE_COPY"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        // A backend of a pathfinder-db process that just exited may still be
+        // attached to the template for a moment: retry a few times.
+        let mut attempt = 0;
+        loop {
+            match self.admin.batch_execute(&sql) {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.to_string().contains("being accessed") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).with_context(|| sql.clone()),
+            }
+        }
         self.created.push(name.clone());
         Ok(name)
     }
 
+    pub fn drop_database(&mut self, name: &str) -> anyhow::Result<()> {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        self.created.retain(|n| n != name);
+        Ok(())
+    }
+
     /// Flushes dirty buffers so a timed step does not pay for an earlier one's
-    /// writes (needs superuser or pg_checkpoint; skipped otherwise).
+    /// writes (needs superuser or pg_checkpoint; skipped otherwise), and lets the
+    /// disk settle.
     pub fn checkpoint(&mut self) {
         let _ = self.admin.batch_execute("CHECKPOINT");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// The server's version, for the report.
+    pub fn server_version(&mut self) -> String {
+        self.admin
+            .query_one("SHOW server_version", &[])
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_default()
     }
 }
 

@@ -400,8 +400,22 @@ impl SqliteConnection {
             .map_err(|e| classify(&e, path))?;
         // WAL lets readers go on while one process writes; NORMAL sync is safe in WAL.
         // A damaged file or one that is not a database fails here, by name.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| classify(&e, path))?;
+        // Two processes turning a new file to WAL at once can meet in the locks of
+        // the rollback journal, where SQLite answers "busy" at once instead of
+        // waiting (the wait could deadlock): try again within the busy timeout.
+        let deadline = std::time::Instant::now() + Duration::from_millis(busy_timeout_ms);
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(classify(&e, path)),
+            }
+        }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| classify(&e, path))?;
         Ok(SqliteConnection {

@@ -4,6 +4,7 @@
 //! preflight checks, shell completions and man pages.
 
 use crate::common;
+use crate::common::on_both_backends;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,22 +62,6 @@ fn latest_version() -> i64 {
     pathfinder_db::render::Renderer::new(pathfinder_db::dialect::Dialect::Sqlite, None)
         .unwrap()
         .latest_version(pathfinder_db::render::Scope::Tenant) as i64
-}
-
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 //! PostgreSQL.
 
 use crate::common;
+use crate::common::on_both_backends;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -64,22 +65,6 @@ fn seed(env: &Env, key: &str, tag: &str, n: usize) {
 
 fn sha256_of(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
-}
-
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
 }
 
 // ---------------------------------------------------------------------------

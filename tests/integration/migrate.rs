@@ -2,6 +2,7 @@
 //! and on the real PostgreSQL when PATHFINDER_TEST_POSTGRES_URL is set.
 
 use crate::common;
+use crate::common::on_both_backends;
 
 use std::path::Path;
 use std::process::Output;
@@ -102,24 +103,6 @@ impl Env {
         std::fs::write(&path, names.join("\n")).expect("write names");
         (path.display().to_string(), names)
     }
-}
-
-/// A test body run on SQLite, and on PostgreSQL when configured (`hint` names
-/// its scratch database).
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Fleet::sqlite());
-        }
-
-        #[test]
-        fn $postgres() {
-            if let Some(fleet) = postgres_fleet($hint) {
-                $body(&fleet);
-            }
-        }
-    };
 }
 
 fn versions(status: &Json) -> Vec<(i64, String, i64)> {
@@ -590,14 +573,9 @@ fn retention_indexes_reach_existing_tenants(fleet: &Fleet) {
     fleet.ok(&["verify", "alice"]);
 }
 
-#[test]
-fn sqlite_retention_indexes_reach_existing_tenants() {
-    retention_indexes_reach_existing_tenants(&Env::sqlite());
-}
-
-#[test]
-fn postgres_retention_indexes_reach_existing_tenants() {
-    if let Some(fleet) = postgres_fleet("v4_indexes") {
-        retention_indexes_reach_existing_tenants(&fleet);
-    }
-}
+on_both_backends!(
+    retention_indexes_reach_existing_tenants,
+    sqlite_retention_indexes_reach_existing_tenants,
+    postgres_retention_indexes_reach_existing_tenants,
+    "v4_indexes"
+);

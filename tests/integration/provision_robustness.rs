@@ -596,3 +596,32 @@ fn thousand_tenants_postgres() {
         "one career_summary each"
     );
 }
+
+/// Two processes that start on a database file that does not exist yet both succeed: the
+/// one that loses the race to turn the new file to WAL (where SQLite answers "busy" at once
+/// rather than wait) tries again instead of failing with "database is locked". Many rounds,
+/// since the two must meet in that moment (about 1 round in 60 did before).
+#[test]
+fn two_first_runs_on_a_new_file_sqlite() {
+    for round in 0..60 {
+        let env = Env::sqlite();
+        let spawn = || {
+            env.std_cmd()
+                .args(["-q", "provision", "alice"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn provision")
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: {:?}: {}",
+                out.status,
+                text(&out.stderr)
+            );
+        }
+    }
+}

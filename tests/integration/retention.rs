@@ -3,6 +3,7 @@
 //! binary, on SQLite and on the real PostgreSQL.
 
 use crate::common;
+use crate::common::on_both_backends;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,22 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, Env};
 use serde_json::Value as Json;
-
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -6,6 +6,7 @@
 //! on SQLite and on the real PostgreSQL.
 
 use crate::common;
+use crate::common::on_both_backends;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -37,22 +38,6 @@ fn seed_many(env: &Env, key: &str, n: usize) {
         ),
     };
     env.tenant_exec(key, &sql);
-}
-
-macro_rules! on_both_backends {
-    ($body:ident, $sqlite:ident, $postgres:ident, $hint:literal) => {
-        #[test]
-        fn $sqlite() {
-            $body(&Env::sqlite());
-        }
-        #[test]
-        fn $postgres() {
-            let Some(server) = common::postgres_url() else {
-                return;
-            };
-            $body(&Env::postgres(&server, $hint));
-        }
-    };
 }
 
 /// A small pseudo-random sequence (no dependency for it).
