@@ -24,9 +24,9 @@ mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use support::Scratch;
+use support::{Scratch, pathfinder_timed as pathfinder, psql_parallel};
 
 use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls};
@@ -81,54 +81,6 @@ fn parse_options() -> Options {
 fn count(url: &str, sql: &str) -> anyhow::Result<i64> {
     let mut client = Client::connect(url, NoTls)?;
     Ok(client.query_one(sql, &[])?.get(0))
-}
-
-/// Runs `pathfinder-db --database-url <url> <args>`, failing on a non-zero
-/// exit; returns the wall time and stdout.
-fn pathfinder(bin: &Path, url: &str, args: &[&str]) -> anyhow::Result<(Duration, String)> {
-    let started = Instant::now();
-    let out = Command::new(bin)
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "pathfinder-db {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((elapsed, String::from_utf8_lossy(&out.stdout).into_owned()))
-}
-
-/// Runs the prepared scripts, one long-lived `psql` per script, all at once;
-/// returns the wall time until the last one finished.
-fn psql_parallel(url: &str, scripts: &[PathBuf]) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let children = scripts
-        .iter()
-        .map(|script| {
-            Command::new("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
-                .arg(script)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("running psql (is it on PATH?)")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for mut child in children {
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("psql failed ({status})");
-        }
-    }
-    Ok(started.elapsed())
 }
 
 /// Every tenant's V2 statements, from `migrate --all --dry-run --json`.

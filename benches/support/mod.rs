@@ -184,3 +184,55 @@ pub fn pathfinder(
         code: status.map(|s| s.code().unwrap_or(-1)),
     })
 }
+
+/// Runs `pathfinder-db --database-url <url> <args>`, failing on a non-zero
+/// exit; returns the wall time and stdout.
+pub fn pathfinder_timed(
+    bin: &Path,
+    url: &str,
+    args: &[&str],
+) -> anyhow::Result<(Duration, String)> {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "pathfinder-db {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((elapsed, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// Runs the prepared scripts, one long-lived `psql` per script, all at once;
+/// returns the wall time until the last one finished.
+pub fn psql_parallel(url: &str, scripts: &[PathBuf]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let children = scripts
+        .iter()
+        .map(|script| {
+            Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
+                .arg(script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("running psql (is it on PATH?)")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for mut child in children {
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("psql failed ({status})");
+        }
+    }
+    Ok(started.elapsed())
+}
