@@ -31,10 +31,10 @@ mod support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use postgres::{Client, NoTls};
 
 use pathfinder_db::crypto::{self, DataKey, Keyring, MasterKey};
@@ -177,23 +177,7 @@ fn cpu(who: libc::c_int) -> Duration {
 /// Runs pathfinder-db; returns its wall time and CPU time.
 fn pathfinder(bin: &Path, url: &str, args: &[&str]) -> anyhow::Result<(Duration, Duration)> {
     let cpu_before = children_cpu();
-    let started = Instant::now();
-    let out = Command::new(bin)
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "pathfinder-db {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let (elapsed, _) = support::pathfinder_timed(bin, url, args)?;
     Ok((elapsed, children_cpu() - cpu_before))
 }
 
@@ -319,12 +303,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: &Options) -> anyhow::Result<()> {
-    let bin = support::release_binary()?;
-    let work = std::env::temp_dir().join(format!("bench_keys_{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let result = bench(opts, &bin, &work);
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    support::with_work_dir("keys", |bin, work| bench(opts, bin, work))
 }
 
 fn bench(opts: &Options, bin: &Path, work: &Path) -> anyhow::Result<()> {

@@ -158,15 +158,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: &Options) -> anyhow::Result<()> {
-    let n = opts.tenants;
-    // The release binary sits next to this example's directory: target/release/.
-    let bin = support::release_binary()?;
-
-    let work_dir = std::env::temp_dir().join(format!("bench_migrate_{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    let result = bench(opts, &bin, &work_dir, n);
-    let _ = std::fs::remove_dir_all(&work_dir);
-    result
+    support::with_work_dir("migrate", |bin, work| bench(opts, bin, work, opts.tenants))
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Result<()> {

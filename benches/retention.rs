@@ -218,12 +218,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: &Options) -> anyhow::Result<()> {
-    let bin = support::release_binary()?;
-    let work_dir = std::env::temp_dir().join(format!("bench_retention_{}", std::process::id()));
-    std::fs::create_dir_all(&work_dir)?;
-    let result = bench(opts, &bin, &work_dir);
-    let _ = std::fs::remove_dir_all(&work_dir);
-    result
+    support::with_work_dir("retention", |bin, work| bench(opts, bin, work))
 }
 
 struct Round {

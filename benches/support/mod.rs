@@ -236,3 +236,17 @@ pub fn psql_parallel(url: &str, scripts: &[PathBuf]) -> anyhow::Result<Duration>
     }
     Ok(started.elapsed())
 }
+
+/// Runs `bench` with the release binary and a scratch folder `<tmp>/bench_<name>_<pid>`,
+/// removed afterwards (also when the benchmark failed).
+pub fn with_work_dir(
+    name: &str,
+    bench: impl FnOnce(&Path, &Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let bin = release_binary()?;
+    let work = std::env::temp_dir().join(format!("bench_{name}_{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = bench(&bin, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
