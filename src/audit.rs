@@ -158,6 +158,15 @@ pub fn stage(
     Ok(())
 }
 
+/// Whether a tenant file holds staged rows that were never copied (a killed run's).
+pub fn has_staged(tenant: &mut dyn Connection) -> Result<bool, DbError> {
+    match tenant.query(&format!("SELECT 1 FROM {STAGE} LIMIT 1"), &[]) {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Moves the rows staged in a tenant file into `pf_audit_log` of the main
 /// file `sys`: a row already there (copied before a kill) is not copied again.
 pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Result<(), DbError> {

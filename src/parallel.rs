@@ -24,6 +24,46 @@ where
     R: Send,
     E: Send + From<crate::db::DbError>,
 {
+    run(db, false, items, jobs, fail_fast, work, on_done)
+}
+
+/// [`for_each`] with read-only sessions, for work that only reads (a dry
+/// run): on SQLite they leave no `-shm`/`-wal` files behind.
+pub fn for_each_read_only<T, R, E>(
+    db: &Database,
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&mut Session<'_>, &T) -> Result<R, E> + Sync,
+) -> Vec<Option<Result<R, E>>>
+where
+    T: Sync,
+    R: Send,
+    E: Send + From<crate::db::DbError>,
+{
+    run(db, true, items, jobs, false, work, |_, _| {})
+}
+
+fn run<T, R, E>(
+    db: &Database,
+    read_only: bool,
+    items: &[T],
+    jobs: usize,
+    fail_fast: bool,
+    work: impl Fn(&mut Session<'_>, &T) -> Result<R, E> + Sync,
+    on_done: impl Fn(&T, &Result<R, E>) + Sync,
+) -> Vec<Option<Result<R, E>>>
+where
+    T: Sync,
+    R: Send,
+    E: Send + From<crate::db::DbError>,
+{
+    let connect = || {
+        if read_only {
+            db.connect_read_only()
+        } else {
+            db.connect()
+        }
+    };
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<R, E>>>> =
@@ -41,7 +81,7 @@ where
                     let Some(item) = items.get(i) else { break };
                     let result = match session.as_mut() {
                         Some(s) => work(s, item),
-                        None => match db.connect() {
+                        None => match connect() {
                             Ok(s) => work(session.insert(s), item),
                             Err(e) => Err(E::from(e)),
                         },

@@ -221,13 +221,6 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         t.status == Status::Active
     })?;
     drop(session);
-    let mut units: Vec<retention::Unit> = Vec::new();
-    if args.all && !plan.system_steps().is_empty() {
-        units.push(retention::Unit::System);
-    }
-    if !plan.tenant_steps().is_empty() {
-        units.extend(tenants.into_iter().map(retention::Unit::Tenant));
-    }
     let options = Options {
         batch_size: args.batch_size,
         dry_run: args.dry_run,
@@ -235,15 +228,39 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
     let stop_file = args.stop_file.clone().unwrap_or_else(default_stop_file);
     let stop = Stop::new(args.max_runtime, Some(stop_file.clone()));
     let started = Instant::now();
+    let jobs = ctx.jobs(&db, args.jobs.jobs)?;
 
-    let reports: Vec<UnitReport> = if args.dry_run {
+    // Only the tenants that may have rows due are visited; the others are
+    // reported as a visit would have (a stopped run visits none).
+    let mut units: Vec<retention::Unit> = Vec::new();
+    if args.all && !plan.system_steps().is_empty() {
+        units.push(retention::Unit::System);
+    }
+    // The reports in the tenants' order: None where a visit will tell.
+    let mut idle: Vec<Option<UnitReport>> = Vec::new();
+    if !plan.tenant_steps().is_empty() {
+        let due = if stop.check().is_some() {
+            vec![true; tenants.len()]
+        } else {
+            retention::may_have_rows_due(&db, &plan, &tenants, jobs, args.dry_run)
+        };
+        for (tenant, due) in tenants.into_iter().zip(due) {
+            if due {
+                idle.push(None);
+                units.push(retention::Unit::Tenant(tenant));
+            } else {
+                idle.push(Some(retention::nothing_due(&plan, &tenant, db.dialect())));
+            }
+        }
+    }
+
+    let mut reports: Vec<UnitReport> = if args.dry_run {
         let mut session = db.connect_read_only()?;
         units
             .iter()
             .map(|u| retention::sweep_unit(&mut session, &renderer, &plan, options, &stop, u))
             .collect()
     } else {
-        let jobs = ctx.jobs(&db, args.jobs.jobs)?;
         let bar = progress_bar(ctx, units.len(), "sweeping");
         let results = crate::parallel::for_each(
             &db,
@@ -276,6 +293,14 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             })
             .collect()
     };
+    if !idle.is_empty() {
+        let system = usize::from(matches!(units.first(), Some(retention::Unit::System)));
+        let mut visited = reports.split_off(system).into_iter();
+        reports.extend(
+            idle.into_iter()
+                .filter_map(|r| r.or_else(|| visited.next())),
+        );
+    }
 
     // Policies this run completed over every tenant get their last_run.
     let mut completed = Vec::new();

@@ -536,6 +536,55 @@ fn whole_seconds_up(cutoff: &str) -> anyhow::Result<String> {
     ))?)
 }
 
+/// A table, an age column and a cutoff: "is any row of this table older
+/// than the cutoff?", answered by one index range probe that stops at the
+/// first row.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub table: String,
+    pub age_column: String,
+    pub cutoff: String,
+}
+
+/// One statement over many sets of probes: it returns the number `n` of each
+/// `(n, probes)` for which a probe finds a row. A sweep's rows due are among
+/// those rows (children and earlier policies only hold rows back), so a set
+/// it does not return has nothing due. `n` is a number the caller chose, never
+/// text, so no name travels as a literal; the cutoffs are binds.
+pub fn any_older_sql(
+    dialect: Dialect,
+    sets: &[(usize, Vec<Probe>)],
+) -> anyhow::Result<(String, Vec<Value>)> {
+    let from_dual = if dialect == Dialect::Oracle {
+        " FROM dual"
+    } else {
+        ""
+    };
+    let mut binds = Vec::new();
+    let mut arms = Vec::with_capacity(sets.len());
+    for (n, probes) in sets {
+        let mut exists = Vec::with_capacity(probes.len());
+        for p in probes {
+            let column = format!("s.{}", p.age_column);
+            let older = before(dialect, &p.table, &column, &p.cutoff, &mut binds)?;
+            exists.push(format!(
+                "EXISTS (SELECT 1 FROM {} s WHERE {older})",
+                p.table
+            ));
+        }
+        if !exists.is_empty() {
+            arms.push(format!(
+                "SELECT {n}{from_dual} WHERE {}",
+                exists.join(" OR ")
+            ));
+        }
+    }
+    if arms.is_empty() {
+        bail!("nothing to probe");
+    }
+    Ok((arms.join(" UNION ALL "), binds))
+}
+
 /// How many rows are due now (what a sweep would take; `--dry-run`, and
 /// what a stopped run leaves).
 pub fn count_due(conn: &mut dyn Connection, sweep: &Sweep<'_>) -> anyhow::Result<u64> {
@@ -1115,6 +1164,26 @@ mod tests {
                     assert_eq!(binds(&sql), b.len() + 2, "{sql}");
                 }
             }
+            let probe = |table: &str, column: &str| Probe {
+                table: table.into(),
+                age_column: column.into(),
+                cutoff: "2020-01-01 00:00:00.250000".into(),
+            };
+            let sets = vec![
+                (
+                    0,
+                    vec![
+                        probe("pf_user_a_chat_messages", "created_at"),
+                        probe("pf_user_a_career_analytics", "metric_date"),
+                    ],
+                ),
+                (7, vec![probe("pf_user_b_chat_messages", "deleted_at")]),
+            ];
+            let (sql, b) = any_older_sql(dialect, &sets).unwrap();
+            parse(dialect, &sql);
+            assert_eq!(sql.matches('?').count(), b.len(), "{sql}");
+            assert_eq!(b.len(), 3);
+            assert!(sql.contains("SELECT 7"), "{sql}");
             if let Some(lock) = dialect.share_lock(&["a".into(), "b".into()]) {
                 assert_eq!(lock, "LOCK TABLE a, b IN SHARE MODE");
             }

@@ -883,6 +883,152 @@ fn count_system(
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Finding the tenants with rows due
+
+/// Tenants one probe statement covers on PostgreSQL and Oracle (each is a
+/// few index probes; a statement locks its relations until it ends, so it
+/// stays short), and tenant files one SQLite worker probes in a row.
+const PROBE_CHUNK: usize = 100;
+
+/// A tenant's probes: per table and policy of the plan, its age column and cutoff.
+fn probes(plan: &Plan, key: &TenantKey) -> Vec<archive::Probe> {
+    plan.tenant_steps()
+        .iter()
+        .flat_map(|(def, policies)| {
+            policies.iter().map(|p| archive::Probe {
+                table: key.object(def.name),
+                age_column: p.policy.age_column.clone(),
+                cutoff: p.cutoff.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Which of `tenants` may have rows due now, found without a tenant
+/// operation each: on PostgreSQL and Oracle one statement of index probes
+/// per [`PROBE_CHUNK`] tenants, on SQLite one query per tenant file. False
+/// only for a tenant shown to have none; a tenant whose probe fails (a
+/// table, a column or a file missing, a lost connection) is true, so that
+/// the sweep visits it and reports why. On SQLite a tenant file holding
+/// staged audit rows of a killed run is true too: the visit copies them
+/// into the audit log.
+pub fn may_have_rows_due(
+    db: &crate::db::Database,
+    plan: &Plan,
+    tenants: &[TenantRecord],
+    jobs: usize,
+    read_only: bool,
+) -> Vec<bool> {
+    if plan.tenant_steps().is_empty() {
+        return vec![false; tenants.len()];
+    }
+    let chunks: Vec<&[TenantRecord]> = tenants.chunks(PROBE_CHUNK).collect();
+    let probe = |session: &mut Session<'_>, chunk: &&[TenantRecord]| {
+        Ok::<_, crate::db::DbError>(probe_chunk(session, plan, chunk))
+    };
+    let results = if read_only {
+        crate::parallel::for_each_read_only(db, &chunks, jobs, probe)
+    } else {
+        crate::parallel::for_each(db, &chunks, jobs, false, probe, |_, _| {})
+    };
+    chunks
+        .iter()
+        .zip(results)
+        .flat_map(|(chunk, result)| match result {
+            Some(Ok(due)) => due,
+            _ => vec![true; chunk.len()],
+        })
+        .collect()
+}
+
+fn probe_chunk(session: &mut Session<'_>, plan: &Plan, tenants: &[TenantRecord]) -> Vec<bool> {
+    let dialect = session.dialect();
+    let keys: Vec<Option<TenantKey>> = tenants
+        .iter()
+        .map(|t| TenantKey::parse(&t.tenant_key, dialect).ok())
+        .collect();
+    if session.tenants_apart() {
+        return keys
+            .iter()
+            .map(|key| key.as_ref().is_none_or(|k| probe_file(session, plan, k)))
+            .collect();
+    }
+    let mut due: Vec<bool> = keys.iter().map(Option::is_none).collect();
+    let sets: Vec<(usize, Vec<archive::Probe>)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
+        .collect();
+    probe_together(session.system(), &sets, &mut due);
+    due
+}
+
+/// One statement for all of `sets`; when it fails (a tenant's table or column
+/// is missing) each half is tried on its own, down to the tenant at fault.
+fn probe_together(
+    conn: &mut dyn Connection,
+    sets: &[(usize, Vec<archive::Probe>)],
+    due: &mut [bool],
+) {
+    if sets.is_empty() {
+        return;
+    }
+    let answer = archive::any_older_sql(conn.dialect(), sets)
+        .and_then(|(sql, binds)| Ok(conn.query(&sql, &binds)?));
+    match answer {
+        Ok(rows) => {
+            for n in rows.iter().filter_map(|r| r[0].as_i64()) {
+                if let Some(d) = due.get_mut(n as usize) {
+                    *d = true;
+                }
+            }
+        }
+        Err(_) if sets.len() > 1 && !conn.is_closed() => {
+            let (a, b) = sets.split_at(sets.len() / 2);
+            probe_together(conn, a, due);
+            probe_together(conn, b, due);
+        }
+        Err(_) => {
+            for (n, _) in sets {
+                due[*n] = true;
+            }
+        }
+    }
+}
+
+/// A SQLite tenant file: read-only unless the session writes; a missing file
+/// or any error is "visit it".
+fn probe_file(session: &mut Session<'_>, plan: &Plan, key: &TenantKey) -> bool {
+    let probed = (|| -> anyhow::Result<bool> {
+        let Some(mut conn) = session.tenant(key, Open::Existing)? else {
+            return Ok(true);
+        };
+        let (sql, binds) = archive::any_older_sql(conn.dialect(), &[(0, probes(plan, key))])?;
+        Ok(!conn.query(&sql, &binds)?.is_empty() || audit::has_staged(&mut *conn)?)
+    })();
+    probed.unwrap_or(true)
+}
+
+/// The report of a tenant the probes showed to have nothing due: what a
+/// visit would have reported.
+pub fn nothing_due(
+    plan: &Plan,
+    tenant: &TenantRecord,
+    dialect: crate::dialect::Dialect,
+) -> UnitReport {
+    let mut report = UnitReport::new(&Unit::Tenant(tenant.clone()));
+    if let Ok(key) = TenantKey::parse(&tenant.tenant_key, dialect) {
+        for (def, policies) in plan.tenant_steps() {
+            let table = key.object(def.name);
+            report
+                .tables
+                .extend(policies.iter().map(|p| TableReport::new(&table, p)));
+        }
+    }
+    report
+}
+
 /// The policies a run completed: every unit that sweeps one of its tables
 /// is done. (Only a run over all tenants completes a policy.)
 pub fn completed_policies(plan: &Plan, reports: &[UnitReport]) -> Vec<String> {

@@ -1466,3 +1466,116 @@ on_both_backends!(
     sessions_purge_and_failures_postgres,
     "retsessions"
 );
+
+/// A sweep finds the tenants with rows due by probing many at once and
+/// visits only those: the idle tenants are reported as a visit would report
+/// them, in order; a tenant whose tables a probe cannot read (a column
+/// renamed by hand) is still visited and reported failed, and so on SQLite
+/// is a tenant file holding a killed run's staged audit rows, which the visit
+/// copies into the audit log.
+fn idle_tenants_are_probed_not_visited(env: &Env) {
+    let names: Vec<String> = (1..=7).map(|i| format!("idle{i}")).collect();
+    let mut args = vec!["provision"];
+    args.extend(names.iter().map(String::as_str));
+    env.ok(&args);
+    apply(env, &default_policies());
+    old_messages(env, "idle3", "x", 4);
+    old_messages(env, "idle6", "y", 2);
+    // A young message in an otherwise idle tenant is not due.
+    env.tenant_exec(
+        "idle1",
+        "INSERT INTO pf_user_idle1_chat_conversations (id, title) VALUES ('c', 'young');\n\
+         INSERT INTO pf_user_idle1_chat_messages (id, conversation_id, role, content) VALUES ('m', 'c', 'user', 'hi');",
+    );
+    env.tenant_exec(
+        "idle5",
+        "ALTER TABLE pf_user_idle5_chat_conversations RENAME COLUMN deleted_at TO removed_at",
+    );
+    if env.is_sqlite() {
+        let row = serde_json::json!({
+            "user_id": null, "action": "tenant.retention.batch", "entity_type": "tenant",
+            "entity_id": "idle7", "command": "retention run --all", "execution_time_ms": 3,
+            "error": null, "details": null
+        });
+        env.tenant_exec(
+            "idle7",
+            &format!(
+                "CREATE TABLE pf_audit_stage (id TEXT PRIMARY KEY, row_json TEXT NOT NULL);\n\
+                 INSERT INTO pf_audit_stage VALUES ('staged-by-a-killed-run', '{row}');"
+            ),
+        );
+    }
+
+    for dry_run in [true, false] {
+        let mut args = vec!["--json", "retention", "run", "--all"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+        let tenants = report["tenants"].as_array().unwrap();
+        let order: Vec<&str> = tenants
+            .iter()
+            .map(|t| t["username"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, names, "{report}");
+        let failed = report["failed"].as_array().unwrap();
+        assert_eq!(failed.len(), 1, "{report}");
+        assert_eq!(failed[0]["username"], "idle5");
+        assert!(
+            failed[0]["error"].as_str().unwrap().contains("deleted_at"),
+            "{report}"
+        );
+        for t in tenants {
+            let rows: u64 = t["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["rows"].as_u64().unwrap())
+                .sum();
+            let expected = match t["username"].as_str().unwrap() {
+                "idle3" => 4,
+                "idle6" => 2,
+                _ => 0,
+            };
+            assert_eq!(rows, expected, "{t}");
+            if t["username"] != "idle5" {
+                assert_eq!(t["status"], "done", "{t}");
+                // Every table and policy is in the report, visited or not.
+                assert_eq!(t["tables"].as_array().unwrap().len(), 4, "{t}");
+            }
+        }
+    }
+    for (key, n) in [("idle3", 4), ("idle6", 2)] {
+        assert_eq!(
+            count(env.tenant_rows(
+                key,
+                &format!("SELECT COUNT(*) FROM pf_user_{key}_chat_messages_archive")
+            )),
+            n
+        );
+    }
+    assert_eq!(
+        count(env.tenant_rows("idle1", "SELECT COUNT(*) FROM pf_user_idle1_chat_messages")),
+        1
+    );
+    if env.is_sqlite() {
+        assert_eq!(
+            count(env.system_rows(
+                "SELECT COUNT(*) FROM pf_audit_log WHERE id = 'staged-by-a-killed-run'"
+            )),
+            1
+        );
+        assert_eq!(
+            count(env.tenant_rows("idle7", "SELECT COUNT(*) FROM pf_audit_stage")),
+            0
+        );
+    }
+}
+on_both_backends!(
+    idle_tenants_are_probed_not_visited,
+    idle_tenants_are_probed_not_visited_sqlite,
+    idle_tenants_are_probed_not_visited_postgres,
+    "retidle"
+);
