@@ -585,6 +585,16 @@ pub fn any_older_sql(
     Ok((arms.join(" UNION ALL "), binds))
 }
 
+/// SQLite: one row holding, per probe, the oldest value of its age column
+/// (`MIN`, read from the column's index), whatever the cutoff.
+pub fn oldest_sql(probes: &[Probe]) -> String {
+    let mins: Vec<String> = probes
+        .iter()
+        .map(|p| format!("(SELECT MIN({}) FROM {})", p.age_column, p.table))
+        .collect();
+    format!("SELECT {}", mins.join(", "))
+}
+
 /// How many rows are due now (what a sweep would take; `--dry-run`, and
 /// what a stopped run leaves).
 pub fn count_due(conn: &mut dyn Connection, sweep: &Sweep<'_>) -> anyhow::Result<u64> {

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod archive;
+pub mod oldest;
 pub mod refresh;
 pub mod retention;
 pub mod sessions;

@@ -26,6 +26,7 @@ use crate::audit::{self, AuditEntry};
 use crate::db::{Connection, Open, Session, Tx, Value};
 use crate::error::UsageError;
 use crate::jobs::archive::{self, Action, ArchiveTable, Batch, Child, Sweep};
+use crate::jobs::oldest;
 use crate::operation::{Guard, TenantOp, missing_tenant};
 use crate::policy::{AUDIT_LOG, FOREIGN_KEYS, Policy, SESSIONS, Target};
 use crate::registry::{self, Status, TenantRecord, iso_utc};
@@ -907,12 +908,14 @@ fn probes(plan: &Plan, key: &TenantKey) -> Vec<archive::Probe> {
 
 /// Which of `tenants` may have rows due now, found without a tenant
 /// operation each: on PostgreSQL and Oracle one statement of index probes
-/// per [`PROBE_CHUNK`] tenants, on SQLite one query per tenant file. False
-/// only for a tenant shown to have none; a tenant whose probe fails (a
-/// table, a column or a file missing, a lost connection) is true, so that
-/// the sweep visits it and reports why. On SQLite a tenant file holding
-/// staged audit rows of a killed run is true too: the visit copies them
-/// into the audit log.
+/// per [`PROBE_CHUNK`] tenants; on SQLite the oldest value of each age
+/// column per tenant file, read from the file or, while the file is
+/// unchanged, from what an earlier sweep remembered ([`oldest`]; a dry run
+/// reads that memory and never writes it). False only for a tenant shown to
+/// have none; a tenant whose probe fails (a table, a column or a file
+/// missing, a lost connection) is true, so that the sweep visits it and
+/// reports why. On SQLite a tenant file holding staged audit rows of a
+/// killed run is true too: the visit copies them into the audit log.
 pub fn may_have_rows_due(
     db: &crate::db::Database,
     plan: &Plan,
@@ -923,26 +926,53 @@ pub fn may_have_rows_due(
     if plan.tenant_steps().is_empty() {
         return vec![false; tenants.len()];
     }
+    let folder = tenants
+        .first()
+        .and_then(|t| TenantKey::parse(&t.tenant_key, db.dialect()).ok())
+        .and_then(|k| db.sqlite_tenant_file(&k))
+        .and_then(|f| f.parent().map(std::path::Path::to_path_buf));
+    let mut cache = folder
+        .as_deref()
+        .map(oldest::Cache::load)
+        .unwrap_or_default();
+    // Files changed since this are read, not remembered (see [`oldest`]).
+    let quiet_before = std::time::SystemTime::now() - oldest::QUIET;
     let chunks: Vec<&[TenantRecord]> = tenants.chunks(PROBE_CHUNK).collect();
     let probe = |session: &mut Session<'_>, chunk: &&[TenantRecord]| {
-        Ok::<_, crate::db::DbError>(probe_chunk(session, plan, chunk))
+        Ok::<_, crate::db::DbError>(probe_chunk(session, plan, chunk, &cache, quiet_before))
     };
-    let results = if read_only {
-        crate::parallel::for_each_read_only(db, &chunks, jobs, probe)
-    } else {
-        crate::parallel::for_each(db, &chunks, jobs, false, probe, |_, _| {})
-    };
-    chunks
-        .iter()
-        .zip(results)
-        .flat_map(|(chunk, result)| match result {
-            Some(Ok(due)) => due,
-            _ => vec![true; chunk.len()],
-        })
-        .collect()
+    // A probe only reads.
+    let results = crate::parallel::for_each_read_only(db, &chunks, jobs, probe);
+    let mut due = Vec::with_capacity(tenants.len());
+    for (chunk, result) in chunks.iter().zip(results) {
+        let probed = match result {
+            Some(Ok(probed)) => probed,
+            _ => vec![(true, None); chunk.len()],
+        };
+        for (tenant, (is_due, entry)) in chunk.iter().zip(probed) {
+            due.push(is_due);
+            match entry {
+                Some(e) => cache.tenants.insert(tenant.tenant_key.clone(), e),
+                None => cache.tenants.remove(&tenant.tenant_key),
+            };
+        }
+    }
+    if let Some(folder) = folder.filter(|_| !read_only) {
+        // A cache: when it cannot be written the next sweep reads every file.
+        let _ = cache.save(&folder);
+    }
+    due
 }
 
-fn probe_chunk(session: &mut Session<'_>, plan: &Plan, tenants: &[TenantRecord]) -> Vec<bool> {
+/// Per tenant of the chunk: whether it may have rows due, and on SQLite what
+/// to remember of its file (None: forget it).
+fn probe_chunk(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    tenants: &[TenantRecord],
+    cache: &oldest::Cache,
+    quiet_before: std::time::SystemTime,
+) -> Vec<(bool, Option<oldest::Entry>)> {
     let dialect = session.dialect();
     let keys: Vec<Option<TenantKey>> = tenants
         .iter()
@@ -951,7 +981,10 @@ fn probe_chunk(session: &mut Session<'_>, plan: &Plan, tenants: &[TenantRecord])
     if session.tenants_apart() {
         return keys
             .iter()
-            .map(|key| key.as_ref().is_none_or(|k| probe_file(session, plan, k)))
+            .map(|key| match key {
+                Some(k) => probe_file(session, plan, k, cache, quiet_before),
+                None => (true, None),
+            })
             .collect();
     }
     let mut due: Vec<bool> = keys.iter().map(Option::is_none).collect();
@@ -961,7 +994,7 @@ fn probe_chunk(session: &mut Session<'_>, plan: &Plan, tenants: &[TenantRecord])
         .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
         .collect();
     probe_together(session.system(), &sets, &mut due);
-    due
+    due.into_iter().map(|d| (d, None)).collect()
 }
 
 /// One statement for all of `sets`; when it fails (a tenant's table or column
@@ -997,17 +1030,56 @@ fn probe_together(
     }
 }
 
-/// A SQLite tenant file: read-only unless the session writes; a missing file
-/// or any error is "visit it".
-fn probe_file(session: &mut Session<'_>, plan: &Plan, key: &TenantKey) -> bool {
-    let probed = (|| -> anyhow::Result<bool> {
+/// A SQLite tenant file: its remembered oldest values while it is unchanged,
+/// else read from it (read-only) and remembered when it had been quiet. A
+/// missing file or any error is "visit it".
+fn probe_file(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    key: &TenantKey,
+    cache: &oldest::Cache,
+    quiet_before: std::time::SystemTime,
+) -> (bool, Option<oldest::Entry>) {
+    let probes = probes(plan, key);
+    let name = |p: &archive::Probe| format!("{}.{}", p.table, p.age_column);
+    let decide = |entry: &oldest::Entry| -> Option<bool> {
+        probes.iter().try_fold(false, |due, p| {
+            Some(due || entry.oldest.get(&name(p))?.before(&p.cutoff))
+        })
+    };
+    let Some(path) = session.database().sqlite_tenant_file(key) else {
+        return (true, None);
+    };
+    let identity = oldest::Identity::of(&path);
+    if let Some(entry) = cache.tenants.get(key.as_str())
+        && entry.identity == identity
+        && let Some(due) = decide(entry)
+    {
+        return (due, (!due).then(|| entry.clone()));
+    }
+    let read = (|| -> anyhow::Result<Option<oldest::Entry>> {
         let Some(mut conn) = session.tenant(key, Open::Existing)? else {
-            return Ok(true);
+            return Ok(None);
         };
-        let (sql, binds) = archive::any_older_sql(conn.dialect(), &[(0, probes(plan, key))])?;
-        Ok(!conn.query(&sql, &binds)?.is_empty() || audit::has_staged(&mut *conn)?)
+        let row = conn.query(&archive::oldest_sql(&probes), &[])?;
+        let staged = audit::has_staged(&mut *conn)?;
+        let oldest = probes
+            .iter()
+            .zip(row.first().map(|r| r.as_slice()).unwrap_or(&[]))
+            .map(|(p, min)| (name(p), oldest::Oldest::of(min)))
+            .collect();
+        Ok((!staged).then_some(oldest::Entry { identity, oldest }))
     })();
-    probed.unwrap_or(true)
+    match read {
+        Ok(Some(entry)) => match decide(&entry) {
+            Some(false) => {
+                let quiet = entry.identity.quiet_since(quiet_before);
+                (false, quiet.then_some(entry))
+            }
+            _ => (true, None),
+        },
+        _ => (true, None),
+    }
 }
 
 /// The report of a tenant the probes showed to have nothing due: what a

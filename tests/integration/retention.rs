@@ -1579,3 +1579,63 @@ on_both_backends!(
     idle_tenants_are_probed_not_visited_postgres,
     "retidle"
 );
+
+/// SQLite: a sweep remembers the oldest age values of the tenant files that
+/// had nothing due (`retention-oldest.json` in the tenant folder) and reads
+/// a file again once it changed, even when its modification time is set
+/// back; a file just written is not remembered, and a dry run never writes
+/// the memory.
+#[test]
+fn unchanged_sqlite_files_are_remembered_until_they_change() {
+    let env = Env::sqlite();
+    env.ok(&["provision", "old1", "old2", "old3"]);
+    apply(&env, &default_policies());
+    let cache = env.tenant_dir().join("retention-oldest.json");
+    let remembered = || -> BTreeSet<String> {
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let json: Json = serde_json::from_str(&text).unwrap();
+        json["tenants"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // Just provisioned: read, not remembered.
+    env.ok(&["retention", "run", "--all"]);
+    assert!(remembered().is_empty());
+    std::thread::sleep(Duration::from_millis(2200));
+    env.ok(&["retention", "run", "--all", "--dry-run"]);
+    assert!(remembered().is_empty(), "a dry run writes nothing");
+    env.ok(&["retention", "run", "--all"]);
+    let all: BTreeSet<String> = ["old1", "old2", "old3"].map(String::from).into();
+    assert_eq!(remembered(), all);
+
+    old_messages(&env, "old2", "x", 3);
+    let file = common::sqlite_tenant_file(env.path(), "old3");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    old_messages(&env, "old3", "y", 2);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let report = env.json(&["retention", "run", "--all"]);
+    assert_eq!(report["totals"]["rows"], 5, "{report}");
+    for (key, n) in [("old2", 3), ("old3", 2)] {
+        assert_eq!(
+            count(env.tenant_rows(
+                key,
+                &format!("SELECT COUNT(*) FROM pf_user_{key}_chat_messages_archive")
+            )),
+            n
+        );
+    }
+    // The swept files changed: only old1 is still remembered.
+    assert_eq!(remembered(), BTreeSet::from(["old1".to_string()]));
+    // An unreadable memory is only a slower sweep.
+    std::fs::write(&cache, "{ not json").unwrap();
+    let report = env.json(&["retention", "run", "--all", "--dry-run"]);
+    assert_eq!(report["totals"]["rows"], 0, "{report}");
+}
