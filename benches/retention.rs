@@ -8,8 +8,8 @@
 //!
 //! What it does:
 //! 1. creates a scratch database, provisions the
-//!    tenants, creates their archive tables (a run whose policies find nothing
-//!    due), applies two policies (chat messages after 365 days by created_at,
+//!    tenants, creates their archive tables (a run that moves one marker row
+//!    per table, the archives then emptied), applies two policies (chat messages after 365 days by created_at,
 //!    career analytics after 1095 days by metric_date) and seeds every tenant
 //!    with rows that are all due: 90 % chat messages, 10 % career analytics;
 //! 2. per round, clones that database twice and times, on one clone,
@@ -256,8 +256,21 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         users.len(),
         started.elapsed().as_secs_f64()
     );
-    // The archive tables, made by a run that finds nothing due (both timed
-    // runs then only move rows), then the real policies.
+    // The archive tables, made by a run that moves one row a tenant and
+    // table (a sweep makes an archive when it first needs one), emptied
+    // again: both timed runs then only move rows. Then the real policies.
+    {
+        let mut client = Client::connect(&base_url, NoTls)?;
+        for u in &users {
+            client.batch_execute(&format!(
+                "INSERT INTO pf_user_{u}_chat_conversations (id, title) VALUES ('marker', 'marker');\n\
+                 INSERT INTO pf_user_{u}_chat_messages (id, conversation_id, role, content, created_at) \
+                   VALUES ('marker', 'marker', 'user', 'marker', TIMESTAMP '1900-01-01 00:00:00');\n\
+                 INSERT INTO pf_user_{u}_career_analytics (id, metric_date, metric_type, metric_value) \
+                   VALUES ('marker', DATE '1900-01-01', 'applications', 0);"
+            ))?;
+        }
+    }
     let stop_file = work_dir.join("never.stop");
     let stop_file = stop_file.to_string_lossy();
     let dir = work_dir.join("policies");
@@ -273,6 +286,14 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         &base_url,
         &["retention", "run", "--all", "--stop-file", &stop_file, "-q"],
     )?;
+    {
+        let mut client = Client::connect(&base_url, NoTls)?;
+        for u in &users {
+            client.batch_execute(&format!(
+                "TRUNCATE pf_user_{u}_chat_messages_archive, pf_user_{u}_career_analytics_archive"
+            ))?;
+        }
+    }
     policies(&dir, None)?;
     pathfinder(
         bin,

@@ -11,14 +11,15 @@
 //!
 //! A batch copies and deletes the same rows in the caller's transaction and
 //! checks that both touched as many rows: a row is in the live table or in
-//! the archive, never in both or neither, at every commit. A sweep's batch
-//! is either every due row ([`sweep_all_due`]) or the oldest due rows up to
-//! a bound row in (age column, id) order ([`sweep_batch`]): two set
+//! the archive, never in both or neither, at every commit. On PostgreSQL
+//! every batch of a sweep is the oldest due rows found through the age
+//! column's index and taken by row address ([`sweep_oldest`]). Elsewhere a
+//! batch is either every due row ([`sweep_all_due`]) or the oldest due rows
+//! up to a bound row in (age column, id) order ([`sweep_batch`]): two set
 //! statements (INSERT ... SELECT, then DELETE with the same condition) under
-//! a lock that keeps writers out of the table for the batch. A large
-//! backlog goes in chunks of listed ids instead ([`due_ids`], [`move_ids`]:
-//! rows locked and checked again, on PostgreSQL deleted and copied by one
-//! statement), so a table is not read again for every batch.
+//! a lock that keeps writers out of the table for the batch; a large backlog
+//! goes in chunks of listed ids instead ([`due_ids`], [`move_ids`]: rows
+//! locked and checked again), so a table is not read again for every batch.
 //! [`restore_batch`] is the way back, by ids.
 
 use anyhow::bail;
@@ -616,7 +617,7 @@ fn count_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec
 
 /// The oldest due rows' ids, in (age column, id) order; the row count is a
 /// bind at the end. Read without locks: each batch locks its rows and
-/// checks them again ([`relock_sql`], [`one_statement_sql`]).
+/// checks them again ([`relock_sql`]).
 fn select_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
     let (due, binds) = sweep.due(dialect)?;
     Ok((
@@ -673,32 +674,6 @@ fn copy_sql(dialect: Dialect, t: &ArchiveTable, live: &str, n: usize) -> String 
 
 fn delete_sql(table: &str, n: usize) -> String {
     format!("DELETE FROM {table} WHERE {}", in_list("id", n))
-}
-
-/// PostgreSQL: check, delete and copy a batch in one statement (one round
-/// trip). The DELETE locks each row it takes and, should a concurrent
-/// transaction have changed it, checks the condition again on the new
-/// version; the copy is made from exactly the rows the DELETE returned. The
-/// ids come as one JSON array (any text survives it), joined by hash or
-/// through the primary key as the planner sees fit. The binds: the ids, the
-/// condition's, the generation.
-fn one_statement_sql(dialect: Dialect, sweep: &Sweep<'_>) -> anyhow::Result<(String, Vec<Value>)> {
-    let t = sweep.archive()?;
-    let (due, binds) = sweep.due(dialect)?;
-    let names = t.columns.join(", ");
-    Ok((
-        format!(
-            "WITH moved AS (DELETE FROM {live} s \
-             USING (SELECT jsonb_array_elements_text(CAST(CAST(? AS TEXT) AS JSONB)) AS id) b \
-             WHERE s.id = b.id AND {due} RETURNING s.*), \
-             copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM copied)",
-            live = sweep.live,
-            archive = t.archive,
-            ts = dialect.timestamp_bind(),
-        ),
-        binds,
-    ))
 }
 
 /// The last row of the batch of the `limit` oldest due rows, by id: the
@@ -838,31 +813,6 @@ pub fn move_ids(
     if let Some(lock) = dialect.share_lock(&children) {
         conn.execute(&lock, &[])?;
     }
-    if dialect == Dialect::Postgres && sweep.action == Action::Move {
-        let (sql, due) = one_statement_sql(dialect, sweep)?;
-        let list: Vec<serde_json::Value> = ids
-            .iter()
-            .map(|v| serde_json::Value::String(v.to_text()))
-            .collect();
-        let mut binds = vec![Value::Text(serde_json::Value::Array(list).to_string())];
-        binds.extend(due);
-        binds.push(Value::Text(generation.into()));
-        let rows = conn.query(&sql, &binds)?;
-        let count = |i: usize| {
-            rows.first()
-                .and_then(|r| r.get(i))
-                .and_then(Value::as_i64)
-                .unwrap_or(-1)
-                .max(0) as u64
-        };
-        let batch = Batch {
-            selected: count(0),
-            deleted: count(0),
-            archived: count(1),
-        };
-        check_batch(sweep, &batch)?;
-        return Ok(batch);
-    }
     let (sql, due) = relock_sql(dialect, sweep, ids.len())?;
     let mut binds = ids.to_vec();
     binds.extend(due);
@@ -927,6 +877,88 @@ pub fn sweep_batch(
         .map(|mut r| r.swap_remove(0));
     let more = bound.is_some();
     Ok((set_batch(conn, sweep, bound, generation)?, more))
+}
+
+/// PostgreSQL: the oldest `limit` due rows as one batch in the caller's
+/// transaction, found through the age column's index (tenant version 4) and
+/// taken by their row addresses (`ctid`): two set statements under
+/// [`lock_for_batch`], which keeps writers out so that both find the same
+/// rows; their counts must agree. Each batch reads only its own rows,
+/// whatever the backlog and the batch size. Returns the batch and whether
+/// more rows may be due.
+pub fn sweep_oldest(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    limit: u64,
+    generation: &str,
+) -> anyhow::Result<(Batch, bool)> {
+    lock_for_batch(conn, sweep)?;
+    let (copy, delete, mut binds) = oldest_rows_sql(conn.dialect(), sweep)?;
+    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
+    let mut batch = Batch::default();
+    if let Some(copy) = copy {
+        let mut with_generation = vec![Value::Text(generation.into())];
+        with_generation.extend(binds.iter().cloned());
+        batch.archived = conn.execute(&copy, &with_generation)?;
+        batch.selected = batch.archived;
+    }
+    if let Some(delete) = delete {
+        batch.deleted = conn.execute(&delete, &binds)?;
+        batch.selected = batch.deleted;
+    }
+    check_batch(sweep, &batch)?;
+    let more = batch.selected >= limit;
+    // A batch with more to follow commits without waiting for its WAL flush:
+    // a server crash can only undo whole batches (copy, delete and audit row
+    // together), never split one, and the table's last batch commits
+    // synchronously, which flushes every batch before it. So a small batch
+    // costs no fsync of its own, and what a run reports is durable.
+    if more {
+        conn.execute("SET LOCAL synchronous_commit = off", &[])?;
+    }
+    Ok((batch, more))
+}
+
+/// [`sweep_oldest`]'s statements: (copy, delete, binds). The copy's binds are
+/// the generation, then the condition's, then the limit; the delete's the
+/// condition's, then the limit.
+fn oldest_rows_sql(
+    dialect: Dialect,
+    sweep: &Sweep<'_>,
+) -> anyhow::Result<(Option<String>, Option<String>, Vec<Value>)> {
+    if dialect != Dialect::Postgres {
+        bail!("batches by row address are PostgreSQL's");
+    }
+    let (due, binds) = sweep.due(dialect)?;
+    let rows = format!(
+        "o.ctid = ANY(ARRAY(SELECT s.ctid FROM {live} s WHERE {due} ORDER BY s.{age}, s.id LIMIT ?))",
+        live = sweep.live,
+        age = sweep.age_column,
+    );
+    let copy = match sweep.action {
+        Action::Move | Action::Copy => {
+            let t = sweep.archive()?;
+            let names = t.columns.join(", ");
+            let sourced = t
+                .columns
+                .iter()
+                .map(|c| format!("o.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(format!(
+                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} o WHERE {rows}",
+                archive = t.archive,
+                live = sweep.live,
+                ts = dialect.timestamp_bind(),
+            ))
+        }
+        Action::Delete => None,
+    };
+    let delete = sweep
+        .action
+        .deletes()
+        .then(|| format!("DELETE FROM {} o WHERE {rows}", sweep.live));
+    Ok((copy, delete, binds))
 }
 
 /// Keeps writers out of what a batch reads: the table itself when rows are
@@ -1168,10 +1200,20 @@ mod tests {
                     parse(dialect, &delete);
                     assert_eq!(binds(&insert), 2 + since as usize, "{insert}");
                 }
-                if dialect == Dialect::Postgres && action == Action::Move {
-                    let (sql, b) = one_statement_sql(dialect, &sweep).unwrap();
-                    parse(dialect, &sql);
-                    assert_eq!(binds(&sql), b.len() + 2, "{sql}");
+                if dialect == Dialect::Postgres {
+                    let (copy, delete, b) = oldest_rows_sql(dialect, &sweep).unwrap();
+                    assert_eq!(copy.is_some(), action != Action::Delete);
+                    assert_eq!(delete.is_some(), action != Action::Copy);
+                    for sql in copy.iter() {
+                        parse(dialect, sql);
+                        assert_eq!(binds(sql), b.len() + 2, "{sql}");
+                    }
+                    for sql in delete.iter() {
+                        parse(dialect, sql);
+                        assert_eq!(binds(sql), b.len() + 1, "{sql}");
+                    }
+                } else {
+                    assert!(oldest_rows_sql(dialect, &sweep).is_err());
                 }
             }
             let probe = |table: &str, column: &str| Probe {

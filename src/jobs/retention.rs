@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::audit::{self, AuditEntry};
 use crate::db::{Connection, Open, Session, Tx, Value};
+use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::jobs::archive::{self, Action, ArchiveTable, Batch, Child, Sweep};
 use crate::jobs::oldest;
@@ -553,6 +554,24 @@ fn tenant_steps(
             // listed with one scan of the table and moved batch by batch
             // through the primary key.
             let mut more = true;
+            // PostgreSQL takes each batch through the age column's index by
+            // row address, so neither counts nor id lists are needed.
+            while more && op.session().dialect() == Dialect::Postgres {
+                if stop.check().is_some() {
+                    return stop_here(op, &key, &sweep, table, tenant, report, current);
+                }
+                let started = Instant::now();
+                let (batch, left) = op
+                    .tenant_audited(
+                        &key,
+                        |conn| archive::sweep_oldest(conn, &sweep, limit, &plan.started),
+                        |(b, _)| batch_audit(tenant, current, &table, *b, started),
+                    )?
+                    .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
+                more = left;
+                table.add(&batch);
+                batch_done(op, current, &table)?;
+            }
             let mut found = 0;
             let mut counted: Option<u64> = None;
             while more && found < FIND_BATCHES {
