@@ -237,7 +237,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         units.push(retention::Unit::System);
     }
     // The reports in the tenants' order: None where a visit will tell.
-    let mut idle: Vec<Option<UnitReport>> = Vec::new();
+    let mut in_order: Vec<Option<UnitReport>> = Vec::new();
     if !plan.tenant_steps().is_empty() {
         let due = if stop.check().is_some() {
             vec![true; tenants.len()]
@@ -246,10 +246,10 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         };
         for (tenant, due) in tenants.into_iter().zip(due) {
             if due {
-                idle.push(None);
+                in_order.push(None);
                 units.push(retention::Unit::Tenant(tenant));
             } else {
-                idle.push(Some(retention::nothing_due(&plan, &tenant, db.dialect())));
+                in_order.push(Some(retention::nothing_due(&plan, &tenant, db.dialect())));
             }
         }
     }
@@ -293,11 +293,12 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             })
             .collect()
     };
-    if !idle.is_empty() {
+    if !in_order.is_empty() {
         let system = usize::from(matches!(units.first(), Some(retention::Unit::System)));
         let mut visited = reports.split_off(system).into_iter();
         reports.extend(
-            idle.into_iter()
+            in_order
+                .into_iter()
                 .filter_map(|r| r.or_else(|| visited.next())),
         );
     }
