@@ -1050,7 +1050,10 @@ fn run_audited(conn: &mut dyn Connection, role: &str, changes: &[Change]) -> any
 // Grants that follow what pathfinder-db creates.
 
 /// The tables and materialized views `statements` create.
+/// Each once (a version may create again what an earlier one made: one
+/// GRANT must not name an object twice).
 fn created_objects(statements: &[Statement]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
     statements
         .iter()
         .filter_map(|s| {
@@ -1062,6 +1065,7 @@ fn created_objects(statements: &[Statement]) -> Vec<String> {
             };
             Some(name.trim_end_matches('(').to_string())
         })
+        .filter(|name| seen.insert(name.clone()))
         .collect()
 }
 
