@@ -292,23 +292,6 @@ impl Problem {
             Problem::DdlRights { what } => format!("{role} {what}"),
         }
     }
-
-    /// The object the problem is about.
-    fn object(&self) -> &str {
-        match self {
-            Problem::RoleMissing { role } => role,
-            Problem::MissingGrant { object, .. }
-            | Problem::ExtraPrivilege { object, .. }
-            | Problem::Owns { object } => object,
-            Problem::RowSecurityDisabled { table }
-            | Problem::RowSecurityForced { table }
-            | Problem::PolicyMissing { table, .. }
-            | Problem::PolicyDisabled { table, .. }
-            | Problem::PolicyChanged { table, .. }
-            | Problem::ExtraPolicy { table, .. } => table,
-            Problem::DdlRights { what } => what,
-        }
-    }
 }
 
 /// What `grants check` found.
@@ -325,43 +308,54 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
-
-    /// The problems about `tenant_key`'s objects.
-    pub fn of_tenant<'a>(&'a self, key: &'a TenantKey) -> impl Iterator<Item = &'a Problem> + 'a {
-        let prefix = key.prefix();
-        let tenants: Tenants = HashMap::from([(key.to_string(), true)]);
-        self.problems.iter().filter(move |p| {
-            p.object().starts_with(&prefix) && tenant_of(p.object(), &tenants).is_some()
-        })
-    }
 }
 
 /// The problems of `catalog` against the expected state. `tenants`: every
 /// registered tenant (with `names`, the catalog was read for those only).
-pub fn compare(dialect: Dialect, catalog: &AccessCatalog, tenants: &Tenants) -> Vec<Problem> {
+pub fn compare(
+    dialect: Dialect,
+    role: &str,
+    catalog: &AccessCatalog,
+    tenants: &Tenants,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let facts = &catalog.role;
     if facts.exists {
         let mut ddl = |what: String| problems.push(Problem::DdlRights { what });
         if facts.superuser {
-            ddl("is a superuser: it bypasses every grant and row-level security".into());
+            ddl(format!(
+                "is a superuser: it bypasses every grant and row-level security (ALTER ROLE {role} NOSUPERUSER)"
+            ));
         }
         if facts.bypass_rls {
-            ddl("has BYPASSRLS: row-level security does not apply to it".into());
+            ddl(format!(
+                "has BYPASSRLS: row-level security does not apply to it (ALTER ROLE {role} NOBYPASSRLS)"
+            ));
         }
         if facts.member_of_owner {
-            ddl("is a member of the owner role: it may act as the owner".into());
+            ddl(format!(
+                "is a member of the owner role: it may act as the owner (REVOKE <owner> FROM {role})"
+            ));
         }
         if let Some(via) = &facts.schema_create {
+            let schema = &facts.schema;
             ddl(match via.as_str() {
-                "role" => "has CREATE on the schema (DDL rights)".into(),
-                "PUBLIC" => "has CREATE on the schema through PUBLIC (DDL rights)".into(),
-                other => format!("has CREATE on the schema through role {other} (DDL rights)"),
+                "role" => format!(
+                    "has CREATE on the schema (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM {role})"
+                ),
+                "PUBLIC" => format!(
+                    "has CREATE on the schema through PUBLIC (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC)"
+                ),
+                other => format!(
+                    "has CREATE on the schema through role {other} (DDL rights; REVOKE CREATE ON SCHEMA {schema} FROM {other})"
+                ),
             });
         }
         for privilege in &facts.system_privileges {
             if privilege != "CREATE SESSION" {
-                ddl(format!("holds the system privilege {privilege}"));
+                ddl(format!(
+                    "holds the system privilege {privilege} (REVOKE {privilege} FROM {role})"
+                ));
             }
         }
         if facts.owns_schema {
@@ -601,7 +595,7 @@ pub fn check(
         return Ok(None);
     };
     let tenants = registered_tenants(conn)?;
-    let mut problems = compare(conn.dialect(), &catalog, &tenants);
+    let mut problems = compare(conn.dialect(), role, &catalog, &tenants);
     if !catalog.role.exists {
         problems.insert(
             0,
@@ -989,7 +983,7 @@ pub fn apply(
         }
     }
     let tenants = registered_tenants(conn)?;
-    let problems = compare(dialect, &catalog, &tenants);
+    let problems = compare(dialect, role, &catalog, &tenants);
     let plan = plan(renderer, role, &problems)?;
     if !dry_run {
         for batch in plan.changes.chunks(CHANGES_PER_COMMIT) {
@@ -1548,7 +1542,7 @@ mod tests {
     #[test]
     fn a_clean_catalog_has_no_problems() {
         assert_eq!(
-            compare(Dialect::Postgres, &clean_catalog(), &tenants()),
+            compare(Dialect::Postgres, "app", &clean_catalog(), &tenants()),
             vec![]
         );
     }
@@ -1576,7 +1570,7 @@ mod tests {
         c.role.schema_create = Some("PUBLIC".into());
         c.role.bypass_rls = true;
         c.objects[6].owned_by_role = true;
-        let problems = compare(Dialect::Postgres, &c, &tenants());
+        let problems = compare(Dialect::Postgres, "app", &c, &tenants());
         let has = |p: Problem| assert!(problems.contains(&p), "{p:?} not in {problems:#?}");
         has(Problem::ExtraPrivilege {
             object: "pf_audit_log".into(),
@@ -1666,7 +1660,7 @@ mod tests {
         c.objects[4]
             .privileges
             .push(held("SELECT", "PUBLIC", false));
-        let problems = compare(Dialect::Postgres, &c, &tenants());
+        let problems = compare(Dialect::Postgres, "app", &c, &tenants());
         assert_eq!(problems.len(), 1, "{problems:#?}");
     }
 

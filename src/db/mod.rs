@@ -337,6 +337,8 @@ pub struct RoleFacts {
     pub owns_schema: bool,
     /// Objects of the schema it owns (any name), a few.
     pub owned: Vec<String>,
+    /// The schema pathfinder-db works in (PostgreSQL), for the fixes named.
+    pub schema: String,
     /// Oracle: system privileges granted to the role (CREATE ..., ... ANY
     /// ..., EXEMPT ACCESS POLICY).
     pub system_privileges: Vec<String>,

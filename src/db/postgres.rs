@@ -548,7 +548,8 @@ const ROLE_FACTS: &str = "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, 
           WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner \
             AND (a.grantee = 0 OR pg_has_role(r.oid, a.grantee, 'USAGE'))), \
         array_to_string(ARRAY(SELECT c.relname::text FROM pg_class c \
-            WHERE c.relnamespace = n.oid AND c.relowner = r.oid ORDER BY 1 LIMIT 20), ',') \
+            WHERE c.relnamespace = n.oid AND c.relowner = r.oid ORDER BY 1 LIMIT 20), ','), \
+        n.nspname::text \
      FROM pg_roles r, pg_namespace n WHERE r.rolname = ? AND n.nspname = current_schema()";
 
 /// Every `pf_...` relation of the schema (and refinery's history) with what
@@ -645,6 +646,7 @@ impl PgConnection {
                         .unwrap_or_else(|| "role".into())
                 }),
                 owned: text_list(&r[6]),
+                schema: r[7].to_text(),
                 system_privileges: Vec::new(),
             },
         };

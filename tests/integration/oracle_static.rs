@@ -926,13 +926,15 @@ fn run_policy_function(
         {
             let end = i + body[i..].iter().position(|l| *l == "END IF;").unwrap();
             if holds(cond) {
-                for inner in &body[i + 1..end] {
-                    let expr = inner
+                let inner = &body[i + 1..end];
+                let expr = match inner {
+                    [only] => only
                         .strip_prefix("RETURN ")
-                        .and_then(|l| l.strip_suffix(';'))
-                        .unwrap_or_else(|| panic!("only RETURN inside an IF: {inner:?}"));
-                    return value(expr);
+                        .and_then(|l| l.strip_suffix(';')),
+                    _ => None,
                 }
+                .unwrap_or_else(|| panic!("only one RETURN inside an IF: {inner:?}"));
+                return value(expr);
             }
             i = end + 1;
         } else if let Some(expr) = line
