@@ -974,7 +974,8 @@ pub fn apply(
             // What the new role would need: everything it may use.
             catalog.role.exists = true;
         } else {
-            run_audited(conn, role, std::slice::from_ref(&change))?;
+            run_audited(conn, role, std::slice::from_ref(&change))
+                .map_err(|e| audit_failure(conn, role, e))?;
             applied.created_role = true;
             applied.changes.push(change);
             catalog = conn
@@ -986,13 +987,30 @@ pub fn apply(
     let problems = compare(dialect, role, &catalog, &tenants);
     let plan = plan(renderer, role, &problems)?;
     if !dry_run {
+        // A batch that fails (a tenant dropped since the catalog was read,
+        // say) is rolled back where DDL is transactional; the batches before
+        // it stay. Running the command again finishes the rest.
         for batch in plan.changes.chunks(CHANGES_PER_COMMIT) {
-            run_audited(conn, role, batch)?;
+            run_audited(conn, role, batch).map_err(|e| audit_failure(conn, role, e))?;
         }
     }
     applied.changes.extend(plan.changes);
     applied.unfixable = plan.unfixable;
     Ok(Some(applied))
+}
+
+/// Records a failed `grants apply` (after the rollback, in a transaction
+/// of its own, as every command's failures are) and hands the error back.
+fn audit_failure(conn: &mut dyn Connection, role: &str, err: anyhow::Error) -> anyhow::Error {
+    let mut entry = AuditEntry::new("grants.apply", "role", role, "grants");
+    entry.error = Some(crate::error::one_line(&err));
+    if !conn.is_closed() {
+        let _ = Tx::begin(conn).and_then(|mut tx| {
+            audit::write(&mut *tx, &entry)?;
+            tx.commit()
+        });
+    }
+    err
 }
 
 /// The audit row of one change.

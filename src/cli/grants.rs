@@ -82,7 +82,14 @@ fn print_report(ctx: &Context, report: &Report) {
         }));
         return;
     }
-    // The verdict is the result: printed even with --quiet.
+    // Drift is printed even with --quiet (cron mails it); a clean result is not.
+    if report.ok() {
+        ctx.say(format!(
+            "role {}: grants on {} object(s) and row-level security match",
+            report.role, report.objects
+        ));
+        return;
+    }
     for p in report.problems.iter().take(LISTED) {
         super::out(&format!("{}\n", p.describe(&report.role)));
     }
@@ -92,12 +99,7 @@ fn print_report(ctx: &Context, report: &Report) {
             report.problems.len() - LISTED
         ));
     }
-    super::out(&if report.ok() {
-        format!(
-            "role {}: grants on {} object(s) and row-level security match\n",
-            report.role, report.objects
-        )
-    } else if !report.role_exists {
+    super::out(&if !report.role_exists {
         format!(
             "role {}: {} problem(s); `pathfinder-db grants apply --create-role` creates the role and grants it what the application needs\n",
             report.role,
@@ -245,8 +247,8 @@ fn sqlite_files(
                 format!("{line}\n")
             });
         }
-        super::out(&format!(
-            "{checked} SQLite file(s) and folder(s) checked, {}\n",
+        let line = format!(
+            "{checked} SQLite file(s) and folder(s) checked, {}",
             match (open.len(), repair) {
                 (0, _) => "all readable by their owner only".to_string(),
                 (n, true) => format!("{n} made readable by their owner only"),
@@ -254,7 +256,13 @@ fn sqlite_files(
                     "{n} open to others: `pathfinder-db grants apply` makes them 0600 (folders 0700)"
                 ),
             }
-        ));
+        );
+        // Files open to others are printed even with --quiet (cron mails them).
+        if open.is_empty() || repair {
+            ctx.say(line);
+        } else {
+            super::out(&format!("{line}\n"));
+        }
     }
     Ok(if open.is_empty() || repair {
         0

@@ -839,3 +839,103 @@ fn sqlite_files_are_private_whatever_the_umask_sqlite() {
     assert_eq!(mode(&tenant_dir), 0o700);
     env.ok(&["grants", "check"]);
 }
+
+/// pathfinder-db connecting as a plain owner (not a superuser, which would
+/// bypass row-level security anyway): its jobs still see and change every
+/// user's rows (the policies are not forced on the owner), while the
+/// application sees none without a user. An owner that may not create roles
+/// gets an error from `grants apply --create-role`, and the failure is
+/// audited; once a DBA made the role, `grants apply` grants it everything.
+#[test]
+fn a_plain_owner_is_exempt_and_a_failed_apply_is_audited_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = Env::postgres(&server, "lprivowner");
+    let owner = AppRole::new(&server, &env);
+    let app = AppRole::new(&server, &env);
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {} LOGIN", owner.name))
+        .unwrap();
+    env.system_exec(&format!("GRANT CREATE ON SCHEMA public TO {}", owner.name));
+    let mut url = url::Url::parse(&env.url).unwrap();
+    url.set_username(&owner.name).unwrap();
+    let as_owner = |args: &[&str]| -> Output {
+        common::pathfinder(env.path())
+            .arg("--database-url")
+            .arg(url.as_str())
+            .env("PATHFINDER_APP_ROLE", &app.name)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_owner(&["provision", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // No CREATEROLE: the error, audited.
+    let out = as_owner(&["grants", "apply", "--create-role"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("permission denied to create role"),
+        "{}",
+        stderr(&out)
+    );
+    let failures = common::pg_rows(
+        &mut env.pg(),
+        "SELECT entity_id, error_message IS NOT NULL FROM pf_audit_log WHERE action = 'grants.apply'",
+    );
+    assert_eq!(failures, [[app.name.clone(), "t".to_string()]]);
+
+    // A DBA makes the role; the owner grants it what it needs.
+    admin
+        .batch_execute(&format!("CREATE ROLE {} NOLOGIN", app.name))
+        .unwrap();
+    for args in [&["grants", "apply"][..], &["grants", "check"][..]] {
+        let out = as_owner(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
+    // The owner's own session sees and changes every user's rows.
+    let mut owner_client = postgres::Client::connect(url.as_str(), postgres::NoTls).unwrap();
+    owner_client
+        .batch_execute(
+            "INSERT INTO pf_users (id, username, email, password_hash) VALUES \
+               ('u-alice', 'alice', 'alice@example.com', 'x'), ('u-bob', 'bob', 'bob@example.com', 'x'); \
+             INSERT INTO pf_user_sessions (id, user_id, refresh_token, expires_at) VALUES \
+               ('s-old', 'u-bob', 't1', CURRENT_TIMESTAMP - INTERVAL '2 days'), \
+               ('s-new', 'u-alice', 't2', CURRENT_TIMESTAMP + INTERVAL '2 days')",
+        )
+        .unwrap();
+    let count = |client: &mut postgres::Client, sql: &str| -> i64 {
+        client.query_one(sql, &[]).unwrap().get(0)
+    };
+    assert_eq!(count(&mut owner_client, "SELECT count(*) FROM pf_users"), 2);
+    // Its jobs too: the purge finds bob's expired session without any user set.
+    let out = as_owner(&["sessions", "purge"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        count(&mut owner_client, "SELECT count(*) FROM pf_user_sessions"),
+        1
+    );
+    // The application, without a user: nothing.
+    assert_eq!(
+        as_app(&env, &app, None, "SELECT count(*) FROM pf_users").unwrap(),
+        [["0"]]
+    );
+    assert_eq!(
+        as_app(
+            &env,
+            &app,
+            Some("u-alice"),
+            "SELECT id FROM pf_user_sessions"
+        )
+        .unwrap(),
+        [["s-new"]]
+    );
+}
