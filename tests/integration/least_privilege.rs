@@ -706,6 +706,17 @@ fn grants_check_finds_hand_made_drift_postgres() {
 /// The binary run with umask 000 (anything the process creates without an
 /// explicit mode would be readable and writable by everyone).
 fn with_open_umask(env: &Env, args: &[&str]) -> Output {
+    let out = open_umask_command(env, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+fn open_umask_command(env: &Env, args: &[&str]) -> Command {
     let mut cmd = Command::new("sh");
     cmd.current_dir(env.path())
         .arg("-c")
@@ -719,14 +730,7 @@ fn with_open_umask(env: &Env, args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
+    cmd
 }
 
 #[cfg(unix)]
@@ -769,6 +773,31 @@ fn sqlite_files_are_private_whatever_the_umask_sqlite() {
     with_open_umask(
         &env,
         &["keys", "new-master-key", "--out", key.to_str().unwrap()],
+    );
+
+    // While a command holds the main file open, its -wal and -shm exist:
+    // SQLite gives them the main file's mode.
+    let main = env.main_file().display().to_string();
+    let (wal, shm) = (format!("{main}-wal"), format!("{main}-shm"));
+    let mut follower = open_umask_command(&env, &["audit", "--follow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(Path::new(&wal).exists() && Path::new(&shm).exists())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mode_now = |p: &str| Path::new(p).exists().then(|| mode(Path::new(p)));
+    let modes = (mode_now(&wal), mode_now(&shm));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(
+        modes,
+        (Some(0o600), Some(0o600)),
+        "the main file's -wal and -shm"
     );
 
     let tenant_dir = env.tenant_dir();
