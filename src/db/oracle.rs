@@ -1194,6 +1194,127 @@ impl OracleTarget {
 mod tests {
     use super::*;
 
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// The Oracle catalog as `grants check` reads it, into the facts it
+    /// compares: a materialized view listed once, grants to the role and to
+    /// PUBLIC told apart, the statement types and state of each policy; and
+    /// what the comparison then finds (a disabled policy, a missing EXECUTE
+    /// on the context package, a DELETE granted on the audit log, a system
+    /// privilege of the role).
+    #[test]
+    fn the_access_catalog_reads_into_what_grants_check_compares() {
+        use crate::grants::{Problem, compare};
+        let objects = [
+            ("PF_AUDIT_LOG", "TABLE"),
+            ("PF_OWN_ROWS_PREDICATE", "FUNCTION"),
+            ("PF_REQUEST_CONTEXT", "PACKAGE"),
+            ("PF_USER_ALICE_CAREER_SUMMARY", "MATERIALIZED VIEW"),
+            ("PF_USER_ALICE_CAREER_SUMMARY", "TABLE"),
+            ("PF_USER_ALICE_SKILLS", "TABLE"),
+            ("PF_USERS", "TABLE"),
+        ]
+        .map(|(n, k)| vec![t(n), t(k)]);
+        let privileges = [
+            ("PF_AUDIT_LOG", "SELECT", "PATHFINDER_APP", "NO"),
+            ("PF_AUDIT_LOG", "INSERT", "PATHFINDER_APP", "NO"),
+            ("PF_AUDIT_LOG", "DELETE", "PATHFINDER_APP", "NO"),
+            (
+                "PF_USER_ALICE_CAREER_SUMMARY",
+                "SELECT",
+                "PATHFINDER_APP",
+                "NO",
+            ),
+            ("PF_USER_ALICE_SKILLS", "SELECT", "PUBLIC", "NO"),
+        ]
+        .map(|(o, p, g, a)| vec![t(o), t(p), t(g), t(a)]);
+        let access = objects_from_rows(&objects, &privileges, "pathfinder_app", None);
+        assert_eq!(access.len(), 6, "{access:#?}");
+        let summary = access
+            .iter()
+            .find(|o| o.name == "pf_user_alice_career_summary")
+            .unwrap();
+        assert_eq!(summary.kind, "materialized view");
+        let skills = access
+            .iter()
+            .find(|o| o.name == "pf_user_alice_skills")
+            .unwrap();
+        assert_eq!(skills.privileges[0].via, "PUBLIC");
+        let only = objects_from_rows(
+            &objects,
+            &privileges,
+            "pathfinder_app",
+            Some(&["pf_users".to_string()]),
+        );
+        assert_eq!(only.len(), 1);
+
+        let policy = |table: &str, enable: &str, types: [&str; 4]| {
+            let mut row = vec![t(table), t(&format!("{table}_OWN_ROWS")), t(enable)];
+            row.extend(types.map(t));
+            row.push(t("PF_OWN_ROWS_PREDICATE"));
+            row
+        };
+        let yes = ["YES"; 4];
+        let policies = policies_from_rows(&[
+            policy("PF_AUDIT_LOG", "NO", yes),
+            policy("PF_USERS", "YES", ["YES", "NO", "NO", "NO"]),
+        ]);
+        assert_eq!(policies[0].command, "SELECT, INSERT, UPDATE, DELETE");
+        assert!(!policies[0].enabled);
+        assert_eq!(policies[1].command, "SELECT");
+
+        let catalog = AccessCatalog {
+            role: RoleFacts {
+                exists: true,
+                system_privileges: vec!["CREATE SESSION".into(), "CREATE TABLE".into()],
+                ..RoleFacts::default()
+            },
+            objects: access,
+            policies,
+        };
+        let tenants = std::collections::HashMap::from([("alice".to_string(), true)]);
+        let problems = compare(Dialect::Oracle, "pathfinder_app", &catalog, &tenants);
+        let has = |p: Problem| assert!(problems.contains(&p), "{p:?} not in {problems:#?}");
+        has(Problem::PolicyDisabled {
+            table: "pf_audit_log".into(),
+            policy: "pf_audit_log_own_rows".into(),
+        });
+        has(Problem::PolicyChanged {
+            table: "pf_users".into(),
+            policy: "pf_users_own_rows".into(),
+            found: "function pf_own_rows_predicate on SELECT".into(),
+        });
+        has(Problem::MissingGrant {
+            object: "pf_request_context".into(),
+            kind: "package".into(),
+            privileges: vec!["EXECUTE".into()],
+        });
+        has(Problem::ExtraPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: vec!["DELETE".into()],
+            via: "role".into(),
+            grant_option: false,
+        });
+        assert!(
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::DdlRights { what } if what.contains("CREATE TABLE"))),
+            "{problems:#?}"
+        );
+        assert!(
+            !problems.iter().any(
+                |p| matches!(p, Problem::DdlRights { what } if what.contains("CREATE SESSION"))
+            ),
+            "CREATE SESSION is what a login needs"
+        );
+        // The predicate function itself is nobody's to call.
+        assert!(!problems.iter().any(|p| matches!(p,
+            Problem::MissingGrant { object, .. } if object == "pf_own_rows_predicate")));
+    }
+
     fn target(url: &str) -> Result<OracleTarget, UsageError> {
         OracleTarget::from_url(url, &PoolConfig::default())
     }
