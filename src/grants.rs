@@ -25,8 +25,8 @@
 //!
 //! Grants follow what pathfinder-db creates when the configured role exists
 //! in the database ([`crate::db::Connection::app_role`]): the system tables
-//! at `init`, a tenant's tables when it is provisioned, migrated or
-//! imported, an archive when a sweep creates it. Without the role nothing is
+//! at `init`, a tenant's tables when it is provisioned, migrated, imported
+//! or adopted, an archive when a sweep creates it. Without the role nothing is
 //! granted and everything works as before; `grants apply` brings a database
 //! (tenants made before, or by hand) to the expected state, and `grants
 //! check` (also part of `doctor` and `verify`) reports drift. Both read the
