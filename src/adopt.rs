@@ -551,6 +551,14 @@ fn run(
                 };
                 baseline(conn, renderer, key, analysis)?;
                 conn.run_statements(repairs)?;
+                // The application role (when there is one) may use them.
+                crate::grants::grant_tenant(
+                    conn,
+                    renderer,
+                    key,
+                    analysis.version,
+                    (name, user_id.as_deref(), "adopt"),
+                )?;
                 Ok(moved)
             })?
             .ok_or_else(|| anyhow::anyhow!("the tables of {name} could not be opened"))?;

@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub sqlite_busy_timeout_ms: Option<u64>,
     pub pool: Option<PoolConfig>,
     pub master_key_file: Option<PathBuf>,
+    pub app_role: Option<String>,
 }
 
 /// Values given on the command line (None where the flag was absent).
@@ -75,6 +76,10 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Where the master key comes from, if anywhere (read by `crate::keys`).
     pub master_key: Option<MasterKeySource>,
+    /// The application's own role (`app_role`, `PATHFINDER_APP_ROLE`;
+    /// default `pathfinder_app`): what pathfinder-db creates is granted to
+    /// it when it exists ([`crate::grants`]).
+    pub app_role: String,
 }
 
 /// Where the master key is read from. Only the place is kept here: the key
@@ -160,6 +165,14 @@ impl Config {
                 .map(MasterKeySource::File),
         };
 
+        let app_role = match env("PATHFINDER_APP_ROLE") {
+            Some(role) => crate::grants::check_role_name(&role, "PATHFINDER_APP_ROLE")?,
+            None => match file.app_role {
+                Some(role) => crate::grants::check_role_name(&role, "app_role")?,
+                None => crate::grants::DEFAULT_APP_ROLE.to_string(),
+            },
+        };
+
         Ok(Config {
             database_url,
             dialect_override: dialect,
@@ -174,6 +187,7 @@ impl Config {
             sqlite_busy_timeout_ms: file.sqlite_busy_timeout_ms.unwrap_or(30_000),
             pool: file.pool.unwrap_or_default(),
             master_key,
+            app_role,
         })
     }
 

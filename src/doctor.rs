@@ -168,6 +168,7 @@ pub fn check_database(
             "grant this user access to the catalog of its schema",
         ));
     }
+    checks.extend(crate::grants::doctor_check(&mut session, &renderer));
     report
 }
 

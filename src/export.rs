@@ -204,8 +204,16 @@ impl ExportTarget {
         tables: &[(String, String, Vec<String>)],
     ) -> anyhow::Result<Manifest> {
         let dir = parent_dir(&self.path);
-        let temp = tempfile::Builder::new()
-            .prefix(".pathfinder-export-")
+        // Readable by its owner only (0600, whatever the umask): it holds a
+        // user's rows. The rename below keeps the mode.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".pathfinder-export-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let temp = builder
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
         let mut out = BufWriter::new(temp.as_file());

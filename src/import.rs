@@ -489,6 +489,13 @@ fn import_steps(
                 conn.run_statements(&renderer.drop_tenant(&plan.key)?)?;
             }
             crate::migrate::apply_tenant(conn, renderer, &plan.key, Some(plan.version), false)?;
+            crate::grants::grant_tenant(
+                conn,
+                renderer,
+                &plan.key,
+                plan.version,
+                (name, user_id.as_deref(), "import"),
+            )?;
             load(conn, renderer, plan)
         })?
         .ok_or_else(|| anyhow::anyhow!("the tenant file of {name} could not be created"))?;

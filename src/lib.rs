@@ -15,6 +15,7 @@ pub mod dialect;
 pub mod doctor;
 pub mod error;
 pub mod export;
+pub mod grants;
 pub mod import;
 pub mod jobs;
 pub mod keys;

@@ -219,10 +219,19 @@ fn provision_steps(
         Err(RegisterError::Db(e)) => return Err(e.into()),
     }
 
-    // The tenant's objects and history (SQLite: its file's write lock guards it).
+    // The tenant's objects and history (SQLite: its file's write lock guards
+    // it), granted to the application role when there is one.
     let (_, version) = op
         .tenant(&key, Open::Create, |conn| {
-            migrate::apply_tenant(conn, renderer, &key, req.target_version, false)
+            let applied = migrate::apply_tenant(conn, renderer, &key, req.target_version, false)?;
+            crate::grants::grant_tenant(
+                conn,
+                renderer,
+                &key,
+                applied.1,
+                (name, user_id.as_deref(), "provision"),
+            )?;
+            Ok(applied)
         })?
         .ok_or_else(|| anyhow::anyhow!("the tenant file of {name} could not be created"))?;
 
@@ -619,6 +628,13 @@ fn deprovision_steps(
             *undo = None;
         }
         conn.run_statements(&drop)?;
+        // The kept archives are no longer the application's to read.
+        let kept: Vec<String> = archives.iter().map(|t| t.archive.clone()).collect();
+        crate::grants::revoke_kept_archives(
+            conn,
+            &kept,
+            (&name, record.user_id.as_deref(), "deprovision"),
+        )?;
         Ok(true)
     })?;
     let dropped_here = dropped_here.unwrap_or(false);

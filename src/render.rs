@@ -395,7 +395,25 @@ fn read_template_dir(root: &Path) -> Result<Vec<(String, String)>, TemplateError
 
 fn starts_plsql(line: &str) -> bool {
     let upper = line.trim_start().to_ascii_uppercase();
-    upper.starts_with("BEGIN") || upper.starts_with("DECLARE")
+    upper.starts_with("BEGIN") || upper.starts_with("DECLARE") || starts_plsql_unit(&upper)
+}
+
+/// `CREATE [OR REPLACE] PACKAGE [BODY] | FUNCTION | PROCEDURE ...`: a stored
+/// PL/SQL unit (Oracle), whose body holds `;`-terminated statements. Like an
+/// anonymous block it ends at a line holding only `/`, and keeps its `END;`.
+fn starts_plsql_unit(line: &str) -> bool {
+    let mut words = line.split_whitespace().map(str::to_ascii_uppercase);
+    if words.next().as_deref() != Some("CREATE") {
+        return false;
+    }
+    let mut next = words.next();
+    if next.as_deref() == Some("OR") {
+        if words.next().as_deref() != Some("REPLACE") {
+            return false;
+        }
+        next = words.next();
+    }
+    matches!(next.as_deref(), Some("PACKAGE" | "FUNCTION" | "PROCEDURE"))
 }
 
 fn starts_trigger(line: &str) -> bool {
@@ -420,7 +438,8 @@ enum Ending {
 }
 
 /// Splits rendered SQL into statements. A plain statement ends at a line ending in
-/// `;`; a PL/SQL block (starting with BEGIN or DECLARE) ends at a line holding only
+/// `;`; a PL/SQL block (starting with BEGIN or DECLARE) or stored unit (`CREATE
+/// [OR REPLACE] PACKAGE | FUNCTION | PROCEDURE`) ends at a line holding only
 /// `/`, as in SQL*Plus; a `CREATE TRIGGER` ends at a line that is `END;` with no
 /// indentation. Blank lines and `--` comment lines between statements are dropped.
 pub fn split_statements(text: &str) -> Vec<Statement> {
@@ -493,6 +512,27 @@ mod tests {
         assert!(stmts[1].plsql);
         assert_eq!(stmts[1].sql, "BEGIN\n  foo;\nEND;");
         assert_eq!(stmts[2].sql, "DROP TABLE a");
+        assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
+    }
+
+    #[test]
+    fn a_stored_plsql_unit_ends_at_its_slash() {
+        let text = "CREATE OR REPLACE CONTEXT c USING p;\n\
+                    CREATE OR REPLACE PACKAGE p AS\n    PROCEDURE x;\nEND p;\n/\n\
+                    create function f(a IN VARCHAR2) RETURN VARCHAR2\nIS\nBEGIN\n    RETURN a;\nEND f;\n/\n\
+                    CREATE OR REPLACE TABLE t (x INT);\n";
+        let stmts = split_statements(text);
+        assert_eq!(stmts.len(), 4, "{stmts:?}");
+        assert_eq!(stmts[0].sql, "CREATE OR REPLACE CONTEXT c USING p");
+        assert!(!stmts[0].plsql);
+        assert_eq!(
+            stmts[1].sql,
+            "CREATE OR REPLACE PACKAGE p AS\n    PROCEDURE x;\nEND p;"
+        );
+        assert!(stmts[1].plsql);
+        assert!(stmts[2].plsql && stmts[2].sql.ends_with("END f;"));
+        // Not a PL/SQL unit: ends at its `;`.
+        assert!(!stmts[3].plsql);
         assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
     }
 

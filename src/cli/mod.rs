@@ -8,6 +8,7 @@ mod completions;
 mod deprovision;
 mod doctor;
 mod export;
+mod grants;
 mod import;
 mod init;
 mod keys;
@@ -119,6 +120,8 @@ pub enum Command {
     Sessions(sessions::Args),
     /// The audit log, newest first: filter by user, action and time; --follow watches it
     Audit(audit::Args),
+    /// The application role: grant it what the application needs (apply), report drift (check)
+    Grants(grants::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -427,6 +430,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Retention(args) => retention::run(&ctx, args),
         Command::Sessions(args) => sessions::run(&ctx, args),
         Command::Audit(args) => audit::run(&ctx, args),
+        Command::Grants(args) => grants::run(&ctx, args),
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
-    let (db, _renderer) = ctx.open_database_read_only()?;
+    let (db, renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
     let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
         !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned)
@@ -38,9 +38,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         )],
     }));
     let verified = tenants.len() + importing.len();
+    let grants = grants(ctx, &mut session, &renderer, &tenants, args.all)?;
     if ctx.json {
-        ctx.print_json(&serde_json::json!({"verified": verified, "drifted": drift}));
+        ctx.print_json(
+            &serde_json::json!({"verified": verified, "drifted": drift, "grants": grants}),
+        );
     } else {
+        for problem in &grants.problems {
+            super::out(&format!("grants: {problem}\n"));
+        }
         for d in &drift {
             for problem in &d.problems {
                 super::out(&format!(
@@ -55,9 +61,66 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             drift.len()
         ));
     }
-    Ok(if drift.is_empty() {
+    Ok(if drift.is_empty() && grants.problems.is_empty() {
         0
     } else {
         crate::error::EXIT_ERROR
+    })
+}
+
+/// What `verify` says about the application role's grants.
+#[derive(serde::Serialize)]
+struct Grants {
+    role: Option<String>,
+    role_exists: bool,
+    problems: Vec<String>,
+}
+
+/// The application role's grants on the verified tenants' objects and the
+/// shared ones, and the row-level security policies (`grants check` for
+/// them); SQLite: the files' modes. A role that does not exist yet is a
+/// note, not drift: the application still connects as before.
+fn grants(
+    ctx: &Context,
+    session: &mut crate::db::Session<'_>,
+    renderer: &crate::render::Renderer,
+    tenants: &[crate::registry::TenantRecord],
+    all: bool,
+) -> anyhow::Result<Grants> {
+    if let Some((main, tenant_dir)) = session.database().sqlite_paths() {
+        let (_, open) = crate::grants::files::check(main, tenant_dir)?;
+        return Ok(Grants {
+            role: None,
+            role_exists: false,
+            problems: open.iter().map(|f| f.describe()).collect(),
+        });
+    }
+    let role = ctx.config.app_role.clone();
+    let keys = tenants
+        .iter()
+        .map(|t| crate::tenant::TenantKey::parse(&t.tenant_key, session.dialect()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let only = (!all).then_some(keys.as_slice());
+    let Some(report) = crate::grants::check(session.system(), renderer, &role, only)? else {
+        return Ok(Grants {
+            role: None,
+            role_exists: false,
+            problems: Vec::new(),
+        });
+    };
+    if !report.role_exists {
+        ctx.note(format!(
+            "note: role {role} does not exist: the application's grants are not verified (`pathfinder-db grants apply --create-role` creates it)"
+        ));
+    }
+    Ok(Grants {
+        role: Some(role),
+        role_exists: report.role_exists,
+        problems: report
+            .problems
+            .iter()
+            .filter(|p| !matches!(p, crate::grants::Problem::RoleMissing { .. }))
+            .map(|p| p.describe(&report.role))
+            .collect(),
     })
 }

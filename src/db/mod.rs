@@ -308,6 +308,92 @@ impl Check {
     }
 }
 
+/// What the catalog says about the application role and its access
+/// ([`crate::grants`]): read in a few set-based queries for a whole fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccessCatalog {
+    pub role: RoleFacts,
+    /// Every relation (and, on Oracle, stored unit) named `pf_...`, or the
+    /// ones asked for.
+    pub objects: Vec<ObjectAccess>,
+    /// The row-level security policies on `pf_...` tables.
+    pub policies: Vec<PolicyFacts>,
+}
+
+/// The application role itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoleFacts {
+    pub exists: bool,
+    /// PostgreSQL: superuser, or BYPASSRLS (row security does not apply).
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// A member of the role pathfinder-db connects as (the owner): it may
+    /// act as the owner.
+    pub member_of_owner: bool,
+    /// Who gives it CREATE on the schema, if anyone: `role` (granted to it),
+    /// `PUBLIC`, or the name of a role it is a member of.
+    pub schema_create: Option<String>,
+    /// It owns the schema.
+    pub owns_schema: bool,
+    /// Objects of the schema it owns (any name), a few.
+    pub owned: Vec<String>,
+    /// The schema pathfinder-db works in (PostgreSQL), for the fixes named.
+    pub schema: String,
+    /// Oracle: system privileges granted to the role (CREATE ..., ... ANY
+    /// ..., EXEMPT ACCESS POLICY).
+    pub system_privileges: Vec<String>,
+}
+
+/// One object and what the application role holds on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectAccess {
+    /// Lower case (as our templates write it).
+    pub name: String,
+    /// `table`, `view`, `materialized view`, `sequence`, `package`,
+    /// `function`, `procedure` or `other`.
+    pub kind: String,
+    pub privileges: Vec<HeldPrivilege>,
+    /// PostgreSQL: row-level security enabled (`relrowsecurity`) and forced
+    /// on the owner too (`relforcerowsecurity`). Oracle: false (its
+    /// policies say whether they are enabled).
+    pub row_security: bool,
+    pub row_security_forced: bool,
+    /// Owned by the application role.
+    pub owned_by_role: bool,
+}
+
+/// A privilege the application role holds on an object, and through whom.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct HeldPrivilege {
+    /// Upper case: `SELECT`, `INSERT`, `TRUNCATE`, `EXECUTE`, ...
+    pub privilege: String,
+    /// `role` (granted to the role itself), `PUBLIC`, or the name of
+    /// another role it is a member of.
+    pub via: String,
+    /// WITH GRANT OPTION: it may pass the privilege on.
+    pub grantable: bool,
+}
+
+/// A row-level security policy (PostgreSQL) or VPD policy (Oracle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyFacts {
+    pub table: String,
+    pub name: String,
+    /// PostgreSQL: the command (`ALL`, `SELECT`, ...). Oracle: the
+    /// statement types it applies to (`SELECT, INSERT, UPDATE, DELETE`).
+    pub command: String,
+    /// PostgreSQL: permissive (policies are OR-ed) rather than restrictive.
+    /// Oracle: always false (its policies are AND-ed).
+    pub permissive: bool,
+    pub enabled: bool,
+    /// PostgreSQL: the USING and WITH CHECK expressions as the catalog
+    /// prints them, and the roles (`public` for all). Oracle: the policy
+    /// function in `using`.
+    pub using: Option<String>,
+    pub check: Option<String>,
+    pub roles: Vec<String>,
+}
+
 /// The interface every backend implements. SQL given to `execute` and `query`
 /// uses `?` placeholders; each backend turns them into its own syntax.
 pub trait Connection: Send {
@@ -464,6 +550,26 @@ pub trait Connection: Send {
         Ok(Vec::new())
     }
 
+    /// The application role that the objects pathfinder-db creates are
+    /// granted to ([`crate::grants`]): the configured one, when it exists in
+    /// this database (looked up once per connection). None where the backend
+    /// has no roles (SQLite) or no such role exists (yet): then nothing is
+    /// granted, and everything works as before.
+    fn app_role(&mut self) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
+
+    /// What the catalog says about `role` and its access to the objects
+    /// named `pf_...` (`names`: only these, exactly). None where the backend
+    /// has no roles (SQLite).
+    fn access_catalog(
+        &mut self,
+        _role: &str,
+        _names: Option<&[String]>,
+    ) -> Result<Option<AccessCatalog>, DbError> {
+        Ok(None)
+    }
+
     /// Every column of every table and view whose name starts with `prefix`.
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError>;
 
@@ -493,6 +599,40 @@ impl fmt::Display for Lock<'_> {
             Lock::Tenant(username) => write!(f, "pathfinder-db tenant {username}"),
             Lock::System => f.write_str("pathfinder-db system schema"),
         }
+    }
+}
+
+/// The configured application role of a connection and whether the
+/// database has it, asked once: every tenant a worker provisions or migrates
+/// would otherwise cost a catalog query.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AppRoleSlot {
+    name: Option<String>,
+    exists: Option<bool>,
+}
+
+impl AppRoleSlot {
+    pub(crate) fn new(name: Option<String>) -> Self {
+        AppRoleSlot { name, exists: None }
+    }
+
+    /// The role when it exists; `exists` asks the catalog (the first time).
+    pub(crate) fn get(
+        &mut self,
+        exists: impl FnOnce(&str) -> Result<bool, DbError>,
+    ) -> Result<Option<String>, DbError> {
+        let Some(name) = &self.name else {
+            return Ok(None);
+        };
+        let found = match self.exists {
+            Some(found) => found,
+            None => {
+                let found = exists(name)?;
+                self.exists = Some(found);
+                found
+            }
+        };
+        Ok(found.then(|| name.clone()))
     }
 }
 
@@ -575,6 +715,9 @@ pub struct Database {
     target: Target,
     dialect: Dialect,
     display: String,
+    /// The configured application role (`app_role`): the objects
+    /// pathfinder-db creates are granted to it when it exists.
+    app_role: Option<String>,
 }
 
 impl fmt::Debug for Database {
@@ -600,6 +743,7 @@ impl Database {
             target,
             dialect,
             display: redact_url(url),
+            app_role: Some(config.app_role.clone()),
         })
     }
 
@@ -611,6 +755,22 @@ impl Database {
             target: Target::Connector(connect),
             dialect,
             display: format!("{dialect} (connector)"),
+            app_role: None,
+        }
+    }
+
+    /// The configured application role (`app_role`), whether or not the
+    /// database has it; None for a [`Database::with_connector`].
+    pub fn app_role(&self) -> Option<&str> {
+        self.app_role.as_deref()
+    }
+
+    /// The main file and the tenants' folder of a SQLite database (None on
+    /// server databases).
+    pub fn sqlite_paths(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match &self.target {
+            Target::Sqlite(t) => Some((t.main.as_path(), t.tenant_dir.as_path())),
+            _ => None,
         }
     }
 
@@ -664,8 +824,12 @@ impl Database {
     fn connect_as(&self, read_only: bool) -> Result<Session<'_>, DbError> {
         let system: Box<dyn Connection> = match &self.target {
             Target::Sqlite(t) => Box::new(t.open_main(read_only)?),
-            Target::Postgres(cfg) => Box::new(postgres::PgConnection::connect(cfg)?),
-            Target::Oracle(target) => Box::new(target.connect()?),
+            Target::Postgres(cfg) => {
+                Box::new(postgres::PgConnection::connect(cfg)?.with_app_role(self.app_role.clone()))
+            }
+            Target::Oracle(target) => {
+                Box::new(target.connect()?.with_app_role(self.app_role.clone()))
+            }
             Target::Connector(connect) => connect()?,
         };
         Ok(Session {

@@ -26,8 +26,9 @@ use oracle::sql_type::{OracleType, ToSql};
 use oracle::{ConnStatus, SqlValue};
 
 use super::{
-    CatalogColumn, CatalogConstraint, Check, Connection, DbError, DbErrorKind, Lock, Row,
-    TableStats, Value, bind_placeholders,
+    AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, Check, Connection, DbError,
+    DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row, TableStats, Value,
+    bind_placeholders,
 };
 use crate::config::PoolConfig;
 use crate::dialect::Dialect;
@@ -149,6 +150,15 @@ const DB_VERSION: &str = "BEGIN DBMS_UTILITY.DB_VERSION(:version, :compatible); 
 pub(crate) const PRIVILEGES: &str = "SELECT privilege FROM session_privs \
      WHERE privilege IN ('CREATE TABLE', 'CREATE MATERIALIZED VIEW', 'UNLIMITED TABLESPACE')";
 
+/// The system privileges row-level security (system version 6: a context,
+/// its package, the policy function) and `grants apply --create-role` need.
+pub(crate) const PRIVILEGES_FOR_RLS: &str = "SELECT privilege FROM session_privs \
+     WHERE privilege IN ('CREATE PROCEDURE', 'CREATE ANY CONTEXT', 'CREATE ROLE')";
+
+/// 1 when the session may execute DBMS_RLS (Virtual Private Database).
+pub(crate) const DBMS_RLS_VISIBLE: &str = "SELECT COUNT(*) FROM all_objects \
+     WHERE owner = 'SYS' AND object_name = 'DBMS_RLS' AND object_type = 'PACKAGE'";
+
 /// 1 when the session may execute DBMS_LOCK (granted directly, through a role
 /// or to PUBLIC): ALL_OBJECTS lists only what the user may use.
 pub(crate) const DBMS_LOCK_VISIBLE: &str = "SELECT COUNT(*) FROM all_objects \
@@ -175,6 +185,115 @@ const INDEXES: &str = "SELECT i.table_name, i.index_name FROM user_indexes i \
        AND NOT EXISTS (SELECT 1 FROM user_constraints c WHERE c.index_name = i.index_name) \
        AND i.index_type <> 'LOB' \
      ORDER BY 1, 2";
+
+/// Whether a role exists: DBA_ROLES where this user may read it, else the
+/// roles granted to this user (the creator of a role holds it).
+const ROLE_EXISTS: &str = "SELECT COUNT(*) FROM dba_roles WHERE role = ?";
+const ROLE_GRANTED: &str = "SELECT COUNT(*) FROM user_role_privs WHERE granted_role = ?";
+
+/// The system privileges granted to a role (of the roles this user holds).
+const ROLE_SYSTEM_PRIVILEGES: &str =
+    "SELECT privilege FROM role_sys_privs WHERE role = ? ORDER BY privilege";
+
+/// This schema's `PF_...` objects (and refinery's history table).
+const ACCESS_OBJECTS: &str = "SELECT object_name, object_type FROM user_objects \
+     WHERE (SUBSTR(object_name, 1, 3) = 'PF_' OR object_name = 'REFINERY_SCHEMA_HISTORY') \
+       AND object_type IN ('TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'PACKAGE', 'FUNCTION', 'PROCEDURE') \
+     ORDER BY object_name, object_type";
+
+/// What the role (and PUBLIC) holds on this schema's `PF_...` objects.
+const ACCESS_PRIVILEGES: &str = "SELECT table_name, privilege, grantee, grantable FROM user_tab_privs \
+     WHERE owner = USER AND grantee IN (?, 'PUBLIC') \
+       AND (SUBSTR(table_name, 1, 3) = 'PF_' OR table_name = 'REFINERY_SCHEMA_HISTORY') \
+     ORDER BY table_name, privilege";
+
+/// The VPD policies on this schema's `PF_...` tables.
+const ACCESS_POLICIES: &str = "SELECT object_name, policy_name, enable, sel, ins, upd, del, function \
+     FROM user_policies WHERE SUBSTR(object_name, 1, 3) = 'PF_' ORDER BY object_name, policy_name";
+
+/// The objects of [`ACCESS_OBJECTS`] rows (a materialized view is listed as
+/// a table too: once, as a materialized view), with what `privileges` rows
+/// ([`ACCESS_PRIVILEGES`]) say `role` and PUBLIC hold; `names`: only these.
+pub(crate) fn objects_from_rows(
+    objects: &[Row],
+    privileges: &[Row],
+    role: &str,
+    names: Option<&[String]>,
+) -> Vec<ObjectAccess> {
+    let mut out: Vec<ObjectAccess> = Vec::new();
+    for r in objects {
+        let name = r[0].to_text().to_ascii_lowercase();
+        if names.is_some_and(|n| !n.contains(&name)) {
+            continue;
+        }
+        let kind = match r[1].to_text().as_str() {
+            "TABLE" => "table",
+            "VIEW" => "view",
+            "MATERIALIZED VIEW" => "materialized view",
+            "SEQUENCE" => "sequence",
+            "PACKAGE" => "package",
+            "FUNCTION" => "function",
+            "PROCEDURE" => "procedure",
+            _ => "other",
+        };
+        match out.last_mut() {
+            Some(last) if last.name == name => {
+                if kind == "materialized view" {
+                    last.kind = kind.into();
+                }
+            }
+            _ => out.push(ObjectAccess {
+                name,
+                kind: kind.into(),
+                privileges: Vec::new(),
+                row_security: false,
+                row_security_forced: false,
+                owned_by_role: false,
+            }),
+        }
+    }
+    let role = role.to_ascii_uppercase();
+    for r in privileges {
+        let name = r[0].to_text().to_ascii_lowercase();
+        if let Some(object) = out.iter_mut().find(|o| o.name == name) {
+            object.privileges.push(HeldPrivilege {
+                privilege: r[1].to_text().to_ascii_uppercase(),
+                via: if r[2].to_text() == role {
+                    "role".into()
+                } else {
+                    "PUBLIC".into()
+                },
+                grantable: r[3].to_text() == "YES",
+            });
+        }
+    }
+    out
+}
+
+/// The policies of [`ACCESS_POLICIES`] rows: the statement types they apply
+/// to as `command`, the policy function in `using`.
+pub(crate) fn policies_from_rows(rows: &[Row]) -> Vec<PolicyFacts> {
+    rows.iter()
+        .map(|r| {
+            let types: Vec<&str> = ["SELECT", "INSERT", "UPDATE", "DELETE"]
+                .into_iter()
+                .zip(&r[3..7])
+                .filter(|(_, v)| v.to_text() == "YES")
+                .map(|(t, _)| t)
+                .collect();
+            PolicyFacts {
+                table: r[0].to_text().to_ascii_lowercase(),
+                name: r[1].to_text().to_ascii_lowercase(),
+                command: types.join(", "),
+                permissive: false,
+                enabled: r[2].to_text() == "YES",
+                using: (!r[7].is_null()).then(|| r[7].to_text().to_ascii_lowercase()),
+                check: None,
+                roles: Vec::new(),
+            }
+        })
+        .collect()
+}
 
 /// Makes tables read-only (or writable again): writers stay out across the
 /// commits every DDL makes.
@@ -226,6 +345,14 @@ pub fn own_statements() -> Vec<(String, bool)> {
             OBJECT_TYPES,
             TABLE_COLUMNS,
             INDEX_COLUMNS,
+            ROLE_EXISTS,
+            ROLE_GRANTED,
+            ROLE_SYSTEM_PRIVILEGES,
+            ACCESS_OBJECTS,
+            ACCESS_PRIVILEGES,
+            ACCESS_POLICIES,
+            PRIVILEGES_FOR_RLS,
+            DBMS_RLS_VISIBLE,
             TABLE_STATS,
             CONSTRAINTS,
             PRIVILEGES,
@@ -416,6 +543,7 @@ impl OracleTarget {
             schema: String::new(),
             handles: HashMap::new(),
             held_locks: Vec::new(),
+            app_role: AppRoleSlot::default(),
         };
         conn.set_up_session()?;
         Ok(conn)
@@ -436,6 +564,29 @@ pub struct OracleConnection {
     handles: HashMap<String, String>,
     /// Scoped names of the locks this session holds.
     held_locks: Vec<String>,
+    /// The configured application role, and whether the database has it.
+    app_role: AppRoleSlot,
+}
+
+impl OracleConnection {
+    /// The application role the objects this connection creates are granted to.
+    pub fn with_app_role(mut self, role: Option<String>) -> Self {
+        self.app_role = AppRoleSlot::new(role);
+        self
+    }
+
+    /// Whether `role` exists (DBA_ROLES, or else the roles this user holds).
+    fn role_exists(&mut self, role: &str) -> Result<bool, DbError> {
+        let upper = Value::Text(role.to_ascii_uppercase());
+        let rows = match self.query(ROLE_EXISTS, std::slice::from_ref(&upper)) {
+            Ok(rows) => rows,
+            Err(e) if e.kind == DbErrorKind::DoesNotExist => {
+                self.query(ROLE_GRANTED, std::slice::from_ref(&upper))?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
+    }
 }
 
 /// A text bind sent as VARCHAR2: the crate binds `&str` as NVARCHAR2, and a
@@ -779,6 +930,46 @@ impl Connection for OracleConnection {
                 format!("as SYS (on Autonomous Database as ADMIN): GRANT EXECUTE ON SYS.DBMS_LOCK TO {user}"),
             )
         });
+        let rls: Vec<String> = self
+            .query(PRIVILEGES_FOR_RLS, &[])?
+            .iter()
+            .map(|r| r[0].to_text())
+            .collect();
+        let rls_visible = self
+            .query(DBMS_RLS_VISIBLE, &[])?
+            .first()
+            .and_then(|r| r[0].as_i64())
+            .unwrap_or(0)
+            > 0;
+        let mut lacking: Vec<&str> = ["CREATE PROCEDURE", "CREATE ANY CONTEXT"]
+            .into_iter()
+            .filter(|p| !rls.iter().any(|have| have == p))
+            .collect();
+        checks.push(if lacking.is_empty() && rls_visible {
+            Check::ok(
+                "row security",
+                format!(
+                    "{user} may create the application context, its package and the VPD policies"
+                ),
+            )
+        } else {
+            let mut fix = Vec::new();
+            if !lacking.is_empty() {
+                fix.push(format!("GRANT {} TO {user}", lacking.join(", ")));
+            }
+            if !rls_visible {
+                lacking.push("EXECUTE on DBMS_RLS");
+                fix.push(format!("GRANT EXECUTE ON SYS.DBMS_RLS TO {user}"));
+            }
+            Check::fail(
+                "row security",
+                format!(
+                    "{user} lacks {}: system version 6 (row-level security) would fail",
+                    lacking.join(", ")
+                ),
+                format!("as a DBA: {}", fix.join("; ")),
+            )
+        });
         let unlimited = privileges.iter().any(|p| p == "UNLIMITED TABLESPACE");
         let quota = self.query(QUOTA, &[])?;
         let (tablespace, max_bytes, used) = quota
@@ -804,6 +995,44 @@ impl Connection for OracleConnection {
             ),
         });
         Ok(checks)
+    }
+
+    fn app_role(&mut self) -> Result<Option<String>, DbError> {
+        let mut slot = std::mem::take(&mut self.app_role);
+        let found = slot.get(|name| self.role_exists(name));
+        self.app_role = slot;
+        found
+    }
+
+    /// A role owns nothing on Oracle (objects belong to schemas, i.e.
+    /// users): only its grants, system privileges and the policies are read.
+    fn access_catalog(
+        &mut self,
+        role: &str,
+        names: Option<&[String]>,
+    ) -> Result<Option<AccessCatalog>, DbError> {
+        let exists = self.role_exists(role)?;
+        let upper = Value::Text(role.to_ascii_uppercase());
+        let system_privileges = if exists {
+            self.query(ROLE_SYSTEM_PRIVILEGES, std::slice::from_ref(&upper))?
+                .iter()
+                .map(|r| r[0].to_text())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let objects = self.query(ACCESS_OBJECTS, &[])?;
+        let privileges = self.query(ACCESS_PRIVILEGES, &[upper])?;
+        let policies = self.query(ACCESS_POLICIES, &[])?;
+        Ok(Some(AccessCatalog {
+            role: RoleFacts {
+                exists,
+                system_privileges,
+                ..RoleFacts::default()
+            },
+            objects: objects_from_rows(&objects, &privileges, role, names),
+            policies: policies_from_rows(&policies),
+        }))
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
@@ -964,6 +1193,127 @@ impl OracleTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// The Oracle catalog as `grants check` reads it, into the facts it
+    /// compares: a materialized view listed once, grants to the role and to
+    /// PUBLIC told apart, the statement types and state of each policy; and
+    /// what the comparison then finds (a disabled policy, a missing EXECUTE
+    /// on the context package, a DELETE granted on the audit log, a system
+    /// privilege of the role).
+    #[test]
+    fn the_access_catalog_reads_into_what_grants_check_compares() {
+        use crate::grants::{Problem, compare};
+        let objects = [
+            ("PF_AUDIT_LOG", "TABLE"),
+            ("PF_OWN_ROWS_PREDICATE", "FUNCTION"),
+            ("PF_REQUEST_CONTEXT", "PACKAGE"),
+            ("PF_USER_ALICE_CAREER_SUMMARY", "MATERIALIZED VIEW"),
+            ("PF_USER_ALICE_CAREER_SUMMARY", "TABLE"),
+            ("PF_USER_ALICE_SKILLS", "TABLE"),
+            ("PF_USERS", "TABLE"),
+        ]
+        .map(|(n, k)| vec![t(n), t(k)]);
+        let privileges = [
+            ("PF_AUDIT_LOG", "SELECT", "PATHFINDER_APP", "NO"),
+            ("PF_AUDIT_LOG", "INSERT", "PATHFINDER_APP", "NO"),
+            ("PF_AUDIT_LOG", "DELETE", "PATHFINDER_APP", "NO"),
+            (
+                "PF_USER_ALICE_CAREER_SUMMARY",
+                "SELECT",
+                "PATHFINDER_APP",
+                "NO",
+            ),
+            ("PF_USER_ALICE_SKILLS", "SELECT", "PUBLIC", "NO"),
+        ]
+        .map(|(o, p, g, a)| vec![t(o), t(p), t(g), t(a)]);
+        let access = objects_from_rows(&objects, &privileges, "pathfinder_app", None);
+        assert_eq!(access.len(), 6, "{access:#?}");
+        let summary = access
+            .iter()
+            .find(|o| o.name == "pf_user_alice_career_summary")
+            .unwrap();
+        assert_eq!(summary.kind, "materialized view");
+        let skills = access
+            .iter()
+            .find(|o| o.name == "pf_user_alice_skills")
+            .unwrap();
+        assert_eq!(skills.privileges[0].via, "PUBLIC");
+        let only = objects_from_rows(
+            &objects,
+            &privileges,
+            "pathfinder_app",
+            Some(&["pf_users".to_string()]),
+        );
+        assert_eq!(only.len(), 1);
+
+        let policy = |table: &str, enable: &str, types: [&str; 4]| {
+            let mut row = vec![t(table), t(&format!("{table}_OWN_ROWS")), t(enable)];
+            row.extend(types.map(t));
+            row.push(t("PF_OWN_ROWS_PREDICATE"));
+            row
+        };
+        let yes = ["YES"; 4];
+        let policies = policies_from_rows(&[
+            policy("PF_AUDIT_LOG", "NO", yes),
+            policy("PF_USERS", "YES", ["YES", "NO", "NO", "NO"]),
+        ]);
+        assert_eq!(policies[0].command, "SELECT, INSERT, UPDATE, DELETE");
+        assert!(!policies[0].enabled);
+        assert_eq!(policies[1].command, "SELECT");
+
+        let catalog = AccessCatalog {
+            role: RoleFacts {
+                exists: true,
+                system_privileges: vec!["CREATE SESSION".into(), "CREATE TABLE".into()],
+                ..RoleFacts::default()
+            },
+            objects: access,
+            policies,
+        };
+        let tenants = std::collections::HashMap::from([("alice".to_string(), true)]);
+        let problems = compare(Dialect::Oracle, "pathfinder_app", &catalog, &tenants);
+        let has = |p: Problem| assert!(problems.contains(&p), "{p:?} not in {problems:#?}");
+        has(Problem::PolicyDisabled {
+            table: "pf_audit_log".into(),
+            policy: "pf_audit_log_own_rows".into(),
+        });
+        has(Problem::PolicyChanged {
+            table: "pf_users".into(),
+            policy: "pf_users_own_rows".into(),
+            found: "function pf_own_rows_predicate on SELECT".into(),
+        });
+        has(Problem::MissingGrant {
+            object: "pf_request_context".into(),
+            kind: "package".into(),
+            privileges: vec!["EXECUTE".into()],
+        });
+        has(Problem::ExtraPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: vec!["DELETE".into()],
+            via: "role".into(),
+            grant_option: false,
+        });
+        assert!(
+            problems
+                .iter()
+                .any(|p| matches!(p, Problem::DdlRights { what } if what.contains("CREATE TABLE"))),
+            "{problems:#?}"
+        );
+        assert!(
+            !problems.iter().any(
+                |p| matches!(p, Problem::DdlRights { what } if what.contains("CREATE SESSION"))
+            ),
+            "CREATE SESSION is what a login needs"
+        );
+        // The predicate function itself is nobody's to call.
+        assert!(!problems.iter().any(|p| matches!(p,
+            Problem::MissingGrant { object, .. } if object == "pf_own_rows_predicate")));
+    }
 
     fn target(url: &str) -> Result<OracleTarget, UsageError> {
         OracleTarget::from_url(url, &PoolConfig::default())

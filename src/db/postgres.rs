@@ -13,8 +13,9 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{
-    CatalogColumn, CatalogConstraint, Check, Connection, DbError, DbErrorKind, Lock, Row,
-    TableStats, Value, bind_placeholders,
+    AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, Check, Connection, DbError,
+    DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row, TableStats, Value,
+    bind_placeholders,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -97,6 +98,8 @@ pub struct PgConnection {
     /// Prepared statements for the shared tables, reused so that a query costs
     /// one round trip instead of two (prepare + execute).
     prepared: std::collections::HashMap<String, postgres::Statement>,
+    /// The configured application role, and whether the server has it.
+    app_role: AppRoleSlot,
 }
 
 /// Queries on tenant tables differ per tenant: caching them would only grow the cache.
@@ -199,7 +202,14 @@ impl PgConnection {
             broken: false,
             in_transaction: false,
             prepared: Default::default(),
+            app_role: AppRoleSlot::default(),
         })
+    }
+
+    /// The application role the objects this connection creates are granted to.
+    pub fn with_app_role(mut self, role: Option<String>) -> Self {
+        self.app_role = AppRoleSlot::new(role);
+        self
     }
 
     /// Classifies an error and remembers a lost connection.
@@ -528,6 +538,159 @@ fn relname_prefix(rel: &str, prefix: &str) -> (String, Vec<Value>) {
     (sql, binds)
 }
 
+/// The application role: its attributes, its rights on the schema, what it
+/// owns there (a few names). No row when the role does not exist.
+const ROLE_FACTS: &str = "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, current_user, 'MEMBER'), \
+        n.nspowner = r.oid, has_schema_privilege(r.oid, n.oid, 'CREATE'), \
+        (SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = r.oid THEN 'role' \
+                                ELSE pg_get_userbyid(a.grantee) END, ',') \
+           FROM aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a \
+          WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner \
+            AND (a.grantee = 0 OR pg_has_role(r.oid, a.grantee, 'USAGE'))), \
+        array_to_string(ARRAY(SELECT c.relname::text FROM pg_class c \
+            WHERE c.relnamespace = n.oid AND c.relowner = r.oid ORDER BY 1 LIMIT 20), ','), \
+        n.nspname::text \
+     FROM pg_roles r, pg_namespace n WHERE r.rolname = ? AND n.nspname = current_schema()";
+
+/// Every `pf_...` relation of the schema (and refinery's history) with what
+/// the application role holds on it, directly, through PUBLIC or through a
+/// role it is a member of (`privilege:via:grantable`, comma-separated; the
+/// owner's own entries left out), its row security and whether the role
+/// owns it. One pass over pg_class for the whole fleet.
+const OBJECT_ACCESS: &str = "WITH app AS (SELECT oid FROM pg_roles WHERE rolname = ?) \
+     SELECT c.relname::text, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity, \
+        COALESCE(c.relowner = (SELECT oid FROM app), false), \
+        (SELECT string_agg(a.privilege_type || ':' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+                    WHEN a.grantee = (SELECT oid FROM app) THEN 'role' ELSE pg_get_userbyid(a.grantee) END \
+                    || ':' || CASE WHEN a.is_grantable THEN '1' ELSE '0' END, ',' ORDER BY a.privilege_type) \
+           FROM aclexplode(c.relacl) a \
+          WHERE a.grantee <> c.relowner AND (a.grantee = 0 OR (EXISTS (SELECT 1 FROM app) \
+                AND pg_has_role((SELECT oid FROM app), a.grantee, 'USAGE')))) \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+       AND (left(c.relname, 3) = 'pf_' OR c.relname = 'refinery_schema_history')";
+
+/// The row-level security policies on `pf_...` tables.
+const POLICIES: &str = "SELECT c.relname::text, p.polname::text, \
+        CASE p.polcmd WHEN '*' THEN 'ALL' WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' \
+             WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' END, \
+        p.polpermissive, pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid), \
+        array_to_string(ARRAY(SELECT CASE WHEN o = 0 THEN 'public' ELSE pg_get_userbyid(o) END \
+                              FROM unnest(p.polroles) o ORDER BY 1), ',') \
+     FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = current_schema() AND left(c.relname, 3) = 'pf_' ORDER BY 1, 2";
+
+fn relkind_name(kind: &str) -> &'static str {
+    match kind {
+        "r" | "p" | "f" => "table",
+        "v" => "view",
+        "m" => "materialized view",
+        "S" => "sequence",
+        _ => "other",
+    }
+}
+
+fn flag(v: &Value) -> bool {
+    v.as_i64() == Some(1)
+}
+
+fn text_list(v: &Value) -> Vec<String> {
+    if v.is_null() {
+        return Vec::new();
+    }
+    v.to_text()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `privilege:via:grantable` entries, as [`OBJECT_ACCESS`] joins them.
+fn held_privileges(v: &Value) -> Vec<HeldPrivilege> {
+    text_list(v)
+        .iter()
+        .filter_map(|entry| {
+            let mut parts = entry.rsplitn(3, ':');
+            let grantable = parts.next()? == "1";
+            let via = parts.next()?.to_string();
+            let privilege = parts.next()?.to_ascii_uppercase();
+            Some(HeldPrivilege {
+                privilege,
+                via,
+                grantable,
+            })
+        })
+        .collect()
+}
+
+impl PgConnection {
+    fn read_access_catalog(
+        &mut self,
+        role: &str,
+        names: Option<&[String]>,
+    ) -> Result<AccessCatalog, DbError> {
+        let facts = self.query(ROLE_FACTS, &[Value::Text(role.into())])?;
+        let role_facts = match facts.first() {
+            None => RoleFacts::default(),
+            Some(r) => RoleFacts {
+                exists: true,
+                superuser: flag(&r[0]),
+                bypass_rls: flag(&r[1]),
+                member_of_owner: flag(&r[2]),
+                owns_schema: flag(&r[3]),
+                schema_create: flag(&r[4]).then(|| {
+                    text_list(&r[5])
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "role".into())
+                }),
+                owned: text_list(&r[6]),
+                schema: r[7].to_text(),
+                system_privileges: Vec::new(),
+            },
+        };
+        let mut binds = vec![Value::Text(role.into())];
+        let mut sql = OBJECT_ACCESS.to_string();
+        if let Some(names) = names {
+            sql.push_str(" AND c.relname = ANY(string_to_array(?, ','))");
+            binds.push(Value::Text(names.join(",")));
+        }
+        sql.push_str(" ORDER BY 1");
+        let objects = self
+            .query(&sql, &binds)?
+            .iter()
+            .map(|r| ObjectAccess {
+                name: r[0].to_text(),
+                kind: relkind_name(&r[1].to_text()).into(),
+                row_security: flag(&r[2]),
+                row_security_forced: flag(&r[3]),
+                owned_by_role: flag(&r[4]),
+                privileges: held_privileges(&r[5]),
+            })
+            .collect();
+        let policies = self
+            .query(POLICIES, &[])?
+            .iter()
+            .map(|r| PolicyFacts {
+                table: r[0].to_text(),
+                name: r[1].to_text(),
+                command: r[2].to_text(),
+                permissive: flag(&r[3]),
+                enabled: true,
+                using: (!r[4].is_null()).then(|| r[4].to_text()),
+                check: (!r[5].is_null()).then(|| r[5].to_text()),
+                roles: text_list(&r[6]),
+            })
+            .collect();
+        Ok(AccessCatalog {
+            role: role_facts,
+            objects,
+            policies,
+        })
+    }
+}
+
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -844,6 +1007,27 @@ impl Connection for PgConnection {
             ),
         });
         Ok(checks)
+    }
+
+    fn app_role(&mut self) -> Result<Option<String>, DbError> {
+        let mut slot = std::mem::take(&mut self.app_role);
+        let found = slot.get(|name| {
+            let rows = self.query(
+                "SELECT 1 FROM pg_roles WHERE rolname = ?",
+                &[Value::Text(name.into())],
+            )?;
+            Ok(!rows.is_empty())
+        });
+        self.app_role = slot;
+        found
+    }
+
+    fn access_catalog(
+        &mut self,
+        role: &str,
+        names: Option<&[String]>,
+    ) -> Result<Option<AccessCatalog>, DbError> {
+        self.read_access_catalog(role, names).map(Some)
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {

@@ -88,6 +88,60 @@ impl Clone for SqliteTarget {
     }
 }
 
+/// Creates `path` empty and readable by its owner only (0600, whatever the
+/// umask) when it does not exist, before SQLite opens it: SQLite would make
+/// it 0644 less the umask, and gives its `-wal` and `-shm` files the main
+/// file's mode. An empty file is an empty database to SQLite.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(file) => set_private(&file, 0o600),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the folder `dir` (and missing parents) readable by its owner
+/// only (0700, whatever the umask); an existing one is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Sets exactly `mode` on a file we just created (the umask can only have
+/// taken bits away; this also restores the owner's own if it took those).
+fn set_private(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, mode);
+    Ok(())
+}
+
 /// Whether this process may write `path` (false when it exists read-only).
 fn writable(path: &Path) -> bool {
     match std::fs::OpenOptions::new().append(true).open(path) {
@@ -210,7 +264,7 @@ impl SqliteTarget {
             }
             Open::Existing => SqliteConnection::open_existing(&path, self.busy_timeout_ms)?,
             Open::Create => {
-                std::fs::create_dir_all(&self.tenant_dir).map_err(|e| {
+                create_private_dir(&self.tenant_dir).map_err(|e| {
                     DbError::new(
                         DbErrorKind::ReadOnly,
                         format!(
@@ -393,6 +447,15 @@ impl SqliteConnection {
                 ),
             ));
         }
+        // A new database file is private to its owner from its first byte.
+        if flags.contains(OpenFlags::SQLITE_OPEN_CREATE) && path != Path::new(":memory:") {
+            create_private_file(path).map_err(|e| {
+                DbError::new(
+                    DbErrorKind::ReadOnly,
+                    format!("SQLite {}: cannot create the file: {e}", path.display()),
+                )
+            })?;
+        }
         let conn =
             rusqlite::Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| classify(&e, path))?;
@@ -540,15 +603,19 @@ impl SqliteConnection {
                 ),
             )
         };
-        std::fs::create_dir_all(dir).map_err(failed)?;
+        create_private_dir(dir).map_err(failed)?;
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(failed)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut options = std::fs::OpenOptions::new();
+                options.create(true).truncate(false).write(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                options.open(&path).map_err(failed)?
+            }
             Err(e) => return Err(failed(e)),
         };
         if wait {

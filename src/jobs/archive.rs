@@ -137,6 +137,8 @@ pub fn prepare_in(
         let archived: Vec<&CatalogColumn> = catalog.iter().filter(|c| c.table == archive).collect();
         if archived.is_empty() {
             conn.run_statements(&renderer.archive_table(key, def)?)?;
+            // The application may read it (when it has a role of its own).
+            crate::grants::grant_archive(conn, &archive)?;
         } else {
             align(conn, &live, &archive, live_columns, &archived)?;
             let key_name = key.object(&format!("{}_arch_pk", def.short));

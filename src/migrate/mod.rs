@@ -51,6 +51,10 @@ pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Re
         for version in &applied.versions {
             audit_system(&mut *tx, &format!("system V{version}"), started, None)?;
         }
+        if !applied.versions.is_empty() {
+            // The application role (when it exists) may use what it needs.
+            crate::grants::grant_system(&mut *tx, renderer)?;
+        }
         tx.commit()?;
         Ok(applied)
     })();

@@ -185,13 +185,25 @@ fn migrate_claimed(
     let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
     let (applied, version) = op
         .tenant(&key, Open::Existing, |conn| {
-            crate::migrate::apply_tenant(
+            let (applied, version) = crate::migrate::apply_tenant(
                 conn,
                 renderer,
                 &key,
                 Some(target),
                 tenant.schema_version > 0,
-            )
+            )?;
+            // New tables are granted to the application role (when there is
+            // one), also those of versions an interrupted run applied.
+            if !applied.versions.is_empty() || version as i64 != tenant.schema_version {
+                crate::grants::grant_tenant(
+                    conn,
+                    renderer,
+                    &key,
+                    version,
+                    (&tenant.username, tenant.user_id.as_deref(), "migrate"),
+                )?;
+            }
+            Ok((applied, version))
         })?
         .ok_or_else(|| crate::operation::missing_tenant(op.session(), &key, &tenant.username))?;
     // A change is audited once: when the registry records it. A run that

@@ -11,6 +11,7 @@ mod config;
 mod dba;
 mod hardening;
 mod keys;
+mod least_privilege;
 mod lifecycle;
 mod migrate;
 mod names;

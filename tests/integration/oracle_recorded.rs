@@ -48,6 +48,8 @@ struct Shared {
     /// The catalog: columns and constraints of the tables the tenant has.
     columns: Vec<CatalogColumn>,
     constraints: Vec<CatalogConstraint>,
+    /// The application role the database has (grants follow what is created).
+    app_role: Option<String>,
 }
 
 struct Recorder(Arc<Mutex<Shared>>);
@@ -144,6 +146,10 @@ impl Connection for Recorder {
             .or_default()
             .extend(rows.iter().cloned());
         Ok(inserted)
+    }
+
+    fn app_role(&mut self) -> Result<Option<String>, DbError> {
+        Ok(self.0.lock().unwrap().app_role.clone())
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
@@ -386,8 +392,10 @@ fn parse_one(sql: &str) -> Result<(), String> {
 
 /// A PL/SQL block of the shapes we send: `[DECLARE decls] BEGIN stmts END;`
 /// where each statement is a call (`pkg.proc(args)`), an assignment
-/// (`:x := expr`, `x := expr`), `COMMIT`, or `EXECUTE IMMEDIATE 'ALTER
-/// SESSION SET name = value'`; each call and expression must parse.
+/// (`:x := expr`, `x := expr`), `COMMIT`, `EXECUTE IMMEDIATE 'ALTER
+/// SESSION SET name = value'`, or `EXECUTE IMMEDIATE 'GRANT ...'` / `'REVOKE
+/// ...'` (Oracle grants one object per statement: a block runs many); each
+/// call, expression, GRANT and REVOKE must parse.
 fn check_plsql(sql: &str) -> Result<(), String> {
     let sql = sql.trim();
     let body = sql
@@ -435,6 +443,10 @@ fn check_plsql(sql: &str) -> Result<(), String> {
                 .strip_suffix('\'')
                 .ok_or("EXECUTE IMMEDIATE of one literal")?
                 .replace("''", "'");
+            if inner.starts_with("GRANT ") || inner.starts_with("REVOKE ") {
+                parse_one(&inner).map_err(|e| format!("{inner}: {e}"))?;
+                continue;
+            }
             let setting = inner
                 .strip_prefix("ALTER SESSION SET ")
                 .ok_or(format!("EXECUTE IMMEDIATE {inner:?}"))?;
@@ -595,6 +607,53 @@ fn provision_sends_only_oracle_sql() {
         "the tenant's tables are among them"
     );
     check_all("provision", &sent);
+}
+
+/// With an application role in the database, provisioning grants it the
+/// tenant's tables: PL/SQL blocks of GRANTs, one object each, that pass the
+/// checks; so does the grant of an archive a retention restore creates.
+#[test]
+fn provision_with_an_app_role_sends_only_oracle_sql() {
+    let (db, shared) = recorded();
+    shared.lock().unwrap().app_role = Some("pathfinder_app".into());
+    let mut session = db.connect().unwrap();
+    pathfinder_db::provision::provision(
+        &mut session,
+        &renderer(),
+        &pathfinder_db::provision::ProvisionRequest {
+            username: username("alice"),
+            tenant_key: None,
+            target_version: None,
+            master_key: None,
+        },
+    )
+    .unwrap();
+    drop(session);
+    let sent = std::mem::take(&mut shared.lock().unwrap().sent);
+    let grants: Vec<&Statement> = sent
+        .iter()
+        .filter(|s| s.sql.contains("EXECUTE IMMEDIATE 'GRANT "))
+        .collect();
+    assert_eq!(grants.len(), 1, "one block for the tenant: {grants:#?}");
+    for table in pathfinder_db::tenant::TABLES {
+        assert!(
+            grants[0].sql.contains(&format!(
+                "EXECUTE IMMEDIATE 'GRANT SELECT, INSERT, UPDATE, DELETE ON pf_user_alice_{} TO pathfinder_app';",
+                table.name
+            )),
+            "{}",
+            grants[0].sql
+        );
+    }
+    assert!(grants[0].sql.contains(
+        "EXECUTE IMMEDIATE 'GRANT SELECT ON pf_user_alice_career_summary TO pathfinder_app';"
+    ));
+    assert!(
+        sent.iter()
+            .any(|s| s.sql.starts_with("INSERT INTO pf_audit_log") && s.sql.contains("details")),
+        "the grant is audited"
+    );
+    check_all("provision with an app role", &sent);
 }
 
 #[test]

@@ -35,9 +35,18 @@ const ORACLE: Dialect = Dialect::Oracle;
 ///   start of a transaction. Checked by [`check_plsql_block`]: `BEGIN`, calls that
 ///   parse as `CALL pkg.proc(...)` or `EXECUTE IMMEDIATE '<ALTER TABLE>'` whose
 ///   text parses, inner blocks that let one named ORA- error through, `END;`.
+/// - `CREATE OR REPLACE CONTEXT name USING package` (row-level security,
+///   system version 6): no dialect of sqlparser knows application contexts.
+///   Checked by [`check_context`]: exactly that shape, two plain names.
+/// - Stored PL/SQL units `CREATE OR REPLACE PACKAGE [BODY] | FUNCTION ... END
+///   name;` (the context's package, the VPD policy function). Checked by
+///   [`check_plsql_unit`]: the header, balanced blocks and IFs, and every
+///   call, condition and returned expression parsing as SQL.
 const UNPARSABLE: &[&str] = &[
     "CREATE MATERIALIZED VIEW ... BUILD IMMEDIATE",
     "PL/SQL BEGIN ... END;",
+    "CREATE OR REPLACE CONTEXT ... USING",
+    "CREATE OR REPLACE PACKAGE | FUNCTION ... END name;",
 ];
 
 const MV_CLAUSE: &str = "BUILD IMMEDIATE REFRESH COMPLETE ON DEMAND AS";
@@ -228,9 +237,15 @@ fn is_sqlcode_test(line: &str) -> bool {
 fn every_statement_parses_or_passes_its_targeted_check() {
     let mut seen_unparsable = BTreeSet::new();
     for stmt in every_statement() {
-        if stmt.plsql {
+        if stmt.plsql && is_plsql_unit(&stmt) {
+            check_plsql_unit(&stmt.sql);
+            seen_unparsable.insert(UNPARSABLE[3]);
+        } else if stmt.plsql {
             check_plsql_block(&stmt.sql);
             seen_unparsable.insert(UNPARSABLE[1]);
+        } else if is_context(&stmt) {
+            check_context(&stmt.sql);
+            seen_unparsable.insert(UNPARSABLE[2]);
         } else if is_materialized_view(&stmt) {
             check_materialized_view(&stmt.sql);
             seen_unparsable.insert(UNPARSABLE[0]);
@@ -402,7 +417,14 @@ fn lint_terminators(statements: &[Statement]) -> usize {
     let mut blocks = 0;
     for stmt in statements {
         let sql = stmt.sql.trim_end();
-        if stmt.plsql {
+        if stmt.plsql && is_plsql_unit(stmt) {
+            // A stored unit ends with `END <its name>;`.
+            let (_, name) = unit_header(sql);
+            assert!(
+                sql.ends_with(&format!("\nEND {name};")),
+                "PL/SQL unit without END {name};:\n{sql}"
+            );
+        } else if stmt.plsql {
             blocks += 1;
             assert!(
                 sql.starts_with("BEGIN") || sql.starts_with("DECLARE"),
@@ -524,7 +546,7 @@ fn lint_columns(statements: &[Statement]) -> (usize, usize, usize) {
     let mut defaults = 0;
     let mut defaults_with_check = 0;
     for stmt in statements {
-        if stmt.plsql || is_materialized_view(stmt) {
+        if stmt.plsql || is_materialized_view(stmt) || is_context(stmt) {
             continue;
         }
         let defs = match parse_one(&stmt.sql) {
@@ -583,6 +605,561 @@ fn names_are_lower_case_in_the_templates() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Row-level security (system version 6): the application context, its
+// package, the VPD policy function and the policies.
+
+fn is_context(stmt: &Statement) -> bool {
+    !stmt.plsql && stmt.sql.starts_with("CREATE OR REPLACE CONTEXT ")
+}
+
+fn is_plsql_unit(stmt: &Statement) -> bool {
+    stmt.plsql && stmt.sql.starts_with("CREATE OR REPLACE ")
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `CREATE OR REPLACE CONTEXT <name> USING <package>`: returns (name, package).
+fn check_context(sql: &str) -> (String, String) {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    match words.as_slice() {
+        ["CREATE", "OR", "REPLACE", "CONTEXT", name, "USING", package]
+            if is_plain_name(name) && is_plain_name(package) =>
+        {
+            (name.to_string(), package.to_string())
+        }
+        _ => panic!("not `CREATE OR REPLACE CONTEXT name USING package`:\n{sql}"),
+    }
+}
+
+/// ("PACKAGE" | "PACKAGE BODY" | "FUNCTION", name) of a stored unit's first line.
+fn unit_header(sql: &str) -> (String, String) {
+    let first = sql.lines().next().unwrap_or("");
+    let rest = first
+        .strip_prefix("CREATE OR REPLACE ")
+        .unwrap_or_else(|| panic!("not CREATE OR REPLACE:\n{sql}"));
+    let (kind, rest) = if let Some(r) = rest.strip_prefix("PACKAGE BODY ") {
+        ("PACKAGE BODY", r)
+    } else if let Some(r) = rest.strip_prefix("PACKAGE ") {
+        ("PACKAGE", r)
+    } else if let Some(r) = rest.strip_prefix("FUNCTION ") {
+        ("FUNCTION", r)
+    } else {
+        panic!("unknown PL/SQL unit:\n{sql}")
+    };
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert!(is_plain_name(&name), "unit name {name:?} in:\n{sql}");
+    (kind.to_string(), name)
+}
+
+/// Parameters `p_x IN VARCHAR2, p_y IN VARCHAR2`: each a plain name, IN, an
+/// Oracle type (parsed as a column of that type).
+fn check_parameters(params: &str, sql: &str) {
+    for param in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let words: Vec<&str> = param.split_whitespace().collect();
+        match words.as_slice() {
+            [name, "IN", ty] if is_plain_name(name) => {
+                parse_one(&format!("CREATE TABLE t ({name} {ty})"));
+            }
+            _ => panic!("parameter {param:?} in:\n{sql}"),
+        }
+    }
+}
+
+/// `name(params)` or `name`: the name, after checking the parameters.
+fn signature(text: &str, sql: &str) -> String {
+    match text.split_once('(') {
+        Some((name, rest)) => {
+            let params = rest
+                .strip_suffix(')')
+                .unwrap_or_else(|| panic!("parameters of {text:?} in:\n{sql}"));
+            check_parameters(params, sql);
+            name.to_string()
+        }
+        None => text.to_string(),
+    }
+}
+
+/// A stored PL/SQL unit as we write them: the package spec (procedure
+/// declarations), the package body (procedures of calls), the policy
+/// function (IF ... THEN RETURN ...; END IF; RETURN ...). Blocks and IFs
+/// balance, every call parses as `CALL ...`, every condition as a WHERE
+/// clause, every returned expression as a SELECT list. Returns the unit's
+/// (kind, name).
+fn check_plsql_unit(sql: &str) -> (String, String) {
+    let (kind, name) = unit_header(sql);
+    let lines: Vec<&str> = sql.lines().map(str::trim).collect();
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("END {name};").as_str()),
+        "{sql}"
+    );
+    let header = lines[0];
+    let mut body = &lines[1..lines.len() - 1];
+    match kind.as_str() {
+        "PACKAGE" | "PACKAGE BODY" => assert!(
+            header.ends_with(&format!("{name} AS")),
+            "`... {name} AS` expected:\n{sql}"
+        ),
+        _ => {
+            let after = header.strip_prefix("CREATE OR REPLACE FUNCTION ").unwrap();
+            assert_eq!(signature(after, sql), name);
+            assert_eq!(&body[..3], ["RETURN VARCHAR2", "IS", "BEGIN"], "{sql}");
+            body = &body[3..];
+        }
+    }
+    // Blocks opened (a procedure's IS ... BEGIN, an IF) must close in order.
+    let mut open: Vec<String> = Vec::new();
+    for line in body {
+        if let Some(spec) = line.strip_prefix("PROCEDURE ") {
+            if let Some(decl) = spec.strip_suffix(';') {
+                assert_eq!(kind, "PACKAGE", "a declaration outside a spec:\n{sql}");
+                signature(decl, sql);
+            } else {
+                let decl = spec
+                    .strip_suffix(" IS")
+                    .unwrap_or_else(|| panic!("{line:?} in:\n{sql}"));
+                open.push(format!("END {};", signature(decl, sql)));
+            }
+        } else if *line == "BEGIN" {
+            assert!(
+                open.last().is_some_and(|e| e.starts_with("END ")),
+                "BEGIN outside a procedure:\n{sql}"
+            );
+        } else if let Some(cond) = line
+            .strip_prefix("IF ")
+            .and_then(|l| l.strip_suffix(" THEN"))
+        {
+            parse_one(&format!("SELECT 1 FROM dual WHERE {cond}"));
+            open.push("END IF;".into());
+        } else if line.starts_with("END ") {
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(*line),
+                "unbalanced {line:?} in:\n{sql}"
+            );
+        } else if let Some(expr) = line
+            .strip_prefix("RETURN ")
+            .and_then(|l| l.strip_suffix(';'))
+        {
+            assert_eq!(kind, "FUNCTION", "RETURN outside a function:\n{sql}");
+            parse_one(&format!("SELECT {expr} FROM dual"));
+        } else if let Some(call) = line.strip_suffix(';') {
+            match parse_one(&format!("CALL {call}")) {
+                Ast::Call(_) => {}
+                other => panic!("not a procedure call: {other}"),
+            }
+        } else {
+            panic!("unexpected line {line:?} in:\n{sql}");
+        }
+    }
+    assert!(open.is_empty(), "not closed: {open:?} in:\n{sql}");
+    (kind, name)
+}
+
+/// The statements of system version 6.
+fn v6_statements() -> Vec<Statement> {
+    renderer()
+        .system_migrations()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.version == 6)
+        .flat_map(|m| m.statements)
+        .collect()
+}
+
+/// The context is bound to the package version 6 creates, only that package
+/// sets it (the application cannot set it by itself), the application role
+/// is granted EXECUTE on that package, and every table of `OWN_ROWS` gets
+/// exactly one policy whose function is the one version 6 creates, on every
+/// statement type, checked on insert and update.
+#[test]
+fn vpd_context_package_and_policies_fit_together() {
+    use pathfinder_db::grants::{
+        ORACLE_CONTEXT, ORACLE_CONTEXT_PACKAGE, ORACLE_POLICY_FUNCTION, OWN_ROWS, policy_name,
+    };
+    let v6 = v6_statements();
+    let contexts: Vec<(String, String)> = v6
+        .iter()
+        .filter(|s| is_context(s))
+        .map(|s| check_context(&s.sql))
+        .collect();
+    assert_eq!(
+        contexts,
+        vec![(
+            ORACLE_CONTEXT.to_string(),
+            ORACLE_CONTEXT_PACKAGE.to_string()
+        )]
+    );
+    let units: Vec<(String, String)> = v6
+        .iter()
+        .filter(|s| is_plsql_unit(s))
+        .map(|s| check_plsql_unit(&s.sql))
+        .collect();
+    assert_eq!(
+        units,
+        vec![
+            ("PACKAGE".into(), ORACLE_CONTEXT_PACKAGE.into()),
+            ("PACKAGE BODY".into(), ORACLE_CONTEXT_PACKAGE.into()),
+            ("FUNCTION".into(), ORACLE_POLICY_FUNCTION.into()),
+        ]
+    );
+    // Only the package body sets the context, and only ours.
+    for stmt in every_statement() {
+        if stmt.sql.contains("DBMS_SESSION.SET_CONTEXT") {
+            assert!(
+                stmt.sql.starts_with(&format!(
+                    "CREATE OR REPLACE PACKAGE BODY {ORACLE_CONTEXT_PACKAGE} AS"
+                )),
+                "the context is set outside its package:\n{}",
+                stmt.sql
+            );
+            assert!(
+                stmt.sql.contains(&format!(
+                    "DBMS_SESSION.SET_CONTEXT('{ORACLE_CONTEXT}', 'user_id', p_user_id)"
+                )),
+                "{}",
+                stmt.sql
+            );
+        }
+    }
+    // One policy per table, through the policy function.
+    let mut tables = Vec::new();
+    for stmt in v6.iter().filter(|s| s.plsql && !is_plsql_unit(s)) {
+        let calls = check_plsql_block(&stmt.sql);
+        assert_eq!(calls.len(), 1, "{}", stmt.sql);
+        let call = &calls[0];
+        let arg = |name: &str| {
+            let start = call
+                .find(&format!("{name} => "))
+                .unwrap_or_else(|| panic!("no {name} in {call}"))
+                + name.len()
+                + 4;
+            let rest = &call[start..];
+            let end = match rest.strip_prefix('\'') {
+                Some(quoted) => quoted.find('\'').unwrap() + 2,
+                None => rest.find([',', ')']).unwrap(),
+            };
+            rest[..end].trim_matches('\'').to_string()
+        };
+        assert!(call.starts_with("DBMS_RLS.ADD_POLICY("), "{call}");
+        let table = arg("object_name").to_ascii_lowercase();
+        assert_eq!(arg("policy_name"), policy_name(&table).to_ascii_uppercase());
+        assert_eq!(
+            arg("policy_function"),
+            ORACLE_POLICY_FUNCTION.to_ascii_uppercase()
+        );
+        assert_eq!(arg("statement_types"), "SELECT, INSERT, UPDATE, DELETE");
+        assert_eq!(arg("update_check"), "TRUE");
+        assert_eq!(arg("policy_type"), "DBMS_RLS.CONTEXT_SENSITIVE");
+        // A re-run meets the policy it made: ORA-28101 lets it through.
+        assert!(
+            stmt.sql.contains("IF SQLCODE != -28101 THEN"),
+            "{}",
+            stmt.sql
+        );
+        tables.push(table);
+    }
+    let want: Vec<String> = OWN_ROWS.iter().map(|(t, _)| t.to_string()).collect();
+    assert_eq!(tables, want);
+}
+
+/// What the policy function returns, run line by line as Oracle would:
+/// `session_user` and `schema` (the table's owner) decide whether the owner
+/// is exempt, `user` is the context's value (None: not set).
+fn run_policy_function(
+    sql: &str,
+    session_user: &str,
+    schema: &str,
+    object: &str,
+    user: Option<&str>,
+) -> Option<String> {
+    let lines: Vec<&str> = sql.lines().map(str::trim).collect();
+    let start = lines.iter().position(|l| *l == "BEGIN").unwrap() + 1;
+    let body = &lines[start..lines.len() - 1];
+    // A value of the function's world (None: NULL).
+    let value = |expr: &str| -> Option<String> {
+        let e = expr.trim();
+        let upper = e.to_ascii_uppercase();
+        if upper == "SYS_CONTEXT('USERENV', 'SESSION_USER')" {
+            Some(session_user.to_string())
+        } else if upper == "SYS_CONTEXT('PATHFINDER_CTX', 'USER_ID')" {
+            user.map(str::to_string)
+        } else if e == "p_schema" {
+            Some(schema.to_string())
+        } else if e == "p_object" {
+            Some(object.to_string())
+        } else if upper == "NULL" {
+            None
+        } else if let Some(literal) = e.strip_prefix('\'').and_then(|l| l.strip_suffix('\'')) {
+            Some(literal.replace("''", "'"))
+        } else {
+            panic!("the policy function uses {e:?}, which this test cannot evaluate")
+        }
+    };
+    // `a = b` (NULL is never equal) or `a IS NULL`.
+    let holds = |cond: &str| -> bool {
+        if let Some(operand) = cond.strip_suffix(" IS NULL") {
+            value(operand).is_none()
+        } else if let Some((a, b)) = cond.split_once(" = ") {
+            matches!((value(a), value(b)), (Some(a), Some(b)) if a == b)
+        } else {
+            panic!("condition {cond:?}")
+        }
+    };
+    let mut i = 0;
+    while i < body.len() {
+        let line = body[i];
+        if let Some(cond) = line
+            .strip_prefix("IF ")
+            .and_then(|l| l.strip_suffix(" THEN"))
+        {
+            let end = i + body[i..].iter().position(|l| *l == "END IF;").unwrap();
+            if holds(cond) {
+                let inner = &body[i + 1..end];
+                let expr = match inner {
+                    [only] => only
+                        .strip_prefix("RETURN ")
+                        .and_then(|l| l.strip_suffix(';')),
+                    _ => None,
+                }
+                .unwrap_or_else(|| panic!("only one RETURN inside an IF: {inner:?}"));
+                return value(expr);
+            }
+            i = end + 1;
+        } else if let Some(expr) = line
+            .strip_prefix("RETURN ")
+            .and_then(|l| l.strip_suffix(';'))
+        {
+            return value(expr);
+        } else {
+            panic!("unexpected line {line:?}");
+        }
+    }
+    panic!("the function ends without RETURN (ORA-06503)")
+}
+
+/// The policy function's logic: the owner's own sessions get no predicate
+/// (its jobs see every row), a session without a user gets `1 = 0`, a
+/// session serving user u1 gets its table's key column compared with the
+/// context, an unknown table `1 = 0`. Each predicate is then run on rows of
+/// u1, u2 and of no user (SQLite, the context's value bound): the
+/// application sees only u1's rows, never the ones without a user.
+#[test]
+fn the_policy_function_returns_the_predicate_for_set_and_unset_contexts() {
+    use pathfinder_db::grants::{ORACLE_POLICY_FUNCTION, OWN_ROWS};
+    let function = v6_statements()
+        .into_iter()
+        .find(|s| {
+            s.sql.starts_with(&format!(
+                "CREATE OR REPLACE FUNCTION {ORACLE_POLICY_FUNCTION}("
+            ))
+        })
+        .expect("version 6 creates the policy function")
+        .sql;
+    let context = "SYS_CONTEXT('pathfinder_ctx', 'user_id')";
+    for (table, column) in OWN_ROWS {
+        let object = table.to_ascii_uppercase();
+        let run = |session_user: &str, user: Option<&str>| {
+            run_policy_function(&function, session_user, "PATHFINDER", &object, user)
+        };
+        assert_eq!(run("PATHFINDER", None), None, "the owner is exempt");
+        assert_eq!(run("PATHFINDER", Some("u1")), None, "the owner is exempt");
+        assert_eq!(run("APP_USER", None).as_deref(), Some("1 = 0"));
+        let predicate = run("APP_USER", Some("u1")).unwrap();
+        assert_eq!(predicate, format!("{column} = {context}"));
+
+        // On rows: only u1's.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (n INTEGER, {column} TEXT); \
+             INSERT INTO {table} VALUES (1, 'u1'), (2, 'u2'), (3, NULL), (4, 'u1');"
+        ))
+        .unwrap();
+        let rows = |predicate: &str| -> Vec<i64> {
+            let sql = format!(
+                "SELECT n FROM {table} WHERE {} ORDER BY n",
+                predicate.replace(context, "?1")
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let binds: &[&str] = if sql.contains("?1") { &["u1"] } else { &[] };
+            stmt.query_map(rusqlite::params_from_iter(binds), |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(rows(&predicate), [1, 4], "{table}");
+        assert_eq!(rows("1 = 0"), Vec::<i64>::new());
+        // Each predicate is Oracle SQL too.
+        parse_one(&format!("SELECT * FROM {table} WHERE {predicate}"));
+    }
+    assert_eq!(
+        run_policy_function(
+            &function,
+            "APP_USER",
+            "PATHFINDER",
+            "PF_TENANTS",
+            Some("u1")
+        )
+        .as_deref(),
+        Some("1 = 0"),
+        "a table the function does not know shows nothing"
+    );
+}
+
+/// What `grants apply` sends to Oracle: PL/SQL blocks of `EXECUTE IMMEDIATE
+/// 'GRANT ... ON <object> TO <role>'` (one object per GRANT, as Oracle
+/// wants), REVOKEs, the policies of version 6 restored; every GRANT and
+/// REVOKE inside parses as Oracle SQL, and the blocks pass the static checks
+/// of every other statement.
+#[test]
+fn grants_apply_sends_oracle_grants_and_policies() {
+    use pathfinder_db::grants::{Problem, plan};
+    let privileges = |p: &[&str]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let mut problems: Vec<Problem> = (0..120)
+        .map(|i| Problem::MissingGrant {
+            object: format!("pf_user_t{i}_skills"),
+            kind: "table".into(),
+            privileges: privileges(&["SELECT", "INSERT", "UPDATE", "DELETE"]),
+        })
+        .collect();
+    problems.extend([
+        Problem::MissingGrant {
+            object: "pf_request_context".into(),
+            kind: "package".into(),
+            privileges: privileges(&["EXECUTE"]),
+        },
+        Problem::ExtraPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: privileges(&["DELETE"]),
+            via: "role".into(),
+            grant_option: false,
+        },
+        Problem::ExtraPrivilege {
+            object: "pf_encryption_keys".into(),
+            kind: "table".into(),
+            privileges: privileges(&["SELECT"]),
+            via: "role".into(),
+            grant_option: true,
+        },
+        Problem::PolicyMissing {
+            table: "pf_users".into(),
+            policy: "pf_users_own_rows".into(),
+        },
+        Problem::PolicyDisabled {
+            table: "pf_audit_log".into(),
+            policy: "pf_audit_log_own_rows".into(),
+        },
+        Problem::PolicyChanged {
+            table: "pf_user_sessions".into(),
+            policy: "pf_user_sessions_own_rows".into(),
+            found: "function x on SELECT".into(),
+        },
+    ]);
+    let plan = plan(&renderer(), "pathfinder_app", &problems).unwrap();
+    assert!(plan.unfixable.is_empty(), "{:?}", plan.unfixable);
+    let statements: Vec<Statement> = plan
+        .changes
+        .iter()
+        .flat_map(|c| c.statements.clone())
+        .collect();
+    let mut dynamic = Vec::new();
+    for stmt in &statements {
+        assert!(stmt.plsql, "{}", stmt.sql);
+        if stmt.sql.contains("EXECUTE IMMEDIATE") {
+            for line in stmt.sql.lines().map(str::trim) {
+                if let Some(literal) = line
+                    .strip_prefix("EXECUTE IMMEDIATE '")
+                    .and_then(|l| l.strip_suffix("';"))
+                {
+                    let inner = literal.replace("''", "'");
+                    match parse_one(&inner) {
+                        Ast::Grant { .. } | Ast::Revoke { .. } => dynamic.push(inner),
+                        other => panic!("not a GRANT or REVOKE: {other}"),
+                    }
+                } else {
+                    assert!(
+                        matches!(line, "BEGIN" | "END;"),
+                        "{line:?} in:\n{}",
+                        stmt.sql
+                    );
+                }
+            }
+        } else {
+            check_plsql_block(&stmt.sql);
+        }
+    }
+    lint_identifier_length(&statements);
+    assert_eq!(
+        dynamic
+            .iter()
+            .filter(|s| s.starts_with("GRANT SELECT, INSERT, UPDATE, DELETE ON pf_user_t"))
+            .count(),
+        120,
+        "one object per GRANT"
+    );
+    for want in [
+        "GRANT EXECUTE ON pf_request_context TO pathfinder_app",
+        "REVOKE DELETE ON pf_audit_log FROM pathfinder_app",
+        // No REVOKE GRANT OPTION on Oracle: revoked, then granted again.
+        "REVOKE SELECT ON pf_encryption_keys FROM pathfinder_app",
+        "GRANT SELECT ON pf_encryption_keys TO pathfinder_app",
+    ] {
+        assert!(
+            dynamic.iter().any(|s| s == want),
+            "{want} not in {dynamic:#?}"
+        );
+    }
+    let sql: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+    let has = |needle: &str| sql.iter().any(|s| s.contains(needle));
+    assert!(has("DBMS_RLS.ADD_POLICY(object_name => 'PF_USERS'"));
+    assert!(has(
+        "DBMS_RLS.ENABLE_POLICY(object_name => 'PF_AUDIT_LOG', policy_name => 'PF_AUDIT_LOG_OWN_ROWS', enable => TRUE)"
+    ));
+    assert!(has(
+        "DBMS_RLS.DROP_POLICY(object_name => 'PF_USER_SESSIONS', policy_name => 'PF_USER_SESSIONS_OWN_ROWS')"
+    ));
+    assert!(has("DBMS_RLS.ADD_POLICY(object_name => 'PF_USER_SESSIONS'"));
+    // The role itself.
+    let create = pathfinder_db::grants::create_role_statement(ORACLE, "pathfinder_app").unwrap();
+    assert!(matches!(parse_one(&create.sql), Ast::CreateRole { .. }));
+}
+
+#[test]
+#[should_panic(expected = "not closed")]
+fn targeted_check_catches_an_unclosed_if() {
+    check_plsql_unit(
+        "CREATE OR REPLACE FUNCTION f(p IN VARCHAR2)\nRETURN VARCHAR2\nIS\nBEGIN\n    IF p IS NULL THEN\n        RETURN NULL;\nEND f;",
+    );
+}
+
+#[test]
+#[should_panic(expected = "not `CREATE OR REPLACE CONTEXT name USING package`")]
+fn targeted_check_catches_a_global_context() {
+    check_context("CREATE OR REPLACE CONTEXT c USING p ACCESSED GLOBALLY");
+}
+
+#[test]
+#[should_panic(expected = "this test cannot evaluate")]
+fn the_policy_function_runner_refuses_what_it_does_not_know() {
+    run_policy_function(
+        "CREATE OR REPLACE FUNCTION f(p_schema IN VARCHAR2, p_object IN VARCHAR2)\nRETURN VARCHAR2\nIS\nBEGIN\n    IF SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER') IS NULL THEN\n        RETURN NULL;\n    END IF;\n    RETURN '1 = 0';\nEND f;",
+        "A",
+        "B",
+        "PF_USERS",
+        None,
+    );
 }
 
 // The lints above must be able to fail: each is fed one bad statement here.

@@ -90,7 +90,8 @@ fn strip<'a>(table: &'a str, prefix: &str) -> &'a str {
 fn oracle_schema(statements: &[Statement], prefix: &str) -> Schema {
     let mut schema = Schema::new();
     for stmt in statements {
-        if stmt.plsql {
+        // PL/SQL, and the application context of row-level security: no table.
+        if stmt.plsql || stmt.sql.starts_with("CREATE OR REPLACE CONTEXT ") {
             continue;
         }
         if let Some(rest) = stmt.sql.strip_prefix("CREATE MATERIALIZED VIEW ") {

@@ -1,0 +1,1747 @@
+//! Least privilege: two principals.
+//!
+//! pathfinder-db connects as the **owner**: it owns every object and runs
+//! every DDL. The application connects as a role of its own, the
+//! **application role** (`app_role`, default `pathfinder_app`), granted only
+//! what it needs:
+//!
+//! | objects | the application may |
+//! |---|---|
+//! | tenant tables `pf_user_<key>_<table>` | SELECT, INSERT, UPDATE, DELETE |
+//! | archives `pf_user_<key>_<table>_archive`, the career summary | SELECT |
+//! | `pf_audit_log` | SELECT, INSERT (never UPDATE or DELETE) |
+//! | `pf_users`, `pf_user_sessions` | SELECT, INSERT, UPDATE, DELETE |
+//! | `pf_encryption_keys`, the reference catalogs `pf_ref_*` | SELECT |
+//! | Oracle: the package `pf_request_context` | EXECUTE |
+//! | the registry, the tool's own tables, everything else | nothing |
+//!
+//! and never TRUNCATE, REFERENCES, TRIGGER, ownership or DDL. The tables of a
+//! deprovisioned tenant (archives kept by `deprovision --archive`) are not
+//! the application's any more: nothing.
+//!
+//! On top of the grants, the shared tables holding users' rows are protected
+//! by row-level security keyed by the user the application acts for (system
+//! version 6; the tables and their key columns are [`OWN_ROWS`]).
+//!
+//! Grants follow what pathfinder-db creates when the configured role exists
+//! in the database ([`crate::db::Connection::app_role`]): the system tables
+//! at `init`, a tenant's tables when it is provisioned, migrated, imported
+//! or adopted, an archive when a sweep creates it. Without the role nothing is
+//! granted and everything works as before; `grants apply` brings a database
+//! (tenants made before, or by hand) to the expected state, and `grants
+//! check` (also part of `doctor` and `verify`) reports drift. Both read the
+//! catalog in a few set-based queries, whatever the number of tenants, and
+//! compare here. Every grant change is audited: in the transaction that makes
+//! it on PostgreSQL, right after it on Oracle (where a GRANT commits).
+//!
+//! SQLite has no roles: its files are created readable by their owner only
+//! ([`files`]), which `grants check` and `grants apply` check and repair.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::audit::{self, AuditEntry};
+use crate::db::{AccessCatalog, Connection, DbError, ObjectAccess, Tx};
+use crate::dialect::Dialect;
+use crate::error::UsageError;
+use crate::registry::{self, Status};
+use crate::render::{Renderer, Statement};
+use crate::tenant::{CAREER_SUMMARY, TABLES, TENANT_PREFIX, TenantKey};
+
+/// The application role when none is configured.
+pub const DEFAULT_APP_ROLE: &str = "pathfinder_app";
+
+/// PostgreSQL: the setting that names the user a request is served for
+/// (`SET LOCAL pathfinder.user_id = '<pf_users.id>'`).
+pub const USER_SETTING: &str = "pathfinder.user_id";
+
+/// Oracle: the application context holding the user, and the package (the
+/// only code allowed to set it) whose `set_user` the application calls.
+pub const ORACLE_CONTEXT: &str = "pathfinder_ctx";
+pub const ORACLE_CONTEXT_PACKAGE: &str = "pf_request_context";
+/// Oracle: the VPD policy function of [`OWN_ROWS`].
+pub const ORACLE_POLICY_FUNCTION: &str = "pf_own_rows_predicate";
+
+/// The shared tables with row-level security, and the column that says
+/// whose row it is. System version 6 renders a policy for each (it lists
+/// them itself: an applied version never changes; a test holds the two equal).
+pub const OWN_ROWS: [(&str, &str); 4] = [
+    ("pf_users", "id"),
+    ("pf_user_sessions", "user_id"),
+    ("pf_encryption_keys", "user_id"),
+    ("pf_audit_log", "user_id"),
+];
+
+/// The name of the policy on `table`.
+pub fn policy_name(table: &str) -> String {
+    format!("{table}_own_rows")
+}
+
+const DML: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE"];
+const READ: &[&str] = &["SELECT"];
+const APPEND: &[&str] = &["SELECT", "INSERT"];
+const EXECUTE: &[&str] = &["EXECUTE"];
+const NOTHING: &[&str] = &[];
+
+/// Statements and objects per batch: one GRANT names up to this many
+/// objects (PostgreSQL), one PL/SQL block runs up to this many GRANTs (Oracle).
+const OBJECTS_PER_STATEMENT: usize = 500;
+const GRANTS_PER_BLOCK: usize = 50;
+/// Changes per transaction (each audited in it) when `grants apply` runs.
+const CHANGES_PER_COMMIT: usize = 20;
+
+/// Checks a configured role name: a plain lower-case identifier (never
+/// quoted), not a name PostgreSQL reserves. Returns it.
+pub fn check_role_name(name: &str, from: &str) -> Result<String, UsageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with("pg_")
+        && !matches!(
+            name,
+            "public" | "none" | "current_user" | "current_role" | "session_user" | "all"
+        );
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(UsageError::new(format!(
+            "{from} {name:?} is not a usable role name: a lowercase ASCII letter, then a-z, 0-9 and _, at most 63 characters, not starting with pg_ and not a reserved word (public, all, ...)"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the application may do.
+
+/// The system objects the application may use, and how.
+fn system_expected(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "pf_users" | "pf_user_sessions" => DML,
+        "pf_audit_log" => APPEND,
+        "pf_encryption_keys" => READ,
+        ORACLE_CONTEXT_PACKAGE => EXECUTE,
+        n if n.starts_with("pf_ref_") => READ,
+        _ => return None,
+    })
+}
+
+/// What the application may do with a tenant's object, by its suffix.
+fn tenant_expected(suffix: &str) -> &'static [&'static str] {
+    let table = |name: &str| TABLES.iter().any(|t| t.name == name);
+    if table(suffix) {
+        DML
+    } else if suffix == CAREER_SUMMARY || suffix.strip_suffix("_archive").is_some_and(table) {
+        READ
+    } else {
+        NOTHING
+    }
+}
+
+/// The tenants a check knows: key -> whether the application may use its
+/// objects (any state but deprovisioned).
+pub type Tenants = HashMap<String, bool>;
+
+/// Splits `pf_user_<key>_<suffix>` for a key of `tenants`.
+fn tenant_of<'a>(name: &'a str, tenants: &Tenants) -> Option<(&'a str, &'a str)> {
+    let rest = name.strip_prefix(TENANT_PREFIX)?;
+    rest.match_indices('_').find_map(|(i, _)| {
+        let (key, suffix) = (&rest[..i], &rest[i + 1..]);
+        (tenants.contains_key(key) && crate::tenant::TENANT_OBJECT_SUFFIXES.contains(&suffix))
+            .then_some((key, suffix))
+    })
+}
+
+/// What the application may do with `name` (lower case).
+pub fn expected(name: &str, tenants: &Tenants) -> &'static [&'static str] {
+    if let Some(privileges) = system_expected(name) {
+        return privileges;
+    }
+    match tenant_of(name, tenants) {
+        Some((key, suffix)) if tenants.get(key) == Some(&true) => tenant_expected(suffix),
+        _ => NOTHING,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Drift.
+
+/// One way the database differs from what the application should be able
+/// to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// The configured role does not exist.
+    RoleMissing {
+        role: String,
+    },
+    /// Privileges the application needs on an object and lacks.
+    MissingGrant {
+        object: String,
+        kind: String,
+        privileges: Vec<String>,
+    },
+    /// Privileges beyond what the application needs, held through `via`
+    /// (`role`, `PUBLIC`, or another role), or (`grant_option`) the right to
+    /// pass on privileges it may hold.
+    ExtraPrivilege {
+        object: String,
+        kind: String,
+        privileges: Vec<String>,
+        via: String,
+        grant_option: bool,
+    },
+    /// PostgreSQL: row-level security is off on a shared table.
+    RowSecurityDisabled {
+        table: String,
+    },
+    /// PostgreSQL: row-level security is forced on the owner too, so
+    /// pathfinder-db's own jobs would see no rows.
+    RowSecurityForced {
+        table: String,
+    },
+    PolicyMissing {
+        table: String,
+        policy: String,
+    },
+    /// Oracle: the policy is there but disabled.
+    PolicyDisabled {
+        table: String,
+        policy: String,
+    },
+    /// The policy is not the one the schema defines.
+    PolicyChanged {
+        table: String,
+        policy: String,
+        found: String,
+    },
+    /// PostgreSQL: another permissive policy on a shared table (permissive
+    /// policies are OR-ed: it widens what the application sees).
+    ExtraPolicy {
+        table: String,
+        policy: String,
+    },
+    /// The application role owns an object (or the schema).
+    Owns {
+        object: String,
+    },
+    /// The application role holds DDL rights or escapes row security:
+    /// CREATE on the schema, superuser, BYPASSRLS, membership in the owner
+    /// role, an Oracle system privilege.
+    DdlRights {
+        what: String,
+    },
+}
+
+impl Problem {
+    /// One line for people.
+    pub fn describe(&self, role: &str) -> String {
+        let list = |p: &[String]| p.join(", ");
+        match self {
+            Problem::RoleMissing { role } => {
+                format!("role {role} does not exist: nothing is granted to the application yet")
+            }
+            Problem::MissingGrant {
+                object, privileges, ..
+            } => format!("missing grant: {} on {object} to {role}", list(privileges)),
+            Problem::ExtraPrivilege {
+                object,
+                privileges,
+                via,
+                grant_option,
+                ..
+            } => {
+                let through = match via.as_str() {
+                    "role" => String::new(),
+                    "PUBLIC" => " (granted to PUBLIC)".into(),
+                    other => format!(" (through role {other})"),
+                };
+                if *grant_option {
+                    format!(
+                        "extra privilege: {role} may grant {} on {object} to others{through}",
+                        list(privileges)
+                    )
+                } else {
+                    format!("extra privilege: {} on {object}{through}", list(privileges))
+                }
+            }
+            Problem::RowSecurityDisabled { table } => {
+                format!("policy disabled: row-level security is off on {table}")
+            }
+            Problem::RowSecurityForced { table } => format!(
+                "row-level security is forced on {table}: pathfinder-db's own jobs would see no rows"
+            ),
+            Problem::PolicyMissing { table, policy } => {
+                format!("policy missing: {policy} on {table}")
+            }
+            Problem::PolicyDisabled { table, policy } => {
+                format!("policy disabled: {policy} on {table}")
+            }
+            Problem::PolicyChanged {
+                table,
+                policy,
+                found,
+            } => format!("policy changed: {policy} on {table} is {found}"),
+            Problem::ExtraPolicy { table, policy } => {
+                format!("extra policy: {policy} on {table} widens what the application sees")
+            }
+            Problem::Owns { object } => format!("{role} owns {object}"),
+            Problem::DdlRights { what } => format!("{role} {what}"),
+        }
+    }
+}
+
+/// What `grants check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub role: String,
+    pub role_exists: bool,
+    /// Objects compared.
+    pub objects: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The problems of `catalog` against the expected state. `tenants`: every
+/// registered tenant (with `names`, the catalog was read for those only).
+pub fn compare(
+    dialect: Dialect,
+    role: &str,
+    catalog: &AccessCatalog,
+    tenants: &Tenants,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let facts = &catalog.role;
+    if facts.exists {
+        let mut ddl = |what: String| problems.push(Problem::DdlRights { what });
+        if facts.superuser {
+            ddl(format!(
+                "is a superuser: it bypasses every grant and row-level security (ALTER ROLE {role} NOSUPERUSER)"
+            ));
+        }
+        if facts.bypass_rls {
+            ddl(format!(
+                "has BYPASSRLS: row-level security does not apply to it (ALTER ROLE {role} NOBYPASSRLS)"
+            ));
+        }
+        if facts.member_of_owner {
+            ddl(format!(
+                "is a member of the owner role: it may act as the owner (REVOKE <owner> FROM {role})"
+            ));
+        }
+        if let Some(via) = &facts.schema_create {
+            let schema = &facts.schema;
+            ddl(match via.as_str() {
+                "role" => format!(
+                    "has CREATE on the schema (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM {role})"
+                ),
+                "PUBLIC" => format!(
+                    "has CREATE on the schema through PUBLIC (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC)"
+                ),
+                other => format!(
+                    "has CREATE on the schema through role {other} (DDL rights; REVOKE CREATE ON SCHEMA {schema} FROM {other})"
+                ),
+            });
+        }
+        for privilege in &facts.system_privileges {
+            if privilege != "CREATE SESSION" {
+                ddl(format!(
+                    "holds the system privilege {privilege} (REVOKE {privilege} FROM {role})"
+                ));
+            }
+        }
+        if facts.owns_schema {
+            problems.push(Problem::Owns {
+                object: "the schema".into(),
+            });
+        }
+        for object in &facts.owned {
+            problems.push(Problem::Owns {
+                object: object.clone(),
+            });
+        }
+    }
+    for object in &catalog.objects {
+        problems.extend(object_problems(object, facts.exists, tenants));
+    }
+    problems.extend(policy_problems(dialect, catalog));
+    problems
+}
+
+fn object_problems(object: &ObjectAccess, role_exists: bool, tenants: &Tenants) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let want: BTreeSet<&str> = expected(&object.name, tenants).iter().copied().collect();
+    if object.owned_by_role {
+        out.push(Problem::Owns {
+            object: object.name.clone(),
+        });
+    }
+    // Extra: anything PUBLIC holds, what the role holds beyond `want` (by
+    // whom it was given), the right to pass privileges on.
+    let mut extra: BTreeMap<(String, bool), BTreeSet<String>> = BTreeMap::new();
+    let mut held_by_role: BTreeSet<&str> = BTreeSet::new();
+    for p in &object.privileges {
+        if p.via == "role" {
+            held_by_role.insert(p.privilege.as_str());
+        }
+        let beyond = p.via == "PUBLIC" || !want.contains(p.privilege.as_str());
+        if beyond {
+            extra
+                .entry((p.via.clone(), false))
+                .or_default()
+                .insert(p.privilege.clone());
+        } else if p.grantable {
+            extra
+                .entry((p.via.clone(), true))
+                .or_default()
+                .insert(p.privilege.clone());
+        }
+    }
+    if role_exists {
+        let missing: Vec<String> = want
+            .iter()
+            .filter(|p| !held_by_role.contains(*p))
+            .map(|p| p.to_string())
+            .collect();
+        if !missing.is_empty() {
+            out.push(Problem::MissingGrant {
+                object: object.name.clone(),
+                kind: object.kind.clone(),
+                privileges: in_order(missing),
+            });
+        }
+    }
+    for ((via, grant_option), privileges) in extra {
+        out.push(Problem::ExtraPrivilege {
+            object: object.name.clone(),
+            kind: object.kind.clone(),
+            privileges: in_order(privileges.into_iter().collect()),
+            via,
+            grant_option,
+        });
+    }
+    out
+}
+
+/// SELECT, INSERT, UPDATE, DELETE first, in that order, then the rest.
+fn in_order(mut privileges: Vec<String>) -> Vec<String> {
+    let rank = |p: &String| {
+        ["SELECT", "INSERT", "UPDATE", "DELETE", "EXECUTE"]
+            .iter()
+            .position(|k| k == p)
+            .unwrap_or(9)
+    };
+    privileges.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    privileges
+}
+
+/// `(id = NULLIF(...))` as PostgreSQL prints it: compared without casts,
+/// parentheses, quotes' neighbours and spaces, in lower case.
+fn normalize_expression(text: &str) -> String {
+    let mut s = text.to_ascii_lowercase();
+    for cast in ["::character varying", "::text", "::varchar"] {
+        s = s.replace(cast, "");
+    }
+    s.chars()
+        .filter(|c| !c.is_whitespace() && *c != '(' && *c != ')')
+        .collect()
+}
+
+/// The expression of the policy on a table keyed by `column` (PostgreSQL),
+/// as system version 6 writes it.
+pub fn postgres_policy_expression(column: &str) -> String {
+    format!("{column} = NULLIF(current_setting('{USER_SETTING}', true), '')")
+}
+
+fn policy_problems(dialect: Dialect, catalog: &AccessCatalog) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (table, column) in OWN_ROWS {
+        let Some(object) = catalog.objects.iter().find(|o| o.name == table) else {
+            continue;
+        };
+        let name = policy_name(table);
+        let on_table: Vec<_> = catalog
+            .policies
+            .iter()
+            .filter(|p| p.table == table)
+            .collect();
+        let ours = on_table.iter().find(|p| p.name == name);
+        match dialect {
+            Dialect::Postgres => {
+                if !object.row_security {
+                    out.push(Problem::RowSecurityDisabled {
+                        table: table.into(),
+                    });
+                }
+                if object.row_security_forced {
+                    out.push(Problem::RowSecurityForced {
+                        table: table.into(),
+                    });
+                }
+                let expression = normalize_expression(&postgres_policy_expression(column));
+                match ours {
+                    None => out.push(Problem::PolicyMissing {
+                        table: table.into(),
+                        policy: name.clone(),
+                    }),
+                    Some(p) => {
+                        let same = |e: &Option<String>| {
+                            e.as_deref().map(normalize_expression).as_deref()
+                                == Some(expression.as_str())
+                        };
+                        let fine = p.permissive
+                            && p.command == "ALL"
+                            && p.roles == ["public"]
+                            && same(&p.using)
+                            && same(&p.check);
+                        if !fine {
+                            out.push(Problem::PolicyChanged {
+                                table: table.into(),
+                                policy: name.clone(),
+                                found: format!(
+                                    "{} FOR {} TO {} USING ({}) WITH CHECK ({})",
+                                    if p.permissive {
+                                        "PERMISSIVE"
+                                    } else {
+                                        "RESTRICTIVE"
+                                    },
+                                    p.command,
+                                    p.roles.join(", "),
+                                    p.using.as_deref().unwrap_or(""),
+                                    p.check.as_deref().unwrap_or("")
+                                ),
+                            });
+                        }
+                    }
+                }
+                for p in on_table.iter().filter(|p| p.name != name && p.permissive) {
+                    out.push(Problem::ExtraPolicy {
+                        table: table.into(),
+                        policy: p.name.clone(),
+                    });
+                }
+            }
+            Dialect::Oracle => match ours {
+                None => out.push(Problem::PolicyMissing {
+                    table: table.into(),
+                    policy: name.clone(),
+                }),
+                Some(p) => {
+                    let function = p.using.as_deref().unwrap_or("");
+                    if !function.eq_ignore_ascii_case(ORACLE_POLICY_FUNCTION)
+                        || p.command != "SELECT, INSERT, UPDATE, DELETE"
+                    {
+                        out.push(Problem::PolicyChanged {
+                            table: table.into(),
+                            policy: name.clone(),
+                            found: format!("function {function} on {}", p.command),
+                        });
+                    } else if !p.enabled {
+                        out.push(Problem::PolicyDisabled {
+                            table: table.into(),
+                            policy: name.clone(),
+                        });
+                    }
+                }
+            },
+            Dialect::Sqlite => {}
+        }
+    }
+    out
+}
+
+/// Every registered tenant: key -> whether its objects are the application's.
+pub fn registered_tenants(conn: &mut dyn Connection) -> Result<Tenants, DbError> {
+    Ok(registry::list(conn, true)?
+        .into_iter()
+        .map(|t| (t.tenant_key, t.status != Status::Deprovisioned))
+        .collect())
+}
+
+/// The objects of `tenants` (every name they may have) and the shared
+/// ones, for a check of some tenants only.
+fn names_of(tenants: &[TenantKey], renderer: &Renderer) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = system_objects(renderer)?;
+    for key in tenants {
+        for def in TABLES {
+            names.push(key.object(def.name));
+            names.push(key.object(&format!("{}_archive", def.name)));
+        }
+        names.push(key.object(CAREER_SUMMARY));
+        names.push(key.object(crate::tenant::SCHEMA_HISTORY));
+    }
+    Ok(names)
+}
+
+/// `grants check`: the role, and every `pf_...` object (`only`: the named
+/// tenants' and the shared ones), compared with what the application may do.
+/// None where the backend has no roles (SQLite: see [`files`]).
+pub fn check(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    role: &str,
+    only: Option<&[TenantKey]>,
+) -> anyhow::Result<Option<Report>> {
+    let names = only.map(|keys| names_of(keys, renderer)).transpose()?;
+    let Some(catalog) = conn.access_catalog(role, names.as_deref())? else {
+        return Ok(None);
+    };
+    let tenants = registered_tenants(conn)?;
+    let mut problems = compare(conn.dialect(), role, &catalog, &tenants);
+    if !catalog.role.exists {
+        problems.insert(
+            0,
+            Problem::RoleMissing {
+                role: role.to_string(),
+            },
+        );
+    }
+    Ok(Some(Report {
+        role: role.to_string(),
+        role_exists: catalog.role.exists,
+        objects: catalog.objects.len(),
+        problems,
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// Statements.
+
+/// One change `grants apply` makes: its statement, and what it changes (for
+/// the audit row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// `grant`, `revoke`, `enable row security`, `create policy`, ...
+    pub action: String,
+    pub privileges: Vec<String>,
+    pub objects: Vec<String>,
+    pub statements: Vec<Statement>,
+}
+
+/// Problems `grants apply` cannot repair by itself, and changes it makes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub unfixable: Vec<Problem>,
+}
+
+/// PostgreSQL's keyword for an object kind in GRANT and REVOKE.
+fn pg_object_class(kind: &str) -> &'static str {
+    match kind {
+        "sequence" => "SEQUENCE",
+        _ => "TABLE",
+    }
+}
+
+fn plain(sql: String) -> Statement {
+    Statement { sql, plsql: false }
+}
+
+/// PL/SQL blocks running `statements` with EXECUTE IMMEDIATE, a few dozen
+/// per block (one round trip each); with `tolerate`, each inside an inner
+/// block that lets that ORA- error through (a REVOKE of what is not granted).
+fn oracle_blocks(statements: &[String], tolerate: Option<i32>) -> Vec<Statement> {
+    statements
+        .chunks(GRANTS_PER_BLOCK)
+        .map(|chunk| {
+            let mut sql = String::from("BEGIN\n");
+            for s in chunk {
+                let literal = s.replace('\'', "''");
+                match tolerate {
+                    None => sql.push_str(&format!("    EXECUTE IMMEDIATE '{literal}';\n")),
+                    Some(code) => sql.push_str(&format!(
+                        "    BEGIN\n        EXECUTE IMMEDIATE '{literal}';\n    EXCEPTION\n        WHEN OTHERS THEN\n            IF SQLCODE != -{code} THEN\n                RAISE;\n            END IF;\n    END;\n"
+                    )),
+                }
+            }
+            sql.push_str("END;");
+            Statement { sql, plsql: true }
+        })
+        .collect()
+}
+
+/// GRANT (`grant`) or REVOKE of `privileges` on `objects` (name, kind) to or
+/// from `grantee`, batched: one statement per few hundred objects on
+/// PostgreSQL, one PL/SQL block per few dozen on Oracle (one object per GRANT
+/// there). `grant_option`: REVOKE GRANT OPTION FOR.
+pub fn privilege_statements(
+    dialect: Dialect,
+    grant: bool,
+    privileges: &[String],
+    objects: &[(String, String)],
+    grantee: &str,
+    grant_option: bool,
+) -> Vec<Statement> {
+    let list = privileges.join(", ");
+    match dialect {
+        Dialect::Postgres => {
+            let mut by_class: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (name, kind) in objects {
+                by_class
+                    .entry(pg_object_class(kind))
+                    .or_default()
+                    .push(name);
+            }
+            let mut out = Vec::new();
+            for (class, names) in by_class {
+                for chunk in names.chunks(OBJECTS_PER_STATEMENT) {
+                    let names = chunk.join(", ");
+                    out.push(plain(match (grant, grant_option) {
+                        (true, _) => format!("GRANT {list} ON {class} {names} TO {grantee}"),
+                        (false, false) => {
+                            format!("REVOKE {list} ON {class} {names} FROM {grantee}")
+                        }
+                        (false, true) => format!(
+                            "REVOKE GRANT OPTION FOR {list} ON {class} {names} FROM {grantee}"
+                        ),
+                    }));
+                }
+            }
+            out
+        }
+        Dialect::Oracle => oracle_blocks(
+            &oracle_privilege_sql(grant, privileges, objects, grantee, grant_option),
+            None,
+        ),
+        Dialect::Sqlite => Vec::new(),
+    }
+}
+
+/// Oracle's GRANTs and REVOKEs, one object each (what [`oracle_blocks`]
+/// runs). Oracle has no REVOKE GRANT OPTION: the privilege is revoked and
+/// granted again without it.
+fn oracle_privilege_sql(
+    grant: bool,
+    privileges: &[String],
+    objects: &[(String, String)],
+    grantee: &str,
+    grant_option: bool,
+) -> Vec<String> {
+    let list = privileges.join(", ");
+    let mut sql = Vec::new();
+    for (name, _) in objects {
+        if grant {
+            sql.push(format!("GRANT {list} ON {name} TO {grantee}"));
+        } else {
+            sql.push(format!("REVOKE {list} ON {name} FROM {grantee}"));
+            if grant_option {
+                sql.push(format!("GRANT {list} ON {name} TO {grantee}"));
+            }
+        }
+    }
+    sql
+}
+
+/// The statement that creates the role: NOLOGIN on PostgreSQL (the README
+/// says how to give the application a login), a role on Oracle.
+pub fn create_role_statement(dialect: Dialect, role: &str) -> Option<Statement> {
+    match dialect {
+        Dialect::Postgres => Some(plain(format!("CREATE ROLE {role} NOLOGIN"))),
+        Dialect::Oracle => Some(plain(format!("CREATE ROLE {role}"))),
+        Dialect::Sqlite => None,
+    }
+}
+
+/// The statements system version 6 renders for `table`'s policy.
+fn rendered_policy(renderer: &Renderer, table: &str) -> anyhow::Result<Vec<Statement>> {
+    let v6: Vec<Statement> = renderer
+        .system_migrations()?
+        .into_iter()
+        .filter(|m| m.version == 6)
+        .flat_map(|m| m.statements)
+        .collect();
+    let policy = policy_name(table);
+    Ok(match renderer.dialect() {
+        Dialect::Postgres => v6
+            .into_iter()
+            .filter(|s| {
+                s.sql
+                    .starts_with(&format!("CREATE POLICY {policy} ON {table}\n"))
+            })
+            .collect(),
+        Dialect::Oracle => v6
+            .into_iter()
+            .filter(|s| {
+                s.plsql
+                    && s.sql
+                        .contains(&format!("object_name => '{}'", table.to_ascii_uppercase()))
+            })
+            .collect(),
+        Dialect::Sqlite => Vec::new(),
+    })
+}
+
+fn oracle_rls_call(call: String) -> Statement {
+    Statement {
+        sql: format!("BEGIN\n    {call};\nEND;"),
+        plsql: true,
+    }
+}
+
+/// What `grants apply` does about `problems`.
+pub fn plan(renderer: &Renderer, role: &str, problems: &[Problem]) -> anyhow::Result<Plan> {
+    let dialect = renderer.dialect();
+    let mut plan = Plan::default();
+    // Grants and revokes grouped by (grant?, privileges, grantee, grant option).
+    type Key = (bool, Vec<String>, String, bool);
+    let mut grouped: BTreeMap<Key, Vec<(String, String)>> = BTreeMap::new();
+    let mut policies: Vec<Change> = Vec::new();
+    for problem in problems {
+        match problem {
+            Problem::MissingGrant {
+                object,
+                kind,
+                privileges,
+            } => grouped
+                .entry((true, privileges.clone(), role.to_string(), false))
+                .or_default()
+                .push((object.clone(), kind.clone())),
+            Problem::ExtraPrivilege {
+                object,
+                kind,
+                privileges,
+                via,
+                grant_option,
+            } if via == "role" || via == "PUBLIC" => {
+                let grantee = if via == "role" { role } else { "PUBLIC" };
+                grouped
+                    .entry((false, privileges.clone(), grantee.to_string(), *grant_option))
+                    .or_default()
+                    .push((object.clone(), kind.clone()));
+            }
+            Problem::RowSecurityDisabled { table } => policies.push(Change {
+                action: "enable row security".into(),
+                privileges: Vec::new(),
+                objects: vec![table.clone()],
+                statements: vec![plain(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))],
+            }),
+            Problem::RowSecurityForced { table } => policies.push(Change {
+                action: "unforce row security".into(),
+                privileges: Vec::new(),
+                objects: vec![table.clone()],
+                statements: vec![plain(format!(
+                    "ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"
+                ))],
+            }),
+            Problem::PolicyMissing { table, policy } | Problem::PolicyChanged { table, policy, .. } => {
+                let mut statements = Vec::new();
+                match dialect {
+                    Dialect::Postgres => {
+                        statements.push(plain(format!("DROP POLICY IF EXISTS {policy} ON {table}")))
+                    }
+                    Dialect::Oracle if matches!(problem, Problem::PolicyChanged { .. }) => {
+                        statements.push(oracle_rls_call(format!(
+                            "DBMS_RLS.DROP_POLICY(object_name => '{}', policy_name => '{}')",
+                            table.to_ascii_uppercase(),
+                            policy.to_ascii_uppercase()
+                        )))
+                    }
+                    _ => {}
+                }
+                let create = rendered_policy(renderer, table)?;
+                if create.is_empty() {
+                    plan.unfixable.push(problem.clone());
+                    continue;
+                }
+                statements.extend(create);
+                policies.push(Change {
+                    action: "create policy".into(),
+                    privileges: Vec::new(),
+                    objects: vec![format!("{policy} on {table}")],
+                    statements,
+                });
+            }
+            Problem::PolicyDisabled { table, policy } => policies.push(Change {
+                action: "enable policy".into(),
+                privileges: Vec::new(),
+                objects: vec![format!("{policy} on {table}")],
+                statements: vec![oracle_rls_call(format!(
+                    "DBMS_RLS.ENABLE_POLICY(object_name => '{}', policy_name => '{}', enable => TRUE)",
+                    table.to_ascii_uppercase(),
+                    policy.to_ascii_uppercase()
+                ))],
+            }),
+            Problem::ExtraPolicy { table, policy } => policies.push(Change {
+                action: "drop policy".into(),
+                privileges: Vec::new(),
+                objects: vec![format!("{policy} on {table}")],
+                statements: vec![plain(format!("DROP POLICY {} ON {table}", quote_pg(policy)))],
+            }),
+            other => plan.unfixable.push(other.clone()),
+        }
+    }
+    for ((grant, privileges, grantee, grant_option), objects) in grouped {
+        for chunk in objects.chunks(OBJECTS_PER_STATEMENT) {
+            plan.changes.push(Change {
+                action: match (grant, grant_option) {
+                    (true, _) => format!("grant to {grantee}"),
+                    (false, false) => format!("revoke from {grantee}"),
+                    (false, true) => format!("revoke grant option from {grantee}"),
+                },
+                privileges: privileges.clone(),
+                objects: chunk.iter().map(|(n, _)| n.clone()).collect(),
+                statements: privilege_statements(
+                    dialect,
+                    grant,
+                    &privileges,
+                    chunk,
+                    &grantee,
+                    grant_option,
+                ),
+            });
+        }
+    }
+    plan.changes.extend(policies);
+    Ok(plan)
+}
+
+/// A policy name for a statement: as is when it is a plain lower-case
+/// identifier, else quoted (a policy someone else made).
+fn quote_pg(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Applying.
+
+/// What `grants apply` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Applied {
+    pub role: String,
+    pub created_role: bool,
+    pub changes: Vec<Change>,
+    /// What it cannot repair itself, with the fix in each line.
+    pub unfixable: Vec<Problem>,
+}
+
+/// The role is missing and `--create-role` was not given.
+pub fn role_missing(role: &str) -> UsageError {
+    UsageError::new(format!(
+        "role {role} does not exist: `pathfinder-db grants apply --create-role` creates it (NOLOGIN), or create it yourself and run again (the role is the app_role setting)"
+    ))
+}
+
+/// `grants apply`: creates the role when asked and missing, then makes every
+/// grant and policy match. Each change is audited: on PostgreSQL in the
+/// transaction that makes it (a few dozen changes per transaction), on
+/// Oracle right after it (a GRANT commits by itself). `dry_run`: nothing is
+/// changed, the changes are returned.
+pub fn apply(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    role: &str,
+    create_role: bool,
+    dry_run: bool,
+) -> anyhow::Result<Option<Applied>> {
+    let dialect = conn.dialect();
+    let Some(mut catalog) = conn.access_catalog(role, None)? else {
+        return Ok(None);
+    };
+    let mut applied = Applied {
+        role: role.to_string(),
+        ..Applied::default()
+    };
+    if !catalog.role.exists {
+        if !create_role {
+            return Err(role_missing(role).into());
+        }
+        let statement = create_role_statement(dialect, role)
+            .ok_or_else(|| anyhow::anyhow!("{dialect} has no roles"))?;
+        let change = Change {
+            action: "create role".into(),
+            privileges: Vec::new(),
+            objects: vec![role.to_string()],
+            statements: vec![statement],
+        };
+        if dry_run {
+            applied.changes.push(change);
+            // What the new role would need: everything it may use.
+            catalog.role.exists = true;
+        } else {
+            run_audited(conn, role, std::slice::from_ref(&change))
+                .map_err(|e| audit_failure(conn, role, e))?;
+            applied.created_role = true;
+            applied.changes.push(change);
+            catalog = conn
+                .access_catalog(role, None)?
+                .ok_or_else(|| anyhow::anyhow!("the catalog disappeared"))?;
+        }
+    }
+    let tenants = registered_tenants(conn)?;
+    let problems = compare(dialect, role, &catalog, &tenants);
+    let plan = plan(renderer, role, &problems)?;
+    if !dry_run {
+        // A batch that fails (a tenant dropped since the catalog was read,
+        // say) is rolled back where DDL is transactional; the batches before
+        // it stay. Running the command again finishes the rest.
+        for batch in plan.changes.chunks(CHANGES_PER_COMMIT) {
+            run_audited(conn, role, batch).map_err(|e| audit_failure(conn, role, e))?;
+        }
+    }
+    applied.changes.extend(plan.changes);
+    applied.unfixable = plan.unfixable;
+    Ok(Some(applied))
+}
+
+/// Records a failed `grants apply` (after the rollback, in a transaction
+/// of its own, as every command's failures are) and hands the error back.
+fn audit_failure(conn: &mut dyn Connection, role: &str, err: anyhow::Error) -> anyhow::Error {
+    let mut entry = AuditEntry::new("grants.apply", "role", role, "grants");
+    entry.error = Some(crate::error::one_line(&err));
+    if !conn.is_closed() {
+        let _ = Tx::begin(conn).and_then(|mut tx| {
+            audit::write(&mut *tx, &entry)?;
+            tx.commit()
+        });
+    }
+    err
+}
+
+/// The audit row of one change.
+fn change_entry(role: &str, change: &Change) -> (AuditEntry, String) {
+    let entry = AuditEntry::new(
+        match change.action.as_str() {
+            "create role" => "grants.create_role",
+            a if a.starts_with("grant") => "grants.grant",
+            a if a.starts_with("revoke") => "grants.revoke",
+            _ => "grants.policy",
+        },
+        "role",
+        role,
+        "grants",
+    );
+    let details = serde_json::json!({
+        "change": change.action,
+        "privileges": change.privileges,
+        "objects": change.objects,
+    })
+    .to_string();
+    (entry, details)
+}
+
+/// Runs `changes` with an audit row each: in one transaction where DDL is
+/// transactional, else each followed by its audit row's commit.
+fn run_audited(conn: &mut dyn Connection, role: &str, changes: &[Change]) -> anyhow::Result<()> {
+    if conn.dialect().transactional_ddl() {
+        let mut tx = Tx::begin(conn)?;
+        for change in changes {
+            tx.run_statements(&change.statements)?;
+            let (entry, details) = change_entry(role, change);
+            audit::write_details(&mut *tx, &entry, Some(&details))?;
+        }
+        tx.commit()?;
+    } else {
+        for change in changes {
+            conn.run_statements(&change.statements)?;
+            let (entry, details) = change_entry(role, change);
+            let mut tx = Tx::begin(conn)?;
+            audit::write_details(&mut *tx, &entry, Some(&details))?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Grants that follow what pathfinder-db creates.
+
+/// The tables and materialized views `statements` create.
+/// Each once (a version may create again what an earlier one made: one
+/// GRANT must not name an object twice).
+fn created_objects(statements: &[Statement]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    statements
+        .iter()
+        .filter_map(|s| {
+            let words: Vec<&str> = s.sql.split_whitespace().take(4).collect();
+            let name = match words.as_slice() {
+                ["CREATE", "TABLE", name, ..] => *name,
+                ["CREATE", "MATERIALIZED", "VIEW", name] => *name,
+                _ => return None,
+            };
+            Some(name.trim_end_matches('(').to_string())
+        })
+        .filter(|name| seen.insert(name.clone()))
+        .collect()
+}
+
+/// The system objects the application may use (what the system schema
+/// creates, and Oracle's context package).
+fn system_objects(renderer: &Renderer) -> anyhow::Result<Vec<String>> {
+    let statements: Vec<Statement> = renderer
+        .system_migrations()?
+        .into_iter()
+        .flat_map(|m| m.statements)
+        .collect();
+    let mut names = created_objects(&statements);
+    if renderer.dialect() == Dialect::Oracle {
+        names.push(ORACLE_CONTEXT_PACKAGE.to_string());
+    }
+    Ok(names)
+}
+
+/// Grants `role` what it may do with `names`, grouped by privileges, with
+/// one audit row (`details`: what was granted) in the caller's transaction.
+fn grant_objects(
+    conn: &mut dyn Connection,
+    role: &str,
+    names: &[(String, &'static [&'static str])],
+    entry: AuditEntry,
+) -> anyhow::Result<()> {
+    let dialect = conn.dialect();
+    let mut by_privileges: BTreeMap<&'static [&'static str], Vec<(String, String)>> =
+        BTreeMap::new();
+    for (name, privileges) in names {
+        if !privileges.is_empty() {
+            let kind = if name == ORACLE_CONTEXT_PACKAGE {
+                "package"
+            } else {
+                "table"
+            };
+            by_privileges
+                .entry(privileges)
+                .or_default()
+                .push((name.clone(), kind.into()));
+        }
+    }
+    if by_privileges.is_empty() {
+        return Ok(());
+    }
+    let mut statements = Vec::new();
+    let mut oracle = Vec::new();
+    let mut granted = serde_json::Map::new();
+    for (privileges, objects) in &by_privileges {
+        let privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
+        match dialect {
+            // One block (one round trip) for all of them.
+            Dialect::Oracle => oracle.extend(oracle_privilege_sql(
+                true,
+                &privileges,
+                objects,
+                role,
+                false,
+            )),
+            _ => statements.extend(privilege_statements(
+                dialect,
+                true,
+                &privileges,
+                objects,
+                role,
+                false,
+            )),
+        }
+        granted.insert(
+            privileges.join(", "),
+            objects.iter().map(|(n, _)| n.clone()).collect(),
+        );
+    }
+    statements.extend(oracle_blocks(&oracle, None));
+    conn.run_statements(&statements)?;
+    let details = serde_json::json!({"role": role, "granted": granted}).to_string();
+    audit::write_details(conn, &entry, Some(&details))?;
+    Ok(())
+}
+
+/// After the system schema was created or upgraded (in its transaction):
+/// grants the application role, when it exists, what it may use of it.
+pub fn grant_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Result<()> {
+    let Some(role) = conn.app_role()? else {
+        return Ok(());
+    };
+    let names: Vec<(String, &'static [&'static str])> = system_objects(renderer)?
+        .into_iter()
+        .filter_map(|n| system_expected(&n).map(|p| (n, p)))
+        .collect();
+    let entry = AuditEntry::new("grants.grant", "schema", "system", "init");
+    grant_objects(conn, &role, &names, entry)
+}
+
+/// After a tenant's migrations up to `version` were applied (provision,
+/// migrate, import; in the same transaction where DDL is transactional):
+/// grants the application role, when it exists, what it may do with the
+/// tenant's tables and career summary.
+pub fn grant_tenant(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    key: &TenantKey,
+    version: u32,
+    (username, user_id, command): (&str, Option<&str>, &str),
+) -> anyhow::Result<()> {
+    let Some(role) = conn.app_role()? else {
+        return Ok(());
+    };
+    let statements: Vec<Statement> = renderer
+        .tenant_migrations(key)?
+        .into_iter()
+        .filter(|m| m.version <= version)
+        .flat_map(|m| m.statements)
+        .collect();
+    let prefix = key.prefix();
+    let names: Vec<(String, &'static [&'static str])> = created_objects(&statements)
+        .into_iter()
+        .filter_map(|n| {
+            let privileges = tenant_expected(n.strip_prefix(&prefix)?);
+            Some((n, privileges))
+        })
+        .collect();
+    let mut entry = AuditEntry::new("grants.grant", "tenant", username, command);
+    entry.user_id = user_id.map(str::to_string);
+    grant_objects(conn, &role, &names, entry)
+}
+
+/// After a sweep (or deprovision, import, restore) created the archive
+/// table `archive`: the application may read it.
+pub fn grant_archive(conn: &mut dyn Connection, archive: &str) -> anyhow::Result<()> {
+    let Some(role) = conn.app_role()? else {
+        return Ok(());
+    };
+    let entry = AuditEntry::new("grants.grant", "table", archive, "archive");
+    grant_objects(conn, &role, &[(archive.to_string(), READ)], entry)
+}
+
+/// When a tenant is deprovisioned with its archives kept: the application
+/// may no longer read them (what it may do with a deprovisioned tenant's
+/// objects is nothing).
+pub fn revoke_kept_archives(
+    conn: &mut dyn Connection,
+    archives: &[String],
+    (username, user_id, command): (&str, Option<&str>, &str),
+) -> anyhow::Result<()> {
+    let Some(role) = conn.app_role()? else {
+        return Ok(());
+    };
+    if archives.is_empty() {
+        return Ok(());
+    }
+    let statements = match conn.dialect() {
+        Dialect::Postgres => vec![plain(format!(
+            "REVOKE ALL ON TABLE {} FROM {role}",
+            archives.join(", ")
+        ))],
+        // ORA-01927: nothing was granted on it (the role came later).
+        Dialect::Oracle => oracle_blocks(
+            &archives
+                .iter()
+                .map(|a| format!("REVOKE SELECT ON {a} FROM {role}"))
+                .collect::<Vec<_>>(),
+            Some(1927),
+        ),
+        Dialect::Sqlite => return Ok(()),
+    };
+    conn.run_statements(&statements)?;
+    let mut entry = AuditEntry::new("grants.revoke", "tenant", username, command);
+    entry.user_id = user_id.map(str::to_string);
+    let details = serde_json::json!({"role": role, "revoked": {"ALL": archives}}).to_string();
+    audit::write_details(conn, &entry, Some(&details))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// doctor and verify.
+
+/// How many problems a one-line summary names.
+const SHOWN: usize = 3;
+
+/// The problems in one line: the first few, and how many more.
+pub fn summary(report: &Report) -> String {
+    let mut text = report
+        .problems
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.describe(&report.role))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if report.problems.len() > SHOWN {
+        text.push_str(&format!(
+            "; and {} more (`pathfinder-db grants check` lists them)",
+            report.problems.len() - SHOWN
+        ));
+    }
+    text
+}
+
+/// `doctor`'s line about the application role: its grants and the
+/// row-level security policies (SQLite: the files' modes). None for a
+/// database without a configured role (a test's recording connection).
+/// A role that does not exist yet is reported, not failed: the application
+/// then still connects as it did before this version.
+pub fn doctor_check(
+    session: &mut crate::db::Session<'_>,
+    renderer: &Renderer,
+) -> Option<crate::db::Check> {
+    use crate::db::Check;
+    const CHECK: &str = "app role";
+    if let Some((main, tenant_dir)) = session.database().sqlite_paths() {
+        return Some(match files::check(main, tenant_dir) {
+            Ok((n, open)) if open.is_empty() => Check::ok(
+                CHECK,
+                format!(
+                    "SQLite has no roles; its {n} file(s) and folder(s) are readable by their owner only"
+                ),
+            ),
+            Ok((_, open)) => Check::fail(
+                CHECK,
+                format!(
+                    "{} SQLite file(s) or folder(s) others may use: {}",
+                    open.len(),
+                    open.iter()
+                        .take(SHOWN)
+                        .map(files::OpenFile::describe)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                "`pathfinder-db grants apply` makes them readable by their owner only (0600, folders 0700)",
+            ),
+            Err(e) => Check::fail(
+                CHECK,
+                format!("cannot read the files' modes: {e}"),
+                "see the message",
+            ),
+        });
+    }
+    let role = session.database().app_role()?.to_string();
+    Some(match check(session.system(), renderer, &role, None) {
+        Ok(None) => return None,
+        Ok(Some(report)) if !report.role_exists => Check::ok(
+            CHECK,
+            format!(
+                "role {role} does not exist: the application has no role of its own yet (it connects with the owner's rights); `pathfinder-db grants apply --create-role` creates it"
+            ),
+        ),
+        Ok(Some(report)) if report.ok() => Check::ok(
+            CHECK,
+            format!(
+                "role {role}: grants on {} object(s) and row-level security match",
+                report.objects
+            ),
+        ),
+        Ok(Some(report)) => Check::fail(
+            CHECK,
+            format!("{} problem(s): {}", report.problems.len(), summary(&report)),
+            "`pathfinder-db grants apply` repairs grants and policies (`grants check` lists every problem)",
+        ),
+        Err(e) => Check::fail(
+            CHECK,
+            crate::error::one_line(&e),
+            "grant this user access to the catalog of its schema",
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// SQLite: files readable by their owner only.
+
+/// SQLite has no roles: what it can enforce is that its files are private
+/// to the user that owns them. The main file, its `-wal`/`-shm`, the tenant
+/// folder and every file in it (tenant files with their `-wal`/`-shm`,
+/// lock files) are created 0600 (folders 0700) whatever the umask; these
+/// check and repair ones made otherwise (by an older release, or by hand).
+pub mod files {
+    use std::path::{Path, PathBuf};
+
+    use serde::Serialize;
+
+    /// A file or folder others may read or write.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct OpenFile {
+        pub path: PathBuf,
+        pub mode: u32,
+        pub folder: bool,
+    }
+
+    impl OpenFile {
+        pub fn describe(&self) -> String {
+            format!(
+                "{} {} is mode {:04o}: group or others may {} it",
+                if self.folder { "folder" } else { "file" },
+                self.path.display(),
+                self.mode,
+                if self.mode & 0o022 != 0 {
+                    "change"
+                } else {
+                    "read"
+                }
+            )
+        }
+    }
+
+    /// The mode a file (0600) or folder (0700) must have at most.
+    pub const FILE_MODE: u32 = 0o600;
+    pub const FOLDER_MODE: u32 = 0o700;
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> Option<(u32, bool)> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+        Some((meta.permissions().mode() & 0o777, meta.is_dir()))
+    }
+
+    #[cfg(not(unix))]
+    fn mode_of(_path: &Path) -> Option<(u32, bool)> {
+        None
+    }
+
+    fn open(path: &Path) -> Option<OpenFile> {
+        let (mode, folder) = mode_of(path)?;
+        (mode & 0o077 != 0).then(|| OpenFile {
+            path: path.to_path_buf(),
+            mode,
+            folder,
+        })
+    }
+
+    /// The database's files that group or others may use: the main file
+    /// (and its `-wal`, `-shm`), the tenants' folder and what it holds.
+    pub fn check(main: &Path, tenant_dir: &Path) -> std::io::Result<(usize, Vec<OpenFile>)> {
+        let mut paths: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .map(|s| PathBuf::from(format!("{}{s}", main.display())))
+            .filter(|p| p.exists())
+            .collect();
+        if tenant_dir.is_dir() {
+            paths.push(tenant_dir.to_path_buf());
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(tenant_dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            inside.sort();
+            paths.extend(inside);
+        }
+        let open_ones = paths.iter().filter_map(|p| open(p)).collect();
+        Ok((paths.len(), open_ones))
+    }
+
+    /// Makes `found` private (0600, folders 0700).
+    pub fn repair(found: &[OpenFile]) -> std::io::Result<()> {
+        #[cfg(unix)]
+        for f in found {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if f.folder { FOLDER_MODE } else { FILE_MODE };
+            std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(mode))?;
+        }
+        #[cfg(not(unix))]
+        let _ = found;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{HeldPrivilege, PolicyFacts, RoleFacts};
+
+    fn tenants() -> Tenants {
+        HashMap::from([("alice".to_string(), true), ("gone".to_string(), false)])
+    }
+
+    #[test]
+    fn what_the_application_may_do_by_object() {
+        let t = tenants();
+        assert_eq!(expected("pf_users", &t), DML);
+        assert_eq!(expected("pf_user_sessions", &t), DML);
+        assert_eq!(expected("pf_audit_log", &t), APPEND);
+        assert_eq!(expected("pf_encryption_keys", &t), READ);
+        assert_eq!(expected("pf_ref_skills_catalog", &t), READ);
+        assert_eq!(expected("pf_request_context", &t), EXECUTE);
+        for nothing in [
+            "pf_tenants",
+            "pf_deployment",
+            "pf_data_retention_policies",
+            "pf_audit_log_archive",
+            "refinery_schema_history",
+            "pf_user_alice_schema_history",
+            "pf_own_rows_predicate",
+            // A tenant the registry does not know, and a deprovisioned one.
+            "pf_user_bob_skills",
+            "pf_user_gone_skills_archive",
+        ] {
+            assert_eq!(expected(nothing, &t), NOTHING, "{nothing}");
+        }
+        assert_eq!(expected("pf_user_alice_skills", &t), DML);
+        assert_eq!(expected("pf_user_alice_skills_progression", &t), DML);
+        assert_eq!(expected("pf_user_alice_career_summary", &t), READ);
+        assert_eq!(expected("pf_user_alice_chat_messages_archive", &t), READ);
+    }
+
+    #[test]
+    fn role_names_are_plain_identifiers() {
+        assert!(check_role_name("pathfinder_app", "x").is_ok());
+        for bad in ["", "Pathfinder", "pg_app", "public", "a-b", "1app", "a b"] {
+            assert!(check_role_name(bad, "x").is_err(), "{bad}");
+        }
+        assert!(check_role_name(&"a".repeat(64), "x").is_err());
+    }
+
+    fn held(privilege: &str, via: &str, grantable: bool) -> HeldPrivilege {
+        HeldPrivilege {
+            privilege: privilege.into(),
+            via: via.into(),
+            grantable,
+        }
+    }
+
+    fn object(name: &str, privileges: Vec<HeldPrivilege>) -> ObjectAccess {
+        ObjectAccess {
+            name: name.into(),
+            kind: "table".into(),
+            privileges,
+            row_security: OWN_ROWS.iter().any(|(t, _)| *t == name),
+            row_security_forced: false,
+            owned_by_role: false,
+        }
+    }
+
+    fn pg_policy(table: &str, column: &str) -> PolicyFacts {
+        // As PostgreSQL prints the expression back.
+        let e = format!(
+            "(({column})::text = NULLIF(current_setting('pathfinder.user_id'::text, true), ''::text))"
+        );
+        PolicyFacts {
+            table: table.into(),
+            name: policy_name(table),
+            command: "ALL".into(),
+            permissive: true,
+            enabled: true,
+            using: Some(e.clone()),
+            check: Some(e),
+            roles: vec!["public".into()],
+        }
+    }
+
+    fn clean_catalog() -> AccessCatalog {
+        let dml = || {
+            DML.iter()
+                .map(|p| held(p, "role", false))
+                .collect::<Vec<_>>()
+        };
+        AccessCatalog {
+            role: RoleFacts {
+                exists: true,
+                ..RoleFacts::default()
+            },
+            objects: vec![
+                object("pf_users", dml()),
+                object("pf_user_sessions", dml()),
+                object(
+                    "pf_audit_log",
+                    vec![held("SELECT", "role", false), held("INSERT", "role", false)],
+                ),
+                object("pf_encryption_keys", vec![held("SELECT", "role", false)]),
+                object("pf_tenants", vec![]),
+                object("pf_user_alice_skills", dml()),
+                object(
+                    "pf_user_alice_career_summary",
+                    vec![held("SELECT", "role", false)],
+                ),
+                object("pf_user_alice_schema_history", vec![]),
+            ],
+            policies: OWN_ROWS.iter().map(|(t, c)| pg_policy(t, c)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_clean_catalog_has_no_problems() {
+        assert_eq!(
+            compare(Dialect::Postgres, "app", &clean_catalog(), &tenants()),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_found() {
+        let mut c = clean_catalog();
+        // DELETE on the audit log, TRUNCATE through PUBLIC on the registry,
+        // INSERT missing on a tenant table, a grant option.
+        c.objects[2].privileges.push(held("DELETE", "role", false));
+        c.objects[4]
+            .privileges
+            .push(held("TRUNCATE", "PUBLIC", false));
+        c.objects[5].privileges.retain(|p| p.privilege != "INSERT");
+        c.objects[3].privileges[0].grantable = true;
+        // Row security off on pf_users; an extra permissive policy; the
+        // sessions policy widened.
+        c.objects[0].row_security = false;
+        c.policies.push(PolicyFacts {
+            name: "everyone".into(),
+            using: Some("true".into()),
+            ..pg_policy("pf_users", "id")
+        });
+        c.policies[1].using = Some("true".into());
+        c.role.schema_create = Some("PUBLIC".into());
+        c.role.bypass_rls = true;
+        c.objects[6].owned_by_role = true;
+        let problems = compare(Dialect::Postgres, "app", &c, &tenants());
+        let has = |p: Problem| assert!(problems.contains(&p), "{p:?} not in {problems:#?}");
+        has(Problem::ExtraPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: vec!["DELETE".into()],
+            via: "role".into(),
+            grant_option: false,
+        });
+        has(Problem::ExtraPrivilege {
+            object: "pf_tenants".into(),
+            kind: "table".into(),
+            privileges: vec!["TRUNCATE".into()],
+            via: "PUBLIC".into(),
+            grant_option: false,
+        });
+        has(Problem::ExtraPrivilege {
+            object: "pf_encryption_keys".into(),
+            kind: "table".into(),
+            privileges: vec!["SELECT".into()],
+            via: "role".into(),
+            grant_option: true,
+        });
+        has(Problem::MissingGrant {
+            object: "pf_user_alice_skills".into(),
+            kind: "table".into(),
+            privileges: vec!["INSERT".into()],
+        });
+        has(Problem::RowSecurityDisabled {
+            table: "pf_users".into(),
+        });
+        has(Problem::ExtraPolicy {
+            table: "pf_users".into(),
+            policy: "everyone".into(),
+        });
+        assert!(problems.iter().any(|p| matches!(p,
+            Problem::PolicyChanged { table, .. } if table == "pf_user_sessions")));
+        has(Problem::Owns {
+            object: "pf_user_alice_career_summary".into(),
+        });
+        assert_eq!(
+            problems
+                .iter()
+                .filter(|p| matches!(p, Problem::DdlRights { .. }))
+                .count(),
+            2,
+            "{problems:#?}"
+        );
+        assert_eq!(problems.len(), 10, "{problems:#?}");
+
+        // The plan repairs all but the role's own attributes and ownership,
+        // in few statements.
+        let renderer = Renderer::new(Dialect::Postgres, None).unwrap();
+        let plan = plan(&renderer, "app", &problems).unwrap();
+        assert_eq!(plan.unfixable.len(), 3, "{:#?}", plan.unfixable);
+        let sql: Vec<&str> = plan
+            .changes
+            .iter()
+            .flat_map(|c| &c.statements)
+            .map(|s| s.sql.as_str())
+            .collect();
+        for want in [
+            "REVOKE DELETE ON TABLE pf_audit_log FROM app",
+            "REVOKE TRUNCATE ON TABLE pf_tenants FROM PUBLIC",
+            "REVOKE GRANT OPTION FOR SELECT ON TABLE pf_encryption_keys FROM app",
+            "GRANT INSERT ON TABLE pf_user_alice_skills TO app",
+            "ALTER TABLE pf_users ENABLE ROW LEVEL SECURITY",
+            "DROP POLICY everyone ON pf_users",
+            "DROP POLICY IF EXISTS pf_user_sessions_own_rows ON pf_user_sessions",
+        ] {
+            assert!(sql.contains(&want), "{want} not in {sql:#?}");
+        }
+        assert!(
+            sql.iter()
+                .any(|s| s
+                    .starts_with("CREATE POLICY pf_user_sessions_own_rows ON pf_user_sessions\n")),
+            "{sql:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_role_reports_nothing_missing_but_extras_stand() {
+        let mut c = clean_catalog();
+        c.role = RoleFacts::default();
+        for o in &mut c.objects {
+            o.privileges.clear();
+        }
+        c.objects[4]
+            .privileges
+            .push(held("SELECT", "PUBLIC", false));
+        let problems = compare(Dialect::Postgres, "app", &c, &tenants());
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+    }
+
+    #[test]
+    fn grants_are_batched_per_privilege_set() {
+        let objects: Vec<(String, String)> = (0..1200)
+            .map(|i| (format!("pf_user_t{i}_skills"), "table".to_string()))
+            .collect();
+        let dml: Vec<String> = DML.iter().map(|p| p.to_string()).collect();
+        let pg = privilege_statements(Dialect::Postgres, true, &dml, &objects, "app", false);
+        assert_eq!(pg.len(), 3, "500 objects per GRANT");
+        assert!(
+            pg[0].sql.starts_with(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE pf_user_t0_skills, pf_user_t1_skills"
+            ),
+            "{}",
+            &pg[0].sql[..100]
+        );
+        let ora = privilege_statements(Dialect::Oracle, true, &dml, &objects, "app", false);
+        assert_eq!(ora.len(), 24, "50 GRANTs per block");
+        assert!(ora[0].plsql);
+        assert!(ora[0].sql.contains(
+            "    EXECUTE IMMEDIATE 'GRANT SELECT, INSERT, UPDATE, DELETE ON pf_user_t0_skills TO app';\n"
+        ));
+    }
+
+    #[test]
+    fn the_v6_template_protects_exactly_own_rows() {
+        let renderer = Renderer::new(Dialect::Postgres, None).unwrap();
+        let v6: Vec<Statement> = renderer
+            .system_migrations()
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.version == 6)
+            .flat_map(|m| m.statements)
+            .collect();
+        let mut tables = Vec::new();
+        for s in &v6 {
+            if let Some(rest) = s.sql.strip_prefix("CREATE POLICY ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let table = words[2];
+                let column = OWN_ROWS.iter().find(|(t, _)| *t == table).unwrap().1;
+                assert_eq!(words[0], policy_name(table));
+                // The expression the check expects is the one rendered.
+                let using = s.sql.split("USING (").nth(1).unwrap();
+                let using = &using[..using.find(")\n").unwrap()];
+                assert_eq!(
+                    normalize_expression(using),
+                    normalize_expression(&postgres_policy_expression(column))
+                );
+                tables.push(table.to_string());
+            }
+        }
+        let want: Vec<String> = OWN_ROWS.iter().map(|(t, _)| t.to_string()).collect();
+        assert_eq!(tables, want);
+        let oracle = Renderer::new(Dialect::Oracle, None).unwrap();
+        for (table, _) in OWN_ROWS {
+            assert_eq!(rendered_policy(&oracle, table).unwrap().len(), 1, "{table}");
+            assert_eq!(
+                rendered_policy(&renderer, table).unwrap().len(),
+                1,
+                "{table}"
+            );
+        }
+    }
+}
