@@ -712,6 +712,19 @@ fn due_rows_sql(
             age = sweep.age_column,
         ));
     }
+    let (copy, delete) = copy_and_delete(dialect, sweep, "s", &due)?;
+    Ok((copy, delete, binds))
+}
+
+/// The copy into the archive (an INSERT ... SELECT whose first bind is the
+/// generation) and the delete of the rows of the live table, as `alias`,
+/// that `condition` takes, as far as the sweep's action wants each.
+fn copy_and_delete(
+    dialect: Dialect,
+    sweep: &Sweep<'_>,
+    alias: &str,
+    condition: &str,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
     let copy = match sweep.action {
         Action::Move | Action::Copy => {
             let t = sweep.archive()?;
@@ -719,11 +732,11 @@ fn due_rows_sql(
             let sourced = t
                 .columns
                 .iter()
-                .map(|c| format!("s.{c}"))
+                .map(|c| format!("{alias}.{c}"))
                 .collect::<Vec<_>>()
                 .join(", ");
             Some(format!(
-                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} s WHERE {due}",
+                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} {alias} WHERE {condition}",
                 archive = t.archive,
                 live = sweep.live,
                 ts = dialect.timestamp_bind(),
@@ -733,11 +746,11 @@ fn due_rows_sql(
     };
     let delete = sweep.action.deletes().then(|| {
         format!(
-            "DELETE FROM {} WHERE {due}",
-            dialect.aliased(sweep.live, "s")
+            "DELETE FROM {} WHERE {condition}",
+            dialect.aliased(sweep.live, alias)
         )
     });
-    Ok((copy, delete, binds))
+    Ok((copy, delete))
 }
 
 /// Restores `n` rows: (insert into the live table, delete from the archive);
@@ -897,18 +910,7 @@ pub fn sweep_oldest(
     lock_for_batch(conn, sweep)?;
     let (copy, delete, mut binds) = oldest_rows_sql(conn.dialect(), sweep)?;
     binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
-    let mut batch = Batch::default();
-    if let Some(copy) = copy {
-        let mut with_generation = vec![Value::Text(generation.into())];
-        with_generation.extend(binds.iter().cloned());
-        batch.archived = conn.execute(&copy, &with_generation)?;
-        batch.selected = batch.archived;
-    }
-    if let Some(delete) = delete {
-        batch.deleted = conn.execute(&delete, &binds)?;
-        batch.selected = batch.deleted;
-    }
-    check_batch(sweep, &batch)?;
+    let batch = copy_then_delete(conn, sweep, copy, delete, &binds, generation)?;
     let more = batch.selected >= limit;
     // A batch with more to follow commits without waiting for its WAL flush:
     // a server crash can only undo whole batches (copy, delete and audit row
@@ -937,29 +939,7 @@ fn oldest_rows_sql(
         live = sweep.live,
         age = sweep.age_column,
     );
-    let copy = match sweep.action {
-        Action::Move | Action::Copy => {
-            let t = sweep.archive()?;
-            let names = t.columns.join(", ");
-            let sourced = t
-                .columns
-                .iter()
-                .map(|c| format!("o.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            Some(format!(
-                "INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} o WHERE {rows}",
-                archive = t.archive,
-                live = sweep.live,
-                ts = dialect.timestamp_bind(),
-            ))
-        }
-        Action::Delete => None,
-    };
-    let delete = sweep
-        .action
-        .deletes()
-        .then(|| format!("DELETE FROM {} o WHERE {rows}", sweep.live));
+    let (copy, delete) = copy_and_delete(dialect, sweep, "o", &rows)?;
     Ok((copy, delete, binds))
 }
 
@@ -991,6 +971,19 @@ fn set_batch(
 ) -> anyhow::Result<Batch> {
     let (copy, delete, mut binds) = due_rows_sql(conn.dialect(), sweep, bound.is_some())?;
     binds.extend(bound);
+    copy_then_delete(conn, sweep, copy, delete, &binds, generation)
+}
+
+/// Runs a batch's copy (the generation bound first) and delete with the
+/// same `binds`; their counts must agree.
+fn copy_then_delete(
+    conn: &mut dyn Connection,
+    sweep: &Sweep<'_>,
+    copy: Option<String>,
+    delete: Option<String>,
+    binds: &[Value],
+    generation: &str,
+) -> anyhow::Result<Batch> {
     let mut batch = Batch::default();
     if let Some(copy) = copy {
         let mut with_generation = vec![Value::Text(generation.into())];
@@ -999,7 +992,7 @@ fn set_batch(
         batch.selected = batch.archived;
     }
     if let Some(delete) = delete {
-        batch.deleted = conn.execute(&delete, &binds)?;
+        batch.deleted = conn.execute(&delete, binds)?;
         batch.selected = batch.deleted;
     }
     check_batch(sweep, &batch)?;
