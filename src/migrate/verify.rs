@@ -341,12 +341,20 @@ impl Strings {
 }
 
 /// A name in one tenant's catalog: one of the tenant's own objects, by its
-/// suffix, or any other name in full.
+/// suffix; another name that has the tenant's prefix inside (SQLite names a
+/// unique key's index `sqlite_autoindex_<table>_1`), with [`MARK`] in its
+/// place, when the tenant's catalog is read on its own; or any other name
+/// in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Name {
     Own(u32),
+    Marked(u32),
     Other(u32),
 }
+
+/// Stands for `pf_user_<key>_` in a [`Name::Marked`] (a name that has this
+/// character of its own is kept in full).
+const MARK: char = '\u{1}';
 
 /// A [`CatalogColumn`] of a tenant's table (by suffix).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -409,11 +417,19 @@ impl Catalog {
         self.tenants.get_mut(key).expect("inserted above")
     }
 
-    fn name(&mut self, key: &str, name: &str) -> Name {
-        match own_suffix(name, key) {
-            Some(suffix) => Name::Own(self.strings.id(suffix)),
-            None => Name::Other(self.strings.id(name)),
+    /// `name` in a tenant's rows. Only a constraint's own name (`marks`),
+    /// which no difference ever shows, is marked, and only when `key` is the
+    /// only key: such a name never splits to it (that makes it no name of
+    /// its own), while with other keys about it might split to one of them.
+    fn name(&mut self, key: &str, name: &str, marks: bool, keys: &HashMap<&str, ()>) -> Name {
+        if let Some(suffix) = own_suffix(name, key) {
+            return Name::Own(self.strings.id(suffix));
         }
+        let prefix = format!("{TENANT_PREFIX}{key}_");
+        if marks && keys.len() == 1 && name.contains(&prefix) && !name.contains(MARK) {
+            return Name::Marked(self.strings.id(&name.replace(&prefix, &MARK.to_string())));
+        }
+        Name::Other(self.strings.id(name))
     }
 
     fn add(&mut self, item: crate::db::CatalogItem, keys: &HashMap<&str, ()>) {
@@ -439,7 +455,7 @@ impl Catalog {
                 else {
                     return;
                 };
-                let row = (self.strings.id(suffix), self.name(key, &index));
+                let row = (self.strings.id(suffix), self.name(key, &index, false, keys));
                 self.rows(key).indexes.push(row);
             }
             CatalogItem::Constraint(k) => {
@@ -448,10 +464,13 @@ impl Catalog {
                 };
                 let row = ConstraintRow {
                     table: self.strings.id(suffix),
-                    name: self.name(key, &k.name),
+                    name: self.name(key, &k.name, true, keys),
                     kind: k.kind,
                     columns: k.columns.iter().map(|c| self.strings.id(c)).collect(),
-                    references: k.references.as_deref().map(|r| self.name(key, r)),
+                    references: k
+                        .references
+                        .as_deref()
+                        .map(|r| self.name(key, r, false, keys)),
                     on_delete: k.on_delete.as_deref().map(|a| self.strings.id(a)),
                 };
                 self.rows(key).constraints.push(row);
@@ -483,6 +502,10 @@ impl Catalog {
         let own = |suffix: u32| format!("{TENANT_PREFIX}{key}_{}", self.strings.get(suffix));
         let name = |n: Name| match n {
             Name::Own(suffix) => own(suffix),
+            Name::Marked(id) => self
+                .strings
+                .get(id)
+                .replace(MARK, &format!("{TENANT_PREFIX}{key}_")),
             Name::Other(id) => self.strings.get(id).to_string(),
         };
         let text = |id: u32| self.strings.get(id).to_string();
