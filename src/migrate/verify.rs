@@ -723,6 +723,92 @@ mod tests {
         compare_detail(&expected, &actual.remove("alice").unwrap_or_default())
     }
 
+    /// A tenant's rows, kept without its name, give back exactly the names
+    /// they were read with; two tenants with the same objects have equal rows.
+    #[test]
+    fn catalog_rows_give_back_the_names_they_were_read_with() {
+        use crate::db::{CatalogItem, ConstraintKind};
+        let column = |table: &str, name: &str, position| CatalogColumn {
+            table: table.into(),
+            column: name.into(),
+            data_type: "text".into(),
+            nullable: true,
+            position,
+            default: None,
+        };
+        let key = |table: &str, name: &str, kind, references: Option<&str>| CatalogConstraint {
+            table: table.into(),
+            name: name.into(),
+            kind,
+            columns: vec!["a".into()],
+            references: references.map(str::to_string),
+            on_delete: None,
+        };
+        let items = |u: &str| {
+            let t = format!("pf_user_{u}_skills");
+            vec![
+                CatalogItem::Column(column(&t, "b", 2)),
+                CatalogItem::Column(column(&t, "a", 1)),
+                CatalogItem::Column(column("pf_user_zed_skills", "a", 1)),
+                CatalogItem::Index(t.clone(), format!("pf_user_{u}_exp_dates_ix")),
+                CatalogItem::Constraint(key(
+                    &t,
+                    &format!("sqlite_autoindex_pf_user_{u}_skills_1"),
+                    ConstraintKind::Unique,
+                    None,
+                )),
+                CatalogItem::Constraint(key(
+                    &t,
+                    "fk0",
+                    ConstraintKind::ForeignKey,
+                    Some(&format!("pf_user_{u}_experiences")),
+                )),
+                CatalogItem::Constraint(key(
+                    &t,
+                    "fk1",
+                    ConstraintKind::ForeignKey,
+                    Some("pf_user_zed_experiences"),
+                )),
+            ]
+        };
+        let mut catalog = Catalog::default();
+        let mut read = |u: &str| {
+            let keys = HashMap::from([(u, ())]);
+            for item in items(u) {
+                catalog.add(item, &keys);
+            }
+            catalog.take(u)
+        };
+        let (alice, bob) = (read("alice"), read("bob"));
+        assert_eq!(alice, bob);
+        assert!(matches!(alice.constraints[0].name, Name::Marked(_)));
+        let (columns, indexes, constraints) = catalog.full("alice", &alice);
+        // Another tenant's table is not alice's; columns by position.
+        assert_eq!(
+            columns
+                .iter()
+                .map(|c| c.column.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(columns.iter().all(|c| c.table == "pf_user_alice_skills"));
+        assert_eq!(
+            indexes,
+            [(
+                "pf_user_alice_skills".to_string(),
+                "pf_user_alice_exp_dates_ix".to_string()
+            )]
+        );
+        let expected: Vec<CatalogConstraint> = items("alice")
+            .into_iter()
+            .filter_map(|i| match i {
+                CatalogItem::Constraint(k) => Some(k),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(constraints, expected);
+    }
+
     /// Oracle has no server in the tests: its catalog rows, as the queries
     /// return them, are compared with the Oracle rendering here.
     #[test]
