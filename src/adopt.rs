@@ -221,11 +221,7 @@ pub struct Options {
 /// the same key. On SQLite, the tables in the main file.
 pub fn scan(session: &mut Session<'_>) -> anyhow::Result<Vec<String>> {
     let conn = session.system();
-    let names: BTreeSet<String> = conn
-        .columns(TENANT_PREFIX)?
-        .into_iter()
-        .map(|c| c.table)
-        .collect();
+    let names: BTreeSet<String> = conn.table_names(TENANT_PREFIX, true)?.into_iter().collect();
     let registered: BTreeSet<String> = registry::list(conn, true)?
         .into_iter()
         .map(|t| t.tenant_key)

@@ -331,12 +331,12 @@ fn catalog(
     let key_set: HashMap<&str, ()> = all_keys.iter().map(|k| (k.as_str(), ())).collect();
     let mut missing: Vec<String> = Vec::new();
     let mut strays: Vec<String> = Vec::new();
-    // Stray tables in the main file (SQLite) or the schema (the others).
+    // Stray tables in the main file (SQLite) or the schema (the others): their
+    // names only, one catalog query (their sizes would cost a file lookup each).
     let names: BTreeSet<String> = session
         .system()
-        .table_stats(TENANT_PREFIX)?
+        .table_names(TENANT_PREFIX, false)?
         .into_iter()
-        .map(|t| t.table)
         .collect();
     strays.extend(
         names
@@ -352,11 +352,7 @@ fn catalog(
         let own_file: BTreeSet<String>;
         let have = if session.tenants_apart() {
             own_file = match session.tenant(&key, Open::Existing) {
-                Ok(Some(mut conn)) => conn
-                    .columns(&key.prefix())?
-                    .into_iter()
-                    .map(|c| c.table)
-                    .collect(),
+                Ok(Some(mut conn)) => conn.table_names(&key.prefix(), true)?.into_iter().collect(),
                 Ok(None) => {
                     missing.push(format!("{} (its file is missing)", t.username));
                     continue;

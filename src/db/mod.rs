@@ -184,7 +184,7 @@ impl CatalogColumn {
 }
 
 /// What a [`CatalogConstraint`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum ConstraintKind {
     PrimaryKey,
     Unique,
@@ -229,19 +229,36 @@ pub struct CatalogConstraint {
 /// rows of unknown kinds are skipped.
 pub fn constraints_from_rows(rows: &[Row]) -> Vec<CatalogConstraint> {
     let mut out: Vec<CatalogConstraint> = Vec::new();
-    let text = |v: &Value| (!v.is_null()).then(|| v.to_text());
+    let mut group = ConstraintGroup::default();
     for r in rows {
-        let Some(kind) = ConstraintKind::from_code(&r[2].to_text()) else {
-            continue;
-        };
+        out.extend(group.push(r));
+    }
+    out.extend(group.finish());
+    out
+}
+
+/// [`constraints_from_rows`] one row at a time, for rows that stream in: a
+/// constraint is handed back once a row of another one (or the end) shows
+/// that it is complete.
+#[derive(Debug, Default)]
+pub struct ConstraintGroup {
+    current: Option<CatalogConstraint>,
+}
+
+impl ConstraintGroup {
+    /// Adds a row; returns the constraint it completed, if any.
+    pub fn push(&mut self, r: &Row) -> Option<CatalogConstraint> {
+        let text = |v: &Value| (!v.is_null()).then(|| v.to_text());
+        let kind = ConstraintKind::from_code(&r[2].to_text())?;
         let table = r[0].to_text().to_ascii_lowercase();
         let name = r[1].to_text().to_ascii_lowercase();
         let column = text(&r[3]).map(|c| c.trim().trim_matches('"').to_ascii_lowercase());
-        match out.last_mut() {
+        match self.current.as_mut() {
             Some(last) if last.table == table && last.name == name && last.kind == kind => {
                 last.columns.extend(column);
+                None
             }
-            _ => out.push(CatalogConstraint {
+            _ => self.current.replace(CatalogConstraint {
                 table,
                 name,
                 kind,
@@ -251,7 +268,20 @@ pub fn constraints_from_rows(rows: &[Row]) -> Vec<CatalogConstraint> {
             }),
         }
     }
-    out
+
+    /// The last constraint, once the rows ended.
+    pub fn finish(&mut self) -> Option<CatalogConstraint> {
+        self.current.take()
+    }
+}
+
+/// One object of the catalog, as [`Connection::catalog_each`] hands them over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogItem {
+    Column(CatalogColumn),
+    /// (table, index), as [`Connection::indexes`] gives them.
+    Index(String, String),
+    Constraint(CatalogConstraint),
 }
 
 /// Rows and bytes of one table, as the catalog reports them.
@@ -582,6 +612,51 @@ pub trait Connection: Send {
     /// `prefix`: what `verify` compares beyond names. Empty by default.
     fn constraints(&mut self, _prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
         Ok(Vec::new())
+    }
+
+    /// What [`Connection::columns`], [`Connection::indexes`] and
+    /// [`Connection::constraints`] return for `prefix`, handed to `each` one
+    /// object at a time as the catalog's rows arrive, so that reading a
+    /// fleet's catalog never holds it whole. Constraints come as
+    /// `constraints` orders them; the columns of a table may come in any
+    /// order (each says its position), and tables in any order. The default
+    /// asks the three in turn; a backend that can answer with fewer queries
+    /// (or stream) does.
+    fn catalog_each(
+        &mut self,
+        prefix: &str,
+        each: &mut dyn FnMut(CatalogItem) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        for c in self.columns(prefix)? {
+            each(CatalogItem::Column(c))?;
+        }
+        for (table, index) in self.indexes(prefix)? {
+            each(CatalogItem::Index(table, index))?;
+        }
+        for k in self.constraints(prefix)? {
+            each(CatalogItem::Constraint(k))?;
+        }
+        Ok(())
+    }
+
+    /// The names, sorted and each once, of the relations whose name starts
+    /// with `prefix`: without `views`, the tables and materialized views
+    /// [`Connection::table_stats`] would report (named as it names them);
+    /// with `views`, every table and view [`Connection::columns`] would
+    /// describe (named as it names them). One catalog query that reads
+    /// neither figures nor columns, where the backend has one.
+    fn table_names(&mut self, prefix: &str, views: bool) -> Result<Vec<String>, DbError> {
+        let mut names: Vec<String> = if views {
+            self.columns(prefix)?.into_iter().map(|c| c.table).collect()
+        } else {
+            self.table_stats(prefix)?
+                .into_iter()
+                .map(|t| t.table)
+                .collect()
+        };
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 }
 

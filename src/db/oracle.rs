@@ -96,7 +96,7 @@ pub(crate) const TABLE_STATS: &str = "SELECT t.table_name, MAX(t.num_rows), NVL(
          UNION ALL \
          SELECT l.table_name, g.bytes FROM user_lobs l JOIN user_segments g ON g.segment_name = l.segment_name \
      ) s ON s.table_name = t.table_name \
-     WHERE SUBSTR(t.table_name, 1, LENGTH(?)) = ? \
+     WHERE SUBSTR(t.table_name, 1, LENGTH(?)) = ? AND t.table_name LIKE ? ESCAPE '\\' \
      GROUP BY t.table_name ORDER BY t.table_name";
 
 /// Keys, checks (with the columns they read) and our own indexes of the
@@ -108,12 +108,14 @@ pub(crate) const CONSTRAINTS: &str = "SELECT c.table_name, c.constraint_name, c.
      FROM user_constraints c \
      LEFT JOIN user_cons_columns cc ON cc.constraint_name = c.constraint_name AND cc.table_name = c.table_name \
      LEFT JOIN user_constraints r ON r.constraint_name = c.r_constraint_name \
-     WHERE SUBSTR(c.table_name, 1, LENGTH(?)) = ? AND c.constraint_type IN ('P', 'U', 'R', 'C') \
+     WHERE SUBSTR(c.table_name, 1, LENGTH(?)) = ? AND c.table_name LIKE ? ESCAPE '\\' \
+       AND c.constraint_type IN ('P', 'U', 'R', 'C') \
      UNION ALL \
      SELECT i.table_name, i.index_name, 'I', ic.column_name, ic.column_position, NULL, NULL, NULL \
      FROM user_indexes i \
      JOIN user_ind_columns ic ON ic.index_name = i.index_name AND ic.table_name = i.table_name \
-     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? AND i.index_type <> 'LOB' \
+     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? AND i.table_name LIKE ? ESCAPE '\\' \
+       AND i.index_type <> 'LOB' \
        AND NOT EXISTS (SELECT 1 FROM user_constraints k WHERE k.index_name = i.index_name) \
      ORDER BY 1, 2, 5";
 
@@ -176,12 +178,48 @@ const COLUMNS: &str = "SELECT table_name, column_name, \
                     THEN '(' || data_precision || ',' || NVL(data_scale, 0) || ')' \
                 END), \
             CASE nullable WHEN 'Y' THEN 1 ELSE 0 END, column_id, data_default \
-     FROM user_tab_columns WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? \
+     FROM user_tab_columns \
+     WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? AND table_name LIKE ? ESCAPE '\\' \
      ORDER BY table_name, column_id";
+
+/// The binds of a catalog query's test that a name starts with `prefix`
+/// (upper case, as Oracle keeps our names): `SUBSTR(name, 1, LENGTH(?)) =
+/// ?` is the exact test, and `name LIKE ? ESCAPE '\'` (the prefix's `_`
+/// and `%`, wildcards in LIKE, escaped) lets Oracle find the names through
+/// the dictionary's index on object names rather than read the catalog of
+/// every table in the schema, which grows with the fleet.
+fn prefix_binds(prefix: &str) -> Vec<Value> {
+    let upper = prefix.to_ascii_uppercase();
+    let mut pattern = String::with_capacity(upper.len() + 4);
+    for c in upper.chars() {
+        if matches!(c, '_' | '%' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    vec![
+        Value::Text(upper.clone()),
+        Value::Text(upper),
+        Value::Text(pattern),
+    ]
+}
+
+/// The tables with a prefix (a materialized view's container table among
+/// them), as [`TABLE_STATS`] names them, without their figures.
+const TABLE_NAMES: &str = "SELECT table_name FROM user_tables \
+     WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? AND table_name LIKE ? ESCAPE '\\' \
+     ORDER BY table_name";
+
+/// The tables and views with a prefix, as [`COLUMNS`] names them, without
+/// their columns.
+const RELATION_NAMES: &str = "SELECT DISTINCT table_name FROM user_tab_columns \
+     WHERE SUBSTR(table_name, 1, LENGTH(?)) = ? AND table_name LIKE ? ESCAPE '\\' \
+     ORDER BY table_name";
 
 /// Our own indexes (not those behind keys, nor LOB indexes) of the tables with a prefix.
 const INDEXES: &str = "SELECT i.table_name, i.index_name FROM user_indexes i \
-     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? \
+     WHERE SUBSTR(i.table_name, 1, LENGTH(?)) = ? AND i.table_name LIKE ? ESCAPE '\\' \
        AND NOT EXISTS (SELECT 1 FROM user_constraints c WHERE c.index_name = i.index_name) \
        AND i.index_type <> 'LOB' \
      ORDER BY 1, 2";
@@ -360,6 +398,8 @@ pub fn own_statements() -> Vec<(String, bool)> {
             QUOTA,
             COLUMNS,
             INDEXES,
+            TABLE_NAMES,
+            RELATION_NAMES,
         ]
         .iter()
         .map(|s| (s.to_string(), false)),
@@ -835,8 +875,7 @@ impl Connection for OracleConnection {
     }
 
     fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
-        let upper = Value::Text(prefix.to_ascii_uppercase());
-        let rows = self.query(TABLE_STATS, &[upper.clone(), upper])?;
+        let rows = self.query(TABLE_STATS, &prefix_binds(prefix))?;
         Ok(rows
             .iter()
             .map(|r| TableStats {
@@ -1036,33 +1075,31 @@ impl Connection for OracleConnection {
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
-        let rows = self.query(
-            COLUMNS,
-            &[
-                Value::Text(prefix.to_ascii_uppercase()),
-                Value::Text(prefix.to_ascii_uppercase()),
-            ],
-        )?;
+        let rows = self.query(COLUMNS, &prefix_binds(prefix))?;
         Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
     fn constraints(&mut self, prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
-        let upper = Value::Text(prefix.to_ascii_uppercase());
-        let rows = self.query(
-            CONSTRAINTS,
-            &[upper.clone(), upper.clone(), upper.clone(), upper],
-        )?;
+        let mut binds = prefix_binds(prefix);
+        binds.extend(prefix_binds(prefix));
+        let rows = self.query(CONSTRAINTS, &binds)?;
         Ok(constraints_from_rows(&rows))
     }
 
+    fn table_names(&mut self, prefix: &str, views: bool) -> Result<Vec<String>, DbError> {
+        let sql = if views { RELATION_NAMES } else { TABLE_NAMES };
+        let mut names: Vec<String> = self
+            .query(sql, &prefix_binds(prefix))?
+            .iter()
+            .map(|r| r[0].to_text().to_ascii_lowercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {
-        let rows = self.query(
-            INDEXES,
-            &[
-                Value::Text(prefix.to_ascii_uppercase()),
-                Value::Text(prefix.to_ascii_uppercase()),
-            ],
-        )?;
+        let rows = self.query(INDEXES, &prefix_binds(prefix))?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -1370,7 +1407,17 @@ mod tests {
     fn dba_statements_parse_as_oracle() {
         use sqlparser::dialect::OracleDialect;
         use sqlparser::parser::Parser;
-        for sql in [TABLE_STATS, PRIVILEGES, DBMS_LOCK_VISIBLE, QUOTA] {
+        for sql in [
+            TABLE_STATS,
+            TABLE_NAMES,
+            RELATION_NAMES,
+            COLUMNS,
+            INDEXES,
+            CONSTRAINTS,
+            PRIVILEGES,
+            DBMS_LOCK_VISIBLE,
+            QUOTA,
+        ] {
             let sql = bind_placeholders(sql, Dialect::Oracle);
             Parser::parse_sql(&OracleDialect {}, &sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
@@ -1388,6 +1435,26 @@ mod tests {
         assert!(at_least("12.2.0.1", 12, 2));
         assert!(!at_least("12.1.0.2", 12, 2));
         assert!(!at_least("11.2.0", 12, 2));
+    }
+
+    /// Each catalog query's prefix test gets its binds: the exact SUBSTR
+    /// test and a LIKE whose wildcards in the prefix are escaped.
+    #[test]
+    fn prefix_tests_bind_an_escaped_like_pattern() {
+        assert_eq!(
+            prefix_binds("pf_user_a%b_"),
+            [
+                Value::Text("PF_USER_A%B_".into()),
+                Value::Text("PF_USER_A%B_".into()),
+                Value::Text("PF\\_USER\\_A\\%B\\_%".into()),
+            ]
+        );
+        let binds = |sql: &str| sql.matches('?').count();
+        for sql in [COLUMNS, INDEXES, TABLE_STATS, TABLE_NAMES, RELATION_NAMES] {
+            assert_eq!(binds(sql), prefix_binds("x").len(), "{sql}");
+            assert!(sql.contains("LIKE ? ESCAPE '\\'"), "{sql}");
+        }
+        assert_eq!(binds(CONSTRAINTS), 2 * prefix_binds("x").len());
     }
 
     #[test]

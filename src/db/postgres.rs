@@ -13,9 +13,9 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{
-    AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, Check, Connection, DbError,
-    DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row, TableStats, Value,
-    bind_placeholders,
+    AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, CatalogItem, Check, Connection,
+    DbError, DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row,
+    TableStats, Value, bind_placeholders,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -691,6 +691,86 @@ impl PgConnection {
     }
 }
 
+/// The schema's oid, found once per query (an InitPlan) rather than joined
+/// to every relation: with it the index on (relname, relnamespace) serves
+/// the whole condition.
+const SCHEMA: &str = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())";
+
+/// Every column of the tables and views under `prefix` (table, column,
+/// type, nullable, position, default); `ordered` by table and position.
+/// A default is deparsed without its table unless it is a generated
+/// column's (the only defaults that name columns): with a table,
+/// `pg_get_expr` opens it, which at a fleet's size costs more than the rest
+/// of the query, and the text is the same.
+fn columns_sql(prefix: &str, ordered: bool) -> (String, Vec<Value>) {
+    // pg_attribute, not information_schema: materialized views are not in the latter.
+    let (prefixed, binds) = relname_prefix("c", prefix);
+    let order = if ordered {
+        " ORDER BY c.relname, a.attnum"
+    } else {
+        ""
+    };
+    (
+        format!(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                NOT a.attnotnull, a.attnum::int8, \
+                CASE WHEN a.atthasdef THEN (SELECT pg_get_expr(d.adbin, \
+                     CASE WHEN a.attgenerated = '' THEN 0 ELSE d.adrelid END) \
+                  FROM pg_attrdef d WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum) END \
+         FROM pg_class c \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'm', 'v', 'p') \
+           AND {prefixed}{order}"
+        ),
+        binds,
+    )
+}
+
+/// The keys, checks and own indexes of the tables under `prefix`, one row
+/// per column in order (see [`super::constraints_from_rows`]).
+/// pg_constraint and pg_index are reached through the table's oid
+/// (conrelid, indrelid: both indexed), never scanned; an index behind a key
+/// is told apart by a constraint of the same table naming it; a parent
+/// table is looked up for foreign keys only. An index column is named from
+/// pg_attribute (as `pg_get_indexdef` names it, quoted where needed); only
+/// an expression is deparsed, since `pg_get_indexdef` opens the table (at a
+/// fleet's size, that cost more than all the rest).
+fn constraints_sql(prefix: &str) -> (String, Vec<Value>) {
+    let (tables, mut binds) = relname_prefix("c", prefix);
+    let (indexed, more) = relname_prefix("c", prefix);
+    binds.extend(more);
+    (
+        format!(
+            "SELECT c.relname::text, k.conname::text, k.contype::text, a.attname::text, u.o::int8, \
+                CASE WHEN k.contype = 'f' THEN \
+                     (SELECT f.relname::text FROM pg_class f WHERE f.oid = k.confrelid) END, \
+                CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
+                     WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION' END \
+         FROM pg_class c \
+         JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype IN ('p', 'u', 'f', 'c') \
+         LEFT JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, o) ON true \
+         LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum \
+         WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'p') AND {tables} \
+         UNION ALL \
+         SELECT c.relname::text, i.relname::text, 'i', \
+                CASE WHEN x.indkey[g.n - 1] <> 0 THEN \
+                     (SELECT quote_ident(a.attname) FROM pg_attribute a \
+                       WHERE a.attrelid = x.indrelid AND a.attnum = x.indkey[g.n - 1]) \
+                     ELSE pg_get_indexdef(x.indexrelid, g.n, true) END, \
+                g.n::int8, NULL, NULL \
+         FROM pg_class c \
+         JOIN pg_index x ON x.indrelid = c.oid \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         CROSS JOIN LATERAL generate_series(1, x.indnkeyatts) g(n) \
+         LEFT JOIN pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid \
+         WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'm', 'p') AND {indexed} \
+           AND k.oid IS NULL \
+         ORDER BY 1, 2, 5"
+        ),
+        binds,
+    )
+}
+
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -870,8 +950,7 @@ impl Connection for PgConnection {
         let rows = self.query(
             &format!(
                 "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
+             WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'm', 'p') \
                AND {prefixed}",
             ),
             &binds,
@@ -939,8 +1018,7 @@ impl Connection for PgConnection {
             "SELECT c.relname::text, CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
                     pg_total_relation_size(c.oid)::int8 \
              FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'p') \
+             WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'm', 'p') \
                AND {prefixed} \
              ORDER BY 1",
             ),
@@ -1031,22 +1109,8 @@ impl Connection for PgConnection {
     }
 
     fn columns(&mut self, prefix: &str) -> Result<Vec<CatalogColumn>, DbError> {
-        // pg_attribute, not information_schema: materialized views are not in the latter.
-        let (prefixed, binds) = relname_prefix("c", prefix);
-        let rows = self.query(
-            &format!(
-                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                    NOT a.attnotnull, a.attnum::int8, pg_get_expr(d.adbin, d.adrelid) \
-             FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm', 'v', 'p') \
-               AND {prefixed} \
-             ORDER BY c.relname, a.attnum",
-            ),
-            &binds,
-        )?;
+        let (sql, binds) = columns_sql(prefix, true);
+        let rows = self.query(&sql, &binds)?;
         Ok(rows.iter().map(CatalogColumn::from_row).collect())
     }
 
@@ -1058,9 +1122,8 @@ impl Connection for PgConnection {
              FROM pg_index x \
              JOIN pg_class i ON i.oid = x.indexrelid \
              JOIN pg_class t ON t.oid = x.indrelid \
-             JOIN pg_namespace n ON n.oid = t.relnamespace \
              LEFT JOIN pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid \
-             WHERE n.nspname = current_schema() AND {prefixed} AND k.oid IS NULL \
+             WHERE t.relnamespace = {SCHEMA} AND {prefixed} AND k.oid IS NULL \
              ORDER BY 1, 2",
             ),
             &binds,
@@ -1072,39 +1135,78 @@ impl Connection for PgConnection {
     }
 
     fn constraints(&mut self, prefix: &str) -> Result<Vec<CatalogConstraint>, DbError> {
-        // pg_constraint and pg_index are reached through the table's oid
-        // (conrelid, indrelid: both indexed), never scanned; an index behind
-        // a key is told apart by a constraint of the same table naming it.
-        let (tables, mut binds) = relname_prefix("c", prefix);
-        let (indexed, more) = relname_prefix("c", prefix);
-        binds.extend(more);
+        let (sql, binds) = constraints_sql(prefix);
+        let rows = self.query(&sql, &binds)?;
+        Ok(super::constraints_from_rows(&rows))
+    }
+
+    fn catalog_each(
+        &mut self,
+        prefix: &str,
+        each: &mut dyn FnMut(CatalogItem) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        // Two queries, not three: our indexes are the constraint query's
+        // index rows. Columns unordered (a fleet's are many: the server
+        // would sort them on disk), streamed like the constraints.
+        let (sql, binds) = columns_sql(prefix, false);
+        self.query_each(&sql, &binds, &mut |r| {
+            each(CatalogItem::Column(CatalogColumn::from_row(&r)))
+        })?;
+        let (sql, binds) = constraints_sql(prefix);
+        let mut group = super::ConstraintGroup::default();
+        let mut last_index: Option<(String, String)> = None;
+        self.query_each(&sql, &binds, &mut |r| {
+            if r[2].to_text() == "i" {
+                let index = (r[0].to_text(), r[1].to_text());
+                if last_index.as_ref() != Some(&index) {
+                    last_index = Some(index.clone());
+                    each(CatalogItem::Index(index.0, index.1))?;
+                }
+            }
+            match group.push(&r) {
+                Some(done) => each(CatalogItem::Constraint(done)),
+                None => Ok(()),
+            }
+        })?;
+        match group.finish() {
+            Some(done) => each(CatalogItem::Constraint(done)),
+            None => Ok(()),
+        }
+    }
+
+    fn table_names(&mut self, prefix: &str, views: bool) -> Result<Vec<String>, DbError> {
+        let (prefixed, binds) = relname_prefix("c", prefix);
+        // With views: the relations `columns` describes (those with a
+        // column), named as it names them (lower case).
+        let (kinds, has_column) = if views {
+            (
+                "'r', 'm', 'v', 'p'",
+                " AND EXISTS (SELECT 1 FROM pg_attribute a \
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)",
+            )
+        } else {
+            ("'r', 'm', 'p'", "")
+        };
         let rows = self.query(
             &format!(
-                "SELECT c.relname::text, k.conname::text, k.contype::text, a.attname::text, u.o::int8, \
-                    f.relname::text, \
-                    CASE k.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' \
-                         WHEN 'd' THEN 'SET DEFAULT' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION' END \
-             FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype IN ('p', 'u', 'f', 'c') \
-             LEFT JOIN LATERAL unnest(k.conkey) WITH ORDINALITY u(attnum, o) ON true \
-             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum \
-             LEFT JOIN pg_class f ON f.oid = k.confrelid \
-             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND {tables} \
-             UNION ALL \
-             SELECT c.relname::text, i.relname::text, 'i', pg_get_indexdef(x.indexrelid, g.n, true), \
-                    g.n::int8, NULL, NULL \
-             FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_index x ON x.indrelid = c.oid \
-             JOIN pg_class i ON i.oid = x.indexrelid \
-             CROSS JOIN LATERAL generate_series(1, x.indnkeyatts) g(n) \
-             LEFT JOIN pg_constraint k ON k.conrelid = x.indrelid AND k.conindid = x.indexrelid \
-             WHERE n.nspname = current_schema() AND {indexed} AND k.oid IS NULL \
-             ORDER BY 1, 2, 5",
+                "SELECT c.relname::text FROM pg_class c \
+             WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ({kinds}) AND {prefixed}{has_column}"
             ),
             &binds,
         )?;
-        Ok(super::constraints_from_rows(&rows))
+        let mut names: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let name = r[0].to_text();
+                if views {
+                    name.to_ascii_lowercase()
+                } else {
+                    name
+                }
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 }

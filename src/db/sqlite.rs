@@ -10,8 +10,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, params_from_iter};
 
 use super::{
-    CatalogColumn, CatalogConstraint, Check, Connection, ConstraintKind, DbError, DbErrorKind,
-    Definition, Lock, Open, Row, TableStats, Value,
+    CatalogColumn, CatalogConstraint, CatalogItem, Check, Connection, ConstraintKind, DbError,
+    DbErrorKind, Definition, Lock, Open, Row, TableStats, Value,
 };
 use crate::dialect::Dialect;
 use crate::error::UsageError;
@@ -632,6 +632,60 @@ impl SqliteConnection {
     }
 }
 
+impl SqliteConnection {
+    /// Unique keys and our indexes (from the index lists) and foreign keys
+    /// of the tables under `prefix`, and with `pk` the primary key (from the
+    /// columns): rows as [`crate::db::constraints_from_rows`] takes them,
+    /// ordered by table, name and position.
+    fn key_rows(&mut self, prefix: &str, pk: bool) -> Result<Vec<Row>, DbError> {
+        let pk_rows = if pk {
+            "SELECT m.name, 'pk', 'p', c.name, c.pk, NULL, NULL \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND c.pk > 0 \
+             UNION ALL "
+        } else {
+            ""
+        };
+        self.query(
+            &format!(
+                "{pk_rows}SELECT m.name, l.name, CASE l.origin WHEN 'u' THEN 'u' ELSE 'i' END, i.name, i.seqno + 1, NULL, NULL \
+             FROM sqlite_master m JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND l.origin IN ('u', 'c') \
+             UNION ALL \
+             SELECT m.name, 'fk' || f.id, 'f', f.\"from\", f.seq + 1, f.\"table\", f.on_delete \
+             FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
+             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 \
+             ORDER BY 1, 2, 5"
+            ),
+            &[Value::Text(prefix.to_string())],
+        )
+    }
+}
+
+/// The checks of the tables whose (name, statement) rows are given, in
+/// their order: SQLite keeps them only in the statement.
+fn checks(statements: &[Row]) -> Vec<CatalogConstraint> {
+    let mut out = Vec::new();
+    for r in statements {
+        let table = r[0].to_text().to_ascii_lowercase();
+        let Some((_, detail)) = crate::shape::table_of_statement(&r[1].to_text(), Dialect::Sqlite)
+        else {
+            continue;
+        };
+        for (n, columns) in detail.checks.into_iter().enumerate() {
+            out.push(CatalogConstraint {
+                table: table.clone(),
+                name: format!("check{n}"),
+                kind: ConstraintKind::Check,
+                columns,
+                references: None,
+                on_delete: None,
+            });
+        }
+    }
+    out
+}
+
 /// An identifier read from the catalog, quoted for SQLite.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -788,10 +842,12 @@ impl Connection for SqliteConnection {
         }
         // Pages per table, its indexes included (dbstat's aggregate form: one
         // row per b-tree). A library built without dbstat gives no sizes.
+        // CROSS JOIN keeps dbstat the outer loop: inside, it would walk the
+        // file once per schema row.
         let sizes: std::collections::HashMap<String, i64> = self
             .query(
                 "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat('main', 1) d \
-                 JOIN sqlite_master m ON m.name = d.name \
+                 CROSS JOIN sqlite_master m ON m.name = d.name \
                  WHERE substr(m.tbl_name, 1, length(?1)) = ?1 GROUP BY m.tbl_name",
                 &[Value::Text(prefix.to_string())],
             )
@@ -904,46 +960,82 @@ impl Connection for SqliteConnection {
         // The primary key from the columns (an INTEGER PRIMARY KEY has no
         // index), unique keys and our indexes from the index lists, foreign
         // keys from their pragma; checks only from the table's statement.
-        let rows = self.query(
-            "SELECT m.name, 'pk', 'p', c.name, c.pk, NULL, NULL \
-             FROM sqlite_master m JOIN pragma_table_info(m.name) c \
-             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND c.pk > 0 \
-             UNION ALL \
-             SELECT m.name, l.name, CASE l.origin WHEN 'u' THEN 'u' ELSE 'i' END, i.name, i.seqno + 1, NULL, NULL \
-             FROM sqlite_master m JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
-             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 AND l.origin IN ('u', 'c') \
-             UNION ALL \
-             SELECT m.name, 'fk' || f.id, 'f', f.\"from\", f.seq + 1, f.\"table\", f.on_delete \
-             FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
-             WHERE m.type = 'table' AND substr(m.name, 1, length(?1)) = ?1 \
-             ORDER BY 1, 2, 5",
-            &[Value::Text(prefix.to_string())],
-        )?;
+        let rows = self.key_rows(prefix, true)?;
         let mut out = crate::db::constraints_from_rows(&rows);
         let statements = self.query(
             "SELECT name, sql FROM sqlite_master \
              WHERE type = 'table' AND sql IS NOT NULL AND substr(name, 1, length(?1)) = ?1 ORDER BY name",
             &[Value::Text(prefix.to_string())],
         )?;
-        for r in &statements {
-            let table = r[0].to_text().to_ascii_lowercase();
-            let Some((_, detail)) =
-                crate::shape::table_of_statement(&r[1].to_text(), Dialect::Sqlite)
-            else {
-                continue;
-            };
-            for (n, columns) in detail.checks.into_iter().enumerate() {
-                out.push(CatalogConstraint {
-                    table: table.clone(),
-                    name: format!("check{n}"),
-                    kind: ConstraintKind::Check,
-                    columns,
-                    references: None,
-                    on_delete: None,
-                });
+        out.extend(checks(&statements));
+        Ok(out)
+    }
+
+    fn catalog_each(
+        &mut self,
+        prefix: &str,
+        each: &mut dyn FnMut(CatalogItem) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        // What `columns`, `indexes` and `constraints` return, from three
+        // statements instead of five: the primary key comes with the
+        // columns, our indexes with the tables' statements (a tenant's file
+        // is read once per command; each statement is prepared anew).
+        let bind = [Value::Text(prefix.to_string())];
+        let columns = self.query(
+            "SELECT m.name, c.name, lower(c.type), c.\"notnull\" = 0, c.cid + 1, c.dflt_value, \
+                    m.type = 'table' AND c.pk > 0, c.pk \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) c \
+             WHERE m.type IN ('table', 'view') AND substr(m.name, 1, length(?1)) = ?1 \
+             ORDER BY m.name, c.cid",
+            &bind,
+        )?;
+        let mut keys: Vec<Row> = Vec::new();
+        for r in &columns {
+            each(CatalogItem::Column(CatalogColumn::from_row(r)))?;
+            if r[6].as_i64() == Some(1) {
+                keys.push(vec![
+                    r[0].clone(),
+                    Value::Text("pk".into()),
+                    Value::Text("p".into()),
+                    r[1].clone(),
+                    r[7].clone(),
+                    Value::Null,
+                    Value::Null,
+                ]);
             }
         }
-        Ok(out)
+        keys.extend(self.key_rows(prefix, false)?);
+        // As the union's ORDER BY 1, 2, 5 sorts them (SQLite's BINARY
+        // collation compares bytes, as Rust's strings do).
+        keys.sort_by(|a, b| {
+            (a[0].to_text(), a[1].to_text(), a[4].as_i64()).cmp(&(
+                b[0].to_text(),
+                b[1].to_text(),
+                b[4].as_i64(),
+            ))
+        });
+        let mut master = self.query(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL \
+               AND ((type = 'index' AND substr(tbl_name, 1, length(?1)) = ?1) \
+                 OR (type = 'table' AND substr(name, 1, length(?1)) = ?1))",
+            &bind,
+        )?;
+        for r in master.iter().filter(|r| r[0].to_text() == "index") {
+            each(CatalogItem::Index(r[2].to_text(), r[1].to_text()))?;
+        }
+        for k in crate::db::constraints_from_rows(&keys) {
+            each(CatalogItem::Constraint(k))?;
+        }
+        master.retain(|r| r[0].to_text() == "table");
+        master.sort_by_key(|r| r[1].to_text());
+        let statements: Vec<Row> = master
+            .into_iter()
+            .map(|r| vec![r[1].clone(), r[3].clone()])
+            .collect();
+        for k in checks(&statements) {
+            each(CatalogItem::Constraint(k))?;
+        }
+        Ok(())
     }
 
     fn indexes(&mut self, prefix: &str) -> Result<Vec<(String, String)>, DbError> {

@@ -96,9 +96,27 @@ pub fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a st
     let rest = name.strip_prefix(TENANT_PREFIX)?;
     rest.match_indices('_').find_map(|(i, _)| {
         let (key, suffix) = (&rest[..i], &rest[i + 1..]);
-        (keys.contains_key(key) && TENANT_OBJECT_SUFFIXES.contains(&suffix))
-            .then_some((key, suffix))
+        (keys.contains_key(key) && is_object_suffix(suffix)).then_some((key, suffix))
     })
+}
+
+/// Whether `suffix` names a tenant object (a fleet's catalog asks once per row).
+fn is_object_suffix(suffix: &str) -> bool {
+    static SUFFIXES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SUFFIXES
+        .get_or_init(|| TENANT_OBJECT_SUFFIXES.iter().copied().collect())
+        .contains(suffix)
+}
+
+/// What [`split_name`] gives for `name` with `key` alone: its suffix when
+/// `name` is `pf_user_<key>_<suffix>` with a known suffix.
+fn own_suffix<'a>(name: &'a str, key: &str) -> Option<&'a str> {
+    let suffix = name
+        .strip_prefix(TENANT_PREFIX)?
+        .strip_prefix(key)?
+        .strip_prefix('_')?;
+    is_object_suffix(suffix).then_some(suffix)
 }
 
 /// Groups catalog rows by tenant key; objects of unknown tenants are ignored.
@@ -110,9 +128,20 @@ pub fn group_by_tenant(
     keys: &[String],
 ) -> HashMap<String, Shape> {
     let key_set: HashMap<&str, ()> = keys.iter().map(|k| (k.as_str(), ())).collect();
+    group_by_key_set(dialect, columns, indexes, constraints, &key_set)
+}
+
+/// [`group_by_tenant`] with the keys already in a set.
+fn group_by_key_set(
+    dialect: Dialect,
+    columns: &[CatalogColumn],
+    indexes: &[(String, String)],
+    constraints: &[CatalogConstraint],
+    key_set: &HashMap<&str, ()>,
+) -> HashMap<String, Shape> {
     let mut out: HashMap<String, Shape> = HashMap::new();
     for col in columns {
-        if let Some((key, table)) = split_name(&col.table, &key_set) {
+        if let Some((key, table)) = split_name(&col.table, key_set) {
             out.entry(key.to_string())
                 .or_default()
                 .tables
@@ -123,7 +152,7 @@ pub fn group_by_tenant(
     }
     for (table, index) in indexes {
         if let (Some((key, t)), Some((_, i))) =
-            (split_name(table, &key_set), split_name(index, &key_set))
+            (split_name(table, key_set), split_name(index, key_set))
         {
             out.entry(key.to_string())
                 .or_default()
@@ -132,7 +161,7 @@ pub fn group_by_tenant(
         }
     }
     for (table, detail) in shape::catalog_tables(dialect, columns, constraints) {
-        let Some((key, suffix)) = split_name(&table, &key_set) else {
+        let Some((key, suffix)) = split_name(&table, key_set) else {
             continue;
         };
         // Parents and indexes by suffix when they are this tenant's.
@@ -214,54 +243,56 @@ pub fn verify(
             e.insert(shape);
         }
     }
-    let keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
-    // Tenants whose file is gone (SQLite): that, not each table, is the problem.
-    let mut missing: HashMap<String, String> = HashMap::new();
-    let mut actual: HashMap<String, Shape> = if session.tenants_apart() {
-        let mut all = HashMap::new();
-        for t in tenants {
-            let key = TenantKey::parse(&t.tenant_key, dialect)?;
-            let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? else {
-                let e = crate::operation::missing_tenant(session, &key, &t.username);
-                missing.insert(t.tenant_key.clone(), e.to_string());
-                continue;
-            };
-            all.extend(read_catalog(
-                &mut *conn,
-                &key.prefix(),
-                std::slice::from_ref(&t.tenant_key),
-            )?);
-        }
-        all
-    } else if tenants.len() <= ONE_BY_ONE {
-        // Each by its own prefix: a named tenant costs the same in a fleet of any size.
-        let mut all = HashMap::new();
-        for t in tenants {
-            let key = TenantKey::parse(&t.tenant_key, dialect)?;
-            all.extend(read_catalog(
-                session.system(),
-                &key.prefix(),
-                std::slice::from_ref(&t.tenant_key),
-            )?);
-        }
-        all
-    } else {
-        // One catalog query for the whole fleet.
-        read_catalog(session.system(), TENANT_PREFIX, &keys)?
-    };
     let mut drifted = Vec::new();
-    for t in tenants {
-        let have = actual.remove(&t.tenant_key).unwrap_or_default();
-        let problems = match missing.remove(&t.tenant_key) {
-            Some(gone) => vec![gone],
-            None => compare(&expected[&t.schema_version], &have),
-        };
+    let mut report = |t: &TenantRecord, problems: Vec<String>| {
         if !problems.is_empty() {
             drifted.push(Drift {
                 username: t.username.clone(),
                 version: t.schema_version,
                 problems,
             });
+        }
+    };
+    let mut compared = Compared::new(dialect);
+    // One set of strings for all tenants, so that their rows compare.
+    let mut catalog = Catalog::default();
+    if session.tenants_apart() || tenants.len() <= ONE_BY_ONE {
+        // Each by its own prefix (an index serves it on PostgreSQL), so a
+        // named tenant costs the same in a fleet of any size; on SQLite each
+        // tenant's file. Tenants whose file is gone (SQLite): that, not each
+        // table, is the problem.
+        for t in tenants {
+            let key = TenantKey::parse(&t.tenant_key, dialect)?;
+            let only = HashMap::from([(key.as_str(), ())]);
+            if session.tenants_apart() {
+                let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? else {
+                    let e = crate::operation::missing_tenant(session, &key, &t.username);
+                    report(t, vec![e.to_string()]);
+                    continue;
+                };
+                catalog.read(&mut *conn, &key.prefix(), &only)?;
+            } else {
+                catalog.read(session.system(), &key.prefix(), &only)?;
+            }
+            let rows = catalog.take(key.as_str());
+            let problems =
+                compared.problems(&expected[&t.schema_version], t, &catalog, rows, &only);
+            report(t, problems);
+        }
+    } else {
+        // One catalog read for the whole fleet, kept per tenant in compact
+        // form; tenants whose catalog is the same (all of a healthy fleet)
+        // are compared once.
+        let keys: HashMap<&str, ()> = tenants
+            .iter()
+            .map(|t| (t.tenant_key.as_str(), ()))
+            .collect();
+        catalog.read(session.system(), TENANT_PREFIX, &keys)?;
+        for t in tenants {
+            let rows = catalog.take(&t.tenant_key);
+            let problems =
+                compared.problems(&expected[&t.schema_version], t, &catalog, rows, &keys);
+            report(t, problems);
         }
     }
     Ok(drifted)
@@ -273,16 +304,310 @@ pub fn read_catalog(
     prefix: &str,
     keys: &[String],
 ) -> anyhow::Result<HashMap<String, Shape>> {
-    let columns = conn.columns(prefix)?;
-    let indexes = conn.indexes(prefix)?;
-    let constraints = conn.constraints(prefix)?;
-    Ok(group_by_tenant(
-        conn.dialect(),
-        &columns,
-        &indexes,
-        &constraints,
-        keys,
-    ))
+    let key_set: HashMap<&str, ()> = keys.iter().map(|k| (k.as_str(), ())).collect();
+    let mut catalog = Catalog::default();
+    catalog.read(conn, prefix, &key_set)?;
+    let dialect = conn.dialect();
+    let mut out = HashMap::new();
+    for key in keys {
+        let rows = catalog.take(key);
+        out.extend(catalog.shape(dialect, key, &rows, &key_set));
+    }
+    Ok(out)
+}
+
+/// Strings of a catalog, each kept once: every tenant repeats the same
+/// column names, types and defaults.
+#[derive(Default)]
+struct Strings {
+    ids: HashMap<String, u32>,
+    all: Vec<String>,
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.all.len() as u32;
+        self.all.push(s.to_string());
+        self.ids.insert(s.to_string(), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &str {
+        &self.all[id as usize]
+    }
+}
+
+/// A name in one tenant's catalog: one of the tenant's own objects, by its
+/// suffix; another name that has the tenant's prefix inside (SQLite names a
+/// unique key's index `sqlite_autoindex_<table>_1`), with [`MARK`] in its
+/// place, when the tenant's catalog is read on its own; or any other name
+/// in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Name {
+    Own(u32),
+    Marked(u32),
+    Other(u32),
+}
+
+/// Stands for `pf_user_<key>_` in a [`Name::Marked`] (a name that has this
+/// character of its own is kept in full).
+const MARK: char = '\u{1}';
+
+/// A [`CatalogColumn`] of a tenant's table (by suffix).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ColumnRow {
+    table: u32,
+    position: i64,
+    column: u32,
+    data_type: u32,
+    nullable: bool,
+    default: Option<u32>,
+}
+
+/// A [`CatalogConstraint`] of a tenant's table (by suffix).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConstraintRow {
+    table: u32,
+    name: Name,
+    kind: crate::db::ConstraintKind,
+    columns: Vec<u32>,
+    references: Option<Name>,
+    on_delete: Option<u32>,
+}
+
+/// One tenant's catalog rows, in a form that no longer names the tenant:
+/// two tenants with equal rows have the same shape (see [`Compared`]).
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct TenantRows {
+    columns: Vec<ColumnRow>,
+    /// (table suffix, index)
+    indexes: Vec<(u32, Name)>,
+    constraints: Vec<ConstraintRow>,
+}
+
+/// Catalog rows as they arrive, grouped by tenant key (only the keys given;
+/// objects of others are dropped, as [`group_by_tenant`] ignores them).
+#[derive(Default)]
+struct Catalog {
+    strings: Strings,
+    tenants: HashMap<String, TenantRows>,
+}
+
+impl Catalog {
+    /// Reads the catalog of the tables under `prefix` from `conn`, for `keys`.
+    fn read(
+        &mut self,
+        conn: &mut dyn Connection,
+        prefix: &str,
+        keys: &HashMap<&str, ()>,
+    ) -> Result<(), crate::db::DbError> {
+        conn.catalog_each(prefix, &mut |item| {
+            self.add(item, keys);
+            Ok(())
+        })
+    }
+
+    fn rows(&mut self, key: &str) -> &mut TenantRows {
+        if !self.tenants.contains_key(key) {
+            self.tenants.insert(key.to_string(), TenantRows::default());
+        }
+        self.tenants.get_mut(key).expect("inserted above")
+    }
+
+    /// `name` in a tenant's rows. Only a constraint's own name (`marks`),
+    /// which no difference ever shows, is marked, and only when `key` is the
+    /// only key: such a name never splits to it (that makes it no name of
+    /// its own), while with other keys about it might split to one of them.
+    fn name(&mut self, key: &str, name: &str, marks: bool, keys: &HashMap<&str, ()>) -> Name {
+        if let Some(suffix) = own_suffix(name, key) {
+            return Name::Own(self.strings.id(suffix));
+        }
+        let prefix = format!("{TENANT_PREFIX}{key}_");
+        if marks && keys.len() == 1 && name.contains(&prefix) && !name.contains(MARK) {
+            return Name::Marked(self.strings.id(&name.replace(&prefix, &MARK.to_string())));
+        }
+        Name::Other(self.strings.id(name))
+    }
+
+    fn add(&mut self, item: crate::db::CatalogItem, keys: &HashMap<&str, ()>) {
+        use crate::db::CatalogItem;
+        match item {
+            CatalogItem::Column(c) => {
+                let Some((key, suffix)) = split_name(&c.table, keys) else {
+                    return;
+                };
+                let row = ColumnRow {
+                    table: self.strings.id(suffix),
+                    position: c.position,
+                    column: self.strings.id(&c.column),
+                    data_type: self.strings.id(&c.data_type),
+                    nullable: c.nullable,
+                    default: c.default.as_deref().map(|d| self.strings.id(d)),
+                };
+                self.rows(key).columns.push(row);
+            }
+            CatalogItem::Index(table, index) => {
+                let (Some((key, suffix)), Some(_)) =
+                    (split_name(&table, keys), split_name(&index, keys))
+                else {
+                    return;
+                };
+                let row = (self.strings.id(suffix), self.name(key, &index, false, keys));
+                self.rows(key).indexes.push(row);
+            }
+            CatalogItem::Constraint(k) => {
+                let Some((key, suffix)) = split_name(&k.table, keys) else {
+                    return;
+                };
+                let row = ConstraintRow {
+                    table: self.strings.id(suffix),
+                    name: self.name(key, &k.name, true, keys),
+                    kind: k.kind,
+                    columns: k.columns.iter().map(|c| self.strings.id(c)).collect(),
+                    references: k
+                        .references
+                        .as_deref()
+                        .map(|r| self.name(key, r, false, keys)),
+                    on_delete: k.on_delete.as_deref().map(|a| self.strings.id(a)),
+                };
+                self.rows(key).constraints.push(row);
+            }
+        }
+    }
+
+    /// Takes `key`'s rows out (empty when it has none): each table's columns
+    /// by position (the catalog may hand them over in any order), indexes
+    /// sorted, constraints as they came.
+    fn take(&mut self, key: &str) -> TenantRows {
+        let mut rows = self.tenants.remove(key).unwrap_or_default();
+        rows.columns.sort_by_key(|c| (c.table, c.position));
+        rows.indexes.sort();
+        rows
+    }
+
+    /// The rows with their names in full again, exactly as the catalog gave
+    /// them (a name is `pf_user_<key>_<suffix>` where it was split so).
+    fn full(
+        &self,
+        key: &str,
+        rows: &TenantRows,
+    ) -> (
+        Vec<CatalogColumn>,
+        Vec<(String, String)>,
+        Vec<CatalogConstraint>,
+    ) {
+        let own = |suffix: u32| format!("{TENANT_PREFIX}{key}_{}", self.strings.get(suffix));
+        let name = |n: Name| match n {
+            Name::Own(suffix) => own(suffix),
+            Name::Marked(id) => self
+                .strings
+                .get(id)
+                .replace(MARK, &format!("{TENANT_PREFIX}{key}_")),
+            Name::Other(id) => self.strings.get(id).to_string(),
+        };
+        let text = |id: u32| self.strings.get(id).to_string();
+        let columns = rows
+            .columns
+            .iter()
+            .map(|c| CatalogColumn {
+                table: own(c.table),
+                column: text(c.column),
+                data_type: text(c.data_type),
+                nullable: c.nullable,
+                position: c.position,
+                default: c.default.map(text),
+            })
+            .collect();
+        let indexes = rows
+            .indexes
+            .iter()
+            .map(|(table, index)| (own(*table), name(*index)))
+            .collect();
+        let constraints = rows
+            .constraints
+            .iter()
+            .map(|k| CatalogConstraint {
+                table: own(k.table),
+                name: name(k.name),
+                kind: k.kind,
+                columns: k.columns.iter().map(|c| text(*c)).collect(),
+                references: k.references.map(name),
+                on_delete: k.on_delete.map(text),
+            })
+            .collect();
+        (columns, indexes, constraints)
+    }
+
+    /// `key`'s shape from its rows (none when it has no objects), the
+    /// names split by `keys` as they were read.
+    fn shape(
+        &self,
+        dialect: Dialect,
+        key: &str,
+        rows: &TenantRows,
+        keys: &HashMap<&str, ()>,
+    ) -> HashMap<String, Shape> {
+        let (columns, indexes, constraints) = self.full(key, rows);
+        group_by_key_set(dialect, &columns, &indexes, &constraints, keys)
+    }
+}
+
+/// The comparisons made so far, by version and catalog rows: a tenant whose
+/// rows equal another's at the same version has the same differences (the
+/// rows name the tenant's own objects by suffix, and the differences only
+/// ever name suffixes and others' names), so a fleet built from the same
+/// templates is compared once per distinct shape, not once per tenant.
+struct Compared {
+    dialect: Dialect,
+    done: HashMap<(i64, TenantRows), Vec<String>>,
+}
+
+impl Compared {
+    fn new(dialect: Dialect) -> Self {
+        Compared {
+            dialect,
+            done: HashMap::new(),
+        }
+    }
+
+    /// The differences of tenant `t` (its `rows`, read into `catalog` for
+    /// `keys`) from `expected`.
+    fn problems(
+        &mut self,
+        expected: &Shape,
+        t: &TenantRecord,
+        catalog: &Catalog,
+        rows: TenantRows,
+        keys: &HashMap<&str, ()>,
+    ) -> Vec<String> {
+        let key = t.tenant_key.as_str();
+        // Another key that is this one's beginning up to a `_` could claim
+        // some of its names (`pf_user_a_b_...` may split as `a`): such a
+        // tenant's rows are not the whole story, and it is compared alone.
+        let alone = key
+            .match_indices('_')
+            .any(|(i, _)| keys.contains_key(&key[..i]));
+        let compare_rows = |rows: &TenantRows| {
+            let have = catalog
+                .shape(self.dialect, key, rows, keys)
+                .remove(key)
+                .unwrap_or_default();
+            compare(expected, &have)
+        };
+        if alone {
+            return compare_rows(&rows);
+        }
+        let entry = (t.schema_version, rows);
+        if let Some(problems) = self.done.get(&entry) {
+            return problems.clone();
+        }
+        let problems = compare_rows(&entry.1);
+        self.done.insert(entry, problems.clone());
+        problems
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +721,92 @@ mod tests {
             ..Shape::default()
         };
         compare_detail(&expected, &actual.remove("alice").unwrap_or_default())
+    }
+
+    /// A tenant's rows, kept without its name, give back exactly the names
+    /// they were read with; two tenants with the same objects have equal rows.
+    #[test]
+    fn catalog_rows_give_back_the_names_they_were_read_with() {
+        use crate::db::{CatalogItem, ConstraintKind};
+        let column = |table: &str, name: &str, position| CatalogColumn {
+            table: table.into(),
+            column: name.into(),
+            data_type: "text".into(),
+            nullable: true,
+            position,
+            default: None,
+        };
+        let key = |table: &str, name: &str, kind, references: Option<&str>| CatalogConstraint {
+            table: table.into(),
+            name: name.into(),
+            kind,
+            columns: vec!["a".into()],
+            references: references.map(str::to_string),
+            on_delete: None,
+        };
+        let items = |u: &str| {
+            let t = format!("pf_user_{u}_skills");
+            vec![
+                CatalogItem::Column(column(&t, "b", 2)),
+                CatalogItem::Column(column(&t, "a", 1)),
+                CatalogItem::Column(column("pf_user_zed_skills", "a", 1)),
+                CatalogItem::Index(t.clone(), format!("pf_user_{u}_exp_dates_ix")),
+                CatalogItem::Constraint(key(
+                    &t,
+                    &format!("sqlite_autoindex_pf_user_{u}_skills_1"),
+                    ConstraintKind::Unique,
+                    None,
+                )),
+                CatalogItem::Constraint(key(
+                    &t,
+                    "fk0",
+                    ConstraintKind::ForeignKey,
+                    Some(&format!("pf_user_{u}_experiences")),
+                )),
+                CatalogItem::Constraint(key(
+                    &t,
+                    "fk1",
+                    ConstraintKind::ForeignKey,
+                    Some("pf_user_zed_experiences"),
+                )),
+            ]
+        };
+        let mut catalog = Catalog::default();
+        let mut read = |u: &str| {
+            let keys = HashMap::from([(u, ())]);
+            for item in items(u) {
+                catalog.add(item, &keys);
+            }
+            catalog.take(u)
+        };
+        let (alice, bob) = (read("alice"), read("bob"));
+        assert_eq!(alice, bob);
+        assert!(matches!(alice.constraints[0].name, Name::Marked(_)));
+        let (columns, indexes, constraints) = catalog.full("alice", &alice);
+        // Another tenant's table is not alice's; columns by position.
+        assert_eq!(
+            columns
+                .iter()
+                .map(|c| c.column.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(columns.iter().all(|c| c.table == "pf_user_alice_skills"));
+        assert_eq!(
+            indexes,
+            [(
+                "pf_user_alice_skills".to_string(),
+                "pf_user_alice_exp_dates_ix".to_string()
+            )]
+        );
+        let expected: Vec<CatalogConstraint> = items("alice")
+            .into_iter()
+            .filter_map(|i| match i {
+                CatalogItem::Constraint(k) => Some(k),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(constraints, expected);
     }
 
     /// Oracle has no server in the tests: its catalog rows, as the queries
