@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use postgres::{Client, NoTls};
 
-use pathfinder_db::crypto::{self, DataKey, Keyring, MasterKey};
-use pathfinder_db::keys::{read_master_key_file, write_new_master_key};
+use pathfinder_db::security::crypto::{self, DataKey, Keyring, MasterKey};
+use pathfinder_db::security::keys::{read_master_key_file, write_new_master_key};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// The UPDATE `keys rotate` runs for each key (see `src/keys.rs`).
+/// The UPDATE `keys rotate` runs for each key (see `src/security/keys.rs`).
 const UPDATE: &str = "UPDATE pf_encryption_keys SET key_encrypted = $1, key_salt = $2, master_key_id = $3, \
      rotation_count = COALESCE(rotation_count, 0) + 1, last_rotated = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') \
      WHERE id = $4 AND key_encrypted = $5";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 use crate::error::UsageError;
 
 pub const DEFAULT_CONFIG_FILE: &str = "pathfinder-db.toml";
@@ -74,11 +74,11 @@ pub struct Config {
     pub policies_dir: PathBuf,
     pub sqlite_busy_timeout_ms: u64,
     pub pool: PoolConfig,
-    /// Where the master key comes from, if anywhere (read by `crate::keys`).
+    /// Where the master key comes from, if anywhere (read by `crate::security::keys`).
     pub master_key: Option<MasterKeySource>,
     /// The application's own role (`app_role`, `PATHFINDER_APP_ROLE`;
     /// default `pathfinder_app`): what pathfinder-db creates is granted to
-    /// it when it exists ([`crate::grants`]).
+    /// it when it exists ([`crate::security::grants`]).
     pub app_role: String,
 }
 
@@ -166,10 +166,10 @@ impl Config {
         };
 
         let app_role = match env("PATHFINDER_APP_ROLE") {
-            Some(role) => crate::grants::check_role_name(&role, "PATHFINDER_APP_ROLE")?,
+            Some(role) => crate::security::grants::check_role_name(&role, "PATHFINDER_APP_ROLE")?,
             None => match file.app_role {
-                Some(role) => crate::grants::check_role_name(&role, "app_role")?,
-                None => crate::grants::DEFAULT_APP_ROLE.to_string(),
+                Some(role) => crate::security::grants::check_role_name(&role, "app_role")?,
+                None => crate::security::grants::DEFAULT_APP_ROLE.to_string(),
             },
         };
 
@@ -267,7 +267,7 @@ fn what_the_url_is(url: &str, scheme: Option<&str>) -> String {
         Some(s) if plain(s) => format!(" (`{s}`)"),
         _ if url.contains('=') => format!(
             " (it looks like key=value pairs, {}; values are not shown)",
-            match crate::redact::key_value_names(url) {
+            match crate::db::redact::key_value_names(url) {
                 names if names.is_empty() => "with no readable key".to_string(),
                 names => format!("with key(s) {}", names.join(", ")),
             }

@@ -14,13 +14,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::config::Config;
+use crate::db::dialect::Dialect;
 use crate::db::{Check, Database, Open, Session};
-use crate::dialect::Dialect;
 use crate::migrate::verify::split_name;
-use crate::registry::{self, Status, TenantRecord};
-use crate::render::Renderer;
-use crate::tenant::{TABLES, TENANT_PREFIX, TenantKey};
+use crate::schema::render::Renderer;
+use crate::schema::tenant::{TABLES, TENANT_PREFIX, TenantKey};
 
 /// What `doctor` found.
 #[derive(Debug, Clone, Serialize)]
@@ -168,7 +168,10 @@ pub fn check_database(
             "grant this user access to the catalog of its schema",
         ));
     }
-    checks.extend(crate::grants::doctor_check(&mut session, &renderer));
+    checks.extend(crate::security::grants::doctor_check(
+        &mut session,
+        &renderer,
+    ));
     report
 }
 
@@ -429,8 +432,9 @@ fn catalog(
 /// a known suffix (`pf_user_sessions`, a system table, is not).
 fn looks_like_tenant(name: &str) -> bool {
     name.strip_prefix(TENANT_PREFIX).is_some_and(|rest| {
-        rest.match_indices('_')
-            .any(|(i, _)| i > 0 && crate::tenant::TENANT_OBJECT_SUFFIXES.contains(&&rest[i + 1..]))
+        rest.match_indices('_').any(|(i, _)| {
+            i > 0 && crate::schema::tenant::TENANT_OBJECT_SUFFIXES.contains(&&rest[i + 1..])
+        })
     })
 }
 

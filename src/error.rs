@@ -3,8 +3,8 @@
 //! 0 success; 1 error; 2 usage or configuration error; 3 partial: some tenants
 //! failed, the rest succeeded.
 
-use crate::render::TemplateError;
-use crate::tenant::NameError;
+use crate::schema::render::TemplateError;
+use crate::schema::tenant::NameError;
 
 /// A usage or configuration error: bad arguments, an invalid name, a broken
 /// configuration file. Exit code 2.
@@ -82,5 +82,5 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    crate::redact::redact(&parts.join(": "))
+    crate::db::redact::redact(&parts.join(": "))
 }

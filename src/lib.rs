@@ -4,33 +4,28 @@
 //! Everything the command line does is callable from here, so the integration
 //! tests and the benchmarks drive the same code.
 
-pub mod adopt;
-pub mod audit;
-pub mod audit_log;
+// The layers, from the outside in. Library modules never import `cli`.
+/// The catalog database: the tenant registry and the audit log.
+pub mod catalog;
+/// The command line: clap arguments and presentation only, no SQL.
 pub mod cli;
-pub mod config;
-pub mod crypto;
+/// Database access: one connection type per backend, dialects, redaction.
 pub mod db;
-pub mod dialect;
+/// The jobs cron runs: retention and archival, sessions, refresh, analyze.
+pub mod jobs;
+/// Tenant schema versions: the migration engine, runner and `verify`.
+pub mod migrate;
+/// What the objects are: tenant names, the templates, table shapes, reference data.
+pub mod schema;
+/// Keys and privileges: envelope encryption, key rotation, grants.
+pub mod security;
+/// One tenant's lifecycle: provision, adopt, export, import, stats.
+pub mod tenants;
+
+pub mod config;
 pub mod doctor;
 pub mod error;
-pub mod export;
-pub mod grants;
-pub mod import;
-pub mod jobs;
-pub mod keys;
-pub mod migrate;
-pub mod operation;
 pub mod parallel;
-pub mod policy;
-pub mod provision;
-pub mod redact;
-pub mod reference;
-pub mod registry;
-pub mod render;
-pub mod shape;
-pub mod stats;
-pub mod tenant;
 
 /// `pathfinder-db/<version>`: the user agent written to the audit log.
 pub const USER_AGENT: &str = concat!("pathfinder-db/", env!("CARGO_PKG_VERSION"));

@@ -1,6 +1,6 @@
-use crate::adopt::{self, Adoption, Expectations, Options, Refused};
 use crate::error::{PartialFailure, UsageError};
-use crate::tenant::{TenantKey, Username};
+use crate::schema::tenant::{TenantKey, Username};
+use crate::tenants::adopt::{self, Adoption, Expectations, Options, Refused};
 
 use super::{Context, parse_usernames};
 

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use crate::registry::Status;
+use crate::catalog::registry::Status;
 
 use super::{Context, parse_usernames, select_tenants};
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::audit_log::{self, ActionFilter, Filter, Follower, LogEntry, UserFilter};
+use crate::catalog::audit_log::{self, ActionFilter, Filter, Follower, LogEntry, UserFilter};
 use crate::error::UsageError;
 
 use super::Context;

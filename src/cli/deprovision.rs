@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::error::{PartialFailure, UsageError};
-use crate::provision::{
+use crate::tenants::provision::{
     DeprovisionOptions, DeprovisionOutcome, DeprovisionPlan, cancel_deprovision, deprovision,
     plan_deprovision,
 };
@@ -168,7 +168,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     // every deletion committed (on PostgreSQL this rewrites the key table).
     let mut erase_error = None;
     if keys_shredded > 0
-        && let Err(e) = crate::keys::erase_deleted_keys(&db)
+        && let Err(e) = crate::security::keys::erase_deleted_keys(&db)
     {
         let message = crate::error::one_line(&e);
         eprintln!("error: {message}");
@@ -197,7 +197,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 fn cancel(
     ctx: &Context,
     db: &crate::db::Database,
-    users: &[crate::tenant::Username],
+    users: &[crate::schema::tenant::Username],
 ) -> anyhow::Result<u8> {
     let mut session = db.connect()?;
     let mut report = Vec::new();

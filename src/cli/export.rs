@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::error::UsageError;
-use crate::export::{ExportTarget, export_tenant, verify};
+use crate::tenants::export::{ExportTarget, export_tenant, verify};
 
 use super::{Context, parse_usernames};
 
@@ -59,12 +59,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let mut session = db.connect()?;
     // Where the file goes is checked before the tenant is touched.
     let needed = {
-        let record = crate::registry::get(session.system(), user.as_str())?.ok_or_else(|| {
-            UsageError::new(format!(
-                "no tenant named {user}: `pathfinder-db tenants` lists them"
-            ))
-        })?;
-        let key = crate::tenant::TenantKey::parse(&record.tenant_key, db.dialect())?;
+        let record =
+            crate::catalog::registry::get(session.system(), user.as_str())?.ok_or_else(|| {
+                UsageError::new(format!(
+                    "no tenant named {user}: `pathfinder-db tenants` lists them"
+                ))
+            })?;
+        let key = crate::schema::tenant::TenantKey::parse(&record.tenant_key, db.dialect())?;
         match db.sqlite_tenant_file(&key) {
             Some(f) => std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
             None => session.system().table_bytes(&key.prefix())?,

@@ -1,6 +1,6 @@
 use clap::Subcommand;
 
-use crate::grants::{self, Applied, Report, files};
+use crate::security::grants::{self, Applied, Report, files};
 
 use super::Context;
 
@@ -150,7 +150,7 @@ fn print_applied(
     ctx: &Context,
     applied: &Applied,
     dry_run: bool,
-    dialect: crate::dialect::Dialect,
+    dialect: crate::db::dialect::Dialect,
 ) {
     if ctx.json {
         let unfixable: Vec<serde_json::Value> = applied
@@ -172,7 +172,7 @@ fn print_applied(
     } else if dry_run {
         // The statements, as a script a DBA could run.
         for change in &applied.changes {
-            super::out(&crate::render::script(&change.statements, dialect));
+            super::out(&crate::schema::render::script(&change.statements, dialect));
         }
         ctx.say(format!(
             "dry run: {} change(s) for role {}, nothing changed",

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::error::UsageError;
-use crate::import::{ImportRequest, cancel, import, plan};
+use crate::tenants::import::{ImportRequest, cancel, import, plan};
 
 use super::Context;
 
@@ -69,7 +69,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 fn run_cancel(ctx: &Context, args: &Args) -> anyhow::Result<u8> {
     let name = match (&args.as_user, &args.file) {
         (Some(user), _) => user.clone(),
-        (None, Some(file)) => crate::export::verify(file)?.0.username,
+        (None, Some(file)) => crate::tenants::export::verify(file)?.0.username,
         (None, None) => {
             return Err(UsageError::new(
                 "import --cancel needs the user: --as USER, or the export file",

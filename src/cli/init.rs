@@ -12,9 +12,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let renderer = ctx.renderer(db.dialect())?;
     let mut session = db.connect()?;
     let applied = crate::migrate::init_system(session.system(), &renderer)?;
-    let version = renderer.latest_version(crate::render::Scope::System);
+    let version = renderer.latest_version(crate::schema::render::Scope::System);
     let loaded = if args.with_reference_data {
-        Some(crate::reference::load(session.system())?)
+        Some(crate::schema::reference::load(session.system())?)
     } else {
         None
     };

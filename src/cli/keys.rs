@@ -1,5 +1,5 @@
 //! `keys`: users' encryption keys (create, rotate the master key, verify,
-//! inventory). The work is in `crate::keys`; this file parses and presents.
+//! inventory). The work is in `crate::security::keys`; this file parses and presents.
 //! Nothing printed here is key material: master keys appear by id only.
 
 use std::path::PathBuf;
@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use clap::Subcommand;
 
-use crate::crypto::{Keyring, MasterKey};
 use crate::error::{EXIT_ERROR, PartialFailure, UsageError};
-use crate::keys::{self, EnsureOutcome, EnsureResult, KeyCreation, RotateOptions};
+use crate::security::crypto::{Keyring, MasterKey};
+use crate::security::keys::{self, EnsureOutcome, EnsureResult, KeyCreation, RotateOptions};
 
 use super::{Context, parse_usernames, progress_bar};
 

@@ -2,8 +2,8 @@ use std::path::PathBuf;
 
 use crate::error::{PartialFailure, UsageError};
 use crate::migrate::runner::{self, Order, Plan};
-use crate::render::{Scope, script};
-use crate::tenant::TenantKey;
+use crate::schema::render::{Scope, script};
+use crate::schema::tenant::TenantKey;
 
 use super::{Context, parse_usernames, progress_bar, read_names_file, select_tenants};
 
@@ -163,7 +163,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 
 fn dry_run(
     ctx: &Context,
-    renderer: &crate::render::Renderer,
+    renderer: &crate::schema::render::Renderer,
     pending: &[runner::Pending],
     target: u32,
 ) -> anyhow::Result<u8> {

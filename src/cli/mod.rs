@@ -31,9 +31,9 @@ use std::io::IsTerminal;
 
 use crate::config::{Config, Overrides};
 use crate::db::Database;
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 use crate::error::{self, UsageError};
-use crate::render::Renderer;
+use crate::schema::render::Renderer;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -156,7 +156,7 @@ impl Context {
     pub fn print_json(&self, value: &serde_json::Value) {
         out(&format!(
             "{}\n",
-            crate::redact::redact(&serde_json::to_string_pretty(value).unwrap_or_default())
+            crate::db::redact::redact(&serde_json::to_string_pretty(value).unwrap_or_default())
         ));
     }
 
@@ -467,12 +467,12 @@ pub fn read_names_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 /// or with `all`, of every tenant `keep` accepts.
 pub fn select_tenants(
     conn: &mut dyn crate::db::Connection,
-    wanted: &[crate::tenant::Username],
+    wanted: &[crate::schema::tenant::Username],
     all: bool,
-    keep: impl Fn(&crate::registry::TenantRecord) -> bool,
-) -> anyhow::Result<Vec<crate::registry::TenantRecord>> {
+    keep: impl Fn(&crate::catalog::registry::TenantRecord) -> bool,
+) -> anyhow::Result<Vec<crate::catalog::registry::TenantRecord>> {
     if all {
-        return Ok(crate::registry::list(conn, false)?
+        return Ok(crate::catalog::registry::list(conn, false)?
             .into_iter()
             .filter(|t| keep(t))
             .collect());
@@ -480,7 +480,7 @@ pub fn select_tenants(
     wanted
         .iter()
         .map(|user| {
-            crate::registry::get(conn, user.as_str())?.ok_or_else(|| {
+            crate::catalog::registry::get(conn, user.as_str())?.ok_or_else(|| {
                 UsageError::new(format!(
                     "no tenant named {user}: `pathfinder-db tenants` lists them"
                 ))
@@ -494,12 +494,12 @@ pub fn select_tenants(
 pub fn parse_usernames(
     ctx: &Context,
     names: &[String],
-) -> anyhow::Result<Vec<crate::tenant::Username>> {
+) -> anyhow::Result<Vec<crate::schema::tenant::Username>> {
     let dialect = ctx.config.url_dialect().ok();
     let mut out = Vec::with_capacity(names.len());
     let mut seen = std::collections::HashSet::new();
     for name in names {
-        let user = crate::tenant::Username::parse(name).map_err(|e| e.usage(dialect))?;
+        let user = crate::schema::tenant::Username::parse(name).map_err(|e| e.usage(dialect))?;
         if seen.insert(user.clone()) {
             out.push(user);
         }
@@ -509,7 +509,7 @@ pub fn parse_usernames(
 
 /// What one command did over a list of tenants, run by [`for_tenants`].
 pub struct TenantRun<'t, R> {
-    pub done: Vec<(&'t crate::registry::TenantRecord, R)>,
+    pub done: Vec<(&'t crate::catalog::registry::TenantRecord, R)>,
     /// `{"username", "error"}` objects, as every `--json` document lists failures.
     pub failed: Vec<serde_json::Value>,
     failed_names: Vec<String>,
@@ -534,10 +534,13 @@ impl<R> TenantRun<'_, R> {
 pub fn for_tenants<'t, R: Send>(
     ctx: &Context,
     db: &Database,
-    tenants: &'t [crate::registry::TenantRecord],
+    tenants: &'t [crate::catalog::registry::TenantRecord],
     jobs: usize,
     doing: &str,
-    work: impl Fn(&mut crate::db::Session<'_>, &crate::registry::TenantRecord) -> anyhow::Result<R>
+    work: impl Fn(
+        &mut crate::db::Session<'_>,
+        &crate::catalog::registry::TenantRecord,
+    ) -> anyhow::Result<R>
     + Sync,
 ) -> TenantRun<'t, R> {
     let bar = progress_bar(ctx, tenants.len(), doing);

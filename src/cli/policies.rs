@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::db::Tx;
-use crate::policy::{self, Change, Policy, Stored};
+use crate::jobs::policy::{self, Change, Policy, Stored};
 
 use super::Context;
 

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
 use crate::error::{PartialFailure, UsageError};
-use crate::provision::{NameCheck, ProvisionOutcome, ProvisionRequest, check_request, provision};
+use crate::tenants::provision::{
+    NameCheck, ProvisionOutcome, ProvisionRequest, check_request, provision,
+};
 
 use super::{Context, parse_usernames, progress_bar, read_names_file};
 
@@ -74,15 +76,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             .map_err(|_| need_key[0].1.clone())?;
         let mut session = db.connect_read_only()?;
         for (user, err) in need_key {
-            let registered = crate::registry::get(session.system(), user.as_str())?
-                .is_some_and(|r| r.status != crate::registry::Status::Deprovisioned);
+            let registered = crate::catalog::registry::get(session.system(), user.as_str())?
+                .is_some_and(|r| r.status != crate::catalog::registry::Status::Deprovisioned);
             if !registered {
                 return Err(err.into());
             }
         }
     }
     let (db, renderer) = ctx.open_database()?;
-    let latest = renderer.latest_version(crate::render::Scope::Tenant);
+    let latest = renderer.latest_version(crate::schema::render::Scope::Tenant);
     if let Some(to) = args.to.filter(|&v| v == 0 || v > latest) {
         return Err(UsageError::new(format!(
             "there is no tenant version {to}: versions are 1 to {latest}"
@@ -116,7 +118,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     String::new()
                 };
                 let location = db
-                    .sqlite_tenant_file(&crate::tenant::TenantKey::parse(
+                    .sqlite_tenant_file(&crate::schema::tenant::TenantKey::parse(
                         outcome.tenant_key(),
                         dialect,
                     )?)

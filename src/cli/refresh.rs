@@ -1,4 +1,4 @@
-use crate::registry::Status;
+use crate::catalog::registry::Status;
 
 use super::{Context, parse_usernames, select_tenants};
 

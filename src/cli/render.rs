@@ -1,6 +1,6 @@
 use crate::error::UsageError;
-use crate::render::script;
-use crate::tenant::{TenantKey, Username};
+use crate::schema::render::script;
+use crate::schema::tenant::{TenantKey, Username};
 
 use super::Context;
 
@@ -24,7 +24,7 @@ pub struct Args {
 
     /// SQL dialect (env PATHFINDER_DIALECT, config `dialect`) [default: the database URL's]
     #[arg(long, value_enum)]
-    pub dialect: Option<crate::dialect::Dialect>,
+    pub dialect: Option<crate::db::dialect::Dialect>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {

@@ -3,12 +3,12 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
+use crate::catalog::registry::{Status, iso_utc};
 use crate::db::Tx;
 use crate::error::{PartialFailure, UsageError};
 use crate::jobs::retention::{
     self, Options, Plan, Selection, Stop, StopReason, UnitReport, UnitStatus,
 };
-use crate::registry::{Status, iso_utc};
 
 use super::{Context, parse_usernames, progress_bar, select_tenants};
 
@@ -188,7 +188,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         .into());
     }
     // The policies in force, and every cutoff, fixed now.
-    let stored = crate::policy::stored(session.system())?;
+    let stored = crate::jobs::policy::stored(session.system())?;
     let known: Vec<&str> = stored
         .iter()
         .map(|s| s.policy.name.as_str())
@@ -203,7 +203,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             .into());
         }
     }
-    let policies: Vec<crate::policy::Policy> = stored
+    let policies: Vec<crate::jobs::policy::Policy> = stored
         .into_iter()
         .map(|s| s.policy)
         .filter(|p| !p.name.is_empty())
@@ -310,7 +310,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         if !completed.is_empty() {
             let mut session = db.connect()?;
             let mut tx = Tx::begin(session.system())?;
-            crate::policy::set_last_run(&mut *tx, &completed, &plan.started)?;
+            crate::jobs::policy::set_last_run(&mut *tx, &completed, &plan.started)?;
             tx.commit()?;
         }
     }
@@ -534,10 +534,10 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
     let mut tables = Vec::new();
     for name in &args.tables {
         let name = name.trim();
-        let def = crate::tenant::table_def(name).ok_or_else(|| {
+        let def = crate::schema::tenant::table_def(name).ok_or_else(|| {
             UsageError::new(format!(
                 "--table {name:?} is not a tenant table: use one of {}",
-                crate::tenant::TENANT_TABLES.join(", ")
+                crate::schema::tenant::TENANT_TABLES.join(", ")
             ))
         })?;
         tables.push(def);

@@ -1,6 +1,6 @@
+use crate::catalog::registry::Status;
 use crate::error::PartialFailure;
-use crate::registry::Status;
-use crate::stats::{self, human_bytes, parse_bytes};
+use crate::tenants::stats::{self, human_bytes, parse_bytes};
 
 use super::{Context, parse_usernames, select_tenants};
 

@@ -1,4 +1,4 @@
-use crate::render::Scope;
+use crate::schema::render::Scope;
 
 use super::Context;
 
@@ -13,7 +13,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database_read_only()?;
     let latest = renderer.latest_version(Scope::Tenant);
     let mut session = db.connect_read_only()?;
-    let status = crate::registry::fleet_status(session.system(), latest as i64, args.failed_limit)?;
+    let status =
+        crate::catalog::registry::fleet_status(session.system(), latest as i64, args.failed_limit)?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&status)?);
         return Ok(0);

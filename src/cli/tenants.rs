@@ -1,5 +1,5 @@
-use crate::registry::TenantRecord;
-use crate::render::Scope;
+use crate::catalog::registry::TenantRecord;
+use crate::schema::render::Scope;
 
 use super::Context;
 
@@ -20,7 +20,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let mut session = db.connect_read_only()?;
     if args.pending {
         let target = renderer.latest_version(Scope::Tenant);
-        let tenants = crate::registry::pending_records(session.system(), target)?;
+        let tenants = crate::catalog::registry::pending_records(session.system(), target)?;
         if ctx.json {
             ctx.print_json(&serde_json::json!({ "target": target, "tenants": tenants }));
         } else if tenants.is_empty() {
@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         // A listing: "some are pending" is an answer, not a failure.
         return Ok(0);
     }
-    let tenants = crate::registry::list(session.system(), args.all)?;
+    let tenants = crate::catalog::registry::list(session.system(), args.all)?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "tenants": tenants }));
         return Ok(0);

@@ -1,4 +1,4 @@
-use crate::registry::Status;
+use crate::catalog::registry::Status;
 
 use super::{Context, parse_usernames, select_tenants};
 
@@ -83,12 +83,12 @@ struct Grants {
 fn grants(
     ctx: &Context,
     session: &mut crate::db::Session<'_>,
-    renderer: &crate::render::Renderer,
-    tenants: &[crate::registry::TenantRecord],
+    renderer: &crate::schema::render::Renderer,
+    tenants: &[crate::catalog::registry::TenantRecord],
     all: bool,
 ) -> anyhow::Result<Grants> {
     if let Some((main, tenant_dir)) = session.database().sqlite_paths() {
-        let (_, open) = crate::grants::files::check(main, tenant_dir)?;
+        let (_, open) = crate::security::grants::files::check(main, tenant_dir)?;
         return Ok(Grants {
             role: None,
             role_exists: false,
@@ -98,10 +98,11 @@ fn grants(
     let role = ctx.config.app_role.clone();
     let keys = tenants
         .iter()
-        .map(|t| crate::tenant::TenantKey::parse(&t.tenant_key, session.dialect()))
+        .map(|t| crate::schema::tenant::TenantKey::parse(&t.tenant_key, session.dialect()))
         .collect::<Result<Vec<_>, _>>()?;
     let only = (!all).then_some(keys.as_slice());
-    let Some(report) = crate::grants::check(session.system(), renderer, &role, only)? else {
+    let Some(report) = crate::security::grants::check(session.system(), renderer, &role, only)?
+    else {
         return Ok(Grants {
             role: None,
             role_exists: false,
@@ -119,7 +120,7 @@ fn grants(
         problems: report
             .problems
             .iter()
-            .filter(|p| !matches!(p, crate::grants::Problem::RoleMissing { .. }))
+            .filter(|p| !matches!(p, crate::security::grants::Problem::RoleMissing { .. }))
             .map(|p| p.describe(&report.role))
             .collect(),
     })

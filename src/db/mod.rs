@@ -6,8 +6,10 @@
 //! the main file (one file with thousands of tenants slows down quadratically,
 //! since SQLite re-reads its whole schema), so the tenant connection opens that file.
 
+pub mod dialect;
 pub mod oracle;
 pub mod postgres;
+pub mod redact;
 pub mod sqlite;
 
 use std::fmt;
@@ -16,9 +18,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::dialect::Dialect;
-use crate::render::Statement;
-use crate::tenant::TenantKey;
+use crate::db::dialect::Dialect;
+use crate::schema::render::Statement;
+use crate::schema::tenant::TenantKey;
 
 /// A bind value. Values always travel as bind variables, never inside SQL text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,7 +142,7 @@ impl DbError {
         let message: String = message.into();
         DbError {
             kind,
-            message: crate::redact::redact(
+            message: crate::db::redact::redact(
                 &message.split_whitespace().collect::<Vec<_>>().join(" "),
             ),
         }
@@ -339,7 +341,7 @@ impl Check {
 }
 
 /// What the catalog says about the application role and its access
-/// ([`crate::grants`]): read in a few set-based queries for a whole fleet.
+/// ([`crate::security::grants`]): read in a few set-based queries for a whole fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AccessCatalog {
     pub role: RoleFacts,
@@ -581,7 +583,7 @@ pub trait Connection: Send {
     }
 
     /// The application role that the objects pathfinder-db creates are
-    /// granted to ([`crate::grants`]): the configured one, when it exists in
+    /// granted to ([`crate::security::grants`]): the configured one, when it exists in
     /// this database (looked up once per connection). None where the backend
     /// has no roles (SQLite) or no such role exists (yet): then nothing is
     /// granted, and everything works as before.
@@ -737,7 +739,7 @@ pub fn bind_placeholders(sql: &str, dialect: Dialect) -> String {
 
 /// The URL (or connection string) with any password replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    crate::redact::redact(url)
+    crate::db::redact::redact(url)
 }
 
 /// The password of this run, resolved at most once: `PATHFINDER_DB_PASSWORD`

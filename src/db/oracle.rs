@@ -31,9 +31,9 @@ use super::{
     bind_placeholders,
 };
 use crate::config::PoolConfig;
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 use crate::error::UsageError;
-use crate::render::Statement;
+use crate::schema::render::Statement;
 use ddl::Verdict;
 use errors::ErrorInfo;
 use locks::Request;
@@ -479,12 +479,13 @@ impl OracleTarget {
         }
         // Easy Connect Plus parameters: unknown ones are refused by name (a
         // misspelled one may carry a password: its value is never shown).
-        let unknown = crate::redact::unknown_options(connect, crate::redact::ORACLE_OPTIONS);
+        let unknown =
+            crate::db::redact::unknown_options(connect, crate::db::redact::ORACLE_OPTIONS);
         if !unknown.is_empty() {
             return Err(UsageError::new(format!(
                 "the Oracle URL has unknown option(s) {} (values are not shown): the Easy Connect options are {}; put the password in PATHFINDER_DB_PASSWORD",
                 unknown.join(", "),
-                crate::redact::ORACLE_OPTIONS.join(", ")
+                crate::db::redact::ORACLE_OPTIONS.join(", ")
             )));
         }
         let undecodable = |what: &str| {
@@ -1243,7 +1244,7 @@ mod tests {
     /// privilege of the role).
     #[test]
     fn the_access_catalog_reads_into_what_grants_check_compares() {
-        use crate::grants::{Problem, compare};
+        use crate::security::grants::{Problem, compare};
         let objects = [
             ("PF_AUDIT_LOG", "TABLE"),
             ("PF_OWN_ROWS_PREDICATE", "FUNCTION"),

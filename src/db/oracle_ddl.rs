@@ -963,9 +963,9 @@ pub(crate) fn indexes_from_rows(rows: &[Row]) -> Vec<IndexFacts> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::Dialect;
-    use crate::render::{Renderer, Statement};
-    use crate::tenant::TenantKey;
+    use crate::db::dialect::Dialect;
+    use crate::schema::render::{Renderer, Statement};
+    use crate::schema::tenant::TenantKey;
 
     fn col(name: &str, ty: OraType) -> Column {
         Column {

@@ -17,9 +17,9 @@ use super::{
     DbError, DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row,
     TableStats, Value, bind_placeholders,
 };
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 use crate::error::UsageError;
-use crate::render::Statement;
+use crate::schema::render::Statement;
 
 /// Parses a `postgres://` URL or a key=value string; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
@@ -27,25 +27,25 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
     let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
     // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
     // is still a password. Unknown options are named, all of them at once.
-    let mut known = crate::redact::POSTGRES_OPTIONS.to_vec();
+    let mut known = crate::db::redact::POSTGRES_OPTIONS.to_vec();
     known.push("password");
     let unknown = if crate::config::is_key_value_string(url) {
         let mut names = Vec::new();
-        for key in crate::redact::key_value_keys(url) {
-            let name = crate::redact::option_name(&key);
+        for key in crate::db::redact::key_value_keys(url) {
+            let name = crate::db::redact::option_name(&key);
             if !known.contains(&key.as_str()) && !names.contains(&name) {
                 names.push(name);
             }
         }
         names
     } else {
-        crate::redact::unknown_options(url, &known)
+        crate::db::redact::unknown_options(url, &known)
     };
     if !unknown.is_empty() {
         return Err(UsageError::new(format!(
             "the PostgreSQL connection string has unknown option(s) {} (values are not shown): the options are {}; {expected}",
             unknown.join(", "),
-            crate::redact::POSTGRES_OPTIONS.join(", ")
+            crate::db::redact::POSTGRES_OPTIONS.join(", ")
         )));
     }
     let mut cfg = postgres::Config::from_str(url).map_err(|e| {
@@ -493,7 +493,7 @@ impl PgConnection {
             .client
             .prepare(&bind_placeholders(sql, Dialect::Postgres))
             .map_err(|e| self.fail(&e))?;
-        if !sql.contains(crate::tenant::TENANT_PREFIX) {
+        if !sql.contains(crate::schema::tenant::TENANT_PREFIX) {
             if self.prepared.len() >= MAX_PREPARED {
                 self.prepared.clear();
             }
@@ -785,8 +785,8 @@ impl Connection for PgConnection {
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         if params.is_empty()
-            && sql.contains(crate::tenant::SCHEMA_HISTORY)
-            && sql.contains(crate::tenant::TENANT_PREFIX)
+            && sql.contains(crate::schema::tenant::SCHEMA_HISTORY)
+            && sql.contains(crate::schema::tenant::TENANT_PREFIX)
         {
             // A tenant's migration history is read once per tenant: the simple
             // protocol takes one round trip where prepare + execute take two.

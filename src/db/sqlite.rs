@@ -13,10 +13,10 @@ use super::{
     CatalogColumn, CatalogConstraint, CatalogItem, Check, Connection, ConstraintKind, DbError,
     DbErrorKind, Definition, Lock, Open, Row, TableStats, Value,
 };
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 use crate::error::UsageError;
-use crate::render::Statement;
-use crate::tenant::TenantKey;
+use crate::schema::render::Statement;
+use crate::schema::tenant::TenantKey;
 
 /// `sqlite://pathfinder.db`, `sqlite:///abs/path.db`, `sqlite:file.db`.
 pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
@@ -27,7 +27,7 @@ pub fn path_of_url(url: &str) -> Result<PathBuf, UsageError> {
     // SQLite URLs take no options: refuse them by name rather than ignore a
     // misspelled one (its value is never shown: it may be a password).
     if let Some((path, _)) = rest.split_once('?') {
-        let unknown = crate::redact::unknown_options(url, &[]);
+        let unknown = crate::db::redact::unknown_options(url, &[]);
         let named = if unknown.is_empty() {
             "an empty `?`".to_string()
         } else {
@@ -668,7 +668,8 @@ fn checks(statements: &[Row]) -> Vec<CatalogConstraint> {
     let mut out = Vec::new();
     for r in statements {
         let table = r[0].to_text().to_ascii_lowercase();
-        let Some((_, detail)) = crate::shape::table_of_statement(&r[1].to_text(), Dialect::Sqlite)
+        let Some((_, detail)) =
+            crate::schema::shape::table_of_statement(&r[1].to_text(), Dialect::Sqlite)
         else {
             continue;
         };

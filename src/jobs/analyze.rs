@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
+use crate::catalog::registry::TenantRecord;
 use crate::db::Session;
 use crate::migrate::verify::split_name;
-use crate::operation::on_active_tenant;
-use crate::registry::TenantRecord;
+use crate::tenants::operation::on_active_tenant;
 
 /// Gathers statistics for every table of `tenant` (live, archive, summary and
 /// history tables); returns how many tables.

@@ -25,10 +25,10 @@
 use anyhow::bail;
 use serde::Serialize;
 
+use crate::db::dialect::Dialect;
 use crate::db::{CatalogColumn, Connection, Value};
-use crate::dialect::Dialect;
-use crate::render::{Renderer, Statement};
-use crate::tenant::{TableDef, TenantKey, tables_children_first};
+use crate::schema::render::{Renderer, Statement};
+use crate::schema::tenant::{TableDef, TenantKey, tables_children_first};
 
 /// A live table and its archive, ready for copies.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ pub fn prepare_in(
         if archived.is_empty() {
             conn.run_statements(&renderer.archive_table(key, def)?)?;
             // The application may read it (when it has a role of its own).
-            crate::grants::grant_archive(conn, &archive)?;
+            crate::security::grants::grant_archive(conn, &archive)?;
         } else {
             align(conn, &live, &archive, live_columns, &archived)?;
             let key_name = key.object(&format!("{}_arch_pk", def.short));
@@ -494,7 +494,7 @@ fn before(
     binds: &mut Vec<Value>,
 ) -> anyhow::Result<String> {
     let bare = column.rsplit('.').next().unwrap_or(column);
-    if dialect == Dialect::Oracle && crate::policy::is_date_column(table, bare) {
+    if dialect == Dialect::Oracle && crate::jobs::policy::is_date_column(table, bare) {
         binds.push(Value::Text(whole_seconds_up(cutoff)?));
         Ok(format!("{column} < {}", dialect.date_bind()))
     } else {

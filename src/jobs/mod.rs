@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod archive;
 pub mod oldest;
+pub mod policy;
 pub mod refresh;
 pub mod retention;
 pub mod sessions;

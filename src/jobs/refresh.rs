@@ -2,10 +2,10 @@
 //! `REFRESH MATERIALIZED VIEW` on PostgreSQL, a rebuild of the summary table in
 //! one transaction on SQLite.
 
+use crate::catalog::registry::TenantRecord;
 use crate::db::Session;
-use crate::operation::on_active_tenant;
-use crate::registry::TenantRecord;
-use crate::render::Renderer;
+use crate::schema::render::Renderer;
+use crate::tenants::operation::on_active_tenant;
 
 pub fn refresh(
     session: &mut Session<'_>,

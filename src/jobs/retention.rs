@@ -22,17 +22,17 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::Serialize;
 
-use crate::audit::{self, AuditEntry};
+use crate::catalog::audit::{self, AuditEntry};
+use crate::catalog::registry::{self, Status, TenantRecord, iso_utc};
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, Open, Session, Tx, Value};
-use crate::dialect::Dialect;
 use crate::error::UsageError;
 use crate::jobs::archive::{self, Action, ArchiveTable, Batch, Child, Sweep};
 use crate::jobs::oldest;
-use crate::operation::{Guard, TenantOp, missing_tenant};
-use crate::policy::{AUDIT_LOG, FOREIGN_KEYS, Policy, SESSIONS, Target};
-use crate::registry::{self, Status, TenantRecord, iso_utc};
-use crate::render::Renderer;
-use crate::tenant::{TABLES, TableDef, TenantKey, tables_children_first};
+use crate::jobs::policy::{AUDIT_LOG, FOREIGN_KEYS, Policy, SESSIONS, Target};
+use crate::schema::render::Renderer;
+use crate::schema::tenant::{TABLES, TableDef, TenantKey, tables_children_first};
+use crate::tenants::operation::{Guard, TenantOp, missing_tenant};
 
 /// Batches listed with one scan of a table: the ids of up to this many
 /// batches are held in memory at a time.
@@ -1106,7 +1106,7 @@ fn probe_file(
 pub fn nothing_due(
     plan: &Plan,
     tenant: &TenantRecord,
-    dialect: crate::dialect::Dialect,
+    dialect: crate::db::dialect::Dialect,
 ) -> UnitReport {
     let mut report = UnitReport::new(&Unit::Tenant(tenant.clone()));
     if let Ok(key) = TenantKey::parse(&tenant.tenant_key, dialect) {

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::audit::{self, AuditEntry};
+use crate::catalog::audit::{self, AuditEntry};
 use crate::db::{Session, Tx};
 use crate::jobs::archive::{self, Action, Sweep};
-use crate::policy::SESSIONS;
+use crate::jobs::policy::SESSIONS;
 
 /// What a purge did (or, in a dry run, would do).
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +38,7 @@ pub fn purge(session: &mut Session<'_>, batch_size: u64, dry_run: bool) -> anyho
         action: Action::Delete,
     };
     let mut out = Purge {
-        expired_before: crate::registry::iso_utc(&now),
+        expired_before: crate::catalog::registry::iso_utc(&now),
         deleted: 0,
         batches: 0,
         dry_run,

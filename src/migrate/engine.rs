@@ -13,9 +13,9 @@ use refinery_core::{Migration as RefMigration, Runner, Target};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, DbError};
-use crate::dialect::Dialect;
-use crate::render::{Migration, Statement, split_statements};
+use crate::schema::render::{Migration, Statement, split_statements};
 
 /// How the history table is created: refinery's own query suits PostgreSQL and
 /// SQLite; Oracle has no `IF NOT EXISTS` before 23ai and no `int4`.

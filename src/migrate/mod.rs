@@ -6,8 +6,8 @@ pub mod runner;
 pub mod verify;
 
 use crate::db::{Connection, Tx};
-use crate::render::Renderer;
-use crate::tenant::{SCHEMA_HISTORY, TenantKey};
+use crate::schema::render::Renderer;
+use crate::schema::tenant::{SCHEMA_HISTORY, TenantKey};
 
 pub use engine::{Applied, DivergenceError};
 
@@ -53,7 +53,7 @@ pub fn init_system(conn: &mut dyn Connection, renderer: &Renderer) -> anyhow::Re
         }
         if !applied.versions.is_empty() {
             // The application role (when it exists) may use what it needs.
-            crate::grants::grant_system(&mut *tx, renderer)?;
+            crate::security::grants::grant_system(&mut *tx, renderer)?;
         }
         tx.commit()?;
         Ok(applied)
@@ -77,10 +77,11 @@ fn audit_system(
     started: std::time::Instant,
     error: Option<&str>,
 ) -> Result<(), crate::db::DbError> {
-    let mut entry = crate::audit::AuditEntry::new("system.migrate", "schema", entity, "init");
+    let mut entry =
+        crate::catalog::audit::AuditEntry::new("system.migrate", "schema", entity, "init");
     entry.started = started;
     entry.error = error.map(str::to_string);
-    crate::audit::write(conn, &entry)
+    crate::catalog::audit::write(conn, &entry)
 }
 
 /// Applies a tenant's pending migrations up to `target` inside the caller's

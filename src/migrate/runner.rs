@@ -4,7 +4,7 @@
 //! Which tenants are pending is one registry query, so a run with nothing to
 //! do costs one query whatever the fleet size. The workers of the shared pool
 //! ([`crate::parallel`]) take tenants from that list; each claims its tenant's
-//! registry row ([`crate::registry::claim`]) so several `migrate --all`
+//! registry row ([`crate::catalog::registry::claim`]) so several `migrate --all`
 //! processes, on any number of machines, share the work and never apply a
 //! migration twice; a tenant another run holds is skipped. How the claim and
 //! the tenant's transaction work on each backend is decided by [`TenantOp`].
@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::catalog::registry::{self, Claim, Status};
 use crate::db::{Database, Open, Session};
-use crate::operation::{Guard, TenantOp};
-use crate::registry::{self, Claim, Status};
-use crate::render::Renderer;
-use crate::tenant::TenantKey;
+use crate::schema::render::Renderer;
+use crate::schema::tenant::TenantKey;
+use crate::tenants::operation::{Guard, TenantOp};
 
-pub use crate::registry::{Order, Pending};
+pub use crate::catalog::registry::{Order, Pending};
 
 /// What to migrate.
 #[derive(Debug, Clone, Default)]
@@ -179,7 +179,7 @@ fn migrate_claimed(
     renderer: &Renderer,
     claim: &Claim,
     target: u32,
-    dialect: crate::dialect::Dialect,
+    dialect: crate::db::dialect::Dialect,
 ) -> anyhow::Result<(Vec<u32>, u32)> {
     let tenant = &claim.tenant;
     let key = TenantKey::parse(&tenant.tenant_key, dialect)?;
@@ -195,7 +195,7 @@ fn migrate_claimed(
             // New tables are granted to the application role (when there is
             // one), also those of versions an interrupted run applied.
             if !applied.versions.is_empty() || version as i64 != tenant.schema_version {
-                crate::grants::grant_tenant(
+                crate::security::grants::grant_tenant(
                     conn,
                     renderer,
                     &key,
@@ -205,7 +205,9 @@ fn migrate_claimed(
             }
             Ok((applied, version))
         })?
-        .ok_or_else(|| crate::operation::missing_tenant(op.session(), &key, &tenant.username))?;
+        .ok_or_else(|| {
+            crate::tenants::operation::missing_tenant(op.session(), &key, &tenant.username)
+        })?;
     // A change is audited once: when the registry records it. A run that
     // finds the versions applied by an interrupted one records (and audits)
     // what that one could not.

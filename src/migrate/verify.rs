@@ -9,7 +9,7 @@
 //! tests prove the dialects create the same tables, columns and indexes),
 //! once per version, and naming objects by their suffix. The rest is read
 //! from the statements the version renders for the tenant's own dialect
-//! ([`crate::shape`]). A few named tenants are read from the catalog by
+//! ([`crate::schema::shape`]). A few named tenants are read from the catalog by
 //! their own prefix (an index serves it on PostgreSQL); many at once take
 //! one catalog query for the fleet. On SQLite each tenant's file is read.
 
@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::catalog::registry::TenantRecord;
+use crate::db::dialect::Dialect;
 use crate::db::{CatalogColumn, CatalogConstraint, Connection, Session};
-use crate::dialect::Dialect;
-use crate::registry::TenantRecord;
-use crate::render::Renderer;
-use crate::shape::{self, TableDetail};
-use crate::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
+use crate::schema::render::Renderer;
+use crate::schema::shape::{self, TableDetail};
+use crate::schema::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
 
 /// Tables (by suffix) with their columns, indexes as (table, index)
 /// suffixes, and each table's detail beyond names (by suffix; a table
@@ -77,7 +77,7 @@ pub fn expected_detail(
 ) -> anyhow::Result<BTreeMap<String, TableDetail>> {
     let renderer = Renderer::new(dialect, templates_dir)?;
     let key = TenantKey::parse("verify", dialect)?;
-    let statements: Vec<crate::render::Statement> = renderer
+    let statements: Vec<crate::schema::render::Statement> = renderer
         .tenant_migrations(&key)?
         .into_iter()
         .filter(|m| m.version <= version)
@@ -266,7 +266,7 @@ pub fn verify(
             let only = HashMap::from([(key.as_str(), ())]);
             if session.tenants_apart() {
                 let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? else {
-                    let e = crate::operation::missing_tenant(session, &key, &t.username);
+                    let e = crate::tenants::operation::missing_tenant(session, &key, &t.username);
                     report(t, vec![e.to_string()]);
                     continue;
                 };
@@ -621,7 +621,7 @@ mod tests {
     fn oracle_catalog(key: &str, version: u32) -> (Vec<Row>, Vec<Row>) {
         let renderer = Renderer::new(Dialect::Oracle, None).unwrap();
         let key = TenantKey::parse(key, Dialect::Oracle).unwrap();
-        let statements: Vec<crate::render::Statement> = renderer
+        let statements: Vec<crate::schema::render::Statement> = renderer
             .tenant_migrations(&key)
             .unwrap()
             .into_iter()
@@ -815,7 +815,7 @@ mod tests {
     fn oracle_catalog_rows_compare_with_the_oracle_rendering() {
         let version = Renderer::new(Dialect::Oracle, None)
             .unwrap()
-            .latest_version(crate::render::Scope::Tenant);
+            .latest_version(crate::schema::render::Scope::Tenant);
         let (columns, constraints) = oracle_catalog("alice", version);
         assert!(columns.len() > 60 && constraints.len() > 30);
         assert_eq!(

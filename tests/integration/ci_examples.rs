@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::Env;
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Renderer, Scope};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Renderer, Scope};
 use serde_json::Value as Json;
 
 /// The script, relative to the repository (as the YAML files call it).

@@ -10,8 +10,8 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Renderer, Scope};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Renderer, Scope};
 use serde_json::Value as Json;
 
 fn latest() -> i64 {

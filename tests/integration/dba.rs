@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{Backend, Env};
-use pathfinder_db::dialect::Dialect;
+use pathfinder_db::db::dialect::Dialect;
 use serde_json::Value as Json;
 
 fn stderr(out: &Output) -> String {
@@ -59,9 +59,9 @@ fn env_dialect(env: &Env) -> Dialect {
 }
 
 fn latest_version() -> i64 {
-    pathfinder_db::render::Renderer::new(pathfinder_db::dialect::Dialect::Sqlite, None)
+    pathfinder_db::schema::render::Renderer::new(pathfinder_db::db::dialect::Dialect::Sqlite, None)
         .unwrap()
-        .latest_version(pathfinder_db::render::Scope::Tenant) as i64
+        .latest_version(pathfinder_db::schema::render::Scope::Tenant) as i64
 }
 
 // ---------------------------------------------------------------------------

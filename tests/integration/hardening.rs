@@ -16,7 +16,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env};
-use pathfinder_db::tenant::TENANT_TABLES;
+use pathfinder_db::schema::tenant::TENANT_TABLES;
 use serde_json::Value as Json;
 
 pub(crate) fn stderr(out: &Output) -> String {
@@ -107,7 +107,7 @@ fn export_is_never_overwritten(env: &Env) {
         "--export",
         export.to_str().unwrap(),
     ]);
-    let (_, manifest) = pathfinder_db::export::verify(&export).expect("a complete export");
+    let (_, manifest) = pathfinder_db::tenants::export::verify(&export).expect("a complete export");
     assert_eq!(manifest.rows, 12);
     let good = sha256_of(&export);
 
@@ -342,9 +342,9 @@ fn sqlite_export_keeps_blobs_and_invalid_text() {
         .filter_map(|l| serde_json::from_str::<Json>(l).ok())
         .find(|d| d["table"] == "chat_conversations")
         .expect("the conversation was exported");
-    let title = pathfinder_db::export::decode(&row["row"]["title"]).unwrap();
+    let title = pathfinder_db::tenants::export::decode(&row["row"]["title"]).unwrap();
     assert_eq!(title, pathfinder_db::db::Value::Blob(blob));
-    let context = pathfinder_db::export::decode(&row["row"]["context"]).unwrap();
+    let context = pathfinder_db::tenants::export::decode(&row["row"]["context"]).unwrap();
     assert_eq!(
         context,
         pathfinder_db::db::Value::TextBytes(vec![b'a', 0xff, b'b'])

@@ -17,8 +17,8 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use common::{Backend, Env, pathfinder};
 use serde_json::Value as Json;
 
-use pathfinder_db::crypto::{self, DataKey, Keyring, MasterKey};
-use pathfinder_db::keys::read_master_key_file;
+use pathfinder_db::security::crypto::{self, DataKey, Keyring, MasterKey};
+use pathfinder_db::security::keys::read_master_key_file;
 
 const USERS: usize = 200;
 

@@ -475,7 +475,7 @@ fn a_tenant_keeps_exactly_its_grants_through_provision_and_migrate_postgres() {
     with_templates(&["provision", "carol", "--to", "4"]);
     with_templates(&["provision", "dave"]);
     let expected = |key: &str| {
-        let mut want: Vec<String> = pathfinder_db::tenant::TABLES
+        let mut want: Vec<String> = pathfinder_db::schema::tenant::TABLES
             .iter()
             .flat_map(|t| {
                 ["DELETE", "INSERT", "SELECT", "UPDATE"]

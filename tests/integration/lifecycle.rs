@@ -14,7 +14,7 @@ use common::{Backend, Env, pathfinder, pg_rows, sqlite_rows, sqlite_tenant_file}
 use serde_json::Value as Json;
 use time::Date;
 
-use pathfinder_db::tenant::TENANT_TABLES;
+use pathfinder_db::schema::tenant::TENANT_TABLES;
 
 impl Env {
     /// Names of the tables and views of tenant `key` found in the catalog.
@@ -352,7 +352,7 @@ fn lifecycle(env: &Env) {
     );
     let text = std::fs::read_to_string(&export).expect("the export file exists");
     let (header, manifest) =
-        pathfinder_db::export::verify(&export).expect("the export matches its manifest");
+        pathfinder_db::tenants::export::verify(&export).expect("the export matches its manifest");
     assert_eq!(header.username, "carol");
     assert_eq!(header.schema_version, version);
     assert_eq!(manifest.rows as usize, carol_rows, "{manifest:?}");

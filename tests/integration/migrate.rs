@@ -9,8 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, pathfinder, pathfinder_std};
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Renderer, Scope};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Renderer, Scope};
 use serde_json::Value as Json;
 
 /// The latest tenant version: where `migrate --all` takes every tenant.

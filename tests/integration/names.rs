@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::Renderer;
-use pathfinder_db::tenant::{
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::Renderer;
+use pathfinder_db::schema::tenant::{
     MAX_NAME_LEN, NameError, TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey, Username,
     max_key_len,
 };
@@ -282,7 +282,7 @@ fn templates_name_nothing_outside_the_budget() {
             }
             // The 9 tables + summary, and at least the 16 constraints and 6 indexes of V1.
             assert!(seen.len() >= 10 + 6, "{dialect}: only {seen:?}");
-            for table in pathfinder_db::tenant::TENANT_TABLES {
+            for table in pathfinder_db::schema::tenant::TENANT_TABLES {
                 assert!(seen.contains(table), "{dialect}: no {table} in the DDL");
             }
         }

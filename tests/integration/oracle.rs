@@ -59,10 +59,12 @@ fn oracle_full_cycle() {
         .find(|t| t["username"] == users[0])
         .expect("tenant listed");
     assert_eq!(a["status"], "active");
-    let latest =
-        pathfinder_db::render::Renderer::new(pathfinder_db::dialect::Dialect::Oracle, None)
-            .unwrap()
-            .latest_version(pathfinder_db::render::Scope::Tenant);
+    let latest = pathfinder_db::schema::render::Renderer::new(
+        pathfinder_db::db::dialect::Dialect::Oracle,
+        None,
+    )
+    .unwrap()
+    .latest_version(pathfinder_db::schema::render::Scope::Tenant);
     assert_eq!(a["schema_version"], latest);
 
     let out = ok(dir, &url, &["deprovision", users[0], "--archive", "--yes"]);

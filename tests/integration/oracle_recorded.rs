@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::common;
 
+use pathfinder_db::catalog::registry::{Status, TenantRecord};
+use pathfinder_db::db::dialect::Dialect;
 use pathfinder_db::db::{
     CatalogColumn, CatalogConstraint, Connection, Database, DbError, Lock, Row, Session, Value,
     bind_placeholders,
 };
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::registry::{Status, TenantRecord};
-use pathfinder_db::render::{Renderer, Statement};
-use pathfinder_db::tenant::{TenantKey, Username};
+use pathfinder_db::schema::render::{Renderer, Statement};
+use pathfinder_db::schema::tenant::{TenantKey, Username};
 use sqlparser::dialect::OracleDialect;
 use sqlparser::parser::Parser;
 
@@ -219,7 +219,7 @@ fn renderer() -> Renderer {
 }
 
 fn latest() -> i64 {
-    renderer().latest_version(pathfinder_db::render::Scope::Tenant) as i64
+    renderer().latest_version(pathfinder_db::schema::render::Scope::Tenant) as i64
 }
 
 /// A registry row (the columns `registry` reads, in order).
@@ -262,7 +262,7 @@ fn tenant_catalog(shared: &Arc<Mutex<Shared>>, user: &str, summary: bool, archiv
         .into_iter()
         .flat_map(|m| m.statements)
         .collect();
-    let tables = pathfinder_db::shape::expected_tables(&statements, ORACLE);
+    let tables = pathfinder_db::schema::shape::expected_tables(&statements, ORACLE);
     let mut columns = Vec::new();
     let mut constraints = Vec::new();
     for (table, detail) in &tables {
@@ -590,10 +590,10 @@ fn username(user: &str) -> Username {
 #[test]
 fn provision_sends_only_oracle_sql() {
     let sent = sent_by("provision", vec![], None, |_, session| {
-        pathfinder_db::provision::provision(
+        pathfinder_db::tenants::provision::provision(
             session,
             &renderer(),
-            &pathfinder_db::provision::ProvisionRequest {
+            &pathfinder_db::tenants::provision::ProvisionRequest {
                 username: username("alice"),
                 tenant_key: None,
                 target_version: None,
@@ -617,10 +617,10 @@ fn provision_with_an_app_role_sends_only_oracle_sql() {
     let (db, shared) = recorded();
     shared.lock().unwrap().app_role = Some("pathfinder_app".into());
     let mut session = db.connect().unwrap();
-    pathfinder_db::provision::provision(
+    pathfinder_db::tenants::provision::provision(
         &mut session,
         &renderer(),
-        &pathfinder_db::provision::ProvisionRequest {
+        &pathfinder_db::tenants::provision::ProvisionRequest {
             username: username("alice"),
             tenant_key: None,
             target_version: None,
@@ -635,7 +635,7 @@ fn provision_with_an_app_role_sends_only_oracle_sql() {
         .filter(|s| s.sql.contains("EXECUTE IMMEDIATE 'GRANT "))
         .collect();
     assert_eq!(grants.len(), 1, "one block for the tenant: {grants:#?}");
-    for table in pathfinder_db::tenant::TABLES {
+    for table in pathfinder_db::schema::tenant::TABLES {
         assert!(
             grants[0].sql.contains(&format!(
                 "EXECUTE IMMEDIATE 'GRANT SELECT, INSERT, UPDATE, DELETE ON pf_user_alice_{} TO pathfinder_app';",
@@ -696,15 +696,18 @@ fn deprovision_sends_only_oracle_sql() {
         rules,
         Some(("bob", true, false)),
         |_, session| {
-            let options = pathfinder_db::provision::DeprovisionOptions {
+            let options = pathfinder_db::tenants::provision::DeprovisionOptions {
                 archive: false,
                 export: None,
                 force: false,
             };
-            let plan =
-                pathfinder_db::provision::plan_deprovision(session, &username("bob"), &options)?
-                    .expect("a plan");
-            pathfinder_db::provision::deprovision(session, &renderer(), &plan, &options)
+            let plan = pathfinder_db::tenants::provision::plan_deprovision(
+                session,
+                &username("bob"),
+                &options,
+            )?
+            .expect("a plan");
+            pathfinder_db::tenants::provision::deprovision(session, &renderer(), &plan, &options)
         },
     );
     assert!(
@@ -722,14 +725,14 @@ fn adopt_with_repair_sends_only_oracle_sql() {
         vec![],
         Some(("carol", false, false)),
         |_, session| {
-            let expectations = pathfinder_db::adopt::Expectations::new(None, ORACLE)?;
-            pathfinder_db::adopt::adopt(
+            let expectations = pathfinder_db::tenants::adopt::Expectations::new(None, ORACLE)?;
+            pathfinder_db::tenants::adopt::adopt(
                 session,
                 &renderer(),
                 &expectations,
                 &username("carol"),
                 &TenantKey::parse("carol", ORACLE).unwrap(),
-                pathfinder_db::adopt::Options {
+                pathfinder_db::tenants::adopt::Options {
                     repair: true,
                     ..Default::default()
                 },
@@ -760,7 +763,7 @@ fn stats_and_doctor_send_only_oracle_sql() {
         vec![],
         Some(("dave", true, false)),
         |_, session| {
-            let (stats, failed) = pathfinder_db::stats::collect(
+            let (stats, failed) = pathfinder_db::tenants::stats::collect(
                 session,
                 &[record("dave", Status::Active, latest())],
                 false,
@@ -826,17 +829,17 @@ fn import_sends_only_oracle_sql() {
     shared.lock().unwrap().created_later = Some("erin".into());
     let mut session = db.connect().unwrap();
     let outcome = (|session: &mut Session<'_>| {
-        let plan = pathfinder_db::import::plan(
+        let plan = pathfinder_db::tenants::import::plan(
             session,
             &renderer(),
             None,
-            &pathfinder_db::import::ImportRequest {
+            &pathfinder_db::tenants::import::ImportRequest {
                 path: file.clone(),
                 username: None,
                 tenant_key: None,
             },
         )?;
-        pathfinder_db::import::import(session, &renderer(), &plan, None)
+        pathfinder_db::tenants::import::import(session, &renderer(), &plan, None)
     })(&mut session);
     assert!(outcome.is_ok(), "import: {outcome:?}");
     drop(session);
@@ -851,7 +854,7 @@ fn import_sends_only_oracle_sql() {
 
 #[test]
 fn key_rotation_sends_only_oracle_sql() {
-    use pathfinder_db::crypto::{DataKey, Keyring, MasterKey, wrap};
+    use pathfinder_db::security::crypto::{DataKey, Keyring, MasterKey, wrap};
     let old = MasterKey::generate().unwrap();
     let new = MasterKey::generate().unwrap();
     let wrapped = wrap(&old, "u-1", &DataKey::generate().unwrap()).unwrap();
@@ -879,11 +882,11 @@ fn key_rotation_sends_only_oracle_sql() {
     let mut keyring = Keyring::new();
     keyring.add(old);
     let sent = sent_by("keys rotate", rules, None, |db, _| {
-        let report = pathfinder_db::keys::rotate(
+        let report = pathfinder_db::security::keys::rotate(
             db,
             &keyring,
             &new,
-            &pathfinder_db::keys::RotateOptions {
+            &pathfinder_db::security::keys::RotateOptions {
                 batch_size: 10,
                 jobs: 1,
             },
@@ -932,7 +935,7 @@ fn retention_restore_sends_only_oracle_sql() {
         rules,
         Some(("fay", true, true)),
         |_, session| {
-            let experiences = pathfinder_db::tenant::TABLES
+            let experiences = pathfinder_db::schema::tenant::TABLES
                 .iter()
                 .find(|t| t.name == "experiences")
                 .unwrap();

@@ -15,9 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Renderer, Statement};
-use pathfinder_db::tenant::{TenantKey, max_key_len};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Renderer, Statement};
+use pathfinder_db::schema::tenant::{TenantKey, max_key_len};
 use sqlparser::ast::{ColumnOption, DataType, Statement as Ast};
 use sqlparser::dialect::OracleDialect;
 use sqlparser::parser::Parser;
@@ -785,7 +785,7 @@ fn v6_statements() -> Vec<Statement> {
 /// statement type, checked on insert and update.
 #[test]
 fn vpd_context_package_and_policies_fit_together() {
-    use pathfinder_db::grants::{
+    use pathfinder_db::security::grants::{
         ORACLE_CONTEXT, ORACLE_CONTEXT_PACKAGE, ORACLE_POLICY_FUNCTION, OWN_ROWS, policy_name,
     };
     let v6 = v6_statements();
@@ -957,7 +957,7 @@ fn run_policy_function(
 /// application sees only u1's rows, never the ones without a user.
 #[test]
 fn the_policy_function_returns_the_predicate_for_set_and_unset_contexts() {
-    use pathfinder_db::grants::{ORACLE_POLICY_FUNCTION, OWN_ROWS};
+    use pathfinder_db::security::grants::{ORACLE_POLICY_FUNCTION, OWN_ROWS};
     let function = v6_statements()
         .into_iter()
         .find(|s| {
@@ -1024,7 +1024,7 @@ fn the_policy_function_returns_the_predicate_for_set_and_unset_contexts() {
 /// of every other statement.
 #[test]
 fn grants_apply_sends_oracle_grants_and_policies() {
-    use pathfinder_db::grants::{Problem, plan};
+    use pathfinder_db::security::grants::{Problem, plan};
     let privileges = |p: &[&str]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
     let mut problems: Vec<Problem> = (0..120)
         .map(|i| Problem::MissingGrant {
@@ -1132,7 +1132,8 @@ fn grants_apply_sends_oracle_grants_and_policies() {
     ));
     assert!(has("DBMS_RLS.ADD_POLICY(object_name => 'PF_USER_SESSIONS'"));
     // The role itself.
-    let create = pathfinder_db::grants::create_role_statement(ORACLE, "pathfinder_app").unwrap();
+    let create =
+        pathfinder_db::security::grants::create_role_statement(ORACLE, "pathfinder_app").unwrap();
     assert!(matches!(parse_one(&create.sql), Ast::CreateRole { .. }));
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, Env, pathfinder, pathfinder_std, pg_rows, sqlite_rows, sqlite_tenant_file};
 use serde_json::Value as Json;
 
-use pathfinder_db::tenant::TENANT_TABLES;
+use pathfinder_db::schema::tenant::TENANT_TABLES;
 
 impl Env {
     /// Username -> status, straight from the registry table.

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::tenant::{TENANT_TABLES, max_key_len};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::tenant::{TENANT_TABLES, max_key_len};
 
 /// The indexes V1 creates for every tenant (named `pf_user_<key>_*_ix`).
 const V1_INDEXES: [&str; 6] = [

@@ -3,9 +3,9 @@
 //! shows up here as a reviewable diff (`cargo insta review`). In CI (`CI=true`)
 //! a missing or different snapshot fails the test.
 
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Migration, Renderer, script};
-use pathfinder_db::tenant::TenantKey;
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Migration, Renderer, script};
+use pathfinder_db::schema::tenant::TenantKey;
 
 /// Every migration as one script, each introduced by a `-- <name>` line, the
 /// way `pathfinder-db render` prints it.

@@ -17,9 +17,9 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pathfinder_db::dialect::Dialect;
-use pathfinder_db::render::{Renderer, Statement, script};
-use pathfinder_db::tenant::{CAREER_SUMMARY, TENANT_TABLES, TenantKey};
+use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::render::{Renderer, Statement, script};
+use pathfinder_db::schema::tenant::{CAREER_SUMMARY, TENANT_TABLES, TenantKey};
 use sqlparser::ast::{
     AlterTableOperation, ColumnOption, SelectItem, SetExpr, Statement as Ast, TableConstraint,
 };

@@ -19,7 +19,7 @@ use std::process::Output;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
 use common::{Backend, Env, pathfinder};
-use pathfinder_db::crypto::MasterKey;
+use pathfinder_db::security::crypto::MasterKey;
 use secrecy::SecretBox;
 
 const SECRET: &str = "S3cretPW";
@@ -539,11 +539,11 @@ fn formats_and_mismatch(env: &Env) {
         add_user(env, i + 1, name);
     }
     env.ok(&["--master-key-file", &k1, "provision", "alice", "bob"]);
-    let id1 = pathfinder_db::keys::read_master_key_file(Path::new(&k1))
+    let id1 = pathfinder_db::security::keys::read_master_key_file(Path::new(&k1))
         .unwrap()
         .id()
         .to_string();
-    let id2 = pathfinder_db::keys::read_master_key_file(Path::new(&k2))
+    let id2 = pathfinder_db::security::keys::read_master_key_file(Path::new(&k2))
         .unwrap()
         .id()
         .to_string();

@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::Env;
-use pathfinder_db::dialect::Dialect;
+use pathfinder_db::db::dialect::Dialect;
 
 /// One mismatch: what to replace in the rendered schema (with `{p}` for the
 /// tenant prefix) and the drift line that names it.

@@ -24,11 +24,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::registry::{self, Status};
 use crate::db::{CatalogColumn, Connection, Open, Session, Value};
 use crate::error::UsageError;
-use crate::operation::{Guard, TenantOp};
-use crate::registry::{self, Status};
-use crate::tenant::{TableDef, TenantKey};
+use crate::schema::tenant::{TableDef, TenantKey};
+use crate::tenants::operation::{Guard, TenantOp};
 
 pub const FORMAT: &str = "pathfinder-db-export";
 pub const FORMAT_VERSION: u32 = 1;
@@ -53,7 +53,7 @@ impl Header {
         username: &str,
         tenant_key: &str,
         schema_version: i64,
-        dialect: crate::dialect::Dialect,
+        dialect: crate::db::dialect::Dialect,
         exported_at: String,
     ) -> Header {
         Header {
@@ -381,7 +381,7 @@ pub fn export_tenant(
                 thawed?;
                 Ok(manifest)
             })?
-            .ok_or_else(|| crate::operation::missing_tenant(op.session(), &key, username))?;
+            .ok_or_else(|| crate::tenants::operation::missing_tenant(op.session(), &key, username))?;
         op.complete(|_| Ok(()))?;
         Ok((header, manifest))
     })();

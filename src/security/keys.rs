@@ -4,7 +4,7 @@
 //! deleted when a user is deprovisioned without archive or export
 //! (crypto-shredding: copies of their encrypted fields in backups stay unreadable).
 //!
-//! The wrapping itself is in [`crate::crypto`]. Nothing here ever prints, logs
+//! The wrapping itself is in [`crate::security::crypto`]. Nothing here ever prints, logs
 //! or audits key material: only master key ids, user ids and usernames.
 
 use std::io::Write;
@@ -16,14 +16,14 @@ use std::time::Instant;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::audit::{self, AuditEntry};
+use crate::catalog::audit::{self, AuditEntry};
+use crate::catalog::registry::{self, Status};
 use crate::config::{Config, MasterKeySource};
-use crate::crypto::{self, DataKey, Keyring, MasterKey, MasterKeyId};
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, Database, DbError, Lock, Row, Session, Value};
-use crate::dialect::Dialect;
 use crate::error::{PartialFailure, UsageError};
-use crate::registry::{self, Status};
-use crate::tenant::Username;
+use crate::schema::tenant::Username;
+use crate::security::crypto::{self, DataKey, Keyring, MasterKey, MasterKeyId};
 
 /// What a command says when it needs a master key and has none.
 pub const MASTER_KEY_HINT: &str = "set PATHFINDER_MASTER_KEY to the base64 text of a 32-byte key, or pass --master-key-file FILE (or set master_key_file in the configuration); `pathfinder-db keys new-master-key --out FILE` creates one";

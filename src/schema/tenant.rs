@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::dialect::Dialect;
+use crate::db::dialect::Dialect;
 
 /// The column `pf_users.username` is VARCHAR(50); a tenant key is held to the same.
 pub const MAX_NAME_LEN: usize = 50;

@@ -84,7 +84,7 @@ impl Row {
             entity_id: entry.entity_id.clone(),
             command: entry.command.clone(),
             execution_time_ms: entry.started.elapsed().as_millis().min(9_999_999_999) as i64,
-            error: entry.error.as_deref().map(crate::redact::redact),
+            error: entry.error.as_deref().map(crate::db::redact::redact),
             details: details.map(str::to_string),
         }
     }

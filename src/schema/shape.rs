@@ -14,8 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::db::dialect::Dialect;
 use crate::db::{CatalogColumn, CatalogConstraint, ConstraintKind};
-use crate::dialect::Dialect;
 
 /// One column beyond its name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -586,7 +586,7 @@ pub fn table_of_statement(sql: &str, dialect: Dialect) -> Option<(String, TableD
 /// CREATE TABLE, ALTER TABLE ... ADD column, CREATE INDEX. Names are kept
 /// as written.
 pub fn expected_tables(
-    statements: &[crate::render::Statement],
+    statements: &[crate::schema::render::Statement],
     dialect: Dialect,
 ) -> BTreeMap<String, TableDetail> {
     let mut tables: BTreeMap<String, TableDetail> = BTreeMap::new();

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use serde::Serialize;
 
+use crate::catalog::registry::{self, Changes, RegisterError, Status, TenantRecord};
+use crate::db::dialect::Dialect;
 use crate::db::{DbErrorKind, Open, Session};
-use crate::dialect::Dialect;
 use crate::error::UsageError;
-use crate::export::{ExportTarget, Header};
 use crate::jobs::archive;
 use crate::migrate;
-use crate::operation::{Guard, TenantOp};
-use crate::registry::{self, Changes, RegisterError, Status, TenantRecord};
-use crate::render::Renderer;
-use crate::tenant::{TenantKey, Username};
+use crate::schema::render::Renderer;
+use crate::schema::tenant::{TenantKey, Username};
+use crate::tenants::export::{ExportTarget, Header};
+use crate::tenants::operation::{Guard, TenantOp};
 
 /// A user to provision, and the tenant key the DBA chose, if any.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct ProvisionRequest {
     pub target_version: Option<u32>,
     /// Wraps the user's new encryption key (when a `pf_users` row exists);
     /// None: no key is created (`keys ensure` makes it later).
-    pub master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
+    pub master_key: Option<std::sync::Arc<crate::security::crypto::MasterKey>>,
 }
 
 /// What provisioning did for one user.
@@ -88,7 +88,7 @@ pub fn check_request(req: &ProvisionRequest, dialect: Dialect) -> Result<(), Nam
             .map_err(|e| NameCheck::Invalid(UsageError::new(e.to_string()))),
         None => match TenantKey::for_username(&req.username, dialect) {
             Ok(_) => Ok(()),
-            Err(e @ crate::tenant::NameError::TooLongForDialect { .. }) => Err(
+            Err(e @ crate::schema::tenant::NameError::TooLongForDialect { .. }) => Err(
                 NameCheck::NeedsRegisteredKey(UsageError::new(e.to_string())),
             ),
             Err(e) => Err(NameCheck::Invalid(UsageError::new(e.to_string()))),
@@ -178,7 +178,9 @@ fn provision_steps(
             "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
         ),
         // Completing it here would make it active without its rows.
-        Some(r) if r.status == Status::Importing => bail!(crate::import::being_imported(name)),
+        Some(r) if r.status == Status::Importing => {
+            bail!(crate::tenants::import::being_imported(name))
+        }
         Some(r) => Some(r.status),
         None => None,
     };
@@ -224,7 +226,7 @@ fn provision_steps(
     let (_, version) = op
         .tenant(&key, Open::Create, |conn| {
             let applied = migrate::apply_tenant(conn, renderer, &key, req.target_version, false)?;
-            crate::grants::grant_tenant(
+            crate::security::grants::grant_tenant(
                 conn,
                 renderer,
                 &key,
@@ -250,7 +252,7 @@ fn provision_steps(
             },
         )? {
             // The user's encryption key, in the same transaction.
-            crate::keys::create_on_provision(
+            crate::security::keys::create_on_provision(
                 sys,
                 name,
                 user_id.as_deref(),
@@ -351,7 +353,7 @@ fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
         return false;
     };
     matches!(
-        crate::export::verify(path),
+        crate::tenants::export::verify(path),
         Ok((header, _)) if header.username == record.username
             && header.tenant_key == record.tenant_key
             && header.exported_at == registry::iso_utc(generation)
@@ -397,7 +399,7 @@ fn plan_removal(
     }
     if record.status == Status::Importing && !importing {
         // Its way back is the import's: `deprovision --cancel` would make it active.
-        return Err(UsageError::new(crate::import::being_imported(name)).into());
+        return Err(UsageError::new(crate::tenants::import::being_imported(name)).into());
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
     let file = session.database().sqlite_tenant_file(&key);
@@ -610,7 +612,7 @@ fn deprovision_steps(
         }
         if let Some(target) = &plan.export {
             // The user's archived rows go too (they are dropped with the rest).
-            let rows = crate::export::tenant_tables(conn, key, &tables)?;
+            let rows = crate::tenants::export::tenant_tables(conn, key, &tables)?;
             counts.1 = target.write(conn, &header, &rows)?.rows;
             *exported = Some(format!("{DEPROVISION_CLAIM}{generation}"));
         }
@@ -630,7 +632,7 @@ fn deprovision_steps(
         conn.run_statements(&drop)?;
         // The kept archives are no longer the application's to read.
         let kept: Vec<String> = archives.iter().map(|t| t.archive.clone()).collect();
-        crate::grants::revoke_kept_archives(
+        crate::security::grants::revoke_kept_archives(
             conn,
             &kept,
             (&name, record.user_id.as_deref(), "deprovision"),
@@ -664,7 +666,11 @@ fn deprovision_steps(
         // user's key goes with the tables, so copies of their encrypted
         // fields in backups can no longer be read.
         if !options.archive && options.export.is_none() {
-            return crate::keys::shred_on_deprovision(sys, &name, record.user_id.as_deref());
+            return crate::security::keys::shred_on_deprovision(
+                sys,
+                &name,
+                record.user_id.as_deref(),
+            );
         }
         Ok(0)
     })?;
@@ -711,13 +717,13 @@ pub fn cancel_deprovision(session: &mut Session<'_>, username: &Username) -> any
             .tenant(&key, Open::Existing, |conn| {
                 let tables = archive::live_tables(conn, &key)?;
                 let names: Vec<String> = tables.iter().map(|(d, _)| key.object(d.name)).collect();
-                if tables.len() == crate::tenant::TABLES.len() {
+                if tables.len() == crate::schema::tenant::TABLES.len() {
                     conn.thaw_tables(&names)?;
                 }
                 Ok(tables.len())
             })?
             .unwrap_or(0);
-        if live < crate::tenant::TABLES.len() {
+        if live < crate::schema::tenant::TABLES.len() {
             bail!(
                 "cannot cancel: some of {name}'s tables are dropped already; finish with `pathfinder-db deprovision {name} --yes`"
             );

@@ -32,16 +32,18 @@ use std::path::Path;
 use anyhow::bail;
 use serde::Serialize;
 
+use crate::catalog::registry::{self, Changes, RegisterError, Status};
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, Definition, Open, Row, Session, Value};
-use crate::dialect::Dialect;
 use crate::error::UsageError;
-use crate::import::{Fingerprint, Kind};
 use crate::migrate::engine;
 use crate::migrate::verify::{Shape, compare_detail, expected_detail, read_catalog, split_name};
-use crate::operation::{Guard, TenantOp};
-use crate::registry::{self, Changes, RegisterError, Status};
-use crate::render::{Renderer, Scope, Statement};
-use crate::tenant::{CAREER_SUMMARY, SCHEMA_HISTORY, TABLES, TENANT_PREFIX, TenantKey, Username};
+use crate::schema::render::{Renderer, Scope, Statement};
+use crate::schema::tenant::{
+    CAREER_SUMMARY, SCHEMA_HISTORY, TABLES, TENANT_PREFIX, TenantKey, Username,
+};
+use crate::tenants::import::{Fingerprint, Kind};
+use crate::tenants::operation::{Guard, TenantOp};
 
 /// What each tenant version should have.
 pub struct Expectations {
@@ -548,7 +550,7 @@ fn run(
                 baseline(conn, renderer, key, analysis)?;
                 conn.run_statements(repairs)?;
                 // The application role (when there is one) may use them.
-                crate::grants::grant_tenant(
+                crate::security::grants::grant_tenant(
                     conn,
                     renderer,
                     key,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{Connection, DbError, Value};
 use crate::error::UsageError;
 use crate::jobs::archive::Action;
-use crate::tenant::{TABLES, TableDef};
+use crate::schema::tenant::{TABLES, TableDef};
 
 /// The system tables a policy may sweep.
 pub const AUDIT_LOG: &str = "pf_audit_log";
@@ -144,7 +144,7 @@ fn forbidden() -> Vec<(String, &'static str)> {
         ("career_summary".into(), "the career summary"),
         ("pf_tenant_owner".into(), "a tenant file's owner record"),
         (
-            crate::audit::STAGE.into(),
+            crate::catalog::audit::STAGE.into(),
             "a tenant file's staged audit rows",
         ),
         ("pf_audit_log_archive".into(), "an archive table"),
@@ -522,9 +522,9 @@ pub fn stored(conn: &mut dyn Connection) -> Result<Vec<Stored>, DbError> {
                 description: opt_text(&r[7]),
                 source: opt_text(&r[8]),
             },
-            last_run: opt_text(&r[9]).map(|t| crate::registry::iso_utc(&t)),
-            created_at: crate::registry::iso_utc(&r[10].to_text()),
-            updated_at: opt_text(&r[11]).map(|t| crate::registry::iso_utc(&t)),
+            last_run: opt_text(&r[9]).map(|t| crate::catalog::registry::iso_utc(&t)),
+            created_at: crate::catalog::registry::iso_utc(&r[10].to_text()),
+            updated_at: opt_text(&r[11]).map(|t| crate::catalog::registry::iso_utc(&t)),
         })
         .collect())
 }
@@ -682,9 +682,10 @@ pub fn apply(conn: &mut dyn Connection, changes: &[Change]) -> Result<(), DbErro
                 "policy.remove"
             }
         };
-        let entry = crate::audit::AuditEntry::new(action, "policy", change.name(), "policies");
+        let entry =
+            crate::catalog::audit::AuditEntry::new(action, "policy", change.name(), "policies");
         let details = serde_json::to_string(change).unwrap_or_default();
-        crate::audit::write_details(conn, &entry, Some(&details))?;
+        crate::catalog::audit::write_details(conn, &entry, Some(&details))?;
     }
     Ok(())
 }
@@ -709,9 +710,9 @@ pub fn set_last_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::Dialect;
-    use crate::render::Renderer;
-    use crate::tenant::TenantKey;
+    use crate::db::dialect::Dialect;
+    use crate::schema::render::Renderer;
+    use crate::schema::tenant::TenantKey;
 
     #[test]
     fn globs() {
@@ -933,7 +934,7 @@ mod tests {
             .collect();
         assert_eq!(fks.len(), FOREIGN_KEYS.len(), "{fks:?}");
         for (child, col, parent) in FOREIGN_KEYS {
-            let short = crate::tenant::table_def(child).unwrap().short;
+            let short = crate::schema::tenant::table_def(child).unwrap().short;
             assert!(
                 fks.iter().any(
                     |(c, k, p)| c.starts_with(&format!("{}{short}_", key.prefix()))

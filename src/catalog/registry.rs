@@ -538,7 +538,7 @@ pub struct Claim {
 /// killed process's claims vanish with its connection. Without (SQLite,
 /// Oracle), the claim is committed as `migrating` with the run's id, which
 /// the final update checks; the caller holds the tenant's lock meanwhile
-/// ([`crate::operation::Guard::Claim`]: a file lock, a DBMS_LOCK session
+/// ([`crate::tenants::operation::Guard::Claim`]: a file lock, a DBMS_LOCK session
 /// lock), which a run gives up only when it ends or dies. So a `migrating`
 /// row whose lock the caller got belongs to no live run, and is taken over.
 pub fn claim(
@@ -731,7 +731,7 @@ mod tests {
     #[test]
     fn pending_records_sql_parses_as_oracle_and_postgres() {
         use crate::db::bind_placeholders;
-        use crate::dialect::Dialect;
+        use crate::db::dialect::Dialect;
         use sqlparser::dialect::{OracleDialect, PostgreSqlDialect};
         use sqlparser::parser::Parser;
         let sql = super::pending_records_sql();

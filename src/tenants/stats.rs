@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::catalog::registry::TenantRecord;
 use crate::db::{Connection, DbError, Open, Session, TableStats};
 use crate::migrate::verify::split_name;
-use crate::registry::TenantRecord;
-use crate::tenant::{TABLES, TENANT_PREFIX, TenantKey};
+use crate::schema::tenant::{TABLES, TENANT_PREFIX, TenantKey};
 
 /// Whether a tenant table (by suffix: `skills`, `skills_archive`) holds the
 /// user's data, rather than bookkeeping (`schema_history`, `career_summary`).
@@ -217,7 +217,11 @@ fn sqlite_tenant(session: &mut Session<'_>, t: &TenantRecord) -> anyhow::Result<
     let file = session.database().sqlite_tenant_file(&key);
     let tables = {
         let Some(mut conn) = session.tenant(&key, Open::Existing)? else {
-            return Err(crate::operation::missing_tenant(session, &key, &t.username));
+            return Err(crate::tenants::operation::missing_tenant(
+                session,
+                &key,
+                &t.username,
+            ));
         };
         conn.table_stats(&key.prefix())?
     };
@@ -422,7 +426,7 @@ mod tests {
                 "{parts:?}"
             );
             for key in &keys {
-                for suffix in crate::tenant::TENANT_OBJECT_SUFFIXES {
+                for suffix in crate::schema::tenant::TENANT_OBJECT_SUFFIXES {
                     let name = format!("{key}_{suffix}");
                     let holders = parts
                         .iter()

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use time::PrimitiveDateTime;
 
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, DbError, Row, Value};
-use crate::dialect::Dialect;
-use crate::tenant::{TABLES, TenantKey, Username};
+use crate::schema::tenant::{TABLES, TenantKey, Username};
 
 /// The system schema version that added `pf_audit_log.details`.
 const DETAILS_VERSION: u32 = 4;
@@ -78,14 +78,14 @@ impl UserFilter {
     /// to neither still matches the rows that name it.
     pub fn of(conn: &mut dyn Connection, user: &Username) -> anyhow::Result<UserFilter> {
         let name = user.as_str();
-        let record = crate::registry::get(conn, name)?;
+        let record = crate::catalog::registry::get(conn, name)?;
         let mut entity_ids = vec![name.to_string()];
         if let Some(r) = &record {
             let key = TenantKey::parse(&r.tenant_key, conn.dialect())?;
             entity_ids.extend(TABLES.iter().map(|t| key.object(t.name)));
         }
         let mut user_ids: Vec<String> = record.and_then(|r| r.user_id).into_iter().collect();
-        if let Some(id) = crate::registry::user_id_of(conn, name)?
+        if let Some(id) = crate::catalog::registry::user_id_of(conn, name)?
             && !user_ids.contains(&id)
         {
             user_ids.push(id);
@@ -229,7 +229,7 @@ fn entry(row: &Row) -> LogEntry {
     let status = row[7].as_i64();
     LogEntry {
         id: row[0].to_text(),
-        created_at: crate::registry::iso_utc(&stored),
+        created_at: crate::catalog::registry::iso_utc(&stored),
         action: row[2].to_text(),
         entity_type: text(&row[3]),
         entity_id: text(&row[4]),

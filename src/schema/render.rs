@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::Serialize;
 use tera::{Context, Tera, Value};
 
-use crate::dialect::Dialect;
-use crate::tenant::TenantKey;
+use crate::db::dialect::Dialect;
+use crate::schema::tenant::TenantKey;
 
 include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 
@@ -210,10 +210,10 @@ impl Renderer {
         let mut ctx = Context::new();
         ctx.insert("dialect", self.dialect.name());
         ctx.insert("p", prefix);
-        ctx.insert("tables", &crate::tenant::TABLES);
+        ctx.insert("tables", &crate::schema::tenant::TABLES);
         ctx.insert(
             "tables_children_first",
-            &crate::tenant::tables_children_first().collect::<Vec<_>>(),
+            &crate::schema::tenant::tables_children_first().collect::<Vec<_>>(),
         );
         for (name, value) in flags {
             ctx.insert(*name, value);
@@ -342,7 +342,7 @@ impl Renderer {
     pub fn archive_table(
         &self,
         key: &TenantKey,
-        table: &crate::tenant::TableDef,
+        table: &crate::schema::tenant::TableDef,
     ) -> Result<Vec<Statement>, TemplateError> {
         self.render_with(
             "tenant/archive_table.sql.tera",

@@ -1,4 +1,4 @@
-//! `import`: one tenant's rows from an export ([`crate::export`]) into this
+//! `import`: one tenant's rows from an export ([`crate::tenants::export`]) into this
 //! database, whatever dialect wrote the file.
 //!
 //! Everything that can be checked is checked before anything changes: the
@@ -36,15 +36,15 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::catalog::registry::{self, Changes, Status};
 use crate::db::{Connection, Open, Row, Session, Value};
 use crate::error::UsageError;
-use crate::export::{self, Header, Manifest};
 use crate::jobs::archive;
-use crate::operation::{Guard, TenantOp};
-use crate::provision::{self, DeprovisionOptions};
-use crate::registry::{self, Changes, Status};
-use crate::render::{Renderer, Scope};
-use crate::tenant::{TABLES, TenantKey, Username};
+use crate::schema::render::{Renderer, Scope};
+use crate::schema::tenant::{TABLES, TenantKey, Username};
+use crate::tenants::export::{self, Header, Manifest};
+use crate::tenants::operation::{Guard, TenantOp};
+use crate::tenants::provision::{self, DeprovisionOptions};
 
 /// What to import, as the command line gives it.
 #[derive(Debug, Clone)]
@@ -260,7 +260,7 @@ fn check_shape(
 ) -> anyhow::Result<()> {
     let shape = crate::migrate::verify::expected_shape(
         templates_dir,
-        crate::dialect::Dialect::Sqlite,
+        crate::db::dialect::Dialect::Sqlite,
         version,
     )?;
     for t in tables {
@@ -391,7 +391,7 @@ pub fn import(
     session: &mut Session<'_>,
     renderer: &Renderer,
     plan: &ImportPlan,
-    master_key: Option<std::sync::Arc<crate::crypto::MasterKey>>,
+    master_key: Option<std::sync::Arc<crate::security::crypto::MasterKey>>,
 ) -> anyhow::Result<ImportOutcome> {
     let name = plan.username.as_str();
     let Some(mut op) = TenantOp::begin(session, name, "tenant.import", "import", Guard::Wait)?
@@ -429,7 +429,7 @@ fn import_steps(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
     plan: &ImportPlan,
-    master_key: Option<&crate::crypto::MasterKey>,
+    master_key: Option<&crate::security::crypto::MasterKey>,
     ours: &mut bool,
 ) -> anyhow::Result<u64> {
     let name = plan.username.as_str();
@@ -489,7 +489,7 @@ fn import_steps(
                 conn.run_statements(&renderer.drop_tenant(&plan.key)?)?;
             }
             crate::migrate::apply_tenant(conn, renderer, &plan.key, Some(plan.version), false)?;
-            crate::grants::grant_tenant(
+            crate::security::grants::grant_tenant(
                 conn,
                 renderer,
                 &plan.key,
@@ -517,7 +517,7 @@ fn import_steps(
         if !done {
             bail!("tenant {name} changed while it was being imported: run the import again");
         }
-        crate::keys::create_on_provision(sys, name, user_id.as_deref(), master_key)?;
+        crate::security::keys::create_on_provision(sys, name, user_id.as_deref(), master_key)?;
         Ok(())
     })?;
     Ok(rows)
@@ -816,7 +816,7 @@ mod tests {
             "alice",
             "alice",
             3,
-            crate::dialect::Dialect::Sqlite,
+            crate::db::dialect::Dialect::Sqlite,
             "2026-01-01T00:00:00Z".into(),
         );
         let manifest = Manifest {

@@ -20,9 +20,9 @@
 
 use std::time::Instant;
 
-use crate::audit::{self, AuditEntry};
+use crate::catalog::audit::{self, AuditEntry};
 use crate::db::{Connection, DbError, Lock, Open, Session, Tx};
-use crate::tenant::TenantKey;
+use crate::schema::tenant::TenantKey;
 
 /// How the tenant is guarded against other commands and processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,14 +225,16 @@ impl<'s, 'db> TenantOp<'s, 'db> {
     }
 
     /// Claims the tenant's registry row for a migration to `target` (see
-    /// [`crate::registry::claim`]). None: another run holds it, or it is done.
+    /// [`crate::catalog::registry::claim`]). None: another run holds it, or it is done.
     pub fn claim(
         &mut self,
         target: u32,
         run_id: &str,
-    ) -> Result<Option<crate::registry::Claim>, DbError> {
+    ) -> Result<Option<crate::catalog::registry::Claim>, DbError> {
         let (username, row_lock) = (self.username.clone(), self.atomic);
-        self.registry(|sys| crate::registry::claim(sys, &username, target, run_id, row_lock))
+        self.registry(|sys| {
+            crate::catalog::registry::claim(sys, &username, target, run_id, row_lock)
+        })
     }
 
     /// The registry step that records the change, with the success audit row
@@ -338,12 +340,12 @@ pub fn missing_tenant(session: &mut Session<'_>, key: &TenantKey, username: &str
 /// reports a missing SQLite file as such.
 pub fn on_active_tenant<T>(
     session: &mut Session<'_>,
-    tenant: &crate::registry::TenantRecord,
+    tenant: &crate::catalog::registry::TenantRecord,
     action: &'static str,
     command: &'static str,
     work: impl FnOnce(&mut dyn Connection, &TenantKey) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    use crate::registry::{self, Status};
+    use crate::catalog::registry::{self, Status};
     let name = tenant.username.as_str();
     let Some(mut op) = TenantOp::begin(session, name, action, command, Guard::Wait)? else {
         anyhow::bail!("tenant {name} is locked by another process");

@@ -41,13 +41,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::audit::{self, AuditEntry};
+use crate::catalog::audit::{self, AuditEntry};
+use crate::catalog::registry::{self, Status};
+use crate::db::dialect::Dialect;
 use crate::db::{AccessCatalog, Connection, DbError, ObjectAccess, Tx};
-use crate::dialect::Dialect;
 use crate::error::UsageError;
-use crate::registry::{self, Status};
-use crate::render::{Renderer, Statement};
-use crate::tenant::{CAREER_SUMMARY, TABLES, TENANT_PREFIX, TenantKey};
+use crate::schema::render::{Renderer, Statement};
+use crate::schema::tenant::{CAREER_SUMMARY, TABLES, TENANT_PREFIX, TenantKey};
 
 /// The application role when none is configured.
 pub const DEFAULT_APP_ROLE: &str = "pathfinder_app";
@@ -150,8 +150,9 @@ fn tenant_of<'a>(name: &'a str, tenants: &Tenants) -> Option<(&'a str, &'a str)>
     let rest = name.strip_prefix(TENANT_PREFIX)?;
     rest.match_indices('_').find_map(|(i, _)| {
         let (key, suffix) = (&rest[..i], &rest[i + 1..]);
-        (tenants.contains_key(key) && crate::tenant::TENANT_OBJECT_SUFFIXES.contains(&suffix))
-            .then_some((key, suffix))
+        (tenants.contains_key(key)
+            && crate::schema::tenant::TENANT_OBJECT_SUFFIXES.contains(&suffix))
+        .then_some((key, suffix))
     })
 }
 
@@ -576,7 +577,7 @@ fn names_of(tenants: &[TenantKey], renderer: &Renderer) -> anyhow::Result<Vec<St
             names.push(key.object(&format!("{}_archive", def.name)));
         }
         names.push(key.object(CAREER_SUMMARY));
-        names.push(key.object(crate::tenant::SCHEMA_HISTORY));
+        names.push(key.object(crate::schema::tenant::SCHEMA_HISTORY));
     }
     Ok(names)
 }

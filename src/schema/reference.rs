@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{Connection, Value};
 
-const SKILLS: &str = include_str!("../data/reference/skills_catalog.json");
-const CAREER_PATHS: &str = include_str!("../data/reference/career_paths.json");
+const SKILLS: &str = include_str!("../../data/reference/skills_catalog.json");
+const CAREER_PATHS: &str = include_str!("../../data/reference/career_paths.json");
 
 #[derive(Debug, Deserialize)]
 struct Skill {
@@ -98,9 +98,10 @@ pub fn load(conn: &mut dyn Connection) -> anyhow::Result<Loaded> {
         ("pf_ref_career_paths", added.career_paths),
     ] {
         if count > 0 {
-            let mut entry = crate::audit::AuditEntry::new("reference.load", "table", table, "init");
+            let mut entry =
+                crate::catalog::audit::AuditEntry::new("reference.load", "table", table, "init");
             entry.started = started;
-            crate::audit::write(conn, &entry)?;
+            crate::catalog::audit::write(conn, &entry)?;
         }
     }
     tx.commit()?;
