@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod cli;
 /// Database access: one connection type per backend, dialects, redaction.
 pub mod db;
+/// The fleet: member databases and where each tenant is placed.
+pub mod fleet;
 /// The jobs cron runs: retention and archival, sessions, refresh, analyze.
 pub mod jobs;
 /// Tenant schema versions: the migration engine, runner and `verify`.

@@ -30,6 +30,9 @@ pub enum Status {
     /// active until they are in. Running the same import again finishes it,
     /// `import --cancel` removes it. `claimed_by` names the file.
     Importing,
+    /// Being copied to another member database (`move`): writes are refused
+    /// until the move ends; `claimed_by` names the target.
+    Moving,
 }
 
 impl Status {
@@ -42,6 +45,7 @@ impl Status {
             Status::Deprovisioning => "deprovisioning",
             Status::Deprovisioned => "deprovisioned",
             Status::Importing => "importing",
+            Status::Moving => "moving",
         }
     }
 
@@ -54,6 +58,7 @@ impl Status {
                 | Status::Migrating
                 | Status::Failed
                 | Status::Importing
+                | Status::Moving
         )
     }
 }
@@ -75,6 +80,7 @@ impl FromStr for Status {
             "deprovisioning" => Status::Deprovisioning,
             "deprovisioned" => Status::Deprovisioned,
             "importing" => Status::Importing,
+            "moving" => Status::Moving,
             other => return Err(format!("unknown tenant status {other:?}")),
         })
     }
@@ -94,10 +100,13 @@ pub struct TenantRecord {
     pub claimed_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The member database holding the tenant's tables
+    /// ([`crate::fleet::members::CATALOG`]: the catalog itself).
+    pub database: String,
 }
 
 const COLUMNS: &str = "username, tenant_key, user_id, schema_version, status, last_error, \
-                       claimed_by, created_at, updated_at";
+                       claimed_by, created_at, updated_at, database_name";
 
 fn opt_text(v: &Value) -> Option<String> {
     if v.is_null() { None } else { Some(v.to_text()) }
@@ -129,7 +138,14 @@ fn from_row(r: &Row) -> Result<TenantRecord, DbError> {
         claimed_by: opt_text(&r[6]),
         created_at: iso_utc(&r[7].to_text()),
         updated_at: iso_utc(&r[8].to_text()),
+        database: member_name(r.get(9)),
     })
+}
+
+/// A stored `database_name` as a member's name (NULL: the catalog).
+pub fn member_name(v: Option<&Value>) -> String {
+    v.and_then(opt_text)
+        .unwrap_or_else(|| crate::fleet::members::CATALOG.to_string())
 }
 
 fn text(s: &str) -> Value {
@@ -196,6 +212,8 @@ pub enum RegisterError {
     /// back before asking who has it.
     Taken,
     Db(DbError),
+    /// No member may take the tenant (full, draining, unknown): the reason.
+    Refused(anyhow::Error),
 }
 
 impl From<DbError> for RegisterError {
@@ -204,12 +222,26 @@ impl From<DbError> for RegisterError {
     }
 }
 
+/// Records that `username`'s tables are (to be) on member `database` (None:
+/// the catalog).
+pub fn set_database(
+    conn: &mut dyn Connection,
+    username: &str,
+    database: Option<&str>,
+) -> Result<bool, DbError> {
+    Ok(conn.execute(
+        "UPDATE pf_tenants SET database_name = ?, updated_at = CURRENT_TIMESTAMP WHERE username = ?",
+        &[database.into(), text(username)],
+    )? == 1)
+}
+
 /// Adds a tenant in status `provisioning`.
 pub fn insert(
     conn: &mut dyn Connection,
     username: &str,
     tenant_key: &str,
     user_id: Option<&str>,
+    database: Option<&str>,
 ) -> Result<(), RegisterError> {
     insert_as(
         conn,
@@ -218,10 +250,12 @@ pub fn insert(
         user_id,
         Status::Provisioning,
         None,
+        database,
     )
 }
 
-/// Adds a tenant in `status` (`provisioning`, `importing`), claimed by `claimed_by`.
+/// Adds a tenant in `status` (`provisioning`, `importing`), claimed by
+/// `claimed_by`, placed on member `database` (None: the catalog).
 pub fn insert_as(
     conn: &mut dyn Connection,
     username: &str,
@@ -229,16 +263,18 @@ pub fn insert_as(
     user_id: Option<&str>,
     status: Status,
     claimed_by: Option<&str>,
+    database: Option<&str>,
 ) -> Result<(), RegisterError> {
     conn.execute(
-        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status, claimed_by) \
-         VALUES (?, ?, ?, 0, ?, ?)",
+        "INSERT INTO pf_tenants (username, tenant_key, user_id, schema_version, status, claimed_by, database_name) \
+         VALUES (?, ?, ?, 0, ?, ?, ?)",
         &[
             text(username),
             text(tenant_key),
             user_id.into(),
             text(status.as_str()),
             claimed_by.into(),
+            database.into(),
         ],
     )
     .map(|_| ())

@@ -66,9 +66,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 ))
             })?;
         let key = crate::schema::tenant::TenantKey::parse(&record.tenant_key, db.dialect())?;
-        match db.sqlite_tenant_file(&key) {
+        match session.tenant_file(&key)? {
             Some(f) => std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
-            None => session.system().table_bytes(&key.prefix())?,
+            None => match session.tenant(&key, crate::db::Open::Existing)? {
+                Some(mut conn) => conn.table_bytes(&key.prefix())?,
+                None => 0,
+            },
         }
     };
     let target = ExportTarget::check(out, args.force, needed)?;

@@ -5,6 +5,7 @@ mod adopt;
 mod analyze;
 mod audit;
 mod completions;
+mod databases;
 mod deprovision;
 mod doctor;
 mod export;
@@ -23,6 +24,7 @@ mod stats;
 mod status;
 mod tenants;
 mod verify;
+mod where_user;
 
 use std::path::PathBuf;
 
@@ -122,6 +124,10 @@ pub enum Command {
     Audit(audit::Args),
     /// The application role: grant it what the application needs (apply), report drift (check)
     Grants(grants::Args),
+    /// Member databases that hold tenants' tables: add, list, drain, open, remove
+    Databases(databases::Args),
+    /// Print the member database holding a user's tables (for the application's routing)
+    Where(where_user::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -431,6 +437,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Sessions(args) => sessions::run(&ctx, args),
         Command::Audit(args) => audit::run(&ctx, args),
         Command::Grants(args) => grants::run(&ctx, args),
+        Command::Databases(args) => databases::run(&ctx, args),
+        Command::Where(args) => where_user::run(&ctx, args),
     }
 }
 

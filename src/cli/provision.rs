@@ -28,6 +28,11 @@ pub struct Args {
     /// Create the tenants at this schema version instead of the latest
     #[arg(long, value_name = "VERSION")]
     pub to: Option<u32>,
+
+    /// Place new tenants on this member database (`databases list`) instead
+    /// of the open member with the most free places
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -55,6 +60,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             tenant_key: args.tenant_key.clone(),
             target_version: args.to,
             master_key: master_key.clone(),
+            database: args.database.clone(),
         })
         .collect();
     // Names are checked before anything is touched; a name too long for the
@@ -103,6 +109,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     );
     bar.finish_and_clear();
 
+    // Where SQLite tenants' files went (a fleet spreads them over folders).
+    let mut where_session = (dialect == crate::db::dialect::Dialect::Sqlite)
+        .then(|| db.connect_read_only().ok())
+        .flatten();
     let mut created = 0;
     let mut existing = 0;
     let mut by_others = 0;
@@ -117,13 +127,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 } else {
                     String::new()
                 };
-                let location = db
-                    .sqlite_tenant_file(&crate::schema::tenant::TenantKey::parse(
-                        outcome.tenant_key(),
-                        dialect,
-                    )?)
-                    .map(|f| format!(" in {}", f.display()))
-                    .unwrap_or_default();
+                let key = crate::schema::tenant::TenantKey::parse(outcome.tenant_key(), dialect)?;
+                let location = match where_session.as_mut() {
+                    Some(s) => s.tenant_file(&key).ok().flatten(),
+                    None => db.sqlite_tenant_file(&key),
+                }
+                .map(|f| format!(" in {}", f.display()))
+                .unwrap_or_default();
                 match &outcome {
                     ProvisionOutcome::Created { version, .. } => {
                         created += 1;

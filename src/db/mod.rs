@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod redact;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -94,6 +95,11 @@ impl From<i64> for Value {
 impl From<Option<&str>> for Value {
     fn from(s: Option<&str>) -> Self {
         s.map(|s| Value::Text(s.to_string())).unwrap_or(Value::Null)
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(i: Option<i64>) -> Self {
+        i.map(Value::Int).unwrap_or(Value::Null)
     }
 }
 impl From<Option<String>> for Value {
@@ -668,6 +674,8 @@ pub trait Connection: Send {
 pub enum Lock<'a> {
     Tenant(&'a str),
     System,
+    /// Choosing a member for a new tenant ([`crate::fleet::placement`]).
+    Placement,
 }
 
 impl fmt::Display for Lock<'_> {
@@ -675,6 +683,7 @@ impl fmt::Display for Lock<'_> {
         match self {
             Lock::Tenant(username) => write!(f, "pathfinder-db tenant {username}"),
             Lock::System => f.write_str("pathfinder-db system schema"),
+            Lock::Placement => f.write_str("pathfinder-db placement"),
         }
     }
 }
@@ -795,6 +804,8 @@ pub struct Database {
     /// The configured application role (`app_role`): the objects
     /// pathfinder-db creates are granted to it when it exists.
     app_role: Option<String>,
+    /// Oracle: the pool settings member connections are made with.
+    pool: crate::config::PoolConfig,
 }
 
 impl fmt::Debug for Database {
@@ -821,6 +832,7 @@ impl Database {
             dialect,
             display: redact_url(url),
             app_role: Some(config.app_role.clone()),
+            pool: config.pool.clone(),
         })
     }
 
@@ -833,6 +845,7 @@ impl Database {
             dialect,
             display: format!("{dialect} (connector)"),
             app_role: None,
+            pool: crate::config::PoolConfig::default(),
         }
     }
 
@@ -909,11 +922,66 @@ impl Database {
             }
             Target::Connector(connect) => connect()?,
         };
+        let mut system = system;
+        // The members tenants may live on (none on a deployment without them,
+        // or whose system schema predates them).
+        let members = match &self.target {
+            Target::Connector(_) => Vec::new(),
+            _ => crate::fleet::members::remote(system.as_mut())?,
+        };
         Ok(Session {
             db: self,
             system,
             read_only,
+            members: (!members.is_empty()).then(|| Members {
+                urls: members.into_iter().collect(),
+                conns: HashMap::new(),
+            }),
         })
+    }
+
+    /// Opens a connection to member `name` (stored URL `url`), of this
+    /// database's dialect. SQLite members are folders: nothing to open.
+    pub fn connect_member(&self, name: &str, url: &str) -> Result<Box<dyn Connection>, DbError> {
+        let in_member = |e: DbError| {
+            DbError::new(
+                e.kind,
+                format!("member {name} ({}): {}", redact_url(url), e.message),
+            )
+        };
+        match self.dialect {
+            Dialect::Postgres => {
+                let cfg =
+                    postgres::config_of_member_url(url, &crate::fleet::members::password_env(name))
+                        .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
+                Ok(Box::new(
+                    postgres::PgConnection::connect_member(&cfg, name)
+                        .map_err(in_member)?
+                        .with_app_role(self.app_role.clone()),
+                ))
+            }
+            Dialect::Oracle => {
+                let target = oracle::OracleTarget::from_url(url, &self.pool)
+                    .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
+                Ok(Box::new(
+                    target
+                        .connect()
+                        .map_err(in_member)?
+                        .with_app_role(self.app_role.clone()),
+                ))
+            }
+            Dialect::Sqlite => Err(DbError::other(format!(
+                "member {name} is a SQLite folder: its tenants' files are opened one by one"
+            ))),
+        }
+    }
+
+    /// The folder of SQLite member `url` as a target sharing this main file.
+    fn sqlite_member(&self, url: &str) -> Option<sqlite::SqliteTarget> {
+        match &self.target {
+            Target::Sqlite(t) => Some(t.with_tenant_dir(sqlite::member_folder(url))),
+            _ => None,
+        }
     }
 
     /// How many sessions may work at once: `requested`, or fewer when the
@@ -958,6 +1026,15 @@ pub struct Session<'db> {
     db: &'db Database,
     system: Box<dyn Connection>,
     read_only: bool,
+    /// The member databases, when the deployment has any besides the catalog.
+    members: Option<Members>,
+}
+
+/// A session's view of the members: their stored URLs, and the connections
+/// opened to them so far (servers; SQLite members are folders).
+struct Members {
+    urls: HashMap<String, String>,
+    conns: HashMap<String, Box<dyn Connection>>,
 }
 
 /// A connection to one tenant's objects: the session's own connection on
@@ -1010,12 +1087,13 @@ impl<'db> Session<'db> {
     }
 
     /// True when the registry and a tenant's objects change in one transaction
-    /// (PostgreSQL): a tenant operation is then all or nothing. Elsewhere it is
-    /// staged: SQLite keeps the tenant in a file of its own, Oracle commits
-    /// every DDL statement.
+    /// (PostgreSQL without members): a tenant operation is then all or
+    /// nothing. Elsewhere it is staged: SQLite keeps the tenant in a file of
+    /// its own, Oracle commits every DDL statement, and on a fleet the
+    /// tenant's objects may be on another database than the registry.
     pub fn atomic_tenants(&self) -> bool {
         match self.db.target {
-            Target::Postgres(_) => true,
+            Target::Postgres(_) => self.members.is_none(),
             Target::Connector(_) => self.db.dialect == Dialect::Postgres,
             Target::Sqlite(_) | Target::Oracle(_) => false,
         }
@@ -1029,14 +1107,90 @@ impl<'db> Session<'db> {
         key: &TenantKey,
         open: Open,
     ) -> Result<Option<TenantConnection<'_>>, DbError> {
+        let member = self.member_of(key)?;
         match &self.db.target {
             Target::Sqlite(t) => {
                 let owner = t.deployment_id(self.system.as_mut())?;
-                let conn = t.open_tenant(key, open, &owner, self.read_only)?;
+                let conn = match &member {
+                    Some((_, url)) => self
+                        .db
+                        .sqlite_member(url)
+                        .expect("a SQLite database")
+                        .open_tenant(key, open, &owner, self.read_only)?,
+                    None => t.open_tenant(key, open, &owner, self.read_only)?,
+                };
                 Ok(conn.map(|c| TenantConnection::Own(Box::new(c))))
             }
-            _ => Ok(Some(TenantConnection::Shared(self.system.as_mut()))),
+            _ => match member {
+                Some((name, url)) => Ok(Some(TenantConnection::Shared(
+                    self.member_connection(&name, &url)?,
+                ))),
+                None => Ok(Some(TenantConnection::Shared(self.system.as_mut()))),
+            },
         }
+    }
+
+    /// Where a SQLite tenant's file is, on whichever member holds it (None
+    /// on server databases).
+    pub fn tenant_file(&mut self, key: &TenantKey) -> Result<Option<PathBuf>, DbError> {
+        if !matches!(self.db.target, Target::Sqlite(_)) {
+            return Ok(None);
+        }
+        Ok(match self.member_of(key)? {
+            Some((_, url)) => self.db.sqlite_member(&url).map(|t| t.tenant_file(key)),
+            None => self.db.sqlite_tenant_file(key),
+        })
+    }
+
+    /// Whether the deployment has member databases besides the catalog.
+    pub fn has_members(&self) -> bool {
+        self.members.is_some()
+    }
+
+    /// The member (name, stored URL) holding the tenant whose key is `key`;
+    /// None: the catalog. Read from the registry each time: a move may have
+    /// switched it since the last operation.
+    fn member_of(&mut self, key: &TenantKey) -> Result<Option<(String, String)>, DbError> {
+        if self.members.is_none() {
+            return Ok(None);
+        }
+        let Some(name) = crate::fleet::members::member_of_key(self.system.as_mut(), key.as_str())?
+        else {
+            return Ok(None);
+        };
+        let url = self
+            .members
+            .as_ref()
+            .and_then(|m| m.urls.get(&name).cloned())
+            .ok_or_else(|| {
+                DbError::other(format!(
+                    "tenant {key} is on member {name}, which `pathfinder-db databases list` does not show: add it again with `pathfinder-db databases add {name} URL`"
+                ))
+            })?;
+        Ok(Some((name, url)))
+    }
+
+    /// The session's connection to member `name`, opened on first use and
+    /// opened again when it was lost.
+    pub fn member_connection(
+        &mut self,
+        name: &str,
+        url: &str,
+    ) -> Result<&mut dyn Connection, DbError> {
+        let db = self.db;
+        let members = self
+            .members
+            .as_mut()
+            .ok_or_else(|| DbError::other("this deployment has no member databases"))?;
+        if members.conns.get(name).is_none_or(|c| c.is_closed()) {
+            let conn = db.connect_member(name, url)?;
+            members.conns.insert(name.to_string(), conn);
+        }
+        Ok(members
+            .conns
+            .get_mut(name)
+            .map(|c| c.as_mut())
+            .expect("opened above"))
     }
 }
 
@@ -1054,8 +1208,13 @@ impl Session<'_> {
         let Target::Sqlite(t) = &self.db.target else {
             return Ok(None);
         };
+        let member = self.member_of(key)?;
         let owner = t.deployment_id(self.system.as_mut())?;
-        let Some(conn) = t.open_tenant(key, Open::Existing, &owner, self.read_only)? else {
+        let target = match &member {
+            Some((_, url)) => self.db.sqlite_member(url).expect("a SQLite database"),
+            None => t.clone(),
+        };
+        let Some(conn) = target.open_tenant(key, Open::Existing, &owner, self.read_only)? else {
             return Ok(None);
         };
         Ok(Some((Box::new(conn), self.system.as_mut())))

@@ -24,6 +24,16 @@ use crate::schema::render::Statement;
 /// Parses a `postgres://` URL or a key=value string; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
 pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
+    config_with_password(url, "PATHFINDER_DB_PASSWORD")
+}
+
+/// Like [`config_of_url`] for a member database, whose password (never in
+/// its stored URL) comes from `password_env`.
+pub fn config_of_member_url(url: &str, password_env: &str) -> Result<postgres::Config, UsageError> {
+    config_with_password(url, password_env)
+}
+
+fn config_with_password(url: &str, password_env: &str) -> Result<postgres::Config, UsageError> {
     let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
     // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
     // is still a password. Unknown options are named, all of them at once.
@@ -55,7 +65,7 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
         ))
     })?;
     if cfg.get_password().is_none()
-        && let Ok(pw) = std::env::var("PATHFINDER_DB_PASSWORD")
+        && let Ok(pw) = std::env::var(password_env)
         && !pw.is_empty()
     {
         cfg.password(pw);
@@ -100,6 +110,9 @@ pub struct PgConnection {
     prepared: std::collections::HashMap<String, postgres::Statement>,
     /// The configured application role, and whether the server has it.
     app_role: AppRoleSlot,
+    /// Advisory locks taken outside a transaction: held by the session until
+    /// [`Connection::unlock`] (or until the connection ends).
+    session_locks: std::collections::HashSet<String>,
 }
 
 /// Queries on tenant tables differ per tenant: caching them would only grow the cache.
@@ -175,9 +188,29 @@ impl PgConnection {
     /// Connects; a password is asked for (once per run) only when the server
     /// wants one and the URL and environment gave none.
     pub fn connect(cfg: &postgres::Config) -> Result<Self, DbError> {
+        Self::connect_as(cfg, None)
+    }
+
+    /// Connects to member database `member`: its password comes only from
+    /// its own environment variable, never a prompt nor the catalog's.
+    pub fn connect_member(cfg: &postgres::Config, member: &str) -> Result<Self, DbError> {
+        Self::connect_as(cfg, Some(member))
+    }
+
+    fn connect_as(cfg: &postgres::Config, member: Option<&str>) -> Result<Self, DbError> {
         let target = describe(cfg);
         let client = match cfg.connect(NoTls) {
             Ok(client) => client,
+            Err(e) if cfg.get_password().is_none() && password_missing(&e) && member.is_some() => {
+                let member = member.unwrap_or_default();
+                return Err(DbError::new(
+                    DbErrorKind::Auth,
+                    format!(
+                        "member {member} (PostgreSQL {target}): the server asks for a password: set {}",
+                        crate::fleet::members::password_env(member)
+                    ),
+                ));
+            }
             Err(e) if cfg.get_password().is_none() && password_missing(&e) => {
                 let Some(pw) = super::password_from_env_or_prompt(&format!("PostgreSQL {target}"))
                 else {
@@ -203,6 +236,7 @@ impl PgConnection {
             in_transaction: false,
             prepared: Default::default(),
             app_role: AppRoleSlot::default(),
+            session_locks: Default::default(),
         })
     }
 
@@ -928,21 +962,51 @@ impl Connection for PgConnection {
     }
 
     // Advisory locks are per server: the key includes the database and schema,
-    // so two deployments on one server never block each other.
+    // so two deployments on one server never block each other. Inside a
+    // transaction a lock ends with it; outside one (a tenant operation whose
+    // steps commit one by one, on a fleet) it is the session's until unlocked.
     fn lock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        if self.in_transaction {
+            return self
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+                    &[Value::Text(name.to_string())],
+                )
+                .map(|_| ());
+        }
+        let key = name.to_string();
+        if self.session_locks.contains(&key) {
+            return Ok(());
+        }
         self.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
-            &[Value::Text(name.to_string())],
-        )
-        .map(|_| ())
+            "SELECT pg_advisory_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+            &[Value::Text(key.clone())],
+        )?;
+        self.session_locks.insert(key);
+        Ok(())
     }
 
     fn try_lock(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        if self.in_transaction {
+            let rows = self.query(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+                &[Value::Text(name.to_string())],
+            )?;
+            return Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1));
+        }
+        let key = name.to_string();
+        if self.session_locks.contains(&key) {
+            return Ok(true);
+        }
         let rows = self.query(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
-            &[Value::Text(name.to_string())],
+            "SELECT pg_try_advisory_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+            &[Value::Text(key.clone())],
         )?;
-        Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1))
+        let got = rows.first().and_then(|r| r[0].as_i64()) == Some(1);
+        if got {
+            self.session_locks.insert(key);
+        }
+        Ok(got)
     }
 
     fn table_bytes(&mut self, prefix: &str) -> Result<u64, DbError> {
@@ -1001,9 +1065,18 @@ impl Connection for PgConnection {
         Ok(())
     }
 
-    fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
-        // Transaction-level advisory locks end with the transaction.
-        Ok(())
+    fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        // Transaction-level advisory locks end with the transaction; a
+        // session-level one is released here.
+        let key = name.to_string();
+        if !self.session_locks.remove(&key) {
+            return Ok(());
+        }
+        self.execute(
+            "SELECT pg_advisory_unlock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+            &[Value::Text(key)],
+        )
+        .map(|_| ())
     }
 
     fn is_closed(&self) -> bool {

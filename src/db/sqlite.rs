@@ -77,6 +77,11 @@ pub struct SqliteTarget {
     deployment: OnceLock<String>,
 }
 
+/// The folder a SQLite member's stored URL names (`sqlite:///path` or a path).
+pub fn member_folder(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url))
+}
+
 impl Clone for SqliteTarget {
     fn clone(&self) -> Self {
         SqliteTarget {
@@ -169,6 +174,16 @@ impl SqliteTarget {
             busy_timeout_ms,
             deployment: OnceLock::new(),
         })
+    }
+
+    /// The same main file, with tenant files in `dir` (a SQLite member).
+    pub fn with_tenant_dir(&self, dir: PathBuf) -> Self {
+        SqliteTarget {
+            main: self.main.clone(),
+            tenant_dir: dir,
+            busy_timeout_ms: self.busy_timeout_ms,
+            deployment: OnceLock::new(),
+        }
     }
 
     pub fn tenant_file(&self, key: &TenantKey) -> PathBuf {

@@ -1066,7 +1066,7 @@ fn probe_file(
             Some(due || entry.oldest.get(&name(p))?.before(&p.cutoff))
         })
     };
-    let Some(path) = session.database().sqlite_tenant_file(key) else {
+    let Ok(Some(path)) = session.tenant_file(key) else {
         return (true, None);
     };
     let identity = oldest::Identity::of(&path);

@@ -750,13 +750,14 @@ fn register(
         )
     };
     let registered = match previous {
-        None => registry::insert(sys, name, key.as_str(), user_id).map(|()| true),
+        None => registry::insert(sys, name, key.as_str(), user_id, None).map(|()| true),
         Some(status) => registry::restart_provisioning(sys, name, status, key.as_str(), user_id),
     };
     match registered {
         Ok(true) => {}
         Ok(false) | Err(RegisterError::Taken) => return Err(taken()),
         Err(RegisterError::Db(e)) => return Err(e.into()),
+        Err(RegisterError::Refused(e)) => return Err(e),
     }
     if !registry::transition(
         sys,

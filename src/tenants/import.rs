@@ -445,7 +445,10 @@ fn import_steps(
         )
     };
     let registration = match &record {
+        // Placed like a new tenant, in the transaction that registers it.
         None => op.registry(|sys| {
+            let database = crate::fleet::placement::choose(sys, None)
+                .map_err(registry::RegisterError::Refused)?;
             registry::insert_as(
                 sys,
                 name,
@@ -453,11 +456,12 @@ fn import_steps(
                 user_id.as_deref(),
                 Status::Importing,
                 Some(&claim),
+                database.as_deref(),
             )
             .map(|()| true)
         }),
         Some(r) if r.status == Status::Deprovisioned => op.registry(|sys| {
-            registry::restart_as(
+            let restarted = registry::restart_as(
                 sys,
                 name,
                 Status::Deprovisioned,
@@ -465,7 +469,13 @@ fn import_steps(
                 key,
                 user_id.as_deref(),
                 Some(&claim),
-            )
+            )?;
+            if restarted {
+                let database = crate::fleet::placement::choose(sys, None)
+                    .map_err(registry::RegisterError::Refused)?;
+                registry::set_database(sys, name, database.as_deref())?;
+            }
+            Ok(restarted)
         }),
         Some(r)
             if r.status == Status::Importing
@@ -479,7 +489,9 @@ fn import_steps(
         Ok(true) => *ours = true,
         Ok(false) | Err(registry::RegisterError::Taken) => return Err(taken(&"registered")),
         Err(registry::RegisterError::Db(e)) => return Err(e.into()),
+        Err(registry::RegisterError::Refused(e)) => return Err(e),
     }
+    crate::fleet::placement::release(op.session().system());
     let resumed = record.is_some_and(|r| r.status == Status::Importing);
 
     let rows = op

@@ -29,6 +29,9 @@ pub struct ProvisionRequest {
     /// Wraps the user's new encryption key (when a `pf_users` row exists);
     /// None: no key is created (`keys ensure` makes it later).
     pub master_key: Option<std::sync::Arc<crate::security::crypto::MasterKey>>,
+    /// The member database to place a new tenant on (`--database`); None:
+    /// the open member with the most free places.
+    pub database: Option<String>,
 }
 
 /// What provisioning did for one user.
@@ -198,12 +201,40 @@ fn provision_steps(
 
     // Register as `provisioning` (its own commit unless the backend is atomic).
     let atomic = op.atomic();
+    // A new (or deprovisioned) tenant is placed on a member in the same
+    // transaction, under the placement lock.
+    let place = |sys: &mut dyn crate::db::Connection| {
+        crate::fleet::placement::choose(sys, req.database.as_deref())
+            .map_err(RegisterError::Refused)
+    };
     let registration = op.registry(|sys| match from {
-        None => registry::insert(sys, name, key.as_str(), user_id.as_deref()).map(|()| true),
+        None => {
+            let database = place(sys)?;
+            registry::insert(
+                sys,
+                name,
+                key.as_str(),
+                user_id.as_deref(),
+                database.as_deref(),
+            )
+            .map(|()| true)
+        }
         Some(status) => {
-            registry::restart_provisioning(sys, name, status, key.as_str(), user_id.as_deref())
+            let restarted = registry::restart_provisioning(
+                sys,
+                name,
+                status,
+                key.as_str(),
+                user_id.as_deref(),
+            )?;
+            if restarted && status == Status::Deprovisioned {
+                let database = place(sys)?;
+                registry::set_database(sys, name, database.as_deref())?;
+            }
+            Ok(restarted)
         }
     });
+    crate::fleet::placement::release(op.session().system());
     match registration {
         Ok(true) => *registered = true,
         // Another process changed the row meanwhile: see what it is now.
@@ -219,6 +250,7 @@ fn provision_steps(
             return rejoin(op, renderer, req, seen, registered);
         }
         Err(RegisterError::Db(e)) => return Err(e.into()),
+        Err(RegisterError::Refused(e)) => return Err(e),
     }
 
     // The tenant's objects and history (SQLite: its file's write lock guards
@@ -402,7 +434,7 @@ fn plan_removal(
         return Err(UsageError::new(crate::tenants::import::being_imported(name)).into());
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
-    let file = session.database().sqlite_tenant_file(&key);
+    let file = session.tenant_file(&key)?;
     let (tables_present, bytes) = {
         let tenant = session.tenant(&key, Open::Existing).map_err(|e| {
             let hint = match e.kind {
@@ -642,7 +674,7 @@ fn deprovision_steps(
     let dropped_here = dropped_here.unwrap_or(false);
     // The tenant's tables are gone (committed): nothing to put back any more.
     *undo = None;
-    if let Some(file) = op.session().database().sqlite_tenant_file(key)
+    if let Some(file) = op.session().tenant_file(key)?
         && !options.archive
     {
         remove_sqlite_file(&file)?;

@@ -214,7 +214,7 @@ fn name_parts(keys: &[String], want: usize) -> Vec<String> {
 
 fn sqlite_tenant(session: &mut Session<'_>, t: &TenantRecord) -> anyhow::Result<TenantStats> {
     let key = TenantKey::parse(&t.tenant_key, session.dialect())?;
-    let file = session.database().sqlite_tenant_file(&key);
+    let file = session.tenant_file(&key)?;
     let tables = {
         let Some(mut conn) = session.tenant(&key, Open::Existing)? else {
             return Err(crate::tenants::operation::missing_tenant(

@@ -1,0 +1,128 @@
+use clap::Subcommand;
+
+use crate::fleet::members::{self, MemberState};
+
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Add a member database for tenants' tables (checked first: reachable, same dialect, privileges)
+    Add(AddArgs),
+    /// Show every member: state, tenants, capacity, bytes, reachable
+    List,
+    /// Place no new tenants on a member (its tenants stay until moved)
+    Drain(NameArg),
+    /// Place new tenants on a member again
+    Open(NameArg),
+    /// Forget a member that holds no tenant
+    Remove(NameArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The member's name (lower case, e.g. pg2)
+    pub name: String,
+    /// Its URL without a password (the password goes in PATHFINDER_DATABASE_<NAME>_PASSWORD);
+    /// on SQLite a folder for tenant files
+    pub url: String,
+    /// How many tenants it may hold [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArg {
+    /// The member's name (`databases list`)
+    pub name: String,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    match args.command {
+        Sub::List => list(ctx),
+        Sub::Add(a) => {
+            let (db, _) = ctx.open_database()?;
+            let mut session = db.connect()?;
+            let m = members::add(&mut session, &a.name, &a.url, a.capacity)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&m)?);
+            } else {
+                ctx.say(format!(
+                    "added member {} ({}), capacity {}",
+                    m.name,
+                    crate::db::redact_url(m.url.as_deref().unwrap_or_default()),
+                    m.capacity
+                        .map(|c| c.to_string())
+                        .unwrap_or("unlimited".into())
+                ));
+            }
+            Ok(0)
+        }
+        Sub::Drain(a) => set_state(ctx, &a.name, MemberState::Draining),
+        Sub::Open(a) => set_state(ctx, &a.name, MemberState::Open),
+        Sub::Remove(a) => {
+            let (db, _) = ctx.open_database_existing()?;
+            let mut session = db.connect()?;
+            members::remove(&mut session, &a.name)?;
+            ctx.say(format!("removed member {}", a.name));
+            Ok(0)
+        }
+    }
+}
+
+fn set_state(ctx: &Context, name: &str, state: MemberState) -> anyhow::Result<u8> {
+    let (db, _) = ctx.open_database_existing()?;
+    let mut session = db.connect()?;
+    members::change_state(&mut session, name, state)?;
+    ctx.say(match state {
+        MemberState::Draining => {
+            format!("member {name} is draining: no new tenants are placed on it")
+        }
+        MemberState::Open => format!("member {name} is open for new tenants"),
+    });
+    Ok(0)
+}
+
+fn list(ctx: &Context) -> anyhow::Result<u8> {
+    let (db, _) = ctx.open_database_read_only()?;
+    let mut session = db.connect_read_only()?;
+    let report = members::report(&mut session)?;
+    let unreachable = report.iter().filter(|m| !m.reachable).count();
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&report)?);
+    } else {
+        ctx.say(format!(
+            "{:<16} {:<9} {:>8} {:>9} {:>12}  {}",
+            "member", "state", "tenants", "capacity", "bytes", "url"
+        ));
+        for m in &report {
+            let url = match &m.member.url {
+                None => format!("{} (catalog)", db.display_url()),
+                Some(u) => crate::db::redact_url(u),
+            };
+            ctx.say(format!(
+                "{:<16} {:<9} {:>8} {:>9} {:>12}  {}{}",
+                m.member.name,
+                m.member.state.as_str(),
+                m.tenants,
+                m.member
+                    .capacity
+                    .map(|c| c.to_string())
+                    .unwrap_or("-".into()),
+                m.bytes.map(|b| b.to_string()).unwrap_or("?".into()),
+                url,
+                m.error
+                    .as_deref()
+                    .map(|e| format!("  UNREACHABLE: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    // Unreachable members are a partial answer.
+    Ok(if unreachable > 0 { 3 } else { 0 })
+}

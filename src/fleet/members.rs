@@ -1,0 +1,486 @@
+//! The member databases (`pf_databases`): where tenants' tables may live.
+//!
+//! A member's URL is stored without a password; the password comes from the
+//! member's own environment variable ([`password_env`]), `~/.pgpass`-style
+//! trust or the Oracle wallet. SQLite members are folders that hold tenant
+//! files (several disks for one deployment).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::db::{Connection, Database, DbError, DbErrorKind, Session, Tx, Value};
+use crate::error::UsageError;
+
+/// The name under which the catalog is listed as a member.
+pub const CATALOG: &str = "catalog";
+
+/// Longest member name (the registry's `database_name` column).
+const NAME_MAX: usize = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// New tenants may be placed here.
+    Open,
+    /// No new tenants; `rebalance` moves the ones it has elsewhere.
+    Draining,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Open => "open",
+            MemberState::Draining => "draining",
+        }
+    }
+}
+
+/// One row of `pf_databases`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub name: String,
+    /// The stored URL (never with a password); None for the catalog itself.
+    pub url: Option<String>,
+    pub state: MemberState,
+    /// How many live tenants it may hold; None: no limit.
+    pub capacity: Option<i64>,
+    pub created_at: String,
+}
+
+impl Member {
+    pub fn is_catalog(&self) -> bool {
+        self.url.is_none()
+    }
+
+    /// Free places for tenants (None: no limit), given the live tenants it holds.
+    pub fn free(&self, tenants: i64) -> Option<i64> {
+        self.capacity.map(|c| (c - tenants).max(0))
+    }
+}
+
+/// A member's name: a lower-case identifier, like a tenant's, so it is safe
+/// in messages, environment variable names and folder names.
+pub fn validate_name(name: &str) -> Result<(), UsageError> {
+    let ok = !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!(
+            "member name {name:?} is not valid: use 1-{NAME_MAX} lower-case letters, digits and _, starting with a letter (e.g. pg2)"
+        )))
+    }
+}
+
+/// The environment variable that holds member `name`'s password.
+pub fn password_env(name: &str) -> String {
+    format!("PATHFINDER_DATABASE_{}_PASSWORD", name.to_ascii_uppercase())
+}
+
+const COLUMNS: &str = "name, url, state, capacity, created_at";
+
+fn from_row(r: &[Value]) -> Member {
+    Member {
+        name: r[0].to_text(),
+        url: (!r[1].is_null()).then(|| r[1].to_text()),
+        state: if r[2].to_text() == "draining" {
+            MemberState::Draining
+        } else {
+            MemberState::Open
+        },
+        capacity: r[3].as_i64(),
+        created_at: crate::catalog::registry::iso_utc(&r[4].to_text()),
+    }
+}
+
+/// Every member, the catalog included, by name. A system schema older than
+/// version 7 has only the catalog.
+pub fn list(sys: &mut dyn Connection) -> Result<Vec<Member>, DbError> {
+    match sys.query(
+        &format!("SELECT {COLUMNS} FROM pf_databases ORDER BY name"),
+        &[],
+    ) {
+        Ok(rows) => Ok(rows.iter().map(|r| from_row(r)).collect()),
+        Err(e) if e.kind == DbErrorKind::DoesNotExist => Ok(vec![]),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn get(sys: &mut dyn Connection, name: &str) -> Result<Option<Member>, DbError> {
+    let rows = sys.query(
+        &format!("SELECT {COLUMNS} FROM pf_databases WHERE name = ?"),
+        &[Value::from(name)],
+    )?;
+    Ok(rows.first().map(|r| from_row(r)))
+}
+
+/// The members other than the catalog, by name: (name, stored URL). Empty on
+/// a system schema older than version 7, or before the first `databases add`.
+pub fn remote(sys: &mut dyn Connection) -> Result<Vec<(String, String)>, DbError> {
+    match sys.query(
+        "SELECT name, url FROM pf_databases WHERE url IS NOT NULL ORDER BY name",
+        &[],
+    ) {
+        Ok(rows) => Ok(rows
+            .iter()
+            .map(|r| (r[0].to_text(), r[1].to_text()))
+            .collect()),
+        Err(e) if e.kind == DbErrorKind::DoesNotExist => Ok(vec![]),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds a member. False when one of that name exists already.
+pub fn insert(
+    sys: &mut dyn Connection,
+    name: &str,
+    url: &str,
+    capacity: Option<i64>,
+) -> Result<bool, DbError> {
+    match sys.execute(
+        "INSERT INTO pf_databases (name, url, state, capacity) VALUES (?, ?, 'open', ?)",
+        &[Value::from(name), Value::from(url), capacity.into()],
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind == DbErrorKind::UniqueViolation => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens or drains a member. False when there is none of that name.
+pub fn set_state(
+    sys: &mut dyn Connection,
+    name: &str,
+    state: MemberState,
+) -> Result<bool, DbError> {
+    Ok(sys.execute(
+        "UPDATE pf_databases SET state = ?, updated_at = CURRENT_TIMESTAMP WHERE name = ?",
+        &[Value::from(state.as_str()), Value::from(name)],
+    )? == 1)
+}
+
+/// Removes a member row (the caller checked it holds no tenant).
+pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
+    Ok(sys.execute(
+        "DELETE FROM pf_databases WHERE name = ? AND url IS NOT NULL",
+        &[Value::from(name)],
+    )? == 1)
+}
+
+/// Live tenants (not deprovisioned) per member, from the registry's index.
+pub fn tenant_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
+    let rows = sys.query(
+        "SELECT database_name, COUNT(*) FROM pf_tenants WHERE status <> 'deprovisioned' GROUP BY database_name",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                crate::catalog::registry::member_name(r.first()),
+                r[1].as_i64().unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// The member holding the tenant whose key is `tenant_key` (None: the catalog,
+/// or no such tenant).
+pub fn member_of_key(
+    sys: &mut dyn Connection,
+    tenant_key: &str,
+) -> Result<Option<String>, DbError> {
+    let rows = sys.query(
+        "SELECT database_name FROM pf_tenants WHERE tenant_key = ?",
+        &[Value::from(tenant_key)],
+    )?;
+    Ok(rows
+        .first()
+        .filter(|r| !r[0].is_null())
+        .map(|r| r[0].to_text()))
+}
+
+/// What `databases list` shows of one member.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberReport {
+    #[serde(flatten)]
+    pub member: Member,
+    /// Live tenants placed on it.
+    pub tenants: i64,
+    /// Bytes of its tenants' tables (None when it could not be reached).
+    pub bytes: Option<u64>,
+    pub reachable: bool,
+    /// Why it could not be reached.
+    pub error: Option<String>,
+}
+
+fn audit_change(
+    sys: &mut dyn Connection,
+    action: &str,
+    name: &str,
+    started: std::time::Instant,
+    error: Option<String>,
+) -> Result<(), DbError> {
+    crate::catalog::audit::write(
+        sys,
+        &crate::catalog::audit::AuditEntry {
+            action: format!("database.{action}"),
+            entity_type: "database".into(),
+            entity_id: name.to_string(),
+            user_id: None,
+            command: "databases".into(),
+            started,
+            error,
+        },
+    )
+}
+
+/// The URL to store for a new member: refused when it carries a password
+/// (stored URLs never do), or is of another dialect than the catalog. A
+/// SQLite member is a folder, stored as its absolute path (created 0700 if
+/// missing).
+pub fn storable_url(catalog: &Database, name: &str, url: &str) -> anyhow::Result<String> {
+    if crate::db::redact::redact(url) != url {
+        return Err(UsageError::new(format!(
+            "the URL of member {name} holds a password, and member URLs are stored without one: remove it from the URL and set {} (or use the Oracle wallet)",
+            password_env(name)
+        ))
+        .into());
+    }
+    if catalog.dialect() == crate::db::dialect::Dialect::Sqlite {
+        let folder = crate::db::sqlite::member_folder(url);
+        if folder.exists() && !folder.is_dir() {
+            return Err(UsageError::new(format!(
+                "member {name}: {} is a file; a SQLite member is a folder that will hold tenant files",
+                folder.display()
+            ))
+            .into());
+        }
+        crate::db::sqlite::create_private_dir(&folder).map_err(|e| {
+            anyhow::anyhow!(
+                "member {name}: cannot create the folder {}: {e}",
+                folder.display()
+            )
+        })?;
+        let folder = folder.canonicalize()?;
+        if let Some((_, tenants)) = catalog.sqlite_paths()
+            && tenants.canonicalize().ok().as_deref() == Some(folder.as_path())
+        {
+            return Err(UsageError::new(format!(
+                "member {name}: {} is the catalog's own tenant folder: choose another folder",
+                folder.display()
+            ))
+            .into());
+        }
+        return Ok(folder.to_string_lossy().into_owned());
+    }
+    let dialect = crate::config::dialect_of_url(url)?;
+    if dialect != catalog.dialect() {
+        return Err(UsageError::new(format!(
+            "member {name} is a {dialect} database and the catalog is {}: every member speaks the catalog's dialect",
+            catalog.dialect()
+        ))
+        .into());
+    }
+    Ok(url.to_string())
+}
+
+/// `databases add`: checks the member (reachable, not a pathfinder-db
+/// catalog, the privileges the tool needs), then records it, audited.
+pub fn add(
+    session: &mut Session<'_>,
+    name: &str,
+    url: &str,
+    capacity: Option<i64>,
+) -> anyhow::Result<Member> {
+    let started = std::time::Instant::now();
+    validate_name(name)?;
+    if name == CATALOG {
+        return Err(
+            UsageError::new("the name catalog is the catalog's own: choose another").into(),
+        );
+    }
+    if capacity.is_some_and(|c| c < 0) {
+        return Err(UsageError::new("--capacity must be 0 or more").into());
+    }
+    let db = session.database();
+    let url = storable_url(db, name, url)?;
+    if db.dialect() != crate::db::dialect::Dialect::Sqlite {
+        let mut conn = db.connect_member(name, &url)?;
+        check_member(conn.as_mut(), name)?;
+    }
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    if let Some(same) = list(&mut *tx)?
+        .into_iter()
+        .find(|m| m.url.as_deref() == Some(url.as_str()))
+    {
+        return Err(
+            UsageError::new(format!("that database is member {} already", same.name)).into(),
+        );
+    }
+    if !insert(&mut *tx, name, &url, capacity)? {
+        return Err(UsageError::new(format!(
+            "a member named {name} exists already: `pathfinder-db databases list` shows it"
+        ))
+        .into());
+    }
+    audit_change(&mut *tx, "add", name, started, None)?;
+    tx.commit()?;
+    let sys = session.system();
+    Ok(get(sys, name)?.expect("just added"))
+}
+
+/// A server member must not hold a pathfinder-db catalog (the catalog
+/// itself, or another deployment's), and must pass the backend's preflight
+/// (version, privileges to create tables).
+fn check_member(conn: &mut dyn Connection, name: &str) -> anyhow::Result<()> {
+    match conn.query("SELECT COUNT(*) FROM pf_tenants", &[]) {
+        Ok(_) => {
+            return Err(UsageError::new(format!(
+                "member {name} holds a pathfinder-db catalog (pf_tenants): a member must be a database of its own, not the catalog nor another deployment's"
+            ))
+            .into());
+        }
+        Err(e) if e.kind == DbErrorKind::DoesNotExist => {}
+        Err(e) => return Err(e.into()),
+    }
+    // A failed query may have aborted nothing (autocommit), but end any
+    // transaction a driver opened.
+    let _ = conn.rollback();
+    for check in conn.preflight()? {
+        if !check.ok {
+            anyhow::bail!(
+                "member {name}: {}: {}: {}",
+                check.check,
+                check.detail,
+                check.fix.as_deref().unwrap_or("see `pathfinder-db doctor`")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `databases drain` / `databases open`. False when no such member.
+pub fn change_state(
+    session: &mut Session<'_>,
+    name: &str,
+    state: MemberState,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    if !set_state(&mut *tx, name, state)? {
+        return Err(UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+        .into());
+    }
+    let action = match state {
+        MemberState::Open => "open",
+        MemberState::Draining => "drain",
+    };
+    audit_change(&mut *tx, action, name, started, None)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// `databases remove`: refused while the registry places any tenant on it
+/// (deprovisioned ones included: their archives may be there).
+pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    if name == CATALOG {
+        return Err(UsageError::new("the catalog cannot be removed").into());
+    }
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    tx.lock(&crate::db::Lock::Placement)?;
+    let held = tx.query(
+        "SELECT COUNT(*) FROM pf_tenants WHERE database_name = ?",
+        &[Value::from(name)],
+    )?;
+    let held = held.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+    if held > 0 {
+        return Err(UsageError::new(format!(
+            "member {name} still holds {held} tenant(s): drain it (`pathfinder-db databases drain {name}`) and move them away (`pathfinder-db rebalance`) first"
+        ))
+        .into());
+    }
+    if !delete(&mut *tx, name)? {
+        return Err(UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+        .into());
+    }
+    audit_change(&mut *tx, "remove", name, started, None)?;
+    tx.commit()?;
+    let _ = session.system().unlock(&crate::db::Lock::Placement);
+    Ok(())
+}
+
+/// `databases list`: every member with its tenants, and for the others than
+/// the catalog whether it answers and the bytes its tenants' tables take.
+pub fn report(session: &mut Session<'_>) -> anyhow::Result<Vec<MemberReport>> {
+    let sys = session.system();
+    let all = list(sys)?;
+    let counts = tenant_counts(sys)?;
+    let db = session.database();
+    let mut out = Vec::new();
+    for member in all {
+        let tenants = counts.get(&member.name).copied().unwrap_or(0);
+        let probe: Result<u64, DbError> = match (&member.url, db.dialect()) {
+            (None, crate::db::dialect::Dialect::Sqlite) => match db.sqlite_paths() {
+                Some((_, tenants)) if tenants.exists() => folder_bytes(tenants),
+                _ => Ok(0),
+            },
+            // Tenant tables are pf_user_<key>_*; pf_user_sessions is the
+            // catalog's own.
+            (None, _) => {
+                let sys = session.system();
+                sys.table_bytes("pf_user_").and_then(|all| {
+                    sys.table_bytes("pf_user_sessions")
+                        .map(|own| all.saturating_sub(own))
+                })
+            }
+            (Some(url), crate::db::dialect::Dialect::Sqlite) => {
+                folder_bytes(&crate::db::sqlite::member_folder(url))
+            }
+            (Some(url), _) => db
+                .connect_member(&member.name, url)
+                .and_then(|mut c| c.table_bytes("pf_user_")),
+        };
+        let (bytes, reachable, error) = match probe {
+            Ok(b) => (Some(b), true, None),
+            Err(e) => (None, false, Some(e.message)),
+        };
+        out.push(MemberReport {
+            member,
+            tenants,
+            bytes,
+            reachable,
+            error,
+        });
+    }
+    Ok(out)
+}
+
+/// The bytes of the tenant files in a SQLite member's folder.
+fn folder_bytes(folder: &std::path::Path) -> Result<u64, DbError> {
+    let entries = std::fs::read_dir(folder).map_err(|e| {
+        DbError::new(
+            DbErrorKind::Connection,
+            format!("{}: {e}", folder.display()),
+        )
+    })?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum())
+}
