@@ -247,7 +247,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         for (tenant, due) in tenants.into_iter().zip(due) {
             if due {
                 in_order.push(None);
-                units.push(retention::Unit::Tenant(tenant));
+                units.push(retention::Unit::Tenant(Box::new(tenant)));
             } else {
                 in_order.push(Some(retention::nothing_due(&plan, &tenant, db.dialect())));
             }

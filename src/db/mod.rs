@@ -936,6 +936,7 @@ impl Database {
             members: (!members.is_empty()).then(|| Members {
                 urls: members.into_iter().collect(),
                 conns: HashMap::new(),
+                down: HashMap::new(),
             }),
         })
     }
@@ -1035,6 +1036,10 @@ pub struct Session<'db> {
 struct Members {
     urls: HashMap<String, String>,
     conns: HashMap<String, Box<dyn Connection>>,
+    /// Members that could not be reached in this session: their tenants
+    /// fail at once with the same error instead of each waiting for a
+    /// connect timeout.
+    down: HashMap<String, DbError>,
 }
 
 /// A connection to one tenant's objects: the session's own connection on
@@ -1142,6 +1147,24 @@ impl<'db> Session<'db> {
         })
     }
 
+    /// The connection to the database named `name`: the catalog's own for
+    /// [`crate::fleet::members::CATALOG`], else the member's (servers).
+    pub fn database_connection(&mut self, name: &str) -> Result<&mut dyn Connection, DbError> {
+        if name == crate::fleet::members::CATALOG {
+            return Ok(self.system.as_mut());
+        }
+        let url = self
+            .members
+            .as_ref()
+            .and_then(|m| m.urls.get(name).cloned())
+            .ok_or_else(|| {
+                DbError::other(format!(
+                    "no member database named {name}: `pathfinder-db databases list` shows them"
+                ))
+            })?;
+        self.member_connection(name, &url)
+    }
+
     /// Whether the deployment has member databases besides the catalog.
     pub fn has_members(&self) -> bool {
         self.members.is_some()
@@ -1182,8 +1205,19 @@ impl<'db> Session<'db> {
             .members
             .as_mut()
             .ok_or_else(|| DbError::other("this deployment has no member databases"))?;
+        if let Some(e) = members.down.get(name) {
+            return Err(e.clone());
+        }
         if members.conns.get(name).is_none_or(|c| c.is_closed()) {
-            let conn = db.connect_member(name, url)?;
+            let conn = match db.connect_member(name, url) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if matches!(e.kind, DbErrorKind::Connection | DbErrorKind::Auth) {
+                        members.down.insert(name.to_string(), e.clone());
+                    }
+                    return Err(e);
+                }
+            };
             members.conns.insert(name.to_string(), conn);
         }
         Ok(members

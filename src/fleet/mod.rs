@@ -8,3 +8,20 @@
 
 pub mod members;
 pub mod placement;
+
+use std::collections::BTreeMap;
+
+use crate::catalog::registry::TenantRecord;
+
+/// Tenants grouped by the member holding them (the catalog's first), for
+/// the commands that read each database's catalog once.
+pub fn by_member(tenants: &[TenantRecord]) -> BTreeMap<(bool, &str), Vec<&TenantRecord>> {
+    let mut out: BTreeMap<(bool, &str), Vec<&TenantRecord>> = BTreeMap::new();
+    for t in tenants {
+        let name = t.database.as_str();
+        out.entry((name != members::CATALOG, name))
+            .or_default()
+            .push(t);
+    }
+    out
+}

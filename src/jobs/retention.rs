@@ -254,7 +254,7 @@ impl UnitReport {
 #[derive(Debug, Clone)]
 pub enum Unit {
     System,
-    Tenant(TenantRecord),
+    Tenant(Box<TenantRecord>),
 }
 
 /// Batch size and whether anything may change.
@@ -1007,12 +1007,23 @@ fn probe_chunk(
             .collect();
     }
     let mut due: Vec<bool> = keys.iter().map(Option::is_none).collect();
-    let sets: Vec<(usize, Vec<archive::Probe>)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
-        .collect();
-    probe_together(session.system(), &sets, &mut due);
+    // Each member's tenants are probed on that member (a fleet); one that
+    // cannot be reached has its tenants visited, where they fail naming it.
+    let mut members: Vec<&str> = tenants.iter().map(|t| t.database.as_str()).collect();
+    members.sort_unstable();
+    members.dedup();
+    for member in members {
+        let sets: Vec<(usize, Vec<archive::Probe>)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| tenants[*n].database == member)
+            .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
+            .collect();
+        match session.database_connection(member) {
+            Ok(conn) => probe_together(conn, &sets, &mut due),
+            Err(_) => sets.iter().for_each(|(n, _)| due[*n] = true),
+        }
+    }
     due.into_iter().map(|d| (d, None)).collect()
 }
 
@@ -1108,7 +1119,7 @@ pub fn nothing_due(
     tenant: &TenantRecord,
     dialect: crate::db::dialect::Dialect,
 ) -> UnitReport {
-    let mut report = UnitReport::new(&Unit::Tenant(tenant.clone()));
+    let mut report = UnitReport::new(&Unit::Tenant(Box::new(tenant.clone())));
     if let Ok(key) = TenantKey::parse(&tenant.tenant_key, dialect) {
         for (def, policies) in plan.tenant_steps() {
             let table = key.object(def.name);

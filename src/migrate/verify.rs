@@ -272,7 +272,14 @@ pub fn verify(
                 };
                 catalog.read(&mut *conn, &key.prefix(), &only)?;
             } else {
-                catalog.read(session.system(), &key.prefix(), &only)?;
+                let conn = match session.database_connection(&t.database) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        report(t, vec![e.to_string()]);
+                        continue;
+                    }
+                };
+                catalog.read(conn, &key.prefix(), &only)?;
             }
             let rows = catalog.take(key.as_str());
             let problems =
@@ -280,19 +287,29 @@ pub fn verify(
             report(t, problems);
         }
     } else {
-        // One catalog read for the whole fleet, kept per tenant in compact
+        // One catalog read per member database, kept per tenant in compact
         // form; tenants whose catalog is the same (all of a healthy fleet)
-        // are compared once.
-        let keys: HashMap<&str, ()> = tenants
-            .iter()
-            .map(|t| (t.tenant_key.as_str(), ()))
-            .collect();
-        catalog.read(session.system(), TENANT_PREFIX, &keys)?;
-        for t in tenants {
-            let rows = catalog.take(&t.tenant_key);
-            let problems =
-                compared.problems(&expected[&t.schema_version], t, &catalog, rows, &keys);
-            report(t, problems);
+        // are compared once. A member that cannot be reached: each of its
+        // tenants is reported with the reason.
+        for ((_, member), group) in crate::fleet::by_member(tenants) {
+            let keys: HashMap<&str, ()> =
+                group.iter().map(|t| (t.tenant_key.as_str(), ())).collect();
+            let conn = match session.database_connection(member) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    for t in group {
+                        report(t, vec![e.to_string()]);
+                    }
+                    continue;
+                }
+            };
+            catalog.read(conn, TENANT_PREFIX, &keys)?;
+            for t in group {
+                let rows = catalog.take(&t.tenant_key);
+                let problems =
+                    compared.problems(&expected[&t.schema_version], t, &catalog, rows, &keys);
+                report(t, problems);
+            }
         }
     }
     Ok(drifted)

@@ -77,6 +77,44 @@ pub fn collect(
                 }),
             }
         }
+    } else if session.has_members() {
+        // A fleet: each member's catalog read once for its tenants; a member
+        // that cannot be reached fails its tenants, naming it.
+        for ((_, member), group) in crate::fleet::by_member(tenants) {
+            let key_set: HashMap<&str, ()> =
+                group.iter().map(|t| (t.tenant_key.as_str(), ())).collect();
+            let read = (|| -> anyhow::Result<Vec<TenantStats>> {
+                let conn = session.database_connection(member)?;
+                let catalog = if group.len() <= 20 {
+                    let mut all = Vec::new();
+                    for t in &group {
+                        let key = TenantKey::parse(&t.tenant_key, dialect)?;
+                        all.extend(conn.table_stats(&key.prefix())?);
+                    }
+                    all
+                } else {
+                    conn.table_stats(crate::schema::tenant::TENANT_PREFIX)?
+                };
+                let mut by_key = tables_by_key(catalog, &key_set);
+                let mut stats = Vec::new();
+                for t in &group {
+                    let mut tables = by_key.remove(&t.tenant_key).unwrap_or_default();
+                    if exact {
+                        let key = TenantKey::parse(&t.tenant_key, dialect)?;
+                        count_rows(conn, &key, &mut tables)?;
+                    }
+                    stats.push(summarize(t, tables, None, exact));
+                }
+                Ok(stats)
+            })();
+            match read {
+                Ok(stats) => out.extend(stats),
+                Err(e) => failed.extend(group.iter().map(|t| StatsFailure {
+                    username: t.username.clone(),
+                    error: format!("member {member}: {}", crate::error::one_line(&e)),
+                })),
+            }
+        }
     } else {
         let keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
         let key_set: HashMap<&str, ()> = keys.iter().map(|k| (k.as_str(), ())).collect();
@@ -93,16 +131,7 @@ pub fn collect(
         } else {
             fleet_table_stats(session, &keys)?
         };
-        let mut by_key: HashMap<String, Vec<TableStats>> = HashMap::new();
-        for t in catalog {
-            if let Some((key, suffix)) = split_name(&t.table, &key_set) {
-                let entry = TableStats {
-                    table: suffix.to_string(),
-                    ..t.clone()
-                };
-                by_key.entry(key.to_string()).or_default().push(entry);
-            }
-        }
+        let mut by_key = tables_by_key(catalog, &key_set);
         for t in tenants {
             let mut tables = by_key.remove(&t.tenant_key).unwrap_or_default();
             if exact {
@@ -114,6 +143,25 @@ pub fn collect(
     }
     out.sort_by(|a, b| (b.bytes, b.rows, &a.username).cmp(&(a.bytes, a.rows, &b.username)));
     Ok((out, failed))
+}
+
+/// A catalog's tables by the tenant (of `key_set`) they belong to, named by
+/// their suffix.
+fn tables_by_key(
+    catalog: Vec<TableStats>,
+    key_set: &HashMap<&str, ()>,
+) -> HashMap<String, Vec<TableStats>> {
+    let mut by_key: HashMap<String, Vec<TableStats>> = HashMap::new();
+    for t in catalog {
+        if let Some((key, suffix)) = split_name(&t.table, key_set) {
+            let entry = TableStats {
+                table: suffix.to_string(),
+                ..t.clone()
+            };
+            by_key.entry(key.to_string()).or_default().push(entry);
+        }
+    }
+    by_key
 }
 
 /// Sessions that read a fleet's sizes at once. A table's size is the

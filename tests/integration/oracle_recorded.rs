@@ -248,6 +248,7 @@ fn record(user: &str, status: Status, version: i64) -> TenantRecord {
         claimed_by: None,
         created_at: "2026-01-01T00:00:00Z".into(),
         updated_at: "2026-01-01T00:00:00Z".into(),
+        database: "catalog".into(),
     }
 }
 
@@ -598,6 +599,7 @@ fn provision_sends_only_oracle_sql() {
                 tenant_key: None,
                 target_version: None,
                 master_key: None,
+                database: None,
             },
         )
     });
@@ -625,6 +627,7 @@ fn provision_with_an_app_role_sends_only_oracle_sql() {
             tenant_key: None,
             target_version: None,
             master_key: None,
+            database: None,
         },
     )
     .unwrap();
