@@ -335,19 +335,56 @@ fn catalog(
     let mut missing: Vec<String> = Vec::new();
     let mut strays: Vec<String> = Vec::new();
     // Stray tables in the main file (SQLite) or the schema (the others): their
-    // names only, one catalog query (their sizes would cost a file lookup each).
-    let names: BTreeSet<String> = session
-        .system()
-        .table_names(TENANT_PREFIX, false)?
-        .into_iter()
-        .collect();
-    strays.extend(
-        names
+    // names only, one catalog query per database (their sizes would cost a
+    // file lookup each). On a fleet a server member's tables belong to the
+    // tenants placed on it; anything else there is a stray.
+    let mut names_by_member: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let member_names: Vec<String> = if session.tenants_apart() {
+        vec![crate::fleet::members::CATALOG.to_string()]
+    } else {
+        let mut all: Vec<String> = crate::fleet::members::list(session.system())?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        all.extend(tenants.iter().map(|t| t.database.clone()));
+        all.push(crate::fleet::members::CATALOG.to_string());
+        all.sort();
+        all.dedup();
+        all
+    };
+    for member in member_names {
+        let read = session
+            .database_connection(&member)
+            .and_then(|conn| conn.table_names(TENANT_PREFIX, false));
+        let names: BTreeSet<String> = match read {
+            Ok(names) => names.into_iter().collect(),
+            Err(e) => {
+                checks.push(Check::fail(
+                    "member",
+                    format!("member {member} cannot be read: {}", e.message),
+                    format!("check that it is up, or `pathfinder-db databases list`"),
+                ));
+                continue;
+            }
+        };
+        let placed: HashMap<&str, ()> = tenants
             .iter()
-            .filter(|n| looks_like_tenant(n))
-            .filter(|n| split_name(n, &key_set).is_none() || session.tenants_apart())
-            .cloned(),
-    );
+            .filter(|t| t.database == member || session.tenants_apart())
+            .map(|t| (t.tenant_key.as_str(), ()))
+            .collect();
+        strays.extend(
+            names
+                .iter()
+                .filter(|n| looks_like_tenant(n))
+                .filter(|n| split_name(n, &placed).is_none() || session.tenants_apart())
+                .map(|n| match member.as_str() {
+                    crate::fleet::members::CATALOG => n.clone(),
+                    _ => format!("{n} (member {member})"),
+                }),
+        );
+        names_by_member.insert(member, names);
+    }
+    let no_names = BTreeSet::new();
     for t in &live {
         let key = TenantKey::parse(&t.tenant_key, dialect)?;
         // One schema: the names read above, looked up (never copied: a copy per
@@ -367,7 +404,17 @@ fn catalog(
             };
             &own_file
         } else {
-            &names
+            match names_by_member.get(&t.database) {
+                Some(names) => names,
+                None if t.database != crate::fleet::members::CATALOG => {
+                    missing.push(format!(
+                        "{} (member {} cannot be read)",
+                        t.username, t.database
+                    ));
+                    continue;
+                }
+                None => &no_names,
+            }
         };
         let absent: Vec<&str> = TABLES
             .iter()
