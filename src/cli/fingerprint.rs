@@ -79,7 +79,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Some(doc) if !wanted.is_empty() => {
             let mut out = Vec::new();
             for user in &wanted {
-                match registry::get(session.system(), user.as_str())? {
+                // A deprovisioned tenant is gone here, as one never known.
+                let here = registry::get(session.system(), user.as_str())?
+                    .filter(|t| t.status != registry::Status::Deprovisioned);
+                match here {
                     Some(t) => out.push(t),
                     None if doc.tenants.iter().any(|t| t.username == user.as_str()) => {}
                     None => {

@@ -294,6 +294,16 @@ fn compare_catches_changes(env: &Env) {
         text.contains("alice: in the fingerprint, missing here"),
         "{text}"
     );
+    let out = env
+        .cmd()
+        .args(["fingerprint", "--compare", path(&file), "alice"])
+        .assert()
+        .code(1);
+    assert!(
+        stdout(out.get_output()).contains("alice: in the fingerprint, missing here"),
+        "{}",
+        stdout(out.get_output())
+    );
     // And with --all, a tenant here that the file lacks.
     env.ok(&["provision", "carol"]);
     let out = env
@@ -382,6 +392,8 @@ on_two_deployments!(
 
 fn out_refuses_to_overwrite(env: &Env) {
     seed(env, false);
+    // Users or --all (or a file to compare with) must be given.
+    env.cmd().args(["fingerprint"]).assert().code(2);
     let file = env.path().join("prints.json");
     std::fs::write(&file, "precious").unwrap();
     let out = env
