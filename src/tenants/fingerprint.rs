@@ -186,7 +186,7 @@ fn tenant_tables(
     let sql = selects.join(" UNION ALL ");
     let rows = conn
         .query(&sql, &[])
-        .with_context(|| format!("cannot fingerprint tenant {username}"))
+        .context("cannot compute the checksums")
         .map_err(|e| oracle_hint(dialect, e))?;
     let mut found: Vec<Option<TableFingerprint>> = vec![None; tables.len()];
     for r in rows {
