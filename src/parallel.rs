@@ -43,6 +43,23 @@ where
     run(db, true, items, jobs, false, work, |_, _| {})
 }
 
+/// [`for_each_read_only`] with `on_done` called as each item finishes (for
+/// progress bars).
+pub fn for_each_read_only_reporting<T, R, E>(
+    db: &Database,
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&mut Session<'_>, &T) -> Result<R, E> + Sync,
+    on_done: impl Fn(&T, &Result<R, E>) + Sync,
+) -> Vec<Option<Result<R, E>>>
+where
+    T: Sync,
+    R: Send,
+    E: Send + From<crate::db::DbError>,
+{
+    run(db, true, items, jobs, false, work, on_done)
+}
+
 fn run<T, R, E>(
     db: &Database,
     read_only: bool,

@@ -9,6 +9,7 @@ mod databases;
 mod deprovision;
 mod doctor;
 mod export;
+mod fingerprint;
 mod grants;
 mod import;
 mod init;
@@ -106,6 +107,8 @@ pub enum Command {
     Export(export::Args),
     /// Load an export into this database (any dialect) as a new tenant
     Import(import::Args),
+    /// Row counts and order-independent checksums per tenant and table; --compare checks a copy
+    Fingerprint(fingerprint::Args),
     /// Register tenants whose tables exist but that the registry does not know (baseline)
     Adopt(adopt::Args),
     /// Preflight check of the configured database: one line per check, with the fix
@@ -428,6 +431,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Analyze(args) => analyze::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
         Command::Import(args) => import::run(&ctx, args),
+        Command::Fingerprint(args) => fingerprint::run(&ctx, args),
         Command::Adopt(args) => adopt::run(&ctx, args),
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Completions(args) => completions::run(&args),
@@ -554,6 +558,33 @@ pub fn for_tenants<'t, R: Send>(
     let bar = progress_bar(ctx, tenants.len(), doing);
     let results = crate::parallel::for_each(db, tenants, jobs, false, work, |_, _| bar.inc(1));
     bar.finish_and_clear();
+    collect_run(tenants, results)
+}
+
+/// [`for_tenants`] on read-only sessions, for work that only reads.
+pub fn for_tenants_read_only<'t, R: Send>(
+    ctx: &Context,
+    db: &Database,
+    tenants: &'t [crate::catalog::registry::TenantRecord],
+    jobs: usize,
+    doing: &str,
+    work: impl Fn(
+        &mut crate::db::Session<'_>,
+        &crate::catalog::registry::TenantRecord,
+    ) -> anyhow::Result<R>
+    + Sync,
+) -> TenantRun<'t, R> {
+    let bar = progress_bar(ctx, tenants.len(), doing);
+    let results =
+        crate::parallel::for_each_read_only_reporting(db, tenants, jobs, work, |_, _| bar.inc(1));
+    bar.finish_and_clear();
+    collect_run(tenants, results)
+}
+
+fn collect_run<'t, R>(
+    tenants: &'t [crate::catalog::registry::TenantRecord],
+    results: Vec<Option<anyhow::Result<R>>>,
+) -> TenantRun<'t, R> {
     let mut run = TenantRun {
         done: Vec::new(),
         failed: Vec::new(),

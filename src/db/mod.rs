@@ -563,6 +563,16 @@ pub trait Connection: Send {
         Ok(inserted)
     }
 
+    /// Makes `pf_row_hash(value, ...)` callable in this connection's SQL
+    /// where the database has no hash function of its own (SQLite): 64 bits
+    /// of the SHA-256 of the values with their storage types, as an integer,
+    /// the same for the same values on every connection. Elsewhere nothing:
+    /// the server's own functions serve (PostgreSQL `md5`, Oracle
+    /// `STANDARD_HASH`). Used by [`crate::tenants::fingerprint`].
+    fn enable_row_hash(&mut self) -> Result<(), DbError> {
+        Ok(())
+    }
+
     /// Gathers the optimizer's statistics for `tables` (catalog names).
     fn analyze(&mut self, tables: &[String]) -> Result<(), DbError> {
         let statements: Vec<Statement> = tables

@@ -844,6 +844,51 @@ impl Connection for SqliteConnection {
         Ok(())
     }
 
+    fn enable_row_hash(&mut self) -> Result<(), DbError> {
+        use rusqlite::functions::FunctionFlags;
+        use sha2::{Digest, Sha256};
+        self.conn
+            .create_scalar_function(
+                "pf_row_hash",
+                -1,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    // Each value with its storage class and length, so that
+                    // no two different rows give the same bytes (`1` and
+                    // `'1'`, `('a|', 'b')` and `('a', '|b')`).
+                    let mut h = Sha256::new();
+                    for i in 0..ctx.len() {
+                        match ctx.get_raw(i) {
+                            ValueRef::Null => h.update([0u8]),
+                            ValueRef::Integer(v) => {
+                                h.update([1u8]);
+                                h.update(v.to_be_bytes());
+                            }
+                            ValueRef::Real(f) => {
+                                h.update([2u8]);
+                                h.update(f.to_bits().to_be_bytes());
+                            }
+                            ValueRef::Text(t) => {
+                                h.update([3u8]);
+                                h.update((t.len() as u64).to_be_bytes());
+                                h.update(t);
+                            }
+                            ValueRef::Blob(b) => {
+                                h.update([4u8]);
+                                h.update((b.len() as u64).to_be_bytes());
+                                h.update(b);
+                            }
+                        }
+                    }
+                    let digest = h.finalize();
+                    let mut first = [0u8; 8];
+                    first.copy_from_slice(&digest[..8]);
+                    Ok(i64::from_be_bytes(first))
+                },
+            )
+            .map_err(|e| classify(&e, &self.path))
+    }
+
     fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {
         let tables: Vec<String> = self
             .query(

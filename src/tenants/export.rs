@@ -301,6 +301,17 @@ pub fn tenant_tables(
     key: &TenantKey,
     tables: &[(&'static TableDef, Vec<CatalogColumn>)],
 ) -> anyhow::Result<Vec<(String, String, Vec<String>)>> {
+    let catalog = conn.columns(&key.prefix())?;
+    Ok(tenant_tables_in(key, tables, &catalog))
+}
+
+/// [`tenant_tables`] from the tenant's catalog read already
+/// (`columns(key.prefix())`).
+pub fn tenant_tables_in(
+    key: &TenantKey,
+    tables: &[(&'static TableDef, Vec<CatalogColumn>)],
+    catalog: &[CatalogColumn],
+) -> Vec<(String, String, Vec<String>)> {
     let mut exported: Vec<(String, String, Vec<String>)> = tables
         .iter()
         .map(|(d, cols)| {
@@ -312,7 +323,6 @@ pub fn tenant_tables(
         })
         .collect();
     // The user's archived rows go too: they are the user's data as well.
-    let catalog = conn.columns(&key.prefix())?;
     for (def, _) in tables {
         let object = key.object(&format!("{}_archive", def.name));
         let cols: Vec<String> = catalog
@@ -324,7 +334,7 @@ pub fn tenant_tables(
             exported.push((format!("{}_archive", def.name), object, cols));
         }
     }
-    Ok(exported)
+    exported
 }
 
 /// Exports an active tenant's rows (archives included) to `target` without

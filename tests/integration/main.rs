@@ -9,6 +9,7 @@ mod ci_examples;
 mod concurrent_runs;
 mod config;
 mod dba;
+mod fingerprint;
 mod fleet;
 mod fleet_catalog;
 mod hardening;

@@ -817,6 +817,51 @@ fn stats_and_doctor_send_only_oracle_sql() {
 }
 
 #[test]
+fn fingerprint_sends_only_oracle_sql() {
+    // The tenant's nine tables and their archives (the career summary is
+    // left out): one query with a part per table, answered with a row each.
+    let answer: Vec<Row> = (0..18)
+        .map(|i| vec![Value::Int(i), Value::Int(2), text("18446744073709551617")])
+        .collect();
+    let sent = sent_by(
+        "fingerprint",
+        vec![rule("STANDARD_HASH", answer)],
+        Some(("dave", true, true)),
+        |_, session| {
+            let print = pathfinder_db::tenants::fingerprint::fingerprint_tenant(
+                session,
+                &record("dave", Status::Active, latest()),
+            )?;
+            assert_eq!(print.tables.len(), 18, "{print:?}");
+            assert!(
+                print
+                    .tables
+                    .iter()
+                    .all(|t| t.rows == 2 && t.checksum == "0000000000000001")
+            );
+            assert!(!print.tables.iter().any(|t| t.table == "career_summary"));
+            anyhow::Ok(print)
+        },
+    );
+    let query: Vec<&Statement> = sent
+        .iter()
+        .filter(|s| s.sql.contains("STANDARD_HASH"))
+        .collect();
+    assert_eq!(query.len(), 1, "one query for the tenant: {sent:?}");
+    let sql = &query[0].sql;
+    for part in [
+        "FROM pf_user_dave_skills_archive",
+        "DBMS_CRYPTO.HASH(description, 2)",
+        "TO_CHAR(start_date, 'YYYY-MM-DD HH24:MI:SS')",
+        "TO_CHAR(years_of_experience, 'TM9', 'NLS_NUMERIC_CHARACTERS=''.,''')",
+    ] {
+        assert!(sql.contains(part), "{part} in {sql}");
+    }
+    assert!(!sql.contains("career_summary"), "{sql}");
+    check_all("fingerprint", &sent);
+}
+
+#[test]
 fn import_sends_only_oracle_sql() {
     // An export written by the SQLite backend, with a row in a table.
     let env = common::Env::sqlite();
