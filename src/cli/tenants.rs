@@ -57,17 +57,34 @@ fn print_table(ctx: &Context, tenants: &[TenantRecord]) {
         .max()
         .unwrap_or(8)
         .max(8);
+    // The member column only on a fleet (a deployment without members has
+    // every tenant on the catalog).
+    let fleet = tenants
+        .iter()
+        .any(|t| t.database != crate::fleet::members::CATALOG);
+    let member = |name: &str| {
+        if fleet {
+            format!("  {name:<16}")
+        } else {
+            String::new()
+        }
+    };
     ctx.say(format!(
-        "{:width$}  {:<width$}  {:>7}  {:<14}  CREATED",
-        "USERNAME", "KEY", "VERSION", "STATUS"
+        "{:width$}  {:<width$}  {:>7}  {:<14}{}  CREATED",
+        "USERNAME",
+        "KEY",
+        "VERSION",
+        "STATUS",
+        member("DATABASE")
     ));
     for t in tenants {
         ctx.say(format!(
-            "{:width$}  {:<width$}  {:>7}  {:<14}  {}",
+            "{:width$}  {:<width$}  {:>7}  {:<14}{}  {}",
             t.username,
             t.tenant_key,
             t.schema_version,
             t.status.as_str(),
+            member(&t.database),
             t.created_at
         ));
     }
