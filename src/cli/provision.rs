@@ -109,10 +109,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     );
     bar.finish_and_clear();
 
-    // Where SQLite tenants' files went (a fleet spreads them over folders).
+    // Where SQLite tenants' files went, when a fleet spreads them over
+    // folders. A read-write session: a read-only one closing last would
+    // leave the -wal file behind.
     let mut where_session = (dialect == crate::db::dialect::Dialect::Sqlite)
-        .then(|| db.connect_read_only().ok())
-        .flatten();
+        .then(|| db.connect().ok())
+        .flatten()
+        .and_then(|mut s| s.has_members().ok().filter(|m| *m).map(|_| s));
     let mut created = 0;
     let mut existing = 0;
     let mut by_others = 0;

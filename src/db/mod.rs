@@ -932,22 +932,11 @@ impl Database {
             }
             Target::Connector(connect) => connect()?,
         };
-        let mut system = system;
-        // The members tenants may live on (none on a deployment without them,
-        // or whose system schema predates them).
-        let members = match &self.target {
-            Target::Connector(_) => Vec::new(),
-            _ => crate::fleet::members::remote(system.as_mut())?,
-        };
         Ok(Session {
             db: self,
             system,
             read_only,
-            members: (!members.is_empty()).then(|| Members {
-                urls: members.into_iter().collect(),
-                conns: HashMap::new(),
-                down: HashMap::new(),
-            }),
+            members: None,
         })
     }
 
@@ -1037,8 +1026,9 @@ pub struct Session<'db> {
     db: &'db Database,
     system: Box<dyn Connection>,
     read_only: bool,
-    /// The member databases, when the deployment has any besides the catalog.
-    members: Option<Members>,
+    /// The member databases, when the deployment has any besides the
+    /// catalog; read from the catalog on first need (None: not yet).
+    members: Option<Option<Members>>,
 }
 
 /// A session's view of the members: their stored URLs, and the connections
@@ -1106,12 +1096,34 @@ impl<'db> Session<'db> {
     /// nothing. Elsewhere it is staged: SQLite keeps the tenant in a file of
     /// its own, Oracle commits every DDL statement, and on a fleet the
     /// tenant's objects may be on another database than the registry.
-    pub fn atomic_tenants(&self) -> bool {
-        match self.db.target {
-            Target::Postgres(_) => self.members.is_none(),
+    pub fn atomic_tenants(&mut self) -> Result<bool, DbError> {
+        Ok(match self.db.target {
+            Target::Postgres(_) => !self.has_members()?,
             Target::Connector(_) => self.db.dialect == Dialect::Postgres,
             Target::Sqlite(_) | Target::Oracle(_) => false,
+        })
+    }
+
+    /// The members tenants may live on, read once per session (none on a
+    /// deployment without them, or whose system schema predates them).
+    fn members(&mut self) -> Result<Option<&mut Members>, DbError> {
+        if self.members.is_none() {
+            let remote = match &self.db.target {
+                Target::Connector(_) => Vec::new(),
+                _ => crate::fleet::members::remote(self.system.as_mut())?,
+            };
+            self.members = Some((!remote.is_empty()).then(|| Members {
+                urls: remote.into_iter().collect(),
+                conns: HashMap::new(),
+                down: HashMap::new(),
+            }));
         }
+        Ok(self.members.as_mut().and_then(Option::as_mut))
+    }
+
+    /// The stored URL of member `name`, if the deployment has it.
+    fn member_url(&mut self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self.members()?.and_then(|m| m.urls.get(name).cloned()))
     }
 
     /// A connection for `key`'s objects. On SQLite the tenant's file, checked
@@ -1163,39 +1175,31 @@ impl<'db> Session<'db> {
         if name == crate::fleet::members::CATALOG {
             return Ok(self.system.as_mut());
         }
-        let url = self
-            .members
-            .as_ref()
-            .and_then(|m| m.urls.get(name).cloned())
-            .ok_or_else(|| {
-                DbError::other(format!(
-                    "no member database named {name}: `pathfinder-db databases list` shows them"
-                ))
-            })?;
+        let url = self.member_url(name)?.ok_or_else(|| {
+            DbError::other(format!(
+                "no member database named {name}: `pathfinder-db databases list` shows them"
+            ))
+        })?;
         self.member_connection(name, &url)
     }
 
     /// Whether the deployment has member databases besides the catalog.
-    pub fn has_members(&self) -> bool {
-        self.members.is_some()
+    pub fn has_members(&mut self) -> Result<bool, DbError> {
+        Ok(self.members()?.is_some())
     }
 
     /// The member (name, stored URL) holding the tenant whose key is `key`;
     /// None: the catalog. Read from the registry each time: a move may have
     /// switched it since the last operation.
     fn member_of(&mut self, key: &TenantKey) -> Result<Option<(String, String)>, DbError> {
-        if self.members.is_none() {
+        if !self.has_members()? {
             return Ok(None);
         }
         let Some(name) = crate::fleet::members::member_of_key(self.system.as_mut(), key.as_str())?
         else {
             return Ok(None);
         };
-        let url = self
-            .members
-            .as_ref()
-            .and_then(|m| m.urls.get(&name).cloned())
-            .ok_or_else(|| {
+        let url = self.member_url(&name)?.ok_or_else(|| {
                 DbError::other(format!(
                     "tenant {key} is on member {name}, which `pathfinder-db databases list` does not show: add it again with `pathfinder-db databases add {name} URL`"
                 ))
@@ -1212,8 +1216,7 @@ impl<'db> Session<'db> {
     ) -> Result<&mut dyn Connection, DbError> {
         let db = self.db;
         let members = self
-            .members
-            .as_mut()
+            .members()?
             .ok_or_else(|| DbError::other("this deployment has no member databases"))?;
         if let Some(e) = members.down.get(name) {
             return Err(e.clone());

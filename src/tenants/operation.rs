@@ -61,7 +61,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         command: &'static str,
         guard: Guard,
     ) -> Result<Option<Self>, DbError> {
-        let atomic = session.atomic_tenants();
+        let atomic = session.atomic_tenants()?;
         let lock = Lock::Tenant(username);
         let sys = session.system();
         if atomic {

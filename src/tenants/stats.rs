@@ -77,7 +77,7 @@ pub fn collect(
                 }),
             }
         }
-    } else if session.has_members() {
+    } else if session.has_members()? {
         // A fleet: each member's catalog read once for its tenants; a member
         // that cannot be reached fails its tenants, naming it.
         for ((_, member), group) in crate::fleet::by_member(tenants) {
