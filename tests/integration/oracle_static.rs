@@ -387,8 +387,8 @@ fn index_and_constraint_names_are_unique_across_tenants_and_system() {
     assert!(d.indexes.len() >= 3 * 6 + 7, "{}", d.indexes.len());
     assert_eq!(
         d.relations.len(),
-        3 * 10 + 10,
-        "3 x (9 tables + summary) + 10 system tables (V4 added pf_audit_log_archive)"
+        3 * 10 + 11,
+        "3 x (9 tables + summary) + 11 system tables (V4 added pf_audit_log_archive, V7 pf_databases)"
     );
     assert_unique("constraint", &d.constraints);
     assert_unique("index", &d.indexes);
