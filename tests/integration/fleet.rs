@@ -304,3 +304,64 @@ fn a_member_server_down_fails_only_its_tenants() {
     );
     assert_eq!(versions, vec![vec!["4".to_string()]]);
 }
+
+/// A deployment made before fleets (system version 6, tenants in the
+/// registry): `init` brings it to version 7 with every tenant on the catalog,
+/// its status kept, and the tenants keep working.
+fn upgrade_from_system_v6(env: &Env) {
+    use pathfinder_db::config::{Config, Overrides};
+    use pathfinder_db::db::Database;
+    use pathfinder_db::schema::render::Renderer;
+    let config = Config::load(&Overrides {
+        database_url: Some(env.url.clone()),
+        ..Overrides::default()
+    })
+    .expect("config");
+    let db = Database::open(&config).expect("open");
+    let renderer = Renderer::new(db.dialect(), None).expect("renderer");
+    {
+        let mut session = db.connect().expect("connect");
+        let migrations = renderer.system_migrations().expect("system migrations");
+        pathfinder_db::migrate::engine::apply(
+            session.system(),
+            &migrations,
+            pathfinder_db::migrate::SYSTEM_HISTORY,
+            Some(6),
+            false,
+            "system schema",
+        )
+        .expect("system schema at version 6");
+        session
+            .system()
+            .execute(
+                "INSERT INTO pf_tenants (username, tenant_key, schema_version, status) VALUES ('old', 'old', 0, 'failed')",
+                &[],
+            )
+            .expect("a registry row of version 6");
+    }
+    let out = env.ok(&["init"]);
+    assert!(out.contains("7"), "{out}");
+    let tenants = env.json(&["tenants"]);
+    let old = &tenants["tenants"][0];
+    assert_eq!(old["username"], "old");
+    assert_eq!(old["status"], "failed", "the state is kept: {old}");
+    assert_eq!(old["database"], "catalog", "{old}");
+    let members = env.json(&["databases", "list"]);
+    assert_eq!(members[0]["name"], "catalog", "{members}");
+    // The failed tenant is provisioned again where it is, on the catalog.
+    env.ok(&["provision", "old"]);
+    env.ok(&["provision", "new"]);
+    assert_eq!(env.json(&["where", "new"])["database"], "catalog");
+    env.ok(&["verify", "--all"]);
+}
+
+#[test]
+fn system_version_7_upgrades_a_sqlite_deployment() {
+    upgrade_from_system_v6(&Env::sqlite());
+}
+
+#[test]
+fn system_version_7_upgrades_a_postgres_deployment() {
+    let Some(server) = postgres_url() else { return };
+    upgrade_from_system_v6(&Env::postgres(&server, "fleetupgrade"));
+}
