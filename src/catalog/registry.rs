@@ -512,11 +512,20 @@ pub fn pending(
     conn: &mut dyn Connection,
     target: u32,
     usernames: Option<&[String]>,
+    database: Option<&str>,
     order: Order,
     limit: Option<usize>,
 ) -> Result<Vec<Pending>, DbError> {
     let mut sql = format!("SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {PENDING}");
     let mut binds = vec![Value::Int(target as i64)];
+    match database {
+        Some(crate::fleet::members::CATALOG) => sql.push_str(" AND database_name IS NULL"),
+        Some(name) => {
+            sql.push_str(" AND database_name = ?");
+            binds.push(text(name));
+        }
+        None => {}
+    }
     if let Some(names) = usernames {
         if names.is_empty() {
             return Ok(Vec::new());

@@ -21,7 +21,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, _renderer) = ctx.open_database_existing()?;
-    let tenants = select_tenants(db.connect()?.system(), &wanted, args.all, |t| {
+    let tenants = select_tenants(ctx, db.connect()?.system(), &wanted, args.all, |t| {
         t.status == Status::Active
     })?;
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;

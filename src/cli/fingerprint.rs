@@ -99,7 +99,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             }
             out
         }
-        _ => select_tenants(session.system(), &wanted, args.all, |t| t.status.is_live())?,
+        _ => select_tenants(ctx, session.system(), &wanted, args.all, |t| {
+            t.status.is_live()
+        })?,
     };
     drop(session);
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;

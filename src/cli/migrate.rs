@@ -81,7 +81,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         // Unknown names are an error before anything runs.
         let mut session = db.connect_read_only()?;
-        let found = select_tenants(session.system(), &wanted, false, |_| true)?;
+        let found = select_tenants(ctx, session.system(), &wanted, false, |_| true)?;
         Some(found.into_iter().map(|t| t.username).collect::<Vec<_>>())
     };
     let plan = Plan {
@@ -95,6 +95,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             ctx.jobs(&db, args.jobs.jobs)?
         },
         fail_fast: args.fail_fast,
+        database: {
+            let mut session = db.connect_read_only()?;
+            ctx.member_filter(session.system())?
+        },
     };
     let pending = runner::pending(db.connect_read_only()?.system(), &plan)?;
 

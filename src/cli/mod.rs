@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
 
+    /// On a fleet: only the tenants on this member database (`databases list`);
+    /// for provision and import, the member to place new tenants on
+    #[arg(long, global = true, value_name = "NAME")]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -139,9 +144,32 @@ pub struct Context {
     pub json: bool,
     pub quiet: bool,
     pub yes: bool,
+    /// `--database NAME`: the member database the command is narrowed to.
+    pub database: Option<String>,
 }
 
 impl Context {
+    /// `--database NAME`, checked to name a member of this deployment.
+    pub fn member_filter(
+        &self,
+        conn: &mut dyn crate::db::Connection,
+    ) -> anyhow::Result<Option<String>> {
+        let Some(name) = &self.database else {
+            return Ok(None);
+        };
+        if crate::fleet::members::get(conn, name)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            return Err(UsageError::new(format!(
+                "no member database named {name}: `pathfinder-db databases list` shows them"
+            ))
+            .into());
+        }
+        Ok(Some(name.clone()))
+    }
+
     /// Progress bars and notes go to stderr, and only to a terminal.
     pub fn show_progress(&self) -> bool {
         !self.quiet && !self.json && std::io::stderr().is_terminal()
@@ -415,6 +443,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         json: cli.json,
         quiet: cli.quiet,
         yes: cli.yes,
+        database: cli.database.clone(),
     };
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
@@ -477,16 +506,22 @@ pub fn read_names_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 
 /// The registry rows of the named users (an unknown name is a usage error),
 /// or with `all`, of every tenant `keep` accepts.
+/// With `--database NAME`, only the tenants on that member.
 pub fn select_tenants(
+    ctx: &Context,
     conn: &mut dyn crate::db::Connection,
     wanted: &[crate::schema::tenant::Username],
     all: bool,
     keep: impl Fn(&crate::catalog::registry::TenantRecord) -> bool,
 ) -> anyhow::Result<Vec<crate::catalog::registry::TenantRecord>> {
+    let member = ctx.member_filter(conn)?;
+    let on_member = |t: &crate::catalog::registry::TenantRecord| {
+        member.as_deref().is_none_or(|m| t.database == m)
+    };
     if all {
         return Ok(crate::catalog::registry::list(conn, false)?
             .into_iter()
-            .filter(|t| keep(t))
+            .filter(|t| keep(t) && on_member(t))
             .collect());
     }
     wanted

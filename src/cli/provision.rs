@@ -28,11 +28,6 @@ pub struct Args {
     /// Create the tenants at this schema version instead of the latest
     #[arg(long, value_name = "VERSION")]
     pub to: Option<u32>,
-
-    /// Place new tenants on this member database (`databases list`) instead
-    /// of the open member with the most free places
-    #[arg(long, value_name = "NAME")]
-    pub database: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -60,7 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             tenant_key: args.tenant_key.clone(),
             target_version: args.to,
             master_key: master_key.clone(),
-            database: args.database.clone(),
+            database: ctx.database.clone(),
         })
         .collect();
     // Names are checked before anything is touched; a name too long for the

@@ -217,7 +217,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         .into());
     }
     let plan = Plan::new(policies, time::OffsetDateTime::now_utc());
-    let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
+    let tenants = select_tenants(ctx, session.system(), &wanted, args.all, |t| {
         t.status == Status::Active
     })?;
     drop(session);
@@ -559,7 +559,7 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
     };
     let (db, renderer) = ctx.open_database_existing()?;
     let mut session = db.connect()?;
-    let tenant = select_tenants(session.system(), &users, false, |_| true)?.remove(0);
+    let tenant = select_tenants(ctx, session.system(), &users, false, |_| true)?.remove(0);
     let restored = retention::restore(
         &mut session,
         &renderer,

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, _renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
-    let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
+    let tenants = select_tenants(ctx, session.system(), &wanted, args.all, |t| {
         t.status != Status::Deprovisioned
     })?;
     let (all, failed) = stats::collect(&mut session, &tenants, args.exact, args.all)?;

@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let wanted = parse_usernames(ctx, &args.users)?;
     let (db, renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
-    let tenants = select_tenants(session.system(), &wanted, args.all, |t| {
+    let tenants = select_tenants(ctx, session.system(), &wanted, args.all, |t| {
         !matches!(t.status, Status::Deprovisioning | Status::Deprovisioned)
     })?;
     // A tenant being imported is not in service, whatever its tables hold.

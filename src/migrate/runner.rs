@@ -33,6 +33,8 @@ pub struct Plan {
     pub limit: Option<usize>,
     pub jobs: usize,
     pub fail_fast: bool,
+    /// Only the tenants on this member database (None: every member).
+    pub database: Option<String>,
 }
 
 /// One tenant's result.
@@ -68,6 +70,7 @@ pub fn pending(
         conn,
         plan.target,
         plan.usernames.as_deref(),
+        plan.database.as_deref(),
         plan.order,
         plan.limit,
     )

@@ -85,6 +85,11 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     // Tenant commands reach the member's files.
     env.ok(&["verify", "--all"]);
     env.ok(&["refresh", "--all"]);
+    // --database narrows a fleet-wide command to one member.
+    let narrowed = env.ok(&["verify", "--all", "--database", "disk_a"]);
+    assert!(narrowed.contains("3 tenant(s) verified"), "{narrowed}");
+    let unknown = env.run(&["verify", "--all", "--database", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
     let tenants = env.json(&["tenants"]);
     let on: Vec<&str> = tenants["tenants"]
         .as_array()
