@@ -36,6 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         path: file.clone(),
         username: args.as_user.clone(),
         tenant_key: args.tenant_key.clone(),
+        database: ctx.database.clone(),
     };
     let plan = plan(
         &mut session,

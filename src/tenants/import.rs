@@ -54,6 +54,8 @@ pub struct ImportRequest {
     pub username: Option<String>,
     /// The tenant key naming the tables (`--tenant-key`).
     pub tenant_key: Option<String>,
+    /// The member database for a new tenant (`--database`); None: placement.
+    pub database: Option<String>,
 }
 
 /// One table of the file.
@@ -78,6 +80,8 @@ pub struct ImportPlan {
     pub tables: Vec<FileTable>,
     /// The registry did not know the user: a failed import forgets it again.
     pub new_user: bool,
+    /// The member database for a new tenant; None: placement decides.
+    pub database: Option<String>,
 }
 
 /// What an import did.
@@ -196,6 +200,7 @@ pub fn plan(
             Some(r) if resumes => claimed_new(r.claimed_by.as_deref()),
             other => other.is_none(),
         },
+        database: req.database.clone(),
     })
 }
 
@@ -447,7 +452,7 @@ fn import_steps(
     let registration = match &record {
         // Placed like a new tenant, in the transaction that registers it.
         None => op.registry(|sys| {
-            let database = crate::fleet::placement::choose(sys, None)
+            let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
                 .map_err(registry::RegisterError::Refused)?;
             registry::insert_as(
                 sys,
@@ -471,7 +476,7 @@ fn import_steps(
                 Some(&claim),
             )?;
             if restarted {
-                let database = crate::fleet::placement::choose(sys, None)
+                let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
                     .map_err(registry::RegisterError::Refused)?;
                 registry::set_database(sys, name, database.as_deref())?;
             }

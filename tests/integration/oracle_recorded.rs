@@ -885,6 +885,7 @@ fn import_sends_only_oracle_sql() {
                 path: file.clone(),
                 username: None,
                 tenant_key: None,
+                database: None,
             },
         )?;
         pathfinder_db::tenants::import::import(session, &renderer(), &plan, None)
