@@ -1,0 +1,197 @@
+//! Fleet throughput on PostgreSQL: provisioning and `migrate --all` of the
+//! same tenants into one database (no members), and over 1, 2 and 4 member
+//! databases, all on one server.
+//!
+//! ```sh
+//! cargo bench --bench fleet -- --tenants 1000 --members 0,1,2,4
+//! ```
+//!
+//! For each member count it makes a fresh catalog (and members), provisions N
+//! tenants at tenant version 3 with `provision --from-file --jobs J`, migrates
+//! them to the latest version with `migrate --all --jobs J`, then times a
+//! no-op `migrate --all`. It prints tenants/second and the ratio to the run
+//! without members (target: aggregate throughput >= 0.95x on one machine;
+//! on separate servers the members would add up). See benches/README.md.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: bench_fleet [--tenants N] [--members 0,1,2,4] [--jobs J] [--database-url URL]
+                   [--binary PATH] [--keep]
+
+  --tenants N         tenants per run (default 1000)
+  --members LIST      member counts to measure; 0 is the catalog alone (default 0,1,2,4)
+  --jobs J            --jobs for provision and migrate (default 2)
+  --database-url URL  PostgreSQL server for the scratch databases (default:
+                      $PATHFINDER_BENCH_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres)
+  --binary PATH       pathfinder-db binary (default: the release binary)
+  --keep              keep the scratch databases";
+
+struct Options {
+    tenants: usize,
+    members: Vec<usize>,
+    jobs: usize,
+    server: String,
+    binary: Option<PathBuf>,
+    keep: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut opts = Options {
+        tenants: 1000,
+        members: vec![0, 1, 2, 4],
+        jobs: 2,
+        server: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        binary: None,
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--tenants" | "-n" => {
+                opts.tenants = value("--tenants")?
+                    .parse()
+                    .map_err(|e| format!("--tenants: {e}"))?
+            }
+            "--members" => {
+                opts.members = value("--members")?
+                    .split(',')
+                    .map(|m| m.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--members: {e}"))?
+            }
+            "--jobs" | "-j" => {
+                opts.jobs = value("--jobs")?
+                    .parse()
+                    .map_err(|e| format!("--jobs: {e}"))?
+            }
+            "--database-url" => opts.server = value("--database-url")?,
+            "--binary" => opts.binary = Some(PathBuf::from(value("--binary")?)),
+            "--keep" => opts.keep = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if opts.tenants == 0 || opts.jobs == 0 {
+        return Err("--tenants and --jobs must be at least 1".into());
+    }
+    Ok(opts)
+}
+
+fn database_url(server: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server).expect("a valid --database-url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn recreate(server: &str, name: &str, drop_only: bool) -> String {
+    let mut client = postgres::Client::connect(server, postgres::NoTls).unwrap_or_else(|e| {
+        eprintln!("error: cannot connect to {server}: {e}");
+        std::process::exit(1)
+    });
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .expect("drop scratch database");
+    if !drop_only {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create scratch database");
+    }
+    database_url(server, name)
+}
+
+fn run(binary: &PathBuf, url: &str, args: &[&str]) -> f64 {
+    let started = Instant::now();
+    let out = Command::new(binary)
+        .arg("--database-url")
+        .arg(url)
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .expect("run pathfinder-db");
+    if !out.status.success() {
+        eprintln!(
+            "error: pathfinder-db {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::process::exit(1);
+    }
+    started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let opts = parse_args().unwrap_or_else(|e| {
+        eprintln!("error: {e}\n{USAGE}");
+        std::process::exit(2)
+    });
+    let binary = match &opts.binary {
+        Some(b) => b.clone(),
+        None => support::release_binary().unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        }),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let users = dir.path().join("users.txt");
+    let names: Vec<String> = (0..opts.tenants).map(|n| format!("f{n:06}")).collect();
+    std::fs::write(&users, names.join("\n") + "\n").expect("write users");
+    let users = users.to_string_lossy().into_owned();
+    let jobs = opts.jobs.to_string();
+    println!(
+        "fleet: {} tenants, --jobs {}, load {}",
+        opts.tenants,
+        opts.jobs,
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    println!("members  provision t/s  migrate t/s  no-op migrate s  vs no members (prov, migr)");
+    let mut base: Option<(f64, f64)> = None;
+    for &m in &opts.members {
+        let catalog = recreate(&opts.server, "pf_bench_fleet_cat", false);
+        let members: Vec<String> = (0..m)
+            .map(|i| recreate(&opts.server, &format!("pf_bench_fleet_m{i}"), false))
+            .collect();
+        run(&binary, &catalog, &["init"]);
+        for (i, url) in members.iter().enumerate() {
+            run(&binary, &catalog, &["databases", "add", &format!("m{i}"), url]);
+        }
+        if m > 0 {
+            run(&binary, &catalog, &["databases", "drain", "catalog"]);
+        }
+        let prov = run(
+            &binary,
+            &catalog,
+            &["provision", "--from-file", &users, "--to", "3", "--jobs", &jobs],
+        );
+        let migr = run(&binary, &catalog, &["migrate", "--all", "--jobs", &jobs]);
+        let noop = run(&binary, &catalog, &["migrate", "--all"]);
+        let (p, g) = (opts.tenants as f64 / prov, opts.tenants as f64 / migr);
+        let ratio = match base {
+            Some((bp, bg)) => format!("{:.2}, {:.2}", p / bp, g / bg),
+            None => "-".into(),
+        };
+        if m == 0 {
+            base = Some((p, g));
+        }
+        println!("{m:>7}  {p:>13.1}  {g:>11.1}  {noop:>15.3}  {ratio}");
+        if !opts.keep {
+            recreate(&opts.server, "pf_bench_fleet_cat", true);
+            for i in 0..m {
+                recreate(&opts.server, &format!("pf_bench_fleet_m{i}"), true);
+            }
+        }
+    }
+}
