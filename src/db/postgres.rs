@@ -100,7 +100,15 @@ pub struct PgConnection {
     prepared: std::collections::HashMap<String, postgres::Statement>,
     /// The configured application role, and whether the server has it.
     app_role: AppRoleSlot,
+    /// Locks held at the session level ([`Connection::hold`]).
+    held: Vec<String>,
+    /// The statements of [`Connection::query_repeated`], oldest first.
+    repeated: Vec<(String, postgres::Statement)>,
 }
+
+/// Statements kept by [`Connection::query_repeated`]: a sweep runs one at a
+/// time per table.
+const MAX_REPEATED: usize = 4;
 
 /// Queries on tenant tables differ per tenant: caching them would only grow the cache.
 const MAX_PREPARED: usize = 64;
@@ -203,6 +211,8 @@ impl PgConnection {
             in_transaction: false,
             prepared: Default::default(),
             app_role: AppRoleSlot::default(),
+            held: Vec::new(),
+            repeated: Vec::new(),
         })
     }
 
@@ -1004,6 +1014,80 @@ impl Connection for PgConnection {
     fn unlock(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
         // Transaction-level advisory locks end with the transaction.
         Ok(())
+    }
+
+    // The same key as `lock`, at the session level: session and transaction
+    // advisory locks on one key exclude each other across sessions, and a
+    // session holding one level is granted the other at once.
+    fn hold(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        let name = name.to_string();
+        if self.held.contains(&name) {
+            return Ok(true);
+        }
+        self.execute(
+            "SELECT pg_advisory_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+            &[Value::Text(name.clone())],
+        )?;
+        self.held.push(name);
+        Ok(true)
+    }
+
+    fn holds(&self, name: &Lock<'_>) -> bool {
+        let name = name.to_string();
+        self.held.contains(&name)
+    }
+
+    fn release_held(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        let name = name.to_string();
+        let Some(at) = self.held.iter().position(|h| *h == name) else {
+            return Ok(());
+        };
+        let sql = if self.in_transaction {
+            "SELECT pg_advisory_xact_lock(k), pg_advisory_unlock(k) FROM              (SELECT hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0) AS k) n"
+        } else {
+            "SELECT pg_advisory_unlock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))"
+        };
+        let released = self.query(sql, &[Value::Text(name)]);
+        if released.is_err() {
+            // Still held, by a session that goes on to other work: give the
+            // session up instead (the lock ends with it).
+            self.broken = true;
+        }
+        self.held.swap_remove(at);
+        released.map(|_| ())
+    }
+
+    fn query_repeated(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let stmt = match self.repeated.iter().find(|(s, _)| s == sql) {
+            Some((_, stmt)) => stmt.clone(),
+            None => {
+                let stmt = self
+                    .client
+                    .prepare(&bind_placeholders(sql, Dialect::Postgres))
+                    .map_err(|e| self.fail(&e))?;
+                if self.repeated.len() >= MAX_REPEATED {
+                    // Dropped, the statement is closed with the next message.
+                    self.repeated.remove(0);
+                }
+                self.repeated.push((sql.to_string(), stmt.clone()));
+                stmt
+            }
+        };
+        let rows = self
+            .client
+            .query(&stmt, &Self::params(params))
+            .map_err(|e| self.fail(&e))?;
+        rows.iter().map(|row| read_row(row, &self.target)).collect()
+    }
+
+    fn commit_and_begin(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            return self.begin();
+        }
+        // On an error the transaction is left open or aborted, or rolled
+        // back: a ROLLBACK after it is harmless either way.
+        let done = self.client.batch_execute("COMMIT; BEGIN");
+        done.map_err(|e| self.fail(&e))
     }
 
     fn is_closed(&self) -> bool {
