@@ -453,11 +453,19 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
     let compared = opts.compare_bin.is_some();
     println!(
         "| round | jobs | pathfinder-db s | rows/s | floor s | rows/s | ratio (target >= 0.9) | load |{}",
-        if compared { " --compare-bin s | its ratio |" } else { "" }
+        if compared {
+            " --compare-bin s | its ratio |"
+        } else {
+            ""
+        }
     );
     println!(
         "|------:|-----:|----------------:|-------:|--------:|-------:|----------------------:|-----:|{}",
-        if compared { "----------------:|----------:|" } else { "" }
+        if compared {
+            "----------------:|----------:|"
+        } else {
+            ""
+        }
     );
     for (i, r) in rounds.iter().enumerate() {
         let ratio = r.floor.as_secs_f64() / r.pathfinder.as_secs_f64();
