@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
-//!     [--batch-size N] [--rounds 2] [--server-url URL]
+//!     [--batch-size N] [--rounds 2] [--server-url URL] [--compare-bin PATH]
 //! ```
 //!
 //! What it does:
