@@ -166,7 +166,11 @@ fn main() {
             .collect();
         run(&binary, &catalog, &["init"]);
         for (i, url) in members.iter().enumerate() {
-            run(&binary, &catalog, &["databases", "add", &format!("m{i}"), url]);
+            run(
+                &binary,
+                &catalog,
+                &["databases", "add", &format!("m{i}"), url],
+            );
         }
         if m > 0 {
             run(&binary, &catalog, &["databases", "drain", "catalog"]);
@@ -174,7 +178,15 @@ fn main() {
         let prov = run(
             &binary,
             &catalog,
-            &["provision", "--from-file", &users, "--to", "3", "--jobs", &jobs],
+            &[
+                "provision",
+                "--from-file",
+                &users,
+                "--to",
+                "3",
+                "--jobs",
+                &jobs,
+            ],
         );
         let migr = run(&binary, &catalog, &["migrate", "--all", "--jobs", &jobs]);
         let noop = run(&binary, &catalog, &["migrate", "--all"]);

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench --bench retention -- [--tenants 100] [--rows 1000000] [--jobs 2] \
-//!     [--batch-size N] [--rounds 2] [--server-url URL]
+//!     [--batch-size N] [--rounds 2] [--server-url URL] [--compare-bin PATH]
 //! ```
 //!
 //! What it does:
@@ -42,12 +42,16 @@ struct Options {
     batch_size: Option<usize>,
     rounds: usize,
     server_url: String,
+    /// Another pathfinder-db binary (an earlier build) timed in the same
+    /// rounds on a clone of its own, for before/after comparisons on a
+    /// machine whose load moves from one minute to the next.
+    compare_bin: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench retention -- [--tenants N] [--rows N] [--jobs 2] \
-         [--batch-size N] [--rounds N] [--server-url URL]\n\
+         [--batch-size N] [--rounds N] [--server-url URL] [--compare-bin PATH]\n\
          (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
     );
     std::process::exit(2);
@@ -62,6 +66,7 @@ fn parse_options() -> Options {
         rounds: 2,
         server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
+        compare_bin: None,
     };
     // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -73,6 +78,7 @@ fn parse_options() -> Options {
             "--rows" => opts.rows = number(),
             "--batch-size" => opts.batch_size = Some(number()),
             "--rounds" => opts.rounds = number(),
+            "--compare-bin" => opts.compare_bin = Some(PathBuf::from(&value)),
             "--jobs" => {
                 opts.jobs = value
                     .split(',')
@@ -225,6 +231,18 @@ struct Round {
     jobs: usize,
     pathfinder: Duration,
     floor: Duration,
+    /// `--compare-bin`'s time.
+    other: Option<Duration>,
+    /// The 1-minute load average when the round ended.
+    load: f64,
+}
+
+/// The 1-minute load average (Linux), 0 where unknown.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
@@ -321,11 +339,20 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         for &jobs in &opts.jobs {
             let a = scratch.create(&format!("a{round}_{jobs}"), Some(&base))?;
             let b = scratch.create(&format!("b{round}_{jobs}"), Some(&base))?;
+            let c = match &opts.compare_bin {
+                Some(_) => Some(scratch.create(&format!("c{round}_{jobs}"), Some(&base))?),
+                None => None,
+            };
             let (a_url, b_url) = (scratch.url(&a), scratch.url(&b));
+            let c_url = c.as_ref().map(|c| scratch.url(c));
             let scripts = floor_scripts(work_dir, &users, &columns, jobs)?;
             let jobs_arg = jobs.to_string();
             let batch_arg = opts.batch_size.map(|b| b.to_string());
-            let time_pathfinder = |scratch: &mut Scratch| -> anyhow::Result<Duration> {
+            let time_pathfinder = |scratch: &mut Scratch,
+                                   bin: &Path,
+                                   url: &str,
+                                   what: &str|
+             -> anyhow::Result<Duration> {
                 scratch.checkpoint();
                 let mut args = vec![
                     "retention",
@@ -340,9 +367,9 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
                 if let Some(b) = &batch_arg {
                     args.extend(["--batch-size", b.as_str()]);
                 }
-                let (t, _) = pathfinder(bin, &a_url, &args)?;
+                let (t, _) = pathfinder(bin, url, &args)?;
                 eprintln!(
-                    "round {round}, jobs {jobs}: pathfinder-db retention run: {:.2} s ({:.0} rows/s)",
+                    "round {round}, jobs {jobs}: {what} retention run: {:.2} s ({:.0} rows/s)",
                     t.as_secs_f64(),
                     rate(total, t)
                 );
@@ -359,14 +386,31 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
                 Ok(t)
             };
             // The order alternates, so neither always meets a warmer server.
+            // (With --compare-bin the other binary runs between the two.)
+            let mut other = None;
+            let mut time_other = |scratch: &mut Scratch| -> anyhow::Result<()> {
+                if let (Some(bin), Some(url)) = (&opts.compare_bin, &c_url) {
+                    other = Some(time_pathfinder(scratch, bin, url, "--compare-bin")?);
+                }
+                Ok(())
+            };
             let (pf, floor) = if round % 2 == 0 {
-                let pf = time_pathfinder(&mut scratch)?;
+                let pf = time_pathfinder(&mut scratch, bin, &a_url, "pathfinder-db")?;
+                time_other(&mut scratch)?;
                 (pf, time_floor(&mut scratch)?)
             } else {
                 let floor = time_floor(&mut scratch)?;
-                (time_pathfinder(&mut scratch)?, floor)
+                time_other(&mut scratch)?;
+                (
+                    time_pathfinder(&mut scratch, bin, &a_url, "pathfinder-db")?,
+                    floor,
+                )
             };
-            for (what, url) in [("pathfinder-db", &a_url), ("floor", &b_url)] {
+            let mut check = vec![("pathfinder-db", &a_url), ("floor", &b_url)];
+            if let Some(url) = &c_url {
+                check.push(("--compare-bin", url));
+            }
+            for (what, url) in check {
                 let (live, archived) = moved(url, &users)?;
                 if live != 0 || archived as usize != total {
                     bail!(
@@ -378,9 +422,14 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
                 jobs,
                 pathfinder: pf,
                 floor,
+                other,
+                load: load_average(),
             });
             scratch.drop_database(&a)?;
             scratch.drop_database(&b)?;
+            if let Some(c) = &c {
+                scratch.drop_database(c)?;
+            }
         }
     }
 
@@ -401,16 +450,37 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
         "floor: INSERT INTO <archive> SELECT ... + DELETE per table and tenant, one transaction each, one psql session per job"
     );
     println!();
+    let compared = opts.compare_bin.is_some();
     println!(
-        "| round | jobs | pathfinder-db s | rows/s | floor s | rows/s | ratio (target >= 0.9) |"
+        "| round | jobs | pathfinder-db s | rows/s | floor s | rows/s | ratio (target >= 0.9) | load |{}",
+        if compared {
+            " --compare-bin s | its ratio |"
+        } else {
+            ""
+        }
     );
     println!(
-        "|------:|-----:|----------------:|-------:|--------:|-------:|----------------------:|"
+        "|------:|-----:|----------------:|-------:|--------:|-------:|----------------------:|-----:|{}",
+        if compared {
+            "----------------:|----------:|"
+        } else {
+            ""
+        }
     );
     for (i, r) in rounds.iter().enumerate() {
         let ratio = r.floor.as_secs_f64() / r.pathfinder.as_secs_f64();
+        let other = r
+            .other
+            .map(|o| {
+                format!(
+                    " {:>15.2} | {:>8.2}x |",
+                    o.as_secs_f64(),
+                    r.floor.as_secs_f64() / o.as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "| {:>5} | {:>4} | {:>15.2} | {:>6.0} | {:>7.2} | {:>6.0} | {:>17.2}x {:>3} |",
+            "| {:>5} | {:>4} | {:>15.2} | {:>6.0} | {:>7.2} | {:>6.0} | {:>17.2}x {:>3} | {:>4.1} |{other}",
             i / opts.jobs.len(),
             r.jobs,
             r.pathfinder.as_secs_f64(),
@@ -418,7 +488,8 @@ fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
             r.floor.as_secs_f64(),
             rate(total, r.floor),
             ratio,
-            if ratio >= 0.9 { "ok" } else { "NO" }
+            if ratio >= 0.9 { "ok" } else { "NO" },
+            r.load
         );
     }
     for &jobs in &opts.jobs {

@@ -467,6 +467,43 @@ pub trait Connection: Send {
 
     fn unlock(&mut self, name: &Lock<'_>) -> Result<(), DbError>;
 
+    /// Keeps `name`, which the caller holds already (`lock` in the open
+    /// transaction), held by this session across the commits that follow,
+    /// until [`Connection::release_held`] or the session's end, so that work
+    /// in many transactions need not wait for it again after each commit
+    /// ([`Connection::holds`] says so). False where the backend has no such
+    /// lock (the caller goes on taking `lock` in every transaction): only
+    /// PostgreSQL's transaction-level locks need it.
+    fn hold(&mut self, _name: &Lock<'_>) -> Result<bool, DbError> {
+        Ok(false)
+    }
+
+    /// Whether this session holds `name` by [`Connection::hold`].
+    fn holds(&self, _name: &Lock<'_>) -> bool {
+        false
+    }
+
+    /// Ends [`Connection::hold`]; inside a transaction the transaction-level
+    /// lock is taken first, so the name stays locked until it ends.
+    fn release_held(&mut self, _name: &Lock<'_>) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    /// Like [`Connection::query`], for a statement the caller runs many
+    /// times in a row with other binds (the batches of a sweep): PostgreSQL
+    /// keeps the last few such statements prepared, so each run after the
+    /// first costs one round trip and no parse. (Other statements on tenant
+    /// tables are prepared each time: there are too many of them to keep.)
+    fn query_repeated(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        self.query(sql, params)
+    }
+
+    /// Commits and opens the next transaction (PostgreSQL: one round trip).
+    fn commit_and_begin(&mut self) -> Result<(), DbError> {
+        self.commit()?;
+        self.begin()
+    }
+
     /// True once the connection is lost; the session should then be replaced.
     fn is_closed(&self) -> bool {
         false

@@ -113,7 +113,13 @@ pub struct PgConnection {
     /// Advisory locks taken outside a transaction: held by the session until
     /// [`Connection::unlock`] (or until the connection ends).
     session_locks: std::collections::HashSet<String>,
+    /// The statements of [`Connection::query_repeated`], oldest first.
+    repeated: Vec<(String, postgres::Statement)>,
 }
+
+/// Statements kept by [`Connection::query_repeated`]: a sweep runs one at a
+/// time per table.
+const MAX_REPEATED: usize = 4;
 
 /// Queries on tenant tables differ per tenant: caching them would only grow the cache.
 const MAX_PREPARED: usize = 64;
@@ -237,6 +243,7 @@ impl PgConnection {
             prepared: Default::default(),
             app_role: AppRoleSlot::default(),
             session_locks: Default::default(),
+            repeated: Vec::new(),
         })
     }
 
@@ -1077,6 +1084,78 @@ impl Connection for PgConnection {
             &[Value::Text(key)],
         )
         .map(|_| ())
+    }
+
+    // The same key as `lock`, at the session level: session and transaction
+    // advisory locks on one key exclude each other across sessions, and a
+    // session holding one level is granted the other at once.
+    fn hold(&mut self, name: &Lock<'_>) -> Result<bool, DbError> {
+        let name = name.to_string();
+        if self.session_locks.contains(&name) {
+            return Ok(true);
+        }
+        self.execute(
+            "SELECT pg_advisory_lock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))",
+            &[Value::Text(name.clone())],
+        )?;
+        self.session_locks.insert(name);
+        Ok(true)
+    }
+
+    fn holds(&self, name: &Lock<'_>) -> bool {
+        self.session_locks.contains(&name.to_string())
+    }
+
+    fn release_held(&mut self, name: &Lock<'_>) -> Result<(), DbError> {
+        let name = name.to_string();
+        if !self.session_locks.remove(&name) {
+            return Ok(());
+        }
+        let sql = if self.in_transaction {
+            "SELECT pg_advisory_xact_lock(k), pg_advisory_unlock(k) FROM              (SELECT hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0) AS k) n"
+        } else {
+            "SELECT pg_advisory_unlock(hashtextextended(current_database() || '/' || current_schema() || '/' || ?, 0))"
+        };
+        let released = self.query(sql, &[Value::Text(name)]);
+        if released.is_err() {
+            // Still held, by a session that goes on to other work: give the
+            // session up instead (the lock ends with it).
+            self.broken = true;
+        }
+        released.map(|_| ())
+    }
+
+    fn query_repeated(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let stmt = match self.repeated.iter().find(|(s, _)| s == sql) {
+            Some((_, stmt)) => stmt.clone(),
+            None => {
+                let stmt = self
+                    .client
+                    .prepare(&bind_placeholders(sql, Dialect::Postgres))
+                    .map_err(|e| self.fail(&e))?;
+                if self.repeated.len() >= MAX_REPEATED {
+                    // Dropped, the statement is closed with the next message.
+                    self.repeated.remove(0);
+                }
+                self.repeated.push((sql.to_string(), stmt.clone()));
+                stmt
+            }
+        };
+        let rows = self
+            .client
+            .query(&stmt, &Self::params(params))
+            .map_err(|e| self.fail(&e))?;
+        rows.iter().map(|row| read_row(row, &self.target)).collect()
+    }
+
+    fn commit_and_begin(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            return self.begin();
+        }
+        // On an error the transaction is left open or aborted, or rolled
+        // back: a ROLLBACK after it is harmless either way.
+        let done = self.client.batch_execute("COMMIT; BEGIN");
+        done.map_err(|e| self.fail(&e))
     }
 
     fn is_closed(&self) -> bool {

@@ -896,51 +896,134 @@ pub fn sweep_batch(
 
 /// PostgreSQL: the oldest `limit` due rows as one batch in the caller's
 /// transaction, found through the age column's index (tenant version 4) and
-/// taken by their row addresses (`ctid`): two set statements under
-/// [`lock_for_batch`], which keeps writers out so that both find the same
-/// rows; their counts must agree. Each batch reads only its own rows,
-/// whatever the backlog and the batch size. Returns the batch and whether
-/// more rows may be due.
+/// taken by their row addresses (`ctid`), in one statement: the rows the
+/// DELETE removes are the rows the INSERT copies (a data-modifying CTE), so
+/// both counts agree whatever a concurrent writer does, and a row that a
+/// writer changed after it was picked stays for a later batch. Each batch
+/// reads only its own rows, whatever the backlog and the batch size. Returns
+/// the batch and whether more rows are due (the statement picks one row
+/// more than it takes).
+///
+/// A batch with more to follow commits without waiting for its WAL flush
+/// (the statement sets `synchronous_commit` off for its transaction): a
+/// server crash can only undo whole batches (copy, delete and audit row
+/// together), never split one, and the table's last batch, which has rows,
+/// commits synchronously and so flushes every batch before it. A small batch
+/// costs no fsync of its own, and what a run reports is durable.
 pub fn sweep_oldest(
     conn: &mut dyn Connection,
     sweep: &Sweep<'_>,
     limit: u64,
     generation: &str,
 ) -> anyhow::Result<(Batch, bool)> {
-    lock_for_batch(conn, sweep)?;
-    let (copy, delete, mut binds) = oldest_rows_sql(conn.dialect(), sweep)?;
-    binds.push(Value::Int(limit.min(i64::MAX as u64) as i64));
-    let batch = copy_then_delete(conn, sweep, copy, delete, &binds, generation)?;
-    let more = batch.selected >= limit;
-    // A batch with more to follow commits without waiting for its WAL flush:
-    // a server crash can only undo whole batches (copy, delete and audit row
-    // together), never split one, and the table's last batch commits
-    // synchronously, which flushes every batch before it. So a small batch
-    // costs no fsync of its own, and what a run reports is durable.
-    if more {
-        conn.execute("SET LOCAL synchronous_commit = off", &[])?;
+    // A parent's children must not gain rows that point at parents being
+    // deleted (cascading them away unarchived).
+    let children: Vec<String> = sweep.children.iter().map(|c| c.table.clone()).collect();
+    if sweep.action.deletes()
+        && let Some(lock) = conn.dialect().share_lock(&children)
+    {
+        conn.run_statements(&[Statement {
+            sql: lock,
+            plsql: false,
+        }])?;
     }
-    Ok((batch, more))
+    let (sql, binds) = oldest_batch_sql(conn.dialect(), sweep, limit, generation)?;
+    let row = conn
+        .query_repeated(&sql, &binds)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let count = |i: usize| row.get(i).and_then(|v| v.as_i64()).unwrap_or(0).max(0) as u64;
+    let picked = count(0);
+    let mut batch = Batch {
+        selected: count(1),
+        ..Batch::default()
+    };
+    match sweep.action {
+        Action::Move => (batch.archived, batch.deleted) = (count(2), count(1)),
+        Action::Delete => batch.deleted = count(1),
+        Action::Copy => (batch.selected, batch.archived) = (count(2), count(2)),
+    }
+    check_batch(sweep, &batch)?;
+    Ok((batch, picked > limit))
 }
 
-/// [`sweep_oldest`]'s statements: (copy, delete, binds). The copy's binds are
-/// the generation, then the condition's, then the limit; the delete's the
-/// condition's, then the limit.
-fn oldest_rows_sql(
+/// [`sweep_oldest`]'s statement and its binds. It returns one row: the rows
+/// picked (at most `limit + 1`), deleted and copied.
+fn oldest_batch_sql(
     dialect: Dialect,
     sweep: &Sweep<'_>,
-) -> anyhow::Result<(Option<String>, Option<String>, Vec<Value>)> {
+    limit: u64,
+    generation: &str,
+) -> anyhow::Result<(String, Vec<Value>)> {
     if dialect != Dialect::Postgres {
         bail!("batches by row address are PostgreSQL's");
     }
-    let (due, binds) = sweep.due(dialect)?;
-    let rows = format!(
-        "o.ctid = ANY(ARRAY(SELECT s.ctid FROM {live} s WHERE {due} ORDER BY s.{age}, s.id LIMIT ?))",
+    let limit = limit.clamp(1, i32::MAX as u64 - 1) as i64;
+    let (due, mut binds) = sweep.due(dialect)?;
+    let mut sql = format!(
+        "WITH pick AS MATERIALIZED (SELECT ARRAY(SELECT s.ctid FROM {live} s WHERE {due} \
+         ORDER BY s.{age}, s.id LIMIT ?) AS a)",
         live = sweep.live,
         age = sweep.age_column,
     );
-    let (copy, delete) = copy_and_delete(dialect, sweep, "o", &rows)?;
-    Ok((copy, delete, binds))
+    binds.push(Value::Int(limit + 1));
+    let taken = "o.ctid = ANY((SELECT p.a[1:?] FROM pick p)::tid[])";
+    let sourced = |t: &ArchiveTable| {
+        t.columns
+            .iter()
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if sweep.action.deletes() {
+        let returning = if sweep.action == Action::Move {
+            sourced(sweep.archive()?)
+        } else {
+            "1".into()
+        };
+        sql.push_str(&format!(
+            ", moved AS (DELETE FROM {live} o WHERE {taken} RETURNING {returning})",
+            live = sweep.live,
+        ));
+        binds.push(Value::Int(limit));
+    }
+    if sweep.action != Action::Delete {
+        let t = sweep.archive()?;
+        let names = t.columns.join(", ");
+        let ts = dialect.timestamp_bind();
+        if sweep.action == Action::Move {
+            sql.push_str(&format!(
+                ", copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {names}, {ts} FROM moved RETURNING 1)",
+                archive = t.archive,
+            ));
+            binds.push(Value::Text(generation.into()));
+        } else {
+            sql.push_str(&format!(
+                ", copied AS (INSERT INTO {archive} ({names}, archived_at) SELECT {sourced}, {ts} FROM {live} o WHERE {taken} RETURNING 1)",
+                archive = t.archive,
+                live = sweep.live,
+                sourced = sourced(t),
+            ));
+            binds.push(Value::Text(generation.into()));
+            binds.push(Value::Int(limit));
+        }
+    }
+    let counted = |cte: &str, present: bool| {
+        if present {
+            format!("(SELECT COUNT(*) FROM {cte})")
+        } else {
+            "0".into()
+        }
+    };
+    sql.push_str(&format!(
+        " SELECT p.n, {moved}, {copied}, CASE WHEN p.n > ? THEN set_config('synchronous_commit', 'off', true) END \
+         FROM (SELECT cardinality(a) AS n FROM pick) p",
+        moved = counted("moved", sweep.action.deletes()),
+        copied = counted("copied", sweep.action != Action::Delete),
+    ));
+    binds.push(Value::Int(limit));
+    Ok((sql, binds))
 }
 
 /// Keeps writers out of what a batch reads: the table itself when rows are
@@ -1195,20 +1278,17 @@ mod tests {
                     parse(dialect, &delete);
                     assert_eq!(binds(&insert), 2 + since as usize, "{insert}");
                 }
+                let oldest = oldest_batch_sql(dialect, &sweep, 1000, "2020-01-01 00:00:00");
                 if dialect == Dialect::Postgres {
-                    let (copy, delete, b) = oldest_rows_sql(dialect, &sweep).unwrap();
-                    assert_eq!(copy.is_some(), action != Action::Delete);
-                    assert_eq!(delete.is_some(), action != Action::Copy);
-                    for sql in copy.iter() {
-                        parse(dialect, sql);
-                        assert_eq!(binds(sql), b.len() + 2, "{sql}");
-                    }
-                    for sql in delete.iter() {
-                        parse(dialect, sql);
-                        assert_eq!(binds(sql), b.len() + 1, "{sql}");
-                    }
+                    let (sql, b) = oldest.unwrap();
+                    parse(dialect, &sql);
+                    assert_eq!(binds(&sql), b.len(), "{sql}");
+                    assert_eq!(sql.contains("DELETE"), action != Action::Copy, "{sql}");
+                    assert_eq!(sql.contains("INSERT"), action != Action::Delete, "{sql}");
+                    // Picks one row more than it takes, to know whether more are due.
+                    assert!(b.contains(&Value::Int(1001)) && b.contains(&Value::Int(1000)));
                 } else {
-                    assert!(oldest_rows_sql(dialect, &sweep).is_err());
+                    assert!(oldest.is_err());
                 }
             }
             let probe = |table: &str, column: &str| Probe {

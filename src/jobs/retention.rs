@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::catalog::audit::{self, AuditEntry};
 use crate::catalog::registry::{self, Status, TenantRecord, iso_utc};
 use crate::db::dialect::Dialect;
-use crate::db::{Connection, Open, Session, Tx, Value};
+use crate::db::{Connection, Lock, Open, Session, Tx, Value};
 use crate::error::UsageError;
 use crate::jobs::archive::{self, Action, ArchiveTable, Batch, Child, Sweep};
 use crate::jobs::oldest;
@@ -469,12 +469,21 @@ fn sweep_tenant(
         report,
         &mut current,
     );
-    op.finish(result, |sys, message| {
+    let result = op.finish(result, |sys, message| {
         if let Some(c) = &current {
             c.audit_end(sys, tenant, Some(message))?;
         }
         Ok(())
-    })
+    });
+    // The tenant's lock, if the sweep held it across its batches, goes only
+    // now, after its last commit (or rollback) and audit row.
+    let sys = session.system();
+    let lock = Lock::Tenant(name);
+    if sys.holds(&lock) {
+        // On failure the session is given up, and the lock with it.
+        let _ = sys.release_held(&lock);
+    }
+    result
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -570,6 +579,11 @@ fn tenant_steps(
                     .ok_or_else(|| missing_tenant(op.session(), &key, name))?;
                 more = left;
                 table.add(&batch);
+                if more {
+                    // Held by the session until the sweep ends, so that the
+                    // batches that follow need not wait for it again.
+                    op.registry(|sys| sys.hold(&Lock::Tenant(name)))?;
+                }
                 batch_done(op, current, &table)?;
             }
             let mut found = 0;

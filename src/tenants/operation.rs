@@ -210,18 +210,20 @@ impl<'s, 'db> TenantOp<'s, 'db> {
     /// same guard, for operations that work in batches which must each commit
     /// on their own (retention sweeps: a kill loses at most the batch in
     /// flight). Where the operation is one transaction (PostgreSQL) it is
-    /// committed and the next one opened, waiting for the tenant's lock
-    /// again; elsewhere every step has committed already.
+    /// committed and the next one opened (one round trip), waiting for the
+    /// tenant's lock again unless the session holds it across commits
+    /// ([`Connection::hold`]); elsewhere every step has committed already.
     pub fn checkpoint(&mut self) -> Result<(), DbError> {
         if !self.in_tx {
             return Ok(());
         }
         let sys = self.session.system();
-        self.in_tx = false;
-        sys.commit()?;
-        sys.begin()?;
-        self.in_tx = true;
-        sys.lock(&Lock::Tenant(&self.username))
+        let lock = Lock::Tenant(&self.username);
+        sys.commit_and_begin()?;
+        if sys.holds(&lock) {
+            return Ok(());
+        }
+        sys.lock(&lock)
     }
 
     /// Claims the tenant's registry row for a migration to `target` (see

@@ -1639,3 +1639,97 @@ fn unchanged_sqlite_files_are_remembered_until_they_change() {
     let report = env.json(&["retention", "run", "--all", "--dry-run"]);
     assert_eq!(report["totals"]["rows"], 0, "{report}");
 }
+
+/// PostgreSQL: a sweep keeps the tenant's lock across its batches (held by
+/// its session, not taken again after each commit). Two sweeps of one tenant
+/// at once still move each row once, the second after the first; a sweep
+/// killed while it holds the lock leaves no lock behind (it ends with the
+/// session), and what it committed is all audited.
+#[test]
+fn held_tenant_lock_serializes_sweeps_and_dies_with_a_killed_one() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = Env::postgres(&server, "held_lock");
+    let key = "t00";
+    env.ok(&["provision", key]);
+    apply(&env, &default_policies());
+    old_messages(&env, key, "h", 400);
+    let sweep = |batch: &str| {
+        env.std_cmd()
+            .args([
+                "retention",
+                "run",
+                "--all",
+                "--batch-size",
+                batch,
+                "--quiet",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start retention run")
+    };
+    let held = || {
+        count(env.system_rows(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ))
+    };
+    let live = || {
+        count(env.tenant_rows(
+            key,
+            &format!("SELECT COUNT(*) FROM pf_user_{key}_chat_messages WHERE id LIKE 'h-%'"),
+        ))
+    };
+
+    // Killed in the middle of its batches, while its session holds the lock.
+    let mut child = sweep("1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live() > 350 {
+        assert!(Instant::now() < deadline, "the sweep did not get going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "400 batches take longer"
+    );
+    assert!(held() >= 1, "the sweep holds the tenant between batches");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held() > 0 {
+        assert!(Instant::now() < deadline, "the killed sweep's lock stayed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = live();
+    assert!(left > 0 && left < 400, "{left}");
+
+    // Two sweeps at once: one waits for the other's whole sweep.
+    let (mut a, mut b) = (sweep("3"), sweep("3"));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    assert_eq!(live(), 0);
+    assert_eq!(held(), 0, "no lock outlives its sweep");
+    let archived = env.tenant_rows(
+        key,
+        &format!(
+            "SELECT id FROM pf_user_{key}_chat_messages_archive WHERE id LIKE 'h-%' ORDER BY id"
+        ),
+    );
+    let ids: BTreeSet<String> = archived.iter().map(|r| r[0].clone()).collect();
+    assert_eq!(archived.len(), 400, "each row archived once");
+    assert_eq!(ids.len(), 400);
+    // Every committed batch audited: the audit rows add up to the moves.
+    let audited: u64 = env
+        .system_rows(&format!(
+            "SELECT details FROM pf_audit_log WHERE action = 'retention.sweep' AND entity_id = 'pf_user_{key}_chat_messages'"
+        ))
+        .iter()
+        .map(|r| {
+            let d: Json = serde_json::from_str(&r[0]).unwrap();
+            assert_eq!(d["archived"], d["deleted"], "{d}");
+            d["deleted"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(audited, 400);
+}
