@@ -170,25 +170,68 @@ pub fn has_staged(tenant: &mut dyn Connection) -> Result<bool, DbError> {
 /// Moves the rows staged in a tenant file into `pf_audit_log` of the main
 /// file `sys`: a row already there (copied before a kill) is not copied again.
 pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Result<(), DbError> {
+    flush_staged_of(tenant, sys, None)
+}
+
+/// The stage of a server member database, shared by its tenants: only the
+/// rows about tenant `username` (key `key`) and its tables are flushed (the
+/// caller holds that tenant's lock, so no other process flushes them at the
+/// same time).
+pub fn flush_member_staged(
+    member: &mut dyn Connection,
+    sys: &mut dyn Connection,
+    username: &str,
+    key: &crate::schema::tenant::TenantKey,
+) -> Result<(), DbError> {
+    let prefix = key.prefix();
+    let ours = |entity: &str| {
+        entity == username
+            || entity.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                let table = rest.strip_suffix("_archive").unwrap_or(rest);
+                crate::schema::tenant::TABLES
+                    .iter()
+                    .any(|t| t.name == table)
+            })
+    };
+    flush_staged_of(member, sys, Some(&ours))
+}
+
+fn flush_staged_of(
+    tenant: &mut dyn Connection,
+    sys: &mut dyn Connection,
+    entity: Option<&dyn Fn(&str) -> bool>,
+) -> Result<(), DbError> {
+    // SQLite keeps the order of staging in its rowid; elsewhere the rows'
+    // own times order them in the log.
+    let order = match tenant.dialect() {
+        crate::db::dialect::Dialect::Sqlite => "rowid",
+        _ => "id",
+    };
     let staged = match tenant.query(
-        &format!("SELECT id, row_json FROM {STAGE} ORDER BY rowid"),
+        &format!("SELECT id, row_json FROM {STAGE} ORDER BY {order}"),
         &[],
     ) {
         Ok(rows) => rows,
         Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => return Ok(()),
         Err(e) => return Err(e),
     };
-    if staged.is_empty() {
-        return Ok(());
-    }
-    let mut tx = Tx::begin(sys)?;
-    for r in &staged {
+    let mut rows = Vec::new();
+    for r in staged {
         let id = r[0].to_text();
         let row: Row = serde_json::from_str(&r[1].to_text()).map_err(|e| {
             DbError::other(format!(
                 "a staged audit row ({STAGE} {id}) cannot be read: {e}"
             ))
         })?;
+        if entity.is_none_or(|ours| ours(&row.entity_id)) {
+            rows.push((r[0].clone(), id, row));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = Tx::begin(sys)?;
+    for (_, id, row) in &rows {
         if tx
             .query(
                 "SELECT 1 FROM pf_audit_log WHERE id = ?",
@@ -196,15 +239,15 @@ pub fn flush_staged(tenant: &mut dyn Connection, sys: &mut dyn Connection) -> Re
             )?
             .is_empty()
         {
-            insert(&mut *tx, &id, &row)?;
+            insert(&mut *tx, id, row)?;
         }
     }
     tx.commit()?;
     let mut tx = Tx::begin(tenant)?;
-    for r in &staged {
+    for (stored_id, _, _) in &rows {
         tx.execute(
             &format!("DELETE FROM {STAGE} WHERE id = ?"),
-            &[r[0].clone()],
+            std::slice::from_ref(stored_id),
         )?;
     }
     tx.commit()

@@ -1220,6 +1220,29 @@ impl<'db> Session<'db> {
         self.member_connection(name, &url)
     }
 
+    /// On a server fleet, for a tenant on a member other than the catalog:
+    /// the member's connection together with the catalog's (None for a
+    /// tenant on the catalog, and on SQLite, whose tenants are apart anyway).
+    pub fn member_apart(
+        &mut self,
+        key: &TenantKey,
+    ) -> Result<Option<TenantAndCatalog<'_>>, DbError> {
+        if matches!(self.db.target, Target::Sqlite(_)) {
+            return Ok(None);
+        }
+        let Some((name, url)) = self.member_of(key)? else {
+            return Ok(None);
+        };
+        self.member_connection(&name, &url)?;
+        let conn = self
+            .members
+            .as_mut()
+            .and_then(Option::as_mut)
+            .and_then(|m| m.conns.get_mut(&name))
+            .expect("opened above");
+        Ok(Some((conn.as_mut(), self.system.as_mut())))
+    }
+
     /// Whether the deployment has member databases besides the catalog.
     pub fn has_members(&mut self) -> Result<bool, DbError> {
         Ok(self.members()?.is_some())
@@ -1280,6 +1303,9 @@ impl<'db> Session<'db> {
 
 /// A tenant's own connection and the session's system connection (SQLite).
 pub type TenantAndSystem<'s> = (Box<dyn Connection>, &'s mut dyn Connection);
+
+/// A member's connection and the catalog's ([`Session::member_apart`]).
+pub type TenantAndCatalog<'s> = (&'s mut dyn Connection, &'s mut dyn Connection);
 
 impl Session<'_> {
     /// On SQLite, where a tenant lives in a file of its own: that file's

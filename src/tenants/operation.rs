@@ -188,6 +188,22 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             }
             return Ok(Some(value));
         }
+        // A tenant on a server member: its work and the audit row commit
+        // together on the member (in the member's stage), then the row is
+        // copied to the catalog's log.
+        let username = self.username.clone();
+        if let Some((conn, sys)) = self.session.member_apart(key)? {
+            let mut tx = Tx::begin(&mut *conn)?;
+            let value = step(&mut *tx)?;
+            if let Some((entry, details)) = audit(&value) {
+                audit::stage(&mut *tx, &entry, Some(&details))?;
+                tx.commit()?;
+                audit::flush_member_staged(conn, sys, &username, key)?;
+            } else {
+                tx.commit()?;
+            }
+            return Ok(Some(value));
+        }
         self.tenant(key, Open::Existing, |conn| {
             let value = step(conn)?;
             if let Some((entry, details)) = audit(&value) {
@@ -200,8 +216,12 @@ impl<'s, 'db> TenantOp<'s, 'db> {
     /// SQLite: moves audit rows that a killed run left staged in the tenant's
     /// file to `pf_audit_log` (elsewhere there are none).
     pub fn flush_audit(&mut self, key: &TenantKey) -> Result<(), DbError> {
-        match self.session.tenant_apart(key)? {
-            Some((mut conn, sys)) => audit::flush_staged(&mut *conn, sys),
+        if let Some((mut conn, sys)) = self.session.tenant_apart(key)? {
+            return audit::flush_staged(&mut *conn, sys);
+        }
+        let username = self.username.clone();
+        match self.session.member_apart(key)? {
+            Some((conn, sys)) => audit::flush_member_staged(conn, sys, &username, key),
             None => Ok(()),
         }
     }

@@ -370,3 +370,47 @@ fn system_version_7_upgrades_a_postgres_deployment() {
     let Some(server) = postgres_url() else { return };
     upgrade_from_system_v6(&Env::postgres(&server, "fleetupgrade"));
 }
+
+/// The retention sweep of a tenant on a PostgreSQL member: rows move into
+/// the archive on the member, and the audit row reaches the catalog's log
+/// (staged on the member in the batch's transaction, then copied).
+#[test]
+fn retention_sweeps_tenants_on_a_postgres_member() {
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "fleetret");
+    let member = PgDatabase::create(&server, "fleetretm");
+    env.ok(&["init"]);
+    env.ok(&["databases", "add", "m1", &member.url]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["provision", "alice", "bob"]);
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    env.ok(&["policies", "apply", "--dir", policies.to_str().unwrap()]);
+    let mut m = member.client();
+    m.batch_execute(
+        "INSERT INTO pf_user_alice_chat_conversations (id, title) VALUES ('c', 'x');
+         INSERT INTO pf_user_alice_chat_messages (id, conversation_id, role, content, created_at)
+         SELECT 'old' || g, 'c', 'user', 'a year ago', now() - interval '400 days' FROM generate_series(1, 1200) g;
+         INSERT INTO pf_user_alice_chat_messages (id, conversation_id, role, content, created_at)
+         VALUES ('new', 'c', 'user', 'today', now());",
+    )
+    .unwrap();
+    env.ok(&["retention", "run", "--all", "--batch-size", "500"]);
+    let count = |sql: &str, client: &mut postgres::Client| pg_rows(client, sql)[0][0].clone();
+    assert_eq!(
+        count("SELECT count(*) FROM pf_user_alice_chat_messages", &mut m),
+        "1"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM pf_user_alice_chat_messages_archive",
+            &mut m
+        ),
+        "1200"
+    );
+    assert_eq!(count("SELECT count(*) FROM pf_audit_stage", &mut m), "0");
+    let logged = pg_rows(
+        &mut env.pg(),
+        "SELECT count(*) FROM pf_audit_log WHERE action = 'retention.sweep' AND entity_id = 'pf_user_alice_chat_messages'",
+    );
+    assert_ne!(logged[0][0], "0", "the sweep is in the catalog's audit log");
+}
