@@ -25,6 +25,7 @@ mod stats;
 mod status;
 mod tenants;
 mod verify;
+mod move_tenant;
 mod where_user;
 
 use std::path::PathBuf;
@@ -131,6 +132,8 @@ pub enum Command {
     Databases(databases::Args),
     /// Print the member database holding a user's tables (for the application's routing)
     Where(where_user::Args),
+    /// Move a user's tables to another member database: copy, verify, switch, drop the source
+    Move(move_tenant::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -443,6 +446,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Grants(args) => grants::run(&ctx, args),
         Command::Databases(args) => databases::run(&ctx, args),
         Command::Where(args) => where_user::run(&ctx, args),
+        Command::Move(args) => move_tenant::run(&ctx, args),
     }
 }
 
