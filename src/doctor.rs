@@ -362,7 +362,7 @@ fn catalog(
                 checks.push(Check::fail(
                     "member",
                     format!("member {member} cannot be read: {}", e.message),
-                    format!("check that it is up, or `pathfinder-db databases list`"),
+                    "check that it is up, or `pathfinder-db databases list`".to_string(),
                 ));
                 continue;
             }

@@ -758,38 +758,6 @@ pub fn fleet_status(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::iso_utc;
-
-    /// The statement `tenants --pending` sends parses as Oracle SQL (and as
-    /// PostgreSQL's, with its placeholders); SQLite runs it in the tests.
-    #[test]
-    fn pending_records_sql_parses_as_oracle_and_postgres() {
-        use crate::db::bind_placeholders;
-        use crate::db::dialect::Dialect;
-        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect};
-        use sqlparser::parser::Parser;
-        let sql = super::pending_records_sql();
-        let oracle = bind_placeholders(&sql, Dialect::Oracle);
-        assert!(oracle.contains(":1") && !oracle.ends_with(';'), "{oracle}");
-        Parser::parse_sql(&OracleDialect {}, &oracle).unwrap_or_else(|e| panic!("{oracle}: {e}"));
-        let postgres = bind_placeholders(&sql, Dialect::Postgres);
-        Parser::parse_sql(&PostgreSqlDialect {}, &postgres)
-            .unwrap_or_else(|e| panic!("{postgres}: {e}"));
-    }
-
-    #[test]
-    fn stored_timestamps_become_iso_utc() {
-        assert_eq!(
-            iso_utc("2026-11-25 13:36:36.123"),
-            "2026-11-25T13:36:36.123Z"
-        );
-        assert_eq!(iso_utc("2026-11-25 13:36:36"), "2026-11-25T13:36:36Z");
-        assert_eq!(iso_utc(""), "");
-    }
-}
-
 /// A move's step in the registry, conditional on the claim the move holds:
 /// `username` must be `moving` and claimed by `claim`. Sets the status to
 /// `to`, the claim to `new_claim` (None clears it) and, when `database` is
@@ -829,4 +797,36 @@ pub fn moving_to(conn: &mut dyn Connection, claim: &str) -> Result<i64, DbError>
         &[text(claim)],
     )?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_utc;
+
+    /// The statement `tenants --pending` sends parses as Oracle SQL (and as
+    /// PostgreSQL's, with its placeholders); SQLite runs it in the tests.
+    #[test]
+    fn pending_records_sql_parses_as_oracle_and_postgres() {
+        use crate::db::bind_placeholders;
+        use crate::db::dialect::Dialect;
+        use sqlparser::dialect::{OracleDialect, PostgreSqlDialect};
+        use sqlparser::parser::Parser;
+        let sql = super::pending_records_sql();
+        let oracle = bind_placeholders(&sql, Dialect::Oracle);
+        assert!(oracle.contains(":1") && !oracle.ends_with(';'), "{oracle}");
+        Parser::parse_sql(&OracleDialect {}, &oracle).unwrap_or_else(|e| panic!("{oracle}: {e}"));
+        let postgres = bind_placeholders(&sql, Dialect::Postgres);
+        Parser::parse_sql(&PostgreSqlDialect {}, &postgres)
+            .unwrap_or_else(|e| panic!("{postgres}: {e}"));
+    }
+
+    #[test]
+    fn stored_timestamps_become_iso_utc() {
+        assert_eq!(
+            iso_utc("2026-11-25 13:36:36.123"),
+            "2026-11-25T13:36:36.123Z"
+        );
+        assert_eq!(iso_utc("2026-11-25 13:36:36"), "2026-11-25T13:36:36Z");
+        assert_eq!(iso_utc(""), "");
+    }
 }

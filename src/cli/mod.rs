@@ -15,6 +15,7 @@ mod import;
 mod init;
 mod keys;
 mod migrate;
+mod move_tenant;
 mod policies;
 mod provision;
 mod refresh;
@@ -25,7 +26,6 @@ mod stats;
 mod status;
 mod tenants;
 mod verify;
-mod move_tenant;
 mod where_user;
 
 use std::path::PathBuf;

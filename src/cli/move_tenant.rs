@@ -47,7 +47,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             outcome.rows,
             outcome.tables,
             outcome.seconds,
-            if outcome.resumed { " (an interrupted move, finished)" } else { "" }
+            if outcome.resumed {
+                " (an interrupted move, finished)"
+            } else {
+                ""
+            }
         ));
     }
     Ok(0)

@@ -163,7 +163,15 @@ fn steps(
             }
             start(op, &record, &key, target)?;
             copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?;
-            finish(op, renderer, &key, &record.database, target, started, &mut outcome)?;
+            finish(
+                op,
+                renderer,
+                &key,
+                &record.database,
+                target,
+                started,
+                &mut outcome,
+            )?;
         }
         (Some(Phase::Copying { target }), Some(asked)) => {
             if asked != target {
@@ -173,7 +181,15 @@ fn steps(
                 .into());
             }
             copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?;
-            finish(op, renderer, &key, &record.database, &target, started, &mut outcome)?;
+            finish(
+                op,
+                renderer,
+                &key,
+                &record.database,
+                &target,
+                started,
+                &mut outcome,
+            )?;
         }
         (Some(Phase::Copying { target }), None) => {
             outcome.to = target.clone();
@@ -182,12 +198,18 @@ fn steps(
             let done = op.registry(|sys| -> anyhow::Result<bool> {
                 let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
                 if done {
-                    audit::write_details(sys, &entry(op_user(&record), name, "tenant.move.cancel", started), Some(&details(&outcome, started)))?;
+                    audit::write_details(
+                        sys,
+                        &entry(op_user(&record), name, "tenant.move.cancel", started),
+                        Some(&details(&outcome, started)),
+                    )?;
                 }
                 Ok(done)
             })?;
             if !done {
-                bail!("tenant {name} changed while its move was cancelled: look at `pathfinder-db where {name}`");
+                bail!(
+                    "tenant {name} changed while its move was cancelled: look at `pathfinder-db where {name}`"
+                );
             }
         }
         (Some(Phase::Switched { source }), asked) => {
@@ -418,7 +440,11 @@ fn drop_copy(
     drop_tables(conn.as_mut(), renderer, key)
 }
 
-fn drop_tables(conn: &mut dyn Connection, renderer: &Renderer, key: &TenantKey) -> anyhow::Result<()> {
+fn drop_tables(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    key: &TenantKey,
+) -> anyhow::Result<()> {
     let statements = renderer.drop_tenant(key)?;
     if conn.dialect() == Dialect::Postgres {
         let mut tx = Tx::begin(conn)?;
@@ -449,7 +475,8 @@ fn copy_and_switch(
         let started = Instant::now();
         let user = op_user(record);
         let done = op.registry(|sys| -> anyhow::Result<bool> {
-            let done = registry::move_step(sys, name, &from, Status::Moving, Some(&to), Some(db_value))?;
+            let done =
+                registry::move_step(sys, name, &from, Status::Moving, Some(&to), Some(db_value))?;
             if done {
                 audit::write_details(
                     sys,
@@ -471,7 +498,11 @@ fn copy_and_switch(
             .ok_or_else(|| anyhow::anyhow!("not a SQLite database"))?;
         let dst_path = sqlite_file(op.session(), key, target)?;
         if !src_path.exists() {
-            return Err(crate::tenants::operation::missing_tenant(op.session(), key, name));
+            return Err(crate::tenants::operation::missing_tenant(
+                op.session(),
+                key,
+                name,
+            ));
         }
         // The write lock on the source keeps writers out until the switch.
         let mut src = crate::db::sqlite::SqliteConnection::open_existing(&src_path, 30_000)?;
@@ -481,12 +512,15 @@ fn copy_and_switch(
         {
             let reader = rusqlite::Connection::open_with_flags(
                 &src_path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .with_context(|| format!("cannot open {}", src_path.display()))?;
             reader
                 .execute("VACUUM INTO ?1", [tmp.to_string_lossy().as_ref()])
-                .with_context(|| format!("cannot copy {} to {}", src_path.display(), tmp.display()))?;
+                .with_context(|| {
+                    format!("cannot copy {} to {}", src_path.display(), tmp.display())
+                })?;
         }
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
@@ -497,8 +531,9 @@ fn copy_and_switch(
                 dst_path.display()
             );
         }
-        std::fs::rename(&tmp, &dst_path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), dst_path.display()))?;
+        std::fs::rename(&tmp, &dst_path).with_context(|| {
+            format!("cannot rename {} to {}", tmp.display(), dst_path.display())
+        })?;
         sync_dir(&dst_path);
         let mut dst = crate::db::sqlite::SqliteConnection::open_existing(&dst_path, 30_000)?;
         let (rows, tables) = verify(&mut src, &mut dst, key, name)?;
@@ -516,7 +551,9 @@ fn copy_and_switch(
     let catalog = src.columns(&key.prefix())?;
     let live = crate::jobs::archive::live_tables_in(key, &catalog);
     if live.is_empty() {
-        bail!("tenant {name} has no tables on {source}: `pathfinder-db verify {name}` lists what is missing");
+        bail!(
+            "tenant {name} has no tables on {source}: `pathfinder-db verify {name}` lists what is missing"
+        );
     }
     let frozen: Vec<String> = live.iter().map(|(d, _)| key.object(d.name)).collect();
     src.freeze_tables(&frozen)?;
@@ -528,7 +565,11 @@ fn copy_and_switch(
                 Some(base) => (base, TABLES.len()),
                 None => (t, 0),
             };
-            archive + TABLES.iter().position(|d| d.name == base).unwrap_or(TABLES.len())
+            archive
+                + TABLES
+                    .iter()
+                    .position(|d| d.name == base)
+                    .unwrap_or(TABLES.len())
         };
         tables.sort_by_key(|(t, _, _)| order(t));
         let version = u32::try_from(record.schema_version).context("schema version")?;
@@ -564,7 +605,9 @@ fn copy_and_switch(
                         loader.push(dst, row, bytes)
                     })
                     .with_context(|| format!("cannot copy {table}"))?;
-                    total += loader.finish(dst).with_context(|| format!("cannot copy {table}"))?;
+                    total += loader
+                        .finish(dst)
+                        .with_context(|| format!("cannot copy {table}"))?;
                 }
                 dst.run_statements(&renderer.refresh_career_summary(key)?)?;
                 Ok(total)
@@ -643,7 +686,10 @@ fn finish(
         "SELECT user_id FROM pf_tenants WHERE username = ?",
         &[crate::db::Value::from(name.as_str())],
     )?;
-    let user = user.first().filter(|r| !r[0].is_null()).map(|r| r[0].to_text());
+    let user = user
+        .first()
+        .filter(|r| !r[0].is_null())
+        .map(|r| r[0].to_text());
     let doc = details(outcome, started);
     let done = op.registry(|sys| -> anyhow::Result<bool> {
         let done = registry::move_step(sys, &name, &claim, Status::Active, None, None)?;
@@ -653,7 +699,9 @@ fn finish(
         Ok(done)
     })?;
     if !done {
-        bail!("tenant {name} changed while its move was finished: look at `pathfinder-db where {name}`");
+        bail!(
+            "tenant {name} changed while its move was finished: look at `pathfinder-db where {name}`"
+        );
     }
     Ok(())
 }

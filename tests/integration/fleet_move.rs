@@ -119,10 +119,18 @@ fn round_trip(server: Option<&str>, hint: &str) {
     assert_eq!(moved["rows"], 303, "{moved}");
     assert!(moved["seconds"].as_f64().is_some(), "{moved}");
     assert_eq!(env.json(&["where", "alice"])["database"], "m1");
-    env.ok(&["fingerprint", "--compare", before.to_str().unwrap(), "alice"]);
+    env.ok(&[
+        "fingerprint",
+        "--compare",
+        before.to_str().unwrap(),
+        "alice",
+    ]);
     assert_eq!(f.tables_on("catalog", "alice"), 0, "source objects dropped");
     assert!(f.tables_on("m1", "alice") >= 9);
-    assert_eq!(f.registry("alice"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
     let audited = env.system_rows(
         "SELECT count(*) FROM pf_audit_log WHERE action = 'tenant.move' AND entity_id = 'alice' AND error_message IS NULL",
     );
@@ -132,7 +140,12 @@ fn round_trip(server: Option<&str>, hint: &str) {
     // On again, between members; the text output names rows and seconds.
     let text = env.ok(&["move", "alice", "--to", "m2"]);
     assert!(text.contains("303 rows"), "{text}");
-    env.ok(&["fingerprint", "--compare", before.to_str().unwrap(), "alice"]);
+    env.ok(&[
+        "fingerprint",
+        "--compare",
+        before.to_str().unwrap(),
+        "alice",
+    ]);
     assert_eq!(f.tables_on("m1", "alice"), 0);
     // The tenant is writable where it is now.
     env.ok(&["refresh", "alice"]);
@@ -144,7 +157,10 @@ fn round_trip(server: Option<&str>, hint: &str) {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     };
     refused(&["move", "alice", "--to", "m2"], "already");
-    refused(&["move", "alice", "--to", "nowhere"], "no member database named nowhere");
+    refused(
+        &["move", "alice", "--to", "nowhere"],
+        "no member database named nowhere",
+    );
     env.ok(&["databases", "drain", "m1"]);
     refused(&["move", "alice", "--to", "m1"], "draining");
     env.ok(&["databases", "open", "m1"]);
@@ -161,7 +177,10 @@ fn round_trip(server: Option<&str>, hint: &str) {
     env.system_exec("UPDATE pf_tenants SET status = 'failed' WHERE username = 'bob'");
     refused(&["move", "bob", "--to", "m1"], "not active");
     env.system_exec("UPDATE pf_tenants SET status = 'active' WHERE username = 'bob'");
-    assert_eq!(f.registry("alice"), ("active".into(), "".into(), "m2".into()));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
 
     // A move stopped while copying (as a kill leaves it: claimed, a partial
     // copy on the target): writes are refused, deprovision too, and
@@ -201,10 +220,17 @@ fn round_trip(server: Option<&str>, hint: &str) {
     }
     let out = env.run(&["move", "bob", "--to", "m2"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("does not account for"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not account for"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
     if env.is_sqlite() {
-        assert_eq!(std::fs::read(f.sqlite_file("m2", "bob")).unwrap(), b"not ours");
+        assert_eq!(
+            std::fs::read(f.sqlite_file("m2", "bob")).unwrap(),
+            b"not ours"
+        );
     }
 }
 
@@ -249,6 +275,7 @@ fn kills(server: Option<&str>, hint: &str, messages: usize) {
     let t = Instant::now();
     env.ok(&["move", "carol", "--to", "m1"]);
     let took = t.elapsed();
+    eprintln!("an uninterrupted move took {took:?}");
     let mut rng = Rng::new();
     let mut landed: std::collections::BTreeMap<String, usize> = Default::default();
     let mut here = "m1".to_string();
@@ -292,32 +319,47 @@ fn kills(server: Option<&str>, hint: &str, messages: usize) {
         // A re-run completes (or, once in a while, a cancel takes it back).
         if phase == "copying" && round % 4 == 1 {
             env.ok(&["move", "carol", "--cancel"]);
-        } else if phase != "before" && phase != "done" {
-            env.ok(&["move", "carol", "--to", there]);
-        } else if phase == "before" {
+        } else if phase != "done" {
             env.ok(&["move", "carol", "--to", there]);
         }
         let (status, claim, now) = f.registry("carol");
-        assert_eq!((status.as_str(), claim.as_str()), ("active", ""), "round {round}");
+        assert_eq!(
+            (status.as_str(), claim.as_str()),
+            ("active", ""),
+            "round {round}"
+        );
         let other = if now == "m1" { "m2" } else { "m1" };
-        assert_eq!(f.tables_on(other, "carol"), 0, "round {round}: {other} is clean");
+        assert_eq!(
+            f.tables_on(other, "carol"),
+            0,
+            "round {round}: {other} is clean"
+        );
         assert_eq!(f.tables_on("catalog", "carol"), 0);
-        env.ok(&["fingerprint", "--compare", before.to_str().unwrap(), "carol"]);
+        env.ok(&[
+            "fingerprint",
+            "--compare",
+            before.to_str().unwrap(),
+            "carol",
+        ]);
         here = now;
     }
     eprintln!("kills landed: {landed:?}");
-    let in_move = landed.get("copying").copied().unwrap_or(0) + landed.get("switched").copied().unwrap_or(0);
-    assert!(in_move >= 6, "too few kills landed inside the move: {landed:?}");
+    let in_move =
+        landed.get("copying").copied().unwrap_or(0) + landed.get("switched").copied().unwrap_or(0);
+    assert!(
+        in_move >= 6,
+        "too few kills landed inside the move: {landed:?}"
+    );
     assert!(landed.contains_key("copying"), "{landed:?}");
 }
 
 #[test]
 fn sqlite_move_survives_sigkill_at_random_moments() {
-    kills(None, "mvkill", 60_000);
+    kills(None, "mvkill", 30_000);
 }
 
 #[test]
 fn postgres_move_survives_sigkill_at_random_moments() {
     let Some(server) = postgres_url() else { return };
-    kills(Some(&server), "mvkill", 20_000);
+    kills(Some(&server), "mvkill", 8_000);
 }
