@@ -771,31 +771,33 @@ pub fn move_step(
     new_claim: Option<&str>,
     database: Option<Option<&str>>,
 ) -> Result<bool, DbError> {
-    let mut sets = String::from(
-        "status = ?, claimed_by = ?, claimed_at = CURRENT_TIMESTAMP, last_error = NULL, updated_at = CURRENT_TIMESTAMP",
-    );
     let mut binds = vec![text(to.as_str()), new_claim.into()];
     if let Some(db) = database {
-        sets.push_str(", database_name = ?");
         binds.push(db.into());
     }
     binds.push(text(username));
     binds.push(text(claim));
-    Ok(conn.execute(
-        &format!(
-            "UPDATE pf_tenants SET {sets} WHERE username = ? AND status = 'moving' AND claimed_by = ?"
-        ),
-        &binds,
-    )? == 1)
+    Ok(conn.execute(&move_step_sql(database.is_some()), &binds)? == 1)
 }
+
+/// The statement of [`move_step`] (binds: status, claim, [database,]
+/// username, the claim held), for the static checks of every dialect.
+pub fn move_step_sql(database: bool) -> String {
+    format!(
+        "UPDATE pf_tenants SET status = ?, claimed_by = ?, claimed_at = CURRENT_TIMESTAMP, last_error = NULL, \
+         updated_at = CURRENT_TIMESTAMP{} WHERE username = ? AND status = 'moving' AND claimed_by = ?",
+        if database { ", database_name = ?" } else { "" }
+    )
+}
+
+/// The query of [`moving_to`].
+pub const MOVING_TO_SQL: &str =
+    "SELECT COUNT(*) FROM pf_tenants WHERE status = 'moving' AND claimed_by = ?";
 
 /// Live tenants being copied to member `target` (claimed `claim`): they take
 /// a place there before the registry names it.
 pub fn moving_to(conn: &mut dyn Connection, claim: &str) -> Result<i64, DbError> {
-    let rows = conn.query(
-        "SELECT COUNT(*) FROM pf_tenants WHERE status = 'moving' AND claimed_by = ?",
-        &[text(claim)],
-    )?;
+    let rows = conn.query(MOVING_TO_SQL, &[text(claim)])?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 

@@ -363,3 +363,29 @@ fn postgres_move_survives_sigkill_at_random_moments() {
     let Some(server) = postgres_url() else { return };
     kills(Some(&server), "mvkill", 8_000);
 }
+
+/// The statements `move` adds to the registry's (its tenant DDL, drop and
+/// refresh are the renderer's, checked in oracle_static), as Oracle gets
+/// them: parsed with sqlparser's Oracle dialect, binds as `:n`.
+#[test]
+fn move_registry_statements_parse_as_oracle() {
+    use pathfinder_db::catalog::registry::{MOVING_TO_SQL, move_step_sql};
+    use pathfinder_db::db::bind_placeholders;
+    use pathfinder_db::db::dialect::Dialect;
+    use sqlparser::dialect::OracleDialect;
+    use sqlparser::parser::Parser;
+    for sql in [
+        move_step_sql(true),
+        move_step_sql(false),
+        MOVING_TO_SQL.to_string(),
+        "SELECT user_id FROM pf_tenants WHERE username = ?".to_string(),
+    ] {
+        let oracle = bind_placeholders(&sql, Dialect::Oracle);
+        assert!(!oracle.contains('?'), "{oracle}");
+        let parsed = Parser::parse_sql(&OracleDialect {}, &oracle);
+        assert!(
+            matches!(&parsed, Ok(v) if v.len() == 1),
+            "{oracle}: {parsed:?}"
+        );
+    }
+}
