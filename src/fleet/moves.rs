@@ -634,7 +634,21 @@ fn copy_and_switch(
         outcome.tables = tables;
         switch(op, outcome)
     });
-    let _ = src.rollback();
+    if result.is_ok() {
+        // Dropped under the same lock: a writer that ignored `moving` and
+        // waited for the source gets "no such table", never a lost write.
+        // (If this fails, the switched phase drops the source again.)
+        let dropped = renderer
+            .drop_tenant(key)
+            .map_err(anyhow::Error::from)
+            .and_then(|s| src.run_statements(&s).map_err(anyhow::Error::from))
+            .and_then(|()| src.commit().map_err(anyhow::Error::from));
+        if dropped.is_err() {
+            let _ = src.rollback();
+        }
+    } else {
+        let _ = src.rollback();
+    }
     let _ = src.thaw_tables(&frozen);
     result
 }
