@@ -448,7 +448,7 @@ pub fn unsettled(conn: &mut dyn Connection) -> Result<Vec<TenantRecord>, DbError
     conn.query(
         &format!(
             "SELECT {COLUMNS} FROM pf_tenants \
-             WHERE status IN ('provisioning', 'migrating', 'failed', 'deprovisioning', 'importing') ORDER BY username"
+             WHERE status IN ('provisioning', 'migrating', 'failed', 'deprovisioning', 'importing', 'moving') ORDER BY username"
         ),
         &[],
     )?
@@ -765,6 +765,49 @@ pub fn fleet_status(
         by_version,
         failed,
     })
+}
+
+/// A move's step in the registry, conditional on the claim the move holds:
+/// `username` must be `moving` and claimed by `claim`. Sets the status to
+/// `to`, the claim to `new_claim` (None clears it) and, when `database` is
+/// given, the member holding the tables (Some(None): the catalog). False when
+/// the tenant is not in that state (another command changed it).
+pub fn move_step(
+    conn: &mut dyn Connection,
+    username: &str,
+    claim: &str,
+    to: Status,
+    new_claim: Option<&str>,
+    database: Option<Option<&str>>,
+) -> Result<bool, DbError> {
+    let mut binds = vec![text(to.as_str()), new_claim.into()];
+    if let Some(db) = database {
+        binds.push(db.into());
+    }
+    binds.push(text(username));
+    binds.push(text(claim));
+    Ok(conn.execute(&move_step_sql(database.is_some()), &binds)? == 1)
+}
+
+/// The statement of [`move_step`] (binds: status, claim, [database,]
+/// username, the claim held), for the static checks of every dialect.
+pub fn move_step_sql(database: bool) -> String {
+    format!(
+        "UPDATE pf_tenants SET status = ?, claimed_by = ?, claimed_at = CURRENT_TIMESTAMP, last_error = NULL, \
+         updated_at = CURRENT_TIMESTAMP{} WHERE username = ? AND status = 'moving' AND claimed_by = ?",
+        if database { ", database_name = ?" } else { "" }
+    )
+}
+
+/// The query of [`moving_to`].
+pub const MOVING_TO_SQL: &str =
+    "SELECT COUNT(*) FROM pf_tenants WHERE status = 'moving' AND claimed_by = ?";
+
+/// Live tenants being copied to member `target` (claimed `claim`): they take
+/// a place there before the registry names it.
+pub fn moving_to(conn: &mut dyn Connection, claim: &str) -> Result<i64, DbError> {
+    let rows = conn.query(MOVING_TO_SQL, &[text(claim)])?;
+    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }
 
 #[cfg(test)]

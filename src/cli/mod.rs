@@ -15,6 +15,7 @@ mod import;
 mod init;
 mod keys;
 mod migrate;
+mod move_tenant;
 mod policies;
 mod provision;
 mod refresh;
@@ -136,6 +137,8 @@ pub enum Command {
     Databases(databases::Args),
     /// Print the member database holding a user's tables (for the application's routing)
     Where(where_user::Args),
+    /// Move a user's tables to another member database: copy, verify, switch, drop the source
+    Move(move_tenant::Args),
 }
 
 /// What every handler gets: the configuration and the global output flags.
@@ -472,6 +475,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Grants(args) => grants::run(&ctx, args),
         Command::Databases(args) => databases::run(&ctx, args),
         Command::Where(args) => where_user::run(&ctx, args),
+        Command::Move(args) => move_tenant::run(&ctx, args),
     }
 }
 

@@ -1118,6 +1118,12 @@ impl<'db> Session<'db> {
         self.system.as_mut()
     }
 
+    /// The session's connection to the catalog, kept when the session ends
+    /// (a second connection to the catalog database, e.g. for `move`).
+    pub fn into_system(self) -> Box<dyn Connection> {
+        self.system
+    }
+
     /// Whether the connection was lost (a worker then opens a new session).
     pub fn is_broken(&self) -> bool {
         self.system.is_closed()

@@ -7,6 +7,7 @@
 //! each tenant's member; [`placement`] chooses it when a tenant is made.
 
 pub mod members;
+pub mod moves;
 pub mod placement;
 
 use std::collections::BTreeMap;

@@ -161,8 +161,9 @@ pub fn fingerprint_tenant(
     })
 }
 
-/// The figures of `key`'s tables on `conn`, by table name.
-fn tenant_tables(
+/// The figures of `key`'s tables on `conn`, by table name (what `move`
+/// compares between the source and the target).
+pub fn tenant_tables(
     conn: &mut dyn Connection,
     key: &TenantKey,
     username: &str,

@@ -593,6 +593,60 @@ pub fn cancel(
 const BATCH_ROWS: usize = 500;
 const BATCH_BYTES: usize = 8 << 20;
 
+/// Sends rows into one table in batches of multi-row INSERTs with binds
+/// ([`Connection::insert_rows`]), at most [`BATCH_ROWS`] rows or
+/// [`BATCH_BYTES`] bytes at a time: what `import` and `move` load with.
+pub struct Loader<'a> {
+    object: &'a str,
+    columns: &'a [String],
+    batch: Vec<Row>,
+    bytes: usize,
+    sent: u64,
+}
+
+impl<'a> Loader<'a> {
+    /// For `object` (a catalog name of ours), whose rows give `columns` in order.
+    pub fn new(object: &'a str, columns: &'a [String]) -> Self {
+        Loader {
+            object,
+            columns,
+            batch: Vec::with_capacity(BATCH_ROWS),
+            bytes: 0,
+            sent: 0,
+        }
+    }
+
+    /// Queues `row` (about `bytes` long), sending the batch once it is full.
+    pub fn push(
+        &mut self,
+        conn: &mut dyn Connection,
+        row: Row,
+        bytes: usize,
+    ) -> Result<(), crate::db::DbError> {
+        self.bytes += bytes;
+        self.batch.push(row);
+        if self.batch.len() >= BATCH_ROWS || self.bytes >= BATCH_BYTES {
+            self.flush(conn)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: &mut dyn Connection) -> Result<(), crate::db::DbError> {
+        if !self.batch.is_empty() {
+            self.sent += conn.insert_rows(self.object, self.columns, &self.batch)?;
+            self.batch.clear();
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued; returns the rows inserted in all.
+    pub fn finish(mut self, conn: &mut dyn Connection) -> Result<u64, crate::db::DbError> {
+        self.flush(conn)?;
+        Ok(self.sent)
+    }
+}
+
 /// Loads every table of the plan into the freshly provisioned tenant and
 /// compares what the database holds with the file.
 fn load(conn: &mut dyn Connection, renderer: &Renderer, plan: &ImportPlan) -> anyhow::Result<u64> {
@@ -629,8 +683,7 @@ fn load(conn: &mut dyn Connection, renderer: &Renderer, plan: &ImportPlan) -> an
         let mut from_file = Fingerprint::new(table.columns.len());
         let mut exact = Sha256::new();
         let mut rows = 0u64;
-        let mut batch: Vec<Row> = Vec::new();
-        let mut batch_bytes = 0;
+        let mut loader = Loader::new(&object, &table.columns);
         read_rows(&plan.path, Some(&table.table), |_, row| {
             let object_row = row.as_object().context("a row that is not an object")?;
             if object_row.len() != table.columns.len()
@@ -651,20 +704,14 @@ fn load(conn: &mut dyn Connection, renderer: &Renderer, plan: &ImportPlan) -> an
                 .map(|c| export::decode(&object_row[c]))
                 .collect::<anyhow::Result<Row>>()?;
             from_file.add(&values, &kinds, id);
-            batch_bytes += text.len();
-            batch.push(values);
-            if batch.len() >= BATCH_ROWS || batch_bytes >= BATCH_BYTES {
-                conn.insert_rows(&object, &table.columns, &batch)
-                    .with_context(|| format!("cannot load {}", table.table))?;
-                batch.clear();
-                batch_bytes = 0;
-            }
+            loader
+                .push(&mut *conn, values, text.len())
+                .with_context(|| format!("cannot load {}", table.table))?;
             Ok(())
         })?;
-        if !batch.is_empty() {
-            conn.insert_rows(&object, &table.columns, &batch)
-                .with_context(|| format!("cannot load {}", table.table))?;
-        }
+        loader
+            .finish(&mut *conn)
+            .with_context(|| format!("cannot load {}", table.table))?;
         // The rows loaded are the ones the manifest vouches for (the file
         // could have changed since it was checked).
         let sha: String = exact

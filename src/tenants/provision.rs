@@ -429,6 +429,13 @@ fn plan_removal(
     if record.status == Status::Deprovisioned {
         return Ok(None);
     }
+    if record.status == Status::Moving {
+        // Its tables may be on two members: the move finishes or cancels first.
+        return Err(UsageError::new(format!(
+            "tenant {name} is moving to another member database: finish the move (`pathfinder-db move {name} --to NAME`) or cancel it (`pathfinder-db move {name} --cancel`) first"
+        ))
+        .into());
+    }
     if record.status == Status::Importing && !importing {
         // Its way back is the import's: `deprovision --cancel` would make it active.
         return Err(UsageError::new(crate::tenants::import::being_imported(name)).into());

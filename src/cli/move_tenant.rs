@@ -1,0 +1,58 @@
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The tenant is `moving` (read-only for the application) until the move ends. \
+                  A move that was interrupted (killed, a member down) is finished by running the \
+                  same command again; `--cancel` takes it back to its source while the rows are \
+                  still being copied, and finishes it once the registry names the target."
+)]
+pub struct Args {
+    /// The user whose tables to move
+    pub user: String,
+
+    /// The member database to move them to (`pathfinder-db databases list`)
+    #[arg(long, value_name = "NAME", required_unless_present = "cancel")]
+    pub to: Option<String>,
+
+    /// Take back an interrupted move (or finish it, when the target holds the tenant already)
+    #[arg(long, conflicts_with = "to")]
+    pub cancel: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let (db, renderer) = ctx.open_database_existing()?;
+    db.check_writable()?;
+    let mut session = db.connect()?;
+    let outcome =
+        crate::fleet::moves::run(&mut session, &renderer, &args.user, args.to.as_deref())?;
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&outcome)?);
+    } else if outcome.finished_instead_of_cancel {
+        ctx.say(format!(
+            "{} was switched to {} already, so the move could not be cancelled: it was finished instead ({} left)",
+            outcome.username, outcome.to, outcome.from
+        ));
+    } else if outcome.cancelled {
+        ctx.say(format!(
+            "move of {} cancelled: it stays on {}, the copy on {} is removed",
+            outcome.username, outcome.from, outcome.to
+        ));
+    } else {
+        ctx.say(format!(
+            "moved {} from {} to {}: {} rows in {} tables, {:.2} s{}",
+            outcome.username,
+            outcome.from,
+            outcome.to,
+            outcome.rows,
+            outcome.tables,
+            outcome.seconds,
+            if outcome.resumed {
+                " (an interrupted move, finished)"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(0)
+}

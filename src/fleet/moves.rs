@@ -1,0 +1,721 @@
+//! `move USER --to NAME`: a tenant's tables and rows copied to another
+//! member database, verified, switched in the registry, then dropped from
+//! the source.
+//!
+//! Two phases, each recorded in the registry, so that a kill at any moment
+//! leaves the tenant whole in exactly one authoritative place:
+//!
+//! 1. **copying**: status `moving`, `database_name` the source, `claimed_by`
+//!    `move to <target>`. The source is authoritative; whatever is on the
+//!    target is a partial copy, dropped by a re-run (which starts over) or by
+//!    `--cancel` (which makes the tenant active on the source again). The
+//!    tenant's tables are created on the target at its schema version, the
+//!    rows copied table by table (parents before children), and both sides'
+//!    fingerprints compared (rows and checksum of every table). Writers are
+//!    kept out of the source from before the rows are read until the
+//!    registry is switched: `freeze_tables` in the transaction that reads
+//!    them (PostgreSQL, Oracle), the file's write lock (SQLite).
+//! 2. **switched**: one catalog transaction sets `database_name` to the
+//!    target and `claimed_by` to `move from <source>` (audited). The target
+//!    is authoritative; a re-run or `--cancel` drops what is left on the
+//!    source and makes the tenant active.
+//!
+//! SQLite members are folders: the copy is `VACUUM INTO` a temporary file in
+//! the target folder (a consistent snapshot), synced, renamed to the
+//! tenant's file name; a file already there that the registry does not
+//! account for is never overwritten.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::catalog::audit::{self, AuditEntry};
+use crate::catalog::registry::{self, Status, TenantRecord};
+use crate::db::dialect::Dialect;
+use crate::db::{Connection, Lock, Session, Tx};
+use crate::error::UsageError;
+use crate::fleet::members::{self, MemberState};
+use crate::schema::render::Renderer;
+use crate::schema::tenant::{TABLES, TenantKey};
+use crate::tenants::fingerprint::{TableFingerprint, tenant_tables};
+use crate::tenants::operation::{Guard, TenantOp};
+
+/// `claimed_by` while the rows are copied: `move to <target>`.
+pub const COPYING: &str = "move to ";
+/// `claimed_by` once the registry names the target: `move from <source>`.
+pub const SWITCHED: &str = "move from ";
+
+/// Where an interrupted move stands, from the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// The source is authoritative; the target may hold a partial copy.
+    Copying { target: String },
+    /// The target is authoritative; the source may still hold the tables.
+    Switched { source: String },
+}
+
+impl Phase {
+    pub fn of(record: &TenantRecord) -> Option<Phase> {
+        if record.status != Status::Moving {
+            return None;
+        }
+        let claim = record.claimed_by.as_deref()?;
+        if let Some(t) = claim.strip_prefix(COPYING) {
+            return Some(Phase::Copying {
+                target: t.to_string(),
+            });
+        }
+        claim.strip_prefix(SWITCHED).map(|s| Phase::Switched {
+            source: s.to_string(),
+        })
+    }
+}
+
+/// What a move did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveOutcome {
+    pub username: String,
+    pub from: String,
+    pub to: String,
+    /// Rows copied (0 when a re-run only finished the drop).
+    pub rows: u64,
+    pub tables: usize,
+    pub seconds: f64,
+    /// An interrupted move was taken up again.
+    pub resumed: bool,
+    /// `--cancel`: the tenant stayed (or is again) on `from`.
+    pub cancelled: bool,
+    /// `--cancel` found the registry switched already: the move was finished.
+    pub finished_instead_of_cancel: bool,
+}
+
+/// `move USER --to NAME` (`to`), or `move USER --cancel` (`to` None).
+pub fn run(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    username: &str,
+    to: Option<&str>,
+) -> anyhow::Result<MoveOutcome> {
+    let action = if to.is_some() {
+        "tenant.move"
+    } else {
+        "tenant.move.cancel"
+    };
+    let Some(mut op) = TenantOp::begin(session, username, action, "move", Guard::Wait)? else {
+        bail!("tenant {username} is locked by another process");
+    };
+    let name = username.to_string();
+    let result = steps(&mut op, renderer, username, to);
+    op.finish(result, |sys, message| {
+        registry::note_error(sys, &name, message)
+    })
+}
+
+fn steps(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    name: &str,
+    to: Option<&str>,
+) -> anyhow::Result<MoveOutcome> {
+    let started = Instant::now();
+    let record = op
+        .registry(|sys| registry::get(sys, name))?
+        .filter(|r| r.status != Status::Deprovisioned)
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "no tenant named {name}: `pathfinder-db tenants` lists them"
+            ))
+        })?;
+    op.set_user_id(record.user_id.clone());
+    let key = TenantKey::parse(&record.tenant_key, op.session().dialect())?;
+    let mut outcome = MoveOutcome {
+        username: name.to_string(),
+        from: record.database.clone(),
+        to: to.unwrap_or_default().to_string(),
+        rows: 0,
+        tables: 0,
+        seconds: 0.0,
+        resumed: record.status == Status::Moving,
+        cancelled: to.is_none(),
+        finished_instead_of_cancel: false,
+    };
+    match (Phase::of(&record), to) {
+        (None, _) if record.status == Status::Moving => bail!(
+            "tenant {name} is moving but its claim {:?} is not a move's: ask who changed the registry",
+            record.claimed_by.unwrap_or_default()
+        ),
+        (None, None) => {
+            return Err(UsageError::new(format!(
+                "tenant {name} is {}, not moving: nothing to cancel",
+                record.status
+            ))
+            .into());
+        }
+        (None, Some(target)) => {
+            if record.status != Status::Active {
+                return Err(UsageError::new(format!(
+                    "tenant {name} is {}, not active: only an active tenant can move (`pathfinder-db status` says why)",
+                    record.status
+                ))
+                .into());
+            }
+            start(op, &record, &key, target)?;
+            copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?;
+            finish(
+                op,
+                renderer,
+                &key,
+                &record.database,
+                target,
+                started,
+                &mut outcome,
+            )?;
+        }
+        (Some(Phase::Copying { target }), Some(asked)) => {
+            if asked != target {
+                return Err(UsageError::new(format!(
+                    "tenant {name} is being moved to {target}: run `pathfinder-db move {name} --to {target}` to finish that move, or `pathfinder-db move {name} --cancel`"
+                ))
+                .into());
+            }
+            copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?;
+            finish(
+                op,
+                renderer,
+                &key,
+                &record.database,
+                &target,
+                started,
+                &mut outcome,
+            )?;
+        }
+        (Some(Phase::Copying { target }), None) => {
+            outcome.to = target.clone();
+            drop_copy(op, renderer, &key, &target)?;
+            let claim = format!("{COPYING}{target}");
+            let done = op.registry(|sys| -> anyhow::Result<bool> {
+                let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
+                if done {
+                    audit::write_details(
+                        sys,
+                        &entry(op_user(&record), name, "tenant.move.cancel", started),
+                        Some(&details(&outcome, started)),
+                    )?;
+                }
+                Ok(done)
+            })?;
+            if !done {
+                bail!(
+                    "tenant {name} changed while its move was cancelled: look at `pathfinder-db where {name}`"
+                );
+            }
+        }
+        (Some(Phase::Switched { source }), asked) => {
+            // The target is authoritative already: finishing is the only way.
+            let target = record.database.clone();
+            if let Some(asked) = asked
+                && asked != target
+            {
+                return Err(UsageError::new(format!(
+                    "tenant {name} was moved to {target} already (its source {source} is being cleaned up): run `pathfinder-db move {name} --to {target}` to finish"
+                ))
+                .into());
+            }
+            outcome.from = source.clone();
+            outcome.to = target.clone();
+            outcome.cancelled = false;
+            outcome.finished_instead_of_cancel = asked.is_none();
+            finish(op, renderer, &key, &source, &target, started, &mut outcome)?;
+        }
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+fn op_user(record: &TenantRecord) -> Option<String> {
+    record.user_id.clone()
+}
+
+fn entry(user_id: Option<String>, name: &str, action: &str, started: Instant) -> AuditEntry {
+    AuditEntry {
+        action: action.to_string(),
+        entity_type: "tenant".into(),
+        entity_id: name.to_string(),
+        user_id,
+        command: "move".into(),
+        started,
+        error: None,
+    }
+}
+
+fn details(outcome: &MoveOutcome, started: Instant) -> String {
+    serde_json::json!({
+        "from": outcome.from,
+        "to": outcome.to,
+        "rows": outcome.rows,
+        "tables": outcome.tables,
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        "resumed": outcome.resumed,
+    })
+    .to_string()
+}
+
+/// Checks the target under the placement lock and claims the tenant for the
+/// move (active → moving, `move to <target>`), in one catalog transaction.
+fn start(
+    op: &mut TenantOp<'_, '_>,
+    record: &TenantRecord,
+    key: &TenantKey,
+    target: &str,
+) -> anyhow::Result<()> {
+    let name = record.username.as_str();
+    if target == record.database {
+        return Err(UsageError::new(format!(
+            "tenant {name} is on member {target} already: nothing to move"
+        ))
+        .into());
+    }
+    // A copy must never land on objects the registry does not account for.
+    if let Some(found) = stray_on_target(op.session(), key, target)? {
+        bail!(
+            "member {target} already holds {found}, which the registry does not account for: remove it (or find out whose it is) before moving {name} there"
+        );
+    }
+    let claim = format!("{COPYING}{target}");
+    let from = record.database.clone();
+    let result = op.registry(|sys| -> anyhow::Result<()> {
+        sys.lock(&Lock::Placement)?;
+        let Some(member) = members::get(sys, target)? else {
+            return Err(UsageError::new(format!(
+                "no member database named {target}: `pathfinder-db databases list` shows them"
+            ))
+            .into());
+        };
+        if member.state == MemberState::Draining {
+            return Err(UsageError::new(format!(
+                "member {target} is draining and takes no tenants: `pathfinder-db databases open {target}` opens it again"
+            ))
+            .into());
+        }
+        let held = members::tenant_counts(sys)?
+            .get(target)
+            .copied()
+            .unwrap_or(0)
+            + registry::moving_to(sys, &claim)?;
+        if member.free(held) == Some(0) {
+            return Err(UsageError::new(format!(
+                "member {target} is full ({held} tenants, capacity {}): choose another, or raise its capacity",
+                member.capacity.unwrap_or(0)
+            ))
+            .into());
+        }
+        let moved = registry::transition(
+            sys,
+            name,
+            &[Status::Active],
+            Status::Moving,
+            &registry::Changes {
+                claimed_by: Some(Some(&claim)),
+                last_error: Some(None),
+                ..Default::default()
+            },
+        )?;
+        let still_there = registry::get(sys, name)?.map(|r| r.database) == Some(from.clone());
+        if !moved || !still_there {
+            bail!("tenant {name} changed before its move began: run again");
+        }
+        Ok(())
+    });
+    crate::fleet::placement::release(op.session().system());
+    result
+}
+
+/// What of `key` member `target` holds (a file, a table), if anything.
+fn stray_on_target(
+    session: &mut Session<'_>,
+    key: &TenantKey,
+    target: &str,
+) -> anyhow::Result<Option<String>> {
+    if session.dialect() == Dialect::Sqlite {
+        let path = sqlite_file(session, key, target)?;
+        return Ok(path.exists().then(|| path.display().to_string()));
+    }
+    let mut conn = connect(session, target)?;
+    Ok(objects_of(conn.as_mut(), key)?.into_iter().next())
+}
+
+/// The tables (and views) of `key` on `conn`, named exactly.
+fn objects_of(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<Vec<String>> {
+    let only = std::collections::HashMap::from([(key.as_str(), ())]);
+    Ok(conn
+        .table_names(&key.prefix(), true)?
+        .into_iter()
+        .filter(|t| crate::migrate::verify::split_name(t, &only).is_some())
+        .collect())
+}
+
+/// A connection of its own to database `name` (the catalog, or a member).
+fn connect(session: &mut Session<'_>, name: &str) -> anyhow::Result<Box<dyn Connection>> {
+    let db = session.database();
+    if name == members::CATALOG {
+        return Ok(db.connect()?.into_system());
+    }
+    let member = members::get(session.system(), name)?.ok_or_else(|| {
+        UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+    })?;
+    let url = member
+        .url
+        .ok_or_else(|| anyhow::anyhow!("member {name} has no URL"))?;
+    Ok(db.connect_member(name, &url)?)
+}
+
+/// Where `key`'s file is on SQLite member `name`.
+fn sqlite_file(session: &mut Session<'_>, key: &TenantKey, name: &str) -> anyhow::Result<PathBuf> {
+    let db = session.database();
+    if name == members::CATALOG {
+        return db
+            .sqlite_tenant_file(key)
+            .ok_or_else(|| anyhow::anyhow!("not a SQLite database"));
+    }
+    let member = members::get(session.system(), name)?.ok_or_else(|| {
+        UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+    })?;
+    let url = member
+        .url
+        .ok_or_else(|| anyhow::anyhow!("member {name} has no URL"))?;
+    Ok(crate::db::sqlite::member_folder(&url).join(format!("{key}.db")))
+}
+
+/// The temporary name a SQLite copy is written under.
+fn temporary(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.moving", path.display()))
+}
+
+fn remove_if_there(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+}
+
+/// Removes a SQLite tenant file with its `-wal` and `-shm`.
+fn remove_sqlite(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["-wal", "-shm", ""] {
+        remove_if_there(&PathBuf::from(format!("{}{suffix}", path.display())))?;
+    }
+    sync_dir(path);
+    Ok(())
+}
+
+/// Drops what a move left of `key` on `member` (the partial copy on the
+/// target, or the source after the switch).
+fn drop_copy(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    key: &TenantKey,
+    member: &str,
+) -> anyhow::Result<()> {
+    let session = op.session();
+    if session.dialect() == Dialect::Sqlite {
+        let path = sqlite_file(session, key, member)?;
+        remove_if_there(&temporary(&path))?;
+        return remove_sqlite(&path);
+    }
+    let mut conn = connect(session, member)?;
+    drop_tables(conn.as_mut(), renderer, key)
+}
+
+fn drop_tables(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    key: &TenantKey,
+) -> anyhow::Result<()> {
+    let statements = renderer.drop_tenant(key)?;
+    if conn.dialect() == Dialect::Postgres {
+        let mut tx = Tx::begin(conn)?;
+        tx.run_statements(&statements)?;
+        tx.commit()?;
+        return Ok(());
+    }
+    conn.run_statements(&statements)?;
+    Ok(())
+}
+
+/// Phase 1 then the switch: copy, verify, and name the target in the registry.
+fn copy_and_switch(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    record: &TenantRecord,
+    key: &TenantKey,
+    target: &str,
+    outcome: &mut MoveOutcome,
+) -> anyhow::Result<()> {
+    let name = record.username.as_str();
+    let source = record.database.clone();
+    // Whatever an interrupted run left on the target is not authoritative.
+    drop_copy(op, renderer, key, target)?;
+    let switch = |op: &mut TenantOp<'_, '_>, outcome: &MoveOutcome| -> anyhow::Result<()> {
+        let (from, to) = (format!("{COPYING}{target}"), format!("{SWITCHED}{source}"));
+        let db_value = (target != members::CATALOG).then_some(target);
+        let started = Instant::now();
+        let user = op_user(record);
+        let done = op.registry(|sys| -> anyhow::Result<bool> {
+            let done =
+                registry::move_step(sys, name, &from, Status::Moving, Some(&to), Some(db_value))?;
+            if done {
+                audit::write_details(
+                    sys,
+                    &entry(user, name, "tenant.move.switch", started),
+                    Some(&details(outcome, started)),
+                )?;
+            }
+            Ok(done)
+        })?;
+        if !done {
+            bail!("tenant {name} changed while it was being copied: run the move again");
+        }
+        Ok(())
+    };
+    if op.session().dialect() == Dialect::Sqlite {
+        let src_path = op
+            .session()
+            .tenant_file(key)?
+            .ok_or_else(|| anyhow::anyhow!("not a SQLite database"))?;
+        let dst_path = sqlite_file(op.session(), key, target)?;
+        if !src_path.exists() {
+            return Err(crate::tenants::operation::missing_tenant(
+                op.session(),
+                key,
+                name,
+            ));
+        }
+        // The write lock on the source keeps writers out until the switch.
+        let mut src = crate::db::sqlite::SqliteConnection::open_existing(&src_path, 30_000)?;
+        src.begin()?;
+        let tmp = temporary(&dst_path);
+        remove_if_there(&tmp)?;
+        {
+            let reader = rusqlite::Connection::open_with_flags(
+                &src_path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open {}", src_path.display()))?;
+            reader
+                .execute("VACUUM INTO ?1", [tmp.to_string_lossy().as_ref()])
+                .with_context(|| {
+                    format!("cannot copy {} to {}", src_path.display(), tmp.display())
+                })?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        if dst_path.exists() {
+            bail!(
+                "{} appeared while {name} was being copied: the registry does not account for it; nothing was overwritten",
+                dst_path.display()
+            );
+        }
+        std::fs::rename(&tmp, &dst_path).with_context(|| {
+            format!("cannot rename {} to {}", tmp.display(), dst_path.display())
+        })?;
+        sync_dir(&dst_path);
+        let mut dst = crate::db::sqlite::SqliteConnection::open_existing(&dst_path, 30_000)?;
+        let (rows, tables) = verify(&mut src, &mut dst, key, name)?;
+        outcome.rows = rows;
+        outcome.tables = tables;
+        drop(dst);
+        switch(op, outcome)?;
+        src.rollback()?;
+        return Ok(());
+    }
+
+    let mut src = connect(op.session(), &source)?;
+    let mut dst = connect(op.session(), target)?;
+    src.begin()?;
+    let catalog = src.columns(&key.prefix())?;
+    let live = crate::jobs::archive::live_tables_in(key, &catalog);
+    if live.is_empty() {
+        bail!(
+            "tenant {name} has no tables on {source}: `pathfinder-db verify {name}` lists what is missing"
+        );
+    }
+    let frozen: Vec<String> = live.iter().map(|(d, _)| key.object(d.name)).collect();
+    src.freeze_tables(&frozen)?;
+    let copied = (|| -> anyhow::Result<(u64, usize)> {
+        let mut tables = crate::tenants::export::tenant_tables_in(key, &live, &catalog);
+        // Parents before children, archives after the live tables.
+        let order = |t: &str| -> usize {
+            let (base, archive) = match t.strip_suffix("_archive") {
+                Some(base) => (base, TABLES.len()),
+                None => (t, 0),
+            };
+            archive
+                + TABLES
+                    .iter()
+                    .position(|d| d.name == base)
+                    .unwrap_or(TABLES.len())
+        };
+        tables.sort_by_key(|(t, _, _)| order(t));
+        let version = u32::try_from(record.schema_version).context("schema version")?;
+        let rows = {
+            let dst = dst.as_mut();
+            dst.begin()?;
+            let loaded = (|| -> anyhow::Result<u64> {
+                crate::migrate::apply_tenant(dst, renderer, key, Some(version), false)?;
+                crate::security::grants::grant_tenant(
+                    dst,
+                    renderer,
+                    key,
+                    version,
+                    (name, record.user_id.as_deref(), "move"),
+                )?;
+                let archived: Vec<&str> = tables
+                    .iter()
+                    .filter_map(|(t, _, _)| t.strip_suffix("_archive"))
+                    .collect();
+                if !archived.is_empty() {
+                    let with_archive: Vec<_> = crate::jobs::archive::live_tables(dst, key)?
+                        .into_iter()
+                        .filter(|(d, _)| archived.contains(&d.name))
+                        .collect();
+                    crate::jobs::archive::prepare(dst, renderer, key, &with_archive)?;
+                }
+                let mut total = 0;
+                for (table, object, columns) in &tables {
+                    let mut loader = crate::tenants::import::Loader::new(object, columns);
+                    let select = format!("SELECT {} FROM {object}", columns.join(", "));
+                    src.query_each(&select, &[], &mut |row| {
+                        let bytes = row.iter().map(|v| v.to_text().len() + 8).sum();
+                        loader.push(dst, row, bytes)
+                    })
+                    .with_context(|| format!("cannot copy {table}"))?;
+                    total += loader
+                        .finish(dst)
+                        .with_context(|| format!("cannot copy {table}"))?;
+                }
+                dst.run_statements(&renderer.refresh_career_summary(key)?)?;
+                Ok(total)
+            })();
+            match loaded {
+                Ok(n) => {
+                    dst.commit()?;
+                    n
+                }
+                Err(e) => {
+                    let _ = dst.rollback();
+                    return Err(e);
+                }
+            }
+        };
+        let (checked, tables) = verify(src.as_mut(), dst.as_mut(), key, name)?;
+        if checked != rows {
+            bail!("{rows} rows were copied but the target holds {checked}");
+        }
+        Ok((rows, tables))
+    })();
+    let result = copied.and_then(|(rows, tables)| {
+        outcome.rows = rows;
+        outcome.tables = tables;
+        switch(op, outcome)
+    });
+    if result.is_ok() {
+        // Dropped under the same lock: a writer that ignored `moving` and
+        // waited for the source gets "no such table", never a lost write.
+        // (If this fails, the switched phase drops the source again.)
+        let dropped = renderer
+            .drop_tenant(key)
+            .map_err(anyhow::Error::from)
+            .and_then(|s| src.run_statements(&s).map_err(anyhow::Error::from))
+            .and_then(|()| src.commit().map_err(anyhow::Error::from));
+        if dropped.is_err() {
+            let _ = src.rollback();
+        }
+    } else {
+        let _ = src.rollback();
+    }
+    let _ = src.thaw_tables(&frozen);
+    result
+}
+
+/// Compares the fingerprints of `key` on the source and the target: every
+/// table's rows and checksum. Returns the rows and tables.
+fn verify(
+    src: &mut dyn Connection,
+    dst: &mut dyn Connection,
+    key: &TenantKey,
+    name: &str,
+) -> anyhow::Result<(u64, usize)> {
+    let before = tenant_tables(src, key, name).context("cannot fingerprint the source")?;
+    let after = tenant_tables(dst, key, name).context("cannot fingerprint the copy")?;
+    if before != after {
+        let describe = |t: &[TableFingerprint]| {
+            t.iter()
+                .map(|f| format!("{} {} rows {}", f.table, f.rows, f.checksum))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        bail!(
+            "the copy of {name} differs from its source (source: {}; copy: {}): nothing was switched; run the move again or cancel it",
+            describe(&before),
+            describe(&after)
+        );
+    }
+    let rows = before.iter().map(|t| t.rows.max(0) as u64).sum();
+    Ok((rows, before.len()))
+}
+
+/// Phase 2: drops the source's objects, then makes the tenant active on the
+/// target, audited with the rows and seconds.
+fn finish(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    key: &TenantKey,
+    source: &str,
+    target: &str,
+    started: Instant,
+    outcome: &mut MoveOutcome,
+) -> anyhow::Result<()> {
+    let name = outcome.username.clone();
+    drop_copy(op, renderer, key, source)?;
+    outcome.from = source.to_string();
+    outcome.to = target.to_string();
+    let claim = format!("{SWITCHED}{source}");
+    let user = op.session().system().query(
+        "SELECT user_id FROM pf_tenants WHERE username = ?",
+        &[crate::db::Value::from(name.as_str())],
+    )?;
+    let user = user
+        .first()
+        .filter(|r| !r[0].is_null())
+        .map(|r| r[0].to_text());
+    let doc = details(outcome, started);
+    let done = op.registry(|sys| -> anyhow::Result<bool> {
+        let done = registry::move_step(sys, &name, &claim, Status::Active, None, None)?;
+        if done {
+            audit::write_details(sys, &entry(user, &name, "tenant.move", started), Some(&doc))?;
+        }
+        Ok(done)
+    })?;
+    if !done {
+        bail!(
+            "tenant {name} changed while its move was finished: look at `pathfinder-db where {name}`"
+        );
+    }
+    Ok(())
+}

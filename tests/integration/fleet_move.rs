@@ -1,0 +1,398 @@
+//! `move USER --to NAME`: a verified copy to another member, the registry
+//! switched, the source dropped; interrupted by SIGKILL at random moments
+//! and re-run, on SQLite member folders and PostgreSQL member databases.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::common::{Backend, Env, PgDatabase, pg_rows, postgres_url};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fleet: the catalog and members m1, m2 (SQLite folders, or PostgreSQL
+/// databases, kept alive by the returned handles).
+struct Fleet {
+    env: Env,
+    pg: Vec<PgDatabase>,
+}
+
+impl Fleet {
+    fn new(server: Option<&str>, hint: &str) -> Fleet {
+        let (env, pg) = match server {
+            None => (Env::sqlite(), vec![]),
+            Some(s) => (
+                Env::postgres(s, &format!("{hint}cat")),
+                vec![
+                    PgDatabase::create(s, &format!("{hint}m1")),
+                    PgDatabase::create(s, &format!("{hint}m2")),
+                ],
+            ),
+        };
+        env.ok(&["init"]);
+        for (i, name) in ["m1", "m2"].iter().enumerate() {
+            let url = match env.backend {
+                Backend::Sqlite => env.path().join(name).to_str().unwrap().to_string(),
+                Backend::Postgres(_) => pg[i].url.clone(),
+            };
+            env.ok(&["databases", "add", name, &url]);
+        }
+        Fleet { env, pg }
+    }
+
+    fn sqlite_file(&self, member: &str, key: &str) -> PathBuf {
+        match member {
+            "catalog" => self.env.tenant_dir().join(format!("{key}.db")),
+            m => self.env.path().join(m).join(format!("{key}.db")),
+        }
+    }
+
+    /// How many tables of `key` member `member` holds.
+    fn tables_on(&self, member: &str, key: &str) -> i64 {
+        match &self.env.backend {
+            Backend::Sqlite => {
+                let file = self.sqlite_file(member, key);
+                if !file.exists() {
+                    return 0;
+                }
+                crate::common::sqlite_rows(&file, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'pf_user_%'")[0][0]
+                    .parse()
+                    .unwrap()
+            }
+            Backend::Postgres(_) => {
+                let sql = format!(
+                    "SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'm') AND relname LIKE 'pf\\_user\\_{key}\\_%'"
+                );
+                let mut client = match member {
+                    "catalog" => self.env.pg(),
+                    "m1" => self.pg[0].client(),
+                    _ => self.pg[1].client(),
+                };
+                pg_rows(&mut client, &sql)[0][0].parse().unwrap()
+            }
+        }
+    }
+
+    /// (status, claimed_by, member) of `user` in the registry.
+    fn registry(&self, user: &str) -> (String, String, String) {
+        let r = self.env.system_rows(&format!(
+            "SELECT status, COALESCE(claimed_by, ''), COALESCE(database_name, 'catalog') FROM pf_tenants WHERE username = '{user}'"
+        ));
+        (r[0][0].clone(), r[0][1].clone(), r[0][2].clone())
+    }
+}
+
+/// Rows in four tables (skills and messages are FK children), `n` messages.
+fn seed(env: &Env, key: &str, n: usize) {
+    let p = format!("pf_user_{key}_");
+    let mut sql = format!(
+        "INSERT INTO {p}experiences (id, title, company, start_date, is_current, created_at, updated_at) VALUES ('e1', 'Engineer', 'Acme', '2019-03-01', 0, '2024-01-01 10:00:00.5', '2024-01-01 10:00:00.5');\n\
+         INSERT INTO {p}skills (id, experience_id, skill_name, years_of_experience, is_primary, created_at) VALUES ('s1', 'e1', 'Rust', 12.5, 1, '2024-01-01 10:00:00');\n\
+         INSERT INTO {p}chat_conversations (id, title, model, total_messages, created_at, updated_at) VALUES ('c1', 'Hi', 'gpt-4', {n}, '2024-01-05 09:00:00', '2024-01-05 09:00:00');\n"
+    );
+    sql.push_str(&match env.backend {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO {p}chat_messages (id, conversation_id, role, content, tokens_used, created_at) \
+             SELECT 'm' || i, 'c1', 'user', 'message number ' || i || ' Grüezi', i, '2024-01-05 09:00:01' FROM n;"
+        ),
+        Backend::Postgres(_) => format!(
+            "INSERT INTO {p}chat_messages (id, conversation_id, role, content, tokens_used, created_at) \
+             SELECT 'm' || i, 'c1', 'user', 'message number ' || i || ' Grüezi', i, TIMESTAMP '2024-01-05 09:00:01' FROM generate_series(1, {n}) AS i;"
+        ),
+    });
+    env.tenant_exec(key, &sql);
+}
+
+fn round_trip(server: Option<&str>, hint: &str) {
+    let f = Fleet::new(server, hint);
+    let env = &f.env;
+    env.ok(&["provision", "alice", "bob", "--database", "catalog"]);
+    seed(env, "alice", 300);
+    let before = env.path().join("before.json");
+    env.ok(&["fingerprint", "alice", "--out", before.to_str().unwrap()]);
+
+    let moved = env.json(&["move", "alice", "--to", "m1"]);
+    assert_eq!(moved["to"], "m1", "{moved}");
+    assert_eq!(moved["from"], "catalog", "{moved}");
+    assert_eq!(moved["rows"], 303, "{moved}");
+    assert!(moved["seconds"].as_f64().is_some(), "{moved}");
+    assert_eq!(env.json(&["where", "alice"])["database"], "m1");
+    env.ok(&[
+        "fingerprint",
+        "--compare",
+        before.to_str().unwrap(),
+        "alice",
+    ]);
+    assert_eq!(f.tables_on("catalog", "alice"), 0, "source objects dropped");
+    assert!(f.tables_on("m1", "alice") >= 9);
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    let audited = env.system_rows(
+        "SELECT count(*) FROM pf_audit_log WHERE action = 'tenant.move' AND entity_id = 'alice' AND error_message IS NULL",
+    );
+    assert_eq!(audited[0][0], "1");
+    env.ok(&["verify", "alice"]);
+
+    // On again, between members; the text output names rows and seconds.
+    let text = env.ok(&["move", "alice", "--to", "m2"]);
+    assert!(text.contains("303 rows"), "{text}");
+    env.ok(&[
+        "fingerprint",
+        "--compare",
+        before.to_str().unwrap(),
+        "alice",
+    ]);
+    assert_eq!(f.tables_on("m1", "alice"), 0);
+    // The tenant is writable where it is now.
+    env.ok(&["refresh", "alice"]);
+
+    // Refusals, each a usage error (exit 2) that changes nothing.
+    let refused = |args: &[&str], says: &str| {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    };
+    refused(&["move", "alice", "--to", "m2"], "already");
+    refused(
+        &["move", "alice", "--to", "nowhere"],
+        "no member database named nowhere",
+    );
+    env.ok(&["databases", "drain", "m1"]);
+    refused(&["move", "alice", "--to", "m1"], "draining");
+    env.ok(&["databases", "open", "m1"]);
+    let third = match &env.backend {
+        Backend::Sqlite => env.path().join("m3").to_str().unwrap().to_string(),
+        Backend::Postgres(_) => f.pg[0].url.replace(hint, "x"), // never reached
+    };
+    if env.is_sqlite() {
+        env.ok(&["databases", "add", "m3", &third, "--capacity", "0"]);
+        refused(&["move", "alice", "--to", "m3"], "full");
+    }
+    refused(&["move", "alice", "--cancel"], "not moving");
+    refused(&["move", "nobody", "--to", "m1"], "no tenant named nobody");
+    env.system_exec("UPDATE pf_tenants SET status = 'failed' WHERE username = 'bob'");
+    refused(&["move", "bob", "--to", "m1"], "not active");
+    env.system_exec("UPDATE pf_tenants SET status = 'active' WHERE username = 'bob'");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
+
+    // A move stopped while copying (as a kill leaves it: claimed, a partial
+    // copy on the target): writes are refused, deprovision too, and
+    // --cancel takes it back to the source with the target clean.
+    env.ok(&["move", "bob", "--to", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'bob'",
+    );
+    match &env.backend {
+        Backend::Sqlite => {
+            std::fs::copy(f.sqlite_file("m1", "bob"), f.sqlite_file("m2", "bob")).unwrap();
+        }
+        Backend::Postgres(_) => {
+            f.pg[1]
+                .client()
+                .batch_execute("CREATE TABLE pf_user_bob_experiences (id varchar(36))")
+                .unwrap();
+        }
+    }
+    assert!(!env.run(&["refresh", "bob"]).status.success());
+    assert!(!env.run(&["deprovision", "bob", "--yes"]).status.success());
+    refused(&["move", "bob", "--to", "catalog"], "being moved to m2");
+    let cancelled = env.json(&["move", "bob", "--cancel"]);
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(f.tables_on("m2", "bob"), 0, "the partial copy is gone");
+    assert!(f.tables_on("m1", "bob") >= 9);
+    env.ok(&["verify", "bob"]);
+
+    // A file or tables the registry does not account for are never overwritten.
+    match &env.backend {
+        Backend::Sqlite => std::fs::write(f.sqlite_file("m2", "bob"), b"not ours").unwrap(),
+        Backend::Postgres(_) => f.pg[1]
+            .client()
+            .batch_execute("CREATE TABLE pf_user_bob_skills (id varchar(36))")
+            .unwrap(),
+    }
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not account for"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    if env.is_sqlite() {
+        assert_eq!(
+            std::fs::read(f.sqlite_file("m2", "bob")).unwrap(),
+            b"not ours"
+        );
+    }
+}
+
+#[test]
+fn sqlite_move_copies_verifies_switches_and_drops() {
+    round_trip(None, "mvrt");
+}
+
+#[test]
+fn postgres_move_copies_verifies_switches_and_drops() {
+    let Some(server) = postgres_url() else { return };
+    round_trip(Some(&server), "mvrt");
+}
+
+/// A small random source (no dependency): xorshift seeded from the clock.
+struct Rng(u64);
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("kill test seed {seed}");
+        Rng(seed | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn kills(server: Option<&str>, hint: &str, messages: usize) {
+    let f = Fleet::new(server, hint);
+    let env = &f.env;
+    env.ok(&["provision", "carol", "--database", "catalog"]);
+    seed(env, "carol", messages);
+    let before = env.path().join("before.json");
+    env.ok(&["fingerprint", "carol", "--out", before.to_str().unwrap()]);
+    // How long an uninterrupted move takes, to aim the kills.
+    let t = Instant::now();
+    env.ok(&["move", "carol", "--to", "m1"]);
+    let took = t.elapsed();
+    eprintln!("an uninterrupted move took {took:?}");
+    let mut rng = Rng::new();
+    let mut landed: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut here = "m1".to_string();
+    // Until at least 10 kills landed inside the move (at most 30 rounds).
+    for round in 0..30 {
+        let inside = landed.get("copying").copied().unwrap_or(0)
+            + landed.get("switched").copied().unwrap_or(0);
+        if inside >= 10 && round >= 12 {
+            break;
+        }
+        let there = if here == "m1" { "m2" } else { "m1" };
+        let mut child = env
+            .std_cmd()
+            .args(["move", "carol", "--to", there])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Aim: a random moment, or the switch (poll until the registry names the target).
+        let aim_switch = round % 3 == 2;
+        let deadline = Instant::now() + took * 3;
+        if aim_switch {
+            while Instant::now() < deadline {
+                let (_, claim, _) = f.registry("carol");
+                if claim.starts_with("move from") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            let ms = rng.below(took.as_millis() as u64 + 1);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let (status, claim, member) = f.registry("carol");
+        let phase = match (status.as_str(), claim.split(' ').nth(1)) {
+            ("moving", Some("to")) => "copying",
+            ("moving", Some("from")) => "switched",
+            ("active", _) if member == here => "before",
+            ("active", _) => "done",
+            _ => panic!("after a kill carol is {status} ({claim}) on {member}"),
+        };
+        *landed.entry(phase.to_string()).or_default() += 1;
+        // Exactly one authoritative place: the registry's member holds the tables.
+        assert!(f.tables_on(&member, "carol") >= 9, "round {round}: {phase}");
+        // A re-run completes (or, once in a while, a cancel takes it back).
+        if phase == "copying" && round % 4 == 1 {
+            env.ok(&["move", "carol", "--cancel"]);
+        } else if phase != "done" {
+            env.ok(&["move", "carol", "--to", there]);
+        }
+        let (status, claim, now) = f.registry("carol");
+        assert_eq!(
+            (status.as_str(), claim.as_str()),
+            ("active", ""),
+            "round {round}"
+        );
+        let other = if now == "m1" { "m2" } else { "m1" };
+        assert_eq!(
+            f.tables_on(other, "carol"),
+            0,
+            "round {round}: {other} is clean"
+        );
+        assert_eq!(f.tables_on("catalog", "carol"), 0);
+        env.ok(&[
+            "fingerprint",
+            "--compare",
+            before.to_str().unwrap(),
+            "carol",
+        ]);
+        here = now;
+    }
+    eprintln!("kills landed: {landed:?}");
+    let in_move =
+        landed.get("copying").copied().unwrap_or(0) + landed.get("switched").copied().unwrap_or(0);
+    assert!(
+        in_move >= 10,
+        "too few kills landed inside the move: {landed:?}"
+    );
+    assert!(landed.contains_key("copying"), "{landed:?}");
+    assert!(landed.contains_key("switched"), "{landed:?}");
+}
+
+#[test]
+fn sqlite_move_survives_sigkill_at_random_moments() {
+    kills(None, "mvkill", 30_000);
+}
+
+#[test]
+fn postgres_move_survives_sigkill_at_random_moments() {
+    let Some(server) = postgres_url() else { return };
+    kills(Some(&server), "mvkill", 8_000);
+}
+
+/// The statements `move` adds to the registry's (its tenant DDL, drop and
+/// refresh are the renderer's, checked in oracle_static), as Oracle gets
+/// them: parsed with sqlparser's Oracle dialect, binds as `:n`.
+#[test]
+fn move_registry_statements_parse_as_oracle() {
+    use pathfinder_db::catalog::registry::{MOVING_TO_SQL, move_step_sql};
+    use pathfinder_db::db::bind_placeholders;
+    use pathfinder_db::db::dialect::Dialect;
+    use sqlparser::dialect::OracleDialect;
+    use sqlparser::parser::Parser;
+    for sql in [
+        move_step_sql(true),
+        move_step_sql(false),
+        MOVING_TO_SQL.to_string(),
+        "SELECT user_id FROM pf_tenants WHERE username = ?".to_string(),
+    ] {
+        let oracle = bind_placeholders(&sql, Dialect::Oracle);
+        assert!(!oracle.contains('?'), "{oracle}");
+        let parsed = Parser::parse_sql(&OracleDialect {}, &oracle);
+        assert!(
+            matches!(&parsed, Ok(v) if v.len() == 1),
+            "{oracle}: {parsed:?}"
+        );
+    }
+}
