@@ -172,13 +172,14 @@ pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
     )? == 1)
 }
 
-/// Live tenants (not deprovisioned) per member, from the registry's index.
+/// Live tenants (not deprovisioned) per member, from the registry's index;
+/// a tenant being copied to a member counts on it too (its place is taken).
 pub fn tenant_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
     let rows = sys.query(
         "SELECT database_name, COUNT(*) FROM pf_tenants WHERE status <> 'deprovisioned' GROUP BY database_name",
         &[],
     )?;
-    Ok(rows
+    let mut counts: HashMap<String, i64> = rows
         .iter()
         .map(|r| {
             (
@@ -186,7 +187,17 @@ pub fn tenant_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, D
                 r[1].as_i64().unwrap_or(0),
             )
         })
-        .collect())
+        .collect();
+    let moving = sys.query(
+        "SELECT claimed_by FROM pf_tenants WHERE status = 'moving'",
+        &[],
+    )?;
+    for r in moving {
+        if let Some(target) = r[0].to_text().strip_prefix(crate::fleet::moves::COPYING) {
+            *counts.entry(target.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// The member holding the tenant whose key is `tenant_key` (None: the catalog,

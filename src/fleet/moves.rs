@@ -299,11 +299,11 @@ fn start(
             ))
             .into());
         }
+        // Moves in progress to the target count on it already.
         let held = members::tenant_counts(sys)?
             .get(target)
             .copied()
-            .unwrap_or(0)
-            + registry::moving_to(sys, &claim)?;
+            .unwrap_or(0);
         if member.free(held) == Some(0) {
             return Err(UsageError::new(format!(
                 "member {target} is full ({held} tenants, capacity {}): choose another, or raise its capacity",
