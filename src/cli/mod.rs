@@ -18,6 +18,7 @@ mod migrate;
 mod move_tenant;
 mod policies;
 mod provision;
+mod rebalance;
 mod refresh;
 mod render;
 mod retention;
@@ -137,6 +138,8 @@ pub enum Command {
     Databases(databases::Args),
     /// Print the member database holding a user's tables (for the application's routing)
     Where(where_user::Args),
+    /// Move tenants off draining members and from the fullest to the emptiest (bounded)
+    Rebalance(rebalance::Args),
     /// Move a user's tables to another member database: copy, verify, switch, drop the source
     Move(move_tenant::Args),
 }
@@ -475,6 +478,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Grants(args) => grants::run(&ctx, args),
         Command::Databases(args) => databases::run(&ctx, args),
         Command::Where(args) => where_user::run(&ctx, args),
+        Command::Rebalance(args) => rebalance::run(&ctx, args),
         Command::Move(args) => move_tenant::run(&ctx, args),
     }
 }

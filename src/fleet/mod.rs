@@ -9,6 +9,7 @@
 pub mod members;
 pub mod moves;
 pub mod placement;
+pub mod rebalance;
 
 use std::collections::BTreeMap;
 

@@ -414,3 +414,59 @@ fn retention_sweeps_tenants_on_a_postgres_member() {
     );
     assert_ne!(logged[0][0], "0", "the sweep is in the catalog's audit log");
 }
+
+/// `rebalance` evens out members by fill, smallest tenants first, and
+/// empties a drained member so that it can be removed; every row stays.
+fn rebalance_evens_out_and_empties_a_drained_member(env: &Env, member_urls: [String; 2]) {
+    env.ok(&["init"]);
+    env.ok(&["databases", "add", "a", &member_urls[0], "--capacity", "10"]);
+    env.ok(&["databases", "add", "b", &member_urls[1], "--capacity", "10"]);
+    env.ok(&["databases", "drain", "catalog"]);
+    let users: Vec<String> = (1..=6).map(|n| format!("r{n}")).collect();
+    let mut args = vec!["--database", "a", "provision"];
+    args.extend(users.iter().map(String::as_str));
+    env.ok(&args);
+    let before = env.path().join("before.json");
+    env.ok(&["fingerprint", "--all", "--out", before.to_str().unwrap()]);
+
+    let plan = env.json(&["rebalance", "--dry-run"]);
+    assert_eq!(plan["moves"].as_array().map(Vec::len), Some(3), "{plan}");
+    assert_eq!(counts_by_member(env)["a"], 6, "a dry run moves nothing");
+    let bounded = env.run(&["rebalance", "--max-moves", "1"]);
+    assert_eq!(bounded.status.code(), Some(3), "{}", stderr(&bounded));
+    let done = env.json(&["rebalance"]);
+    assert_eq!(done["balanced"], true, "{done}");
+    let counts = counts_by_member(env);
+    assert_eq!((counts["a"], counts["b"]), (3, 3), "{counts:?}");
+
+    env.ok(&["databases", "drain", "a"]);
+    let emptied = env.json(&["rebalance"]);
+    assert_eq!(
+        emptied["moves"].as_array().map(Vec::len),
+        Some(3),
+        "{emptied}"
+    );
+    let counts = counts_by_member(env);
+    assert_eq!((counts["a"], counts["b"]), (0, 6), "{counts:?}");
+    env.ok(&["databases", "remove", "a"]);
+    env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
+}
+
+#[test]
+fn rebalance_on_sqlite_member_folders() {
+    let env = Env::sqlite();
+    let folders = [
+        env.path().join("a").display().to_string(),
+        env.path().join("b").display().to_string(),
+    ];
+    rebalance_evens_out_and_empties_a_drained_member(&env, folders);
+}
+
+#[test]
+fn rebalance_on_postgres_members() {
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "fleetreb");
+    let a = PgDatabase::create(&server, "fleetreba");
+    let b = PgDatabase::create(&server, "fleetrebb");
+    rebalance_evens_out_and_empties_a_drained_member(&env, [a.url.clone(), b.url.clone()]);
+}
