@@ -308,6 +308,52 @@ fn a_member_server_down_fails_only_its_tenants() {
         "SELECT DISTINCT schema_version FROM pf_tenants",
     );
     assert_eq!(versions, vec![vec!["4".to_string()]]);
+
+    // A move to a member that is down: nothing is lost, the tenant stays
+    // whole on its source, and the same command finishes it once the
+    // member is back.
+    let tenants = env.json(&["tenants"]);
+    let on_near = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["database"] == "near")
+        .map(|t| t["username"].as_str().unwrap().to_string())
+        .expect("a tenant on near");
+    near.client()
+        .batch_execute(&format!(
+            "INSERT INTO pf_user_{on_near}_experiences (id, title, company, start_date) SELECT 'e' || g, 'job', 'acme', DATE '2020-01-01' FROM generate_series(1, 300) g"
+        ))
+        .unwrap();
+    let before = env.path().join("before.json");
+    env.ok(&["fingerprint", &on_near, "--out", before.to_str().unwrap()]);
+    // far is full (5 of 5): one of its tenants goes to make room.
+    let on_far = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["database"] == "far")
+        .map(|t| t["username"].as_str().unwrap().to_string())
+        .expect("a tenant on far");
+    env.ok(&["deprovision", &on_far, "--yes"]);
+    control("stop");
+    let failed = env.run(&["move", &on_near, "--to", "far"]);
+    control("start");
+    for _ in 0..30 {
+        if postgres::Client::connect(&replace_database(&second, "postgres"), postgres::NoTls)
+            .is_ok()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    assert!(!failed.status.success(), "the move cannot reach far");
+    assert!(stderr(&failed).contains("far"), "{}", stderr(&failed));
+    assert_eq!(env.json(&["where", &on_near])["database"], "near");
+    env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
+    env.ok(&["move", &on_near, "--to", "far"]);
+    assert_eq!(env.json(&["where", &on_near])["database"], "far");
+    env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
 }
 
 /// A deployment made before fleets (system version 6, tenants in the
