@@ -490,13 +490,14 @@ fn import_steps(
         }
         Some(r) => return Err(taken(&r.status)),
     };
+    // Oracle keeps the placement lock past the transaction: end it here.
+    crate::fleet::placement::release(op.session().system());
     match registration {
         Ok(true) => *ours = true,
         Ok(false) | Err(registry::RegisterError::Taken) => return Err(taken(&"registered")),
         Err(registry::RegisterError::Db(e)) => return Err(e.into()),
         Err(registry::RegisterError::Refused(e)) => return Err(e),
     }
-    crate::fleet::placement::release(op.session().system());
     let resumed = record.is_some_and(|r| r.status == Status::Importing);
 
     let rows = op
