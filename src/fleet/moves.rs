@@ -509,6 +509,10 @@ fn copy_and_switch(
         src.begin()?;
         let tmp = temporary(&dst_path);
         remove_if_there(&tmp)?;
+        // Made empty and private first: VACUUM INTO fills an empty file and
+        // would otherwise create it with the umask's mode.
+        crate::db::sqlite::create_private_file(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         {
             let reader = rusqlite::Connection::open_with_flags(
                 &src_path,

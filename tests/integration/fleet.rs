@@ -496,6 +496,19 @@ fn rebalance_evens_out_and_empties_a_drained_member(env: &Env, member_urls: [Str
     assert_eq!((counts["a"], counts["b"]), (0, 6), "{counts:?}");
     env.ok(&["databases", "remove", "a"]);
     env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
+    if env.is_sqlite() {
+        // Moved files are as private as provisioned ones.
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(&member_urls[1]).unwrap().flatten() {
+            let mode = entry.metadata().unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is mode {mode:o}",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 #[test]
