@@ -507,6 +507,15 @@ fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
     })
 }
 
+/// ` AND ...` keeping the tenants on member `database` (none: every member).
+fn on_member(database: Option<&str>) -> (String, Vec<Value>) {
+    match database {
+        None => (String::new(), Vec::new()),
+        Some(crate::fleet::members::CATALOG) => (" AND database_name IS NULL".into(), Vec::new()),
+        Some(name) => (" AND database_name = ?".into(), vec![text(name)]),
+    }
+}
+
 /// The pending tenants (all, or of `usernames`), in `order`: one query.
 pub fn pending(
     conn: &mut dyn Connection,
@@ -518,14 +527,9 @@ pub fn pending(
 ) -> Result<Vec<Pending>, DbError> {
     let mut sql = format!("SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {PENDING}");
     let mut binds = vec![Value::Int(target as i64)];
-    match database {
-        Some(crate::fleet::members::CATALOG) => sql.push_str(" AND database_name IS NULL"),
-        Some(name) => {
-            sql.push_str(" AND database_name = ?");
-            binds.push(text(name));
-        }
-        None => {}
-    }
+    let (on_member, member_binds) = on_member(database);
+    sql.push_str(&on_member);
+    binds.extend(member_binds);
     if let Some(names) = usernames {
         if names.is_empty() {
             return Ok(Vec::new());
@@ -712,10 +716,14 @@ pub fn fleet_status(
     conn: &mut dyn Connection,
     latest: i64,
     failed_limit: usize,
+    database: Option<&str>,
 ) -> Result<FleetStatus, DbError> {
+    let (on_member, binds) = on_member(database);
     let rows = conn.query(
-        "SELECT schema_version, status, COUNT(*) FROM pf_tenants GROUP BY schema_version, status ORDER BY schema_version, status",
-        &[],
+        &format!(
+            "SELECT schema_version, status, COUNT(*) FROM pf_tenants WHERE 1 = 1{on_member} GROUP BY schema_version, status ORDER BY schema_version, status"
+        ),
+        &binds,
     )?;
     let by_version: Vec<VersionCount> = rows
         .iter()
@@ -737,9 +745,11 @@ pub fn fleet_status(
         .any(|v| v.status == "failed" || v.status == "deprovisioning")
     {
         let rows = conn.query(
-            "SELECT username, status, schema_version, last_error FROM pf_tenants \
-             WHERE status IN ('failed', 'deprovisioning') ORDER BY username",
-            &[],
+            &format!(
+                "SELECT username, status, schema_version, last_error FROM pf_tenants \
+                 WHERE status IN ('failed', 'deprovisioning'){on_member} ORDER BY username"
+            ),
+            &binds,
         )?;
         failed = rows
             .iter()

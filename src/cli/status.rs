@@ -13,8 +13,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database_read_only()?;
     let latest = renderer.latest_version(Scope::Tenant);
     let mut session = db.connect_read_only()?;
-    let status =
-        crate::catalog::registry::fleet_status(session.system(), latest as i64, args.failed_limit)?;
+    let member = ctx.member_filter(session.system())?;
+    let status = crate::catalog::registry::fleet_status(
+        session.system(),
+        latest as i64,
+        args.failed_limit,
+        member.as_deref(),
+    )?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&status)?);
         return Ok(0);

@@ -88,6 +88,8 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     // --database narrows a fleet-wide command to one member.
     let narrowed = env.ok(&["verify", "--all", "--database", "disk_a"]);
     assert!(narrowed.contains("3 tenant(s) verified"), "{narrowed}");
+    let status = env.json(&["status", "--database", "disk_a"]);
+    assert_eq!(status["tenants"], 3, "{status}");
     let unknown = env.run(&["verify", "--all", "--database", "nope"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
     let tenants = env.json(&["tenants"]);
