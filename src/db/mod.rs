@@ -998,8 +998,12 @@ impl Database {
                 ))
             }
             Dialect::Oracle => {
-                let target = oracle::OracleTarget::from_url(url, &self.pool)
-                    .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
+                let target = oracle::OracleTarget::member_from_url(
+                    url,
+                    &self.pool,
+                    &crate::fleet::members::password_env(name),
+                )
+                .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
                 Ok(Box::new(
                     target
                         .connect()

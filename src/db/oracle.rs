@@ -461,6 +461,21 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl OracleTarget {
+    /// A member database's target: its password only from `password_env`
+    /// (or the wallet, when the variable is unset), never the catalog's.
+    pub fn member_from_url(
+        url: &str,
+        pool: &PoolConfig,
+        password_env: &str,
+    ) -> Result<Self, UsageError> {
+        let mut target = Self::from_url(url, pool)?;
+        let password = std::env::var(password_env).ok().filter(|p| !p.is_empty());
+        // An empty password (external authentication: the wallet) rather than
+        // a prompt or the catalog's PATHFINDER_DB_PASSWORD.
+        target.password = Some(password.unwrap_or_default());
+        Ok(target)
+    }
+
     pub fn from_url(url: &str, pool: &PoolConfig) -> Result<Self, UsageError> {
         let bad = || {
             UsageError::new(format!(
