@@ -507,12 +507,13 @@ fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
     })
 }
 
-/// ` AND ...` keeping the tenants on member `database` (none: every member).
-fn on_member(database: Option<&str>) -> (String, Vec<Value>) {
+/// A condition keeping the tenants on member `database` (none: every
+/// member), with its binds.
+fn on_member(database: Option<&str>) -> (&'static str, Vec<Value>) {
     match database {
-        None => (String::new(), Vec::new()),
-        Some(crate::fleet::members::CATALOG) => (" AND database_name IS NULL".into(), Vec::new()),
-        Some(name) => (" AND database_name = ?".into(), vec![text(name)]),
+        None => ("1 = 1", Vec::new()),
+        Some(crate::fleet::members::CATALOG) => ("database_name IS NULL", Vec::new()),
+        Some(name) => ("database_name = ?", vec![text(name)]),
     }
 }
 
@@ -528,7 +529,7 @@ pub fn pending(
     let mut sql = format!("SELECT {PENDING_COLUMNS} FROM pf_tenants WHERE {PENDING}");
     let mut binds = vec![Value::Int(target as i64)];
     let (on_member, member_binds) = on_member(database);
-    sql.push_str(&on_member);
+    sql.push_str(&format!(" AND {on_member}"));
     binds.extend(member_binds);
     if let Some(names) = usernames {
         if names.is_empty() {
@@ -721,7 +722,7 @@ pub fn fleet_status(
     let (on_member, binds) = on_member(database);
     let rows = conn.query(
         &format!(
-            "SELECT schema_version, status, COUNT(*) FROM pf_tenants WHERE 1 = 1{on_member} GROUP BY schema_version, status ORDER BY schema_version, status"
+            "SELECT schema_version, status, COUNT(*) FROM pf_tenants WHERE {on_member} GROUP BY schema_version, status ORDER BY schema_version, status"
         ),
         &binds,
     )?;
@@ -747,7 +748,7 @@ pub fn fleet_status(
         let rows = conn.query(
             &format!(
                 "SELECT username, status, schema_version, last_error FROM pf_tenants \
-                 WHERE status IN ('failed', 'deprovisioning'){on_member} ORDER BY username"
+                 WHERE status IN ('failed', 'deprovisioning') AND {on_member} ORDER BY username"
             ),
             &binds,
         )?;

@@ -598,10 +598,7 @@ pub fn for_tenants<'t, R: Send>(
     ) -> anyhow::Result<R>
     + Sync,
 ) -> TenantRun<'t, R> {
-    let bar = progress_bar(ctx, tenants.len(), doing);
-    let results = crate::parallel::for_each(db, tenants, jobs, false, work, |_, _| bar.inc(1));
-    bar.finish_and_clear();
-    collect_run(tenants, results)
+    run_tenants(ctx, db, tenants, jobs, doing, false, work)
 }
 
 /// [`for_tenants`] on read-only sessions, for work that only reads.
@@ -617,9 +614,31 @@ pub fn for_tenants_read_only<'t, R: Send>(
     ) -> anyhow::Result<R>
     + Sync,
 ) -> TenantRun<'t, R> {
+    run_tenants(ctx, db, tenants, jobs, doing, true, work)
+}
+
+/// [`for_tenants`] and [`for_tenants_read_only`]: the pool, the progress
+/// bar, the collected results.
+fn run_tenants<'t, R: Send>(
+    ctx: &Context,
+    db: &Database,
+    tenants: &'t [crate::catalog::registry::TenantRecord],
+    jobs: usize,
+    doing: &str,
+    read_only: bool,
+    work: impl Fn(
+        &mut crate::db::Session<'_>,
+        &crate::catalog::registry::TenantRecord,
+    ) -> anyhow::Result<R>
+    + Sync,
+) -> TenantRun<'t, R> {
     let bar = progress_bar(ctx, tenants.len(), doing);
-    let results =
-        crate::parallel::for_each_read_only_reporting(db, tenants, jobs, work, |_, _| bar.inc(1));
+    let done = |_: &_, _: &_| bar.inc(1);
+    let results = if read_only {
+        crate::parallel::for_each_read_only_reporting(db, tenants, jobs, work, done)
+    } else {
+        crate::parallel::for_each(db, tenants, jobs, false, work, done)
+    };
     bar.finish_and_clear();
     collect_run(tenants, results)
 }
