@@ -1084,17 +1084,37 @@ struct Members {
 }
 
 /// A connection to one tenant's objects: the session's own connection on
-/// PostgreSQL and Oracle, the tenant's file on SQLite.
+/// PostgreSQL and Oracle (the catalog's, or a member's), the tenant's file on
+/// SQLite.
 pub enum TenantConnection<'s> {
-    Shared(&'s mut dyn Connection),
+    /// The catalog's connection: the tenant lives beside the registry.
+    Catalog(&'s mut dyn Connection),
+    /// The session's connection to the member (named) holding the tenant.
+    Member(String, &'s mut dyn Connection),
     Own(Box<dyn Connection>),
+}
+
+impl TenantConnection<'_> {
+    /// Whether the tenant's objects share the catalog's connection (and so
+    /// its open transaction).
+    pub fn is_catalog(&self) -> bool {
+        matches!(self, TenantConnection::Catalog(_))
+    }
+
+    /// The member database holding the tenant, when it is a server member.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            TenantConnection::Member(name, _) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 impl<'s> std::ops::Deref for TenantConnection<'s> {
     type Target = dyn Connection + 's;
     fn deref(&self) -> &Self::Target {
         match self {
-            TenantConnection::Shared(c) => &**c,
+            TenantConnection::Catalog(c) | TenantConnection::Member(_, c) => &**c,
             TenantConnection::Own(c) => c.as_ref(),
         }
     }
@@ -1103,7 +1123,7 @@ impl<'s> std::ops::Deref for TenantConnection<'s> {
 impl std::ops::DerefMut for TenantConnection<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match self {
-            TenantConnection::Shared(c) => &mut **c,
+            TenantConnection::Catalog(c) | TenantConnection::Member(_, c) => &mut **c,
             TenantConnection::Own(c) => c.as_mut(),
         }
     }
@@ -1196,10 +1216,11 @@ impl<'db> Session<'db> {
                 Ok(conn.map(|c| TenantConnection::Own(Box::new(c))))
             }
             _ => match member {
-                Some((name, url)) => Ok(Some(TenantConnection::Shared(
-                    self.member_connection(&name, &url)?,
-                ))),
-                None => Ok(Some(TenantConnection::Shared(self.system.as_mut()))),
+                Some((name, url)) => {
+                    let conn = self.member_connection(&name, &url)?;
+                    Ok(Some(TenantConnection::Member(name, conn)))
+                }
+                None => Ok(Some(TenantConnection::Catalog(self.system.as_mut()))),
             },
         }
     }

@@ -13,6 +13,12 @@
 //! - Oracle: every DDL commits, so each step commits; the tenant is locked
 //!   with a session-level DBMS_LOCK lock, released when the operation ends.
 //!
+//! - A migration on a PostgreSQL fleet: the tenant's DDL commits on its
+//!   member, and the claim, the record and the audit row in one catalog
+//!   transaction around it (the row lock is the claim). A kill between the
+//!   two commits leaves the versions in the member's history; the next run
+//!   finds them applied and records them.
+//!
 //! Success is audited in the same transaction as the registry change that
 //! records it ([`TenantOp::complete`]); failure after a rollback, in a
 //! transaction of its own ([`TenantOp::finish`]). So every completed change has
@@ -20,7 +26,10 @@
 
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use crate::catalog::audit::{self, AuditEntry};
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, DbError, Lock, Open, Session, Tx};
 use crate::schema::tenant::TenantKey;
 
@@ -62,6 +71,10 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         guard: Guard,
     ) -> Result<Option<Self>, DbError> {
         let atomic = session.atomic_tenants()?;
+        // On a PostgreSQL fleet the claim need not commit on its own: the
+        // row lock holds it while the member's DDL commits.
+        let registry_tx =
+            !atomic && guard == Guard::Claim && session.dialect() == Dialect::Postgres;
         let lock = Lock::Tenant(username);
         let sys = session.system();
         if atomic {
@@ -88,6 +101,12 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             }
             return Ok(None);
         }
+        if registry_tx {
+            if let Err(e) = sys.begin() {
+                let _ = sys.unlock(&lock);
+                return Err(e);
+            }
+        }
         Ok(Some(TenantOp {
             session,
             username: username.to_string(),
@@ -96,7 +115,9 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             user_id: None,
             started: Instant::now(),
             atomic,
-            in_tx: atomic,
+            // Registry steps share one catalog transaction while it is open,
+            // though a member's steps commit apart (a migration on a fleet).
+            in_tx: atomic || registry_tx,
             held: !atomic,
         }))
     }
@@ -129,7 +150,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         E: From<DbError>,
     {
         let sys = self.session.system();
-        if self.atomic {
+        if self.atomic || self.in_tx {
             return step(sys);
         }
         let mut tx = Tx::begin(sys)?;
@@ -148,17 +169,25 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         open: Open,
         step: impl FnOnce(&mut dyn Connection) -> anyhow::Result<T>,
     ) -> anyhow::Result<Option<T>> {
-        let atomic = self.atomic;
+        let catalog_tx = self.atomic || self.in_tx;
         let Some(mut conn) = self.session.tenant(key, open)? else {
             return Ok(None);
         };
-        if atomic {
+        if self.atomic || (catalog_tx && conn.is_catalog()) {
             return step(&mut *conn).map(Some);
         }
-        let mut tx = Tx::begin(&mut *conn)?;
-        let value = step(&mut *tx)?;
-        tx.commit()?;
-        Ok(Some(value))
+        // A lost member is named in the tenant's failure.
+        let member = conn.member().map(|name| format!("on member {name}"));
+        let result = (|| {
+            let mut tx = Tx::begin(&mut *conn)?;
+            let value = step(&mut *tx)?;
+            tx.commit()?;
+            Ok(Some(value))
+        })();
+        match member {
+            Some(member) => result.context(member),
+            None => result,
+        }
     }
 
     /// Like [`TenantOp::tenant`] on an existing tenant, for a step whose work
@@ -253,7 +282,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         target: u32,
         run_id: &str,
     ) -> Result<Option<crate::catalog::registry::Claim>, DbError> {
-        let (username, row_lock) = (self.username.clone(), self.atomic);
+        let (username, row_lock) = (self.username.clone(), self.atomic || self.in_tx);
         self.registry(|sys| {
             crate::catalog::registry::claim(sys, &username, target, run_id, row_lock)
         })

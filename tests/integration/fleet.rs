@@ -20,6 +20,16 @@ fn counts_by_member(env: &Env) -> HashMap<String, i64> {
         .collect()
 }
 
+/// Waits (up to 30 s) until the server of `url` takes connections again.
+fn wait_for_server(url: &str) {
+    for _ in 0..30 {
+        if postgres::Client::connect(&replace_database(url, "postgres"), postgres::NoTls).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -270,39 +280,96 @@ fn a_member_server_down_fails_only_its_tenants() {
     args.extend(users.iter().map(String::as_str));
     env.ok(&args);
 
-    control("stop");
-    let out = env.run(&["--json", "migrate", "--all"]);
-    control("start");
-    for _ in 0..30 {
-        if postgres::Client::connect(&replace_database(&second, "postgres"), postgres::NoTls)
-            .is_ok()
-        {
-            break;
+    // The member's server stops in the middle of `migrate --all`: one of
+    // far's tenants is mid-migration (its DDL waits for a lock held here)
+    // when the server goes. far's tenants fail, named; near's all finish.
+    let placed = env.json(&["tenants"]);
+    let on = |member: &str| -> Vec<String> {
+        placed["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["database"] == member)
+            .map(|t| t["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (near_users, far_users) = (on("near"), on("far"));
+    assert_eq!((near_users.len(), far_users.len()), (5, 5), "{placed}");
+    let mut blocker = far.client();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE pf_user_{}_chat_messages IN ACCESS EXCLUSIVE MODE",
+            far_users[0]
+        ))
+        .unwrap();
+    let child = env
+        .std_cmd()
+        .args(["--json", "migrate", "--all", "--jobs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start migrate");
+    let mut watcher = far.client();
+    let waiting = (0..600).any(|_| {
+        let n = pg_rows(
+            &mut watcher,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted",
+        );
+        if n[0][0] != "0" {
+            return true;
         }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(
+        waiting,
+        "the migration of {} waits for the lock",
+        far_users[0]
+    );
+    drop(watcher);
+    control("stop");
+    let out = child.wait_with_output().expect("migrate ends");
+    drop(blocker);
+    control("start");
+    wait_for_server(&second);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    let failed = report["failed"].as_array().expect("failed tenants");
-    assert_eq!(failed.len(), 5, "{report}");
-    for f in failed {
+    let names = |list: &str| -> Vec<String> {
+        let mut names: Vec<String> = report[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["username"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let (migrated, failed) = (names("migrated"), names("failed"));
+    assert!(
+        failed.contains(&far_users[0]),
+        "the tenant cut off mid-migration failed: {report}"
+    );
+    for f in report["failed"].as_array().unwrap() {
         assert!(
-            f.to_string().contains("member far"),
+            far_users.iter().any(|u| f["username"] == u.as_str()),
+            "only far's tenants fail: {f}"
+        );
+        assert!(
+            f["error"].as_str().unwrap().contains("member far"),
             "the failure names the member: {f}"
         );
     }
-    assert_eq!(
-        report["migrated"].as_array().map(Vec::len),
-        Some(5),
-        "{report}"
-    );
-    // `databases list` says which member is unreachable… now it is back.
+    for u in &near_users {
+        assert!(migrated.contains(u), "{u} on near finished: {report}");
+    }
+    assert_eq!(migrated.len() + failed.len(), 10, "{report}");
+    // `databases list` answers again; the same command completes the rest.
     let listed = env.run(&["databases", "list"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     let again = env.json(&["migrate", "--all"]);
     assert_eq!(
         again["migrated"].as_array().map(Vec::len),
-        Some(5),
+        Some(failed.len()),
         "{again}"
     );
     let versions = pg_rows(
@@ -310,6 +377,7 @@ fn a_member_server_down_fails_only_its_tenants() {
         "SELECT DISTINCT schema_version FROM pf_tenants",
     );
     assert_eq!(versions, vec![vec!["4".to_string()]]);
+    env.ok(&["verify", "--all"]);
 
     // A move to a member that is down: nothing is lost, the tenant stays
     // whole on its source, and the same command finishes it once the
@@ -341,20 +409,57 @@ fn a_member_server_down_fails_only_its_tenants() {
     control("stop");
     let failed = env.run(&["move", &on_near, "--to", "far"]);
     control("start");
-    for _ in 0..30 {
-        if postgres::Client::connect(&replace_database(&second, "postgres"), postgres::NoTls)
-            .is_ok()
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
+    wait_for_server(&second);
     assert!(!failed.status.success(), "the move cannot reach far");
     assert!(stderr(&failed).contains("far"), "{}", stderr(&failed));
     assert_eq!(env.json(&["where", &on_near])["database"], "near");
     env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
     env.ok(&["move", &on_near, "--to", "far"]);
     assert_eq!(env.json(&["where", &on_near])["database"], "far");
+    env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
+
+    // The source's server stops in the middle of a move (the move waits to
+    // freeze a table locked here): the tenant stays whole on far, and the
+    // same command finishes the move once far is back.
+    let mut blocker = far.client();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE pf_user_{on_near}_experiences IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    let child = env
+        .std_cmd()
+        .args(["move", &on_near, "--to", "near"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start move");
+    let mut watcher = far.client();
+    let waiting = (0..600).any(|_| {
+        if pg_rows(
+            &mut watcher,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted",
+        )[0][0]
+            != "0"
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(waiting, "the move waits for the lock on its source");
+    drop(watcher);
+    control("stop");
+    let cut = child.wait_with_output().expect("move ends");
+    drop(blocker);
+    control("start");
+    wait_for_server(&second);
+    assert!(!cut.status.success(), "the move lost its source mid-way");
+    assert!(stderr(&cut).contains("far"), "{}", stderr(&cut));
+    assert_ne!(env.json(&["where", &on_near])["database"], "near");
+    env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
+    env.ok(&["move", &on_near, "--to", "near"]);
+    assert_eq!(env.json(&["where", &on_near])["database"], "near");
     env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
 }
 
