@@ -11,7 +11,17 @@
 //! them to the latest version with `migrate --all --jobs J`, then times a
 //! no-op `migrate --all`. It prints tenants/second and the ratio to the run
 //! without members (target: aggregate throughput >= 0.95x on one machine;
-//! on separate servers the members would add up). See benches/README.md.
+//! on separate servers the members would add up). See benches/FLEET.md.
+//!
+//! With `--step S` it measures growth instead: one fleet of the (first) member
+//! count, N tenants provisioned at the latest version in steps of S, the
+//! milliseconds per tenant of each step (target: the last step within 1.10x
+//! of the first), then the no-op `migrate --all` over the whole fleet
+//! (target: under 1 s for 4 members x 5,000 tenants).
+//!
+//! ```sh
+//! cargo bench --bench fleet -- --tenants 20000 --members 4 --step 2000
+//! ```
 
 #[path = "support/mod.rs"]
 mod support;
@@ -21,12 +31,15 @@ use std::process::Command;
 use std::time::Instant;
 
 const USAGE: &str = "\
-usage: bench_fleet [--tenants N] [--members 0,1,2,4] [--jobs J] [--database-url URL]
-                   [--binary PATH] [--keep]
+usage: bench_fleet [--tenants N] [--members 0,1,2,4] [--jobs J] [--step S]
+                   [--database-url URL] [--binary PATH] [--keep]
 
   --tenants N         tenants per run (default 1000)
   --members LIST      member counts to measure; 0 is the catalog alone (default 0,1,2,4)
   --jobs J            --jobs for provision and migrate (default 2)
+  --step S            growth instead: one fleet of the first member count, N tenants
+                      provisioned in steps of S (ms per tenant per step), then the
+                      no-op migrate --all over all of them
   --database-url URL  PostgreSQL server for the scratch databases (default:
                       $PATHFINDER_BENCH_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres)
   --binary PATH       pathfinder-db binary (default: the release binary)
@@ -36,6 +49,7 @@ struct Options {
     tenants: usize,
     members: Vec<usize>,
     jobs: usize,
+    step: Option<usize>,
     server: String,
     binary: Option<PathBuf>,
     keep: bool,
@@ -46,6 +60,7 @@ fn parse_args() -> Result<Options, String> {
         tenants: 1000,
         members: vec![0, 1, 2, 4],
         jobs: 2,
+        step: None,
         server: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
             .ok()
             .filter(|s| !s.is_empty())
@@ -74,6 +89,13 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--jobs: {e}"))?
             }
+            "--step" => {
+                opts.step = Some(
+                    value("--step")?
+                        .parse()
+                        .map_err(|e| format!("--step: {e}"))?,
+                )
+            }
             "--database-url" => opts.server = value("--database-url")?,
             "--binary" => opts.binary = Some(PathBuf::from(value("--binary")?)),
             "--keep" => opts.keep = true,
@@ -84,8 +106,8 @@ fn parse_args() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if opts.tenants == 0 || opts.jobs == 0 {
-        return Err("--tenants and --jobs must be at least 1".into());
+    if opts.tenants == 0 || opts.jobs == 0 || opts.step == Some(0) || opts.members.is_empty() {
+        return Err("--tenants, --jobs and --step must be at least 1, --members not empty".into());
     }
     Ok(opts)
 }
@@ -153,28 +175,16 @@ fn main() {
         "fleet: {} tenants, --jobs {}, load {}",
         opts.tenants,
         opts.jobs,
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
+        load()
     );
+    if let Some(step) = opts.step {
+        growth(&opts, &binary, &names, step, dir.path());
+        return;
+    }
     println!("members  provision t/s  migrate t/s  no-op migrate s  vs no members (prov, migr)");
     let mut base: Option<(f64, f64)> = None;
     for &m in &opts.members {
-        let catalog = recreate(&opts.server, "pf_bench_fleet_cat", false);
-        let members: Vec<String> = (0..m)
-            .map(|i| recreate(&opts.server, &format!("pf_bench_fleet_m{i}"), false))
-            .collect();
-        run(&binary, &catalog, &["init"]);
-        for (i, url) in members.iter().enumerate() {
-            run(
-                &binary,
-                &catalog,
-                &["databases", "add", &format!("m{i}"), url],
-            );
-        }
-        if m > 0 {
-            run(&binary, &catalog, &["databases", "drain", "catalog"]);
-        }
+        let catalog = new_fleet(&opts.server, &binary, m);
         let prov = run(
             &binary,
             &catalog,
@@ -200,10 +210,78 @@ fn main() {
         }
         println!("{m:>7}  {p:>13.1}  {g:>11.1}  {noop:>15.3}  {ratio}");
         if !opts.keep {
-            recreate(&opts.server, "pf_bench_fleet_cat", true);
-            for i in 0..m {
-                recreate(&opts.server, &format!("pf_bench_fleet_m{i}"), true);
-            }
+            drop_fleet(&opts.server, m);
         }
     }
+}
+
+/// A fresh catalog with `m` members (the catalog drained when there are
+/// any, so every tenant goes to a member); returns the catalog's URL.
+fn new_fleet(server: &str, binary: &PathBuf, m: usize) -> String {
+    let catalog = recreate(server, "pf_bench_fleet_cat", false);
+    let members: Vec<String> = (0..m)
+        .map(|i| recreate(server, &format!("pf_bench_fleet_m{i}"), false))
+        .collect();
+    run(binary, &catalog, &["init"]);
+    for (i, url) in members.iter().enumerate() {
+        run(
+            binary,
+            &catalog,
+            &["databases", "add", &format!("m{i}"), url],
+        );
+    }
+    if m > 0 {
+        run(binary, &catalog, &["databases", "drain", "catalog"]);
+    }
+    catalog
+}
+
+fn drop_fleet(server: &str, m: usize) {
+    recreate(server, "pf_bench_fleet_cat", true);
+    for i in 0..m {
+        recreate(server, &format!("pf_bench_fleet_m{i}"), true);
+    }
+}
+
+/// Provisioning cost as the fleet grows, then the no-op migrate over it.
+fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: &std::path::Path) {
+    let m = opts.members[0];
+    let catalog = new_fleet(&opts.server, binary, m);
+    let jobs = opts.jobs.to_string();
+    println!("step  tenants after  ms per tenant  vs first step  load");
+    let mut first: Option<f64> = None;
+    for (i, chunk) in names.chunks(step).enumerate() {
+        let file = dir.join(format!("step{i}.txt"));
+        std::fs::write(&file, chunk.join("\n") + "\n").expect("write users");
+        let file = file.to_string_lossy().into_owned();
+        let secs = run(
+            binary,
+            &catalog,
+            &["provision", "--from-file", &file, "--jobs", &jobs],
+        );
+        let ms = secs * 1000.0 / chunk.len() as f64;
+        let base = *first.get_or_insert(ms);
+        println!(
+            "{i:>4}  {:>13}  {ms:>13.2}  {:>13.2}  {}",
+            (i * step + chunk.len()),
+            ms / base,
+            load()
+        );
+    }
+    let noop = (0..3)
+        .map(|_| run(binary, &catalog, &["migrate", "--all"]))
+        .fold(f64::INFINITY, f64::min);
+    println!(
+        "no-op migrate --all over {} tenants on {m} members: {noop:.3} s (best of 3; target < 1 s)",
+        names.len()
+    );
+    if !opts.keep {
+        drop_fleet(&opts.server, m);
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -810,17 +810,6 @@ pub fn move_step_sql(database: bool) -> String {
     )
 }
 
-/// The query of [`moving_to`].
-pub const MOVING_TO_SQL: &str =
-    "SELECT COUNT(*) FROM pf_tenants WHERE status = 'moving' AND claimed_by = ?";
-
-/// Live tenants being copied to member `target` (claimed `claim`): they take
-/// a place there before the registry names it.
-pub fn moving_to(conn: &mut dyn Connection, claim: &str) -> Result<i64, DbError> {
-    let rows = conn.query(MOVING_TO_SQL, &[text(claim)])?;
-    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::iso_utc;

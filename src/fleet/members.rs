@@ -6,6 +6,7 @@
 //! files (several disks for one deployment).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -254,8 +255,12 @@ fn audit_change(
 /// The URL to store for a new member: refused when it carries a password
 /// (stored URLs never do), or is of another dialect than the catalog. A
 /// SQLite member is a folder, stored as its absolute path (created 0700 if
-/// missing).
-pub fn storable_url(catalog: &Database, name: &str, url: &str) -> anyhow::Result<String> {
+/// missing: then also returned, so that a refused add removes it again).
+pub fn storable_url(
+    catalog: &Database,
+    name: &str,
+    url: &str,
+) -> anyhow::Result<(String, Option<PathBuf>)> {
     if crate::db::redact::redact(url) != url {
         return Err(UsageError::new(format!(
             "the URL of member {name} holds a password, and member URLs are stored without one: remove it from the URL and set {} (or use the Oracle wallet)",
@@ -272,6 +277,7 @@ pub fn storable_url(catalog: &Database, name: &str, url: &str) -> anyhow::Result
             ))
             .into());
         }
+        let created = !folder.exists();
         crate::db::sqlite::create_private_dir(&folder).map_err(|e| {
             anyhow::anyhow!(
                 "member {name}: cannot create the folder {}: {e}",
@@ -288,7 +294,8 @@ pub fn storable_url(catalog: &Database, name: &str, url: &str) -> anyhow::Result
             ))
             .into());
         }
-        return Ok(folder.to_string_lossy().into_owned());
+        let url = folder.to_string_lossy().into_owned();
+        return Ok((url, created.then_some(folder)));
     }
     let dialect = crate::config::dialect_of_url(url)?;
     if dialect != catalog.dialect() {
@@ -298,16 +305,35 @@ pub fn storable_url(catalog: &Database, name: &str, url: &str) -> anyhow::Result
         ))
         .into());
     }
-    Ok(url.to_string())
+    Ok((url.to_string(), None))
 }
 
 /// `databases add`: checks the member (reachable, not a pathfinder-db
-/// catalog, the privileges the tool needs), then records it, audited.
+/// catalog, the privileges the tool needs), then records it, audited. A
+/// refused add leaves no folder it created behind.
 pub fn add(
     session: &mut Session<'_>,
     name: &str,
     url: &str,
     capacity: Option<i64>,
+) -> anyhow::Result<Member> {
+    let mut created = None;
+    let result = add_checked(session, name, url, capacity, &mut created);
+    if result.is_err()
+        && let Some(folder) = created
+    {
+        // Only while empty: remove_dir refuses a folder that holds anything.
+        let _ = std::fs::remove_dir(folder);
+    }
+    result
+}
+
+fn add_checked(
+    session: &mut Session<'_>,
+    name: &str,
+    url: &str,
+    capacity: Option<i64>,
+    created: &mut Option<PathBuf>,
 ) -> anyhow::Result<Member> {
     let started = std::time::Instant::now();
     validate_name(name)?;
@@ -320,7 +346,8 @@ pub fn add(
         return Err(UsageError::new("--capacity must be 0 or more").into());
     }
     let db = session.database();
-    let url = storable_url(db, name, url)?;
+    let (url, made) = storable_url(db, name, url)?;
+    *created = made;
     if db.dialect() != crate::db::dialect::Dialect::Sqlite {
         let mut conn = db.connect_member(name, &url)?;
         check_member(conn.as_mut(), name)?;

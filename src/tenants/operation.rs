@@ -101,11 +101,9 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             }
             return Ok(None);
         }
-        if registry_tx {
-            if let Err(e) = sys.begin() {
-                let _ = sys.unlock(&lock);
-                return Err(e);
-            }
+        if registry_tx && let Err(e) = sys.begin() {
+            let _ = sys.unlock(&lock);
+            return Err(e);
         }
         Ok(Some(TenantOp {
             session,

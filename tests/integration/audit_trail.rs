@@ -28,7 +28,7 @@ fn audited(env: &Env, action: &str, table: Option<&str>, field: &str) -> u64 {
 
 /// Starts `args` and kills it (SIGKILL) after a random moment; true when it
 /// was killed, false when it had finished first.
-fn run_and_kill(env: &Env, args: &[&str], rng: &mut Rng, max_ms: u64) -> bool {
+pub(crate) fn run_and_kill(env: &Env, args: &[&str], rng: &mut Rng, max_ms: u64) -> bool {
     let mut child = env
         .std_cmd()
         .args(args)

@@ -62,6 +62,14 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     let own = env.tenant_dir();
     let own = env.run(&["databases", "add", "disk_c", own.to_str().unwrap()]);
     assert_eq!(own.status.code(), Some(2), "{}", stderr(&own));
+    // A refused add leaves no folder it made: a second member named disk_a.
+    let disk_d = env.path().join("disk_d");
+    let taken = env.run(&["databases", "add", "disk_a", disk_d.to_str().unwrap()]);
+    assert_eq!(taken.status.code(), Some(2), "{}", stderr(&taken));
+    assert!(
+        !disk_d.exists(),
+        "the refused add removed the folder it made"
+    );
     env.ok(&["databases", "drain", "catalog"]);
 
     let users: Vec<String> = (1..=8).map(|n| format!("u{n}")).collect();

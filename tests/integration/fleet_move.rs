@@ -376,7 +376,7 @@ fn postgres_move_survives_sigkill_at_random_moments() {
 /// them: parsed with sqlparser's Oracle dialect, binds as `:n`.
 #[test]
 fn move_registry_statements_parse_as_oracle() {
-    use pathfinder_db::catalog::registry::{MOVING_TO_SQL, move_step_sql};
+    use pathfinder_db::catalog::registry::move_step_sql;
     use pathfinder_db::db::bind_placeholders;
     use pathfinder_db::db::dialect::Dialect;
     use sqlparser::dialect::OracleDialect;
@@ -384,7 +384,6 @@ fn move_registry_statements_parse_as_oracle() {
     for sql in [
         move_step_sql(true),
         move_step_sql(false),
-        MOVING_TO_SQL.to_string(),
         "SELECT user_id FROM pf_tenants WHERE username = ?".to_string(),
     ] {
         let oracle = bind_placeholders(&sql, Dialect::Oracle);
