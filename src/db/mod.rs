@@ -8,6 +8,7 @@
 
 pub mod dialect;
 pub mod oracle;
+pub mod pgpass;
 pub mod postgres;
 pub mod redact;
 pub mod sqlite;

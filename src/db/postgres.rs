@@ -70,6 +70,11 @@ fn config_with_password(url: &str, password_env: &str) -> Result<postgres::Confi
     {
         cfg.password(pw);
     }
+    if cfg.get_password().is_none()
+        && let Some(pw) = password_from_file(&cfg)
+    {
+        cfg.password(pw);
+    }
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(10));
     }
@@ -83,6 +88,25 @@ fn config_with_password(url: &str, password_env: &str) -> Result<postgres::Confi
     };
     cfg.options(&options);
     Ok(cfg)
+}
+
+/// The password `~/.pgpass` (or `PGPASSFILE`) gives for the connection, as
+/// libpq would find it: first host, first port (5432), the database (else
+/// the user's name), the user.
+fn password_from_file(cfg: &postgres::Config) -> Option<String> {
+    let user = cfg.get_user()?;
+    let host = match cfg.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.as_str(),
+        // A Unix socket (or none: the driver's default) matches `localhost`.
+        _ => "localhost",
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    crate::db::pgpass::lookup(&crate::db::pgpass::Target {
+        host,
+        port,
+        database: cfg.get_dbname().unwrap_or(user),
+        user,
+    })
 }
 
 /// The driver's parse error with the character it quotes from the input

@@ -82,3 +82,49 @@ fn the_example_configuration_is_valid() {
     pathfinder(dir.path()).args(["init"]).assert().success();
     assert!(dir.path().join("pathfinder.db").exists());
 }
+
+/// PostgreSQL connections read libpq's password file (`PGPASSFILE`), and
+/// ignore one that others may read, saying so once. (The test server trusts
+/// every connection, so what shows is that the file is consulted, not the
+/// password itself; the matching is unit-tested in `db::pgpass`.)
+#[test]
+fn postgres_password_file_is_read_and_a_readable_one_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = common::Env::postgres(&server, "pgpass");
+    let member = common::PgDatabase::create(&server, "pgpassm");
+    env.ok(&["init"]);
+    let file = env.path().join("pgpass");
+    std::fs::write(&file, "*:*:*:*:not-needed-here\n").unwrap();
+    let run = |mode: u32, args: &[&str]| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = env
+            .std_cmd()
+            .env("PGPASSFILE", &file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = run(0o644, &["status"]);
+    assert_eq!(
+        warned
+            .matches("is readable by group or others and is ignored")
+            .count(),
+        1,
+        "said once: {warned}"
+    );
+    assert!(!warned.contains("not-needed-here"), "{warned}");
+    let quiet = run(0o600, &["status"]);
+    assert!(!quiet.contains("password file"), "{quiet}");
+    // Once per run, however many connections (the catalog's, a member's).
+    let warned = run(0o640, &["databases", "add", "pgpassm", &member.url]);
+    assert_eq!(warned.matches("password file").count(), 1, "{warned}");
+}
