@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::dialect::Dialect;
 use crate::db::{Connection, DbError, Tx, Value};
 
 /// One audited action on one entity.
@@ -131,21 +132,47 @@ fn insert(conn: &mut dyn Connection, id: &str, row: &Row) -> Result<(), DbError>
 // stage, each in a transaction of its own. A kill in between leaves it
 // staged, and the next flush copies it (once: the id is kept).
 
-/// The stage in a tenant file (not a tenant table: no `pf_user_` prefix).
+/// The stage in a tenant file or a server member (not a tenant table: no
+/// `pf_user_` prefix).
 pub const STAGE: &str = "pf_audit_stage";
 
-/// Stages the audit row of work done in the tenant file's open transaction.
+/// The statement that creates the stage. Oracle has no `IF NOT EXISTS`
+/// before 23ai: run there through `run_statements`, which counts ORA-00955
+/// (the table exists) as done.
+pub fn stage_ddl(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Oracle => {
+            format!("CREATE TABLE {STAGE} (id VARCHAR2(36) PRIMARY KEY, row_json CLOB NOT NULL)")
+        }
+        Dialect::Postgres | Dialect::Sqlite => {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {STAGE} (id TEXT PRIMARY KEY, row_json TEXT NOT NULL)"
+            )
+        }
+    }
+}
+
+/// Creates the stage of a server member, once, when it is added: outside
+/// any batch's transaction (Oracle's DDL would commit it; concurrent
+/// `IF NOT EXISTS` on PostgreSQL can collide).
+pub fn create_member_stage(member: &mut dyn Connection) -> Result<(), DbError> {
+    member.run_statements(&[crate::schema::render::Statement {
+        sql: stage_ddl(member.dialect()),
+        plsql: false,
+    }])
+}
+
+/// Stages the audit row of work done in the open transaction of a tenant
+/// file (which gets its stage here) or of a server member (whose stage was
+/// made when it was added).
 pub fn stage(
     tenant: &mut dyn Connection,
     entry: &AuditEntry,
     details: Option<&str>,
 ) -> Result<(), DbError> {
-    tenant.execute(
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {STAGE} (id TEXT PRIMARY KEY, row_json TEXT NOT NULL)"
-        ),
-        &[],
-    )?;
+    if tenant.dialect() == Dialect::Sqlite {
+        tenant.execute(&stage_ddl(Dialect::Sqlite), &[])?;
+    }
     let row = serde_json::to_string(&Row::of(entry, details))
         .map_err(|e| DbError::other(e.to_string()))?;
     tenant.execute(
@@ -204,7 +231,7 @@ fn flush_staged_of(
     // SQLite keeps the order of staging in its rowid; elsewhere the rows'
     // own times order them in the log.
     let order = match tenant.dialect() {
-        crate::db::dialect::Dialect::Sqlite => "rowid",
+        Dialect::Sqlite => "rowid",
         _ => "id",
     };
     let staged = match tenant.query(
@@ -257,6 +284,28 @@ fn flush_staged_of(
 mod tests {
     use super::*;
     use crate::db::sqlite::SqliteConnection;
+
+    /// The stage's statements as an Oracle member gets them parse as
+    /// Oracle SQL (binds as `:n`).
+    #[test]
+    fn member_stage_statements_parse_as_oracle() {
+        use sqlparser::dialect::OracleDialect;
+        use sqlparser::parser::Parser;
+        for sql in [
+            stage_ddl(Dialect::Oracle),
+            format!("INSERT INTO {STAGE} (id, row_json) VALUES (?, ?)"),
+            format!("SELECT id, row_json FROM {STAGE} ORDER BY id"),
+            format!("DELETE FROM {STAGE} WHERE id = ?"),
+        ] {
+            let oracle = crate::db::bind_placeholders(&sql, Dialect::Oracle);
+            let parsed = Parser::parse_sql(&OracleDialect {}, &oracle);
+            assert!(
+                matches!(&parsed, Ok(v) if v.len() == 1),
+                "{oracle}: {parsed:?}"
+            );
+        }
+        assert!(!stage_ddl(Dialect::Oracle).contains("IF NOT EXISTS"));
+    }
 
     const AUDIT_LOG: &str = "CREATE TABLE pf_audit_log (id TEXT PRIMARY KEY, user_id TEXT, \
         action TEXT, entity_type TEXT, entity_id TEXT, user_agent TEXT, request_method TEXT, \

@@ -351,6 +351,7 @@ fn add_checked(
     if db.dialect() != crate::db::dialect::Dialect::Sqlite {
         let mut conn = db.connect_member(name, &url)?;
         check_member(conn.as_mut(), name)?;
+        crate::catalog::audit::create_member_stage(conn.as_mut())?;
     }
     let sys = session.system();
     let mut tx = Tx::begin(sys)?;
