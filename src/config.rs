@@ -44,6 +44,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub dialect: Option<String>,
     pub jobs: Option<usize>,
+    pub max_jobs: Option<usize>,
     pub templates_dir: Option<PathBuf>,
     pub policies_dir: Option<PathBuf>,
     pub sqlite_busy_timeout_ms: Option<u64>,
@@ -70,6 +71,9 @@ pub struct Config {
     /// file); other commands use the database URL's.
     pub dialect_override: Option<Dialect>,
     pub jobs: usize,
+    /// On a fleet `jobs` is per member database; this caps the sessions of
+    /// one command in all (`max_jobs`, `PATHFINDER_MAX_JOBS`; default 16).
+    pub max_jobs: usize,
     pub templates_dir: Option<PathBuf>,
     pub policies_dir: PathBuf,
     pub sqlite_busy_timeout_ms: u64,
@@ -146,6 +150,18 @@ impl Config {
                 "jobs must be at least 1 (in the configuration file)",
             ));
         }
+        let mut max_jobs = match file.max_jobs {
+            Some(0) => {
+                return Err(UsageError::new(
+                    "max_jobs must be at least 1 (in the configuration file)",
+                ));
+            }
+            Some(n) => n,
+            None => 16,
+        };
+        if let Some(j) = env("PATHFINDER_MAX_JOBS") {
+            max_jobs = parse_jobs(j, "PATHFINDER_MAX_JOBS")?;
+        }
 
         let database_url = flags
             .database_url
@@ -177,6 +193,7 @@ impl Config {
             database_url,
             dialect_override: dialect,
             jobs,
+            max_jobs,
             templates_dir: env("PATHFINDER_TEMPLATES_DIR")
                 .map(PathBuf::from)
                 .or(file.templates_dir),

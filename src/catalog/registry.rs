@@ -488,9 +488,12 @@ pub struct Pending {
     pub user_id: Option<String>,
     pub schema_version: i64,
     pub status: Status,
+    /// The member holding it (`catalog` when none).
+    pub database: String,
 }
 
-const PENDING_COLUMNS: &str = "username, tenant_key, user_id, schema_version, status";
+const PENDING_COLUMNS: &str =
+    "username, tenant_key, user_id, schema_version, status, database_name";
 
 /// Live tenants below `target` or not active (failed, or a migration that
 /// was interrupted).
@@ -504,6 +507,7 @@ fn pending_from_row(r: &[Value]) -> Result<Pending, DbError> {
         user_id: opt_text(&r[2]),
         schema_version: r[3].as_i64().unwrap_or(0),
         status: r[4].to_text().parse().map_err(DbError::other)?,
+        database: member_name(r.get(5)),
     })
 }
 
@@ -638,6 +642,7 @@ pub fn claim(
             user_id: before.user_id,
             schema_version: before.schema_version,
             status: before.status,
+            database: before.database,
         },
         run_id: run_id.to_string(),
         row_locked: false,

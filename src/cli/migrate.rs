@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let found = select_tenants(ctx, session.system(), &wanted, false, |_| true)?;
         Some(found.into_iter().map(|t| t.username).collect::<Vec<_>>())
     };
-    let plan = Plan {
+    let mut plan = Plan {
         usernames,
         target,
         order: args.order,
@@ -94,6 +94,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         } else {
             ctx.jobs(&db, args.jobs.jobs)?
         },
+        max_jobs: 1,
         fail_fast: args.fail_fast,
         database: {
             let mut session = db.connect_read_only()?;
@@ -119,6 +120,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         return Ok(0);
     }
 
+    let members = super::distinct(pending.iter().map(|p| p.database.as_str()));
+    plan.max_jobs = ctx.overall_jobs(&db, plan.jobs, members)?;
     let bar = progress_bar(ctx, pending.len(), "migrating");
     let report = runner::run(&db, &renderer, &plan, &pending, &|_| bar.inc(1));
     bar.finish_and_clear();
@@ -185,6 +188,7 @@ fn dry_run(
             json.push(serde_json::json!({
                 "username": tenant.username,
                 "tenant_key": tenant.tenant_key,
+                "database": tenant.database,
                 "from_version": from,
                 "to_version": target,
                 "migrations": migrations.iter().map(|m| serde_json::json!({

@@ -297,6 +297,23 @@ impl Context {
         Ok(jobs)
     }
 
+    /// The sessions a command may open in all over a fleet, where `jobs` is
+    /// per member: `max_jobs` (never below `jobs`), lowered to what the
+    /// catalog accepts (every session holds a catalog connection). Only
+    /// asked when the work spans more than one member.
+    pub fn overall_jobs(
+        &self,
+        db: &Database,
+        jobs: usize,
+        members: usize,
+    ) -> anyhow::Result<usize> {
+        if members <= 1 {
+            return Ok(jobs);
+        }
+        let wanted = self.config.max_jobs.max(jobs).min(jobs * members);
+        Ok(db.cap_jobs(wanted)?.0.max(jobs))
+    }
+
     /// Asks before a destructive step. Without a terminal, refuses unless --yes.
     pub fn confirm(&self, question: &str) -> anyhow::Result<()> {
         if self.yes {
@@ -632,15 +649,29 @@ fn run_tenants<'t, R: Send>(
     ) -> anyhow::Result<R>
     + Sync,
 ) -> TenantRun<'t, R> {
+    let members = distinct(tenants.iter().map(|t| t.database.as_str()));
+    // A member's tenants are not failed for want of a catalog connection
+    // count: on a failed lookup the pool stays at `jobs` in all.
+    let limit = ctx.overall_jobs(db, jobs, members).unwrap_or(jobs);
     let bar = progress_bar(ctx, tenants.len(), doing);
     let done = |_: &_, _: &_| bar.inc(1);
-    let results = if read_only {
-        crate::parallel::for_each_read_only_reporting(db, tenants, jobs, work, done)
-    } else {
-        crate::parallel::for_each(db, tenants, jobs, false, work, done)
+    let options = crate::parallel::PoolOptions {
+        jobs,
+        read_only,
+        fail_fast: false,
     };
+    let by_member = crate::parallel::ByMember {
+        member_of: |t: &crate::catalog::registry::TenantRecord| t.database.as_str(),
+        limit,
+    };
+    let results = crate::parallel::for_each_by_member(db, tenants, options, by_member, work, done);
     bar.finish_and_clear();
     collect_run(tenants, results)
+}
+
+/// How many different values `names` holds (members among tenants).
+pub fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.collect::<std::collections::HashSet<_>>().len()
 }
 
 fn collect_run<'t, R>(

@@ -261,12 +261,23 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
             .map(|u| retention::sweep_unit(&mut session, &renderer, &plan, options, &stop, u))
             .collect()
     } else {
+        let members = super::distinct(units.iter().map(retention::Unit::database));
+        let limit = ctx.overall_jobs(&db, jobs, members).unwrap_or(jobs);
         let bar = progress_bar(ctx, units.len(), "sweeping");
-        let results = crate::parallel::for_each(
+        let pool = crate::parallel::PoolOptions {
+            jobs,
+            read_only: false,
+            fail_fast: false,
+        };
+        let by_member = crate::parallel::ByMember {
+            member_of: retention::Unit::database,
+            limit,
+        };
+        let results = crate::parallel::for_each_by_member(
             &db,
             &units,
-            jobs,
-            false,
+            pool,
+            by_member,
             |session, unit| -> anyhow::Result<UnitReport> {
                 Ok(retention::sweep_unit(
                     session, &renderer, &plan, options, &stop, unit,

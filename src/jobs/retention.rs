@@ -257,6 +257,16 @@ pub enum Unit {
     Tenant(Box<TenantRecord>),
 }
 
+impl Unit {
+    /// The member database whose tables the unit sweeps.
+    pub fn database(&self) -> &str {
+        match self {
+            Unit::System => crate::fleet::members::CATALOG,
+            Unit::Tenant(t) => &t.database,
+        }
+    }
+}
+
 /// Batch size and whether anything may change.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {

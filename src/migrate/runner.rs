@@ -31,7 +31,10 @@ pub struct Plan {
     pub order: Order,
     /// At most this many tenants in this run.
     pub limit: Option<usize>,
+    /// Sessions at once (per member on a fleet).
     pub jobs: usize,
+    /// Sessions at once in all, over the members (see [`crate::parallel::ByMember`]).
+    pub max_jobs: usize,
     pub fail_fast: bool,
     /// Only the tenants on this member database (None: every member).
     pub database: Option<String>,
@@ -104,11 +107,20 @@ pub fn run(
     };
     // A tenant that failed is an Err, so --fail-fast stops handing out more;
     // so is one whose session could not connect.
-    let results = crate::parallel::for_each(
+    let options = crate::parallel::PoolOptions {
+        jobs: plan.jobs,
+        read_only: false,
+        fail_fast: plan.fail_fast,
+    };
+    let by_member = crate::parallel::ByMember {
+        member_of: |p: &Pending| p.database.as_str(),
+        limit: plan.max_jobs,
+    };
+    let results = crate::parallel::for_each_by_member(
         db,
         pending,
-        plan.jobs,
-        plan.fail_fast,
+        options,
+        by_member,
         |session, listed| match migrate_tenant(session, renderer, listed, plan.target, &run_id) {
             Ok(Outcome::Done(r)) if r.error.is_some() => Err(anyhow::Error::new(Failed(r))),
             other => other,

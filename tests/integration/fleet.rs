@@ -644,3 +644,81 @@ fn rebalance_on_postgres_members() {
     let b = PgDatabase::create(&server, "fleetrebb");
     rebalance_evens_out_and_empties_a_drained_member(&env, [a.url.clone(), b.url.clone()]);
 }
+
+/// `--jobs` is per member: with one session per member, a member whose
+/// tenant is held up (its DDL waits for a lock) does not hold up another
+/// member's tenants, which all finish meanwhile.
+#[test]
+fn jobs_are_per_member_so_a_slow_member_holds_up_no_other() {
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "perjobs");
+    let slow = PgDatabase::create(&server, "perjobslow");
+    let quick = PgDatabase::create(&server, "perjobquick");
+    env.ok(&["init"]);
+    env.ok(&["databases", "add", "slow", &slow.url, "--capacity", "6"]);
+    env.ok(&["databases", "add", "quick", &quick.url, "--capacity", "6"]);
+    env.ok(&["databases", "drain", "catalog"]);
+    let users: Vec<String> = (0..12).map(|n| format!("j{n:02}")).collect();
+    let mut args = vec!["provision", "--to", "3"];
+    args.extend(users.iter().map(String::as_str));
+    env.ok(&args);
+    let placed = env.json(&["tenants"]);
+    let on = |member: &str| -> Vec<String> {
+        placed["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["database"] == member)
+            .map(|t| t["username"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (slow_users, quick_users) = (on("slow"), on("quick"));
+    assert_eq!((slow_users.len(), quick_users.len()), (6, 6), "{placed}");
+    let mut blocker = slow.client();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE pf_user_{}_chat_messages IN ACCESS EXCLUSIVE MODE",
+            slow_users[0]
+        ))
+        .unwrap();
+    let child = env
+        .std_cmd()
+        .args(["--json", "migrate", "--all", "--jobs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start migrate");
+    let mut catalog = env.pg();
+    let names = quick_users
+        .iter()
+        .map(|u| format!("'{u}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let quick_done = (0..300).any(|_| {
+        let left = pg_rows(
+            &mut catalog,
+            &format!(
+                "SELECT COUNT(*) FROM pf_tenants WHERE username IN ({names}) AND schema_version = 3"
+            ),
+        );
+        if left[0][0] == "0" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    let slow_waiting = pg_rows(
+        &mut slow.client(),
+        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted",
+    );
+    blocker.batch_execute("ROLLBACK").unwrap();
+    let out = child.wait_with_output().expect("migrate ends");
+    assert!(
+        quick_done,
+        "quick's tenants finished while slow's first one waited"
+    );
+    assert_ne!(slow_waiting[0][0], "0", "slow's tenant was still waiting");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["migrated"].as_array().map(Vec::len), Some(12));
+}
