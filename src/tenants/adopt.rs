@@ -309,10 +309,7 @@ pub fn scan(session: &mut Session<'_>, only: Option<&str>) -> anyhow::Result<Sca
             ),
             Err(e) => scan.unreadable.push((
                 member.clone(),
-                format!(
-                    "member {member}: its folder {} cannot be read: {e}",
-                    folder.display()
-                ),
+                naming(&member, &format!("its folder {}: {e}", folder.display())),
             )),
         }
     }
@@ -334,15 +331,12 @@ fn databases(session: &mut Session<'_>) -> anyhow::Result<Vec<String>> {
     Ok(all)
 }
 
-/// An error reading `database`, naming it once (a failed connection names
-/// its member already).
+/// An error reading `database`, worded as `doctor` words it.
 fn naming(database: &str, message: &str) -> String {
-    if message.starts_with(&format!("member {database}")) {
-        message.to_string()
-    } else if database == CATALOG {
-        format!("the catalog: {message}")
+    if database == CATALOG {
+        format!("the catalog cannot be read: {message}")
     } else {
-        format!("member {database}: {message}")
+        format!("member {database} cannot be read: {message}")
     }
 }
 
@@ -372,7 +366,7 @@ fn locate(session: &mut Session<'_>, key: &TenantKey, name: &str) -> anyhow::Res
         ))
         .into()),
         0 => bail!(
-            "no tables {}* of user {name} on the member databases that could be read, and {}: run adopt again when it is back, or name the member with --database NAME",
+            "no tables {}* of user {name} on the member databases that could be read; {}: run adopt again when it can be read, or name the member with --database NAME",
             key.prefix(),
             unreadable.join("; ")
         ),
