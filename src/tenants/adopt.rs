@@ -612,7 +612,8 @@ pub fn adopt(
         renderer,
         key,
         name,
-        (user_id, previous.map(|r| r.status)),
+        user_id,
+        previous.map(|r| r.status),
         &database,
         &analysis,
         &statements,
@@ -667,15 +668,16 @@ struct Moved {
 }
 
 /// Baselines (and repairs) the tenant's tables where they are, in
-/// `database`, and registers it there; `(user_id, previous)` are its
-/// `pf_users` id and its deprovisioned registry row's status, if any.
+/// `database`, and registers it there; `previous` is the status of its
+/// deprovisioned registry row, if any.
 #[allow(clippy::too_many_arguments)]
 fn run(
     session: &mut Session<'_>,
     renderer: &Renderer,
     key: &TenantKey,
     name: &str,
-    (user_id, previous): (Option<String>, Option<Status>),
+    user_id: Option<String>,
+    previous: Option<Status>,
     database: &str,
     analysis: &Analysis,
     repairs: &[Statement],
