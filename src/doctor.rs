@@ -312,8 +312,9 @@ fn unsettled(
 }
 
 /// Registry rows whose tables are missing, and tenant tables no registry row
-/// owns: one catalog query on PostgreSQL and Oracle; on SQLite each tenant
-/// file, and the main file and the tenants folder for strays.
+/// owns: one catalog query per database on PostgreSQL and Oracle; on SQLite
+/// each tenant file, and the main file and every member's folder (the
+/// catalog's tenants folder included) for strays.
 fn catalog(
     session: &mut Session<'_>,
     tenants: &[TenantRecord],
@@ -330,8 +331,6 @@ fn catalog(
             )
         })
         .collect();
-    let all_keys: Vec<String> = tenants.iter().map(|t| t.tenant_key.clone()).collect();
-    let key_set: HashMap<&str, ()> = all_keys.iter().map(|k| (k.as_str(), ())).collect();
     let mut missing: Vec<String> = Vec::new();
     let mut strays: Vec<String> = Vec::new();
     // Stray tables in the main file (SQLite) or the schema (the others): their
@@ -425,23 +424,42 @@ fn catalog(
             missing.push(format!("{} (no {})", t.username, absent.join(", ")));
         }
     }
-    if let Some(dir) = session
-        .database()
-        .sqlite_tenant_file(&TenantKey::parse("x", dialect)?)
-        .and_then(|f| f.parent().map(Path::to_path_buf))
-        && let Ok(entries) = std::fs::read_dir(&dir)
-    {
-        let mut files: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| {
-                n.strip_suffix(".db")
-                    .is_some_and(|key| !key_set.contains_key(key))
-            })
-            .map(|n| dir.join(n).display().to_string())
-            .collect();
-        files.sort();
-        strays.extend(files);
+    // SQLite: tenant files in the catalog's folder and in every member's. A
+    // file belongs to the tenant registered with its key on that member; a
+    // moving tenant may have a file on its source and its target.
+    if session.tenants_apart() {
+        let by_key: HashMap<&str, &TenantRecord> =
+            tenants.iter().map(|t| (t.tenant_key.as_str(), t)).collect();
+        for (member, folder) in crate::fleet::members::sqlite_folders(session)? {
+            let files = match crate::fleet::members::tenant_files(&folder) {
+                Ok(files) => files,
+                Err(e) => {
+                    checks.push(Check::fail(
+                        "member",
+                        format!(
+                            "member {member}: its folder {} cannot be read: {e}",
+                            folder.display()
+                        ),
+                        "check that the folder is there and readable (its disk mounted)",
+                    ));
+                    continue;
+                }
+            };
+            for (key, path) in files {
+                let path = path.display();
+                match by_key.get(key.as_str()) {
+                    Some(t) if t.database == member || t.status == Status::Moving => {}
+                    Some(t) => strays.push(format!(
+                        "{path} (member {member}; tenant {} is registered on {}: its file is in the wrong folder)",
+                        t.username, t.database
+                    )),
+                    None if member == crate::fleet::members::CATALOG => {
+                        strays.push(path.to_string())
+                    }
+                    None => strays.push(format!("{path} (member {member})")),
+                }
+            }
+        }
     }
     checks.push(if missing.is_empty() {
         Check::ok(

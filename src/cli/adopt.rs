@@ -1,4 +1,7 @@
+use std::collections::BTreeMap;
+
 use crate::error::{PartialFailure, UsageError};
+use crate::fleet::members::CATALOG;
 use crate::schema::tenant::{TenantKey, Username};
 use crate::tenants::adopt::{self, Adoption, Expectations, Options, Refused};
 
@@ -11,7 +14,8 @@ pub struct Args {
     #[arg(required_unless_present = "scan", conflicts_with = "scan")]
     pub users: Vec<String>,
 
-    /// Find them: every user whose nine tables exist and who is not registered
+    /// Find them: every user whose nine tables exist and who is not registered,
+    /// on the catalog and every member database (or the one --database names)
     #[arg(long)]
     pub scan: bool,
 
@@ -58,87 +62,173 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     } else {
         db.connect()?
     };
+    // `--database NAME`: the member holding the named users' tables, or the
+    // one member `--scan` reads.
+    let database = ctx.member_filter(session.system())?;
     let expectations = Expectations::new(ctx.config.templates_dir.as_deref(), dialect)?;
 
-    // Candidates found by --scan whose key is no usable name are refused by name.
-    let mut candidates: Vec<Result<(Username, TenantKey), (String, anyhow::Error)>> =
-        named.into_iter().map(Ok).collect();
+    // A candidate: the user, the key, and the database its tables are on
+    // (None: the named user's `--database`, or found by `adopt`). Candidates
+    // found by --scan whose key is no usable name are refused by name.
+    let mut candidates: Vec<(Username, TenantKey, Option<String>)> = named
+        .into_iter()
+        .map(|(u, k)| (u, k, database.clone()))
+        .collect();
+    let mut failed: Vec<Failed> = Vec::new();
+    let mut unreachable: Vec<(String, String)> = Vec::new();
     if args.scan {
-        for key in adopt::scan(&mut session)? {
-            candidates.push(
-                Username::parse(&key)
-                    .map_err(|e| e.usage(Some(dialect)).into())
-                    .and_then(|u| {
-                        TenantKey::parse(&key, dialect)
-                            .map(|k| (u, k))
-                            .map_err(anyhow::Error::from)
-                    })
-                    .map_err(|e| (key.clone(), e)),
-            );
+        let scan = adopt::scan(&mut session, database.as_deref())?;
+        // The same tables on two databases: which copy is the tenant is the
+        // DBA's call.
+        let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (db, key) in scan.found {
+            by_key.entry(key).or_default().push(db);
         }
-        if candidates.is_empty() {
+        for (key, mut dbs) in by_key {
+            if dbs.len() > 1 {
+                failed.push(Failed {
+                    username: key.clone(),
+                    database: None,
+                    error: UsageError::new(format!(
+                        "tables pf_user_{key}_* are on more than one member database ({}): name the one to adopt with `pathfinder-db --database NAME adopt {key}`",
+                        dbs.join(", ")
+                    ))
+                    .into(),
+                });
+                continue;
+            }
+            let db = dbs.remove(0);
+            let parsed = Username::parse(&key)
+                .map_err(|e| e.usage(Some(dialect)).into())
+                .and_then(|u| {
+                    TenantKey::parse(&key, dialect)
+                        .map(|k| (u, k))
+                        .map_err(anyhow::Error::from)
+                });
+            match parsed {
+                Ok((u, k)) => candidates.push((u, k, Some(db))),
+                Err(error) => failed.push(Failed {
+                    username: key,
+                    database: Some(db),
+                    error,
+                }),
+            }
+        }
+        for (member, key, path) in scan.files {
+            failed.push(Failed {
+                error: anyhow::anyhow!(
+                    "tenant file {} (member {member}) is not registered, and adopt does not take tenant files (they carry their database's owner record): attach its tables to the main file and run adopt again, or move the file away",
+                    path.display()
+                ),
+                username: key,
+                database: Some(member),
+            });
+        }
+        unreachable = scan.unreadable;
+        if candidates.is_empty() && failed.is_empty() && unreachable.is_empty() {
             if ctx.json {
                 ctx.print_json(
                     &serde_json::json!({"tenants": [], "failed": [], "dry_run": args.dry_run}),
                 );
             } else {
-                ctx.say(
-                    "no tenants to adopt: every set of tenant tables in the catalog is registered",
-                );
+                let place = match &database {
+                    Some(m) if m != CATALOG => format!("on member {m}"),
+                    _ if session.has_members()? => "in the catalog and its members".to_string(),
+                    _ => "in the catalog".to_string(),
+                };
+                ctx.say(format!(
+                    "no tenants to adopt: every set of tenant tables {place} is registered"
+                ));
             }
             return Ok(0);
         }
     }
 
-    let options = Options {
-        dry_run: args.dry_run,
-        repair: args.repair,
-    };
-    let total = candidates.len();
+    let total = candidates.len() + failed.len() + unreachable.len();
     let mut done: Vec<Adoption> = Vec::new();
-    let mut failed: Vec<(String, anyhow::Error)> = Vec::new();
-    for candidate in candidates {
-        match candidate {
-            Ok((user, key)) => {
-                match adopt::adopt(&mut session, &renderer, &expectations, &user, &key, options) {
-                    Ok(a) => {
-                        report(ctx, &a);
-                        done.push(a);
-                    }
-                    Err(e) => failed.push((user.to_string(), e)),
-                }
+    for (user, key, db) in candidates {
+        let options = Options {
+            dry_run: args.dry_run,
+            repair: args.repair,
+            database: db.as_deref(),
+        };
+        match adopt::adopt(&mut session, &renderer, &expectations, &user, &key, options) {
+            Ok(a) => {
+                report(ctx, &a);
+                done.push(a);
             }
-            Err(refused) => failed.push(refused),
+            Err(error) => failed.push(Failed {
+                username: user.to_string(),
+                database: db,
+                error,
+            }),
         }
     }
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "dry_run": args.dry_run,
             "tenants": done,
-            "failed": failed.iter().map(|(user, e)| serde_json::json!({
-                "username": user,
-                "error": crate::error::one_line(e),
-                "drift": e.downcast_ref::<Refused>().map(|r| r.drift.clone()).unwrap_or_default(),
+            "failed": failed.iter().map(|f| {
+                let mut entry = serde_json::json!({
+                    "username": f.username,
+                    "error": crate::error::one_line(&f.error),
+                    "drift": f.error.downcast_ref::<Refused>().map(|r| r.drift.clone()).unwrap_or_default(),
+                });
+                if let Some(db) = &f.database {
+                    entry["database"] = serde_json::json!(db);
+                }
+                entry
+            }).collect::<Vec<_>>(),
+            "unreachable": unreachable.iter().map(|(db, error)| serde_json::json!({
+                "database": db,
+                "error": error,
             })).collect::<Vec<_>>(),
         }));
     }
     if failed.len() == 1 && total == 1 && !ctx.json {
-        let (user, e) = failed.remove(0);
-        return Err(e.context(format!("cannot adopt {user}")));
+        let f = failed.remove(0);
+        return Err(f.error.context(format!("cannot adopt {}", f.username)));
     }
-    for (user, e) in &failed {
-        if !ctx.json {
-            eprintln!("error: {user}: {}", crate::error::one_line(e));
+    if !ctx.json {
+        for f in &failed {
+            eprintln!(
+                "error: {}: {}",
+                f.username,
+                crate::error::one_line(&f.error)
+            );
+        }
+        for (_, error) in &unreachable {
+            eprintln!(
+                "error: {error}: the tenants there could not be looked for; run `pathfinder-db adopt --scan` again when it can be read"
+            );
         }
     }
-    if failed.is_empty() {
+    if failed.is_empty() && unreachable.is_empty() {
         Ok(0)
-    } else if !done.is_empty() {
-        let names: Vec<String> = failed.into_iter().map(|(u, _)| u).collect();
+    } else if !done.is_empty() || failed.is_empty() {
+        // Some adopted (or nothing refused) while others failed or could not
+        // be looked for: partial, like every fleet-wide command.
+        let names: Vec<String> = failed
+            .into_iter()
+            .map(|f| f.username)
+            .chain(
+                unreachable
+                    .into_iter()
+                    .map(|(db, _)| format!("member {db}")),
+            )
+            .collect();
         Err(PartialFailure::new(total, &names).into())
     } else {
         Ok(crate::error::EXIT_ERROR)
     }
+}
+
+/// A candidate that was not adopted, and the database its tables are on
+/// when known.
+struct Failed {
+    username: String,
+    database: Option<String>,
+    error: anyhow::Error,
 }
 
 fn report(ctx: &Context, a: &Adoption) {
@@ -146,6 +236,11 @@ fn report(ctx: &Context, a: &Adoption) {
     let mut line = format!("{verb} {} at version {}", a.username, a.version);
     if a.tenant_key != a.username {
         line.push_str(&format!(" (tenant key {})", a.tenant_key));
+    }
+    match a.database.as_deref() {
+        Some(CATALOG) => line.push_str(" on the catalog"),
+        Some(member) => line.push_str(&format!(" on member {member}")),
+        None => {}
     }
     if let Some(file) = &a.moved_to {
         line.push_str(&format!(

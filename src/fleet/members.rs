@@ -523,3 +523,45 @@ fn folder_bytes(folder: &std::path::Path) -> Result<u64, DbError> {
         .map(|m| m.len())
         .sum())
 }
+
+/// SQLite: the folders holding tenant files, by member name: the catalog's
+/// own tenants folder, then each member's (empty on server databases).
+/// `doctor` and `adopt --scan` look in all of them for files no registry row
+/// owns.
+pub fn sqlite_folders(
+    session: &mut Session<'_>,
+) -> Result<Vec<(String, std::path::PathBuf)>, DbError> {
+    let Some((_, own)) = session.database().sqlite_paths() else {
+        return Ok(Vec::new());
+    };
+    let mut folders = vec![(CATALOG.to_string(), own.to_path_buf())];
+    folders.extend(
+        remote(session.system())?
+            .into_iter()
+            .map(|(name, url)| (name, crate::db::sqlite::member_folder(&url))),
+    );
+    Ok(folders)
+}
+
+/// The tenant files in a SQLite folder, by name: (the key its name gives,
+/// path) for every `<key>.db` (not the `-wal`/`-shm` companions, lock files
+/// or a move's `.moving` copy). A folder not made yet holds none.
+pub fn tenant_files(
+    folder: &std::path::Path,
+) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<(String, std::path::PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let key = name.strip_suffix(".db")?.to_string();
+            Some((key, e.path()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

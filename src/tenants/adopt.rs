@@ -25,17 +25,25 @@
 //! and dropped, and the tenant registered, in one transaction. A run stopped in
 //! between leaves the originals in place and a tenant file the registry does
 //! not name, which the next run replaces.
+//!
+//! On a server fleet the tables may be on any member database: `scan` reads
+//! each member's table names (one catalog query per member; one that cannot
+//! be read is reported, not fatal), and a tenant is analyzed, baselined and
+//! repaired on the member where its tables are and registered there. On a
+//! SQLite fleet the members are folders of tenant files, which adopt does not
+//! take (a file carries its owner record); `scan` lists the unknown ones.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::catalog::registry::{self, Changes, RegisterError, Status};
 use crate::db::dialect::Dialect;
-use crate::db::{Connection, Definition, Open, Row, Session, Value};
+use crate::db::{Connection, Definition, Open, Row, Session, Tx, Value};
 use crate::error::UsageError;
+use crate::fleet::members::CATALOG;
 use crate::migrate::engine;
 use crate::migrate::verify::{Shape, compare_detail, expected_detail, read_catalog, split_name};
 use crate::schema::render::{Renderer, Scope, Statement};
@@ -208,40 +216,167 @@ pub struct Adoption {
     pub kept_indexes: Vec<String>,
     /// SQLite: the tenant file the tables were moved into.
     pub moved_to: Option<String>,
+    /// On a fleet: the member database the tenant is registered on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     pub dry_run: bool,
 }
 
 /// How to adopt.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'a> {
     pub dry_run: bool,
     pub repair: bool,
+    /// The member database holding the tables (`--database NAME`, or where
+    /// `scan` found them). None: the catalog, or on a server fleet the one
+    /// member where they are (see [`adopt`]).
+    pub database: Option<&'a str>,
 }
 
-/// The keys of tenants that exist in the catalog but not in the registry: every
-/// `pf_user_<key>_experiences` whose eight sibling tables exist under exactly
-/// the same key. On SQLite, the tables in the main file.
-pub fn scan(session: &mut Session<'_>) -> anyhow::Result<Vec<String>> {
-    let conn = session.system();
-    let names: BTreeSet<String> = conn.table_names(TENANT_PREFIX, true)?.into_iter().collect();
-    let registered: BTreeSet<String> = registry::list(conn, true)?
+/// What `scan` found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Unregistered tenants, as (database, key): every
+    /// `pf_user_<key>_experiences` whose eight sibling tables exist under
+    /// exactly the same key in the same database. A key found in several
+    /// databases is listed once per database.
+    pub found: Vec<(String, String)>,
+    /// Databases that could not be read, with why (the message names the
+    /// member): their tenants could not be looked for.
+    pub unreadable: Vec<(String, String)>,
+    /// SQLite: tenant files no registry row knows, as (member, key, path),
+    /// that are no leftover of an adoption (whose tables are still in the
+    /// main file). `adopt` does not take them: they carry no owner record.
+    pub files: Vec<(String, String, std::path::PathBuf)>,
+}
+
+/// The tenants whose tables exist but that the registry does not know: on
+/// SQLite the tables in the main file (and the unknown tenant files of every
+/// folder); on a server fleet those of the catalog and of every member (or
+/// of `only`), one catalog query per database.
+pub fn scan(session: &mut Session<'_>, only: Option<&str>) -> anyhow::Result<Scan> {
+    let registered: BTreeSet<String> = registry::list(session.system(), true)?
         .into_iter()
         .map(|t| t.tenant_key)
         .collect();
-    Ok(names
-        .iter()
-        .filter_map(|n| {
-            n.strip_prefix(TENANT_PREFIX)?
-                .strip_suffix(&format!("_{}", TABLES[0].name))
-        })
-        .filter(|key| {
-            TABLES
+    let databases: Vec<String> = match only {
+        // A SQLite member is a folder: only its files are looked at.
+        Some(name) if session.tenants_apart() && name != CATALOG => Vec::new(),
+        Some(name) => vec![name.to_string()],
+        None => databases(session)?,
+    };
+    let mut scan = Scan::default();
+    for database in databases {
+        let read = session
+            .database_connection(&database)
+            .and_then(|conn| conn.table_names(TENANT_PREFIX, true));
+        let names: BTreeSet<String> = match read {
+            Ok(names) => names.into_iter().collect(),
+            Err(e) => {
+                scan.unreadable
+                    .push((database.clone(), naming(&database, &e.message)));
+                continue;
+            }
+        };
+        scan.found.extend(
+            names
                 .iter()
-                .all(|t| names.contains(&format!("{TENANT_PREFIX}{key}_{}", t.name)))
-        })
-        .filter(|key| !registered.contains(*key))
-        .map(str::to_string)
-        .collect())
+                .filter_map(|n| {
+                    n.strip_prefix(TENANT_PREFIX)?
+                        .strip_suffix(&format!("_{}", TABLES[0].name))
+                })
+                .filter(|key| {
+                    TABLES
+                        .iter()
+                        .all(|t| names.contains(&format!("{TENANT_PREFIX}{key}_{}", t.name)))
+                })
+                .filter(|key| !registered.contains(*key))
+                .map(|key| (database.clone(), key.to_string())),
+        );
+    }
+    for (member, folder) in crate::fleet::members::sqlite_folders(session)? {
+        if only.is_some_and(|o| o != member) {
+            continue;
+        }
+        match crate::fleet::members::tenant_files(&folder) {
+            Ok(files) => scan.files.extend(
+                files
+                    .into_iter()
+                    .filter(|(key, _)| {
+                        !registered.contains(key) && !scan.found.iter().any(|(_, k)| k == key)
+                    })
+                    .map(|(key, path)| (member.clone(), key, path)),
+            ),
+            Err(e) => scan.unreadable.push((
+                member.clone(),
+                naming(&member, &format!("its folder {}: {e}", folder.display())),
+            )),
+        }
+    }
+    Ok(scan)
+}
+
+/// The databases tenant tables may be in: the catalog, and on a server fleet
+/// every member. SQLite members are folders of tenant files: tables made
+/// outside pathfinder-db are in the main file, the catalog.
+fn databases(session: &mut Session<'_>) -> anyhow::Result<Vec<String>> {
+    let mut all = vec![CATALOG.to_string()];
+    if !session.tenants_apart() && session.has_members()? {
+        all.extend(
+            crate::fleet::members::remote(session.system())?
+                .into_iter()
+                .map(|(name, _)| name),
+        );
+    }
+    Ok(all)
+}
+
+/// An error reading `database`, worded as `doctor` words it.
+fn naming(database: &str, message: &str) -> String {
+    if database == CATALOG {
+        format!("the catalog cannot be read: {message}")
+    } else {
+        format!("member {database} cannot be read: {message}")
+    }
+}
+
+/// On a server fleet, the one database holding tables of `key` (any of the
+/// nine, named exactly), for a user named without `--database`. Tables on
+/// several databases are refused: which copy is the tenant is the DBA's call.
+fn locate(session: &mut Session<'_>, key: &TenantKey, name: &str) -> anyhow::Result<String> {
+    let mut found = Vec::new();
+    let mut unreadable = Vec::new();
+    for database in databases(session)? {
+        match session
+            .database_connection(&database)
+            .and_then(|conn| conn.table_names(&key.prefix(), true))
+        {
+            Ok(names) if TABLES.iter().any(|t| names.contains(&key.object(t.name))) => {
+                found.push(database)
+            }
+            Ok(_) => {}
+            Err(e) => unreadable.push(naming(&database, &e.message)),
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 if unreadable.is_empty() => Err(UsageError::new(format!(
+            "no tables {}* of user {name} on any member database: check the name, or give the key its tables carry with --tenant-key KEY",
+            key.prefix()
+        ))
+        .into()),
+        0 => bail!(
+            "no tables {}* of user {name} on the member databases that could be read; {}: run adopt again when it can be read, or name the member with --database NAME",
+            key.prefix(),
+            unreadable.join("; ")
+        ),
+        _ => Err(UsageError::new(format!(
+            "tables {}* of user {name} are on more than one member database ({}): name the one to adopt with --database NAME (doctor then lists the other copy as stray)",
+            key.prefix(),
+            found.join(", ")
+        ))
+        .into()),
+    }
 }
 
 /// Where a candidate stands: the version it matches and what `repair` adds.
@@ -405,7 +540,25 @@ pub fn adopt(
         ))
         .into());
     }
-    let analysis = analyze(session.system(), expectations, renderer, key, name)?;
+    // Where the tables are: named by the DBA or the scan, else found.
+    let database = match options.database {
+        Some(database) => database.to_string(),
+        None if !session.tenants_apart() && session.has_members()? => locate(session, key, name)?,
+        None => CATALOG.to_string(),
+    };
+    if session.tenants_apart() && database != CATALOG {
+        return Err(UsageError::new(format!(
+            "on SQLite adopt takes tables from the main file and moves them into the catalog's tenants folder, never a member's: adopt {name} without --database, then `pathfinder-db move {name} --to {database}`"
+        ))
+        .into());
+    }
+    let analysis = analyze(
+        session.database_connection(&database)?,
+        expectations,
+        renderer,
+        key,
+        name,
+    )?;
     let (statements, created) =
         repair_statements(renderer, key, analysis.version, &analysis.repairs)?;
     let tenant_file = session.database().sqlite_tenant_file(key);
@@ -416,6 +569,7 @@ pub fn adopt(
         created,
         kept_indexes: analysis.kept_indexes.clone(),
         moved_to: tenant_file.as_ref().map(|f| f.display().to_string()),
+        database: session.has_members()?.then(|| database.clone()),
         dry_run: options.dry_run,
     };
     if !options.repair && !adoption.created.is_empty() {
@@ -460,6 +614,7 @@ pub fn adopt(
         name,
         user_id,
         previous.map(|r| r.status),
+        &database,
         &analysis,
         &statements,
         &mut made_file,
@@ -512,6 +667,9 @@ struct Moved {
     fingerprint: Fingerprint,
 }
 
+/// Baselines (and repairs) the tenant's tables where they are, in
+/// `database`, and registers it there; `previous` is the status of its
+/// deprovisioned registry row, if any.
 #[allow(clippy::too_many_arguments)]
 fn run(
     session: &mut Session<'_>,
@@ -520,6 +678,7 @@ fn run(
     name: &str,
     user_id: Option<String>,
     previous: Option<Status>,
+    database: &str,
     analysis: &Analysis,
     repairs: &[Statement],
     made_file: &mut bool,
@@ -541,25 +700,41 @@ fn run(
             Open::Existing
         };
         *made_file = reader.is_some();
-        let moved = op
-            .tenant(key, open, |conn| {
-                let moved = match reader.as_mut() {
-                    Some(reader) => move_tables(reader.system(), conn, key)?,
-                    None => Vec::new(),
-                };
-                baseline(conn, renderer, key, analysis)?;
-                conn.run_statements(repairs)?;
-                // The application role (when there is one) may use them.
-                crate::security::grants::grant_tenant(
-                    conn,
-                    renderer,
-                    key,
-                    analysis.version,
-                    (name, user_id.as_deref(), "adopt"),
-                )?;
-                Ok(moved)
-            })?
-            .ok_or_else(|| anyhow::anyhow!("the tables of {name} could not be opened"))?;
+        let mut step = |conn: &mut dyn Connection| -> anyhow::Result<Vec<Moved>> {
+            let moved = match reader.as_mut() {
+                Some(reader) => move_tables(reader.system(), conn, key)?,
+                None => Vec::new(),
+            };
+            baseline(conn, renderer, key, analysis)?;
+            conn.run_statements(repairs)?;
+            // The application role (when there is one) may use them.
+            crate::security::grants::grant_tenant(
+                conn,
+                renderer,
+                key,
+                analysis.version,
+                (name, user_id.as_deref(), "adopt"),
+            )?;
+            Ok(moved)
+        };
+        let moved = if database == CATALOG {
+            op.tenant(key, open, step)?
+                .ok_or_else(|| anyhow::anyhow!("the tables of {name} could not be opened"))?
+        } else {
+            // The tenant is not registered yet, so the session cannot route
+            // to it: its tables are changed on the member where they are, in
+            // one transaction there (a server: SQLite adopts into the
+            // catalog's folder only). A kill before the registry commits
+            // leaves a whole history table, which the next adopt takes.
+            (|| {
+                let conn = op.session().database_connection(database)?;
+                let mut tx = Tx::begin(conn)?;
+                let moved = step(&mut *tx)?;
+                tx.commit()?;
+                anyhow::Ok(moved)
+            })()
+            .with_context(|| format!("on member {database}"))?
+        };
         drop(reader.take());
         op.complete(|sys| {
             if !moved.is_empty() {
@@ -572,6 +747,7 @@ fn run(
                 user_id.as_deref(),
                 previous,
                 analysis.version,
+                (database != CATALOG).then_some(database),
             )
         })
     })();
@@ -735,7 +911,8 @@ fn drop_originals(sys: &mut dyn Connection, moved: &[Moved]) -> anyhow::Result<(
     Ok(())
 }
 
-/// Registers the adopted tenant, active at `version`.
+/// Registers the adopted tenant, active at `version`, on member `database`
+/// (None: the catalog).
 fn register(
     sys: &mut dyn Connection,
     name: &str,
@@ -743,6 +920,7 @@ fn register(
     user_id: Option<&str>,
     previous: Option<Status>,
     version: u32,
+    database: Option<&str>,
 ) -> anyhow::Result<()> {
     let taken = || {
         anyhow::anyhow!(
@@ -750,7 +928,7 @@ fn register(
         )
     };
     let registered = match previous {
-        None => registry::insert(sys, name, key.as_str(), user_id, None).map(|()| true),
+        None => registry::insert(sys, name, key.as_str(), user_id, database).map(|()| true),
         Some(status) => registry::restart_provisioning(sys, name, status, key.as_str(), user_id),
     };
     match registered {
@@ -758,6 +936,10 @@ fn register(
         Ok(false) | Err(RegisterError::Taken) => return Err(taken()),
         Err(RegisterError::Db(e)) => return Err(e.into()),
         Err(RegisterError::Refused(e)) => return Err(e),
+    }
+    // A deprovisioned user's row names where its tables were: now they are here.
+    if previous.is_some() {
+        registry::set_database(sys, name, database)?;
     }
     if !registry::transition(
         sys,

@@ -11,6 +11,7 @@ mod config;
 mod dba;
 mod fingerprint;
 mod fleet;
+mod fleet_adopt;
 mod fleet_catalog;
 mod fleet_kills;
 mod fleet_move;
