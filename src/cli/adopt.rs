@@ -52,16 +52,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         };
         named.push((user, key));
     }
-    let (db, renderer) = if args.dry_run {
-        ctx.open_database_read_only()?
-    } else {
-        ctx.open_database_existing()?
-    };
-    let mut session = if args.dry_run {
-        db.connect_read_only()?
-    } else {
-        db.connect()?
-    };
+    let (db, renderer) = ctx.open_for(args.dry_run)?;
+    let mut session = db.connect_as(args.dry_run)?;
     // `--database NAME`: the member holding the named users' tables, or the
     // one member `--scan` reads.
     let database = ctx.member_filter(session.system())?;

@@ -252,6 +252,16 @@ impl Context {
 
     /// Opens the configured database for reading only: nothing is created or
     /// upgraded, and a database without the system schema is a usage error.
+    /// For a command with a dry run: the database opened read-only for the
+    /// dry run, else ready to be changed ([`Self::open_database_existing`]).
+    pub fn open_for(&self, dry_run: bool) -> anyhow::Result<(Database, Renderer)> {
+        if dry_run {
+            self.open_database_read_only()
+        } else {
+            self.open_database_existing()
+        }
+    }
+
     pub fn open_database_read_only(&self) -> anyhow::Result<(Database, Renderer)> {
         self.open_existing_schema(true)
     }

@@ -38,16 +38,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     if !(0.0..=100.0).contains(&args.spread) {
         return Err(crate::error::UsageError::new("--spread is a percentage: 0 to 100").into());
     }
-    let (db, renderer) = if args.dry_run {
-        ctx.open_database_read_only()?
-    } else {
-        ctx.open_database_existing()?
-    };
-    let mut session = if args.dry_run {
-        db.connect_read_only()?
-    } else {
-        db.connect()?
-    };
+    let (db, renderer) = ctx.open_for(args.dry_run)?;
+    let mut session = db.connect_as(args.dry_run)?;
     let stop = Stop::new(args.max_runtime, args.stop_file.clone());
     let options = Options {
         dry_run: args.dry_run,

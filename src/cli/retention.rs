@@ -170,16 +170,8 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         .into());
     }
     let wanted = parse_usernames(ctx, &args.users)?;
-    let (db, renderer) = if args.dry_run {
-        ctx.open_database_read_only()?
-    } else {
-        ctx.open_database_existing()?
-    };
-    let mut session = if args.dry_run {
-        db.connect_read_only()?
-    } else {
-        db.connect()?
-    };
+    let (db, renderer) = ctx.open_for(args.dry_run)?;
+    let mut session = db.connect_as(args.dry_run)?;
     if args.dry_run && !crate::migrate::system_is_current(session.system(), &renderer)? {
         return Err(UsageError::new(format!(
             "the system schema of {} is older than this pathfinder-db: run `pathfinder-db init` to upgrade it",

@@ -28,16 +28,8 @@ pub struct PurgeArgs {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let Sub::Purge(args) = args.command;
-    let (db, _) = if args.dry_run {
-        ctx.open_database_read_only()?
-    } else {
-        ctx.open_database_existing()?
-    };
-    let mut session = if args.dry_run {
-        db.connect_read_only()?
-    } else {
-        db.connect()?
-    };
+    let (db, _) = ctx.open_for(args.dry_run)?;
+    let mut session = db.connect_as(args.dry_run)?;
     let purge = crate::jobs::sessions::purge(&mut session, args.batch_size, args.dry_run)?;
     if ctx.json {
         let mut doc = serde_json::to_value(&purge)?;

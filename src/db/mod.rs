@@ -959,7 +959,9 @@ impl Database {
         self.connect_as(true)
     }
 
-    fn connect_as(&self, read_only: bool) -> Result<Session<'_>, DbError> {
+    /// [`Database::connect_read_only`] when `read_only` (a dry run), else
+    /// [`Database::connect`].
+    pub fn connect_as(&self, read_only: bool) -> Result<Session<'_>, DbError> {
         let system: Box<dyn Connection> = match &self.target {
             Target::Sqlite(t) => Box::new(t.open_main(read_only)?),
             Target::Postgres(cfg) => {
