@@ -1435,7 +1435,21 @@ fn grant_objects(
     statements.extend(oracle_blocks(&oracle, None));
     conn.run_statements(&statements)?;
     let details = serde_json::json!({"role": role, "granted": granted}).to_string();
-    audit::write_details(conn, &entry, Some(&details))?;
+    audit_grant(conn, &entry, &details)?;
+    Ok(())
+}
+
+/// Writes the audit row of a grant made on `conn`, in its transaction: in
+/// `pf_audit_log` on the catalog; on a member database, which has none,
+/// staged in the member's `pf_audit_stage` (as a sweep's rows there are),
+/// from where the tenant's next flush copies it to the catalog's log.
+fn audit_grant(conn: &mut dyn Connection, entry: &AuditEntry, details: &str) -> anyhow::Result<()> {
+    const LOG: &str = "pf_audit_log";
+    if conn.table_names(LOG, false)?.iter().any(|n| n == LOG) {
+        audit::write_details(conn, entry, Some(details))?;
+    } else {
+        audit::stage(conn, entry, Some(details))?;
+    }
     Ok(())
 }
 
@@ -1529,7 +1543,7 @@ pub fn revoke_kept_archives(
     let mut entry = AuditEntry::new("grants.revoke", "tenant", username, command);
     entry.user_id = user_id.map(str::to_string);
     let details = serde_json::json!({"role": role, "revoked": {"ALL": archives}}).to_string();
-    audit::write_details(conn, &entry, Some(&details))?;
+    audit_grant(conn, &entry, &details)?;
     Ok(())
 }
 

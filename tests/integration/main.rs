@@ -12,6 +12,7 @@ mod dba;
 mod fingerprint;
 mod fleet;
 mod fleet_catalog;
+mod fleet_grants;
 mod fleet_kills;
 mod fleet_move;
 mod hardening;
