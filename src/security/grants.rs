@@ -700,12 +700,14 @@ impl Failed {
     }
 }
 
-/// The member databases (name, URL) and a connection to each that answers;
-/// the others in the second list. On SQLite (folders) and without members:
-/// none.
+/// Member databases by name, each with its own connection.
+type MemberConnections = Vec<(String, Box<dyn Connection>)>;
+
+/// A connection to each member database that answers; the others in the
+/// second list. On SQLite (folders) and without members: none.
 fn open_members(
     session: &mut crate::db::Session<'_>,
-) -> anyhow::Result<(Vec<(String, Box<dyn Connection>)>, Vec<Failed>)> {
+) -> anyhow::Result<(MemberConnections, Vec<Failed>)> {
     let (mut open, mut failed) = (Vec::new(), Vec::new());
     if session.tenants_apart() {
         return Ok((open, failed));
