@@ -79,7 +79,7 @@ fn describe(p: &Problem, role: &str, database: &str) -> String {
     }
 }
 
-/// `{"username"...}`-style failure objects for a database.
+/// The members that failed, as `{"database", "error"}` objects.
 fn failed_json(failed: &[Failed]) -> serde_json::Value {
     serde_json::to_value(failed).unwrap_or_default()
 }
@@ -237,6 +237,7 @@ fn print_applied(
             })
             .collect();
         let not_repaired: Vec<serde_json::Value> = unfixable
+            .clone()
             .map(|(a, p)| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
                 with_database(a, &mut v);
@@ -318,10 +319,7 @@ fn print_applied(
             }
         ));
     }
-    for (a, p) in applied
-        .iter()
-        .flat_map(|a| a.unfixable.iter().map(move |p| (a, p)))
-    {
+    for (a, p) in unfixable {
         eprintln!(
             "not repaired: {} (a DBA decides: pathfinder-db does not change other roles, role attributes or ownership)",
             describe(p, role, &a.database)

@@ -31,7 +31,9 @@
 //! (tenants made before, or by hand) to the expected state, and `grants
 //! check` (also part of `doctor` and `verify`) reports drift. Both read the
 //! catalog in a few set-based queries, whatever the number of tenants, and
-//! compare here. Every grant change is audited: in the transaction that makes
+//! compare here; on a fleet, then each member the same way, for the tenants
+//! the registry places there (roles are per server: a member's needs the
+//! role too). Every grant change is audited: in the transaction that makes
 //! it on PostgreSQL, right after it on Oracle (where a GRANT commits).
 //!
 //! SQLite has no roles: its files are created readable by their owner only
