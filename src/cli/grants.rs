@@ -1,6 +1,7 @@
 use clap::Subcommand;
 
-use crate::security::grants::{self, Applied, Report, files};
+use crate::fleet::members::CATALOG;
+use crate::security::grants::{self, Applied, Failed, Problem, Report, files};
 
 use super::Context;
 
@@ -42,87 +43,134 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
 /// SQLite has no roles: said on stderr, once, before the files are looked at.
 const SQLITE_NOTE: &str = "SQLite has no roles: grants and row-level security apply to PostgreSQL and Oracle only; what SQLite can enforce is that its files are readable by their owner only";
 
-/// On a fleet this command reads and changes the catalog only: said on
-/// stderr, so a clean report is not taken for the members'.
-fn fleet_note(session: &mut crate::db::Session<'_>) -> anyhow::Result<()> {
-    if session.has_members()? {
-        eprintln!(
-            "note: only the catalog is checked: the grants on member databases are made when a tenant is provisioned, migrated or moved there, and not yet checked or repaired by this command"
-        );
-    }
-    Ok(())
-}
-
 fn check(ctx: &Context) -> anyhow::Result<u8> {
-    let (db, renderer) = ctx.open_database_read_only()?;
+    let (db, _) = ctx.open_database_read_only()?;
     if let Some((main, tenant_dir)) = db.sqlite_paths() {
         return sqlite_files(ctx, main, tenant_dir, false);
     }
     let role = ctx.config.app_role.as_str();
     let mut session = db.connect_read_only()?;
-    fleet_note(&mut session)?;
-    let report = grants::check(session.system(), &renderer, role, None)?
+    let (reports, failed) = grants::check_fleet(&mut session, role)?
         .ok_or_else(|| anyhow::anyhow!("{} has no roles", db.dialect()))?;
-    print_report(ctx, &report);
-    Ok(if report.ok() {
-        0
-    } else {
+    print_reports(ctx, role, &reports, &failed);
+    print_failed(&failed, "not checked");
+    Ok(if reports.iter().any(|r| !r.ok()) {
         crate::error::EXIT_ERROR
+    } else if !failed.is_empty() {
+        crate::error::EXIT_PARTIAL
+    } else {
+        0
     })
 }
 
 /// How many problems the human output lists (`--json` has them all).
 const LISTED: usize = 50;
 
-fn print_report(ctx: &Context, report: &Report) {
+/// A problem in one line, naming the member it is on (the catalog's as
+/// before members existed). Roles are per server: a member on another
+/// server needs the role too.
+fn describe(p: &Problem, role: &str, database: &str) -> String {
+    match (p, database) {
+        (_, CATALOG) => p.describe(role),
+        (Problem::RoleMissing { .. }, member) => format!(
+            "member {member}: role {role} does not exist on this member's server (roles are per server): nothing there is granted to the application; `pathfinder-db grants apply --create-role` creates it there"
+        ),
+        (_, member) => format!("member {member}: {}", p.describe(role)),
+    }
+}
+
+/// The members that failed, as `{"database", "error"}` objects.
+fn failed_json(failed: &[Failed]) -> serde_json::Value {
+    serde_json::to_value(failed).unwrap_or_default()
+}
+
+/// The members that could not be reached (or read, or changed), on stderr
+/// with the way forward.
+fn print_failed(failed: &[Failed], what: &str) {
+    for f in failed {
+        eprintln!(
+            "{what}: {}; check that it is up (`pathfinder-db databases list`) and run the same command again",
+            f.error
+        );
+    }
+}
+
+fn print_reports(ctx: &Context, role: &str, reports: &[Report], failed: &[Failed]) {
+    let objects: usize = reports.iter().map(|r| r.objects).sum();
+    let ok = reports.iter().all(Report::ok);
+    let role_exists = reports.iter().all(|r| r.role_exists);
+    let problems = reports
+        .iter()
+        .flat_map(|r| r.problems.iter().map(move |p| (r, p)));
     if ctx.json {
-        let problems: Vec<serde_json::Value> = report
-            .problems
-            .iter()
-            .map(|p| {
+        let problems: Vec<serde_json::Value> = problems
+            .map(|(r, p)| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["message"] = serde_json::Value::String(p.describe(&report.role));
+                v["database"] = serde_json::Value::String(r.database.clone());
+                v["message"] = serde_json::Value::String(describe(p, role, &r.database));
                 v
             })
             .collect();
+        let databases: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "database": r.database,
+                    "role_exists": r.role_exists,
+                    "objects": r.objects,
+                    "ok": r.ok(),
+                    "problems": r.problems.len(),
+                })
+            })
+            .collect();
         ctx.print_json(&serde_json::json!({
-            "role": report.role,
-            "role_exists": report.role_exists,
-            "objects": report.objects,
-            "ok": report.ok(),
+            "role": role,
+            "role_exists": role_exists,
+            "objects": objects,
+            "ok": ok && failed.is_empty(),
             "problems": problems,
+            "databases": databases,
+            "failed": failed_json(failed),
         }));
         return;
     }
+    let count = reports.iter().map(|r| r.problems.len()).sum::<usize>();
+    let over = if reports.len() > 1 || !failed.is_empty() {
+        format!(
+            " on the catalog and {} member(s)",
+            reports.len() - 1 + failed.len()
+        )
+    } else {
+        String::new()
+    };
     // Drift is printed even with --quiet (cron mails it); a clean result is not.
-    if report.ok() {
+    if ok {
         ctx.say(format!(
-            "role {}: grants on {} object(s) and row-level security match",
-            report.role, report.objects
+            "role {role}: grants on {objects} object(s) and row-level security match{}",
+            if failed.is_empty() {
+                over
+            } else {
+                format!("{over}, {} member(s) not checked", failed.len())
+            }
         ));
         return;
     }
-    for p in report.problems.iter().take(LISTED) {
-        super::out(&format!("{}\n", p.describe(&report.role)));
+    for (r, p) in problems.take(LISTED) {
+        super::out(&format!("{}\n", describe(p, role, &r.database)));
     }
-    if report.problems.len() > LISTED {
+    if count > LISTED {
         super::out(&format!(
             "... and {} more (--json lists them all)\n",
-            report.problems.len() - LISTED
+            count - LISTED
         ));
     }
-    super::out(&if !report.role_exists {
+    super::out(&if !role_exists {
         format!(
-            "role {}: {} problem(s); `pathfinder-db grants apply --create-role` creates the role and grants it what the application needs\n",
-            report.role,
-            report.problems.len()
+            "role {role}: {count} problem(s){over}; `pathfinder-db grants apply --create-role` creates the role where it is missing and grants it what the application needs\n"
         )
     } else {
         format!(
-            "role {}: {} problem(s) in {} object(s); `pathfinder-db grants apply` repairs what it can\n",
-            report.role,
-            report.problems.len(),
-            report.objects
+            "role {role}: {count} problem(s) in {objects} object(s){over}; `pathfinder-db grants apply` repairs what it can\n"
         )
     });
 }
@@ -142,17 +190,19 @@ fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
     } else {
         db.connect()?
     };
-    fleet_note(&mut session)?;
-    let applied = grants::apply(
-        session.system(),
+    let (applied, failed) = grants::apply(
+        &mut session,
         &renderer,
         role,
         args.create_role,
         args.dry_run,
     )?
     .ok_or_else(|| anyhow::anyhow!("{} has no roles", db.dialect()))?;
-    print_applied(ctx, &applied, args.dry_run, db.dialect());
-    Ok(if applied.unfixable.is_empty() {
+    print_applied(ctx, &applied, &failed, args.dry_run, db.dialect());
+    print_failed(&failed, "not repaired");
+    Ok(if !failed.is_empty() {
+        crate::error::EXIT_PARTIAL
+    } else if applied.iter().all(|a| a.unfixable.is_empty()) {
         0
     } else {
         crate::error::EXIT_ERROR
@@ -161,69 +211,118 @@ fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
 
 fn print_applied(
     ctx: &Context,
-    applied: &Applied,
+    applied: &[Applied],
+    failed: &[Failed],
     dry_run: bool,
     dialect: crate::db::dialect::Dialect,
 ) {
+    let role = applied.first().map(|a| a.role.as_str()).unwrap_or_default();
+    let fleet = applied.len() > 1 || !failed.is_empty();
+    let changes = applied.iter().map(|a| a.changes.len()).sum::<usize>();
+    let unfixable = applied
+        .iter()
+        .flat_map(|a| a.unfixable.iter().map(move |p| (a, p)));
     if ctx.json {
-        let unfixable: Vec<serde_json::Value> = applied
-            .unfixable
+        let with_database = |a: &Applied, v: &mut serde_json::Value| {
+            v["database"] = serde_json::Value::String(a.database.clone());
+        };
+        let all_changes: Vec<serde_json::Value> = applied
             .iter()
-            .map(|p| {
+            .flat_map(|a| {
+                a.changes.iter().map(move |c| {
+                    let mut v = serde_json::to_value(c).unwrap_or_default();
+                    with_database(a, &mut v);
+                    v
+                })
+            })
+            .collect();
+        let not_repaired: Vec<serde_json::Value> = unfixable
+            .clone()
+            .map(|(a, p)| {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["message"] = serde_json::Value::String(p.describe(&applied.role));
+                with_database(a, &mut v);
+                v["message"] = serde_json::Value::String(describe(p, role, &a.database));
                 v
+            })
+            .collect();
+        let databases: Vec<serde_json::Value> = applied
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "database": a.database,
+                    "created_role": a.created_role,
+                    "changes": a.changes.len(),
+                    "not_repaired": a.unfixable.len(),
+                })
             })
             .collect();
         ctx.print_json(&serde_json::json!({
             "dry_run": dry_run,
-            "role": applied.role,
-            "created_role": applied.created_role,
-            "changes": applied.changes,
-            "not_repaired": unfixable,
+            "role": role,
+            "created_role": applied.iter().any(|a| a.created_role),
+            "changes": all_changes,
+            "not_repaired": not_repaired,
+            "databases": databases,
+            "failed": failed_json(failed),
         }));
     } else if dry_run {
-        // The statements, as a script a DBA could run.
-        for change in &applied.changes {
-            super::out(&crate::schema::render::script(&change.statements, dialect));
+        // The statements, as a script a DBA could run (on a fleet, each
+        // database's under a comment naming it).
+        for a in applied {
+            if fleet && !a.changes.is_empty() {
+                super::out(&match a.database.as_str() {
+                    CATALOG => "-- on the catalog\n\n".to_string(),
+                    member => format!("-- on member {member}\n\n"),
+                });
+            }
+            for change in &a.changes {
+                super::out(&crate::schema::render::script(&change.statements, dialect));
+            }
         }
         ctx.say(format!(
-            "dry run: {} change(s) for role {}, nothing changed",
-            applied.changes.len(),
-            applied.role
+            "dry run: {changes} change(s) for role {role}, nothing changed"
         ));
     } else {
-        for change in &applied.changes {
-            let what = if change.privileges.is_empty() {
-                change.action.clone()
-            } else {
-                let (verb, rest) = change
-                    .action
-                    .split_once(' ')
-                    .unwrap_or((&change.action, ""));
-                format!("{verb} {} {rest}", change.privileges.join(", "))
-            };
-            let objects = match change.objects.as_slice() {
-                [one] => one.clone(),
-                many => format!("{} objects", many.len()),
-            };
-            ctx.say(format!("{what}: {objects}"));
+        for a in applied {
+            for change in &a.changes {
+                let what = if change.privileges.is_empty() {
+                    change.action.clone()
+                } else {
+                    let (verb, rest) = change
+                        .action
+                        .split_once(' ')
+                        .unwrap_or((&change.action, ""));
+                    format!("{verb} {} {rest}", change.privileges.join(", "))
+                };
+                let objects = match change.objects.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("{} objects", many.len()),
+                };
+                ctx.say(match a.database.as_str() {
+                    CATALOG => format!("{what}: {objects}"),
+                    member => format!("member {member}: {what}: {objects}"),
+                });
+            }
         }
+        let all_fine = applied.iter().all(|a| a.unfixable.is_empty()) && failed.is_empty();
         ctx.say(format!(
-            "{} change(s) made for role {}{}",
-            applied.changes.len(),
-            applied.role,
-            if applied.unfixable.is_empty() {
+            "{changes} change(s) made for role {role}{}{}",
+            if fleet {
+                format!(" on the catalog and {} member(s)", applied.len() - 1)
+            } else {
+                String::new()
+            },
+            if all_fine {
                 "; grants and policies match"
             } else {
                 ""
             }
         ));
     }
-    for p in &applied.unfixable {
+    for (a, p) in unfixable {
         eprintln!(
             "not repaired: {} (a DBA decides: pathfinder-db does not change other roles, role attributes or ownership)",
-            p.describe(&applied.role)
+            describe(p, role, &a.database)
         );
     }
 }

@@ -31,7 +31,9 @@
 //! (tenants made before, or by hand) to the expected state, and `grants
 //! check` (also part of `doctor` and `verify`) reports drift. Both read the
 //! catalog in a few set-based queries, whatever the number of tenants, and
-//! compare here. Every grant change is audited: in the transaction that makes
+//! compare here; on a fleet, then each member the same way, for the tenants
+//! the registry places there (roles are per server: a member's needs the
+//! role too). Every grant change is audited: in the transaction that makes
 //! it on PostgreSQL, right after it on Oracle (where a GRANT commits).
 //!
 //! SQLite has no roles: its files are created readable by their owner only
@@ -46,6 +48,7 @@ use crate::catalog::registry::{self, Status};
 use crate::db::dialect::Dialect;
 use crate::db::{AccessCatalog, Connection, DbError, ObjectAccess, Tx};
 use crate::error::UsageError;
+use crate::fleet::members::CATALOG;
 use crate::schema::render::{Renderer, Statement};
 use crate::schema::tenant::{CAREER_SUMMARY, TABLES, TENANT_PREFIX, TenantKey};
 
@@ -295,9 +298,11 @@ impl Problem {
     }
 }
 
-/// What `grants check` found.
+/// What `grants check` found on one database.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// [`CATALOG`], or the member database checked.
+    pub database: String,
     pub role: String,
     pub role_exists: bool,
     /// Objects compared.
@@ -559,12 +564,30 @@ fn policy_problems(dialect: Dialect, catalog: &AccessCatalog) -> Vec<Problem> {
     out
 }
 
-/// Every registered tenant: key -> whether its objects are the application's.
-pub fn registered_tenants(conn: &mut dyn Connection) -> Result<Tenants, DbError> {
-    Ok(registry::list(conn, true)?
-        .into_iter()
-        .map(|t| (t.tenant_key, t.status != Status::Deprovisioned))
-        .collect())
+/// The tenants each database holds, from one registry read: database name
+/// ([`CATALOG`] or a member's) -> key -> whether its objects are the
+/// application's (any state but deprovisioned). A moving tenant is on its
+/// source and its target both: the move grants the copy as it makes it.
+pub fn placement(conn: &mut dyn Connection) -> Result<HashMap<String, Tenants>, DbError> {
+    use crate::fleet::moves::{COPYING, SWITCHED};
+    let mut out: HashMap<String, Tenants> = HashMap::new();
+    for t in registry::list(conn, true)? {
+        let live = t.status != Status::Deprovisioned;
+        let other = t.claimed_by.as_deref().and_then(|c| {
+            c.strip_prefix(COPYING)
+                .or_else(|| c.strip_prefix(SWITCHED))
+                .filter(|_| t.status == Status::Moving)
+        });
+        if let Some(other) = other {
+            out.entry(other.to_string())
+                .or_default()
+                .insert(t.tenant_key.clone(), live);
+        }
+        out.entry(t.database)
+            .or_default()
+            .insert(t.tenant_key, live);
+    }
+    Ok(out)
 }
 
 /// The objects of `tenants` (every name they may have) and the shared
@@ -582,21 +605,38 @@ fn names_of(tenants: &[TenantKey], renderer: &Renderer) -> anyhow::Result<Vec<St
     Ok(names)
 }
 
-/// `grants check`: the role, and every `pf_...` object (`only`: the named
-/// tenants' and the shared ones), compared with what the application may do.
-/// None where the backend has no roles (SQLite: see [`files`]).
-pub fn check(
+/// What `database` says about `role` and its objects (`names`: only
+/// these). On a member the shared tables and their policies are left out:
+/// they are the catalog's (a member holds tenants' tables only, and what
+/// else is named `pf_...` there is nothing the application may use).
+fn access_on(
     conn: &mut dyn Connection,
-    renderer: &Renderer,
+    database: &str,
     role: &str,
-    only: Option<&[TenantKey]>,
-) -> anyhow::Result<Option<Report>> {
-    let names = only.map(|keys| names_of(keys, renderer)).transpose()?;
-    let Some(catalog) = conn.access_catalog(role, names.as_deref())? else {
+    names: Option<&[String]>,
+) -> Result<Option<AccessCatalog>, DbError> {
+    let Some(mut catalog) = conn.access_catalog(role, names)? else {
         return Ok(None);
     };
-    let tenants = registered_tenants(conn)?;
-    let mut problems = compare(conn.dialect(), role, &catalog, &tenants);
+    if database != CATALOG {
+        catalog
+            .objects
+            .retain(|o| system_expected(&o.name).is_none());
+        catalog.policies.clear();
+    }
+    Ok(Some(catalog))
+}
+
+/// The report of `database`'s catalog against what `tenants` (the ones
+/// placed there) and the shared tables need.
+fn report(
+    dialect: Dialect,
+    database: &str,
+    role: &str,
+    catalog: &AccessCatalog,
+    tenants: &Tenants,
+) -> Report {
+    let mut problems = compare(dialect, role, catalog, tenants);
     if !catalog.role.exists {
         problems.insert(
             0,
@@ -605,12 +645,114 @@ pub fn check(
             },
         );
     }
-    Ok(Some(Report {
+    Report {
+        database: database.to_string(),
         role: role.to_string(),
         role_exists: catalog.role.exists,
         objects: catalog.objects.len(),
         problems,
-    }))
+    }
+}
+
+/// `grants check` on the catalog: the role, and every `pf_...` object
+/// (`only`: the named tenants' and the shared ones), compared with what the
+/// application may do (with the tenants placed on the catalog). None where
+/// the backend has no roles (SQLite: see [`files`]).
+pub fn check(
+    conn: &mut dyn Connection,
+    renderer: &Renderer,
+    role: &str,
+    only: Option<&[TenantKey]>,
+) -> anyhow::Result<Option<Report>> {
+    let names = only.map(|keys| names_of(keys, renderer)).transpose()?;
+    let Some(catalog) = access_on(conn, CATALOG, role, names.as_deref())? else {
+        return Ok(None);
+    };
+    let tenants = placement(conn)?.remove(CATALOG).unwrap_or_default();
+    Ok(Some(report(
+        conn.dialect(),
+        CATALOG,
+        role,
+        &catalog,
+        &tenants,
+    )))
+}
+
+/// A database of the fleet that could not be checked or changed, and why
+/// (one line, naming it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub database: String,
+    pub error: String,
+}
+
+impl Failed {
+    fn new(database: &str, err: &anyhow::Error) -> Failed {
+        let error = crate::error::one_line(err);
+        // A member's connection errors name it already.
+        let error = if error.contains(&format!("member {database}")) {
+            error
+        } else {
+            format!("member {database}: {error}")
+        };
+        Failed {
+            database: database.to_string(),
+            error,
+        }
+    }
+}
+
+/// Member databases by name, each with its own connection.
+type MemberConnections = Vec<(String, Box<dyn Connection>)>;
+
+/// A connection to each member database that answers; the others in the
+/// second list. On SQLite (folders) and without members: none.
+fn open_members(
+    session: &mut crate::db::Session<'_>,
+) -> anyhow::Result<(MemberConnections, Vec<Failed>)> {
+    let (mut open, mut failed) = (Vec::new(), Vec::new());
+    if session.tenants_apart() {
+        return Ok((open, failed));
+    }
+    let db = session.database();
+    for (name, url) in crate::fleet::members::remote(session.system())? {
+        match db.connect_member(&name, &url) {
+            Ok(conn) => open.push((name, conn)),
+            Err(e) => failed.push(Failed::new(&name, &e.into())),
+        }
+    }
+    Ok((open, failed))
+}
+
+/// `grants check` over the fleet: the catalog (the shared tables, their
+/// policies, the tenants placed there), then every member, one catalog read
+/// each, for the tenants the registry places there: the role must exist on
+/// each member's server too (roles are per server), hold exactly what it
+/// needs on the tenants' tables there, and own nothing nor hold DDL rights
+/// there. A member that cannot be reached is in `failed`; the others are
+/// checked. None where the backend has no roles.
+pub fn check_fleet(
+    session: &mut crate::db::Session<'_>,
+    role: &str,
+) -> anyhow::Result<Option<(Vec<Report>, Vec<Failed>)>> {
+    let dialect = session.dialect();
+    let mut placed = placement(session.system())?;
+    let Some(catalog) = access_on(session.system(), CATALOG, role, None)? else {
+        return Ok(None);
+    };
+    let tenants = placed.remove(CATALOG).unwrap_or_default();
+    let mut reports = vec![report(dialect, CATALOG, role, &catalog, &tenants)];
+    drop(catalog);
+    let (members, mut failed) = open_members(session)?;
+    for (name, mut conn) in members {
+        let tenants = placed.remove(&name).unwrap_or_default();
+        match access_on(conn.as_mut(), &name, role, None) {
+            Ok(Some(catalog)) => reports.push(report(dialect, &name, role, &catalog, &tenants)),
+            Ok(None) => {}
+            Err(e) => failed.push(Failed::new(&name, &e.into())),
+        }
+    }
+    Ok(Some((reports, failed)))
 }
 
 // ---------------------------------------------------------------------------
@@ -921,9 +1063,11 @@ fn quote_pg(name: &str) -> String {
 // ---------------------------------------------------------------------------
 // Applying.
 
-/// What `grants apply` did (or, with `dry_run`, would do).
+/// What `grants apply` did (or, with `dry_run`, would do) on one database.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Applied {
+    /// [`CATALOG`], or the member database changed.
+    pub database: String,
     pub role: String,
     pub created_role: bool,
     pub changes: Vec<Change>,
@@ -931,36 +1075,128 @@ pub struct Applied {
     pub unfixable: Vec<Problem>,
 }
 
-/// The role is missing and `--create-role` was not given.
-pub fn role_missing(role: &str) -> UsageError {
-    UsageError::new(format!(
-        "role {role} does not exist: `pathfinder-db grants apply --create-role` creates it (NOLOGIN), or create it yourself and run again (the role is the app_role setting)"
-    ))
+/// The role is missing on `databases` and `--create-role` was not given.
+pub fn role_missing(role: &str, databases: &[String]) -> UsageError {
+    let members: Vec<&str> = databases
+        .iter()
+        .map(String::as_str)
+        .filter(|d| *d != CATALOG)
+        .collect();
+    let fix = "`pathfinder-db grants apply --create-role` creates it (NOLOGIN), or create it yourself and run again (the role is the app_role setting); nothing was changed";
+    UsageError::new(if members.is_empty() {
+        format!("role {role} does not exist: {fix}")
+    } else {
+        format!(
+            "role {role} does not exist on {}member(s) {} (roles are per server: each member's server needs it too): {fix}",
+            if databases.iter().any(|d| d == CATALOG) {
+                "the catalog and "
+            } else {
+                ""
+            },
+            members.join(", ")
+        )
+    })
 }
 
-/// `grants apply`: creates the role when asked and missing, then makes every
-/// grant and policy match. Each change is audited: on PostgreSQL in the
-/// transaction that makes it (a few dozen changes per transaction), on
-/// Oracle right after it (a GRANT commits by itself). `dry_run`: nothing is
-/// changed, the changes are returned.
+/// `grants apply` over the fleet: creates the role when asked and missing,
+/// then makes every grant and policy match on the catalog (the shared
+/// tables, their policies, the tenants placed there) and then on each member
+/// (the tenants placed there), each database in transactions of its own.
+/// The role must exist everywhere unless `create_role`: checked before
+/// anything changes. Each change is audited in the catalog's log: on
+/// PostgreSQL in the transaction that makes it (a member's change commits
+/// inside the catalog's transaction of its audit rows), on Oracle right
+/// after it (a GRANT commits by itself). A member that cannot be reached, or
+/// fails, is in `failed`; the others are done. A failure on the catalog
+/// ends the command before any member is changed. `dry_run`: nothing is
+/// changed, the changes are returned. None where the backend has no roles.
 pub fn apply(
-    conn: &mut dyn Connection,
+    session: &mut crate::db::Session<'_>,
     renderer: &Renderer,
     role: &str,
     create_role: bool,
     dry_run: bool,
-) -> anyhow::Result<Option<Applied>> {
-    let dialect = conn.dialect();
-    let Some(mut catalog) = conn.access_catalog(role, None)? else {
+) -> anyhow::Result<Option<(Vec<Applied>, Vec<Failed>)>> {
+    let mut placed = placement(session.system())?;
+    let (mut members, mut failed) = open_members(session)?;
+    // Whether the role exists, everywhere (no objects read), before any change.
+    let none: &[String] = &[];
+    let Some(on_catalog) = access_on(session.system(), CATALOG, role, Some(none))? else {
         return Ok(None);
     };
+    if !create_role {
+        let mut missing = Vec::new();
+        if !on_catalog.role.exists {
+            missing.push(CATALOG.to_string());
+        }
+        let mut reachable = Vec::new();
+        for (name, mut conn) in members {
+            match access_on(conn.as_mut(), &name, role, Some(none)) {
+                Ok(found) => {
+                    if found.is_some_and(|c| !c.role.exists) {
+                        missing.push(name.clone());
+                    }
+                    reachable.push((name, conn));
+                }
+                Err(e) => failed.push(Failed::new(&name, &e.into())),
+            }
+        }
+        members = reachable;
+        if !missing.is_empty() {
+            return Err(role_missing(role, &missing).into());
+        }
+    }
+    let tenants = placed.remove(CATALOG).unwrap_or_default();
+    let mut done = vec![apply_on(
+        session.system(),
+        None,
+        CATALOG,
+        renderer,
+        (role, create_role, dry_run),
+        &tenants,
+    )?];
+    for (name, mut conn) in members {
+        let tenants = placed.remove(&name).unwrap_or_default();
+        match apply_on(
+            conn.as_mut(),
+            Some(session.system()),
+            &name,
+            renderer,
+            (role, create_role, dry_run),
+            &tenants,
+        ) {
+            Ok(applied) => done.push(applied),
+            Err(e) => failed.push(Failed::new(&name, &e)),
+        }
+    }
+    Ok(Some((done, failed)))
+}
+
+/// `grants apply` on one database `conn` (`database`), for the tenants
+/// placed there; audited on `log` (the catalog) when that is another
+/// connection, else on `conn`.
+fn apply_on(
+    conn: &mut dyn Connection,
+    mut log: Option<&mut dyn Connection>,
+    database: &str,
+    renderer: &Renderer,
+    (role, create_role, dry_run): (&str, bool, bool),
+    tenants: &Tenants,
+) -> anyhow::Result<Applied> {
+    let dialect = conn.dialect();
+    let read = |conn: &mut dyn Connection| -> anyhow::Result<AccessCatalog> {
+        access_on(conn, database, role, None)?
+            .ok_or_else(|| anyhow::anyhow!("{dialect} has no roles"))
+    };
+    let mut catalog = read(conn)?;
     let mut applied = Applied {
+        database: database.to_string(),
         role: role.to_string(),
         ..Applied::default()
     };
     if !catalog.role.exists {
         if !create_role {
-            return Err(role_missing(role).into());
+            return Err(role_missing(role, &[database.to_string()]).into());
         }
         let statement = create_role_statement(dialect, role)
             .ok_or_else(|| anyhow::anyhow!("{dialect} has no roles"))?;
@@ -975,47 +1211,72 @@ pub fn apply(
             // What the new role would need: everything it may use.
             catalog.role.exists = true;
         } else {
-            run_audited(conn, role, std::slice::from_ref(&change))
-                .map_err(|e| audit_failure(conn, role, e))?;
+            run_audited(
+                conn,
+                reborrow(&mut log),
+                database,
+                role,
+                std::slice::from_ref(&change),
+            )
+            .map_err(|e| audit_failure(conn, reborrow(&mut log), database, role, e))?;
             applied.created_role = true;
             applied.changes.push(change);
-            catalog = conn
-                .access_catalog(role, None)?
-                .ok_or_else(|| anyhow::anyhow!("the catalog disappeared"))?;
+            catalog = read(conn)?;
         }
     }
-    let tenants = registered_tenants(conn)?;
-    let problems = compare(dialect, role, &catalog, &tenants);
+    let problems = compare(dialect, role, &catalog, tenants);
+    drop(catalog);
     let plan = plan(renderer, role, &problems)?;
     if !dry_run {
         // A batch that fails (a tenant dropped since the catalog was read,
         // say) is rolled back where DDL is transactional; the batches before
         // it stay. Running the command again finishes the rest.
         for batch in plan.changes.chunks(CHANGES_PER_COMMIT) {
-            run_audited(conn, role, batch).map_err(|e| audit_failure(conn, role, e))?;
+            run_audited(conn, reborrow(&mut log), database, role, batch)
+                .map_err(|e| audit_failure(conn, reborrow(&mut log), database, role, e))?;
         }
     }
     applied.changes.extend(plan.changes);
     applied.unfixable = plan.unfixable;
-    Ok(Some(applied))
+    Ok(applied)
 }
 
-/// Records a failed `grants apply` (after the rollback, in a transaction
-/// of its own, as every command's failures are) and hands the error back.
-fn audit_failure(conn: &mut dyn Connection, role: &str, err: anyhow::Error) -> anyhow::Error {
+/// The catalog's connection for audit rows, borrowed for one call.
+fn reborrow<'b>(log: &'b mut Option<&mut dyn Connection>) -> Option<&'b mut dyn Connection> {
+    match log {
+        Some(log) => Some(&mut **log),
+        None => None,
+    }
+}
+
+/// Records a failed `grants apply` on `database` (after the rollback, in a
+/// transaction of its own on the catalog: `log`, else `conn`, as every
+/// command's failures are) and hands the error back.
+fn audit_failure(
+    conn: &mut dyn Connection,
+    log: Option<&mut dyn Connection>,
+    database: &str,
+    role: &str,
+    err: anyhow::Error,
+) -> anyhow::Error {
     let mut entry = AuditEntry::new("grants.apply", "role", role, "grants");
     entry.error = Some(crate::error::one_line(&err));
-    if !conn.is_closed() {
-        let _ = Tx::begin(conn).and_then(|mut tx| {
-            audit::write(&mut *tx, &entry)?;
+    let details = serde_json::json!({ "database": database }).to_string();
+    let log: &mut dyn Connection = match log {
+        Some(log) => log,
+        None => conn,
+    };
+    if !log.is_closed() {
+        let _ = Tx::begin(log).and_then(|mut tx| {
+            audit::write_details(&mut *tx, &entry, Some(&details))?;
             tx.commit()
         });
     }
     err
 }
 
-/// The audit row of one change.
-fn change_entry(role: &str, change: &Change) -> (AuditEntry, String) {
+/// The audit row of one change on `database`.
+fn change_entry(role: &str, database: &str, change: &Change) -> (AuditEntry, String) {
     let entry = AuditEntry::new(
         match change.action.as_str() {
             "create role" => "grants.create_role",
@@ -1028,6 +1289,7 @@ fn change_entry(role: &str, change: &Change) -> (AuditEntry, String) {
         "grants",
     );
     let details = serde_json::json!({
+        "database": database,
         "change": change.action,
         "privileges": change.privileges,
         "objects": change.objects,
@@ -1036,22 +1298,44 @@ fn change_entry(role: &str, change: &Change) -> (AuditEntry, String) {
     (entry, details)
 }
 
-/// Runs `changes` with an audit row each: in one transaction where DDL is
-/// transactional, else each followed by its audit row's commit.
-fn run_audited(conn: &mut dyn Connection, role: &str, changes: &[Change]) -> anyhow::Result<()> {
+/// Runs `changes` on `conn` with an audit row each, written on `log` (the
+/// catalog, for a member's changes) or else on `conn`: in one transaction
+/// where DDL is transactional (a member's inside the catalog's of its audit
+/// rows, so a failure on either leaves neither), else each change followed
+/// by its audit row's commit.
+fn run_audited(
+    conn: &mut dyn Connection,
+    log: Option<&mut dyn Connection>,
+    database: &str,
+    role: &str,
+    changes: &[Change],
+) -> anyhow::Result<()> {
     if conn.dialect().transactional_ddl() {
+        let mut log_tx = log.map(Tx::begin).transpose()?;
         let mut tx = Tx::begin(conn)?;
         for change in changes {
             tx.run_statements(&change.statements)?;
-            let (entry, details) = change_entry(role, change);
-            audit::write_details(&mut *tx, &entry, Some(&details))?;
+            let (entry, details) = change_entry(role, database, change);
+            let audit_to: &mut dyn Connection = match log_tx.as_mut() {
+                Some(l) => &mut **l,
+                None => &mut *tx,
+            };
+            audit::write_details(audit_to, &entry, Some(&details))?;
         }
         tx.commit()?;
+        if let Some(l) = log_tx {
+            l.commit()?;
+        }
     } else {
+        let mut log = log;
         for change in changes {
             conn.run_statements(&change.statements)?;
-            let (entry, details) = change_entry(role, change);
-            let mut tx = Tx::begin(conn)?;
+            let (entry, details) = change_entry(role, database, change);
+            let audit_to: &mut dyn Connection = match log.as_mut() {
+                Some(l) => &mut **l,
+                None => &mut *conn,
+            };
+            let mut tx = Tx::begin(audit_to)?;
             audit::write_details(&mut *tx, &entry, Some(&details))?;
             tx.commit()?;
         }
@@ -1155,7 +1439,21 @@ fn grant_objects(
     statements.extend(oracle_blocks(&oracle, None));
     conn.run_statements(&statements)?;
     let details = serde_json::json!({"role": role, "granted": granted}).to_string();
-    audit::write_details(conn, &entry, Some(&details))?;
+    audit_grant(conn, &entry, &details)?;
+    Ok(())
+}
+
+/// Writes the audit row of a grant made on `conn`, in its transaction: in
+/// `pf_audit_log` on the catalog; on a member database, which has none,
+/// staged in the member's `pf_audit_stage` (as a sweep's rows there are),
+/// from where the tenant's next flush copies it to the catalog's log.
+fn audit_grant(conn: &mut dyn Connection, entry: &AuditEntry, details: &str) -> anyhow::Result<()> {
+    const LOG: &str = "pf_audit_log";
+    if conn.table_names(LOG, false)?.iter().any(|n| n == LOG) {
+        audit::write_details(conn, entry, Some(details))?;
+    } else {
+        audit::stage(conn, entry, Some(details))?;
+    }
     Ok(())
 }
 
@@ -1249,7 +1547,7 @@ pub fn revoke_kept_archives(
     let mut entry = AuditEntry::new("grants.revoke", "tenant", username, command);
     entry.user_id = user_id.map(str::to_string);
     let details = serde_json::json!({"role": role, "revoked": {"ALL": archives}}).to_string();
-    audit::write_details(conn, &entry, Some(&details))?;
+    audit_grant(conn, &entry, &details)?;
     Ok(())
 }
 

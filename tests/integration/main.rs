@@ -13,6 +13,7 @@ mod fingerprint;
 mod fleet;
 mod fleet_adopt;
 mod fleet_catalog;
+mod fleet_grants;
 mod fleet_kills;
 mod fleet_move;
 mod hardening;
