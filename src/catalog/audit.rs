@@ -182,6 +182,7 @@ pub fn stage(
             Value::Text(row),
         ],
     )?;
+    tenant.note_staged();
     Ok(())
 }
 

@@ -510,6 +510,16 @@ pub trait Connection: Send {
         false
     }
 
+    /// Notes that an audit row was staged on this connection (a server
+    /// member's `pf_audit_stage`), for [`Connection::take_staged`].
+    fn note_staged(&mut self) {}
+
+    /// Whether audit rows were staged here since the last call: the tenant
+    /// operation then copies them to the catalog's log once it has committed.
+    fn take_staged(&mut self) -> bool {
+        false
+    }
+
     /// Erases, as far as the backend can, the bytes of rows of `table` that
     /// committed deletes and updates left in the database's files, and says
     /// what it did (None: the backend offers nothing beyond the commit).

@@ -127,6 +127,8 @@ pub struct PgConnection {
     target: String,
     /// Set when an error said the connection is gone (the client may not know yet).
     broken: bool,
+    /// An audit row was staged here (a member) and not yet copied.
+    staged: bool,
     /// Whether we opened a transaction (so a stray COMMIT/ROLLBACK costs no round trip).
     in_transaction: bool,
     /// Prepared statements for the shared tables, reused so that a query costs
@@ -263,6 +265,7 @@ impl PgConnection {
             client,
             target,
             broken: false,
+            staged: false,
             in_transaction: false,
             prepared: Default::default(),
             app_role: AppRoleSlot::default(),
@@ -1184,6 +1187,14 @@ impl Connection for PgConnection {
 
     fn is_closed(&self) -> bool {
         self.broken || self.client.is_closed()
+    }
+
+    fn note_staged(&mut self) {
+        self.staged = true;
+    }
+
+    fn take_staged(&mut self) -> bool {
+        std::mem::take(&mut self.staged)
     }
 
     fn table_stats(&mut self, prefix: &str) -> Result<Vec<TableStats>, DbError> {

@@ -56,6 +56,9 @@ pub struct TenantOp<'s, 'db> {
     started: Instant,
     atomic: bool,
     in_tx: bool,
+    /// A step on a member staged audit rows there (a grant's): copied to
+    /// the catalog's log when the operation ends.
+    member_staged: Option<TenantKey>,
     /// Held across commits (Oracle, SQLite): released at the end.
     held: bool,
 }
@@ -116,6 +119,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             // Registry steps share one catalog transaction while it is open,
             // though a member's steps commit apart (a migration on a fleet).
             in_tx: atomic || registry_tx,
+            member_staged: None,
             held: !atomic,
         }))
     }
@@ -182,6 +186,9 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             tx.commit()?;
             Ok(Some(value))
         })();
+        if conn.take_staged() && result.is_ok() {
+            self.member_staged = Some(key.clone());
+        }
         match member {
             Some(member) => result.context(member),
             None => result,
@@ -225,6 +232,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             if let Some((entry, details)) = audit(&value) {
                 audit::stage(&mut *tx, &entry, Some(&details))?;
                 tx.commit()?;
+                conn.take_staged();
                 audit::flush_member_staged(conn, sys, &username, key)?;
             } else {
                 tx.commit()?;
@@ -353,6 +361,11 @@ impl<'s, 'db> TenantOp<'s, 'db> {
                     tx.commit()
                 })();
             }
+        }
+        // Rows a member step staged reach the log now that the registry
+        // has committed (a failed copy waits for the tenant's next flush).
+        if let Some(key) = self.member_staged.take() {
+            let _ = self.flush_audit(&key);
         }
         result
     }

@@ -142,13 +142,19 @@ fn member_drift_is_reported_and_repaired_postgres() {
         ]
         .concat()
     );
-    // Its audit row is staged on the member (which has no audit log), as
-    // a sweep's rows there are.
+    // Its audit row is staged on the member (which has no audit log) in
+    // the grant's transaction, and copied to the catalog's log once the
+    // provisioning has committed: nothing is left staged.
     let staged = pg_rows(
         &mut m1.client(),
         "SELECT count(*)::text FROM pf_audit_stage WHERE row_json LIKE '%grants.grant%'",
     );
-    assert_eq!(staged, [["2"]], "one row per tenant provisioned there");
+    assert_eq!(staged, [["0"]], "copied to the catalog's log");
+    let logged = pg_rows(
+        &mut env.pg(),
+        "SELECT count(*)::text FROM pf_audit_log WHERE action = 'grants.grant' AND entity_type = 'tenant' AND entity_id IN ('alice', 'bob')",
+    );
+    assert_eq!(logged, [["2"]], "one row per tenant provisioned there");
     let clean = ok(&env, &role, &["grants", "check"]);
     assert!(clean.contains("on the catalog and 1 member(s)"), "{clean}");
 
