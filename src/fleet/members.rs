@@ -176,26 +176,22 @@ pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
 /// Live tenants (not deprovisioned) per member, from the registry's index;
 /// a tenant being copied to a member counts on it too (its place is taken).
 pub fn tenant_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
+    // One pass over the registry: tenants by member, and the (rare) tenants
+    // being moved by their claim, which names the target they also count on.
     let rows = sys.query(
-        "SELECT database_name, COUNT(*) FROM pf_tenants WHERE status <> 'deprovisioned' GROUP BY database_name",
+        "SELECT database_name, CASE WHEN status = 'moving' THEN claimed_by END, COUNT(*) \
+         FROM pf_tenants WHERE status <> 'deprovisioned' \
+         GROUP BY database_name, CASE WHEN status = 'moving' THEN claimed_by END",
         &[],
     )?;
-    let mut counts: HashMap<String, i64> = rows
-        .iter()
-        .map(|r| {
-            (
-                crate::catalog::registry::member_name(r.first()),
-                r[1].as_i64().unwrap_or(0),
-            )
-        })
-        .collect();
-    let moving = sys.query(
-        "SELECT claimed_by FROM pf_tenants WHERE status = 'moving'",
-        &[],
-    )?;
-    for r in moving {
-        if let Some(target) = r[0].to_text().strip_prefix(crate::fleet::moves::COPYING) {
-            *counts.entry(target.to_string()).or_default() += 1;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for r in rows {
+        let n = r[2].as_i64().unwrap_or(0);
+        *counts
+            .entry(crate::catalog::registry::member_name(r.first()))
+            .or_default() += n;
+        if let Some(target) = r[1].to_text().strip_prefix(crate::fleet::moves::COPYING) {
+            *counts.entry(target.to_string()).or_default() += n;
         }
     }
     Ok(counts)

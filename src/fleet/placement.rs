@@ -1,5 +1,6 @@
 //! Where a new tenant goes: the open member with the most free places (a
-//! member without a capacity counts as unlimited; ties by name), decided
+//! member without a capacity counts as unlimited; among those, the one with
+//! the fewest tenants; ties by name), decided
 //! under a lock in the transaction that registers the tenant, so that
 //! concurrent provisioners never overfill a member.
 
@@ -42,14 +43,19 @@ pub fn choose(sys: &mut dyn Connection, requested: Option<&str>) -> anyhow::Resu
         }
         return Ok((!member.is_catalog()).then(|| name.to_string()));
     }
-    // Most free places first (no limit beats any number), then by name.
+    // Most free places first (no limit beats any number); among equals
+    // (members without a capacity) the one holding fewest tenants, so that
+    // they fill evenly; then by name.
     let best = all
         .iter()
         .filter(|m| m.state == MemberState::Open)
         .filter(|m| m.free(held(&m.name)) != Some(0))
         .min_by(|a, b| {
             let free = |m: &members::Member| m.free(held(&m.name)).unwrap_or(i64::MAX);
-            free(b).cmp(&free(a)).then_with(|| a.name.cmp(&b.name))
+            free(b)
+                .cmp(&free(a))
+                .then_with(|| held(&a.name).cmp(&held(&b.name)))
+                .then_with(|| a.name.cmp(&b.name))
         });
     match best {
         Some(m) => Ok((!m.is_catalog()).then(|| m.name.clone())),

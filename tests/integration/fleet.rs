@@ -126,6 +126,27 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     assert!(!file.exists(), "the tenant file on the member is removed");
 }
 
+/// Members without a capacity are all unlimited: they fill evenly, the
+/// one holding the fewest tenants first, not the first by name.
+#[test]
+fn members_without_a_capacity_fill_evenly() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    for disk in ["disk_x", "disk_y", "disk_z"] {
+        let folder = env.path().join(disk);
+        env.ok(&["databases", "add", disk, folder.to_str().unwrap()]);
+    }
+    env.ok(&["databases", "drain", "catalog"]);
+    let users: Vec<String> = (0..9).map(|n| format!("e{n}")).collect();
+    let mut args = vec!["provision"];
+    args.extend(users.iter().map(String::as_str));
+    env.ok(&args);
+    let counts = counts_by_member(&env);
+    for disk in ["disk_x", "disk_y", "disk_z"] {
+        assert_eq!(counts.get(disk), Some(&3), "{counts:?}");
+    }
+}
+
 #[test]
 fn postgres_members_take_tenants_by_capacity_and_commands_follow_them() {
     let Some(server) = postgres_url() else { return };
