@@ -176,20 +176,12 @@ fn print_reports(ctx: &Context, role: &str, reports: &[Report], failed: &[Failed
 }
 
 fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
-    let (db, renderer) = if args.dry_run {
-        ctx.open_database_read_only()?
-    } else {
-        ctx.open_database_existing()?
-    };
+    let (db, renderer) = ctx.open_for(args.dry_run)?;
     if let Some((main, tenant_dir)) = db.sqlite_paths() {
         return sqlite_files(ctx, main, tenant_dir, !args.dry_run);
     }
     let role = ctx.config.app_role.as_str();
-    let mut session = if args.dry_run {
-        db.connect_read_only()?
-    } else {
-        db.connect()?
-    };
+    let mut session = db.connect_as(args.dry_run)?;
     let (applied, failed) = grants::apply(
         &mut session,
         &renderer,

@@ -524,9 +524,7 @@ fn folder_bytes(folder: &std::path::Path) -> Result<u64, DbError> {
 /// own tenants folder, then each member's (empty on server databases).
 /// `doctor` and `adopt --scan` look in all of them for files no registry row
 /// owns.
-pub fn sqlite_folders(
-    session: &mut Session<'_>,
-) -> Result<Vec<(String, std::path::PathBuf)>, DbError> {
+pub fn sqlite_folders(session: &mut Session<'_>) -> Result<Vec<(String, PathBuf)>, DbError> {
     let Some((_, own)) = session.database().sqlite_paths() else {
         return Ok(Vec::new());
     };
@@ -542,15 +540,13 @@ pub fn sqlite_folders(
 /// The tenant files in a SQLite folder, by name: (the key its name gives,
 /// path) for every `<key>.db` (not the `-wal`/`-shm` companions, lock files
 /// or a move's `.moving` copy). A folder not made yet holds none.
-pub fn tenant_files(
-    folder: &std::path::Path,
-) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+pub fn tenant_files(folder: &std::path::Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<(String, std::path::PathBuf)> = entries
+    let mut files: Vec<(String, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
