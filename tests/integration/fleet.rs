@@ -30,6 +30,55 @@ fn wait_for_server(url: &str) {
     }
 }
 
+/// The usernames `tenants` places on `member`, in its order.
+fn tenants_on(env: &Env, member: &str) -> Vec<String> {
+    env.json(&["tenants"])["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .filter(|t| t["database"] == member)
+        .map(|t| t["username"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A session on `db` holding `table` in ACCESS EXCLUSIVE mode until it is
+/// dropped (or its server stops): DDL and freezes of the table wait for it.
+fn hold_lock(db: &PgDatabase, table: &str) -> postgres::Client {
+    let mut client = db.client();
+    client
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    client
+}
+
+/// Starts pathfinder-db with `args` and waits (up to a minute) until a
+/// session on `db` waits for a lock: it has reached the held table.
+fn start_until_it_waits(env: &Env, db: &PgDatabase, args: &[&str]) -> std::process::Child {
+    let child = env
+        .std_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pathfinder-db");
+    let mut watcher = db.client();
+    let waiting = (0..600).any(|_| {
+        let n = pg_rows(
+            &mut watcher,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted",
+        );
+        if n[0][0] != "0" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(waiting, "pathfinder-db {args:?} reaches the locked table");
+    child
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -312,50 +361,10 @@ fn a_member_server_down_fails_only_its_tenants() {
     // The member's server stops in the middle of `migrate --all`: one of
     // far's tenants is mid-migration (its DDL waits for a lock held here)
     // when the server goes. far's tenants fail, named; near's all finish.
-    let placed = env.json(&["tenants"]);
-    let on = |member: &str| -> Vec<String> {
-        placed["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["database"] == member)
-            .map(|t| t["username"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let (near_users, far_users) = (on("near"), on("far"));
-    assert_eq!((near_users.len(), far_users.len()), (5, 5), "{placed}");
-    let mut blocker = far.client();
-    blocker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE pf_user_{}_chat_messages IN ACCESS EXCLUSIVE MODE",
-            far_users[0]
-        ))
-        .unwrap();
-    let child = env
-        .std_cmd()
-        .args(["--json", "migrate", "--all", "--jobs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start migrate");
-    let mut watcher = far.client();
-    let waiting = (0..600).any(|_| {
-        let n = pg_rows(
-            &mut watcher,
-            "SELECT count(*) FROM pg_locks WHERE NOT granted",
-        );
-        if n[0][0] != "0" {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        false
-    });
-    assert!(
-        waiting,
-        "the migration of {} waits for the lock",
-        far_users[0]
-    );
-    drop(watcher);
+    let (near_users, far_users) = (tenants_on(&env, "near"), tenants_on(&env, "far"));
+    assert_eq!((near_users.len(), far_users.len()), (5, 5));
+    let blocker = hold_lock(&far, &format!("pf_user_{}_chat_messages", far_users[0]));
+    let child = start_until_it_waits(&env, &far, &["--json", "migrate", "--all", "--jobs", "1"]);
     control("stop");
     let out = child.wait_with_output().expect("migrate ends");
     drop(blocker);
@@ -450,34 +459,8 @@ fn a_member_server_down_fails_only_its_tenants() {
     // The source's server stops in the middle of a move (the move waits to
     // freeze a table locked here): the tenant stays whole on far, and the
     // same command finishes the move once far is back.
-    let mut blocker = far.client();
-    blocker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE pf_user_{on_near}_experiences IN ACCESS EXCLUSIVE MODE"
-        ))
-        .unwrap();
-    let child = env
-        .std_cmd()
-        .args(["move", &on_near, "--to", "near"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start move");
-    let mut watcher = far.client();
-    let waiting = (0..600).any(|_| {
-        if pg_rows(
-            &mut watcher,
-            "SELECT count(*) FROM pg_locks WHERE NOT granted",
-        )[0][0]
-            != "0"
-        {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        false
-    });
-    assert!(waiting, "the move waits for the lock on its source");
-    drop(watcher);
+    let blocker = hold_lock(&far, &format!("pf_user_{on_near}_experiences"));
+    let child = start_until_it_waits(&env, &far, &["move", &on_near, "--to", "near"]);
     control("stop");
     let cut = child.wait_with_output().expect("move ends");
     drop(blocker);
@@ -683,32 +666,10 @@ fn jobs_are_per_member_so_a_slow_member_holds_up_no_other() {
     let mut args = vec!["provision", "--to", "3"];
     args.extend(users.iter().map(String::as_str));
     env.ok(&args);
-    let placed = env.json(&["tenants"]);
-    let on = |member: &str| -> Vec<String> {
-        placed["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["database"] == member)
-            .map(|t| t["username"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let (slow_users, quick_users) = (on("slow"), on("quick"));
-    assert_eq!((slow_users.len(), quick_users.len()), (6, 6), "{placed}");
-    let mut blocker = slow.client();
-    blocker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE pf_user_{}_chat_messages IN ACCESS EXCLUSIVE MODE",
-            slow_users[0]
-        ))
-        .unwrap();
-    let child = env
-        .std_cmd()
-        .args(["--json", "migrate", "--all", "--jobs", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start migrate");
+    let (slow_users, quick_users) = (tenants_on(&env, "slow"), tenants_on(&env, "quick"));
+    assert_eq!((slow_users.len(), quick_users.len()), (6, 6));
+    let mut blocker = hold_lock(&slow, &format!("pf_user_{}_chat_messages", slow_users[0]));
+    let child = start_until_it_waits(&env, &slow, &["--json", "migrate", "--all", "--jobs", "1"]);
     let mut catalog = env.pg();
     let names = quick_users
         .iter()

@@ -6,78 +6,8 @@
 //! makes a role of its own name, dropped (with its grants, in each database
 //! the test made) when the test ends, however it ends.
 
-use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::common::{Env, PgDatabase, pg_rows, postgres_url};
-
-static ROLES: AtomicUsize = AtomicUsize::new(0);
-
-/// A role name no other test (nor another run on the server) uses, and the
-/// databases and servers to clean it from at the end.
-struct AppRole {
-    name: String,
-    databases: Vec<String>,
-    servers: Vec<String>,
-}
-
-impl AppRole {
-    fn new(servers: &[&str], databases: &[&str]) -> AppRole {
-        AppRole {
-            name: format!(
-                "pf_fgapp_{}_{}",
-                std::process::id(),
-                ROLES.fetch_add(1, Ordering::SeqCst)
-            ),
-            databases: databases.iter().map(|d| d.to_string()).collect(),
-            servers: servers.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
-
-impl Drop for AppRole {
-    fn drop(&mut self) {
-        for url in &self.databases {
-            if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP OWNED BY {}", self.name));
-            }
-        }
-        for url in &self.servers {
-            if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
-            }
-        }
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The binary with `role` as the configured application role.
-fn run(env: &Env, role: &AppRole, args: &[&str]) -> Output {
-    env.cmd()
-        .env("PATHFINDER_APP_ROLE", &role.name)
-        .args(args)
-        .output()
-        .expect("run pathfinder-db")
-}
-
-fn ok(env: &Env, role: &AppRole, args: &[&str]) -> String {
-    let out = run(env, role, args);
-    assert!(
-        out.status.success(),
-        "pathfinder-db {args:?} failed ({:?}): {}{}",
-        out.status.code(),
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
-}
+use crate::least_privilege::{AppRole, ok, run, stderr, stdout};
 
 /// The grants `role` holds in `db` on relations whose name starts with
 /// `prefix`, as `relation:PRIVILEGE`, sorted (from the ACLs).
@@ -117,7 +47,7 @@ fn member_drift_is_reported_and_repaired_postgres() {
     let Some(server) = postgres_url() else { return };
     let env = Env::postgres(&server, "fgrants");
     let m1 = PgDatabase::create(&server, "fgrantsm1");
-    let role = AppRole::new(&[&server], &[&env.url, &m1.url]);
+    let role = AppRole::on(&[&server], &[&env.url, &m1.url]);
     ok(&env, &role, &["init"]);
     ok(&env, &role, &["grants", "apply", "--create-role"]);
     ok(&env, &role, &["databases", "add", "m1", &m1.url]);
@@ -309,7 +239,7 @@ fn an_unreachable_member_is_named_and_the_others_are_done_postgres() {
     let env = Env::postgres(&server, "fgdown");
     let near = PgDatabase::create(&server, "fgdownnear");
     let gone = PgDatabase::create(&server, "fgdowngone");
-    let role = AppRole::new(&[&server], &[&env.url, &near.url, &gone.url]);
+    let role = AppRole::on(&[&server], &[&env.url, &near.url, &gone.url]);
     ok(&env, &role, &["init"]);
     ok(&env, &role, &["grants", "apply", "--create-role"]);
     ok(&env, &role, &["databases", "add", "near", &near.url]);
@@ -380,7 +310,7 @@ fn a_member_on_another_server_needs_the_role_there_postgres() {
     };
     let env = Env::postgres(&server, "fgfar");
     let far = PgDatabase::create(&second, "fgfarm");
-    let role = AppRole::new(&[&server, &second], &[&env.url, &far.url]);
+    let role = AppRole::on(&[&server, &second], &[&env.url, &far.url]);
     ok(&env, &role, &["init"]);
     ok(&env, &role, &["grants", "apply", "--create-role"]);
     ok(&env, &role, &["databases", "add", "far", &far.url]);

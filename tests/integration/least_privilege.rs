@@ -15,50 +15,60 @@ use crate::common::{self, Env};
 
 static ROLES: AtomicUsize = AtomicUsize::new(0);
 
-/// A role made for one test, dropped (with its grants) when the test ends.
-struct AppRole {
-    server: String,
-    db_url: String,
-    name: String,
+/// A role made for one test, dropped (with its grants, in each database the
+/// test made, then on each server) when the test ends.
+pub(crate) struct AppRole {
+    pub(crate) name: String,
+    databases: Vec<String>,
+    servers: Vec<String>,
 }
 
 impl AppRole {
     /// A name no other test (nor another run on the server) uses. Not created:
     /// `grants apply --create-role` does that.
     fn new(server: &str, env: &Env) -> AppRole {
+        AppRole::on(&[server], &[&env.url])
+    }
+
+    /// The same, cleaned from several databases and servers (a fleet).
+    pub(crate) fn on(servers: &[&str], databases: &[&str]) -> AppRole {
         AppRole {
-            server: server.to_string(),
-            db_url: env.url.clone(),
             name: format!(
                 "pf_app_{}_{}",
                 std::process::id(),
                 ROLES.fetch_add(1, Ordering::SeqCst)
             ),
+            databases: databases.iter().map(|d| d.to_string()).collect(),
+            servers: servers.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
 
 impl Drop for AppRole {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.db_url, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP OWNED BY {}", self.name));
+        for url in &self.databases {
+            if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP OWNED BY {}", self.name));
+            }
         }
-        if let Ok(mut c) = postgres::Client::connect(&self.server, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+        for url in &self.servers {
+            if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+            }
         }
     }
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The binary with `role` as the configured application role.
-fn run(env: &Env, role: &AppRole, args: &[&str]) -> Output {
+pub(crate) fn run(env: &Env, role: &AppRole, args: &[&str]) -> Output {
     env.cmd()
         .env("PATHFINDER_APP_ROLE", &role.name)
         .args(args)
@@ -66,7 +76,7 @@ fn run(env: &Env, role: &AppRole, args: &[&str]) -> Output {
         .expect("run pathfinder-db")
 }
 
-fn ok(env: &Env, role: &AppRole, args: &[&str]) -> String {
+pub(crate) fn ok(env: &Env, role: &AppRole, args: &[&str]) -> String {
     let out = run(env, role, args);
     assert!(
         out.status.success(),
