@@ -24,7 +24,12 @@ where
     R: Send,
     E: Send + From<crate::db::DbError>,
 {
-    run(db, false, items, jobs, fail_fast, work, on_done)
+    let options = PoolOptions {
+        jobs,
+        read_only: false,
+        fail_fast,
+    };
+    for_each_by_member(db, items, options, one_group(jobs), work, on_done)
 }
 
 /// [`for_each`] with read-only sessions, for work that only reads (a dry
@@ -40,24 +45,20 @@ where
     R: Send,
     E: Send + From<crate::db::DbError>,
 {
-    run(db, true, items, jobs, false, work, |_, _| {})
+    let options = PoolOptions {
+        jobs,
+        read_only: true,
+        fail_fast: false,
+    };
+    for_each_by_member(db, items, options, one_group(jobs), work, |_, _| {})
 }
 
-/// [`for_each_read_only`] with `on_done` called as each item finishes (for
-/// progress bars).
-pub fn for_each_read_only_reporting<T, R, E>(
-    db: &Database,
-    items: &[T],
-    jobs: usize,
-    work: impl Fn(&mut Session<'_>, &T) -> Result<R, E> + Sync,
-    on_done: impl Fn(&T, &Result<R, E>) + Sync,
-) -> Vec<Option<Result<R, E>>>
-where
-    T: Sync,
-    R: Send,
-    E: Send + From<crate::db::DbError>,
-{
-    run(db, true, items, jobs, false, work, on_done)
+/// Every item in one group: `jobs` sessions in all.
+fn one_group<T>(jobs: usize) -> ByMember<T> {
+    ByMember {
+        member_of: |_| "",
+        limit: jobs,
+    }
 }
 
 /// How the pool spreads tenants over the members of a fleet: at most `jobs`
@@ -108,26 +109,6 @@ where
     let schedule = Schedule::new(groups, jobs);
     pool(
         db, read_only, fail_fast, items, schedule, workers, work, on_done,
-    )
-}
-
-fn run<T, R, E>(
-    db: &Database,
-    read_only: bool,
-    items: &[T],
-    jobs: usize,
-    fail_fast: bool,
-    work: impl Fn(&mut Session<'_>, &T) -> Result<R, E> + Sync,
-    on_done: impl Fn(&T, &Result<R, E>) + Sync,
-) -> Vec<Option<Result<R, E>>>
-where
-    T: Sync,
-    R: Send,
-    E: Send + From<crate::db::DbError>,
-{
-    let schedule = Schedule::new(vec![(0..items.len()).collect()], jobs);
-    pool(
-        db, read_only, fail_fast, items, schedule, jobs, work, on_done,
     )
 }
 
