@@ -22,16 +22,6 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs with --json and parses stdout, whatever the exit code; returns both.
-fn json_run(env: &Env, args: &[&str]) -> (Option<i32>, Json) {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: no JSON on stdout ({e}): {}", stderr(&out)));
-    (out.status.code(), doc)
-}
-
 fn count(rows: Vec<Vec<String>>) -> i64 {
     rows[0][0].parse().expect("a count")
 }
@@ -317,7 +307,7 @@ fn adopt_seed_tenants(env: &Env) {
 
     // --scan finds the four by their nine tables; without --repair only dave
     // matches a version exactly; nothing changes in a dry run.
-    let (code, doc) = json_run(env, &["adopt", "--scan", "--dry-run"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan", "--dry-run"]);
     assert_eq!(code, Some(3), "{doc}");
     assert_eq!(usernames(&doc["tenants"]), ["dave"]);
     assert_eq!(doc["tenants"][0]["version"], 1);
@@ -352,7 +342,7 @@ fn adopt_seed_tenants(env: &Env) {
             .contains(&Json::from("missing column experiences.location")),
         "{doc}"
     );
-    let (code, doc) = json_run(env, &["adopt", "--scan", "--dry-run", "--repair"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan", "--dry-run", "--repair"]);
     assert_eq!(code, Some(3), "{doc}");
     assert_eq!(usernames(&doc["tenants"]), ["alice", "bob", "dave"]);
     let alice = doc["tenants"]
@@ -463,7 +453,7 @@ fn adopt_seed_tenants(env: &Env) {
     );
 
     // Only carol is left to find, and she is refused.
-    let (code, doc) = json_run(env, &["adopt", "--scan"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan"]);
     assert_eq!(code, Some(1), "{doc}");
     assert_eq!(usernames(&doc["failed"]), ["carol"]);
 
@@ -604,14 +594,14 @@ fn storage_stats_and_analyze(env: &Env) {
 
     // Alerts: the tenants over a threshold are listed and the exit code is 1.
     let threshold = bob["bytes"].as_u64().unwrap().to_string();
-    let (code, doc) = json_run(env, &["stats", "--all", "--alert-bytes", &threshold]);
+    let (code, doc) = env.json_run(&["stats", "--all", "--alert-bytes", &threshold]);
     assert_eq!(code, Some(1));
     assert_eq!(usernames(&doc["alerts"]), ["alice"]);
     let out = env.run(&["stats", "--all", "--alert-bytes", &threshold]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("ALERT alice"), "{}", stdout(&out));
     assert!(!stdout(&out).contains("ALERT bob"), "{}", stdout(&out));
-    let (code, _) = json_run(env, &["stats", "--all", "--alert-bytes", "1T"]);
+    let (code, _) = env.json_run(&["stats", "--all", "--alert-bytes", "1T"]);
     assert_eq!(code, Some(0));
     let top = env.json(&["stats", "--all", "--top", "1"]);
     assert_eq!(usernames(&top["tenants"]), ["alice"]);
@@ -1011,7 +1001,7 @@ fn doctor_reports_failed_tenants_missing_tables_and_strays_sqlite() {
         "{text}"
     );
     assert!(catalog.contains("adopt --scan"), "{text}");
-    let (_, doc) = json_run(&env, &["doctor"]);
+    let (_, doc) = env.json_run(&["doctor"]);
     assert_eq!(doc["ok"], false);
     assert_eq!(usernames(&doc["failed"]), ["bob"]);
 }

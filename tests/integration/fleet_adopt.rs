@@ -16,16 +16,6 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Runs with --json: the exit code and the document on stdout.
-fn json_run(env: &Env, args: &[&str]) -> (Option<i32>, Json) {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = env.run(&all);
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: no JSON on stdout ({e}): {}", stderr(&out)));
-    (out.status.code(), doc)
-}
-
 /// The entry of `list` (tenants or failed) for `user`.
 fn entry(list: &Json, user: &str) -> Json {
     list.as_array()
@@ -102,7 +92,7 @@ fn postgres_members_tenant_tables_are_adopted_where_they_are() {
         .unwrap();
 
     // A dry run finds each on its member and changes nothing.
-    let (code, doc) = json_run(&env, &["adopt", "--scan", "--dry-run"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan", "--dry-run"]);
     assert_eq!(
         code,
         Some(3),
@@ -253,7 +243,7 @@ fn postgres_adopt_scan_names_an_unreachable_member_and_adopts_the_others() {
     );
 
     // A dry run names m2 and finds m1's tenants.
-    let (code, doc) = json_run(&env, &["adopt", "--scan", "--dry-run"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan", "--dry-run"]);
     assert_eq!(code, Some(3), "{doc}");
     assert_eq!(usernames(&doc["tenants"]), ["dave", "fred"], "{doc}");
     assert_eq!(doc["unreachable"][0]["database"], "m2", "{doc}");
@@ -331,7 +321,7 @@ fn sqlite_doctor_and_adopt_report_tenant_files_in_member_folders() {
     // registered) and still adopts the tables in the main file.
     let ddl = env.ok(&["render", "dave", "--to", "1", "--dialect", "sqlite"]);
     env.system_exec(&ddl);
-    let (code, doc) = json_run(&env, &["adopt", "--scan", "--dry-run"]);
+    let (code, doc) = env.json_run(&["adopt", "--scan", "--dry-run"]);
     assert_eq!(code, Some(3), "{doc}");
     assert_eq!(usernames(&doc["tenants"]), ["dave"], "{doc}");
     assert_eq!(usernames(&doc["failed"]), ["ghost"], "{doc}");
@@ -358,10 +348,7 @@ fn sqlite_doctor_and_adopt_report_tenant_files_in_member_folders() {
     assert_eq!(registered_on(&env, "dave"), "catalog");
     assert!(env.tenant_dir().join("dave.db").exists());
     // Narrowed to the member: only its files.
-    let (code, doc) = json_run(
-        &env,
-        &["--database", "disk_a", "adopt", "--scan", "--dry-run"],
-    );
+    let (code, doc) = env.json_run(&["--database", "disk_a", "adopt", "--scan", "--dry-run"]);
     assert_eq!(code, Some(1), "{doc}");
     assert_eq!(usernames(&doc["failed"]), ["ghost"], "{doc}");
     std::fs::remove_file(&ghost).unwrap();

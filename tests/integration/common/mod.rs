@@ -316,6 +316,21 @@ impl Env {
         serde_json::from_str(&self.ok(&all)).expect("JSON on stdout")
     }
 
+    /// Runs the binary with --json and parses stdout, whatever the exit
+    /// code; returns both.
+    pub fn json_run(&self, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no JSON on stdout ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), doc)
+    }
+
     /// The binary as a std Command (to run in the background), pointed at this database.
     pub fn std_cmd(&self) -> std::process::Command {
         let mut cmd = pathfinder_std(self.path());
