@@ -344,10 +344,11 @@ fn add_checked(
     let db = session.database();
     let (url, made) = storable_url(db, name, url)?;
     *created = made;
+    let mut member = None;
     if db.dialect() != crate::db::dialect::Dialect::Sqlite {
         let mut conn = db.connect_member(name, &url)?;
         check_member(conn.as_mut(), name)?;
-        crate::catalog::audit::create_member_stage(conn.as_mut())?;
+        member = Some(conn);
     }
     let sys = session.system();
     let mut tx = Tx::begin(sys)?;
@@ -366,6 +367,11 @@ fn add_checked(
         .into());
     }
     audit_change(&mut *tx, "add", name, started, None)?;
+    // The member's audit stage, made only once the add is sure of itself
+    // (a refused add leaves nothing on the member).
+    if let Some(conn) = member.as_mut() {
+        crate::catalog::audit::create_member_stage(conn.as_mut())?;
+    }
     tx.commit()?;
     let sys = session.system();
     Ok(get(sys, name)?.expect("just added"))
