@@ -510,6 +510,12 @@ pub trait Connection: Send {
         false
     }
 
+    /// Whether this is a member database's connection (which has no
+    /// `pf_audit_log`: audit rows written there are staged).
+    fn is_member(&self) -> bool {
+        false
+    }
+
     /// Notes that an audit row was staged on this connection (a server
     /// member's `pf_audit_stage`), for [`Connection::take_staged`].
     fn note_staged(&mut self) {}
@@ -1021,7 +1027,8 @@ impl Database {
                     target
                         .connect()
                         .map_err(in_member)?
-                        .with_app_role(self.app_role.clone()),
+                        .with_app_role(self.app_role.clone())
+                        .as_member(),
                 ))
             }
             Dialect::Sqlite => Err(DbError::other(format!(

@@ -600,6 +600,7 @@ impl OracleTarget {
             handles: HashMap::new(),
             held_locks: Vec::new(),
             app_role: AppRoleSlot::default(),
+            member: false,
         };
         conn.set_up_session()?;
         Ok(conn)
@@ -622,9 +623,17 @@ pub struct OracleConnection {
     held_locks: Vec<String>,
     /// The configured application role, and whether the database has it.
     app_role: AppRoleSlot,
+    /// A member database's connection (not the catalog's).
+    member: bool,
 }
 
 impl OracleConnection {
+    /// Marks the connection as a member database's.
+    pub fn as_member(mut self) -> Self {
+        self.member = true;
+        self
+    }
+
     /// The application role the objects this connection creates are granted to.
     pub fn with_app_role(mut self, role: Option<String>) -> Self {
         self.app_role = AppRoleSlot::new(role);
@@ -877,6 +886,10 @@ impl Connection for OracleConnection {
         };
         self.held_locks.remove(pos);
         self.release(&scoped, &name.to_string())
+    }
+
+    fn is_member(&self) -> bool {
+        self.member
     }
 
     fn is_closed(&self) -> bool {

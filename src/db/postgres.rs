@@ -127,6 +127,8 @@ pub struct PgConnection {
     target: String,
     /// Set when an error said the connection is gone (the client may not know yet).
     broken: bool,
+    /// A member database's connection (not the catalog's).
+    member: bool,
     /// An audit row was staged here (a member) and not yet copied.
     staged: bool,
     /// Whether we opened a transaction (so a stray COMMIT/ROLLBACK costs no round trip).
@@ -265,6 +267,7 @@ impl PgConnection {
             client,
             target,
             broken: false,
+            member: member.is_some(),
             staged: false,
             in_transaction: false,
             prepared: Default::default(),
@@ -1187,6 +1190,10 @@ impl Connection for PgConnection {
 
     fn is_closed(&self) -> bool {
         self.broken || self.client.is_closed()
+    }
+
+    fn is_member(&self) -> bool {
+        self.member
     }
 
     fn note_staged(&mut self) {

@@ -1448,11 +1448,10 @@ fn grant_objects(
 /// staged in the member's `pf_audit_stage` (as a sweep's rows there are),
 /// from where the tenant's next flush copies it to the catalog's log.
 fn audit_grant(conn: &mut dyn Connection, entry: &AuditEntry, details: &str) -> anyhow::Result<()> {
-    const LOG: &str = "pf_audit_log";
-    if conn.table_names(LOG, false)?.iter().any(|n| n == LOG) {
-        audit::write_details(conn, entry, Some(details))?;
-    } else {
+    if conn.is_member() {
         audit::stage(conn, entry, Some(details))?;
+    } else {
+        audit::write_details(conn, entry, Some(details))?;
     }
     Ok(())
 }

@@ -931,7 +931,9 @@ fn max_runtime_stops_between_batches(env: &Env) {
         )],
     );
     apply(env, &dir);
-    let total = 4000;
+    // Enough 2-row batches that no machine finishes them in 700 ms (a
+    // quiet one did 2,000 in less).
+    let total = 40_000;
     old_messages(env, "big", "b", total);
     let stop_file = env.path().join("retention.stop");
 
