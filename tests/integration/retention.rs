@@ -741,9 +741,12 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
     apply(env, &default_policies());
     let stop_file = env.path().join("never.stop");
     let mut round = 0;
+    // Messages per tenant and round: enough one-row batches that a run is
+    // still at work when the kill comes, on a quiet machine too.
+    const PER_ROUND: usize = 240;
     let seed = |env: &Env, round: usize| {
         for key in &tenants {
-            old_messages(env, key, &format!("r{round}"), 60);
+            old_messages(env, key, &format!("r{round}"), PER_ROUND);
         }
         old_audit_rows(env, &format!("r{round}"), 30);
     };
@@ -776,8 +779,9 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
             .spawn()
             .expect("start retention run");
         let archived_before = archived_messages(env, &tenants);
+        // Runs that finished first make the next kills come sooner.
         std::thread::sleep(Duration::from_millis(
-            20 + 100 * idle_kills + rng.below(200),
+            20 + 100 * idle_kills + rng.below((200 >> finished.min(4)).max(10)),
         ));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -803,7 +807,7 @@ fn sigkill_at_random_moments_loses_nothing(env: &Env) {
         let table = format!("pf_user_{key}_chat_messages");
         let mut originals = BTreeMap::new();
         for r in 0..=round {
-            for i in 1..=60 {
+            for i in 1..=PER_ROUND {
                 originals.insert(format!("r{r}-{i}"), ());
             }
         }
