@@ -165,25 +165,24 @@ pub fn create_member_stage(member: &mut dyn Connection) -> Result<(), DbError> {
 /// Stages the audit row of work done in the open transaction of a tenant
 /// file (which gets its stage here) or of a server member (whose stage was
 /// made when it was added).
+/// Returns the staged row's id.
 pub fn stage(
     tenant: &mut dyn Connection,
     entry: &AuditEntry,
     details: Option<&str>,
-) -> Result<(), DbError> {
+) -> Result<String, DbError> {
     if tenant.dialect() == Dialect::Sqlite {
         tenant.execute(&stage_ddl(Dialect::Sqlite), &[])?;
     }
     let row = serde_json::to_string(&Row::of(entry, details))
         .map_err(|e| DbError::other(e.to_string()))?;
+    let id = uuid::Uuid::new_v4().to_string();
     tenant.execute(
         &format!("INSERT INTO {STAGE} (id, row_json) VALUES (?, ?)"),
-        &[
-            Value::Text(uuid::Uuid::new_v4().to_string()),
-            Value::Text(row),
-        ],
+        &[Value::Text(id.clone()), Value::Text(row)],
     )?;
     tenant.note_staged();
-    Ok(())
+    Ok(id)
 }
 
 /// Whether a tenant file holds staged rows that were never copied (a killed run's).
@@ -221,13 +220,51 @@ pub fn flush_member_staged(
                     .any(|t| t.name == table)
             })
     };
-    flush_staged_of(member, sys, Some(&ours))
+    flush_staged_of(
+        member,
+        sys,
+        Some(&|_: &str, row: &Row| ours(&row.entity_id)),
+    )
 }
+
+/// Copies the rows a killed run of `command` left staged on a server member
+/// to the catalog's log (rows about no tenant, which no tenant's flush takes).
+pub fn flush_member_left_by(
+    member: &mut dyn Connection,
+    sys: &mut dyn Connection,
+    command: &str,
+) -> Result<(), DbError> {
+    flush_staged_of(
+        member,
+        sys,
+        Some(&|_: &str, row: &Row| row.command == command),
+    )
+}
+
+/// Copies the rows `ids` staged on a server member to the catalog's log
+/// and removes them from the stage (rows this process staged itself).
+pub fn flush_member_ids(
+    member: &mut dyn Connection,
+    sys: &mut dyn Connection,
+    ids: &[String],
+) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    flush_staged_of(
+        member,
+        sys,
+        Some(&|id: &str, _: &Row| ids.iter().any(|i| i == id)),
+    )
+}
+
+/// Which staged rows a flush takes, by their stage id and contents.
+type Keep<'a> = dyn Fn(&str, &Row) -> bool + 'a;
 
 fn flush_staged_of(
     tenant: &mut dyn Connection,
     sys: &mut dyn Connection,
-    entity: Option<&dyn Fn(&str) -> bool>,
+    keep: Option<&Keep>,
 ) -> Result<(), DbError> {
     // SQLite keeps the order of staging in its rowid; elsewhere the rows'
     // own times order them in the log.
@@ -251,7 +288,7 @@ fn flush_staged_of(
                 "a staged audit row ({STAGE} {id}) cannot be read: {e}"
             ))
         })?;
-        if entity.is_none_or(|ours| ours(&row.entity_id)) {
+        if keep.is_none_or(|keep| keep(&id, &row)) {
             rows.push((r[0].clone(), id, row));
         }
     }

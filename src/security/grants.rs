@@ -1188,6 +1188,10 @@ fn apply_on(
         access_on(conn, database, role, None)?
             .ok_or_else(|| anyhow::anyhow!("{dialect} has no roles"))
     };
+    // Audit rows a killed run staged on this member reach the log first.
+    if let Some(log) = reborrow(&mut log).filter(|_| !dry_run) {
+        audit::flush_member_left_by(conn, log, "grants")?;
+    }
     let mut catalog = read(conn)?;
     let mut applied = Applied {
         database: database.to_string(),
@@ -1298,11 +1302,10 @@ fn change_entry(role: &str, database: &str, change: &Change) -> (AuditEntry, Str
     (entry, details)
 }
 
-/// Runs `changes` on `conn` with an audit row each, written on `log` (the
-/// catalog, for a member's changes) or else on `conn`: in one transaction
-/// where DDL is transactional (a member's inside the catalog's of its audit
-/// rows, so a failure on either leaves neither), else each change followed
-/// by its audit row's commit.
+/// Runs `changes` on `conn` with an audit row each, for `log` (the catalog,
+/// for a member's changes) or else on `conn`: in one transaction where DDL
+/// is transactional (a member's rows staged on it in that transaction, then
+/// copied to `log`), else each change followed by its audit row's commit.
 fn run_audited(
     conn: &mut dyn Connection,
     log: Option<&mut dyn Connection>,
@@ -1311,20 +1314,23 @@ fn run_audited(
     changes: &[Change],
 ) -> anyhow::Result<()> {
     if conn.dialect().transactional_ddl() {
-        let mut log_tx = log.map(Tx::begin).transpose()?;
+        // A member's rows are staged on it, in the transaction of the
+        // changes (a kill cannot part them), then copied to the catalog's log.
+        let mut staged = Vec::new();
         let mut tx = Tx::begin(conn)?;
         for change in changes {
             tx.run_statements(&change.statements)?;
             let (entry, details) = change_entry(role, database, change);
-            let audit_to: &mut dyn Connection = match log_tx.as_mut() {
-                Some(l) => &mut **l,
-                None => &mut *tx,
-            };
-            audit::write_details(audit_to, &entry, Some(&details))?;
+            if log.is_some() {
+                staged.push(audit::stage(&mut *tx, &entry, Some(&details))?);
+            } else {
+                audit::write_details(&mut *tx, &entry, Some(&details))?;
+            }
         }
         tx.commit()?;
-        if let Some(l) = log_tx {
-            l.commit()?;
+        conn.take_staged();
+        if let Some(log) = log {
+            audit::flush_member_ids(conn, log, &staged)?;
         }
     } else {
         let mut log = log;

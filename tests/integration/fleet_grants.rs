@@ -228,6 +228,31 @@ fn member_drift_is_reported_and_repaired_postgres() {
     ] {
         assert!(audited.contains(&want), "{want} not in {audited:?}");
     }
+    // The member's rows were staged with its changes and then copied:
+    // nothing is left on the member.
+    let left = pg_rows(
+        &mut m1.client(),
+        "SELECT count(*)::text FROM pf_audit_stage",
+    );
+    assert_eq!(left, [["0"]]);
+    // A row a killed apply left staged reaches the log with the next apply.
+    m1.client()
+        .batch_execute(
+            "INSERT INTO pf_audit_stage (id, row_json) VALUES ('left-by-kill', \
+             '{\"user_id\":null,\"action\":\"grants.grant\",\"entity_type\":\"role\",\"entity_id\":\"r\",\"command\":\"grants\",\"execution_time_ms\":1,\"error\":null,\"details\":null}')",
+        )
+        .unwrap();
+    ok(&env, &role, &["grants", "apply"]);
+    let logged = pg_rows(
+        &mut env.pg(),
+        "SELECT count(*)::text FROM pf_audit_log WHERE id = 'left-by-kill'",
+    );
+    assert_eq!(logged, [["1"]], "the leftover row was copied");
+    let left = pg_rows(
+        &mut m1.client(),
+        "SELECT count(*)::text FROM pf_audit_stage",
+    );
+    assert_eq!(left, [["0"]]);
 }
 
 /// A member that cannot be reached: `grants apply` repairs the others and
