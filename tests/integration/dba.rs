@@ -4,7 +4,7 @@
 //! preflight checks, shell completions and man pages.
 
 use crate::common;
-use crate::common::on_both_backends;
+use crate::common::{on_both_backends, usernames};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,17 +31,6 @@ fn audit_count(env: &Env, action: &str, user: &str, status: u32) -> i64 {
         "SELECT COUNT(*) FROM pf_audit_log WHERE action = '{action}' AND entity_id = '{user}' \
          AND response_status = {status}"
     )))
-}
-
-fn usernames(list: &Json) -> Vec<String> {
-    let mut names: Vec<String> = list
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|t| t["username"].as_str().expect("username").to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 fn env_dialect(env: &Env) -> Dialect {

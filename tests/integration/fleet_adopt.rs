@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 
-use crate::common::{Env, PgDatabase, pg_rows, postgres_url};
+use crate::common::{Env, PgDatabase, pg_rows, postgres_url, usernames};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -24,17 +24,6 @@ fn entry(list: &Json, user: &str) -> Json {
         .find(|t| t["username"] == user)
         .cloned()
         .unwrap_or_else(|| panic!("no {user} in {list}"))
-}
-
-fn usernames(list: &Json) -> Vec<String> {
-    let mut names: Vec<String> = list
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|t| t["username"].as_str().expect("username").to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 /// The tables pathfinder-db's version 1 gives `user`, made by hand on `db`.

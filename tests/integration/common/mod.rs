@@ -411,3 +411,15 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// The `username` of every object in a JSON list, sorted.
+pub fn usernames(list: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| t["username"].as_str().expect("username").to_string())
+        .collect();
+    names.sort();
+    names
+}
