@@ -161,6 +161,9 @@ pub fn check_database(
     };
     unsettled(&tenants, checks, &mut report.failed_tenants);
     let checks = &mut report.checks;
+    if crate::migrate::system_is_current(session.system(), &renderer).unwrap_or(false) {
+        member_counts(&mut session, &tenants, checks);
+    }
     if let Err(e) = catalog(&mut session, &tenants, checks) {
         checks.push(Check::fail(
             "catalog",
@@ -309,6 +312,55 @@ fn unsettled(
         ),
         fixes.join("; "),
     ));
+}
+
+/// The counts of tenants per member that placement reads (kept by the
+/// registry's trigger) agree with the registry.
+fn member_counts(session: &mut Session<'_>, tenants: &[TenantRecord], checks: &mut Vec<Check>) {
+    let kept = match crate::fleet::members::kept_counts(session.system()) {
+        Ok(k) => k,
+        Err(e) => {
+            checks.push(Check::fail(
+                "member counts",
+                e.message,
+                "grant this user SELECT on pf_databases",
+            ));
+            return;
+        }
+    };
+    // As the trigger counts: live tenants on their member, and a tenant
+    // being copied on its target too.
+    let mut counted: HashMap<String, i64> = HashMap::new();
+    for t in tenants.iter().filter(|t| t.status != Status::Deprovisioned) {
+        *counted.entry(t.database.clone()).or_default() += 1;
+        if let Some(crate::fleet::moves::Phase::Copying { target }) =
+            crate::fleet::moves::Phase::of(t)
+        {
+            *counted.entry(target).or_default() += 1;
+        }
+    }
+    let mut wrong: Vec<String> = kept
+        .iter()
+        .map(|(name, &n)| (name, n, counted.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n, c)| n != c)
+        .map(|(name, n, c)| format!("{name} (kept {n}, registry {c})"))
+        .collect();
+    wrong.sort();
+    checks.push(if wrong.is_empty() {
+        Check::ok(
+            "member counts",
+            "each member's count of tenants agrees with the registry",
+        )
+    } else {
+        Check::fail(
+            "member counts",
+            format!(
+                "placement would misjudge these members (unless tenants were being placed meanwhile): {}",
+                listed(&wrong)
+            ),
+            "run `pathfinder-db databases recount`",
+        )
+    });
 }
 
 /// Registry rows whose tables are missing, and tenant tables no registry row

@@ -22,6 +22,8 @@ pub enum Sub {
     Open(NameArg),
     /// Forget a member that holds no tenant
     Remove(NameArg),
+    /// Count each member's tenants again from the registry (when `doctor` says the kept counts disagree)
+    Recount,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +72,27 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             let mut session = db.connect()?;
             members::remove(&mut session, &a.name)?;
             ctx.say(format!("removed member {}", a.name));
+            Ok(0)
+        }
+        Sub::Recount => {
+            let (db, _) = ctx.open_database_existing()?;
+            let mut session = db.connect()?;
+            let changed = members::recount(&mut session)?;
+            if ctx.json {
+                let doc: Vec<_> = changed
+                    .iter()
+                    .map(|(name, kept, counted)| {
+                        serde_json::json!({"name": name, "was": kept, "tenants": counted})
+                    })
+                    .collect();
+                ctx.print_json(&serde_json::Value::Array(doc));
+            } else if changed.is_empty() {
+                ctx.say("every member's count agrees with the registry: nothing changed");
+            } else {
+                for (name, kept, counted) in &changed {
+                    ctx.say(format!("member {name}: {kept} -> {counted} tenants"));
+                }
+            }
             Ok(0)
         }
     }

@@ -173,8 +173,21 @@ pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
     )? == 1)
 }
 
+/// [`tenant_counts`] as the registry's trigger keeps them in `pf_databases`
+/// (system version 8): one row per member, whatever the fleet's size, for
+/// placement, which runs once per tenant placed. `doctor` checks them against
+/// [`tenant_counts`].
+pub fn kept_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
+    Ok(sys
+        .query("SELECT name, tenants FROM pf_databases", &[])?
+        .into_iter()
+        .map(|r| (r[0].to_text(), r[1].as_i64().unwrap_or(0)))
+        .collect())
+}
+
 /// Live tenants (not deprovisioned) per member, from the registry's index;
 /// a tenant being copied to a member counts on it too (its place is taken).
+/// Exact, and readable on any system version from 7; linear in the fleet.
 pub fn tenant_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
     // One pass over the registry: tenants by member, and the (rare) tenants
     // being moved by their claim, which names the target they also count on.
@@ -429,6 +442,36 @@ pub fn change_state(
     audit_change(&mut *tx, action, name, started, None)?;
     tx.commit()?;
     Ok(())
+}
+
+/// `databases recount`: sets each member's kept count to what the registry
+/// holds, under the placement lock (as version 8 first set them). What
+/// `doctor` advises when the two disagree (a trigger disabled, a count
+/// edited by hand). Returns the members whose count changed: (name, kept,
+/// counted).
+pub fn recount(session: &mut Session<'_>) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    let started = std::time::Instant::now();
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    tx.lock(&crate::db::Lock::Placement)?;
+    let kept = kept_counts(&mut *tx)?;
+    let counted = tenant_counts(&mut *tx)?;
+    let mut changed: Vec<(String, i64, i64)> = kept
+        .iter()
+        .map(|(name, &k)| (name.clone(), k, counted.get(name).copied().unwrap_or(0)))
+        .filter(|(_, k, c)| k != c)
+        .collect();
+    changed.sort();
+    for (name, _, count) in &changed {
+        tx.execute(
+            "UPDATE pf_databases SET tenants = ? WHERE name = ?",
+            &[Value::Int(*count), Value::from(name.as_str())],
+        )?;
+        audit_change(&mut *tx, "recount", name, started, None)?;
+    }
+    tx.commit()?;
+    let _ = session.system().unlock(&crate::db::Lock::Placement);
+    Ok(changed)
 }
 
 /// `databases remove`: refused while the registry places any tenant on it

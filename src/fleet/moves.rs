@@ -300,7 +300,7 @@ fn start(
             .into());
         }
         // Moves in progress to the target count on it already.
-        let held = members::tenant_counts(sys)?
+        let held = members::kept_counts(sys)?
             .get(target)
             .copied()
             .unwrap_or(0);

@@ -20,7 +20,7 @@ pub fn choose(sys: &mut dyn Connection, requested: Option<&str>) -> anyhow::Resu
     if all.iter().all(|m| m.is_catalog()) && requested.is_none() {
         return Ok(None);
     }
-    let counts = members::tenant_counts(sys)?;
+    let counts = members::kept_counts(sys)?;
     let held = |name: &str| counts.get(name).copied().unwrap_or(0);
     if let Some(name) = requested {
         let Some(member) = all.iter().find(|m| m.name == name) else {

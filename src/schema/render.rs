@@ -398,22 +398,33 @@ fn starts_plsql(line: &str) -> bool {
     upper.starts_with("BEGIN") || upper.starts_with("DECLARE") || starts_plsql_unit(&upper)
 }
 
-/// `CREATE [OR REPLACE] PACKAGE [BODY] | FUNCTION | PROCEDURE ...`: a stored
-/// PL/SQL unit (Oracle), whose body holds `;`-terminated statements. Like an
-/// anonymous block it ends at a line holding only `/`, and keeps its `END;`.
+/// A PostgreSQL function whose body is dollar-quoted: its first line ends
+/// with the opening `$$`.
+fn starts_dollar_quote(line: &str) -> bool {
+    line.trim_end().ends_with("$$")
+}
+
+/// `CREATE [OR REPLACE] PACKAGE [BODY] | FUNCTION | PROCEDURE ...` or `CREATE
+/// OR REPLACE TRIGGER`: a stored PL/SQL unit (Oracle), whose body holds
+/// `;`-terminated statements. Like an anonymous block it ends at a line
+/// holding only `/`, and keeps its `END;`.
 fn starts_plsql_unit(line: &str) -> bool {
     let mut words = line.split_whitespace().map(str::to_ascii_uppercase);
     if words.next().as_deref() != Some("CREATE") {
         return false;
     }
     let mut next = words.next();
-    if next.as_deref() == Some("OR") {
+    let replace = next.as_deref() == Some("OR");
+    if replace {
         if words.next().as_deref() != Some("REPLACE") {
             return false;
         }
         next = words.next();
     }
+    // `CREATE OR REPLACE TRIGGER` is Oracle's: the SQLite and PostgreSQL
+    // templates write `CREATE TRIGGER`.
     matches!(next.as_deref(), Some("PACKAGE" | "FUNCTION" | "PROCEDURE"))
+        || (replace && next.as_deref() == Some("TRIGGER"))
 }
 
 fn starts_trigger(line: &str) -> bool {
@@ -434,18 +445,27 @@ enum Ending {
     Slash,
     /// A SQLite trigger, whose body holds `;`-terminated statements: a line
     /// that is `END;` from its first column (the body's lines are indented).
+    /// A trigger without a `BEGIN` body (PostgreSQL's, which calls a
+    /// function) ends like a plain statement.
     TriggerEnd,
+    /// A dollar-quoted body (PostgreSQL): the line that closes it, ending
+    /// in `$$;`.
+    DollarQuote,
 }
 
 /// Splits rendered SQL into statements. A plain statement ends at a line ending in
 /// `;`; a PL/SQL block (starting with BEGIN or DECLARE) or stored unit (`CREATE
 /// [OR REPLACE] PACKAGE | FUNCTION | PROCEDURE`) ends at a line holding only
-/// `/`, as in SQL*Plus; a `CREATE TRIGGER` ends at a line that is `END;` with no
-/// indentation. Blank lines and `--` comment lines between statements are dropped.
+/// `/`, as in SQL*Plus; a `CREATE TRIGGER` with a body ends at a line that is
+/// `END;` with no indentation; a statement whose first line ends with `$$`
+/// (a PostgreSQL function) ends at the line ending in `$$;`. Blank lines and
+/// `--` comment lines between statements are dropped.
 pub fn split_statements(text: &str) -> Vec<Statement> {
     let mut out = Vec::new();
     let mut current: Vec<&str> = Vec::new();
     let mut ending = Ending::Semicolon;
+    // Whether the trigger being read has a BEGIN ... END body.
+    let mut trigger_body = false;
     let finish = |current: &mut Vec<&str>, out: &mut Vec<Statement>, ending: Ending| {
         if current.iter().any(|l| !l.trim().is_empty()) {
             out.push(Statement {
@@ -461,7 +481,10 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
             if trimmed.is_empty() || trimmed.starts_with("--") {
                 continue;
             }
-            ending = if starts_plsql(trimmed) {
+            trigger_body = false;
+            ending = if starts_dollar_quote(trimmed) {
+                Ending::DollarQuote
+            } else if starts_plsql(trimmed) {
                 Ending::Slash
             } else if starts_trigger(trimmed) {
                 Ending::TriggerEnd
@@ -469,10 +492,16 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
                 Ending::Semicolon
             };
         }
+        trigger_body |= ending == Ending::TriggerEnd
+            && trimmed
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case("BEGIN"));
         let ends = match ending {
             Ending::Slash => trimmed == "/",
             Ending::Semicolon => trimmed.ends_with(';'),
-            Ending::TriggerEnd => line.trim_end() == "END;",
+            Ending::TriggerEnd if trigger_body => line.trim_end() == "END;",
+            Ending::TriggerEnd => trimmed.ends_with(';'),
+            Ending::DollarQuote => !current.is_empty() && trimmed.ends_with("$$;"),
         };
         if !ends {
             current.push(line.trim_end());
@@ -533,6 +562,40 @@ mod tests {
         assert!(stmts[2].plsql && stmts[2].sql.ends_with("END f;"));
         // Not a PL/SQL unit: ends at its `;`.
         assert!(!stmts[3].plsql);
+        assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
+    }
+
+    #[test]
+    fn a_dollar_quoted_function_and_a_trigger_without_body_end_where_postgres_ends_them() {
+        let text = "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+                    BEGIN\n    UPDATE t SET x = x + 1;\n    RETURN NULL;\nEND\n$$;\n\
+                    CREATE TRIGGER t_tg AFTER INSERT ON t\n\
+                    FOR EACH ROW EXECUTE FUNCTION f();\n\
+                    CREATE INDEX t_ix ON t (x);\n";
+        let stmts = split_statements(text);
+        assert_eq!(stmts.len(), 3, "{stmts:?}");
+        assert_eq!(
+            stmts[0].sql,
+            "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n    \
+             UPDATE t SET x = x + 1;\n    RETURN NULL;\nEND\n$$"
+        );
+        assert_eq!(
+            stmts[1].sql,
+            "CREATE TRIGGER t_tg AFTER INSERT ON t\nFOR EACH ROW EXECUTE FUNCTION f()"
+        );
+        assert!(stmts.iter().all(|s| !s.plsql));
+        assert_eq!(stmts[2].sql, "CREATE INDEX t_ix ON t (x)");
+        assert_eq!(split_statements(&script(&stmts, Dialect::Postgres)), stmts);
+    }
+
+    #[test]
+    fn an_oracle_trigger_is_a_plsql_unit() {
+        let text = "CREATE OR REPLACE TRIGGER t_tg\nAFTER INSERT ON t\nFOR EACH ROW\n\
+                    BEGIN\n    UPDATE u SET n = n + 1;\nEND;\n/\nCREATE INDEX t_ix ON t (x);\n";
+        let stmts = split_statements(text);
+        assert_eq!(stmts.len(), 2, "{stmts:?}");
+        assert!(stmts[0].plsql);
+        assert!(stmts[0].sql.ends_with("END;"), "{}", stmts[0].sql);
         assert_eq!(split_statements(&script(&stmts, Dialect::Oracle)), stmts);
     }
 

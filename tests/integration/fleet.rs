@@ -536,6 +536,169 @@ fn system_version_7_upgrades_a_postgres_deployment() {
     upgrade_from_system_v6(&Env::postgres(&server, "fleetupgrade"));
 }
 
+/// A fleet made before placement kept counts (system version 7): `init`
+/// counts each member's tenants as the registry holds them (a deprovisioned
+/// tenant counts nowhere, one being copied counts on its target too), and
+/// from then on the registry's trigger keeps the counts through every kind of
+/// change, including SQL a DBA runs by hand.
+fn upgrade_from_system_v7(env: &Env, urls: [&str; 2]) {
+    use pathfinder_db::config::{Config, Overrides};
+    use pathfinder_db::db::{Database, Value};
+    use pathfinder_db::fleet::members::{kept_counts, tenant_counts};
+    use pathfinder_db::schema::render::Renderer;
+    let config = Config::load(&Overrides {
+        database_url: Some(env.url.clone()),
+        ..Overrides::default()
+    })
+    .expect("config");
+    let db = Database::open(&config).expect("open");
+    let renderer = Renderer::new(db.dialect(), None).expect("renderer");
+    let mut session = db.connect().expect("connect");
+    let sys = session.system();
+    let migrations = renderer.system_migrations().expect("system migrations");
+    pathfinder_db::migrate::engine::apply(
+        sys,
+        &migrations,
+        pathfinder_db::migrate::SYSTEM_HISTORY,
+        Some(7),
+        false,
+        "system schema",
+    )
+    .expect("system schema at version 7");
+    let mut run = |sql: &str, args: &[Value]| {
+        sys.execute(sql, args)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    for (name, url) in ["m1", "m2"].iter().zip(urls) {
+        run(
+            "INSERT INTO pf_databases (name, url, state) VALUES (?, ?, 'open')",
+            &[Value::from(*name), Value::from(url)],
+        );
+    }
+    for (user, status, member, claim) in [
+        ("a", "active", Some("m1"), None),
+        ("b", "deprovisioned", Some("m1"), None),
+        ("c", "moving", None, Some("move to m2")),
+        ("d", "failed", None, None),
+        ("e", "active", Some("m2"), None),
+    ] {
+        run(
+            "INSERT INTO pf_tenants (username, tenant_key, schema_version, status, database_name, claimed_by) VALUES (?, ?, 0, ?, ?, ?)",
+            &[
+                Value::from(user),
+                Value::from(user),
+                Value::from(status),
+                member.into(),
+                claim.into(),
+            ],
+        );
+    }
+    drop(session);
+    let out = env.ok(&["init"]);
+    assert!(out.contains('8'), "{out}");
+    let mut session = db.connect().expect("connect");
+    let sys = session.system();
+    let expect = |pairs: &[(&str, i64)]| -> HashMap<String, i64> {
+        pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    };
+    assert_eq!(
+        kept_counts(sys).unwrap(),
+        expect(&[("catalog", 2), ("m1", 1), ("m2", 2)])
+    );
+    // Each change as the tool (or a DBA) makes it; after each the kept
+    // counts are the registry's.
+    for (sql, after) in [
+        // The move of c switches to m2, then ends.
+        (
+            "UPDATE pf_tenants SET database_name = 'm2', claimed_by = 'move from catalog' WHERE username = 'c'",
+            [("catalog", 1), ("m1", 1), ("m2", 2)],
+        ),
+        (
+            "UPDATE pf_tenants SET status = 'active', claimed_by = NULL WHERE username = 'c'",
+            [("catalog", 1), ("m1", 1), ("m2", 2)],
+        ),
+        // A migration's claim moves no count.
+        (
+            "UPDATE pf_tenants SET status = 'migrating', claimed_by = 'run 1' WHERE username = 'e'",
+            [("catalog", 1), ("m1", 1), ("m2", 2)],
+        ),
+        // b is provisioned again, on m2; a is deprovisioned, then forgotten.
+        (
+            "UPDATE pf_tenants SET status = 'provisioning', database_name = 'm2' WHERE username = 'b'",
+            [("catalog", 1), ("m1", 1), ("m2", 3)],
+        ),
+        (
+            "UPDATE pf_tenants SET status = 'deprovisioned' WHERE username = 'a'",
+            [("catalog", 1), ("m1", 0), ("m2", 3)],
+        ),
+        (
+            "DELETE FROM pf_tenants WHERE username = 'a'",
+            [("catalog", 1), ("m1", 0), ("m2", 3)],
+        ),
+        // A move of d to m1 that is taken back.
+        (
+            "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m1' WHERE username = 'd'",
+            [("catalog", 1), ("m1", 1), ("m2", 3)],
+        ),
+        (
+            "UPDATE pf_tenants SET status = 'failed', claimed_by = NULL WHERE username = 'd'",
+            [("catalog", 1), ("m1", 0), ("m2", 3)],
+        ),
+        (
+            "DELETE FROM pf_tenants WHERE username = 'd'",
+            [("catalog", 0), ("m1", 0), ("m2", 3)],
+        ),
+    ] {
+        sys.execute(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let kept = kept_counts(sys).unwrap();
+        assert_eq!(kept, expect(&after), "after {sql}");
+        let mut counted = tenant_counts(sys).unwrap();
+        counted.retain(|_, n| *n != 0);
+        let mut nonzero = kept.clone();
+        nonzero.retain(|_, n| *n != 0);
+        assert_eq!(nonzero, counted, "after {sql}: the registry's own count");
+    }
+    // A count edited by hand: doctor says so, `databases recount` mends it.
+    sys.execute("UPDATE pf_databases SET tenants = 9 WHERE name = 'm1'", &[])
+        .unwrap();
+    drop(session);
+    let (_, doctor) = env.json_run(&["doctor"]);
+    let check = doctor["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "member counts"))
+        .cloned()
+        .expect("a member counts check");
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("m1 (kept 9, registry 0)"),
+        "{check}"
+    );
+    assert_eq!(
+        env.json(&["databases", "recount"]),
+        serde_json::json!([{"name": "m1", "was": 9, "tenants": 0}])
+    );
+    env.assert_member_counts_agree();
+}
+
+#[test]
+fn system_version_8_counts_a_sqlite_fleet() {
+    let env = Env::sqlite();
+    let (m1, m2) = (env.path().join("m1"), env.path().join("m2"));
+    upgrade_from_system_v7(&env, [m1.to_str().unwrap(), m2.to_str().unwrap()]);
+}
+
+#[test]
+fn system_version_8_counts_a_postgres_fleet() {
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "fleetcounts");
+    let url = replace_database(&server, "pf_no_such_member");
+    upgrade_from_system_v7(&env, [&url, &url]);
+}
+
 /// The retention sweep of a tenant on a PostgreSQL member: rows move into
 /// the archive on the member, and the audit row reaches the catalog's log
 /// (staged on the member in the batch's transaction, then copied).

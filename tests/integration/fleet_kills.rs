@@ -151,4 +151,6 @@ fn provisioning_and_migrating_onto_members_survive_sigkill() {
         migrations.values().all(|n| n == "1"),
         "each migration audited once: {migrations:?}"
     );
+    // Placement's counts moved with every registration that committed.
+    env.assert_member_counts_agree();
 }

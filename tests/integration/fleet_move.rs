@@ -358,6 +358,8 @@ fn kills(server: Option<&str>, hint: &str, messages: usize) {
     );
     assert!(landed.contains_key("copying"), "{landed:?}");
     assert!(landed.contains_key("switched"), "{landed:?}");
+    // A killed move took its place on the target and gave it back.
+    env.assert_member_counts_agree();
 }
 
 #[test]

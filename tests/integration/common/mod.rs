@@ -331,6 +331,17 @@ impl Env {
         (out.status.code(), doc)
     }
 
+    /// `doctor` finds each member's kept count of tenants (what placement
+    /// reads) equal to the registry's.
+    pub fn assert_member_counts_agree(&self) {
+        let (_, doctor) = self.json_run(&["doctor"]);
+        let check = doctor["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == "member counts"))
+            .unwrap_or_else(|| panic!("doctor has no member counts check: {doctor}"));
+        assert_eq!(check["ok"], true, "{check}");
+    }
+
     /// The binary as a std Command (to run in the background), pointed at this database.
     pub fn std_cmd(&self) -> std::process::Command {
         let mut cmd = pathfinder_std(self.path());
