@@ -37,6 +37,47 @@ impl Default for PoolConfig {
     }
 }
 
+/// A member database's entry in the file, `[members.NAME]`: where its
+/// password is read from (the password itself never goes in the file nor in
+/// the catalog).
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// A file holding the member's password on one line, readable by its
+    /// owner only (like the master key file).
+    pub password_file: Option<PathBuf>,
+}
+
+/// Reads a file that holds a secret (`what`: "master key file", "password
+/// file of member pg2"): refused when it is not a regular file, or when
+/// anyone but its owner may read or write it (like ssh's private keys).
+pub fn read_private_file(
+    path: &Path,
+    what: &str,
+) -> Result<zeroize::Zeroizing<String>, UsageError> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| UsageError::new(format!("cannot read {what} {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(UsageError::new(format!(
+            "{what} {shown} is not a regular file: name the file itself"
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(UsageError::new(format!(
+                "{what} {shown} is accessible to group or others (mode {mode:04o}): run `chmod 600 {shown}` and keep it readable by this user only"
+            )));
+        }
+    }
+    std::fs::read_to_string(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| UsageError::new(format!("cannot read {what} {shown}: {e}")))
+}
+
 /// The file as written by a person: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +92,8 @@ pub struct FileConfig {
     pub pool: Option<PoolConfig>,
     pub master_key_file: Option<PathBuf>,
     pub app_role: Option<String>,
+    /// Per member database (by name): `[members.pg2] password_file = "..."`.
+    pub members: Option<std::collections::BTreeMap<String, MemberConfig>>,
 }
 
 /// Values given on the command line (None where the flag was absent).
@@ -84,6 +127,8 @@ pub struct Config {
     /// default `pathfinder_app`): what pathfinder-db creates is granted to
     /// it when it exists ([`crate::security::grants`]).
     pub app_role: String,
+    /// Member databases' entries (`[members.NAME]`), by name.
+    pub members: std::collections::BTreeMap<String, MemberConfig>,
 }
 
 /// Where the master key is read from. Only the place is kept here: the key
@@ -189,6 +234,13 @@ impl Config {
             },
         };
 
+        let members = file.members.unwrap_or_default();
+        for name in members.keys() {
+            crate::fleet::members::validate_name(name).map_err(|e| {
+                UsageError::new(format!("[members.{name:?}] in the configuration file: {e}"))
+            })?;
+        }
+
         Ok(Config {
             database_url,
             dialect_override: dialect,
@@ -205,6 +257,7 @@ impl Config {
             pool: file.pool.unwrap_or_default(),
             master_key,
             app_role,
+            members,
         })
     }
 

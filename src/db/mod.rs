@@ -870,6 +870,8 @@ pub struct Database {
     app_role: Option<String>,
     /// Oracle: the pool settings member connections are made with.
     pool: crate::config::PoolConfig,
+    /// Members' password files (`[members.NAME] password_file`), by name.
+    member_password_files: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl fmt::Debug for Database {
@@ -897,6 +899,11 @@ impl Database {
             display: redact_url(url),
             app_role: Some(config.app_role.clone()),
             pool: config.pool.clone(),
+            member_password_files: config
+                .members
+                .iter()
+                .filter_map(|(name, m)| Some((name.clone(), m.password_file.clone()?)))
+                .collect(),
         })
     }
 
@@ -910,6 +917,7 @@ impl Database {
             display: format!("{dialect} (connector)"),
             app_role: None,
             pool: crate::config::PoolConfig::default(),
+            member_password_files: Default::default(),
         }
     }
 
@@ -1005,11 +1013,13 @@ impl Database {
                 format!("member {name} ({}): {}", redact_url(url), e.message),
             )
         };
+        let password = self
+            .member_password(name)
+            .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
         match self.dialect {
             Dialect::Postgres => {
-                let cfg =
-                    postgres::config_of_member_url(url, &crate::fleet::members::password_env(name))
-                        .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
+                let cfg = postgres::config_of_member_url(url, password.as_deref().map(|p| &**p))
+                    .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
                 Ok(Box::new(
                     postgres::PgConnection::connect_member(&cfg, name)
                         .map_err(in_member)?
@@ -1020,7 +1030,7 @@ impl Database {
                 let target = oracle::OracleTarget::member_from_url(
                     url,
                     &self.pool,
-                    &crate::fleet::members::password_env(name),
+                    password.as_deref().map(|p| &**p),
                 )
                 .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
                 Ok(Box::new(
@@ -1035,6 +1045,34 @@ impl Database {
                 "member {name} is a SQLite folder: its tenants' files are opened one by one"
             ))),
         }
+    }
+
+    /// Member `name`'s password: its environment variable
+    /// (`PATHFINDER_DATABASE_<NAME>_PASSWORD`), else the file its
+    /// configuration entry names (owner-only, the first line). None: the
+    /// driver's own ways (`~/.pgpass`, trust, the Oracle wallet).
+    fn member_password(
+        &self,
+        name: &str,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, crate::error::UsageError> {
+        if let Ok(pw) = std::env::var(crate::fleet::members::password_env(name))
+            && !pw.is_empty()
+        {
+            return Ok(Some(zeroize::Zeroizing::new(pw)));
+        }
+        let Some(path) = self.member_password_files.get(name) else {
+            return Ok(None);
+        };
+        let what = format!("password file of member {name}");
+        let text = crate::config::read_private_file(path, &what)?;
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(crate::error::UsageError::new(format!(
+                "{what} {} is empty: put the password on its first line",
+                path.display()
+            )));
+        }
+        Ok(Some(zeroize::Zeroizing::new(line.to_string())))
     }
 
     /// The folder of SQLite member `url` as a target sharing this main file.

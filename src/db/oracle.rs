@@ -461,18 +461,18 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl OracleTarget {
-    /// A member database's target: its password only from `password_env`
-    /// (or the wallet, when the variable is unset), never the catalog's.
+    /// A member database's target: its password only `password` (its
+    /// environment variable or password file; None: the wallet), never the
+    /// catalog's.
     pub fn member_from_url(
         url: &str,
         pool: &PoolConfig,
-        password_env: &str,
+        password: Option<&str>,
     ) -> Result<Self, UsageError> {
         let mut target = Self::from_url(url, pool)?;
-        let password = std::env::var(password_env).ok().filter(|p| !p.is_empty());
         // An empty password (external authentication: the wallet) rather than
         // a prompt or the catalog's PATHFINDER_DB_PASSWORD.
-        target.password = Some(password.unwrap_or_default());
+        target.password = Some(password.unwrap_or_default().to_string());
         Ok(target)
     }
 

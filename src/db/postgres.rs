@@ -24,16 +24,22 @@ use crate::schema::render::Statement;
 /// Parses a `postgres://` URL or a key=value string; a missing password comes from
 /// `PATHFINDER_DB_PASSWORD` or a prompt on a terminal.
 pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
-    config_with_password(url, "PATHFINDER_DB_PASSWORD")
+    let password = std::env::var("PATHFINDER_DB_PASSWORD").ok();
+    config_with_password(url, password.as_deref())
 }
 
 /// Like [`config_of_url`] for a member database, whose password (never in
-/// its stored URL) comes from `password_env`.
-pub fn config_of_member_url(url: &str, password_env: &str) -> Result<postgres::Config, UsageError> {
-    config_with_password(url, password_env)
+/// its stored URL) is `password` (its environment variable or password
+/// file), else the password file's line for it.
+pub fn config_of_member_url(
+    url: &str,
+    password: Option<&str>,
+) -> Result<postgres::Config, UsageError> {
+    config_with_password(url, password)
 }
 
-fn config_with_password(url: &str, password_env: &str) -> Result<postgres::Config, UsageError> {
+/// `password` when the URL has none, else `~/.pgpass`'s.
+fn config_with_password(url: &str, password: Option<&str>) -> Result<postgres::Config, UsageError> {
     let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
     // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
     // is still a password. Unknown options are named, all of them at once.
@@ -65,8 +71,7 @@ fn config_with_password(url: &str, password_env: &str) -> Result<postgres::Confi
         ))
     })?;
     if cfg.get_password().is_none()
-        && let Ok(pw) = std::env::var(password_env)
-        && !pw.is_empty()
+        && let Some(pw) = password.filter(|p| !p.is_empty())
     {
         cfg.password(pw);
     }
@@ -240,7 +245,7 @@ impl PgConnection {
                 return Err(DbError::new(
                     DbErrorKind::Auth,
                     format!(
-                        "member {member} (PostgreSQL {target}): the server asks for a password: set {}",
+                        "member {member} (PostgreSQL {target}): the server asks for a password: set {}, or name a password_file under [members.{member}] in the configuration file, or add its line to ~/.pgpass",
                         crate::fleet::members::password_env(member)
                     ),
                 ));

@@ -39,27 +39,7 @@ const AUDIT_COMMAND: &str = "keys";
 /// regular file.
 pub fn read_master_key_file(path: &Path) -> Result<MasterKey, UsageError> {
     let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| UsageError::new(format!("cannot read master key file {shown}: {e}")))?;
-    if !meta.is_file() {
-        return Err(UsageError::new(format!(
-            "master key file {shown} is not a regular file: point --master-key-file at the key file"
-        )));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(UsageError::new(format!(
-                "master key file {shown} is accessible to group or others (mode {mode:04o}): run `chmod 600 {shown}` and keep it readable by this user only"
-            )));
-        }
-    }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| UsageError::new(format!("cannot read master key file {shown}: {e}")))?,
-    );
+    let text = crate::config::read_private_file(path, "master key file")?;
     if text.trim().lines().count() > 1 {
         return Err(UsageError::new(format!(
             "master key file {shown} holds more than one line: it must hold the base64 text of one 32-byte key"

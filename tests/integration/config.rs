@@ -128,3 +128,65 @@ fn postgres_password_file_is_read_and_a_readable_one_refused() {
     let warned = run(0o640, &["databases", "add", "pgpassm", &member.url]);
     assert_eq!(warned.matches("password file").count(), 1, "{warned}");
 }
+
+/// A member's password from the file its configuration entry names
+/// (`[members.NAME] password_file`): read only when the file is the owner's
+/// alone, never shown, and an entry for a name that is not a member name is
+/// refused when the configuration is read.
+#[test]
+fn member_password_file_from_the_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let env = common::Env::postgres(&server, "pwfile");
+    let member = common::PgDatabase::create(&server, "pwfilem");
+    env.ok(&["init"]);
+    let secret = env.path().join("pwm.password");
+    std::fs::write(&secret, "s3cret-not-shown\n").unwrap();
+    let config = env.path().join("pathfinder-db.toml");
+    assert!(
+        !config.exists(),
+        "the test writes the only configuration file"
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[members.pwm]\npassword_file = {:?}\n",
+            secret.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let add = ["databases", "add", "pwm", member.url.as_str()];
+    let mode = |m: u32| std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(m));
+    mode(0o644).unwrap();
+    let out = env.run(&add);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("password file of member pwm")
+            && stderr.contains("accessible to group or others"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    // Owner-only: read (the server here trusts local connections, so the
+    // password is sent and not needed), and the member is added.
+    mode(0o600).unwrap();
+    env.ok(&add);
+    assert_eq!(env.json(&["databases", "list"])[1]["reachable"], true);
+    // An empty file is named as such.
+    std::fs::write(&secret, "\n").unwrap();
+    let out = env.run(&["databases", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        format!("{stdout}{stderr}").contains("is empty: put the password on its first line"),
+        "{stdout}{stderr}"
+    );
+    // An entry whose name is no member name.
+    std::fs::write(&config, "[members.\"Pg-2\"]\npassword_file = \"x\"\n").unwrap();
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("[members.\"Pg-2\"]"), "{stderr}");
+}
