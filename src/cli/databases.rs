@@ -30,7 +30,8 @@ pub enum Sub {
 pub struct AddArgs {
     /// The member's name (lower case, e.g. pg2)
     pub name: String,
-    /// Its URL without a password (the password goes in PATHFINDER_DATABASE_<NAME>_PASSWORD);
+    /// Its URL without a password (the password goes in PATHFINDER_DATABASE_<NAME>_PASSWORD
+    /// or a file named by `password_file` under `[members.NAME]` in the configuration file);
     /// on SQLite a folder for tenant files
     pub url: String,
     /// How many tenants it may hold [default: no limit]

@@ -272,7 +272,7 @@ pub fn storable_url(
 ) -> anyhow::Result<(String, Option<PathBuf>)> {
     if crate::db::redact::redact(url) != url {
         return Err(UsageError::new(format!(
-            "the URL of member {name} holds a password, and member URLs are stored without one: remove it from the URL and set {} (or use the Oracle wallet)",
+            "the URL of member {name} holds a password, and member URLs are stored without one: remove it from the URL and set {}, or name a password_file under [members.{name}] in the configuration file (or use the Oracle wallet)",
             password_env(name)
         ))
         .into());
