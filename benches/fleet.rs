@@ -17,7 +17,11 @@
 //! count, N tenants provisioned at the latest version in steps of S, the
 //! milliseconds per tenant of each step (target: the last step within 1.10x
 //! of the first), then the no-op `migrate --all` over the whole fleet
-//! (target: under 1 s for 4 members x 5,000 tenants).
+//! (target: under 1 s for 4 members x 5,000 tenants). Beside it grows a
+//! floor: as many plain databases on the same server, into which psql runs
+//! the same tenants' DDL (dealt round-robin, `--jobs` sessions per database,
+//! one transaction per tenant) step by step, so that what the server itself
+//! drifts as its databases fill shows apart from what pathfinder-db adds.
 //!
 //! ```sh
 //! cargo bench --bench fleet -- --tenants 20000 --members 4 --step 2000
@@ -243,13 +247,24 @@ fn drop_fleet(server: &str, m: usize) {
     }
 }
 
-/// Provisioning cost as the fleet grows, then the no-op migrate over it.
+/// Provisioning cost as the fleet grows, beside the psql floor growing the
+/// same way, then the no-op migrate over the fleet.
 fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: &std::path::Path) {
     let m = opts.members[0];
     let catalog = new_fleet(&opts.server, binary, m);
+    let floors: Vec<String> = (0..m.max(1))
+        .map(|i| recreate(&opts.server, &format!("pf_bench_fleet_floor{i}"), false))
+        .collect();
+    let renderer = pathfinder_db::schema::render::Renderer::new(
+        pathfinder_db::db::dialect::Dialect::Postgres,
+        None,
+    )
+    .expect("built-in templates");
     let jobs = opts.jobs.to_string();
-    println!("step  tenants after  ms per tenant  vs first step  load");
-    let mut first: Option<f64> = None;
+    println!(
+        "step  tenants after  ms per tenant  vs first step  floor ms  floor vs first  drift vs floor's  load"
+    );
+    let mut first: Option<(f64, f64)> = None;
     for (i, chunk) in names.chunks(step).enumerate() {
         let file = dir.join(format!("step{i}.txt"));
         std::fs::write(&file, chunk.join("\n") + "\n").expect("write users");
@@ -260,11 +275,15 @@ fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: 
             &["provision", "--from-file", &file, "--jobs", &jobs],
         );
         let ms = secs * 1000.0 / chunk.len() as f64;
-        let base = *first.get_or_insert(ms);
+        let floor_ms =
+            floor_step(&renderer, &floors, chunk, opts.jobs, dir) * 1000.0 / chunk.len() as f64;
+        let (base, floor_base) = *first.get_or_insert((ms, floor_ms));
         println!(
-            "{i:>4}  {:>13}  {ms:>13.2}  {:>13.2}  {}",
+            "{i:>4}  {:>13}  {ms:>13.2}  {:>13.2}  {floor_ms:>8.2}  {:>13.2}  {:>16.2}  {}",
             (i * step + chunk.len()),
             ms / base,
+            floor_ms / floor_base,
+            (ms / base) / (floor_ms / floor_base),
             load()
         );
     }
@@ -277,7 +296,55 @@ fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: 
     );
     if !opts.keep {
         drop_fleet(&opts.server, m);
+        for i in 0..floors.len() {
+            recreate(&opts.server, &format!("pf_bench_fleet_floor{i}"), true);
+        }
     }
+}
+
+/// The floor of one growth step: `users`' tenant DDL (rendered untimed)
+/// dealt round-robin over the floor databases, `jobs` psql sessions per
+/// database, one transaction per tenant, all sessions at once; seconds taken.
+fn floor_step(
+    renderer: &pathfinder_db::schema::render::Renderer,
+    floors: &[String],
+    users: &[String],
+    jobs: usize,
+    dir: &std::path::Path,
+) -> f64 {
+    use pathfinder_db::db::dialect::Dialect;
+    use pathfinder_db::schema::render::script;
+    use pathfinder_db::schema::tenant::TenantKey;
+    let sessions = floors.len() * jobs;
+    let mut scripts = vec![String::new(); sessions];
+    for (n, user) in users.iter().enumerate() {
+        let key = TenantKey::parse(user, Dialect::Postgres).expect("a valid name");
+        let out = &mut scripts[n % sessions];
+        out.push_str("BEGIN;\n");
+        for m in renderer.tenant_migrations(&key).expect("render") {
+            out.push_str(&script(&m.statements, Dialect::Postgres));
+        }
+        out.push_str("COMMIT;\n");
+    }
+    let files: Vec<(String, PathBuf)> = scripts
+        .iter()
+        .enumerate()
+        .map(|(k, text)| {
+            let file = dir.join(format!("floor_{k}.sql"));
+            std::fs::write(&file, text).expect("write floor script");
+            (floors[k % floors.len()].clone(), file)
+        })
+        .collect();
+    // Every session starts at once, whichever database it writes.
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for (url, file) in &files {
+            s.spawn(move || {
+                support::psql_parallel(url, std::slice::from_ref(file)).expect("floor psql")
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
 }
 
 fn load() -> String {

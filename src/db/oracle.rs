@@ -150,7 +150,7 @@ const DB_VERSION: &str = "BEGIN DBMS_UTILITY.DB_VERSION(:version, :compatible); 
 
 /// The system privileges pathfinder-db needs that the session has.
 pub(crate) const PRIVILEGES: &str = "SELECT privilege FROM session_privs \
-     WHERE privilege IN ('CREATE TABLE', 'CREATE MATERIALIZED VIEW', 'UNLIMITED TABLESPACE')";
+     WHERE privilege IN ('CREATE TABLE', 'CREATE MATERIALIZED VIEW', 'CREATE TRIGGER', 'UNLIMITED TABLESPACE')";
 
 /// The system privileges row-level security (system version 6: a context,
 /// its package, the policy function) and `grants apply --create-role` need.
@@ -967,14 +967,15 @@ impl Connection for OracleConnection {
             .map(|r| r[0].to_text())
             .collect();
         let user = self.schema.clone();
-        let missing: Vec<&str> = ["CREATE TABLE", "CREATE MATERIALIZED VIEW"]
+        // CREATE TRIGGER: the registry's count per member (system version 8).
+        let missing: Vec<&str> = ["CREATE TABLE", "CREATE MATERIALIZED VIEW", "CREATE TRIGGER"]
             .into_iter()
             .filter(|p| !privileges.iter().any(|have| have == p))
             .collect();
         checks.push(if missing.is_empty() {
             Check::ok(
                 "grants",
-                format!("{user} has CREATE TABLE and CREATE MATERIALIZED VIEW"),
+                format!("{user} has CREATE TABLE, CREATE MATERIALIZED VIEW and CREATE TRIGGER"),
             )
         } else {
             Check::fail(
