@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         &tenants,
         jobs,
         "analyzing",
+        false,
         crate::jobs::analyze::analyze,
     );
     let tables: usize = run.done.iter().map(|(_, n)| n).sum();

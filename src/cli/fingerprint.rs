@@ -105,12 +105,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     };
     drop(session);
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;
-    let run = super::for_tenants_read_only(
+    let run = super::for_tenants(
         ctx,
         &db,
         &tenants,
         jobs,
         "fingerprinting",
+        true,
         fingerprint_tenant,
     );
     let found: Vec<TenantFingerprint> = run.done.iter().map(|(_, f)| f.clone()).collect();

@@ -611,42 +611,11 @@ impl<R> TenantRun<'_, R> {
     }
 }
 
-/// Runs `work` for every tenant on the shared worker pool, with a progress
-/// bar; each failure is printed on stderr as it is collected.
+/// Runs `work` for every tenant on the shared worker pool (`--jobs` per
+/// member, the overall limit in all; read-only sessions for work that only
+/// reads), with a progress bar; each failure is printed on stderr as it is
+/// collected.
 pub fn for_tenants<'t, R: Send>(
-    ctx: &Context,
-    db: &Database,
-    tenants: &'t [crate::catalog::registry::TenantRecord],
-    jobs: usize,
-    doing: &str,
-    work: impl Fn(
-        &mut crate::db::Session<'_>,
-        &crate::catalog::registry::TenantRecord,
-    ) -> anyhow::Result<R>
-    + Sync,
-) -> TenantRun<'t, R> {
-    run_tenants(ctx, db, tenants, jobs, doing, false, work)
-}
-
-/// [`for_tenants`] on read-only sessions, for work that only reads.
-pub fn for_tenants_read_only<'t, R: Send>(
-    ctx: &Context,
-    db: &Database,
-    tenants: &'t [crate::catalog::registry::TenantRecord],
-    jobs: usize,
-    doing: &str,
-    work: impl Fn(
-        &mut crate::db::Session<'_>,
-        &crate::catalog::registry::TenantRecord,
-    ) -> anyhow::Result<R>
-    + Sync,
-) -> TenantRun<'t, R> {
-    run_tenants(ctx, db, tenants, jobs, doing, true, work)
-}
-
-/// [`for_tenants`] and [`for_tenants_read_only`]: the pool, the progress
-/// bar, the collected results.
-fn run_tenants<'t, R: Send>(
     ctx: &Context,
     db: &Database,
     tenants: &'t [crate::catalog::registry::TenantRecord],

@@ -23,9 +23,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         t.status == Status::Active
     })?;
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;
-    let run = super::for_tenants(ctx, &db, &tenants, jobs, "refreshing", |session, tenant| {
-        crate::jobs::refresh::refresh(session, &renderer, tenant)
-    });
+    let run = super::for_tenants(
+        ctx,
+        &db,
+        &tenants,
+        jobs,
+        "refreshing",
+        false,
+        |session, tenant| crate::jobs::refresh::refresh(session, &renderer, tenant),
+    );
     let refreshed = run.done.len();
     if ctx.json {
         ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": run.failed}));
