@@ -34,86 +34,40 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-const USAGE: &str = "\
-usage: bench_fleet [--tenants N] [--members 0,1,2,4] [--jobs J] [--step S]
-                   [--database-url URL] [--binary PATH] [--keep]
-
-  --tenants N         tenants per run (default 1000)
-  --members LIST      member counts to measure; 0 is the catalog alone (default 0,1,2,4)
-  --jobs J            --jobs for provision and migrate (default 2)
-  --step S            growth instead: one fleet of the first member count, N tenants
-                      provisioned in steps of S (ms per tenant per step), then the
-                      no-op migrate --all over all of them
-  --database-url URL  PostgreSQL server for the scratch databases (default:
-                      $PATHFINDER_BENCH_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres)
-  --binary PATH       pathfinder-db binary (default: the release binary)
-  --keep              keep the scratch databases";
-
+/// Options after `cargo bench --bench fleet --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench fleet --",
+    about = "provision and migrate --all over 0, 1, 2, 4 members; or growth with --step"
+)]
 struct Options {
+    /// Tenants per run
+    #[arg(long, short = 'n', default_value_t = 1000, value_parser = support::positive)]
     tenants: usize,
+    /// Member counts to measure, comma-separated; 0 is the catalog alone
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,1,2,4",
+        required = false
+    )]
     members: Vec<usize>,
+    /// --jobs for provision and migrate (per member)
+    #[arg(long, short = 'j', default_value_t = 2, value_parser = support::positive)]
     jobs: usize,
+    /// Growth instead: one fleet of the first member count, the tenants
+    /// provisioned in steps of S (ms per tenant per step, beside the psql
+    /// floor), then the no-op migrate --all over all of them
+    #[arg(long, value_name = "S", value_parser = support::positive)]
     step: Option<usize>,
-    server: String,
+    #[command(flatten)]
+    server: support::Server,
+    /// pathfinder-db binary [default: the release binary]
+    #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// Keep the scratch databases
+    #[arg(long)]
     keep: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        tenants: 1000,
-        members: vec![0, 1, 2, 4],
-        jobs: 2,
-        step: None,
-        server: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        binary: None,
-        keep: false,
-    };
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--tenants" | "-n" => {
-                opts.tenants = value("--tenants")?
-                    .parse()
-                    .map_err(|e| format!("--tenants: {e}"))?
-            }
-            "--members" => {
-                opts.members = value("--members")?
-                    .split(',')
-                    .map(|m| m.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("--members: {e}"))?
-            }
-            "--jobs" | "-j" => {
-                opts.jobs = value("--jobs")?
-                    .parse()
-                    .map_err(|e| format!("--jobs: {e}"))?
-            }
-            "--step" => {
-                opts.step = Some(
-                    value("--step")?
-                        .parse()
-                        .map_err(|e| format!("--step: {e}"))?,
-                )
-            }
-            "--database-url" => opts.server = value("--database-url")?,
-            "--binary" => opts.binary = Some(PathBuf::from(value("--binary")?)),
-            "--keep" => opts.keep = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if opts.tenants == 0 || opts.jobs == 0 || opts.step == Some(0) || opts.members.is_empty() {
-        return Err("--tenants, --jobs and --step must be at least 1, --members not empty".into());
-    }
-    Ok(opts)
 }
 
 fn database_url(server: &str, name: &str) -> String {
@@ -158,10 +112,11 @@ fn run(binary: &PathBuf, url: &str, args: &[&str]) -> f64 {
 }
 
 fn main() {
-    let opts = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\n{USAGE}");
-        std::process::exit(2)
-    });
+    let opts: Options = support::options();
+    if opts.members.is_empty() {
+        eprintln!("error: --members names no member count");
+        std::process::exit(2);
+    }
     let binary = match &opts.binary {
         Some(b) => b.clone(),
         None => support::release_binary().unwrap_or_else(|e| {
@@ -188,7 +143,7 @@ fn main() {
     println!("members  provision t/s  migrate t/s  no-op migrate s  vs no members (prov, migr)");
     let mut base: Option<(f64, f64)> = None;
     for &m in &opts.members {
-        let catalog = new_fleet(&opts.server, &binary, m);
+        let catalog = new_fleet(&opts.server.url, &binary, m);
         let prov = run(
             &binary,
             &catalog,
@@ -214,7 +169,7 @@ fn main() {
         }
         println!("{m:>7}  {p:>13.1}  {g:>11.1}  {noop:>15.3}  {ratio}");
         if !opts.keep {
-            drop_fleet(&opts.server, m);
+            drop_fleet(&opts.server.url, m);
         }
     }
 }
@@ -251,9 +206,9 @@ fn drop_fleet(server: &str, m: usize) {
 /// same way, then the no-op migrate over the fleet.
 fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: &std::path::Path) {
     let m = opts.members[0];
-    let catalog = new_fleet(&opts.server, binary, m);
+    let catalog = new_fleet(&opts.server.url, binary, m);
     let floors: Vec<String> = (0..m.max(1))
-        .map(|i| recreate(&opts.server, &format!("pf_bench_fleet_floor{i}"), false))
+        .map(|i| recreate(&opts.server.url, &format!("pf_bench_fleet_floor{i}"), false))
         .collect();
     let renderer = pathfinder_db::schema::render::Renderer::new(
         pathfinder_db::db::dialect::Dialect::Postgres,
@@ -295,9 +250,9 @@ fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: 
         names.len()
     );
     if !opts.keep {
-        drop_fleet(&opts.server, m);
+        drop_fleet(&opts.server.url, m);
         for i in 0..floors.len() {
-            recreate(&opts.server, &format!("pf_bench_fleet_floor{i}"), true);
+            recreate(&opts.server.url, &format!("pf_bench_fleet_floor{i}"), true);
         }
     }
 }

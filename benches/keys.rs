@@ -40,65 +40,32 @@ use postgres::{Client, NoTls};
 use pathfinder_db::security::crypto::{self, DataKey, Keyring, MasterKey};
 use pathfinder_db::security::keys::{read_master_key_file, write_new_master_key};
 
-const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// The UPDATE `keys rotate` runs for each key (see `src/security/keys.rs`).
 const UPDATE: &str = "UPDATE pf_encryption_keys SET key_encrypted = $1, key_salt = $2, master_key_id = $3, \
      rotation_count = COALESCE(rotation_count, 0) + 1, last_rotated = (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') \
      WHERE id = $4 AND key_encrypted = $5";
 
+/// Options after `cargo bench --bench keys --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench keys --",
+    about = "keys rotate against the same conditional UPDATEs by prepared statements"
+)]
 struct Options {
+    /// Keys to rotate
+    #[arg(long, default_value_t = 100_000, value_parser = support::positive)]
     keys: usize,
+    /// Runs per job count (the best is reported)
+    #[arg(long, default_value_t = 3, value_parser = support::positive)]
     repeats: usize,
+    /// Job counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = support::positive)]
     jobs: Vec<usize>,
+    /// Keys per transaction
+    #[arg(long, default_value_t = 100, value_parser = support::positive)]
     batch_size: usize,
-    server_url: String,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench keys -- [--keys N] [--jobs 1,2] [--batch-size B] [--repeats R] [--server-url URL]\n\
-         (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
-    );
-    std::process::exit(2);
-}
-
-fn parse_options() -> Options {
-    let mut opts = Options {
-        keys: 100_000,
-        repeats: 3,
-        jobs: vec![1, 2],
-        batch_size: 100,
-        server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
-    };
-    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_else(|| usage());
-        match arg.as_str() {
-            "--keys" => opts.keys = value.parse().unwrap_or_else(|_| usage()),
-            "--repeats" => opts.repeats = value.parse().unwrap_or_else(|_| usage()),
-            "--batch-size" => opts.batch_size = value.parse().unwrap_or_else(|_| usage()),
-            "--jobs" => {
-                opts.jobs = value
-                    .split(',')
-                    .map(|j| j.trim().parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            "--server-url" => opts.server_url = value,
-            _ => usage(),
-        }
-    }
-    if opts.keys == 0
-        || opts.repeats == 0
-        || opts.batch_size == 0
-        || opts.jobs.is_empty()
-        || opts.jobs.contains(&0)
-    {
-        usage();
-    }
-    opts
+    #[command(flatten)]
+    server: support::Server,
 }
 
 /// `postgres://u@h:p/db?x` with the database replaced by `name`.
@@ -292,7 +259,7 @@ fn count_on(url: &str, id: &str) -> anyhow::Result<i64> {
 }
 
 fn main() -> ExitCode {
-    let opts = parse_options();
+    let opts: Options = support::options();
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -308,7 +275,7 @@ fn run(opts: &Options) -> anyhow::Result<()> {
 
 fn bench(opts: &Options, bin: &Path, work: &Path) -> anyhow::Result<()> {
     let n = opts.keys;
-    let mut scratch = Scratch::new(&opts.server_url)?;
+    let mut scratch = Scratch::new(&opts.server.url)?;
     let url = scratch.url.clone();
     pathfinder(bin, &url, &["init", "-q"])?;
     let new_key = |i: usize| -> anyhow::Result<(PathBuf, MasterKey)> {

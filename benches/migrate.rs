@@ -31,50 +31,21 @@ use support::{Scratch, pathfinder_timed as pathfinder, psql_parallel};
 use anyhow::{Context as _, bail};
 use postgres::{Client, NoTls};
 
-const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// The command line of the benchmark.
+/// Options after `cargo bench --bench migrate --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench migrate --",
+    about = "migrate --all against the same DDL through psql"
+)]
 struct Options {
+    /// Tenants to migrate
+    #[arg(long, default_value_t = 10_000, value_parser = support::positive)]
     tenants: usize,
+    /// Job counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4", value_parser = support::positive)]
     jobs: Vec<usize>,
-    server_url: String,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench migrate -- [--tenants N] [--jobs 1,2,4] [--server-url URL]\n\
-         (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
-    );
-    std::process::exit(2);
-}
-
-fn parse_options() -> Options {
-    let mut opts = Options {
-        tenants: 10_000,
-        jobs: vec![1, 2, 4],
-        server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
-    };
-    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_else(|| usage());
-        match arg.as_str() {
-            "--tenants" => opts.tenants = value.parse().unwrap_or_else(|_| usage()),
-            "--jobs" => {
-                opts.jobs = value
-                    .split(',')
-                    .map(|j| j.trim().parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            "--server-url" => opts.server_url = value,
-            _ => usage(),
-        }
-    }
-    if opts.tenants == 0 || opts.jobs.is_empty() || opts.jobs.contains(&0) {
-        usage();
-    }
-    opts
+    #[command(flatten)]
+    server: support::Server,
 }
 
 /// One integer from a query on database `url` (for the sanity checks).
@@ -147,7 +118,7 @@ fn rate(n: usize, d: Duration) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let opts = parse_options();
+    let opts = support::options::<Options>();
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -162,7 +133,7 @@ fn run(opts: &Options) -> anyhow::Result<()> {
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path, n: usize) -> anyhow::Result<()> {
-    let mut scratch = Scratch::new(&opts.server_url, "migrate")?;
+    let mut scratch = Scratch::new(&opts.server.url, "migrate")?;
 
     // 1. Provision N tenants at version 1, in chunks so progress can be shown
     //    (the binary draws no progress bar when stderr is not a terminal).

@@ -34,23 +34,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// Options after `cargo bench --bench move --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench move --",
+    about = "move of one tenant against copying its rows with plain SQL"
+)]
+struct Options {
+    /// Rows of the moved tenant
+    #[arg(long, default_value_t = 100_000, value_parser = support::positive)]
+    rows: usize,
+    /// Runs of each (the best is reported)
+    #[arg(long, default_value_t = 3, value_parser = support::positive)]
+    repeats: usize,
+    #[command(flatten)]
+    server: support::Server,
 }
 
 fn run() -> anyhow::Result<()> {
-    let rows: usize = arg("--rows")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(100_000);
-    let repeats: usize = arg("--repeats")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(3);
-    let server = arg("--server-url").unwrap_or_else(support::default_server_url);
+    let Options {
+        rows,
+        repeats,
+        server: support::Server { url: server },
+    } = support::options();
     let bin = support::release_binary()?;
     let mut scratch = support::Scratch::new(&server, "move")?;
     let catalog = scratch.create("cat", None)?;

@@ -20,98 +20,45 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
-usage: bench_provision [--tenants N] [--jobs 1,2] [--rounds R] [--database-url URL]
-                       [--binary PATH] [--floor session|files] [--keep]
-
-  --tenants N         tenants per run (default 500)
-  --jobs LIST         job counts to measure, comma-separated (default 1,2)
-  --rounds R          runs per measurement, alternating which tool goes first;
-                      the fastest round of each tool is reported, and the
-                      ratio of the medians beside it (default 3)
-  --database-url URL  PostgreSQL server to create scratch databases on (default:
-                      $PATHFINDER_BENCH_POSTGRES_URL, else
-                      postgres://postgres@127.0.0.1:5432/postgres)
-  --binary PATH       pathfinder-db binary (default: the release binary cargo
-                      bench builds with this benchmark)
-  --floor session     psql floor: one psql session per job, BEGIN/COMMIT per
-                      tenant (default; same connection count as pathfinder-db)
-  --floor files       psql floor: `psql -1 -f tenant.sql` per tenant (adds a
-                      process and a connection per tenant: a slower floor)
-  --keep              keep the scratch databases";
-
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The psql floor's shape.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Floor {
+    /// One psql session per job, BEGIN/COMMIT per tenant (the same connection
+    /// count as pathfinder-db)
     Session,
+    /// `psql -1 -f tenant.sql` per tenant (a process and a connection per
+    /// tenant: a slower floor)
     Files,
 }
 
+/// Options after `cargo bench --bench provision --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench provision --",
+    about = "provision --from-file against the same DDL through psql"
+)]
 struct Options {
+    /// Tenants per run
+    #[arg(long, short = 'n', default_value_t = 500, value_parser = support::positive)]
     tenants: usize,
+    /// Job counts to measure, comma-separated
+    #[arg(long, short = 'j', value_delimiter = ',', default_value = "1,2", value_parser = support::positive)]
     jobs: Vec<usize>,
+    /// Runs per measurement, alternating which tool goes first; the fastest
+    /// round of each tool is reported, and the ratio of the medians beside it
+    #[arg(long, default_value_t = 3, value_parser = support::positive)]
     rounds: usize,
-    server: String,
+    #[command(flatten)]
+    server: support::Server,
+    /// pathfinder-db binary [default: the release binary cargo bench builds with this benchmark]
+    #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// The psql floor
+    #[arg(long, value_enum, default_value_t = Floor::Session)]
     floor: Floor,
+    /// Keep the scratch databases
+    #[arg(long)]
     keep: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        tenants: 500,
-        jobs: vec![1, 2],
-        rounds: 3,
-        server: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        binary: None,
-        floor: Floor::Session,
-        keep: false,
-    };
-    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--tenants" | "-n" => {
-                opts.tenants = value("--tenants")?
-                    .parse()
-                    .map_err(|e| format!("--tenants: {e}"))?
-            }
-            "--jobs" | "-j" => {
-                opts.jobs = value("--jobs")?
-                    .split(',')
-                    .map(|j| j.trim().parse::<usize>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("--jobs: {e}"))?
-            }
-            "--rounds" => {
-                opts.rounds = value("--rounds")?
-                    .parse()
-                    .map_err(|e| format!("--rounds: {e}"))?
-            }
-            "--database-url" => opts.server = value("--database-url")?,
-            "--binary" => opts.binary = Some(PathBuf::from(value("--binary")?)),
-            "--floor" => {
-                opts.floor = match value("--floor")?.as_str() {
-                    "session" => Floor::Session,
-                    "files" => Floor::Files,
-                    other => return Err(format!("--floor: unknown floor {other:?}")),
-                }
-            }
-            "--keep" => opts.keep = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if opts.tenants == 0 || opts.rounds == 0 || opts.jobs.contains(&0) {
-        return Err("--tenants, --rounds and every job count must be at least 1".into());
-    }
-    Ok(opts)
 }
 
 /// `--binary`, else the release binary `cargo bench` built with this benchmark.
@@ -349,10 +296,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let opts = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\n\n{USAGE}");
-        std::process::exit(2)
-    });
+    let opts: Options = support::options();
     let binary = find_binary(&opts).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2)
@@ -361,7 +305,7 @@ fn main() {
         eprintln!("error: psql is not on PATH: it is the floor this benchmark compares with");
         std::process::exit(2);
     }
-    let version: String = admin(&opts.server)
+    let version: String = admin(&opts.server.url)
         .query_one("SHOW server_version", &[])
         .expect("server version")
         .get(0);
@@ -373,7 +317,7 @@ fn main() {
     let rendering = Instant::now();
     let ddl = render_all(&binary, &users);
     let shown = {
-        let mut u = url::Url::parse(&opts.server).expect("URL");
+        let mut u = url::Url::parse(&opts.server.url).expect("URL");
         if u.password().is_some() {
             let _ = u.set_password(Some("***"));
         }
@@ -414,7 +358,7 @@ fn main() {
             let (pf_secs, psql_secs) = if round % 2 == 0 {
                 let a = time_pathfinder(
                     &binary,
-                    &opts.server,
+                    &opts.server.url,
                     &pf_db,
                     &users_file,
                     opts.tenants,
@@ -422,7 +366,7 @@ fn main() {
                 );
                 let b = time_psql(
                     scratch.path(),
-                    &opts.server,
+                    &opts.server.url,
                     &psql_db,
                     &ddl,
                     jobs,
@@ -432,7 +376,7 @@ fn main() {
             } else {
                 let b = time_psql(
                     scratch.path(),
-                    &opts.server,
+                    &opts.server.url,
                     &psql_db,
                     &ddl,
                     jobs,
@@ -440,7 +384,7 @@ fn main() {
                 );
                 let a = time_pathfinder(
                     &binary,
-                    &opts.server,
+                    &opts.server.url,
                     &pf_db,
                     &users_file,
                     opts.tenants,
@@ -449,8 +393,8 @@ fn main() {
                 (a, b)
             };
             if !opts.keep {
-                drop_database(&opts.server, &pf_db);
-                drop_database(&opts.server, &psql_db);
+                drop_database(&opts.server.url, &pf_db);
+                drop_database(&opts.server.url, &psql_db);
             }
             pf_rates.push(opts.tenants as f64 / pf_secs);
             floor_rates.push(opts.tenants as f64 / psql_secs);

@@ -32,73 +32,35 @@ use support::{Scratch, pathfinder_timed as pathfinder, psql_parallel};
 use anyhow::bail;
 use postgres::{Client, NoTls};
 
-const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
+/// Options after `cargo bench --bench retention --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench retention --",
+    about = "retention run --all against INSERT ... SELECT + DELETE"
+)]
 struct Options {
+    /// Tenants to sweep
+    #[arg(long, default_value_t = 100, value_parser = support::positive)]
     tenants: usize,
+    /// Due rows in all, spread evenly over the tenants (at least 10 a tenant)
+    #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
+    /// Job counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "2", value_parser = support::positive)]
     jobs: Vec<usize>,
-    /// None: pathfinder-db's default.
+    /// The sweep's batch size [default: pathfinder-db's own]
+    #[arg(long, value_parser = support::positive)]
     batch_size: Option<usize>,
+    /// Rounds, the order of the two runs alternating
+    #[arg(long, default_value_t = 2, value_parser = support::positive)]
     rounds: usize,
-    server_url: String,
-    /// Another pathfinder-db binary (an earlier build) timed in the same
-    /// rounds on a clone of its own, for before/after comparisons on a
-    /// machine whose load moves from one minute to the next.
+    #[command(flatten)]
+    server: support::Server,
+    /// Another pathfinder-db binary (an earlier build) timed in the same rounds
+    /// on a clone of its own, for before/after figures on a machine whose load
+    /// moves from one minute to the next
+    #[arg(long, value_name = "PATH")]
     compare_bin: Option<PathBuf>,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench retention -- [--tenants N] [--rows N] [--jobs 2] \
-         [--batch-size N] [--rounds N] [--server-url URL] [--compare-bin PATH]\n\
-         (the server URL also comes from PATHFINDER_BENCH_POSTGRES_URL; default {DEFAULT_SERVER_URL})"
-    );
-    std::process::exit(2);
-}
-
-fn parse_options() -> Options {
-    let mut opts = Options {
-        tenants: 100,
-        rows: 1_000_000,
-        jobs: vec![2],
-        batch_size: None,
-        rounds: 2,
-        server_url: std::env::var("PATHFINDER_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_SERVER_URL.to_string()),
-        compare_bin: None,
-    };
-    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_else(|| usage());
-        let number = || value.parse().unwrap_or_else(|_| usage());
-        match arg.as_str() {
-            "--tenants" => opts.tenants = number(),
-            "--rows" => opts.rows = number(),
-            "--batch-size" => opts.batch_size = Some(number()),
-            "--rounds" => opts.rounds = number(),
-            "--compare-bin" => opts.compare_bin = Some(PathBuf::from(&value)),
-            "--jobs" => {
-                opts.jobs = value
-                    .split(',')
-                    .map(|j| j.trim().parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            "--server-url" => opts.server_url = value,
-            _ => usage(),
-        }
-    }
-    if opts.tenants == 0
-        || opts.rows < opts.tenants * 10
-        || opts.jobs.is_empty()
-        || opts.jobs.contains(&0)
-        || opts.batch_size == Some(0)
-        || opts.rounds == 0
-    {
-        usage();
-    }
-    opts
 }
 
 /// The two swept tables: (table, age column, days).
@@ -213,7 +175,11 @@ fn rate(n: usize, d: Duration) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let opts = parse_options();
+    let opts: Options = support::options();
+    if opts.rows < opts.tenants * 10 {
+        eprintln!("bench_retention: --rows must be at least 10 a tenant");
+        return ExitCode::from(2);
+    }
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -246,7 +212,7 @@ fn load_average() -> f64 {
 }
 
 fn bench(opts: &Options, bin: &Path, work_dir: &Path) -> anyhow::Result<()> {
-    let mut scratch = Scratch::new(&opts.server_url, "retention")?;
+    let mut scratch = Scratch::new(&opts.server.url, "retention")?;
     let per_tenant = opts.rows / opts.tenants;
     let total = per_tenant * opts.tenants;
     let users: Vec<String> = (1..=opts.tenants).map(|i| format!("bench{i:05}")).collect();

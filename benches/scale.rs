@@ -26,55 +26,48 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+/// Options after `cargo bench --bench scale --`.
+#[derive(clap::Parser)]
+#[command(
+    bin_name = "cargo bench --bench scale --",
+    about = "every fleet-wide command timed as the fleet grows"
+)]
 struct Options {
+    /// Tenants at the end
+    #[arg(long, default_value_t = 20_000, value_parser = support::positive)]
     tenants: usize,
+    /// Tenants provisioned between two measurements
+    #[arg(long, default_value_t = 2_000, value_parser = support::positive)]
     step: usize,
-    backends: Vec<&'static str>,
-    limit: Duration,
-    server_url: String,
+    /// The backends to measure
+    #[arg(long, value_enum, default_value_t = Backend::Both)]
+    backend: Backend,
+    /// Longest a command may take before it is stopped and shown as over the limit
+    #[arg(long = "limit-seconds", value_name = "S", default_value_t = 120, value_parser = support::positive)]
+    limit_seconds: usize,
+    #[command(flatten)]
+    server: support::Server,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench scale -- [--tenants N] [--step N] [--backend postgres|sqlite|both] \
-         [--limit-seconds S] [--server-url URL]"
-    );
-    std::process::exit(2);
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    Postgres,
+    Sqlite,
+    Both,
 }
 
-fn parse_options() -> Options {
-    let mut opts = Options {
-        tenants: 20_000,
-        step: 2_000,
-        backends: vec!["postgres", "sqlite"],
-        limit: Duration::from_secs(120),
-        server_url: support::default_server_url(),
-    };
-    // `cargo bench` adds `--bench` to the arguments of a benchmark without a harness.
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(arg) = args.next() {
-        let value = args.next().unwrap_or_else(|| usage());
-        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
-        match arg.as_str() {
-            "--tenants" => opts.tenants = number(),
-            "--step" => opts.step = number(),
-            "--limit-seconds" => opts.limit = Duration::from_secs(number() as u64),
-            "--backend" => {
-                opts.backends = match value.as_str() {
-                    "postgres" => vec!["postgres"],
-                    "sqlite" => vec!["sqlite"],
-                    "both" => vec!["postgres", "sqlite"],
-                    _ => usage(),
-                }
-            }
-            "--server-url" => opts.server_url = value,
-            _ => usage(),
+impl Options {
+    fn backends(&self) -> Vec<&'static str> {
+        match self.backend {
+            Backend::Postgres => vec!["postgres"],
+            Backend::Sqlite => vec!["sqlite"],
+            Backend::Both => vec!["postgres", "sqlite"],
         }
     }
-    if opts.tenants == 0 || opts.step == 0 {
-        usage();
+
+    fn limit(&self) -> Duration {
+        Duration::from_secs(self.limit_seconds as u64)
     }
-    opts
 }
 
 /// A command timed at every fleet size, with the target it should meet.
@@ -188,7 +181,7 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
     let mut scratch = None;
     let url = match backend {
         "postgres" => {
-            let mut s = support::Scratch::new(&opts.server_url, "scale")?;
+            let mut s = support::Scratch::new(&opts.server.url, "scale")?;
             let name = s.create("fleet", None)?;
             let url = s.url(&name);
             scratch = Some(s);
@@ -197,7 +190,7 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
         _ => format!("sqlite://{}", dir.join("pathfinder.db").display()),
     };
     let run = |args: &[&str], allowed: &[i32]| {
-        support::pathfinder(&bin, dir, &url, args, opts.limit, allowed)
+        support::pathfinder(&bin, dir, &url, args, opts.limit(), allowed)
     };
     run(&["-q", "init"], &[])?;
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -258,9 +251,9 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
                 eprintln!(
                     "{backend}: {provisioned} tenants: {}: {} s",
                     probe.name,
-                    shown(&r, opts.limit)
+                    shown(&r, opts.limit())
                 );
-                row.push(shown(&r, opts.limit));
+                row.push(shown(&r, opts.limit()));
             }
         }
     }
@@ -288,14 +281,14 @@ fn bench_backend(opts: &Options, backend: &str, report: &mut String) -> anyhow::
 }
 
 fn main() -> ExitCode {
-    let opts = parse_options();
+    let opts = support::options::<Options>();
     let mut report = format!(
         "pathfinder-db at scale: {} tenants, steps of {}, commands stopped after {} s\n",
         opts.tenants,
         opts.step,
-        opts.limit.as_secs()
+        opts.limit().as_secs()
     );
-    for backend in &opts.backends {
+    for backend in &opts.backends() {
         if let Err(e) = bench_backend(&opts, backend, &mut report) {
             eprintln!("bench scale ({backend}): error: {e:#}");
             print!("{report}");

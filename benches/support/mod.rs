@@ -12,9 +12,34 @@ use postgres::{Client, NoTls};
 
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// The server from `PATHFINDER_BENCH_POSTGRES_URL`, else the local default.
-pub fn default_server_url() -> String {
-    std::env::var("PATHFINDER_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.into())
+/// The option every benchmark takes: the PostgreSQL server its scratch
+/// databases are made on (`--server-url`, also spelled `--database-url`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Server {
+    /// PostgreSQL server for the scratch databases (its user may create databases)
+    #[arg(
+        long = "server-url",
+        visible_alias = "database-url",
+        value_name = "URL",
+        env = "PATHFINDER_BENCH_POSTGRES_URL",
+        default_value = DEFAULT_SERVER_URL
+    )]
+    pub url: String,
+}
+
+/// A whole number of at least 1 (tenants, jobs, rounds, a batch size).
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+/// Parses a benchmark's options (clap exits with its usage on an error or
+/// `--help`); `cargo bench` adds `--bench` to the arguments of a benchmark
+/// without a harness, which is dropped first.
+pub fn options<T: clap::Parser>() -> T {
+    T::parse_from(std::env::args().filter(|a| a != "--bench"))
 }
 
 /// The release binary, built first so that the measure is of the current code.

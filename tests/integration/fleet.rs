@@ -663,12 +663,7 @@ fn upgrade_from_system_v7(env: &Env, urls: [&str; 2]) {
     sys.execute("UPDATE pf_databases SET tenants = 9 WHERE name = 'm1'", &[])
         .unwrap();
     drop(session);
-    let (_, doctor) = env.json_run(&["doctor"]);
-    let check = doctor["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["check"] == "member counts"))
-        .cloned()
-        .expect("a member counts check");
+    let check = env.doctor_check("member counts");
     assert_eq!(check["ok"], false, "{check}");
     assert!(
         check["detail"]

@@ -331,14 +331,20 @@ impl Env {
         (out.status.code(), doc)
     }
 
+    /// The check named `name` of `doctor --json`, whatever doctor's exit code.
+    pub fn doctor_check(&self, name: &str) -> serde_json::Value {
+        let (_, doctor) = self.json_run(&["doctor"]);
+        doctor["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("doctor has no {name} check: {doctor}"))
+    }
+
     /// `doctor` finds each member's kept count of tenants (what placement
     /// reads) equal to the registry's.
     pub fn assert_member_counts_agree(&self) {
-        let (_, doctor) = self.json_run(&["doctor"]);
-        let check = doctor["checks"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["check"] == "member counts"))
-            .unwrap_or_else(|| panic!("doctor has no member counts check: {doctor}"));
+        let check = self.doctor_check("member counts");
         assert_eq!(check["ok"], true, "{check}");
     }
 
