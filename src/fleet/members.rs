@@ -173,16 +173,45 @@ pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
     )? == 1)
 }
 
-/// [`tenant_counts`] as the registry's trigger keeps them in `pf_databases`
-/// (system version 8): one row per member, whatever the fleet's size, for
-/// placement, which runs once per tenant placed. `doctor` checks them against
+/// [`tenant_counts`] of the members other than the catalog, as the
+/// registry's trigger keeps them in `pf_databases` (system version 8): one
+/// row per member, whatever the fleet's size. `doctor` checks them against
 /// [`tenant_counts`].
 pub fn kept_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
     Ok(sys
-        .query("SELECT name, tenants FROM pf_databases", &[])?
+        .query(
+            "SELECT name, tenants FROM pf_databases WHERE name <> 'catalog'",
+            &[],
+        )?
         .into_iter()
         .map(|r| (r[0].to_text(), r[1].as_i64().unwrap_or(0)))
         .collect())
+}
+
+/// The live tenants of the members in `wanted` (a tenant being copied to
+/// one counts there too), for placement, which runs once per tenant placed:
+/// the kept counts, and for the catalog, whose own tenants are not kept (a
+/// registration on the catalog shares the transaction of the tenant's DDL on
+/// PostgreSQL; one kept row would make every provisioner wait for the one
+/// before), its count from the registry, read only when it is wanted.
+pub fn placement_counts(
+    sys: &mut dyn Connection,
+    wanted: &[&Member],
+) -> Result<HashMap<String, i64>, DbError> {
+    let mut counts = kept_counts(sys)?;
+    if wanted.iter().any(|m| m.is_catalog()) {
+        let rows = sys.query(
+            "SELECT COUNT(*) FROM pf_tenants WHERE status <> 'deprovisioned' \
+             AND (database_name IS NULL OR (status = 'moving' AND claimed_by = ?))",
+            &[Value::from(format!(
+                "{}{CATALOG}",
+                crate::fleet::moves::COPYING
+            ))],
+        )?;
+        let n = rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+        counts.insert(CATALOG.to_string(), n);
+    }
+    Ok(counts)
 }
 
 /// Live tenants (not deprovisioned) per member, from the registry's index;
@@ -454,6 +483,7 @@ pub fn recount(session: &mut Session<'_>) -> anyhow::Result<Vec<(String, i64, i6
     let sys = session.system();
     let mut tx = Tx::begin(sys)?;
     tx.lock(&crate::db::Lock::Placement)?;
+    // The catalog's own tenants are counted by placement, not kept.
     let kept = kept_counts(&mut *tx)?;
     let counted = tenant_counts(&mut *tx)?;
     let mut changed: Vec<(String, i64, i64)> = kept

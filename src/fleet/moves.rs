@@ -300,7 +300,7 @@ fn start(
             .into());
         }
         // Moves in progress to the target count on it already.
-        let held = members::kept_counts(sys)?
+        let held = members::placement_counts(sys, &[&member])?
             .get(target)
             .copied()
             .unwrap_or(0);

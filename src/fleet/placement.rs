@@ -15,12 +15,23 @@ use crate::fleet::members::{self, MemberState};
 /// transaction ends; on Oracle until [`release`]). `requested`: the member
 /// `--database` names. None: the catalog.
 pub fn choose(sys: &mut dyn Connection, requested: Option<&str>) -> anyhow::Result<Option<String>> {
-    sys.lock(&Lock::Placement)?;
-    let all = members::list(sys)?;
-    if all.iter().all(|m| m.is_catalog()) && requested.is_none() {
+    // Without members every tenant goes to the catalog, and no lock is
+    // needed: on PostgreSQL the registration shares the transaction of the
+    // tenant's DDL, so a lock here would make provisioners run one by one.
+    // (A member added meanwhile takes tenants from the next placement on.)
+    if requested.is_none() && members::list(sys)?.iter().all(|m| m.is_catalog()) {
         return Ok(None);
     }
-    let counts = members::kept_counts(sys)?;
+    sys.lock(&Lock::Placement)?;
+    let all = members::list(sys)?;
+    let wanted: Vec<&members::Member> = all
+        .iter()
+        .filter(|m| match requested {
+            Some(name) => m.name == name,
+            None => m.state == MemberState::Open,
+        })
+        .collect();
+    let counts = members::placement_counts(sys, &wanted)?;
     let held = |name: &str| counts.get(name).copied().unwrap_or(0);
     if let Some(name) = requested {
         let Some(member) = all.iter().find(|m| m.name == name) else {
