@@ -1063,12 +1063,12 @@ impl Database {
         let Some(path) = self.member_password_files.get(name) else {
             return Ok(None);
         };
-        let what = format!("password file of member {name}");
-        let text = crate::config::read_private_file(path, &what)?;
+        // The caller names the member.
+        let text = crate::config::read_private_file(path, "password file")?;
         let line = text.lines().next().unwrap_or_default();
         if line.is_empty() {
             return Err(crate::error::UsageError::new(format!(
-                "{what} {} is empty: put the password on its first line",
+                "password file {} is empty: put the password on its first line",
                 path.display()
             )));
         }

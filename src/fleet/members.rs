@@ -180,8 +180,8 @@ pub fn delete(sys: &mut dyn Connection, name: &str) -> Result<bool, DbError> {
 pub fn kept_counts(sys: &mut dyn Connection) -> Result<HashMap<String, i64>, DbError> {
     Ok(sys
         .query(
-            "SELECT name, tenants FROM pf_databases WHERE name <> 'catalog'",
-            &[],
+            "SELECT name, tenants FROM pf_databases WHERE name <> ?",
+            &[Value::from(CATALOG)],
         )?
         .into_iter()
         .map(|r| (r[0].to_text(), r[1].as_i64().unwrap_or(0)))

@@ -164,7 +164,7 @@ fn member_password_file_from_the_configuration() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("password file of member pwm")
+        stderr.contains("member pwm: password file")
             && stderr.contains("accessible to group or others"),
         "{stderr}"
     );
