@@ -49,7 +49,7 @@ pub struct MemberConfig {
 }
 
 /// Reads a file that holds a secret (`what`: "master key file", "password
-/// file of member pg2"): refused when it is not a regular file, or when
+/// file"): refused when it is not a regular file, or when
 /// anyone but its owner may read or write it (like ssh's private keys).
 pub fn read_private_file(
     path: &Path,

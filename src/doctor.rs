@@ -162,7 +162,7 @@ pub fn check_database(
     unsettled(&tenants, checks, &mut report.failed_tenants);
     let checks = &mut report.checks;
     if crate::migrate::system_is_current(session.system(), &renderer).unwrap_or(false) {
-        member_counts(&mut session, &tenants, checks);
+        member_counts(&mut session, checks);
     }
     if let Err(e) = catalog(&mut session, &tenants, checks) {
         checks.push(Check::fail(
@@ -316,29 +316,21 @@ fn unsettled(
 
 /// The counts of tenants per member that placement reads (kept by the
 /// registry's trigger) agree with the registry.
-fn member_counts(session: &mut Session<'_>, tenants: &[TenantRecord], checks: &mut Vec<Check>) {
-    let kept = match crate::fleet::members::kept_counts(session.system()) {
-        Ok(k) => k,
+fn member_counts(session: &mut Session<'_>, checks: &mut Vec<Check>) {
+    let sys = session.system();
+    let (kept, counted) = match crate::fleet::members::kept_counts(sys)
+        .and_then(|k| Ok((k, crate::fleet::members::tenant_counts(sys)?)))
+    {
+        Ok(both) => both,
         Err(e) => {
             checks.push(Check::fail(
                 "member counts",
                 e.message,
-                "grant this user SELECT on pf_databases",
+                "grant this user SELECT on pf_databases and pf_tenants",
             ));
             return;
         }
     };
-    // As the trigger counts: live tenants on their member, and a tenant
-    // being copied on its target too.
-    let mut counted: HashMap<String, i64> = HashMap::new();
-    for t in tenants.iter().filter(|t| t.status != Status::Deprovisioned) {
-        *counted.entry(t.database.clone()).or_default() += 1;
-        if let Some(crate::fleet::moves::Phase::Copying { target }) =
-            crate::fleet::moves::Phase::of(t)
-        {
-            *counted.entry(target).or_default() += 1;
-        }
-    }
     let mut wrong: Vec<String> = kept
         .iter()
         .map(|(name, &n)| (name, n, counted.get(name).copied().unwrap_or(0)))

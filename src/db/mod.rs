@@ -1018,7 +1018,7 @@ impl Database {
             .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
         match self.dialect {
             Dialect::Postgres => {
-                let cfg = postgres::config_of_member_url(url, password.as_deref().map(|p| &**p))
+                let cfg = postgres::config_with_password(url, password.as_deref().map(|p| &**p))
                     .map_err(|e| DbError::other(format!("member {name}: {e}")))?;
                 Ok(Box::new(
                     postgres::PgConnection::connect_member(&cfg, name)

@@ -28,18 +28,13 @@ pub fn config_of_url(url: &str) -> Result<postgres::Config, UsageError> {
     config_with_password(url, password.as_deref())
 }
 
-/// Like [`config_of_url`] for a member database, whose password (never in
-/// its stored URL) is `password` (its environment variable or password
-/// file), else the password file's line for it.
-pub fn config_of_member_url(
+/// Parses `url` (a member's stored URL, or the catalog's); the password is
+/// the URL's, else `password` (a member's: its environment variable or
+/// password file), else `~/.pgpass`'s line for it.
+pub fn config_with_password(
     url: &str,
     password: Option<&str>,
 ) -> Result<postgres::Config, UsageError> {
-    config_with_password(url, password)
-}
-
-/// `password` when the URL has none, else `~/.pgpass`'s.
-fn config_with_password(url: &str, password: Option<&str>) -> Result<postgres::Config, UsageError> {
     let expected = "expected postgres://USER@HOST:PORT/DATABASE (options after `?`) or key=value pairs (host=H dbname=D); put the password in PATHFINDER_DB_PASSWORD";
     // The URL is never echoed: a value typed under a wrong name (`passwrod=`)
     // is still a password. Unknown options are named, all of them at once.
