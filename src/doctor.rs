@@ -338,7 +338,9 @@ fn member_counts(session: &mut Session<'_>, checks: &mut Vec<Check>) {
         .map(|(name, n, c)| format!("{name} (kept {n}, registry {c})"))
         .collect();
     wrong.sort();
-    checks.push(if wrong.is_empty() {
+    checks.push(if kept.is_empty() {
+        Check::ok("member counts", "no member databases: nothing to count")
+    } else if wrong.is_empty() {
         Check::ok(
             "member counts",
             "each member's count of tenants agrees with the registry",
