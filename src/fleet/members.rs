@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::db::{Connection, Database, DbError, DbErrorKind, Session, Tx, Value};
 use crate::error::UsageError;
+use crate::schema::tenant::TenantKey;
 
 /// The name under which the catalog is listed as a member.
 pub const CATALOG: &str = "catalog";
@@ -504,18 +505,47 @@ pub fn recount(session: &mut Session<'_>) -> anyhow::Result<Vec<(String, i64, i6
     Ok(changed)
 }
 
-/// `databases remove`: refused while the registry places any tenant on it
-/// (deprovisioned ones included: their archives may be there).
+/// `databases remove`: refused while the registry places a live tenant on
+/// it, or while a deprovisioned tenant recorded there still has objects on
+/// it (archives kept by `deprovision --archive`). Deprovisioned tenants with
+/// nothing left there are recorded on the catalog instead (they hold nothing
+/// anywhere; provisioning one again places it afresh), so that no registry
+/// row names a member that is gone.
 pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     if name == CATALOG {
         return Err(UsageError::new("the catalog cannot be removed").into());
     }
+    let gone: Vec<TenantKey> = session
+        .system()
+        .query(
+            "SELECT tenant_key FROM pf_tenants WHERE database_name = ? AND status = 'deprovisioned'",
+            &[Value::from(name)],
+        )?
+        .iter()
+        .map(|r| TenantKey::parse(&r[0].to_text(), session.dialect()))
+        .collect::<Result<_, _>>()?;
+    if !gone.is_empty() {
+        let kept = crate::fleet::moves::keys_with_objects(session, &gone, name).map_err(|e| {
+            e.context(format!(
+                "member {name}: cannot check what deprovisioned tenants left there"
+            ))
+        })?;
+        if !kept.is_empty() {
+            let names: Vec<String> = kept.iter().map(|k| k.prefix() + "*").collect();
+            return Err(UsageError::new(format!(
+                "member {name} still holds what {} deprovisioned tenant(s) kept ({}): keep the member, or drop those tables (on SQLite their files) by hand first",
+                kept.len(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
     let sys = session.system();
     let mut tx = Tx::begin(sys)?;
     tx.lock(&crate::db::Lock::Placement)?;
     let held = tx.query(
-        "SELECT COUNT(*) FROM pf_tenants WHERE database_name = ?",
+        "SELECT COUNT(*) FROM pf_tenants WHERE database_name = ? AND status <> 'deprovisioned'",
         &[Value::from(name)],
     )?;
     let held = held.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
@@ -525,6 +555,11 @@ pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
         ))
         .into());
     }
+    tx.execute(
+        "UPDATE pf_tenants SET database_name = NULL, updated_at = CURRENT_TIMESTAMP \
+         WHERE database_name = ? AND status = 'deprovisioned'",
+        &[Value::from(name)],
+    )?;
     if !delete(&mut *tx, name)? {
         return Err(UsageError::new(format!(
             "no member database named {name}: `pathfinder-db databases list` shows them"

@@ -346,6 +346,37 @@ fn stray_on_target(
     Ok(objects_of(conn.as_mut(), key)?.into_iter().next())
 }
 
+/// Which of `keys` still have objects (a SQLite file; tables, archives
+/// included) on member `name`: one catalog read of the member.
+pub(crate) fn keys_with_objects(
+    session: &mut Session<'_>,
+    keys: &[TenantKey],
+    name: &str,
+) -> anyhow::Result<Vec<TenantKey>> {
+    if session.dialect() == Dialect::Sqlite {
+        let mut found = Vec::new();
+        for key in keys {
+            if sqlite_file(session, key, name)?.exists() {
+                found.push(key.clone());
+            }
+        }
+        return Ok(found);
+    }
+    let mut conn = connect(session, name)?;
+    let wanted: std::collections::HashMap<&str, ()> =
+        keys.iter().map(|k| (k.as_str(), ())).collect();
+    let names = conn.table_names(crate::schema::tenant::TENANT_PREFIX, true)?;
+    let held: std::collections::HashSet<&str> = names
+        .iter()
+        .filter_map(|t| crate::migrate::verify::split_name(t, &wanted).map(|(k, _)| k))
+        .collect();
+    Ok(keys
+        .iter()
+        .filter(|k| held.contains(k.as_str()))
+        .cloned()
+        .collect())
+}
+
 /// The tables (and views) of `key` on `conn`, named exactly.
 fn objects_of(conn: &mut dyn Connection, key: &TenantKey) -> anyhow::Result<Vec<String>> {
     let only = std::collections::HashMap::from([(key.as_str(), ())]);

@@ -397,3 +397,86 @@ fn move_registry_statements_parse_as_oracle() {
         );
     }
 }
+
+/// `databases remove` after the member's tenants were deprovisioned: what a
+/// deprovisioned tenant kept there (its archives) keeps the member, named in
+/// the refusal; once nothing of theirs is left the member goes, and their
+/// registry rows name the catalog rather than a member that is gone.
+fn remove_after_deprovision(server: Option<&str>, hint: &str) {
+    let f = Fleet::new(server, hint);
+    let env = &f.env;
+    env.ok(&["provision", "gone", "--database", "m1"]);
+    env.ok(&["provision", "kept", "--database", "m1"]);
+    env.ok(&["databases", "drain", "m1"]);
+    let live = env.run(&["databases", "remove", "m1"]);
+    assert_eq!(live.status.code(), Some(2), "{}", stderr(&live));
+    assert!(
+        stderr(&live).contains("still holds 2 tenant(s)"),
+        "{}",
+        stderr(&live)
+    );
+
+    env.ok(&["deprovision", "gone", "--yes"]);
+    env.ok(&["deprovision", "kept", "--archive", "--yes"]);
+    assert_eq!(f.tables_on("m1", "gone"), 0);
+    assert!(f.tables_on("m1", "kept") > 0, "the archives stay on m1");
+    let archives = env.run(&["databases", "remove", "m1"]);
+    assert_eq!(archives.status.code(), Some(2), "{}", stderr(&archives));
+    let said = stderr(&archives);
+    assert!(
+        said.contains("1 deprovisioned tenant(s) kept (pf_user_kept_*)"),
+        "{said}"
+    );
+    assert_eq!(f.registry("gone").2, "m1", "a refusal changes nothing");
+
+    // The DBA drops what was kept; then the member can go.
+    match &env.backend {
+        Backend::Sqlite => std::fs::remove_file(f.sqlite_file("m1", "kept")).unwrap(),
+        Backend::Postgres(_) => {
+            let mut client = f.pg[0].client();
+            let tables = pg_rows(
+                &mut client,
+                "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'pf\\_user\\_kept\\_%'",
+            );
+            for t in tables {
+                client
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", t[0]))
+                    .unwrap();
+            }
+        }
+    }
+    env.ok(&["databases", "remove", "m1"]);
+    let members = env.json(&["databases", "list"]);
+    assert!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "m1"),
+        "{members}"
+    );
+    for user in ["gone", "kept"] {
+        assert_eq!(
+            f.registry(user),
+            ("deprovisioned".into(), String::new(), "catalog".into())
+        );
+    }
+    // Provisioned again, a tenant is placed afresh, on a member that is there.
+    env.ok(&["provision", "gone"]);
+    let placed = env.json(&["where", "gone"])["database"].clone();
+    assert!(placed == "m2" || placed == "catalog", "{placed}");
+    env.ok(&["verify", "gone"]);
+}
+
+#[test]
+fn sqlite_member_is_removed_once_deprovisioned_tenants_left_nothing() {
+    remove_after_deprovision(None, "rmdep");
+}
+
+#[test]
+fn postgres_member_is_removed_once_deprovisioned_tenants_left_nothing() {
+    let Some(server) = crate::common::postgres_url() else {
+        return;
+    };
+    remove_after_deprovision(Some(&server), "rmdep");
+}
