@@ -465,7 +465,11 @@ fn import_steps(
             )
             .map(|()| true)
         }),
+        // Placed afresh before its row leaves `deprovisioned` (so that it
+        // does not count on its old member).
         Some(r) if r.status == Status::Deprovisioned => op.registry(|sys| {
+            let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
+                .map_err(registry::RegisterError::Refused)?;
             let restarted = registry::restart_as(
                 sys,
                 name,
@@ -476,8 +480,6 @@ fn import_steps(
                 Some(&claim),
             )?;
             if restarted {
-                let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
-                    .map_err(registry::RegisterError::Refused)?;
                 registry::set_database(sys, name, database.as_deref())?;
             }
             Ok(restarted)

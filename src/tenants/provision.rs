@@ -220,6 +220,13 @@ fn provision_steps(
             .map(|()| true)
         }
         Some(status) => {
+            // A deprovisioned tenant is placed afresh, before its row is back
+            // to `provisioning` (so that it does not count on its old member).
+            let placed = if status == Status::Deprovisioned {
+                Some(place(sys)?)
+            } else {
+                None
+            };
             let restarted = registry::restart_provisioning(
                 sys,
                 name,
@@ -227,8 +234,7 @@ fn provision_steps(
                 key.as_str(),
                 user_id.as_deref(),
             )?;
-            if restarted && status == Status::Deprovisioned {
-                let database = place(sys)?;
+            if restarted && let Some(database) = placed {
                 registry::set_database(sys, name, database.as_deref())?;
             }
             Ok(restarted)
