@@ -205,10 +205,17 @@ fn select_sql(
         Order::NewestFirst => "DESC",
         Order::OldestFirst => "ASC",
     };
+    // SQLite stamps whole seconds: rows of one second keep the order they
+    // were written in (whichever index the query reads).
+    let tie = if dialect == Dialect::Sqlite {
+        format!(", rowid {direction}")
+    } else {
+        String::new()
+    };
     let mut sql = format!(
         "SELECT id, created_at, action, entity_type, entity_id, user_id, request_path, \
          response_status, execution_time_ms, error_message, {} FROM pf_audit_log \
-         WHERE {} ORDER BY created_at {direction}",
+         WHERE {} ORDER BY created_at {direction}{tie}",
         if details { "details" } else { "NULL" },
         conditions.join(" AND ")
     );
