@@ -87,6 +87,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     })
                     .collect();
                 ctx.print_json(&serde_json::Value::Array(doc));
+            } else if changed.is_empty() && members::remote(session.system())?.is_empty() {
+                ctx.say("no member databases: nothing to count");
             } else if changed.is_empty() {
                 ctx.say("every member's count agrees with the registry: nothing changed");
             } else {
