@@ -809,11 +809,20 @@ impl Connection for SqliteConnection {
 
     fn erase_freed(&mut self, _table: &str) -> Result<Option<String>, DbError> {
         // (busy, frames in the log, frames checkpointed): busy = 1 when a
-        // reader kept the checkpoint from finishing within the busy timeout.
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-            .map_err(|e| classify(&e, &self.path))?;
+        // reader kept the checkpoint from finishing within the busy timeout,
+        // or at once when another connection was checkpointing (two commands
+        // ending together): that one is tried again for a few seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let busy = loop {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(|e| classify(&e, &self.path))?;
+            if busy == 0 || std::time::Instant::now() >= deadline {
+                break busy;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
         if busy != 0 {
             return Err(DbError::new(
                 DbErrorKind::Busy,
