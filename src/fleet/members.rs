@@ -555,11 +555,24 @@ pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
         ))
         .into());
     }
-    tx.execute(
-        "UPDATE pf_tenants SET database_name = NULL, updated_at = CURRENT_TIMESTAMP \
-         WHERE database_name = ? AND status = 'deprovisioned'",
+    // Only the tenants checked above move to the catalog: one deprovisioned
+    // (with its archives) since then still names the member, and stops this.
+    for key in &gone {
+        tx.execute(
+            "UPDATE pf_tenants SET database_name = NULL, updated_at = CURRENT_TIMESTAMP \
+             WHERE database_name = ? AND status = 'deprovisioned' AND tenant_key = ?",
+            &[Value::from(name), Value::from(key.as_str())],
+        )?;
+    }
+    let left = tx.query(
+        "SELECT COUNT(*) FROM pf_tenants WHERE database_name = ?",
         &[Value::from(name)],
     )?;
+    if left.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0 {
+        return Err(anyhow::anyhow!(
+            "member {name}: a tenant on it was deprovisioned while it was being removed: run `pathfinder-db databases remove {name}` again"
+        ));
+    }
     if !delete(&mut *tx, name)? {
         return Err(UsageError::new(format!(
             "no member database named {name}: `pathfinder-db databases list` shows them"
