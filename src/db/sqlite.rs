@@ -305,7 +305,7 @@ pub struct SqliteConnection {
     lock_dir: Option<PathBuf>,
     /// The tenant locks this connection holds: open lock files with an OS
     /// lock on them, which the kernel releases when the process dies.
-    locks: HashMap<String, std::fs::File>,
+    locks: HashMap<String, HeldLock>,
 }
 
 fn classify(err: &rusqlite::Error, path: &Path) -> DbError {
@@ -597,10 +597,13 @@ impl SqliteConnection {
     /// tenant lock someone else can take belongs to no live run. The file
     /// write lock cannot serve here: it lasts one transaction, and a tenant
     /// operation is several. The system schema needs none: its changes are
-    /// one `BEGIN IMMEDIATE` transaction. Lock files are never removed
-    /// (removing a locked file would let a second process lock a new one);
-    /// one another user created is opened read-only, which suffices for the
-    /// lock. Already held by this connection: true at once, as on Oracle.
+    /// one `BEGIN IMMEDIATE` transaction. The holder removes the file before
+    /// it lets go ([`HeldLock`]), so lock files do not pile up for every user
+    /// ever provisioned; a process that was waiting on the removed file sees,
+    /// once it has the lock, that the name no longer leads to that file, and
+    /// locks the name afresh. One another user created is opened read-only,
+    /// which suffices for the lock. Already held by this connection: true at
+    /// once, as on Oracle.
     fn file_lock(&mut self, name: &Lock<'_>, wait: bool) -> Result<bool, DbError> {
         let (Lock::Tenant(username), Some(dir)) = (name, &self.lock_dir) else {
             return Ok(true);
@@ -619,31 +622,73 @@ impl SqliteConnection {
             )
         };
         create_private_dir(dir).map_err(failed)?;
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut options = std::fs::OpenOptions::new();
-                options.create(true).truncate(false).write(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
+        loop {
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.create(true).truncate(false).write(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::OpenOptionsExt;
+                        options.mode(0o600);
+                    }
+                    options.open(&path).map_err(failed)?
                 }
-                options.open(&path).map_err(failed)?
+                Err(e) => return Err(failed(e)),
+            };
+            if wait {
+                file.lock().map_err(failed)?;
+            } else {
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+                    Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+                }
             }
-            Err(e) => return Err(failed(e)),
-        };
-        if wait {
-            file.lock().map_err(failed)?;
-        } else {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+            // The holder before us may have removed the file we waited on:
+            // that lock guards nothing any more.
+            if HeldLock::names(&path, &file) {
+                self.locks
+                    .insert(username.to_string(), HeldLock { path, file });
+                return Ok(true);
             }
         }
-        self.locks.insert(username.to_string(), file);
-        Ok(true)
+    }
+}
+
+/// A tenant lock this connection holds: the lock file, open and locked.
+/// Dropping it removes the file, then closes it (which releases the lock):
+/// removed while still locked, so no one can hold a lock on it by its name.
+struct HeldLock {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl HeldLock {
+    /// Whether `path` still names `file` (not removed, nor made anew).
+    #[cfg(unix)]
+    fn names(path: &Path, file: &std::fs::File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(path), file.metadata()) {
+            (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
+            _ => false,
+        }
+    }
+
+    /// Elsewhere an open file cannot be removed: lock files stay.
+    #[cfg(not(unix))]
+    fn names(_: &Path, _: &std::fs::File) -> bool {
+        true
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // A file we cannot remove (a folder we may not write) stays, and is
+        // locked again by the next holder: only tidiness is lost.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -1150,8 +1195,56 @@ mod tests {
         // A connection that goes away (a killed process) leaves nothing locked.
         drop(b);
         assert!(a.try_lock(&alice).unwrap());
-        assert!(target.tenant_dir.join("alice.lock").is_file());
+        let file = target.tenant_dir.join("alice.lock");
+        assert!(file.is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the owner's only, whatever the umask");
+        }
         // The system schema is guarded by BEGIN IMMEDIATE, not by a file.
         assert!(a.try_lock(&Lock::System).unwrap());
+        // Let go, the lock file is gone: one per user ever provisioned
+        // would pile up.
+        a.unlock(&alice).unwrap();
+        assert!(!file.exists());
+        assert!(a.try_lock(&alice).unwrap());
+        drop(a);
+        assert!(!file.exists());
+    }
+
+    /// A process waiting on a lock file that its holder removes gets the
+    /// lock on a file of that name, not on the removed one: two waiters
+    /// never both hold the tenant.
+    #[cfg(unix)]
+    #[test]
+    fn a_waiter_on_a_removed_lock_file_locks_the_name_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let target = SqliteTarget::from_url(&url, 1000).unwrap();
+        let (mut a, mut b, mut c) = (
+            main_connection(&target),
+            main_connection(&target),
+            main_connection(&target),
+        );
+        let alice = Lock::Tenant("alice");
+        a.lock(&alice).unwrap();
+        let file = target.tenant_dir.join("alice.lock");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(move || {
+                b.lock(&alice).unwrap();
+                b
+            });
+            // b opens the file and waits on it; a removes it and lets go.
+            std::thread::sleep(Duration::from_millis(300));
+            a.unlock(&alice).unwrap();
+            let b = waiter.join().unwrap();
+            // b holds the lock on a file the name leads to, so c is kept out.
+            assert!(file.is_file());
+            assert!(!c.try_lock(&alice).unwrap());
+            drop(b);
+            assert!(c.try_lock(&alice).unwrap());
+        });
     }
 }
