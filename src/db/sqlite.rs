@@ -650,7 +650,7 @@ impl SqliteConnection {
             // that lock guards nothing any more.
             if HeldLock::names(&path, &file) {
                 self.locks
-                    .insert(username.to_string(), HeldLock { path, file });
+                    .insert(username.to_string(), HeldLock { path, _file: file });
                 return Ok(true);
             }
         }
@@ -662,7 +662,8 @@ impl SqliteConnection {
 /// removed while still locked, so no one can hold a lock on it by its name.
 struct HeldLock {
     path: PathBuf,
-    file: std::fs::File,
+    /// Never read: held for its OS lock, which closing it releases.
+    _file: std::fs::File,
 }
 
 impl HeldLock {
