@@ -27,8 +27,14 @@ pub struct Args {
     #[arg(long, requires = "export")]
     pub force: bool,
 
+    /// Leave erasing the deleted keys' bytes from the database's files to a later
+    /// `keys erase` (from cron): on PostgreSQL the erasure rewrites the whole key table,
+    /// which the application's key reads wait for (seconds at a million users)
+    #[arg(long)]
+    pub erase_later: bool,
+
     /// Take back a deprovisioning that stopped half-way (while every table is still there)
-    #[arg(long, conflicts_with_all = ["archive", "export", "force"])]
+    #[arg(long, conflicts_with_all = ["archive", "export", "force", "erase_later"])]
     pub cancel: bool,
 
     #[command(flatten)]
@@ -167,7 +173,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     // The shredded keys' bytes are erased once, for the whole run, after
     // every deletion committed (on PostgreSQL this rewrites the key table).
     let mut erase_error = None;
-    if keys_shredded > 0
+    let erase_later = keys_shredded > 0 && args.erase_later;
+    if erase_later {
+        super::keys::erasure_left_for_later(ctx);
+    } else if keys_shredded > 0
         && let Err(e) = crate::security::keys::erase_deleted_keys(&db)
     {
         let message = crate::error::one_line(&e);
@@ -178,6 +187,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         let mut doc = serde_json::json!({ "tenants": report, "failed": errors });
         if let Some(message) = &erase_error {
             doc["erase_error"] = message.as_str().into();
+        }
+        if erase_later {
+            doc["erase"] = "later".into();
         }
         ctx.print_json(&doc);
     }

@@ -44,6 +44,11 @@ pub enum KeysCommand {
         /// Deprovisioned users whose key to delete
         #[arg(required = true)]
         users: Vec<String>,
+
+        /// Leave erasing the deleted keys' bytes to a later `keys erase` (see
+        /// `deprovision --erase-later`)
+        #[arg(long)]
+        erase_later: bool,
     },
     /// Erase the bytes deleted and re-wrapped keys left in the database's files
     /// (deprovision, `keys shred` and `keys rotate` do it at their end; run it
@@ -109,7 +114,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeysCommand::Rotate(a) => rotate(ctx, a),
         KeysCommand::Status(a) => status(ctx, a),
         KeysCommand::Verify(a) => verify(ctx, a),
-        KeysCommand::Shred { users } => shred(ctx, &users),
+        KeysCommand::Shred { users, erase_later } => shred(ctx, &users, erase_later),
         KeysCommand::Erase => erase(ctx),
     }
 }
@@ -504,7 +509,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
+fn shred(ctx: &Context, users: &[String], erase_later: bool) -> anyhow::Result<u8> {
     let users = parse_usernames(ctx, users)?;
     let (db, _renderer) = ctx.open_database_existing()?;
     let names = users
@@ -519,7 +524,10 @@ fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
     let mut session = db.connect()?;
     let deleted = keys::shred_deprovisioned(&mut session, &users)?;
     drop(session);
-    if deleted.iter().any(|(_, n)| *n > 0) {
+    let deleted_any = deleted.iter().any(|(_, n)| *n > 0);
+    if deleted_any && erase_later {
+        erasure_left_for_later(ctx);
+    } else if deleted_any {
         keys::erase_deleted_keys(&db)?;
     }
     if ctx.json {
@@ -527,7 +535,11 @@ fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
             .iter()
             .map(|(u, n)| serde_json::json!({"username": u, "keys_deleted": n}))
             .collect();
-        ctx.print_json(&serde_json::json!({"users": list, "failed": []}));
+        let mut doc = serde_json::json!({"users": list, "failed": []});
+        if deleted_any && erase_later {
+            doc["erase"] = "later".into();
+        }
+        ctx.print_json(&doc);
     } else {
         for (user, n) in &deleted {
             if *n == 0 {
@@ -538,6 +550,17 @@ fn shred(ctx: &Context, users: &[String]) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `--erase-later`: the deleted keys are gone from the table, their bytes
+/// stay in the files until `keys erase` (said on stderr; `--json` says
+/// `"erase": "later"`).
+pub fn erasure_left_for_later(ctx: &Context) {
+    if !ctx.quiet && !ctx.json {
+        eprintln!(
+            "note: the deleted keys' bytes stay in the database's files until `pathfinder-db keys erase` runs (--erase-later)"
+        );
+    }
 }
 
 fn erase(ctx: &Context) -> anyhow::Result<u8> {

@@ -402,9 +402,60 @@ fn shredding_erases(env: &Env) {
         "VACUUM FULL"
     };
     assert!(erased.iter().all(|r| r[0].contains(what)), "{erased:?}");
+    erasure_later(env, erased.len(), &k3);
     if !env.is_sqlite() {
         snapshot_delays_erasure(env);
     }
+}
+
+/// `deprovision --erase-later` shreds the key (the row is gone, audited) but
+/// leaves the erasure, and on PostgreSQL the rewrite of the whole key table
+/// it costs, to a later `keys erase`, which then erases it.
+fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
+    let erasures = || {
+        env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action = 'key.erase'")[0][0]
+            .parse::<usize>()
+            .unwrap()
+    };
+    let dave = wraps_of(env, "dave");
+    assert_eq!(dave.len(), 1);
+    let before = (!env.is_sqlite()).then(|| pg_file(env));
+    let out = env.run(&["--json", "deprovision", "dave", "--yes", "--erase-later"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["tenants"][0]["keys_shredded"], 1, "{doc}");
+    assert_eq!(doc["erase"], "later", "{doc}");
+    assert!(wraps_of(env, "dave").is_empty(), "the shred committed");
+    assert_eq!(erasures(), erasures_before, "no erasure ran");
+    if let Some(before) = &before {
+        assert_eq!(&pg_file(env), before, "the key table was not rewritten");
+    }
+    let out = env.run(&["deprovision", "nobody_here", "--yes", "--erase-later"]);
+    assert!(!out.status.success());
+    // `keys shred --erase-later` likewise, and a person is told what is
+    // left to do.
+    add_user(env, 5, "erin");
+    env.ok(&["--master-key-file", master_key, "provision", "erin"]);
+    env.ok(&["deprovision", "erin", "--archive", "--yes"]);
+    assert_eq!(wraps_of(env, "erin").len(), 1, "--archive keeps the key");
+    let out = env.run(&["keys", "shred", "erin", "--yes", "--erase-later"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("until `pathfinder-db keys erase` runs"),
+        "{}",
+        text(&out)
+    );
+    assert!(wraps_of(env, "erin").is_empty());
+    assert_eq!(erasures(), erasures_before, "no erasure ran");
+
+    erase_until_done(env);
+    assert_eq!(erasures(), erasures_before + 1);
+    let bytes = raw_bytes(env, before.as_deref());
+    assert!(
+        found_in(&bytes, &dave).is_empty(),
+        "{}: erased by keys erase",
+        env.dialect()
+    );
 }
 
 /// PostgreSQL keeps a deleted row while a snapshot from before the delete
