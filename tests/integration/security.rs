@@ -448,8 +448,36 @@ fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
     assert!(wraps_of(env, "erin").is_empty());
     assert_eq!(erasures(), erasures_before, "no erasure ran");
 
+    // doctor says the erasure waits, and fails once it waited a day.
+    let check = env.doctor_check("key erasure");
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 key deletion(s)"),
+        "{check}"
+    );
+    env.system_exec(if env.is_sqlite() {
+        "UPDATE pf_audit_log SET created_at = datetime(created_at, '-2 days')"
+    } else {
+        "UPDATE pf_audit_log SET created_at = created_at - INTERVAL '2 days'"
+    });
+    let check = env.doctor_check("key erasure");
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(
+        check["fix"].as_str().unwrap().contains("keys erase"),
+        "{check}"
+    );
+
     erase_until_done(env);
     assert_eq!(erasures(), erasures_before + 1);
+    let check = env.doctor_check("key erasure");
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("no deleted"),
+        "{check}"
+    );
     let bytes = raw_bytes(env, before.as_deref());
     assert!(
         found_in(&bytes, &dave).is_empty(),
