@@ -233,7 +233,7 @@ fn key_erasure(session: &mut Session<'_>, checks: &mut Vec<Check>) {
                 .map(|t| time::OffsetDateTime::now_utc() - t.assume_utc())
                 .unwrap_or(time::Duration::ZERO);
             let detail = format!(
-                "{count} key deletion(s) or rotation(s) since {since} UTC are not erased yet: their bytes are still in the database's files"
+                "keys deleted or re-wrapped since {since} UTC ({count} audit row(s): key.shred, key.rotate) are not erased yet: their bytes are still in the database's files"
             );
             if waited.whole_hours() >= ERASURE_DUE_HOURS {
                 Check::fail(

@@ -455,7 +455,7 @@ fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
         check["detail"]
             .as_str()
             .unwrap()
-            .contains("2 key deletion(s)"),
+            .contains("(2 audit row(s)"),
         "{check}"
     );
     env.system_exec(if env.is_sqlite() {
