@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::config::Config;
 use crate::db::dialect::Dialect;
-use crate::db::{Check, Database, Open, Session, Value};
+use crate::db::{Check, Database, Open, Session};
 use crate::migrate::verify::split_name;
 use crate::schema::render::Renderer;
 use crate::schema::tenant::{TABLES, TENANT_PREFIX, TenantKey};
@@ -183,44 +183,10 @@ pub fn check_database(
 /// `--erase-later` expects a nightly erasure.
 const ERASURE_DUE_HOURS: i64 = 24;
 
-/// Keys deleted (`deprovision`, `keys shred`) or re-wrapped (`keys rotate`)
-/// since the last `key.erase`: their bytes are still in the database's
-/// files. Read through the audit log's indexes (the last erasure by action,
-/// the changes since by time), so the cost does not grow with the history.
+/// Keys deleted or re-wrapped since the last erasure
+/// ([`crate::security::keys::pending_erasure`]): fails once they waited a day.
 fn key_erasure(session: &mut Session<'_>, checks: &mut Vec<Check>) {
-    let sys = session.system();
-    let dialect = sys.dialect();
-    // Written after the last erasure: by time, where times have fractions
-    // (transactions one after the other are stamped in order); on SQLite,
-    // whose stamps are whole seconds, by rowid (the order rows were written).
-    let (after, bound) = match dialect {
-        Dialect::Sqlite => ("rowid", "?"),
-        _ => ("created_at", dialect.timestamp_bind()),
-    };
-    let pending = (|| -> Result<Option<(i64, String)>, crate::db::DbError> {
-        let last = sys.query(
-            &format!("SELECT MAX({after}) FROM pf_audit_log WHERE action = ?"),
-            &[Value::Text("key.erase".into())],
-        )?;
-        let last = last.into_iter().next().and_then(|r| r.into_iter().next());
-        let mut sql =
-            "SELECT COUNT(*), MIN(created_at) FROM pf_audit_log WHERE action IN (?, ?)".to_string();
-        let mut binds = vec![
-            Value::Text("key.shred".into()),
-            Value::Text("key.rotate".into()),
-        ];
-        if let Some(last) = last.filter(|v| *v != Value::Null) {
-            sql.push_str(&format!(" AND {after} > {bound}"));
-            binds.push(last);
-        }
-        let row = sys
-            .query(&sql, &binds)?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        let count = row.first().and_then(|v| v.as_i64()).unwrap_or(0);
-        Ok((count > 0).then(|| (count, row.get(1).map(|v| v.to_text()).unwrap_or_default())))
-    })();
+    let pending = crate::security::keys::pending_erasure(session.system());
     checks.push(match pending {
         Err(e) => Check::fail(
             "key erasure",
@@ -228,7 +194,7 @@ fn key_erasure(session: &mut Session<'_>, checks: &mut Vec<Check>) {
             "grant this user SELECT on pf_audit_log",
         ),
         Ok(None) => Check::ok("key erasure", "no deleted or replaced key waits for erasure"),
-        Ok(Some((count, since))) => {
+        Ok(Some(crate::security::keys::PendingErasure { count, since })) => {
             let waited = crate::db::postgres::parse_timestamp(&since)
                 .map(|t| time::OffsetDateTime::now_utc() - t.assume_utc())
                 .unwrap_or(time::Duration::ZERO);

@@ -53,7 +53,13 @@ pub enum KeysCommand {
     /// Erase the bytes deleted and re-wrapped keys left in the database's files
     /// (deprovision, `keys shred` and `keys rotate` do it at their end; run it
     /// when one of them was stopped before). PostgreSQL: VACUUM FULL of the key table
-    Erase,
+    Erase {
+        /// Only when a key was deleted or re-wrapped since the last erasure (by the
+        /// audit log): the nightly form, which costs nothing on a night without
+        /// deprovisioning
+        #[arg(long)]
+        if_needed: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,7 +121,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         KeysCommand::Status(a) => status(ctx, a),
         KeysCommand::Verify(a) => verify(ctx, a),
         KeysCommand::Shred { users, erase_later } => shred(ctx, &users, erase_later),
-        KeysCommand::Erase => erase(ctx),
+        KeysCommand::Erase { if_needed } => erase(ctx, if_needed),
     }
 }
 
@@ -563,8 +569,16 @@ pub fn erasure_left_for_later(ctx: &Context) {
     }
 }
 
-fn erase(ctx: &Context) -> anyhow::Result<u8> {
+fn erase(ctx: &Context, if_needed: bool) -> anyhow::Result<u8> {
     let (db, _renderer) = ctx.open_database_existing()?;
+    if if_needed && keys::pending_erasure(db.connect_read_only()?.system())?.is_none() {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "erased": null, "needed": false }));
+        } else {
+            ctx.say("no key was deleted or re-wrapped since the last erasure: nothing to erase");
+        }
+        return Ok(0);
+    }
     let erasure = keys::erase_deleted_keys(&db)?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&erasure)?);

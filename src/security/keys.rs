@@ -303,6 +303,57 @@ pub fn shred_on_deprovision(
     Ok(deleted)
 }
 
+/// Key changes whose bytes no erasure has removed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingErasure {
+    /// Audit rows of deletions (`key.shred`) and rotation batches (`key.rotate`).
+    pub count: i64,
+    /// When the oldest of them was written (UTC, as stored).
+    pub since: String,
+}
+
+/// Keys deleted (`deprovision`, `keys shred`) or re-wrapped (`keys rotate`)
+/// since the last `key.erase` audit row, so still in the database's files;
+/// None when there are none. Read through the audit log's indexes (the last
+/// erasure by action, the changes since by time), so the cost does not grow
+/// with the history. A key deleted by hand, without pathfinder-db, leaves no
+/// audit row and is not seen.
+pub fn pending_erasure(sys: &mut dyn Connection) -> Result<Option<PendingErasure>, DbError> {
+    let dialect = sys.dialect();
+    // Written after the last erasure: by time, where times have fractions
+    // (transactions one after the other are stamped in order); on SQLite,
+    // whose stamps are whole seconds, by rowid (the order rows were written).
+    let (after, bound) = match dialect {
+        Dialect::Sqlite => ("rowid", "?"),
+        _ => ("created_at", dialect.timestamp_bind()),
+    };
+    let last = sys.query(
+        &format!("SELECT MAX({after}) FROM pf_audit_log WHERE action = ?"),
+        &[Value::Text("key.erase".into())],
+    )?;
+    let last = last.into_iter().next().and_then(|r| r.into_iter().next());
+    let mut sql =
+        "SELECT COUNT(*), MIN(created_at) FROM pf_audit_log WHERE action IN (?, ?)".to_string();
+    let mut binds = vec![
+        Value::Text("key.shred".into()),
+        Value::Text("key.rotate".into()),
+    ];
+    if let Some(last) = last.filter(|v| *v != Value::Null) {
+        sql.push_str(&format!(" AND {after} > {bound}"));
+        binds.push(last);
+    }
+    let row = sys
+        .query(&sql, &binds)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let count = row.first().and_then(|v| v.as_i64()).unwrap_or(0);
+    Ok((count > 0).then(|| PendingErasure {
+        count,
+        since: row.get(1).map(|v| v.to_text()).unwrap_or_default(),
+    }))
+}
+
 /// What [`erase_deleted_keys`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Erasure {
