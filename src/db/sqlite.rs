@@ -622,7 +622,10 @@ impl SqliteConnection {
             )
         };
         create_private_dir(dir).map_err(failed)?;
-        loop {
+        // Each round waits for a holder that then removed the file: many
+        // rounds mean the name never leads to the file we locked (a file
+        // system whose file identities do not hold still), not contention.
+        for _ in 0..LOCK_ROUNDS {
             let file = match std::fs::File::open(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -654,8 +657,18 @@ impl SqliteConnection {
                 return Ok(true);
             }
         }
+        Err(DbError::new(
+            DbErrorKind::Other,
+            format!(
+                "cannot lock tenant {username} with {}: the file was gone or replaced each of the {LOCK_ROUNDS} times it was locked: keep the tenant folder on a local file system",
+                path.display()
+            ),
+        ))
     }
 }
+
+/// How many times a tenant lock is taken again after its file was removed.
+const LOCK_ROUNDS: usize = 1000;
 
 /// A tenant lock this connection holds: the lock file, open and locked.
 /// Dropping it removes the file, then closes it (which releases the lock):
