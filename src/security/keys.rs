@@ -313,34 +313,46 @@ pub struct PendingErasure {
 }
 
 /// Keys deleted (`deprovision`, `keys shred`) or re-wrapped (`keys rotate`)
-/// since the last `key.erase` audit row, so still in the database's files;
-/// None when there are none. Read through the audit log's indexes (the last
-/// erasure by action, the changes since by time), so the cost does not grow
-/// with the history. A key deleted by hand, without pathfinder-db, leaves no
-/// audit row and is not seen.
+/// after the last erasure began, so perhaps still in the database's files;
+/// None when there are none. Each `key.erase` row records in `covers` where
+/// the audit log ended when that erasure began ([`audit_position`]): a key
+/// change written by then was committed before the erasure, which waited for
+/// it; one written later may have missed it. Read through the audit log's
+/// indexes (the last erasure by action, the changes since by position), so
+/// the cost does not grow with the history. A key deleted by hand, without
+/// pathfinder-db, leaves no audit row and is not seen.
 pub fn pending_erasure(sys: &mut dyn Connection) -> Result<Option<PendingErasure>, DbError> {
     let dialect = sys.dialect();
-    // Written after the last erasure: by time, where times have fractions
-    // (transactions one after the other are stamped in order); on SQLite,
-    // whose stamps are whole seconds, by rowid (the order rows were written).
-    let (after, bound) = match dialect {
-        Dialect::Sqlite => ("rowid", "?"),
-        _ => ("created_at", dialect.timestamp_bind()),
-    };
+    let (position, bound) = audit_order(dialect);
     let last = sys.query(
-        &format!("SELECT MAX({after}) FROM pf_audit_log WHERE action = ?"),
+        &format!(
+            "SELECT details, {position} FROM pf_audit_log WHERE action = ? ORDER BY {position} DESC {}",
+            first_rows(dialect, 1)
+        ),
         &[Value::Text("key.erase".into())],
     )?;
-    let last = last.into_iter().next().and_then(|r| r.into_iter().next());
+    let covered = last.into_iter().next().and_then(|row| {
+        let recorded = serde_json::from_str::<serde_json::Value>(&row[0].to_text())
+            .ok()
+            .and_then(|d| d.get("covers").cloned());
+        match recorded {
+            // The audit log was empty when it began: every change came after.
+            Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(n)) => n.as_i64().map(Value::Int),
+            Some(serde_json::Value::String(s)) => Some(Value::Text(s)),
+            // Written before erasures recorded it: the row's own position.
+            _ => row.into_iter().nth(1).filter(|v| *v != Value::Null),
+        }
+    });
     let mut sql =
         "SELECT COUNT(*), MIN(created_at) FROM pf_audit_log WHERE action IN (?, ?)".to_string();
     let mut binds = vec![
         Value::Text("key.shred".into()),
         Value::Text("key.rotate".into()),
     ];
-    if let Some(last) = last.filter(|v| *v != Value::Null) {
-        sql.push_str(&format!(" AND {after} > {bound}"));
-        binds.push(last);
+    if let Some(covered) = covered {
+        sql.push_str(&format!(" AND {position} > {bound}"));
+        binds.push(covered);
     }
     let row = sys
         .query(&sql, &binds)?
@@ -352,6 +364,31 @@ pub fn pending_erasure(sys: &mut dyn Connection) -> Result<Option<PendingErasure
         count,
         since: row.get(1).map(|v| v.to_text()).unwrap_or_default(),
     }))
+}
+
+/// The order audit rows were written in, and the placeholder for a position
+/// in it: by time where times have fractions (transactions one after the
+/// other are stamped in order); on SQLite, whose stamps are whole seconds,
+/// by rowid.
+fn audit_order(dialect: Dialect) -> (&'static str, &'static str) {
+    match dialect {
+        Dialect::Sqlite => ("rowid", "?"),
+        _ => ("created_at", dialect.timestamp_bind()),
+    }
+}
+
+/// Where the audit log ends now, in [`audit_order`]: a number (SQLite), a
+/// time as text, or null when it is empty (for `covers` in `details`).
+fn audit_position(sys: &mut dyn Connection) -> Result<serde_json::Value, DbError> {
+    let (position, _) = audit_order(sys.dialect());
+    let rows = sys.query(&format!("SELECT MAX({position}) FROM pf_audit_log"), &[])?;
+    Ok(
+        match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+            None | Some(Value::Null) => serde_json::Value::Null,
+            Some(Value::Int(n)) => n.into(),
+            Some(v) => v.to_text().into(),
+        },
+    )
 }
 
 /// What [`erase_deleted_keys`] did.
@@ -370,6 +407,7 @@ pub fn erase_deleted_keys(db: &Database) -> anyhow::Result<Erasure> {
     let started = Instant::now();
     let mut session = db.connect()?;
     let sys = session.system();
+    let covers = audit_position(sys)?;
     let erased = sys.erase_freed("pf_encryption_keys").map_err(|e| {
         anyhow::Error::new(e).context(
             "the deleted or replaced key rows are gone from the table, but their bytes may still be in the database's files: run `pathfinder-db keys erase` (it only erases)",
@@ -385,7 +423,7 @@ pub fn erase_deleted_keys(db: &Database) -> anyhow::Result<Erasure> {
         AUDIT_COMMAND,
     );
     entry.started = started;
-    let details = serde_json::json!({ "erased": what }).to_string();
+    let details = serde_json::json!({ "erased": what, "covers": covers }).to_string();
     let mut tx = crate::db::Tx::begin(sys)?;
     audit::write_details(&mut *tx, &entry, Some(&details))?;
     tx.commit()?;

@@ -461,6 +461,14 @@ fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
     } else {
         "UPDATE pf_audit_log SET created_at = created_at - INTERVAL '2 days'"
     });
+    if !env.is_sqlite() {
+        // What the erasures covered moves back with them (SQLite's is a rowid).
+        env.system_exec(
+            "UPDATE pf_audit_log SET details = json_build_object('erased', details::json->'erased', \
+             'covers', to_char((details::json->>'covers')::timestamp - INTERVAL '2 days', \
+             'YYYY-MM-DD HH24:MI:SS.US'))::text WHERE action = 'key.erase'",
+        );
+    }
     let check = env.doctor_check("key erasure");
     assert_eq!(check["ok"], false, "{check}");
     assert!(
@@ -481,6 +489,44 @@ fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
     }
     let check = env.doctor_check("key erasure");
     assert_eq!(check["ok"], true, "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("no deleted"),
+        "{check}"
+    );
+
+    // What an erasure covers is where the audit log ended when it began
+    // (`covers`), not where its own row lands: a key deleted while it ran
+    // (here: the newest shred, made to look so) still waits.
+    let last_erase = if env.is_sqlite() {
+        "rowid = (SELECT MAX(rowid) FROM pf_audit_log WHERE action = 'key.erase')"
+    } else {
+        "created_at = (SELECT MAX(created_at) FROM pf_audit_log WHERE action = 'key.erase')"
+    };
+    env.system_exec(&if env.is_sqlite() {
+        format!(
+            "UPDATE pf_audit_log SET details = json_object('erased', 'x', 'covers', \
+             (SELECT MAX(rowid) - 1 FROM pf_audit_log WHERE action = 'key.shred')) WHERE {last_erase}"
+        )
+    } else {
+        format!(
+            "UPDATE pf_audit_log SET details = json_build_object('erased', 'x', 'covers', \
+             (SELECT to_char(MAX(created_at) - INTERVAL '1 microsecond', 'YYYY-MM-DD HH24:MI:SS.US') \
+             FROM pf_audit_log WHERE action = 'key.shred'))::text WHERE {last_erase}"
+        )
+    });
+    let check = env.doctor_check("key erasure");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(1 audit row(s)"),
+        "{check}"
+    );
+    // An erasure row from before `covers` counts from its own position.
+    env.system_exec(&format!(
+        "UPDATE pf_audit_log SET details = '{{\"erased\": \"x\"}}' WHERE {last_erase}"
+    ));
+    let check = env.doctor_check("key erasure");
     assert!(
         check["detail"].as_str().unwrap().contains("no deleted"),
         "{check}"
