@@ -480,12 +480,16 @@ fn erasure_later(env: &Env, erasures_before: usize, master_key: &str) {
     run_erasing(env, &["keys", "erase", "--if-needed"]);
     assert_eq!(erasures(), erasures_before + 1);
     // ...and does nothing (no rewrite, no audit row) when nothing does.
-    let before = (!env.is_sqlite()).then(|| pg_file(env));
+    let erased_file = (!env.is_sqlite()).then(|| pg_file(env));
     let (_, doc) = env.json_run(&["keys", "erase", "--if-needed"]);
     assert_eq!(doc["needed"], false, "{doc}");
     assert_eq!(erasures(), erasures_before + 1);
-    if let Some(before) = &before {
-        assert_eq!(&pg_file(env), before, "the key table was not rewritten");
+    if let Some(erased_file) = &erased_file {
+        assert_eq!(
+            &pg_file(env),
+            erased_file,
+            "the key table was not rewritten"
+        );
     }
     let check = env.doctor_check("key erasure");
     assert_eq!(check["ok"], true, "{check}");
