@@ -9,7 +9,7 @@
 //! stuck half-way or failed, registry rows whose tables are missing and
 //! tenant tables that no registry row owns.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::config::Config;
 use crate::db::dialect::Dialect;
-use crate::db::{Check, Database, Open, Session};
+use crate::db::{Check, Database, DbErrorKind, Open, Session};
 use crate::migrate::verify::split_name;
 use crate::schema::render::Renderer;
 use crate::schema::tenant::{TABLES, TENANT_PREFIX, TenantKey};
@@ -330,10 +330,16 @@ fn unsettled(
         .collect();
     let mut fixes = Vec::new();
     let has = |s: Status| stuck.iter().any(|t| t.status == s);
-    if has(Status::Failed) || has(Status::Migrating) {
+    // Failed at version 0: the provisioning failed, before any table.
+    let never_made = |t: &&TenantRecord| t.status == Status::Failed && t.schema_version == 0;
+    if has(Status::Migrating)
+        || stuck
+            .iter()
+            .any(|t| t.status == Status::Failed && !never_made(t))
+    {
         fixes.push("fix the cause, then `pathfinder-db migrate --all` finishes failed and interrupted migrations");
     }
-    if has(Status::Provisioning) {
+    if has(Status::Provisioning) || stuck.iter().any(never_made) {
         fixes.push("`pathfinder-db provision <user>` finishes an interrupted provisioning");
     }
     if has(Status::Deprovisioning) {
@@ -423,6 +429,10 @@ fn catalog(
     // file lookup each). On a fleet a server member's tables belong to the
     // tenants placed on it; anything else there is a stray.
     let mut names_by_member: HashMap<String, BTreeSet<String>> = HashMap::new();
+    // Members that cannot be reached (a server down, a SQLite folder whose
+    // disk is not mounted): why, and the tenants on them left unchecked.
+    // Their tenants are not "missing": nothing says their tables are gone.
+    let mut unreachable: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let member_names: Vec<String> = if session.tenants_apart() {
         vec![crate::fleet::members::CATALOG.to_string()]
     } else {
@@ -443,11 +453,7 @@ fn catalog(
         let names: BTreeSet<String> = match read {
             Ok(names) => names.into_iter().collect(),
             Err(e) => {
-                checks.push(Check::fail(
-                    "member",
-                    format!("member {member} cannot be read: {}", e.message),
-                    "check that it is up, or `pathfinder-db databases list`",
-                ));
+                unreachable.insert(member, (e.message, Vec::new()));
                 continue;
             }
         };
@@ -481,6 +487,14 @@ fn catalog(
                     missing.push(format!("{} (its file is missing)", t.username));
                     continue;
                 }
+                Err(e) if e.kind == DbErrorKind::Connection => {
+                    unreachable
+                        .entry(t.database.clone())
+                        .or_insert_with(|| (e.message, Vec::new()))
+                        .1
+                        .push(t.username.clone());
+                    continue;
+                }
                 Err(e) => {
                     missing.push(format!("{} ({})", t.username, e.message));
                     continue;
@@ -491,10 +505,9 @@ fn catalog(
             match names_by_member.get(&t.database) {
                 Some(names) => names,
                 None if t.database != crate::fleet::members::CATALOG => {
-                    missing.push(format!(
-                        "{} (member {} cannot be read)",
-                        t.username, t.database
-                    ));
+                    if let Some((_, unchecked)) = unreachable.get_mut(&t.database) {
+                        unchecked.push(t.username.clone());
+                    }
                     continue;
                 }
                 None => &no_names,
@@ -516,6 +529,17 @@ fn catalog(
         let by_key: HashMap<&str, &TenantRecord> =
             tenants.iter().map(|t| (t.tenant_key.as_str(), t)).collect();
         for (member, folder) in crate::fleet::members::sqlite_folders(session)? {
+            // A member's folder is made by `databases add`; gone, it is a
+            // disk not mounted (placement would send new tenants there).
+            if member != crate::fleet::members::CATALOG && !folder.is_dir() {
+                unreachable.entry(member).or_insert_with(|| {
+                    (
+                        format!("its folder {} is missing", folder.display()),
+                        Vec::new(),
+                    )
+                });
+                continue;
+            }
             let files = match crate::fleet::members::tenant_files(&folder) {
                 Ok(files) => files,
                 Err(e) => {
@@ -545,6 +569,24 @@ fn catalog(
                 }
             }
         }
+    }
+    for (member, (why, unchecked)) in unreachable {
+        let tenants = match unchecked.len() {
+            0 => String::new(),
+            n => format!(
+                "; its {n} tenant(s) were not checked: {}",
+                listed(&unchecked)
+            ),
+        };
+        checks.push(Check::fail(
+            "member",
+            format!(
+                "member {member} cannot be read: {}{tenants}",
+                why.strip_prefix(&format!("member {member} cannot be reached: "))
+                    .unwrap_or(&why)
+            ),
+            "bring it back (start the server, mount the disk), then run doctor again; `pathfinder-db databases list` shows every member's state",
+        ));
     }
     checks.push(if missing.is_empty() {
         Check::ok(

@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (importing, tenants): (Vec<_>, Vec<_>) = tenants
         .into_iter()
         .partition(|t| t.status == Status::Importing);
-    let mut drift = crate::migrate::verify::verify(
+    let (mut drift, failed) = crate::migrate::verify::verify(
         &mut session,
         ctx.config.templates_dir.as_deref(),
         &tenants,
@@ -37,12 +37,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             t.username
         )],
     }));
-    let verified = tenants.len() + importing.len();
+    let verified = tenants.len() + importing.len() - failed.len();
     let grants = grants(ctx, &mut session, &renderer, &tenants, args.all)?;
+    for f in &failed {
+        eprintln!("error: {}: {}", f.username, f.error);
+    }
     if ctx.json {
-        ctx.print_json(
-            &serde_json::json!({"verified": verified, "drifted": drift, "grants": grants}),
-        );
+        ctx.print_json(&serde_json::json!({
+            "verified": verified,
+            "drifted": drift,
+            "grants": grants,
+            "failed": failed,
+        }));
     } else {
         for problem in &grants.problems {
             super::out(&format!("grants: {problem}\n"));
@@ -61,11 +67,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             drift.len()
         ));
     }
-    Ok(if drift.is_empty() && grants.problems.is_empty() {
-        0
-    } else {
-        crate::error::EXIT_ERROR
-    })
+    if !drift.is_empty() || !grants.problems.is_empty() {
+        return Ok(crate::error::EXIT_ERROR);
+    }
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.iter().map(|f| f.username.clone()).collect();
+        return Err(crate::error::PartialFailure::new(verified + failed.len(), &names).into());
+    }
+    Ok(0)
 }
 
 /// What `verify` says about the application role's grants.

@@ -1083,6 +1083,29 @@ impl Database {
         }
     }
 
+    /// SQLite member `name`'s folder as a target, when the folder is there.
+    /// A missing folder is a member that cannot be reached (its disk not
+    /// mounted, say), never one to create again: a tenant provisioned into a
+    /// new empty folder would land on the wrong disk, and its neighbours
+    /// would look lost.
+    fn reachable_sqlite_member(
+        &self,
+        name: &str,
+        url: &str,
+    ) -> Result<sqlite::SqliteTarget, DbError> {
+        let target = self.sqlite_member(url).expect("a SQLite database");
+        if !target.tenant_dir.is_dir() {
+            return Err(DbError::new(
+                DbErrorKind::Connection,
+                format!(
+                    "member {name} cannot be reached: its folder {} is missing: mount its disk (or restore the folder), then run the same command again",
+                    target.tenant_dir.display()
+                ),
+            ));
+        }
+        Ok(target)
+    }
+
     /// How many sessions may work at once: `requested`, or fewer when the
     /// server would refuse more connections (PostgreSQL's max_connections and
     /// role and database limits, the Oracle pool's maximum). The note says why
@@ -1263,14 +1286,14 @@ impl<'db> Session<'db> {
         match &self.db.target {
             Target::Sqlite(t) => {
                 let owner = t.deployment_id(self.system.as_mut())?;
-                let conn = match &member {
-                    Some((_, url)) => self
-                        .db
-                        .sqlite_member(url)
-                        .expect("a SQLite database")
-                        .open_tenant(key, open, &owner, self.read_only)?,
-                    None => t.open_tenant(key, open, &owner, self.read_only)?,
-                };
+                let conn =
+                    match &member {
+                        Some((name, url)) => self
+                            .db
+                            .reachable_sqlite_member(name, url)?
+                            .open_tenant(key, open, &owner, self.read_only)?,
+                        None => t.open_tenant(key, open, &owner, self.read_only)?,
+                    };
                 Ok(conn.map(|c| TenantConnection::Own(Box::new(c))))
             }
             _ => match member {
@@ -1410,7 +1433,7 @@ impl Session<'_> {
         let member = self.member_of(key)?;
         let owner = t.deployment_id(self.system.as_mut())?;
         let target = match &member {
-            Some((_, url)) => self.db.sqlite_member(url).expect("a SQLite database"),
+            Some((name, url)) => self.db.reachable_sqlite_member(name, url)?,
             None => t.clone(),
         };
         let Some(conn) = target.open_tenant(key, Open::Existing, &owner, self.read_only)? else {

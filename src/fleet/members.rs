@@ -294,7 +294,8 @@ fn audit_change(
 /// The URL to store for a new member: refused when it carries a password
 /// (stored URLs never do), or is of another dialect than the catalog. A
 /// SQLite member is a folder, stored as its absolute path (created 0700 if
-/// missing: then also returned, so that a refused add removes it again).
+/// missing and its parent exists: then also returned, so that a refused add
+/// removes it again).
 pub fn storable_url(
     catalog: &Database,
     name: &str,
@@ -317,6 +318,20 @@ pub fn storable_url(
             .into());
         }
         let created = !folder.exists();
+        // Only the last part is created: a path under a disk that is not
+        // mounted (or mistyped) must not become a folder on another disk.
+        let parent = match folder.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if created && !parent.is_dir() {
+            return Err(UsageError::new(format!(
+                "member {name}: {} does not exist, so its folder {} is not created: mount the disk or create the parent folder first, or check the path",
+                parent.display(),
+                folder.display()
+            ))
+            .into());
+        }
         crate::db::sqlite::create_private_dir(&folder).map_err(|e| {
             anyhow::anyhow!(
                 "member {name}: cannot create the folder {}: {e}",

@@ -19,10 +19,11 @@ use serde::Serialize;
 
 use crate::catalog::registry::TenantRecord;
 use crate::db::dialect::Dialect;
-use crate::db::{CatalogColumn, CatalogConstraint, Connection, Session};
+use crate::db::{CatalogColumn, CatalogConstraint, Connection, DbError, Session};
 use crate::schema::render::Renderer;
 use crate::schema::shape::{self, TableDetail};
 use crate::schema::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
+use crate::tenants::TenantFailure;
 
 /// Tables (by suffix) with their columns, indexes as (table, index)
 /// suffixes, and each table's detail beyond names (by suffix; a table
@@ -225,12 +226,13 @@ pub fn compare_detail(expected: &Shape, actual: &Shape) -> Vec<String> {
     problems
 }
 
-/// Verifies `tenants` (their registry rows); returns the drifted ones.
+/// Verifies `tenants` (their registry rows); returns the drifted ones, and
+/// apart those that could not be read (their member unreachable).
 pub fn verify(
     session: &mut Session<'_>,
     templates_dir: Option<&std::path::Path>,
     tenants: &[TenantRecord],
-) -> anyhow::Result<Vec<Drift>> {
+) -> anyhow::Result<(Vec<Drift>, Vec<TenantFailure>)> {
     let dialect = session.dialect();
     let mut expected: HashMap<i64, Shape> = HashMap::new();
     for t in tenants {
@@ -244,6 +246,14 @@ pub fn verify(
         }
     }
     let mut drifted = Vec::new();
+    // Tenants on a member that cannot be reached: not verified, not drift.
+    let mut failed: Vec<TenantFailure> = Vec::new();
+    let mut unread = |t: &TenantRecord, e: &DbError| {
+        failed.push(TenantFailure {
+            username: t.username.clone(),
+            error: e.to_string(),
+        })
+    };
     let mut report = |t: &TenantRecord, problems: Vec<String>| {
         if !problems.is_empty() {
             drifted.push(Drift {
@@ -265,17 +275,28 @@ pub fn verify(
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
             let only = HashMap::from([(key.as_str(), ())]);
             if session.tenants_apart() {
-                let Some(mut conn) = session.tenant(&key, crate::db::Open::Existing)? else {
-                    let e = crate::tenants::operation::missing_tenant(session, &key, &t.username);
-                    report(t, vec![e.to_string()]);
-                    continue;
+                // A member that cannot be reached: said for each of its
+                // tenants, as for a server member below; the rest go on.
+                let mut conn = match session.tenant(&key, crate::db::Open::Existing) {
+                    Ok(Some(conn)) => conn,
+                    Ok(None) => {
+                        let e =
+                            crate::tenants::operation::missing_tenant(session, &key, &t.username);
+                        report(t, vec![e.to_string()]);
+                        continue;
+                    }
+                    Err(e) if e.kind == crate::db::DbErrorKind::Connection => {
+                        unread(t, &e);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
                 };
                 catalog.read(&mut *conn, &key.prefix(), &only)?;
             } else {
                 let conn = match session.database_connection(&t.database) {
                     Ok(conn) => conn,
                     Err(e) => {
-                        report(t, vec![e.to_string()]);
+                        unread(t, &e);
                         continue;
                     }
                 };
@@ -298,7 +319,7 @@ pub fn verify(
                 Ok(conn) => conn,
                 Err(e) => {
                     for t in group {
-                        report(t, vec![e.to_string()]);
+                        unread(t, &e);
                     }
                     continue;
                 }
@@ -312,7 +333,7 @@ pub fn verify(
             }
         }
     }
-    Ok(drifted)
+    Ok((drifted, failed))
 }
 
 /// The shapes of `keys`' tenants from the catalog of the tables under `prefix`.

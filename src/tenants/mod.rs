@@ -9,3 +9,11 @@ pub mod import;
 pub mod operation;
 pub mod provision;
 pub mod stats;
+
+/// A tenant a read-only command could not reach (its member down, say): its
+/// name and why, listed apart from what was read of the others.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TenantFailure {
+    pub username: String,
+    pub error: String,
+}

@@ -384,11 +384,22 @@ impl Drop for TenantOp<'_, '_> {
 }
 
 /// The error for a tenant whose objects are not where the registry says
-/// (SQLite: its file is gone), with the ways forward.
+/// (SQLite: its file is gone), with the ways forward. A tenant still at
+/// version 0 never had them: its provisioning failed before the file was
+/// made (its member unreachable, say), and provisioning again finishes it.
 pub fn missing_tenant(session: &mut Session<'_>, key: &TenantKey, username: &str) -> anyhow::Error {
+    if let Ok(Some(t)) = crate::catalog::registry::get(session.system(), username)
+        && t.schema_version == 0
+    {
+        return anyhow::anyhow!(
+            "tenant {username} has no tables yet: its provisioning did not finish: run `pathfinder-db provision {username}` again, or remove it with `pathfinder-db deprovision {username} --yes`"
+        );
+    }
+    // On the member that holds it, not the catalog's folder.
     let place = session
-        .database()
-        .sqlite_tenant_file(key)
+        .tenant_file(key)
+        .ok()
+        .flatten()
         .map(|f| format!(" (expected at {})", f.display()))
         .unwrap_or_default();
     anyhow::anyhow!(

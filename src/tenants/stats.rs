@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::TenantFailure;
 use crate::catalog::registry::TenantRecord;
 use crate::db::{Connection, DbError, Open, Session, TableStats};
 use crate::migrate::verify::split_name;
@@ -49,13 +50,6 @@ pub struct TenantStats {
     pub tables: Vec<TableStats>,
 }
 
-/// A tenant whose figures could not be read.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsFailure {
-    pub username: String,
-    pub error: String,
-}
-
 /// The figures of `tenants`, largest first. `fleet`: they are every tenant
 /// (one catalog query serves them all on PostgreSQL and Oracle).
 pub fn collect(
@@ -63,7 +57,7 @@ pub fn collect(
     tenants: &[TenantRecord],
     exact: bool,
     fleet: bool,
-) -> anyhow::Result<(Vec<TenantStats>, Vec<StatsFailure>)> {
+) -> anyhow::Result<(Vec<TenantStats>, Vec<TenantFailure>)> {
     let dialect = session.dialect();
     let mut out = Vec::new();
     let mut failed = Vec::new();
@@ -71,7 +65,7 @@ pub fn collect(
         for t in tenants {
             match sqlite_tenant(session, t) {
                 Ok(s) => out.push(s),
-                Err(e) => failed.push(StatsFailure {
+                Err(e) => failed.push(TenantFailure {
                     username: t.username.clone(),
                     error: crate::error::one_line(&e),
                 }),
@@ -109,7 +103,7 @@ pub fn collect(
             })();
             match read {
                 Ok(stats) => out.extend(stats),
-                Err(e) => failed.extend(group.iter().map(|t| StatsFailure {
+                Err(e) => failed.extend(group.iter().map(|t| TenantFailure {
                     username: t.username.clone(),
                     error: format!("member {member}: {}", crate::error::one_line(&e)),
                 })),

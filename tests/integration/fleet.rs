@@ -168,6 +168,61 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         .collect();
     assert_eq!(on.iter().filter(|m| **m == "disk_a").count(), 3);
 
+    // A member's folder that is gone (its disk not mounted) is a member that
+    // cannot be reached: never made again, its tenants fail with it named,
+    // the others are served, and everything is back once it returns.
+    let away = env.path().join("disk_a.unmounted");
+    std::fs::rename(&disk_a, &away).unwrap();
+    let verified = env.run(&["verify", "--all"]);
+    assert_eq!(verified.status.code(), Some(3), "{}", stderr(&verified));
+    assert!(
+        stderr(&verified).contains("member disk_a cannot be reached"),
+        "{}",
+        stderr(&verified)
+    );
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(said.contains("5 tenant(s) verified, 0 with drift"), "{said}");
+    let refreshed = env.run(&["refresh", "--all"]);
+    assert_eq!(refreshed.status.code(), Some(3), "{}", stderr(&refreshed));
+    let doctor = env.run(&["doctor"]);
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("member disk_a cannot be read")
+            && said.contains("its 3 tenant(s) were not checked"),
+        "{said}"
+    );
+    assert!(!said.contains("lack tables"), "{said}");
+    let disk_e = env.path().join("disk_e");
+    env.ok(&["databases", "add", "disk_e", disk_e.to_str().unwrap()]);
+    std::fs::remove_dir(&disk_e).unwrap();
+    let onto_missing = env.run(&["provision", "late", "--database", "disk_e"]);
+    assert!(!onto_missing.status.success());
+    assert!(
+        stderr(&onto_missing).contains("member disk_e cannot be reached"),
+        "{}",
+        stderr(&onto_missing)
+    );
+    assert!(!disk_e.exists(), "a missing member folder is never made again");
+    let doctor = env.run(&["doctor"]);
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("`pathfinder-db provision <user>` finishes"),
+        "a provisioning that failed before any table is finished by provisioning: {said}"
+    );
+    // `databases add` makes the last folder only: not a path whose disk
+    // is not there.
+    let unmounted = env.path().join("no_disk").join("pathfinder");
+    let refused = env.run(&["databases", "add", "disk_f", unmounted.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(!env.path().join("no_disk").exists());
+    std::fs::rename(&away, &disk_a).unwrap();
+    std::fs::create_dir(&disk_e).unwrap();
+    env.ok(&["provision", "late"]);
+    assert!(disk_e.join("late.db").exists());
+    env.ok(&["verify", "--all"]);
+    env.ok(&["deprovision", "late", "--yes"]);
+    env.ok(&["databases", "remove", "disk_e"]);
+
     // A member with tenants cannot be removed; after they are gone it can.
     let refused = env.run(&["databases", "remove", &member]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
