@@ -522,7 +522,12 @@ fn report(
         Ok(0)
     } else if failed.len() < reports.len() {
         let names: Vec<String> = failed.iter().map(|r| who(r)).collect();
-        Err(PartialFailure::new(reports.len(), &names).into())
+        // The system tables' unit counts among the "tenants" only when it failed.
+        let system_ok = reports
+            .iter()
+            .filter(|r| r.username.is_none() && r.status != UnitStatus::Failed)
+            .count();
+        Err(PartialFailure::new(reports.len() - system_ok, &names).into())
     } else if ctx.json {
         Ok(crate::error::EXIT_ERROR)
     } else {

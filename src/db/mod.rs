@@ -1094,15 +1094,7 @@ impl Database {
         url: &str,
     ) -> Result<sqlite::SqliteTarget, DbError> {
         let target = self.sqlite_member(url).expect("a SQLite database");
-        if !target.tenant_dir.is_dir() {
-            return Err(DbError::new(
-                DbErrorKind::Connection,
-                format!(
-                    "member {name} cannot be reached: its folder {} is missing: mount its disk (or restore the folder), then run the same command again",
-                    target.tenant_dir.display()
-                ),
-            ));
-        }
+        sqlite::member_folder_present(name, &target.tenant_dir)?;
         Ok(target)
     }
 

@@ -82,6 +82,21 @@ pub fn member_folder(url: &str) -> PathBuf {
     PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url))
 }
 
+/// Whether SQLite member `name`'s folder is there; missing, the member cannot
+/// be reached (a disk not mounted), as a server that is down.
+pub fn member_folder_present(name: &str, folder: &Path) -> Result<(), DbError> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(DbError::new(
+        DbErrorKind::Connection,
+        format!(
+            "member {name} cannot be reached: its folder {} is missing: mount its disk (or restore the folder), then run the same command again",
+            folder.display()
+        ),
+    ))
+}
+
 impl Clone for SqliteTarget {
     fn clone(&self) -> Self {
         SqliteTarget {

@@ -108,9 +108,32 @@ pub fn run(
     };
     let name = username.to_string();
     let result = steps(&mut op, renderer, username, to);
-    op.finish(result, |sys, message| {
+    let result = op.finish(result, |sys, message| {
         registry::note_error(sys, &name, message)
-    })
+    });
+    result.map_err(|e| left_moving(session, username, e))
+}
+
+/// A move that failed half-way (a member down, a disk full) leaves the
+/// tenant `moving`: the error then says so and names both ways forward.
+fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> anyhow::Error {
+    let text = crate::error::one_line(&e);
+    let Some(record) = registry::get(session.system(), username).ok().flatten() else {
+        return e;
+    };
+    // Once switched, the registry names the target.
+    let target = match Phase::of(&record) {
+        Some(Phase::Copying { target }) => target,
+        Some(Phase::Switched { .. }) => record.database,
+        None => return e,
+    };
+    if text.contains("--cancel") {
+        return e;
+    }
+    let hint = format!(
+        "{username} stays read-only (moving) until `pathfinder-db move {username} --to {target}` finishes the move once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back"
+    );
+    e.context(format!("{text}: {hint}"))
 }
 
 fn steps(
@@ -340,6 +363,11 @@ fn stray_on_target(
 ) -> anyhow::Result<Option<String>> {
     if session.dialect() == Dialect::Sqlite {
         let path = sqlite_file(session, key, target)?;
+        if target != members::CATALOG
+            && let Some(folder) = path.parent()
+        {
+            crate::db::sqlite::member_folder_present(target, folder)?;
+        }
         return Ok(path.exists().then(|| path.display().to_string()));
     }
     let mut conn = connect(session, target)?;

@@ -181,7 +181,10 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         stderr(&verified)
     );
     let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(said.contains("5 tenant(s) verified, 0 with drift"), "{said}");
+    assert!(
+        said.contains("5 tenant(s) verified, 0 with drift"),
+        "{said}"
+    );
     let refreshed = env.run(&["refresh", "--all"]);
     assert_eq!(refreshed.status.code(), Some(3), "{}", stderr(&refreshed));
     let doctor = env.run(&["doctor"]);
@@ -202,7 +205,22 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         "{}",
         stderr(&onto_missing)
     );
-    assert!(!disk_e.exists(), "a missing member folder is never made again");
+    assert!(
+        !disk_e.exists(),
+        "a missing member folder is never made again"
+    );
+    let moved = env.run(&["move", "u1", "--to", "disk_e"]);
+    assert!(!moved.status.success());
+    assert!(
+        stderr(&moved).contains("member disk_e cannot be reached"),
+        "{}",
+        stderr(&moved)
+    );
+    let place = env.json(&["where", "u1"]);
+    assert_eq!(
+        place["status"], "active",
+        "refused before the move began: {place}"
+    );
     let doctor = env.run(&["doctor"]);
     let said = String::from_utf8_lossy(&doctor.stdout);
     assert!(
@@ -501,7 +519,24 @@ fn a_member_server_down_fails_only_its_tenants() {
     env.ok(&["deprovision", &on_far, "--yes"]);
     control("stop");
     let failed = env.run(&["move", &on_near, "--to", "far"]);
+    // verify cannot read far's tenants: failed (exit 3), not drift.
+    let verified = env.run(&["--json", "verify", "--all"]);
     control("start");
+    assert_eq!(verified.status.code(), Some(3), "{}", stderr(&verified));
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("JSON");
+    assert_eq!(
+        report["drifted"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let unread = report["failed"].as_array().expect("failed list");
+    assert_eq!(unread.len(), 4, "far's four tenants: {report}");
+    assert!(
+        unread
+            .iter()
+            .all(|f| f["error"].as_str().unwrap().contains("far")),
+        "{report}"
+    );
     wait_for_server(&second);
     assert!(!failed.status.success(), "the move cannot reach far");
     assert!(stderr(&failed).contains("far"), "{}", stderr(&failed));
@@ -523,6 +558,11 @@ fn a_member_server_down_fails_only_its_tenants() {
     wait_for_server(&second);
     assert!(!cut.status.success(), "the move lost its source mid-way");
     assert!(stderr(&cut).contains("far"), "{}", stderr(&cut));
+    assert!(
+        stderr(&cut).contains(&format!("pathfinder-db move {on_near} --cancel")),
+        "a move stopped half-way names the ways forward: {}",
+        stderr(&cut)
+    );
     assert_ne!(env.json(&["where", &on_near])["database"], "near");
     env.ok(&["fingerprint", "--compare", before.to_str().unwrap()]);
     env.ok(&["move", &on_near, "--to", "near"]);
