@@ -487,7 +487,10 @@ fn catalog(
                     missing.push(format!("{} (its file is missing)", t.username));
                     continue;
                 }
-                Err(e) if e.kind == DbErrorKind::Connection => {
+                Err(e)
+                    if e.kind == DbErrorKind::Connection
+                        && t.database != crate::fleet::members::CATALOG =>
+                {
                     unreachable
                         .entry(t.database.clone())
                         .or_insert_with(|| (e.message, Vec::new()))

@@ -121,18 +121,20 @@ fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> a
     let Some(record) = registry::get(session.system(), username).ok().flatten() else {
         return e;
     };
-    // Once switched, the registry names the target.
-    let target = match Phase::of(&record) {
-        Some(Phase::Copying { target }) => target,
-        Some(Phase::Switched { .. }) => record.database,
-        None => return e,
-    };
     if text.contains("--cancel") {
         return e;
     }
-    let hint = format!(
-        "{username} stays read-only (moving) until `pathfinder-db move {username} --to {target}` finishes the move once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back"
-    );
+    let hint = match Phase::of(&record) {
+        Some(Phase::Copying { target }) => format!(
+            "{username} stays read-only (moving) until `pathfinder-db move {username} --to {target}` finishes the move once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back"
+        ),
+        // Switched: the registry names the target; only the drop is left.
+        Some(Phase::Switched { source }) => format!(
+            "{username} is on {} already and stays read-only (moving) until `pathfinder-db move {username} --to {}` (or `--cancel`) drops what is left on {source}",
+            record.database, record.database
+        ),
+        None => return e,
+    };
     e.context(format!("{text}: {hint}"))
 }
 
