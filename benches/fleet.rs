@@ -22,9 +22,13 @@
 //! the same tenants' DDL (dealt round-robin, `--jobs` sessions per database,
 //! one transaction per tenant) step by step, so that what the server itself
 //! drifts as its databases fill shows apart from what pathfinder-db adds.
+//! `--floor-in-members` grows the floor in the fleet's own members instead
+//! (both then measured at the same catalog sizes, in half the space: on a
+//! server on tmpfs, out of the disk's noise); `--no-floor` grows none.
 //!
 //! ```sh
 //! cargo bench --bench fleet -- --tenants 20000 --members 4 --step 2000
+//! cargo bench --bench fleet -- --tenants 10000 --members 4 --step 1250 --floor-in-members
 //! ```
 
 #[path = "support/mod.rs"]
@@ -68,6 +72,15 @@ struct Options {
     /// Keep the scratch databases
     #[arg(long)]
     keep: bool,
+    /// Growth without the psql floor beside it (half the space: a fleet
+    /// of 20,000 tenants then fits a server on tmpfs, out of the disk's noise)
+    #[arg(long, conflicts_with = "floor_in_members")]
+    no_floor: bool,
+    /// Growth with the floor's tenants made in the fleet's own members (as
+    /// many as pathfinder-db's, each step's two halves in alternating
+    /// order): both measured at the same catalog sizes, in the same space
+    #[arg(long)]
+    floor_in_members: bool,
 }
 
 fn database_url(server: &str, name: &str) -> String {
@@ -207,9 +220,19 @@ fn drop_fleet(server: &str, m: usize) {
 fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: &std::path::Path) {
     let m = opts.members[0];
     let catalog = new_fleet(&opts.server.url, binary, m);
-    let floors: Vec<String> = (0..m.max(1))
-        .map(|i| recreate(&opts.server.url, &format!("pf_bench_fleet_floor{i}"), false))
-        .collect();
+    let floors: Vec<String> = if opts.floor_in_members {
+        (0..m.max(1))
+            .map(|i| match m {
+                0 => catalog.clone(),
+                _ => database_url(&opts.server.url, &format!("pf_bench_fleet_m{i}")),
+            })
+            .collect()
+    } else {
+        (0..m.max(1))
+            .filter(|_| !opts.no_floor)
+            .map(|i| recreate(&opts.server.url, &format!("pf_bench_fleet_floor{i}"), false))
+            .collect()
+    };
     let renderer = pathfinder_db::schema::render::Renderer::new(
         pathfinder_db::db::dialect::Dialect::Postgres,
         None,
@@ -219,19 +242,44 @@ fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: 
     println!(
         "step  tenants after  ms per tenant  vs first step  floor ms  floor vs first  drift vs floor's  load"
     );
+    if opts.floor_in_members {
+        println!(
+            "(the floor's tenants are in the same members: they hold twice the tenants shown)"
+        );
+    }
     let mut first: Option<(f64, f64)> = None;
     for (i, chunk) in names.chunks(step).enumerate() {
         let file = dir.join(format!("step{i}.txt"));
         std::fs::write(&file, chunk.join("\n") + "\n").expect("write users");
         let file = file.to_string_lossy().into_owned();
-        let secs = run(
-            binary,
-            &catalog,
-            &["provision", "--from-file", &file, "--jobs", &jobs],
-        );
+        let tool = || {
+            run(
+                binary,
+                &catalog,
+                &["provision", "--from-file", &file, "--jobs", &jobs],
+            )
+        };
+        // Without a floor its columns are NaN (printed as such). In the
+        // members, the floor's tenants are named apart (g... for f...).
+        let floor = || {
+            if floors.is_empty() {
+                return f64::NAN;
+            }
+            let own: Vec<String> = match opts.floor_in_members {
+                true => chunk.iter().map(|n| n.replacen('f', "g", 1)).collect(),
+                false => chunk.to_vec(),
+            };
+            floor_step(&renderer, &floors, &own, opts.jobs, dir)
+        };
+        let (secs, floor_secs) = if opts.floor_in_members && i % 2 == 1 {
+            let f = floor();
+            (tool(), f)
+        } else {
+            let t = tool();
+            (t, floor())
+        };
         let ms = secs * 1000.0 / chunk.len() as f64;
-        let floor_ms =
-            floor_step(&renderer, &floors, chunk, opts.jobs, dir) * 1000.0 / chunk.len() as f64;
+        let floor_ms = floor_secs * 1000.0 / chunk.len() as f64;
         let (base, floor_base) = *first.get_or_insert((ms, floor_ms));
         println!(
             "{i:>4}  {:>13}  {ms:>13.2}  {:>13.2}  {floor_ms:>8.2}  {:>13.2}  {:>16.2}  {}",
@@ -251,7 +299,7 @@ fn growth(opts: &Options, binary: &PathBuf, names: &[String], step: usize, dir: 
     );
     if !opts.keep {
         drop_fleet(&opts.server.url, m);
-        for i in 0..floors.len() {
+        for i in (0..floors.len()).filter(|_| !opts.floor_in_members) {
             recreate(&opts.server.url, &format!("pf_bench_fleet_floor{i}"), true);
         }
     }
