@@ -583,11 +583,10 @@ fn catalog(
         };
         checks.push(Check::fail(
             "member",
-            format!(
-                "member {member} cannot be read: {}{tenants}",
-                why.strip_prefix(&format!("member {member} cannot be reached: "))
-                    .unwrap_or(&why)
-            ),
+            match crate::fleet::members::names_member(&member, &why) {
+                true => format!("{why}{tenants}"),
+                false => format!("member {member} cannot be read: {why}{tenants}"),
+            },
             "bring it back (start the server, mount the disk), then run doctor again; `pathfinder-db databases list` shows every member's state",
         ));
     }

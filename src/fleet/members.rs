@@ -291,6 +291,23 @@ fn audit_change(
     )
 }
 
+/// Whether `message` begins by naming member `name`, as a connection error
+/// does (`member pg3 (postgres://...): ...`); a query error does not.
+pub fn names_member(name: &str, message: &str) -> bool {
+    message
+        .strip_prefix("member ")
+        .and_then(|rest| rest.strip_prefix(name))
+        .is_some_and(|rest| rest.starts_with([' ', ':']))
+}
+
+/// `message` about member `name`, naming it once.
+pub fn naming_member(name: &str, message: &str) -> String {
+    match names_member(name, message) {
+        true => message.to_string(),
+        false => format!("member {name}: {message}"),
+    }
+}
+
 /// The URL to store for a new member: refused when it carries a password
 /// (stored URLs never do), or is of another dialect than the catalog. A
 /// SQLite member is a folder, stored as its absolute path (created 0700 if
@@ -698,4 +715,28 @@ pub fn tenant_files(folder: &std::path::Path) -> std::io::Result<Vec<(String, Pa
         .collect();
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_names_its_member_once() {
+        let refused = "member pg3 (postgres://u@h/db): connection refused";
+        assert_eq!(naming_member("pg3", refused), refused);
+        assert_eq!(
+            naming_member("pg3", "relation does not exist"),
+            "member pg3: relation does not exist"
+        );
+        // pg3 is not pg30.
+        assert_eq!(
+            naming_member("pg3", "member pg30 (x): refused"),
+            "member pg3: member pg30 (x): refused"
+        );
+        assert!(names_member(
+            "d2",
+            "member d2 cannot be reached: its folder /x is missing"
+        ));
+    }
 }

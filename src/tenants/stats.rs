@@ -105,7 +105,10 @@ pub fn collect(
                 Ok(stats) => out.extend(stats),
                 Err(e) => failed.extend(group.iter().map(|t| TenantFailure {
                     username: t.username.clone(),
-                    error: format!("member {member}: {}", crate::error::one_line(&e)),
+                    error: crate::fleet::members::naming_member(
+                        member,
+                        &crate::error::one_line(&e),
+                    ),
                 })),
             }
         }

@@ -190,7 +190,7 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     let doctor = env.run(&["doctor"]);
     let said = String::from_utf8_lossy(&doctor.stdout);
     assert!(
-        said.contains("member disk_a cannot be read")
+        said.contains("member disk_a cannot be reached")
             && said.contains("its 3 tenant(s) were not checked"),
         "{said}"
     );
