@@ -688,13 +688,8 @@ pub struct Failed {
 
 impl Failed {
     fn new(database: &str, err: &anyhow::Error) -> Failed {
-        let error = crate::error::one_line(err);
         // A member's connection errors name it already.
-        let error = if error.contains(&format!("member {database}")) {
-            error
-        } else {
-            format!("member {database}: {error}")
-        };
+        let error = crate::fleet::members::naming_member(database, &crate::error::one_line(err));
         Failed {
             database: database.to_string(),
             error,
