@@ -1347,6 +1347,19 @@ impl<'db> Session<'db> {
         Ok(Some((conn.as_mut(), self.system.as_mut())))
     }
 
+    /// Whether the member holding `key` can be reached: its connection opened
+    /// (and kept for the tenant's work), on SQLite its folder there. Nothing
+    /// of the tenant is read or made. Ok for a tenant on the catalog.
+    pub fn reach_member_of(&mut self, key: &TenantKey) -> Result<(), DbError> {
+        let Some((name, url)) = self.member_of(key)? else {
+            return Ok(());
+        };
+        match self.db.target {
+            Target::Sqlite(_) => self.db.reachable_sqlite_member(&name, &url).map(|_| ()),
+            _ => self.member_connection(&name, &url).map(|_| ()),
+        }
+    }
+
     /// Whether the deployment has member databases besides the catalog.
     pub fn has_members(&mut self) -> Result<bool, DbError> {
         Ok(self.members()?.is_some())

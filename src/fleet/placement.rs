@@ -13,8 +13,13 @@ use crate::fleet::members::{self, MemberState};
 /// Chooses the member for a new tenant inside the caller's transaction on
 /// the catalog, after taking the placement lock (held until that
 /// transaction ends; on Oracle until [`release`]). `requested`: the member
-/// `--database` names. None: the catalog.
-pub fn choose(sys: &mut dyn Connection, requested: Option<&str>) -> anyhow::Result<Option<String>> {
+/// `--database` names; `passed_over`: members found unreachable, never
+/// chosen. None: the catalog.
+pub fn choose(
+    sys: &mut dyn Connection,
+    requested: Option<&str>,
+    passed_over: &[String],
+) -> anyhow::Result<Option<String>> {
     // Without members every tenant goes to the catalog, and no lock is
     // needed: on PostgreSQL the registration shares the transaction of the
     // tenant's DDL, so a lock here would make provisioners run one by one.
@@ -59,7 +64,7 @@ pub fn choose(sys: &mut dyn Connection, requested: Option<&str>) -> anyhow::Resu
     // they fill evenly; then by name.
     let best = all
         .iter()
-        .filter(|m| m.state == MemberState::Open)
+        .filter(|m| m.state == MemberState::Open && !passed_over.contains(&m.name))
         .filter(|m| m.free(held(&m.name)) != Some(0))
         .min_by(|a, b| {
             let free = |m: &members::Member| m.free(held(&m.name)).unwrap_or(i64::MAX);

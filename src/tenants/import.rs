@@ -452,7 +452,7 @@ fn import_steps(
     let registration = match &record {
         // Placed like a new tenant, in the transaction that registers it.
         None => op.registry(|sys| {
-            let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
+            let database = crate::fleet::placement::choose(sys, plan.database.as_deref(), &[])
                 .map_err(registry::RegisterError::Refused)?;
             registry::insert_as(
                 sys,
@@ -468,7 +468,7 @@ fn import_steps(
         // Placed afresh before its row leaves `deprovisioned` (so that it
         // does not count on its old member).
         Some(r) if r.status == Status::Deprovisioned => op.registry(|sys| {
-            let database = crate::fleet::placement::choose(sys, plan.database.as_deref())
+            let database = crate::fleet::placement::choose(sys, plan.database.as_deref(), &[])
                 .map_err(registry::RegisterError::Refused)?;
             let restarted = registry::restart_as(
                 sys,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::catalog::registry::{self, Changes, RegisterError, Status, TenantRecord};
 use crate::db::dialect::Dialect;
-use crate::db::{DbErrorKind, Open, Session};
+use crate::db::{DbError, DbErrorKind, Open, Session};
 use crate::error::UsageError;
 use crate::jobs::archive;
 use crate::migrate;
@@ -106,6 +106,42 @@ pub enum NameCheck {
     Invalid(UsageError),
     /// Too long for the dialect: fine only if the registry holds a key for it.
     NeedsRegisteredKey(UsageError),
+}
+
+/// Places the tenant `name` (registered by this run, still `provisioning`,
+/// nothing of it made) again while its member cannot be reached (a server
+/// down, a SQLite folder whose disk is not mounted), passing over each such
+/// member; the member's error when no other can take it. A kill between
+/// the two commits leaves the row `provisioning` on one member or the
+/// other, and a re-run provisions it there.
+fn place_on_reachable(
+    op: &mut TenantOp<'_, '_>,
+    name: &str,
+    key: &TenantKey,
+) -> anyhow::Result<()> {
+    let mut passed_over: Vec<String> = Vec::new();
+    loop {
+        let Err(e) = op.session().reach_member_of(key) else {
+            return Ok(());
+        };
+        if !matches!(e.kind, DbErrorKind::Connection | DbErrorKind::Auth) {
+            return Err(e.into());
+        }
+        let Some(record) = op.registry(|sys| registry::get(sys, name))? else {
+            return Err(e.into());
+        };
+        passed_over.push(record.database);
+        let placed = op.registry(|sys| -> Result<bool, DbError> {
+            match crate::fleet::placement::choose(sys, None, &passed_over) {
+                Ok(next) => registry::set_database(sys, name, next.as_deref()),
+                Err(_) => Ok(false),
+            }
+        });
+        crate::fleet::placement::release(op.session().system());
+        if !placed? {
+            return Err(e.into());
+        }
+    }
 }
 
 /// A registration lost a race for a unique key (the username or the tenant
@@ -204,7 +240,7 @@ fn provision_steps(
     // A new (or deprovisioned) tenant is placed on a member in the same
     // transaction, under the placement lock.
     let place = |sys: &mut dyn crate::db::Connection| {
-        crate::fleet::placement::choose(sys, req.database.as_deref())
+        crate::fleet::placement::choose(sys, req.database.as_deref(), &[])
             .map_err(RegisterError::Refused)
     };
     let registration = op.registry(|sys| match from {
@@ -257,6 +293,12 @@ fn provision_steps(
         }
         Err(RegisterError::Db(e)) => return Err(e.into()),
         Err(RegisterError::Refused(e)) => return Err(e),
+    }
+
+    // Placed by this run (no --database): nothing of the tenant exists
+    // anywhere yet, so a member that cannot be reached is passed over.
+    if req.database.is_none() && matches!(from, None | Some(Status::Deprovisioned)) {
+        place_on_reachable(op, name, &key)?;
     }
 
     // The tenant's objects and history (SQLite: its file's write lock guards

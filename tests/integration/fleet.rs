@@ -227,6 +227,20 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         said.contains("`pathfinder-db provision <user>` finishes"),
         "a provisioning that failed before any table is finished by provisioning: {said}"
     );
+    // Placement passes over a member that cannot be reached: a_spare (no
+    // tenants, first by name) has lost its folder, so a new tenant goes to
+    // the next choice, the catalog (opened for it), and no folder is made.
+    let spare = env.path().join("a_spare");
+    env.ok(&["databases", "add", "a_spare", spare.to_str().unwrap()]);
+    std::fs::remove_dir(&spare).unwrap();
+    env.ok(&["databases", "open", "catalog"]);
+    env.ok(&["provision", "early"]);
+    assert_eq!(env.json(&["where", "early"])["database"], "catalog");
+    assert!(!spare.exists());
+    env.assert_member_counts_agree();
+    env.ok(&["deprovision", "early", "--yes"]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["databases", "remove", "a_spare"]);
     // `databases add` makes the last folder only: not a path whose disk
     // is not there.
     let unmounted = env.path().join("no_disk").join("pathfinder");
@@ -517,7 +531,20 @@ fn a_member_server_down_fails_only_its_tenants() {
         .map(|t| t["username"].as_str().unwrap().to_string())
         .expect("a tenant on far");
     env.ok(&["deprovision", &on_far, "--yes"]);
+    // One place free on each: far comes first by name, but it is down, so
+    // a new tenant is placed on near instead.
+    let other_near = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["username"].as_str().unwrap().to_string())
+        .find(|u| *u != on_near && near_users.contains(u))
+        .expect("a second tenant on near");
+    env.ok(&["deprovision", &other_near, "--yes"]);
     control("stop");
+    env.ok(&["provision", "newcomer"]);
+    assert_eq!(env.json(&["where", "newcomer"])["database"], "near");
+    env.ok(&["deprovision", "newcomer", "--yes"]);
     let failed = env.run(&["move", &on_near, "--to", "far"]);
     // verify cannot read far's tenants: failed (exit 3), not drift.
     let verified = env.run(&["--json", "verify", "--all"]);
