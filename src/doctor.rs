@@ -534,13 +534,12 @@ fn catalog(
         for (member, folder) in crate::fleet::members::sqlite_folders(session)? {
             // A member's folder is made by `databases add`; gone, it is a
             // disk not mounted (placement would send new tenants there).
-            if member != crate::fleet::members::CATALOG && !folder.is_dir() {
-                unreachable.entry(member).or_insert_with(|| {
-                    (
-                        format!("its folder {} is missing", folder.display()),
-                        Vec::new(),
-                    )
-                });
+            if member != crate::fleet::members::CATALOG
+                && let Err(e) = crate::db::sqlite::member_folder_present(&member, &folder)
+            {
+                unreachable
+                    .entry(member)
+                    .or_insert_with(|| (e.message, Vec::new()));
                 continue;
             }
             let files = match crate::fleet::members::tenant_files(&folder) {
