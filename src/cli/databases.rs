@@ -1,5 +1,6 @@
 use clap::Subcommand;
 
+use crate::fleet::lost;
 use crate::fleet::members::{self, MemberState};
 
 use super::Context;
@@ -20,8 +21,10 @@ pub enum Sub {
     Drain(NameArg),
     /// Place new tenants on a member again
     Open(NameArg),
-    /// Forget a member that holds no tenant
-    Remove(NameArg),
+    /// Forget a member that holds no tenant (or, lost for good, forget its tenants too)
+    Remove(RemoveArgs),
+    /// Point a member lost at its place at a copy of it elsewhere (a restored backup, its disk mounted elsewhere)
+    SetUrl(SetUrlArgs),
     /// Count each member's tenants again from the registry (when `doctor` says the kept counts disagree)
     Recount,
 }
@@ -37,6 +40,33 @@ pub struct AddArgs {
     /// How many tenants it may hold [default: no limit]
     #[arg(long, value_name = "N")]
     pub capacity: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The member's name (`databases list`)
+    pub name: String,
+    /// The member is lost for good (it cannot be reached, and no copy of it is left): remove it
+    /// anyway, deprovisioning in the registry the tenants whose tables were only there (their
+    /// keys and catalog rows stay; `provision USER` starts one afresh). Refused while it answers
+    #[arg(long)]
+    pub forget_tenants: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetUrlArgs {
+    /// The member's name (`databases list`)
+    pub name: String,
+    /// Where its copy is now, without a password (on SQLite the folder holding its tenant files)
+    pub url: String,
+    /// Also while the member still answers at its recorded URL: for the same database under
+    /// another address (never for a copy: what was written since would be stranded)
+    #[arg(long)]
+    pub force: bool,
+    /// Accept a copy that lacks some tenants' tables (a backup older than them); they are then
+    /// reported missing until deprovisioned
+    #[arg(long)]
+    pub allow_missing: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,11 +98,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
         Sub::Drain(a) => set_state(ctx, &a.name, MemberState::Draining),
         Sub::Open(a) => set_state(ctx, &a.name, MemberState::Open),
+        Sub::Remove(a) if a.forget_tenants => forget(ctx, &a.name),
         Sub::Remove(a) => {
             let (db, _) = ctx.open_database_existing()?;
             let mut session = db.connect()?;
             members::remove(&mut session, &a.name)?;
             ctx.say(format!("removed member {}", a.name));
+            Ok(0)
+        }
+        Sub::SetUrl(a) => {
+            let (db, _) = ctx.open_database_existing()?;
+            let mut session = db.connect()?;
+            let done = lost::set_url(&mut session, &a.name, &a.url, a.force, a.allow_missing)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&done)?);
+            } else if done.unchanged {
+                ctx.say(format!(
+                    "member {} is at {} already: nothing changed",
+                    done.name, done.url
+                ));
+            } else {
+                ctx.say(format!(
+                    "member {} is now {}: the tables of {} tenant(s) found there",
+                    done.name, done.url, done.tenants
+                ));
+                if !done.missing.is_empty() {
+                    ctx.say(format!(
+                        "missing there: {} (deprovision them, then provision them afresh)",
+                        done.missing.join(", ")
+                    ));
+                }
+            }
             Ok(0)
         }
         Sub::Recount => {
@@ -99,6 +155,57 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `databases remove NAME --forget-tenants`: shows what is forgotten,
+/// asks, then forgets it in one catalog transaction.
+fn forget(ctx: &Context, name: &str) -> anyhow::Result<u8> {
+    let (db, _) = ctx.open_database_existing()?;
+    let mut session = db.connect()?;
+    let plan = lost::plan_forget(&mut session, name)?;
+    let mut what = vec![format!(
+        "{} tenant(s) whose tables were only there are forgotten (deprovisioned: their rows are lost with it)",
+        plan.forgotten.len()
+    )];
+    if !plan.forgotten.is_empty() {
+        what[0].push_str(&format!(": {}", plan.forgotten.join(", ")));
+    }
+    for (user, source) in &plan.back_to_source {
+        what.push(format!(
+            "{user} goes back to {source}, which still holds it"
+        ));
+    }
+    for user in &plan.moves_cancelled {
+        what.push(format!("{user}'s move to {name} is cancelled"));
+    }
+    ctx.confirm(&format!(
+        "{}. Remove member {name}: {}?",
+        plan.unreachable,
+        what.join("; ")
+    ))?;
+    lost::forget(&mut session, &plan)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::to_value(&plan)?);
+    } else {
+        ctx.say(format!(
+            "removed member {name}: {} tenant(s) forgotten, {} back on their source, {} move(s) cancelled",
+            plan.forgotten.len(),
+            plan.back_to_source.len(),
+            plan.moves_cancelled.len()
+        ));
+        if !plan.forgotten.is_empty() {
+            ctx.say(format!(
+                "`pathfinder-db provision {}` starts a forgotten tenant afresh",
+                plan.forgotten[0]
+            ));
+        }
+        for (user, member) in &plan.partial_copies {
+            ctx.say(format!(
+                "{user}: the unverified copy its unfinished move made stays on {member}, untouched (`pathfinder-db doctor` lists it: drop it by hand once it is not needed)"
+            ));
+        }
+    }
+    Ok(0)
 }
 
 fn set_state(ctx: &Context, name: &str, state: MemberState) -> anyhow::Result<u8> {

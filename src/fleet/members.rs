@@ -455,7 +455,7 @@ fn add_checked(
 /// A server member must not hold a pathfinder-db catalog (the catalog
 /// itself, or another deployment's), and must pass the backend's preflight
 /// (version, privileges to create tables).
-fn check_member(conn: &mut dyn Connection, name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_member(conn: &mut dyn Connection, name: &str) -> anyhow::Result<()> {
     match conn.query("SELECT COUNT(*) FROM pf_tenants", &[]) {
         Ok(_) => {
             return Err(UsageError::new(format!(

@@ -393,6 +393,15 @@ pub(crate) fn keys_with_objects(
         return Ok(found);
     }
     let mut conn = connect(session, name)?;
+    keys_held_by(conn.as_mut(), keys)
+}
+
+/// Which of `keys` have tables (archives included) on `conn`: one read of
+/// its catalog.
+pub(crate) fn keys_held_by(
+    conn: &mut dyn Connection,
+    keys: &[TenantKey],
+) -> anyhow::Result<Vec<TenantKey>> {
     let wanted: std::collections::HashMap<&str, ()> =
         keys.iter().map(|k| (k.as_str(), ())).collect();
     let names = conn.table_names(crate::schema::tenant::TENANT_PREFIX, true)?;

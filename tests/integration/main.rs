@@ -15,6 +15,7 @@ mod fleet_adopt;
 mod fleet_catalog;
 mod fleet_grants;
 mod fleet_kills;
+mod fleet_lost;
 mod fleet_move;
 mod hardening;
 mod keys;

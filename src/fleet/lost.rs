@@ -1,0 +1,465 @@
+//! A member lost for good (its server gone, its disk dead) and the two ways
+//! forward from it:
+//!
+//! - **`databases set-url NAME URL`**: the member's copy restored elsewhere
+//!   (a backup on a new server, the disk mounted at another path) becomes
+//!   the member, once it is checked as `databases add` checks a member and
+//!   found to hold its tenants' tables;
+//! - **`databases remove NAME --forget-tenants`**: no copy is left, and the
+//!   tenants placed there are forgotten (deprovisioned in the registry; their
+//!   keys and catalog rows stay), so that `provision USER` can start them
+//!   afresh. A move caught half-way is taken back to the side that still
+//!   holds the tenant.
+//!
+//! Both are refused while the member still answers where it is recorded:
+//! what was written there since a backup would be stranded, and a member
+//! that answers has `move` and `deprovision` for its tenants.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::catalog::audit::{self, AuditEntry};
+use crate::catalog::registry::{self, Status, TenantRecord};
+use crate::db::dialect::Dialect;
+use crate::db::{Connection, DbErrorKind, Session, Tx, Value};
+use crate::error::UsageError;
+use crate::fleet::members::{self, CATALOG, Member};
+use crate::fleet::moves::{self, Phase};
+use crate::schema::tenant::TenantKey;
+
+/// Whether member `m` answers at the place recorded for it: its server
+/// takes a connection, its SQLite folder is there. The error says why not.
+fn answers(session: &mut Session<'_>, m: &Member) -> Result<(), String> {
+    let url = m.url.as_deref().unwrap_or_default();
+    let db = session.database();
+    match db.dialect() {
+        Dialect::Sqlite => {
+            // The reason only: the helper's advice (mount the disk) is not
+            // what this command is about.
+            let folder = crate::db::sqlite::member_folder(url);
+            crate::db::sqlite::member_folder_present(&m.name, &folder).map_err(|_| {
+                format!(
+                    "member {}: its folder {} is missing",
+                    m.name,
+                    folder.display()
+                )
+            })
+        }
+        _ => db
+            .connect_member(&m.name, url)
+            .map(|_| ())
+            .map_err(|e| members::naming_member(&m.name, &e.message)),
+    }
+}
+
+fn member(session: &mut Session<'_>, name: &str, what: &str) -> anyhow::Result<Member> {
+    if name == CATALOG {
+        return Err(UsageError::new(format!(
+            "the catalog is where --database-url points: {what} is for members"
+        ))
+        .into());
+    }
+    members::get(session.system(), name)?.ok_or_else(|| {
+        UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+        .into()
+    })
+}
+
+/// The live tenants the registry places on member `name`.
+fn placed_on(session: &mut Session<'_>, name: &str) -> anyhow::Result<Vec<TenantRecord>> {
+    Ok(registry::list(session.system(), false)?
+        .into_iter()
+        .filter(|t| t.database == name)
+        .collect())
+}
+
+fn keys(session: &Session<'_>, tenants: &[&TenantRecord]) -> anyhow::Result<Vec<TenantKey>> {
+    tenants
+        .iter()
+        .map(|t| Ok(TenantKey::parse(&t.tenant_key, session.dialect())?))
+        .collect()
+}
+
+fn audit_entry(action: &str, entity_type: &str, id: &str, user: Option<String>) -> AuditEntry {
+    AuditEntry {
+        action: action.to_string(),
+        entity_type: entity_type.into(),
+        entity_id: id.to_string(),
+        user_id: user,
+        command: "databases".into(),
+        started: Instant::now(),
+        error: None,
+    }
+}
+
+/// What `databases set-url` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Relocated {
+    pub name: String,
+    /// The new URL, without a password.
+    pub url: String,
+    /// Live tenants whose tables were found at the new URL.
+    pub tenants: usize,
+    /// Live tenants whose tables were not there (`--allow-missing`).
+    pub missing: Vec<String>,
+    /// The member was recorded at this URL already.
+    pub unchanged: bool,
+}
+
+/// `databases set-url NAME URL`: points member `name` at a copy of it
+/// elsewhere. Refused while the recorded place answers (unless `force`:
+/// the same database under another address), when the new place fails the
+/// checks of `databases add`, and when it lacks the tables of a live tenant
+/// placed on the member (unless `allow_missing`).
+pub fn set_url(
+    session: &mut Session<'_>,
+    name: &str,
+    url: &str,
+    force: bool,
+    allow_missing: bool,
+) -> anyhow::Result<Relocated> {
+    let started = Instant::now();
+    let old = member(session, name, "set-url")?;
+    let db = session.database();
+    let (url, mut conn): (String, Option<Box<dyn Connection>>) = if db.dialect() == Dialect::Sqlite
+    {
+        // Never made: a folder that is not there is a path mistyped or a
+        // disk not mounted, not a restored member.
+        let folder = crate::db::sqlite::member_folder(url);
+        if !folder.is_dir() {
+            return Err(UsageError::new(format!(
+                    "member {name}: {} is not a folder: set-url points a member at the folder that holds its tenant files (restored, or its disk mounted elsewhere), and makes none",
+                    folder.display()
+                ))
+                .into());
+        }
+        let folder = folder.canonicalize()?;
+        (folder.to_string_lossy().into_owned(), None)
+    } else {
+        let (url, _) = members::storable_url(db, name, url)?;
+        let mut conn = db.connect_member(name, &url)?;
+        members::check_member(conn.as_mut(), name)?;
+        (url, Some(conn))
+    };
+    let shown = crate::db::redact_url(&url);
+    if old.url.as_deref() == Some(url.as_str()) {
+        return Ok(Relocated {
+            name: name.to_string(),
+            url: shown,
+            tenants: 0,
+            missing: Vec::new(),
+            unchanged: true,
+        });
+    }
+    if let Some(same) = members::list(session.system())?
+        .into_iter()
+        .find(|m| m.url.as_deref() == Some(url.as_str()))
+    {
+        return Err(UsageError::new(format!(
+            "that database is member {} already: point {name} at its own copy",
+            same.name
+        ))
+        .into());
+    }
+    if let Some((_, tenants)) = db.sqlite_paths()
+        && tenants
+            .canonicalize()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            == Some(url.clone())
+    {
+        return Err(UsageError::new(format!(
+            "member {name}: {url} is the catalog's own tenant folder: choose the member's copy"
+        ))
+        .into());
+    }
+    if !force && answers(session, &old).is_ok() {
+        return Err(UsageError::new(format!(
+            "member {name} still answers at {}: pointing it elsewhere would strand what was written there since the copy was made; move its tenants with `pathfinder-db move`, or stop that server (unmount that disk) first; --force if {shown} is the same database under another address",
+            crate::db::redact_url(old.url.as_deref().unwrap_or_default())
+        ))
+        .into());
+    }
+    // Which live tenants' tables the new place holds: one read of it.
+    let placed = placed_on(session, name)?;
+    let live: Vec<&TenantRecord> = placed.iter().collect();
+    let wanted = keys(session, &live)?;
+    let held = match conn.as_mut() {
+        Some(c) => moves::keys_held_by(c.as_mut(), &wanted)?,
+        None => {
+            let folder = std::path::Path::new(&url);
+            wanted
+                .iter()
+                .filter(|k| folder.join(format!("{k}.db")).exists())
+                .cloned()
+                .collect()
+        }
+    };
+    let missing: Vec<String> = live
+        .iter()
+        .zip(&wanted)
+        .filter(|(_, k)| !held.contains(k))
+        .map(|(t, _)| t.username.clone())
+        .collect();
+    if !missing.is_empty() && !allow_missing {
+        return Err(UsageError::new(format!(
+            "{shown} lacks the tables of {} of member {name}'s {} tenant(s) ({}): not a copy of {name}, or one older than them; point it at a complete copy, or pass --allow-missing and then `pathfinder-db deprovision` them (and `provision` them afresh)",
+            missing.len(),
+            live.len(),
+            shortened(&missing)
+        ))
+        .into());
+    }
+    let details = serde_json::json!({
+        "from": crate::db::redact_url(old.url.as_deref().unwrap_or_default()),
+        "to": shown,
+        "tenants": held.len(),
+        "missing": missing,
+    })
+    .to_string();
+    let mut tx = Tx::begin(session.system())?;
+    let changed = tx.execute(
+        "UPDATE pf_databases SET url = ?, updated_at = CURRENT_TIMESTAMP WHERE name = ? AND url = ?",
+        &[
+            Value::from(url.as_str()),
+            Value::from(name),
+            Value::from(old.url.as_deref().unwrap_or_default()),
+        ],
+    )?;
+    if changed != 1 {
+        return Err(anyhow::anyhow!(
+            "member {name} changed while it was checked: run the same command again"
+        ));
+    }
+    audit::write_details(
+        &mut *tx,
+        &AuditEntry {
+            started,
+            ..audit_entry("database.set-url", "database", name, None)
+        },
+        Some(&details),
+    )?;
+    // A copy made before the member was added, or restored without it,
+    // gets the audit stage its batches write to.
+    if let Some(c) = conn.as_mut() {
+        match c.query("SELECT COUNT(*) FROM pf_audit_stage", &[]) {
+            Ok(_) => {}
+            Err(e) if e.kind == DbErrorKind::DoesNotExist => {
+                let _ = c.rollback();
+                audit::create_member_stage(c.as_mut())?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tx.commit()?;
+    Ok(Relocated {
+        name: name.to_string(),
+        url: shown,
+        tenants: held.len(),
+        missing,
+        unchanged: false,
+    })
+}
+
+fn shortened(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+/// What `databases remove NAME --forget-tenants` will do, shown before it
+/// is confirmed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetPlan {
+    pub name: String,
+    /// Why the member cannot be reached.
+    pub unreachable: String,
+    /// Tenants whose only copy was on the member: deprovisioned.
+    pub forgotten: Vec<String>,
+    /// Tenants a move had switched to the member while their source still
+    /// holds them: back on the source (username, source).
+    pub back_to_source: Vec<(String, String)>,
+    /// Tenants being copied to the member: active on their source again.
+    pub moves_cancelled: Vec<String>,
+    /// Forgotten tenants whose unfinished move left an unverified copy on
+    /// another member (username, member): left there, untouched.
+    pub partial_copies: Vec<(String, String)>,
+}
+
+/// Checks and lists what forgetting member `name` means. Refused while it
+/// answers.
+pub fn plan_forget(session: &mut Session<'_>, name: &str) -> anyhow::Result<ForgetPlan> {
+    let m = member(session, name, "--forget-tenants")?;
+    let unreachable = match answers(session, &m) {
+        Ok(()) => {
+            return Err(UsageError::new(format!(
+                "member {name} answers at {}: --forget-tenants is only for a member lost for good; move its tenants away (`pathfinder-db databases drain {name}`, `pathfinder-db rebalance`) or deprovision them, then `pathfinder-db databases remove {name}`",
+                crate::db::redact_url(m.url.as_deref().unwrap_or_default())
+            ))
+            .into());
+        }
+        Err(why) => why,
+    };
+    let mut plan = ForgetPlan {
+        name: name.to_string(),
+        unreachable,
+        forgotten: Vec::new(),
+        back_to_source: Vec::new(),
+        moves_cancelled: Vec::new(),
+        partial_copies: Vec::new(),
+    };
+    let copying_here = format!("{}{name}", moves::COPYING);
+    for t in registry::list(session.system(), false)? {
+        let phase = Phase::of(&t);
+        if t.database != name {
+            if t.claimed_by.as_deref() == Some(copying_here.as_str()) {
+                plan.moves_cancelled.push(t.username);
+            }
+            continue;
+        }
+        match phase {
+            Some(Phase::Switched { source }) if source_holds(session, &t, &source)? => {
+                plan.back_to_source.push((t.username, source));
+            }
+            Some(Phase::Copying { target }) => {
+                plan.partial_copies.push((t.username.clone(), target));
+                plan.forgotten.push(t.username);
+            }
+            _ => plan.forgotten.push(t.username),
+        }
+    }
+    Ok(plan)
+}
+
+/// Whether a switched move's source still holds the tenant's tables (the
+/// drop is the move's last step).
+fn source_holds(session: &mut Session<'_>, t: &TenantRecord, source: &str) -> anyhow::Result<bool> {
+    let key = TenantKey::parse(&t.tenant_key, session.dialect())?;
+    let found =
+        moves::keys_with_objects(session, std::slice::from_ref(&key), source).map_err(|e| {
+            e.context(format!(
+                "{}: cannot check whether {source} (the source of its move) still holds it",
+                t.username
+            ))
+        })?;
+    Ok(!found.is_empty())
+}
+
+/// Carries out a confirmed [`plan_forget`] in one catalog transaction:
+/// refused if the registry changed since the plan was made.
+pub fn forget(session: &mut Session<'_>, plan: &ForgetPlan) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let name = plan.name.as_str();
+    let changed = || {
+        anyhow::anyhow!(
+            "the tenants of member {name} changed while it was being removed: nothing was changed; run the same command again"
+        )
+    };
+    let users: std::collections::HashMap<String, Option<String>> =
+        registry::list(session.system(), false)?
+            .into_iter()
+            .map(|t| (t.username, t.user_id))
+            .collect();
+    let user_of = |u: &str| users.get(u).cloned().flatten();
+    let note = format!(
+        "forgotten with member {name} (`databases remove {name} --forget-tenants`): its tables were lost with it"
+    );
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    tx.lock(&crate::db::Lock::Placement)?;
+    for user in &plan.forgotten {
+        let done = tx.execute(
+            "UPDATE pf_tenants SET status = 'deprovisioned', database_name = NULL, claimed_by = NULL, \
+             last_error = ?, updated_at = CURRENT_TIMESTAMP \
+             WHERE username = ? AND database_name = ? AND status <> 'deprovisioned'",
+            &[
+                Value::from(note.as_str()),
+                Value::from(user.as_str()),
+                Value::from(name),
+            ],
+        )?;
+        if done != 1 {
+            return Err(changed());
+        }
+        audit::write_details(
+            &mut *tx,
+            &audit_entry("tenant.forget", "tenant", user, user_of(user)),
+            Some(&serde_json::json!({ "database": name }).to_string()),
+        )?;
+    }
+    for (user, source) in &plan.back_to_source {
+        let claim = format!("{}{source}", moves::SWITCHED);
+        if !registry::move_step(
+            &mut *tx,
+            user,
+            &claim,
+            Status::Active,
+            None,
+            Some(Some(source.as_str()).filter(|s| *s != CATALOG)),
+        )? {
+            return Err(changed());
+        }
+        audit::write_details(
+            &mut *tx,
+            &audit_entry("tenant.move.back", "tenant", user, user_of(user)),
+            Some(&serde_json::json!({ "from": name, "to": source }).to_string()),
+        )?;
+    }
+    let claim = format!("{}{name}", moves::COPYING);
+    for user in &plan.moves_cancelled {
+        if !registry::move_step(&mut *tx, user, &claim, Status::Active, None, None)? {
+            return Err(changed());
+        }
+        audit::write_details(
+            &mut *tx,
+            &audit_entry("tenant.move.cancel", "tenant", user, user_of(user)),
+            Some(&serde_json::json!({ "to": name }).to_string()),
+        )?;
+    }
+    // Nothing may be left on it: deprovisioned tenants (their archives went
+    // with the member) are recorded on the catalog, as `remove` does.
+    tx.execute(
+        "UPDATE pf_tenants SET database_name = NULL, updated_at = CURRENT_TIMESTAMP \
+         WHERE database_name = ? AND status = 'deprovisioned'",
+        &[Value::from(name)],
+    )?;
+    let left = tx.query(
+        "SELECT COUNT(*) FROM pf_tenants WHERE database_name = ? OR claimed_by = ?",
+        &[Value::from(name), Value::from(claim.as_str())],
+    )?;
+    if left.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0 {
+        return Err(changed());
+    }
+    if !members::delete(&mut *tx, name)? {
+        return Err(changed());
+    }
+    let details = serde_json::json!({
+        "forget_tenants": true,
+        "forgotten": plan.forgotten,
+        "back_to_source": plan.back_to_source.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+        "moves_cancelled": plan.moves_cancelled,
+    })
+    .to_string();
+    audit::write_details(
+        &mut *tx,
+        &AuditEntry {
+            started,
+            ..audit_entry("database.remove", "database", name, None)
+        },
+        Some(&details),
+    )?;
+    tx.commit()?;
+    let _ = session.system().unlock(&crate::db::Lock::Placement);
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! A member lost for good: pointed at a copy of it elsewhere (`databases
+//! set-url`), or removed with its tenants forgotten (`databases remove
+//! --forget-tenants`); both refused while it still answers.
+
+use crate::common::{Env, PgDatabase, pg_rows, postgres_url, sqlite_rows};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn experience(key: &str) -> String {
+    format!(
+        "INSERT INTO pf_user_{key}_experiences (id, title, company, start_date) VALUES ('e1', 'Engineer', 'Acme', '2019-03-01')"
+    )
+}
+
+fn status_of(env: &Env, user: &str) -> (String, String) {
+    let rows = env.system_rows(&format!(
+        "SELECT status, COALESCE(database_name, 'catalog') FROM pf_tenants WHERE username = '{user}'"
+    ));
+    (rows[0][0].clone(), rows[0][1].clone())
+}
+
+fn copy_folder(from: &std::path::Path, to: &std::path::Path, except: &[&str]) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !except.iter().any(|e| name.starts_with(e)) {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let disk_a = env.path().join("disk_a");
+    let disk_b = env.path().join("disk_b");
+    env.ok(&["databases", "add", "disk_a", disk_a.to_str().unwrap()]);
+    env.ok(&["databases", "add", "disk_b", disk_b.to_str().unwrap()]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["provision", "a1", "a2", "--database", "disk_a"]);
+    env.ok(&["provision", "b1", "b2", "--database", "disk_b"]);
+    let a1 = disk_a.join("a1.db");
+    rusqlite::Connection::open(&a1)
+        .unwrap()
+        .execute_batch(&experience("a1"))
+        .unwrap();
+
+    // While the member answers, neither is allowed.
+    let copy_a = env.path().join("restored_a");
+    copy_folder(&disk_a, &copy_a, &[]);
+    let out = env.run(&["databases", "set-url", "disk_a", copy_a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("still answers"), "{}", stderr(&out));
+    let out = env.run(&["databases", "remove", "disk_a", "--forget-tenants", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("answers"), "{}", stderr(&out));
+    assert_eq!(status_of(&env, "a1"), ("active".into(), "disk_a".into()));
+
+    // disk_a's disk dies; its copy is restored elsewhere. A folder that is
+    // not there is refused and never made.
+    std::fs::rename(&disk_a, env.path().join("dead_a")).unwrap();
+    let nowhere = env.path().join("nowhere");
+    let out = env.run(&["databases", "set-url", "disk_a", nowhere.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!nowhere.exists());
+    let moved = env.json(&["databases", "set-url", "disk_a", copy_a.to_str().unwrap()]);
+    assert_eq!(moved["tenants"], 2, "{moved}");
+    assert_eq!(
+        moved["missing"].as_array().map(Vec::len),
+        Some(0),
+        "{moved}"
+    );
+    let place = env.json(&["where", "a1"]);
+    assert!(
+        place["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restored_a")
+            || place.to_string().contains("restored_a"),
+        "{place}"
+    );
+    env.ok(&["verify", "--all"]);
+    let rows = sqlite_rows(
+        &copy_a.join("a1.db"),
+        "SELECT title FROM pf_user_a1_experiences",
+    );
+    assert_eq!(rows, vec![vec!["Engineer".to_string()]]);
+    // Pointing it there again changes nothing.
+    let again = env.ok(&["databases", "set-url", "disk_a", copy_a.to_str().unwrap()]);
+    assert!(again.contains("already"), "{again}");
+
+    // disk_b dies and its only copy lacks b2: refused, naming b2, unless
+    // --allow-missing; b2 is then missing until deprovisioned.
+    let copy_b = env.path().join("restored_b");
+    copy_folder(&disk_b, &copy_b, &["b2."]);
+    std::fs::rename(&disk_b, env.path().join("dead_b")).unwrap();
+    let out = env.run(&["databases", "set-url", "disk_b", copy_b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("b2") && !stderr(&out).contains("b1"),
+        "{}",
+        stderr(&out)
+    );
+    let moved = env.json(&[
+        "databases",
+        "set-url",
+        "disk_b",
+        copy_b.to_str().unwrap(),
+        "--allow-missing",
+    ]);
+    assert_eq!(moved["missing"], serde_json::json!(["b2"]), "{moved}");
+    env.ok(&["deprovision", "b2", "--yes"]);
+    env.ok(&["verify", "--all"]);
+
+    // Then disk_b is lost for good, with b1 on it and a1's move to it
+    // half-way (the source still authoritative).
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to disk_b' WHERE username = 'a1'",
+    );
+    std::fs::rename(&copy_b, env.path().join("dead_b2")).unwrap();
+    // Without a terminal and without --yes it asks and changes nothing.
+    let out = env.run(&["databases", "remove", "disk_b", "--forget-tenants"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("b1") && stderr(&out).contains("--yes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(status_of(&env, "b1"), ("active".into(), "disk_b".into()));
+    // Without --forget-tenants it is refused as before.
+    let out = env.run(&["databases", "remove", "disk_b"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let gone = env.json(&["databases", "remove", "disk_b", "--forget-tenants", "--yes"]);
+    assert_eq!(gone["forgotten"], serde_json::json!(["b1"]), "{gone}");
+    assert_eq!(gone["moves_cancelled"], serde_json::json!(["a1"]), "{gone}");
+    assert_eq!(
+        status_of(&env, "b1"),
+        ("deprovisioned".into(), "catalog".into())
+    );
+    assert_eq!(status_of(&env, "a1"), ("active".into(), "disk_a".into()));
+    let members: Vec<String> = env
+        .json(&["databases", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(members, vec!["catalog", "disk_a"]);
+    let audit = env.system_rows(
+        "SELECT action, entity_id FROM pf_audit_log WHERE action IN ('tenant.forget', 'tenant.move.cancel', 'database.remove', 'database.set-url') ORDER BY action, entity_id",
+    );
+    let audit: Vec<String> = audit.iter().map(|r| format!("{} {}", r[0], r[1])).collect();
+    assert_eq!(
+        audit,
+        vec![
+            "database.remove disk_b",
+            "database.set-url disk_a",
+            "database.set-url disk_b",
+            "tenant.forget b1",
+            "tenant.move.cancel a1",
+        ]
+    );
+    env.assert_member_counts_agree();
+    // b1 starts afresh where placement puts it; a1 kept its row.
+    env.ok(&["provision", "b1"]);
+    assert_eq!(status_of(&env, "b1"), ("active".into(), "disk_a".into()));
+    env.ok(&["verify", "--all"]);
+    let rows = sqlite_rows(
+        &copy_a.join("a1.db"),
+        "SELECT count(*) FROM pf_user_a1_experiences",
+    );
+    assert_eq!(rows[0][0], "1");
+}
+
+#[test]
+fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "lostcat");
+    let m1 = PgDatabase::create(&server, "lostm1");
+    let m2 = PgDatabase::create(&server, "lostm2");
+    let copy = PgDatabase::create(&server, "lostcopy");
+    env.ok(&["init"]);
+    env.ok(&["databases", "add", "m1", &m1.url]);
+    env.ok(&["databases", "add", "m2", &m2.url]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["provision", "p1", "p2", "--database", "m1"]);
+    env.ok(&["provision", "q1", "q2", "--database", "m2"]);
+    m1.client().batch_execute(&experience("p1")).unwrap();
+
+    // m1's copy: its tables dumped into another database, as a restore
+    // would bring them (schema only and rows, through pg_dump).
+    let dump = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "pg_dump --no-owner '{}' | psql -q -v ON_ERROR_STOP=1 '{}'",
+            m1.url, copy.url
+        ))
+        .output()
+        .expect("pg_dump | psql");
+    assert!(dump.status.success(), "{}", stderr(&dump));
+    let out = env.run(&["databases", "set-url", "m1", &copy.url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("still answers"), "{}", stderr(&out));
+    // A password in the new URL is refused and not shown.
+    let with_password = copy.url.replacen("postgres@", "postgres:hunter2@", 1);
+    let out = env.run(&["databases", "set-url", "m1", &with_password, "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"));
+    // The catalog is not a member's copy.
+    let out = env.run(&["databases", "set-url", "m1", &env.url, "--force"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("catalog"), "{}", stderr(&out));
+
+    // m1's server is lost (its database gone).
+    drop(m1);
+    let (code, _) = env.json_run(&["verify", "--all"]);
+    assert_eq!(code, Some(3));
+    let moved = env.json(&["databases", "set-url", "m1", &copy.url]);
+    assert_eq!(moved["tenants"], 2, "{moved}");
+    env.ok(&["verify", "--all"]);
+    let rows = pg_rows(
+        &mut copy.client(),
+        "SELECT title FROM pf_user_p1_experiences",
+    );
+    assert_eq!(rows, vec![vec!["Engineer".to_string()]]);
+    assert_eq!(env.json(&["where", "p1"])["database"], "m1");
+
+    // q2's move from m1 (now `copy`) to m2 had switched when m2 was lost:
+    // `copy` still holds q2, so it goes back there. q1 is forgotten.
+    env.ok(&["provision", "q3", "--database", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET database_name = 'm2', status = 'moving', claimed_by = 'move from m1' WHERE username = 'q3'",
+    );
+    copy.client()
+        .batch_execute(&experience("q3"))
+        .expect("a row in q3");
+    drop(m2);
+    let gone = env.json(&["databases", "remove", "m2", "--forget-tenants", "--yes"]);
+    assert_eq!(gone["forgotten"], serde_json::json!(["q1", "q2"]), "{gone}");
+    assert_eq!(
+        gone["back_to_source"],
+        serde_json::json!([["q3", "m1"]]),
+        "{gone}"
+    );
+    assert_eq!(status_of(&env, "q3"), ("active".into(), "m1".into()));
+    assert_eq!(
+        status_of(&env, "q1"),
+        ("deprovisioned".into(), "catalog".into())
+    );
+    env.ok(&["verify", "--all"]);
+    env.assert_member_counts_agree();
+    let rows = pg_rows(
+        &mut copy.client(),
+        "SELECT count(*) FROM pf_user_q3_experiences",
+    );
+    assert_eq!(rows[0][0], "1");
+    // q1 starts afresh on the member that is left.
+    env.ok(&["provision", "q1"]);
+    assert_eq!(status_of(&env, "q1"), ("active".into(), "m1".into()));
+}
