@@ -210,21 +210,43 @@ pub fn flush_member_staged(
     username: &str,
     key: &crate::schema::tenant::TenantKey,
 ) -> Result<(), DbError> {
-    let prefix = key.prefix();
-    let ours = |entity: &str| {
-        entity == username
-            || entity.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+    flush_staged_of(
+        member,
+        sys,
+        Some(&|_: &str, row: &Row| is_about(&row.entity_id, username, key)),
+    )
+}
+
+/// Whether an audit row's entity is tenant `username` (key `key`) or one of
+/// its tables (archives included).
+pub fn is_about(entity: &str, username: &str, key: &crate::schema::tenant::TenantKey) -> bool {
+    entity == username
+        || entity
+            .strip_prefix(key.prefix().as_str())
+            .is_some_and(|rest| {
                 let table = rest.strip_suffix("_archive").unwrap_or(rest);
                 crate::schema::tenant::TABLES
                     .iter()
                     .any(|t| t.name == table)
             })
+}
+
+/// The entities of the rows staged on a server member (a killed run's,
+/// or a run's in flight): one read, none when it has no stage.
+pub fn staged_entities(member: &mut dyn Connection) -> Result<Vec<String>, DbError> {
+    let staged = match member.query(&format!("SELECT row_json FROM {STAGE}"), &[]) {
+        Ok(rows) => rows,
+        Err(e) if e.kind == crate::db::DbErrorKind::DoesNotExist => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
-    flush_staged_of(
-        member,
-        sys,
-        Some(&|_: &str, row: &Row| ours(&row.entity_id)),
-    )
+    staged
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Row>(&r[0].to_text())
+                .map(|row| row.entity_id)
+                .map_err(|e| DbError::other(format!("a staged audit row cannot be read: {e}")))
+        })
+        .collect()
 }
 
 /// Copies the rows a killed run of `command` left staged on a server member

@@ -537,6 +537,10 @@ fn copy_and_switch(
 ) -> anyhow::Result<()> {
     let name = record.username.as_str();
     let source = record.database.clone();
+    // Audit rows a killed sweep left staged on a server source are copied to
+    // the catalog's log first: the member's stage does not move with the
+    // tenant (a SQLite file carries its own).
+    op.flush_audit(key)?;
     // Whatever an interrupted run left on the target is not authoritative.
     drop_copy(op, renderer, key, target)?;
     let switch = |op: &mut TenantOp<'_, '_>, outcome: &MoveOutcome| -> anyhow::Result<()> {

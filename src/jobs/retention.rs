@@ -1044,7 +1044,26 @@ fn probe_chunk(
             .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
             .collect();
         match session.database_connection(member) {
-            Ok(conn) => probe_together(conn, &sets, &mut due),
+            Ok(conn) => {
+                probe_together(conn, &sets, &mut due);
+                // A tenant with audit rows a killed sweep left staged on its
+                // member is visited, which copies them to the catalog's log
+                // (else they would wait for its next rows due).
+                // (The catalog's own tenants write theirs directly.)
+                let staged = match member {
+                    crate::fleet::members::CATALOG => Ok(Vec::new()),
+                    _ => audit::staged_entities(conn),
+                };
+                for (n, _) in &sets {
+                    if let Some(key) = &keys[*n] {
+                        let name = tenants[*n].username.as_str();
+                        // Unreadable: visited, where the flush says why.
+                        due[*n] |= staged
+                            .as_ref()
+                            .map_or(true, |s| s.iter().any(|e| audit::is_about(e, name, key)));
+                    }
+                }
+            }
             Err(_) => sets.iter().for_each(|(n, _)| due[*n] = true),
         }
     }

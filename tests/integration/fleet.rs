@@ -857,6 +857,50 @@ fn retention_sweeps_tenants_on_a_postgres_member() {
         "SELECT count(*) FROM pf_audit_log WHERE action = 'retention.sweep' AND entity_id = 'pf_user_alice_chat_messages'",
     );
     assert_ne!(logged[0][0], "0", "the sweep is in the catalog's audit log");
+
+    // A batch's audit row a killed sweep left staged on the member (as the
+    // sweep stages it) reaches the catalog's log on the next sweep, though
+    // nothing is due; and one left before a move goes with the move.
+    let stage = |id: &str, m: &mut postgres::Client| {
+        let row = serde_json::json!({
+            "user_id": null, "action": "retention.sweep", "entity_type": "table",
+            "entity_id": "pf_user_alice_chat_messages", "command": "retention",
+            "execution_time_ms": 3, "error": null,
+            "details": "{\"archived\":20,\"deleted\":20}",
+        });
+        m.execute(
+            "INSERT INTO pf_audit_stage (id, row_json) VALUES ($1, $2)",
+            &[&id, &row.to_string()],
+        )
+        .unwrap();
+    };
+    let in_log = |id: &str| {
+        pg_rows(
+            &mut env.pg(),
+            &format!("SELECT count(*) FROM pf_audit_log WHERE id = '{id}'"),
+        )[0][0]
+            .clone()
+    };
+    let left = "00000000-0000-4000-8000-00000000000a";
+    stage(left, &mut m);
+    env.ok(&["retention", "run", "--all"]);
+    assert_eq!(
+        in_log(left),
+        "1",
+        "a staged row is delivered by the next sweep"
+    );
+    assert_eq!(count("SELECT count(*) FROM pf_audit_stage", &mut m), "0");
+    let before_move = "00000000-0000-4000-8000-00000000000b";
+    stage(before_move, &mut m);
+    let other = PgDatabase::create(&server, "fleetretm2");
+    env.ok(&["databases", "add", "m2", &other.url]);
+    env.ok(&["move", "alice", "--to", "m2"]);
+    assert_eq!(
+        in_log(before_move),
+        "1",
+        "a move delivers the source's staged row"
+    );
+    assert_eq!(count("SELECT count(*) FROM pf_audit_stage", &mut m), "0");
 }
 
 /// `rebalance` evens out members by fill, smallest tenants first, and
