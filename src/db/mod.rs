@@ -1399,7 +1399,10 @@ impl<'db> Session<'db> {
             return Err(e.clone());
         }
         if members.conns.get(name).is_none_or(|c| c.is_closed()) {
-            let conn = match db.connect_member(name, url) {
+            let conn = match db.connect_member(name, url).and_then(|mut conn| {
+                crate::fleet::members::check_is_member(conn.as_mut(), name, url)?;
+                Ok(conn)
+            }) {
                 Ok(conn) => conn,
                 Err(e) => {
                     if matches!(e.kind, DbErrorKind::Connection | DbErrorKind::Auth) {

@@ -152,6 +152,28 @@ const MAX_REPEATED: usize = 4;
 /// Queries on tenant tables differ per tenant: caching them would only grow the cache.
 const MAX_PREPARED: usize = 64;
 
+const AUTH_HINT: &str = ": check the user and PATHFINDER_DB_PASSWORD";
+const NO_DATABASE_HINT: &str = ": create the database first (createdb) or fix the URL";
+
+/// A member's connection error, with the hints that fit a member: its own
+/// password, and never an empty database made in the place of one that
+/// held tenants (it would pass for the member).
+fn for_member(e: DbError, member: &str) -> DbError {
+    let message = if let Some(cause) = e.message.strip_suffix(NO_DATABASE_HINT) {
+        format!(
+            "{cause}: restore the member's database, or point the member at its copy elsewhere (`pathfinder-db databases set-url {member} URL`); an empty database made in its place is not the member (for a new member: create the database, or fix the URL)"
+        )
+    } else if let Some(cause) = e.message.strip_suffix(AUTH_HINT) {
+        format!(
+            "{cause}: check the user and {} (or the member's password_file, or ~/.pgpass)",
+            crate::fleet::members::password_env(member)
+        )
+    } else {
+        return e;
+    };
+    DbError::new(e.kind, message)
+}
+
 fn classify(err: &postgres::Error, target: &str) -> DbError {
     if let Some(db) = err.as_db_error() {
         let code = db.code().code();
@@ -166,10 +188,8 @@ fn classify(err: &postgres::Error, target: &str) -> DbError {
             _ => DbErrorKind::Other,
         };
         let hint = match kind {
-            DbErrorKind::Auth => ": check the user and PATHFINDER_DB_PASSWORD",
-            DbErrorKind::Connection if code == "3D000" => {
-                ": create the database first (createdb) or fix the URL"
-            }
+            DbErrorKind::Auth => AUTH_HINT,
+            DbErrorKind::Connection if code == "3D000" => NO_DATABASE_HINT,
             _ => "",
         };
         return DbError::new(
@@ -261,7 +281,13 @@ impl PgConnection {
                     .connect(NoTls)
                     .map_err(|e| classify(&e, &target))?
             }
-            Err(e) => return Err(classify(&e, &target)),
+            Err(e) => {
+                let e = classify(&e, &target);
+                return Err(match member {
+                    Some(member) => for_member(e, member),
+                    None => e,
+                });
+            }
         };
         Ok(PgConnection {
             client,

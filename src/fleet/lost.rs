@@ -46,9 +46,10 @@ fn answers(session: &mut Session<'_>, m: &Member) -> Result<(), String> {
                 )
             })
         }
+        // An empty database made in its place does not count.
         _ => db
             .connect_member(&m.name, url)
-            .map(|_| ())
+            .and_then(|mut c| members::check_is_member(c.as_mut(), &m.name, url))
             .map_err(|e| members::naming_member(&m.name, &e.message)),
     }
 }
@@ -185,7 +186,13 @@ pub fn set_url(
     }
     // Which live tenants' tables the new place holds: one read of it.
     let placed = placed_on(session, name)?;
-    let live: Vec<&TenantRecord> = placed.iter().collect();
+    // A provisioning that failed before any table has nothing to find.
+    let live: Vec<&TenantRecord> = placed
+        .iter()
+        .filter(|t| {
+            !(t.schema_version == 0 && matches!(t.status, Status::Provisioning | Status::Failed))
+        })
+        .collect();
     let wanted = keys(session, &live)?;
     let held = match conn.as_mut() {
         Some(c) => moves::keys_held_by(c.as_mut(), &wanted)?,

@@ -423,6 +423,15 @@ fn add_checked(
     if db.dialect() != crate::db::dialect::Dialect::Sqlite {
         let mut conn = db.connect_member(name, &url)?;
         check_member(conn.as_mut(), name)?;
+        // The same database under another spelling of its URL (another
+        // host name, the port left out) would be two members.
+        if has_stage(conn.as_mut())? {
+            return Err(UsageError::new(format!(
+                "member {name}: this database is a pathfinder-db member already (it holds {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more, drop that table there first",
+                crate::catalog::audit::STAGE
+            ))
+            .into());
+        }
         member = Some(conn);
     }
     let sys = session.system();
@@ -480,6 +489,45 @@ pub(crate) fn check_member(conn: &mut dyn Connection, name: &str) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// Whether a server database holds a member's audit stage, which
+/// `databases add` makes there: it is (or was) a pathfinder-db member.
+fn has_stage(conn: &mut dyn Connection) -> Result<bool, DbError> {
+    let probe = format!(
+        "SELECT COUNT(*) FROM {} WHERE 1 = 0",
+        crate::catalog::audit::STAGE
+    );
+    match conn.query(&probe, &[]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind == DbErrorKind::DoesNotExist => {
+            let _ = conn.rollback();
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A server member is recognised by the audit stage `databases add` made in
+/// it (one added before the stage existed, by its tenant tables): an empty
+/// database made in its place after it was lost is not the member, and is
+/// refused as a member that cannot be reached, so that nothing is placed,
+/// migrated or judged missing there.
+pub fn check_is_member(conn: &mut dyn Connection, name: &str, url: &str) -> Result<(), DbError> {
+    if has_stage(conn)?
+        || !conn
+            .table_names(crate::schema::tenant::TENANT_PREFIX, false)?
+            .is_empty()
+    {
+        return Ok(());
+    }
+    Err(DbError::new(
+        DbErrorKind::Connection,
+        format!(
+            "member {name} ({}): this database is not the member: it holds neither the audit stage `databases add` made there nor any tenant table (an empty database made in its place?): restore the member's database, or point the member at its copy (`pathfinder-db databases set-url {name} URL`)",
+            crate::db::redact_url(url)
+        ),
+    ))
 }
 
 /// `databases drain` / `databases open`. False when no such member.
@@ -605,6 +653,7 @@ pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
             "member {name}: a tenant on it was deprovisioned while it was being removed: run `pathfinder-db databases remove {name}` again"
         ));
     }
+    let url = get(&mut *tx, name)?.and_then(|m| m.url);
     if !delete(&mut *tx, name)? {
         return Err(UsageError::new(format!(
             "no member database named {name}: `pathfinder-db databases list` shows them"
@@ -614,7 +663,27 @@ pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
     audit_change(&mut *tx, "remove", name, started, None)?;
     tx.commit()?;
     let _ = session.system().unlock(&crate::db::Lock::Placement);
+    if let Some(url) = url {
+        drop_stage(session, name, &url);
+    }
     Ok(())
+}
+
+/// A removed server member's audit stage goes (its rows to the catalog's
+/// log first), so that the database can be added again. Best effort: one
+/// that cannot be reached keeps it, and `databases add` says to drop it.
+fn drop_stage(session: &mut Session<'_>, name: &str, url: &str) {
+    let db = session.database();
+    if db.dialect() == crate::db::dialect::Dialect::Sqlite {
+        return;
+    }
+    let Ok(mut conn) = db.connect_member(name, url) else {
+        return;
+    };
+    if crate::catalog::audit::flush_staged(conn.as_mut(), session.system()).is_ok() {
+        let stage = crate::catalog::audit::STAGE;
+        let _ = conn.execute(&format!("DROP TABLE {stage}"), &[]);
+    }
 }
 
 /// `databases list`: every member with its tenants, and for the others than

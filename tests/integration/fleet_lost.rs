@@ -215,12 +215,46 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("catalog"), "{}", stderr(&out));
 
-    // m1's server is lost (its database gone).
+    // The same database under another spelling of its URL is not a second member.
+    let respelled = m1.url.replacen("127.0.0.1:5432", "127.0.0.1", 1);
+    assert_ne!(respelled, m1.url);
+    let out = env.run(&["databases", "add", "m1b", &respelled]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("member already"), "{}", stderr(&out));
+
+    // m1's server is lost (its database gone), and an empty database is
+    // made in its place: that is not the member. Its tenants fail as on a
+    // member that is down (nothing is placed or judged missing there), and
+    // the hint never says to create the database.
+    let m1_name = m1.url.rsplit('/').next().unwrap().to_string();
     drop(m1);
-    let (code, _) = env.json_run(&["verify", "--all"]);
-    assert_eq!(code, Some(3));
+    let out = env.run(&["verify", "--all"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("set-url") && !stderr(&out).contains("createdb"),
+        "{}",
+        stderr(&out)
+    );
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {m1_name}"))
+        .unwrap();
+    let out = env.run(&["verify", "--all"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not the member"), "{}", stderr(&out));
+    let out = env.run(&["provision", "newcomer", "--database", "m1"]);
+    assert!(!out.status.success());
+    let doctor = env.doctor_check("registry");
+    assert!(
+        !doctor.to_string().contains("deprovision"),
+        "doctor does not advise deprovisioning tenants of a database that is not the member: {doctor}"
+    );
+    // The empty one in its place does not count as the member answering.
     let moved = env.json(&["databases", "set-url", "m1", &copy.url]);
     assert_eq!(moved["tenants"], 2, "{moved}");
+    admin
+        .batch_execute(&format!("DROP DATABASE {m1_name}"))
+        .unwrap();
     env.ok(&["verify", "--all"]);
     let rows = pg_rows(
         &mut copy.client(),
@@ -261,4 +295,11 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
     // q1 starts afresh on the member that is left.
     env.ok(&["provision", "q1"]);
     assert_eq!(status_of(&env, "q1"), ("active".into(), "m1".into()));
+
+    // A member removed the usual way can be added again (its stage went
+    // with it).
+    let spare = PgDatabase::create(&server, "lostspare");
+    env.ok(&["databases", "add", "spare", &spare.url]);
+    env.ok(&["databases", "remove", "spare"]);
+    env.ok(&["databases", "add", "spare", &spare.url]);
 }
