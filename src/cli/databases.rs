@@ -25,6 +25,8 @@ pub enum Sub {
     Remove(RemoveArgs),
     /// Point a member lost at its place at a copy of it elsewhere (a restored backup, its disk mounted elsewhere)
     SetUrl(SetUrlArgs),
+    /// Change how many tenants a member may hold
+    SetCapacity(CapacityArgs),
     /// Count each member's tenants again from the registry (when `doctor` says the kept counts disagree)
     Recount,
 }
@@ -70,6 +72,18 @@ pub struct SetUrlArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CapacityArgs {
+    /// The member's name (`databases list`)
+    pub name: String,
+    /// How many tenants it may hold
+    #[arg(required_unless_present = "unlimited", conflicts_with = "unlimited")]
+    pub capacity: Option<i64>,
+    /// No limit
+    #[arg(long)]
+    pub unlimited: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct NameArg {
     /// The member's name (`databases list`)
     pub name: String,
@@ -79,7 +93,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     match args.command {
         Sub::List => list(ctx),
         Sub::Add(a) => {
-            let (db, _) = ctx.open_database()?;
+            let (db, _) = ctx.open_database_existing()?;
             let mut session = db.connect()?;
             let m = members::add(&mut session, &a.name, &a.url, a.capacity)?;
             if ctx.json {
@@ -92,6 +106,31 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     m.capacity
                         .map(|c| c.to_string())
                         .unwrap_or("unlimited".into())
+                ));
+            }
+            Ok(0)
+        }
+        Sub::SetCapacity(a) => {
+            let (db, _) = ctx.open_database_existing()?;
+            let mut session = db.connect()?;
+            let tenants = members::set_capacity(&mut session, &a.name, a.capacity)?;
+            let shown = a
+                .capacity
+                .map(|c| c.to_string())
+                .unwrap_or("unlimited".into());
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({
+                    "name": a.name, "capacity": a.capacity, "tenants": tenants,
+                }));
+            } else if a.capacity.is_some_and(|c| tenants > c) {
+                ctx.say(format!(
+                    "member {} capacity {shown}: it holds {tenants} tenant(s), so none is placed there and `pathfinder-db rebalance` moves the excess away",
+                    a.name
+                ));
+            } else {
+                ctx.say(format!(
+                    "member {} capacity {shown} ({tenants} tenant(s) on it)",
+                    a.name
                 ));
             }
             Ok(0)

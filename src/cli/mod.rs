@@ -451,6 +451,27 @@ fn dash_value_hint(e: &clap::Error, args: impl Iterator<Item = String>) -> Optio
     None
 }
 
+/// Whether `--database NAME` means something to `command` (elsewhere it
+/// would be ignored silently, and a DBA would take the whole fleet's answer
+/// for one member's).
+fn takes_database(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Provision(_)
+            | Command::Import(_)
+            | Command::Migrate(_)
+            | Command::Verify(_)
+            | Command::Status(_)
+            | Command::Stats(_)
+            | Command::Refresh(_)
+            | Command::Analyze(_)
+            | Command::Fingerprint(_)
+            | Command::Retention(_)
+            | Command::Adopt(_)
+            | Command::Tenants(_)
+    )
+}
+
 /// Runs a parsed command line; returns the exit code of a run that completed.
 pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
     let overrides = Overrides {
@@ -469,6 +490,12 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(args) => return completions::run(args),
         Command::Man(args) => return completions::man(args),
         _ => {}
+    }
+    if cli.database.is_some() && !takes_database(&cli.command) {
+        return Err(UsageError::new(
+            "--database narrows the tenant commands (migrate, verify, status, stats, refresh, analyze, fingerprint, retention, adopt, tenants) and places provision and import; this command does not take it",
+        )
+        .into());
     }
     let config = Config::load(&overrides)?;
     let ctx = Context {

@@ -79,7 +79,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             report.moves.len(),
             report.stopped.as_deref().unwrap_or("failures"),
             if report.stopped.as_deref() == Some("no_room") {
-                ": no open member with a capacity has room; add one or raise a capacity"
+                ": no open member with a capacity has room; add one, or raise a capacity (`pathfinder-db databases set-capacity NAME N`)"
             } else {
                 ": run it again to go on"
             }

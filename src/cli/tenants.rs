@@ -18,9 +18,12 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
+    let member = ctx.member_filter(session.system())?;
+    let on_member = |t: &TenantRecord| member.as_deref().is_none_or(|m| t.database == m);
     if args.pending {
         let target = renderer.latest_version(Scope::Tenant);
-        let tenants = crate::catalog::registry::pending_records(session.system(), target)?;
+        let mut tenants = crate::catalog::registry::pending_records(session.system(), target)?;
+        tenants.retain(on_member);
         if ctx.json {
             ctx.print_json(&serde_json::json!({ "target": target, "tenants": tenants }));
         } else if tenants.is_empty() {
@@ -37,7 +40,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         // A listing: "some are pending" is an answer, not a failure.
         return Ok(0);
     }
-    let tenants = crate::catalog::registry::list(session.system(), args.all)?;
+    let mut tenants = crate::catalog::registry::list(session.system(), args.all)?;
+    tenants.retain(on_member);
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "tenants": tenants }));
         return Ok(0);

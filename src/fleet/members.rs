@@ -325,7 +325,22 @@ pub fn storable_url(
         ))
         .into());
     }
+    if url.trim().is_empty() {
+        return Err(UsageError::new(format!(
+            "member {name}: the URL is empty: give the member's database URL (on SQLite a folder)"
+        ))
+        .into());
+    }
     if catalog.dialect() == crate::db::dialect::Dialect::Sqlite {
+        // A server URL is another dialect, not a folder to make.
+        if let Some((scheme, _)) = url.split_once("://")
+            && !scheme.eq_ignore_ascii_case("sqlite")
+        {
+            return Err(UsageError::new(format!(
+                "member {name} is a {scheme} URL and the catalog is sqlite: every member speaks the catalog's dialect (a SQLite member is a folder)"
+            ))
+            .into());
+        }
         let folder = crate::db::sqlite::member_folder(url);
         if folder.exists() && !folder.is_dir() {
             return Err(UsageError::new(format!(
@@ -528,6 +543,42 @@ pub fn check_is_member(conn: &mut dyn Connection, name: &str, url: &str) -> Resu
             crate::db::redact_url(url)
         ),
     ))
+}
+
+/// `databases set-capacity`: how many tenants member `name` may hold (None:
+/// no limit), audited. A capacity below its tenants is allowed: it places
+/// no more there, and `rebalance` moves the excess away. Returns the
+/// member's live tenants.
+pub fn set_capacity(
+    session: &mut Session<'_>,
+    name: &str,
+    capacity: Option<i64>,
+) -> anyhow::Result<i64> {
+    let started = std::time::Instant::now();
+    if capacity.is_some_and(|c| c < 0) {
+        return Err(UsageError::new("a capacity is 0 or more").into());
+    }
+    let sys = session.system();
+    let mut tx = Tx::begin(sys)?;
+    tx.lock(&crate::db::Lock::Placement)?;
+    let changed = tx.execute(
+        "UPDATE pf_databases SET capacity = ?, updated_at = CURRENT_TIMESTAMP WHERE name = ?",
+        &[
+            capacity.map(Value::Int).unwrap_or(Value::Null),
+            Value::from(name),
+        ],
+    )?;
+    if changed != 1 {
+        return Err(UsageError::new(format!(
+            "no member database named {name}: `pathfinder-db databases list` shows them"
+        ))
+        .into());
+    }
+    let tenants = tenant_counts(&mut *tx)?.get(name).copied().unwrap_or(0);
+    audit_change(&mut *tx, "set-capacity", name, started, None)?;
+    tx.commit()?;
+    let _ = session.system().unlock(&crate::db::Lock::Placement);
+    Ok(tenants)
 }
 
 /// `databases drain` / `databases open`. False when no such member.

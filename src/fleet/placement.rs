@@ -52,7 +52,7 @@ pub fn choose(
         }
         if member.free(held(name)) == Some(0) {
             bail!(
-                "member {name} is full ({} tenants, capacity {}): choose another with --database, or raise its capacity",
+                "member {name} is full ({} tenants, capacity {}): choose another with --database, or raise its capacity (`pathfinder-db databases set-capacity {name} N`)",
                 held(name),
                 member.capacity.unwrap_or(0)
             );

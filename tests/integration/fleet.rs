@@ -128,6 +128,59 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     let counts = counts_by_member(&env);
     assert_eq!(counts.get("disk_a"), Some(&3), "{counts:?}");
     assert_eq!(counts.get("disk_b"), Some(&5), "{counts:?}");
+    // `tenants --database` lists one member's; a command that cannot be
+    // narrowed refuses the option rather than answer for the whole fleet,
+    // and an unknown member is a usage error.
+    let on_a = env.json(&["tenants", "--database", "disk_a"]);
+    assert_eq!(on_a["tenants"].as_array().map(Vec::len), Some(3), "{on_a}");
+    // Capacities change with set-capacity (audited); below the tenants held
+    // it says rebalance moves the excess.
+    let lowered = env.ok(&["databases", "set-capacity", "disk_b", "2"]);
+    assert!(lowered.contains("rebalance"), "{lowered}");
+    let capacity_of = |name: &str| {
+        env.json(&["databases", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["capacity"]
+            .clone()
+    };
+    assert_eq!(capacity_of("disk_b"), 2);
+    env.ok(&["databases", "set-capacity", "disk_b", "--unlimited"]);
+    assert!(capacity_of("disk_b").is_null());
+    env.ok(&["databases", "set-capacity", "disk_b", "5"]);
+    assert_eq!(capacity_of("disk_b"), 5);
+    let out = env.run(&["databases", "set-capacity", "nosuch", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A server URL on a SQLite catalog, or an empty one, is refused as such.
+    for url in ["postgres://postgres@127.0.0.1:5432/postgres", ""] {
+        let out = env.run(&["databases", "add", "other", url]);
+        assert_eq!(out.status.code(), Some(2), "{url}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("mount"), "{}", stderr(&out));
+    }
+    // `databases add` in a folder without a deployment makes no catalog.
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = crate::common::pathfinder_std(&elsewhere)
+        .args([
+            "databases",
+            "add",
+            "x",
+            elsewhere.join("x").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!elsewhere.join("pathfinder.db").exists());
+    for args in [
+        &["doctor", "--database", "disk_a"][..],
+        &["rebalance", "--dry-run", "--database", "disk_a"],
+        &["tenants", "--database", "nosuch"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
     assert_eq!(counts.get("catalog"), Some(&0), "{counts:?}");
     let files = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
     assert_eq!(files(&disk_a), 3);
