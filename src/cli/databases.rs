@@ -142,6 +142,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             let (db, _) = ctx.open_database_existing()?;
             let mut session = db.connect()?;
             members::remove(&mut session, &a.name)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({"name": a.name, "removed": true}));
+            }
             ctx.say(format!("removed member {}", a.name));
             Ok(0)
         }
@@ -181,7 +184,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                         serde_json::json!({"name": name, "was": kept, "tenants": counted})
                     })
                     .collect();
-                ctx.print_json(&serde_json::Value::Array(doc));
+                ctx.print_json(&serde_json::json!({ "changed": doc }));
             } else if changed.is_empty() && members::remote(session.system())?.is_empty() {
                 ctx.say("no member databases: nothing to count");
             } else if changed.is_empty() {
@@ -251,6 +254,9 @@ fn set_state(ctx: &Context, name: &str, state: MemberState) -> anyhow::Result<u8
     let (db, _) = ctx.open_database_existing()?;
     let mut session = db.connect()?;
     members::change_state(&mut session, name, state)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({"name": name, "state": state.as_str()}));
+    }
     ctx.say(match state {
         MemberState::Draining => {
             format!("member {name} is draining: no new tenants are placed on it")
@@ -266,7 +272,7 @@ fn list(ctx: &Context) -> anyhow::Result<u8> {
     let report = members::report(&mut session)?;
     let unreachable = report.iter().filter(|m| !m.reachable).count();
     if ctx.json {
-        ctx.print_json(&serde_json::to_value(&report)?);
+        ctx.print_json(&serde_json::json!({ "databases": report }));
     } else {
         ctx.say(format!(
             "{:<16} {:<9} {:>8} {:>9} {:>12}  {}",

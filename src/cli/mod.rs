@@ -197,6 +197,7 @@ impl Context {
 
     /// Prints a JSON document on stdout (every --json output goes through here).
     pub fn print_json(&self, value: &serde_json::Value) {
+        JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
         out(&format!(
             "{}\n",
             crate::db::redact::redact(&serde_json::to_string_pretty(value).unwrap_or_default())
@@ -384,6 +385,23 @@ pub fn run() -> u8 {
             } else {
                 error::EXIT_OK
             };
+            // `--json` asked for a document: a usage error is one too.
+            let json = std::env::args()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            if json && code == error::EXIT_USAGE {
+                let kind = e.kind().as_str().unwrap_or("invalid arguments").to_string();
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "error": format!("{kind}: see `pathfinder-db --help`"),
+                        "exit_code": code,
+                        "failed": [],
+                    }))
+                    .unwrap_or_default()
+                ));
+            }
             match dash_value_hint(&e, std::env::args().skip(1)) {
                 // Clap's own tip names only the first letter: ours replaces it.
                 Some(hint) => {
@@ -405,14 +423,35 @@ pub fn run() -> u8 {
             return code;
         }
     };
+    let json = cli.json;
     match run_cli(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", error::one_line(&err));
-            error::exit_code(&err)
+            let message = error::one_line(&err);
+            eprintln!("error: {message}");
+            let code = error::exit_code(&err);
+            // A `--json` reader (`| jq`) gets a document on failure too,
+            // unless the command printed its own before it failed.
+            if json && !JSON_PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
+                out(&format!(
+                    "{}\n",
+                    crate::db::redact::redact(
+                        &serde_json::to_string_pretty(&serde_json::json!({
+                            "error": message,
+                            "exit_code": code,
+                            "failed": [],
+                        }))
+                        .unwrap_or_default()
+                    )
+                ));
+            }
+            code
         }
     }
 }
+
+/// Whether this run printed its `--json` document.
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// When a value that starts with `-` (a username such as `-bob`) was read
 /// as options, how to pass it: after `--`. Only the command's name is

@@ -173,7 +173,10 @@ fn member_password_file_from_the_configuration() {
     // password is sent and not needed), and the member is added.
     mode(0o600).unwrap();
     env.ok(&add);
-    assert_eq!(env.json(&["databases", "list"])[1]["reachable"], true);
+    assert_eq!(
+        env.json(&["databases", "list"])["databases"][1]["reachable"],
+        true
+    );
     // An empty file is named as such.
     std::fs::write(&secret, "\n").unwrap();
     let out = env.run(&["databases", "list"]);

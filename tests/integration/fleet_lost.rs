@@ -142,8 +142,7 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
         ("deprovisioned".into(), "catalog".into())
     );
     assert_eq!(status_of(&env, "a1"), ("active".into(), "disk_a".into()));
-    let members: Vec<String> = env
-        .json(&["databases", "list"])
+    let members: Vec<String> = env.json(&["databases", "list"])["databases"]
         .as_array()
         .unwrap()
         .iter()

@@ -448,7 +448,7 @@ fn remove_after_deprovision(server: Option<&str>, hint: &str) {
     env.ok(&["databases", "remove", "m1"]);
     let members = env.json(&["databases", "list"]);
     assert!(
-        members
+        members["databases"]
             .as_array()
             .unwrap()
             .iter()

@@ -822,6 +822,32 @@ fn json_documents_follow_one_convention() {
     assert_eq!(deprovision["tenants"][0]["username"], "bob");
     let status = env.json(&["status"]);
     assert!(status["failed"].is_array(), "{status}");
+    // A failure is a document too (a `| jq` step gets one), and so are the
+    // commands that print nothing but a line otherwise.
+    for (args, code) in [
+        (&["where", "nobody"][..], 2),
+        (&["provision", "Bad!"], 2),
+        (&["keys", "rotate", "--no-such-option"], 2),
+        (&["databases", "drain", "nosuch"], 2),
+    ] {
+        let (got, doc) = env.json_run(args);
+        assert_eq!(got, Some(code), "{args:?}: {doc}");
+        assert!(doc["error"].is_string(), "{args:?}: {doc}");
+        assert_eq!(doc["exit_code"], code, "{args:?}: {doc}");
+        assert!(doc["failed"].is_array(), "{args:?}: {doc}");
+    }
+    env.ok(&[
+        "databases",
+        "add",
+        "d1",
+        env.path().join("d1").to_str().unwrap(),
+    ]);
+    let listed = env.json(&["databases", "list"]);
+    assert!(listed["databases"].is_array(), "{listed}");
+    let drained = env.json(&["databases", "drain", "d1"]);
+    assert_eq!(drained["state"], "draining", "{drained}");
+    let removed = env.json(&["databases", "remove", "d1"]);
+    assert_eq!(removed["removed"], true, "{removed}");
 }
 
 // ---------------------------------------------------------------------------

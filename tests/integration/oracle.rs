@@ -146,7 +146,7 @@ fn oracle_fleet_cycle() {
     ok(&["init"]);
     ok(&["databases", "add", "oram", &stored]);
     let listed = json(&["databases", "list"]);
-    let oram = listed
+    let oram = listed["databases"]
         .as_array()
         .unwrap()
         .iter()
