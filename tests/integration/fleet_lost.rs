@@ -245,6 +245,12 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
     assert!(!out.status.success());
     let doctor = env.doctor_check("registry");
     assert!(
+        doctor["detail"]
+            .to_string()
+            .contains("3 on members that cannot be read were not checked"),
+        "{doctor}"
+    );
+    assert!(
         !doctor.to_string().contains("deprovision"),
         "doctor does not advise deprovisioning tenants of a database that is not the member: {doctor}"
     );
