@@ -45,8 +45,8 @@ const SQLITE_NOTE: &str = "SQLite has no roles: grants and row-level security ap
 
 fn check(ctx: &Context) -> anyhow::Result<u8> {
     let (db, _) = ctx.open_database_read_only()?;
-    if let Some((main, tenant_dir)) = db.sqlite_paths() {
-        return sqlite_files(ctx, main, tenant_dir, false);
+    if db.sqlite_paths().is_some() {
+        return sqlite_files(ctx, &db, false);
     }
     let role = ctx.config.app_role.as_str();
     let mut session = db.connect_read_only()?;
@@ -177,8 +177,8 @@ fn print_reports(ctx: &Context, role: &str, reports: &[Report], failed: &[Failed
 
 fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_for(args.dry_run)?;
-    if let Some((main, tenant_dir)) = db.sqlite_paths() {
-        return sqlite_files(ctx, main, tenant_dir, !args.dry_run);
+    if db.sqlite_paths().is_some() {
+        return sqlite_files(ctx, &db, !args.dry_run);
     }
     let role = ctx.config.app_role.as_str();
     let mut session = db.connect_as(args.dry_run)?;
@@ -320,16 +320,12 @@ fn print_applied(
 }
 
 /// SQLite: the note, then the files others may use (repaired with `repair`).
-fn sqlite_files(
-    ctx: &Context,
-    main: &std::path::Path,
-    tenant_dir: &std::path::Path,
-    repair: bool,
-) -> anyhow::Result<u8> {
+fn sqlite_files(ctx: &Context, db: &crate::db::Database, repair: bool) -> anyhow::Result<u8> {
     if !ctx.quiet && !ctx.json {
         eprintln!("note: {SQLITE_NOTE}");
     }
-    let (checked, open) = files::check(main, tenant_dir)?;
+    let mut session = db.connect_read_only()?;
+    let (checked, open) = files::check_deployment(&mut session)?.unwrap_or_default();
     if repair {
         files::repair(&open)?;
     }

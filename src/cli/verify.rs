@@ -96,8 +96,7 @@ fn grants(
     tenants: &[crate::catalog::registry::TenantRecord],
     all: bool,
 ) -> anyhow::Result<Grants> {
-    if let Some((main, tenant_dir)) = session.database().sqlite_paths() {
-        let (_, open) = crate::security::grants::files::check(main, tenant_dir)?;
+    if let Some((_, open)) = crate::security::grants::files::check_deployment(session)? {
         return Ok(Grants {
             role: None,
             role_exists: false,

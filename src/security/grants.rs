@@ -1586,33 +1586,35 @@ pub fn doctor_check(
 ) -> Option<crate::db::Check> {
     use crate::db::Check;
     const CHECK: &str = "app role";
-    if let Some((main, tenant_dir)) = session.database().sqlite_paths() {
-        return Some(match files::check(main, tenant_dir) {
-            Ok((n, open)) if open.is_empty() => Check::ok(
-                CHECK,
-                format!(
-                    "SQLite has no roles; its {n} file(s) and folder(s) are readable by their owner only"
+    if session.database().sqlite_paths().is_some() {
+        return Some(
+            match files::check_deployment(session).map(Option::unwrap_or_default) {
+                Ok((n, open)) if open.is_empty() => Check::ok(
+                    CHECK,
+                    format!(
+                        "SQLite has no roles; its {n} file(s) and folder(s) are readable by their owner only"
+                    ),
                 ),
-            ),
-            Ok((_, open)) => Check::fail(
-                CHECK,
-                format!(
-                    "{} SQLite file(s) or folder(s) others may use: {}",
-                    open.len(),
-                    open.iter()
-                        .take(SHOWN)
-                        .map(files::OpenFile::describe)
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                Ok((_, open)) => Check::fail(
+                    CHECK,
+                    format!(
+                        "{} SQLite file(s) or folder(s) others may use: {}",
+                        open.len(),
+                        open.iter()
+                            .take(SHOWN)
+                            .map(files::OpenFile::describe)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    "`pathfinder-db grants apply` makes them readable by their owner only (0600, folders 0700)",
                 ),
-                "`pathfinder-db grants apply` makes them readable by their owner only (0600, folders 0700)",
-            ),
-            Err(e) => Check::fail(
-                CHECK,
-                format!("cannot read the files' modes: {e}"),
-                "see the message",
-            ),
-        });
+                Err(e) => Check::fail(
+                    CHECK,
+                    format!("cannot read the files' modes: {e}"),
+                    "see the message",
+                ),
+            },
+        );
     }
     let role = session.database().app_role()?.to_string();
     Some(match check(session.system(), renderer, &role, None) {
@@ -1709,16 +1711,17 @@ pub mod files {
     }
 
     /// The database's files that group or others may use: the main file
-    /// (and its `-wal`, `-shm`), the tenants' folder and what it holds.
-    pub fn check(main: &Path, tenant_dir: &Path) -> std::io::Result<(usize, Vec<OpenFile>)> {
+    /// (and its `-wal`, `-shm`), each tenant folder (the catalog's, every
+    /// member's) and what it holds.
+    pub fn check(main: &Path, folders: &[PathBuf]) -> std::io::Result<(usize, Vec<OpenFile>)> {
         let mut paths: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
             .iter()
             .map(|s| PathBuf::from(format!("{}{s}", main.display())))
             .filter(|p| p.exists())
             .collect();
-        if tenant_dir.is_dir() {
-            paths.push(tenant_dir.to_path_buf());
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(tenant_dir)?
+        for folder in folders.iter().filter(|f| f.is_dir()) {
+            paths.push(folder.to_path_buf());
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(folder)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             inside.sort();
@@ -1726,6 +1729,22 @@ pub mod files {
         }
         let open_ones = paths.iter().filter_map(|p| open(p)).collect();
         Ok((paths.len(), open_ones))
+    }
+
+    /// [`check`] on a SQLite deployment: the main file, the catalog's
+    /// tenant folder and every member folder. None elsewhere.
+    pub fn check_deployment(
+        session: &mut crate::db::Session<'_>,
+    ) -> anyhow::Result<Option<(usize, Vec<OpenFile>)>> {
+        let Some((main, _)) = session.database().sqlite_paths() else {
+            return Ok(None);
+        };
+        let main = main.to_path_buf();
+        let folders: Vec<PathBuf> = crate::fleet::members::sqlite_folders(session)?
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        Ok(Some(check(&main, &folders)?))
     }
 
     /// Makes `found` private (0600, folders 0700).

@@ -129,6 +129,29 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     let counts = counts_by_member(&env);
     assert_eq!(counts.get("disk_a"), Some(&3), "{counts:?}");
     assert_eq!(counts.get("disk_b"), Some(&5), "{counts:?}");
+    // A member folder and its files are private like the catalog's: a file
+    // opened up by hand is found by `grants check` and made private again.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = disk_a.join("u1.db");
+        let file = if file.exists() {
+            file
+        } else {
+            disk_a.join("u2.db")
+        };
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = env.run(&["grants", "check"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(file.to_str().unwrap()),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        env.ok(&["grants", "apply"]);
+        env.ok(&["grants", "check"]);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     // `tenants --database` lists one member's; a command that cannot be
     // narrowed refuses the option rather than answer for the whole fleet,
     // and an unknown member is a usage error.
@@ -303,6 +326,11 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     assert!(!env.path().join("no_disk").exists());
     std::fs::rename(&away, &disk_a).unwrap();
     std::fs::create_dir(&disk_e).unwrap();
+    {
+        // Private, as `databases add` makes it (verify checks the modes).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&disk_e, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     env.ok(&["provision", "late"]);
     assert!(disk_e.join("late.db").exists());
     env.ok(&["verify", "--all"]);

@@ -23,6 +23,9 @@ fn status_of(env: &Env, user: &str) -> (String, String) {
 
 fn copy_folder(from: &std::path::Path, to: &std::path::Path, except: &[&str]) {
     std::fs::create_dir(to).unwrap();
+    // Private, as the member's was (verify checks the modes).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
