@@ -90,6 +90,18 @@ pub struct NameArg {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    // A name that could be no member's (empty, upper case, a typo with a
+    // space) is said to be invalid rather than looked up.
+    let named = match &args.command {
+        Sub::Drain(a) | Sub::Open(a) => Some(&a.name),
+        Sub::Remove(a) => Some(&a.name),
+        Sub::SetUrl(a) => Some(&a.name),
+        Sub::SetCapacity(a) => Some(&a.name),
+        Sub::Add(_) | Sub::List | Sub::Recount => None,
+    };
+    if let Some(name) = named {
+        members::validate_name(name)?;
+    }
     match args.command {
         Sub::List => list(ctx),
         Sub::Add(a) => {

@@ -179,7 +179,7 @@ fn list(ctx: &Context) -> anyhow::Result<u8> {
     }
     if stored.is_empty() {
         ctx.say(format!(
-            "no policy in force: put policies in {} and run `pathfinder-db policies apply`",
+            "no policy in force: put policy files in {}/ and run `pathfinder-db policies apply`",
             ctx.config.policies_dir.display()
         ));
         return Ok(0);

@@ -184,6 +184,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .collect();
     let _ = super::keys::provision_key_notes(ctx, &db, &done, master_key.as_deref());
     if ctx.json {
+        // On a fleet each tenant says where it was placed (one registry read).
+        if let Ok(mut session) = db.connect()
+            && session.has_members().unwrap_or(false)
+            && let Ok(all) = crate::catalog::registry::list(session.system(), false)
+        {
+            let placed: std::collections::HashMap<&str, &str> = all
+                .iter()
+                .map(|t| (t.username.as_str(), t.database.as_str()))
+                .collect();
+            for entry in report.iter_mut() {
+                if let Some(member) = entry["username"].as_str().and_then(|u| placed.get(u)) {
+                    entry["database"] = (*member).into();
+                }
+            }
+        }
         ctx.print_json(&serde_json::json!({
             "created": created,
             "existing": existing,

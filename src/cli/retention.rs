@@ -203,7 +203,7 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         .collect();
     if policies.is_empty() {
         return Err(UsageError::new(format!(
-            "no retention policy is in force: put policies in {} and run `pathfinder-db policies apply`",
+            "no retention policy is in force: put policy files in {}/ and run `pathfinder-db policies apply`",
             ctx.config.policies_dir.display()
         ))
         .into());

@@ -7,9 +7,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
+    let user = super::parse_usernames(ctx, std::slice::from_ref(&args.user))?.remove(0);
     let (db, _) = ctx.open_database_read_only()?;
     let mut session = db.connect_read_only()?;
-    let place = crate::fleet::placement::locate(&mut session, &args.user)?;
+    let place = crate::fleet::placement::locate(&mut session, user.as_str())?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&place)?);
     } else {

@@ -341,6 +341,14 @@ pub fn storable_url(
             ))
             .into());
         }
+        // The catalog's SQLite URL takes no options: nor does a member's
+        // folder (`?mode=ro` would become part of its name).
+        if url.contains('?') {
+            return Err(UsageError::new(format!(
+                "member {name}: a SQLite member is a folder and takes no `?` options: give the folder's path alone"
+            ))
+            .into());
+        }
         let folder = crate::db::sqlite::member_folder(url);
         if folder.exists() && !folder.is_dir() {
             return Err(UsageError::new(format!(

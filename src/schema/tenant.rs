@@ -271,6 +271,10 @@ fn check_safe(what: &'static str, name: &str) -> Result<(), NameError> {
             format!("it contains the upper-case letter '{bad}' (names are never folded)")
         } else if bad.is_whitespace() {
             "it contains white space".to_string()
+        } else if bad.is_ascii_graphic() && bad != '\'' {
+            format!("it contains the character '{bad}'")
+        } else if bad == '\'' {
+            "it contains the character \"'\"".to_string()
         } else if bad.is_ascii() {
             format!("it contains the character {bad:?}")
         } else {

@@ -44,7 +44,27 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     env.ok(&["databases", "add", "disk_a", disk_a.to_str().unwrap()]);
     env.ok(&["databases", "add", "disk_b", disk_b.to_str().unwrap()]);
     env.ok(&["databases", "drain", "catalog"]);
-    env.ok(&["provision", "a1", "a2", "--database", "disk_a"]);
+    let made = env.json(&["provision", "a1", "a2", "--database", "disk_a"]);
+    assert_eq!(made["tenants"][1]["database"], "disk_a", "{made}");
+    // Names that could be no one's are said to be invalid, not looked up;
+    // a SQLite member folder takes no `?` options.
+    for args in [
+        &["where", ""][..],
+        &["databases", "drain", ""],
+        &["databases", "set-capacity", "Disk_A", "3"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("empty") || stderr(&out).contains("not valid"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let with_options = format!("{}?mode=ro", env.path().join("disk_q").display());
+    let out = env.run(&["databases", "add", "disk_q", &with_options]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!env.path().join("disk_q?mode=ro").exists());
     env.ok(&["provision", "b1", "b2", "--database", "disk_b"]);
     let a1 = disk_a.join("a1.db");
     rusqlite::Connection::open(&a1)
