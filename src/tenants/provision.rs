@@ -295,9 +295,15 @@ fn provision_steps(
         Err(RegisterError::Refused(e)) => return Err(e),
     }
 
-    // Placed by this run (no --database): nothing of the tenant exists
-    // anywhere yet, so a member that cannot be reached is passed over.
-    if req.database.is_none() && matches!(from, None | Some(Status::Deprovisioned)) {
+    // Placed by this run (no --database), or left by a provisioning that
+    // failed or was killed before any table (version 0): nothing of the
+    // tenant exists on its member, so one that cannot be reached is passed
+    // over. (On Oracle, whose DDL commits statement by statement, what such
+    // a run made there stays as tables no tenant owns, which `doctor` lists.)
+    let unmade = record.as_ref().is_some_and(|r| {
+        r.schema_version == 0 && matches!(r.status, Status::Provisioning | Status::Failed)
+    });
+    if req.database.is_none() && (unmade || matches!(from, None | Some(Status::Deprovisioned))) {
         place_on_reachable(op, name, &key)?;
     }
 

@@ -196,6 +196,18 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
         "SELECT count(*) FROM pf_user_a1_experiences",
     );
     assert_eq!(rows[0][0], "1");
+
+    // A provisioning that failed on a member that is gone (nothing made)
+    // is placed afresh by the next `provision` that names no member.
+    let disk_c = env.path().join("disk_c");
+    env.ok(&["databases", "add", "disk_c", disk_c.to_str().unwrap()]);
+    std::fs::remove_dir(&disk_c).unwrap();
+    let out = env.run(&["provision", "z1", "--database", "disk_c"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_of(&env, "z1"), ("failed".into(), "disk_c".into()));
+    env.ok(&["provision", "z1"]);
+    assert_eq!(status_of(&env, "z1"), ("active".into(), "disk_a".into()));
+    assert!(!disk_c.exists());
 }
 
 #[test]
