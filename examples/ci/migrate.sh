@@ -52,10 +52,11 @@ step() {
   case $rc in
     0) echo "ok: $name (report: $report)" ;;
     1)
-      if [ -f "$report" ]; then
+      # A command that failed as a whole prints {"error", "exit_code", ...}.
+      if [ -f "$report" ] && ! grep -q '"exit_code"' "$report"; then
         echo "FAILED: $name (exit 1): the report lists what failed: $report" >&2
       else
-        echo "FAILED: $name (exit 1): an error; the message above says what and how to fix it" >&2
+        echo "FAILED: $name (exit 1): an error; the message above says what and how to fix it (also in $report)" >&2
       fi
       ;;
     2) echo "FAILED: $name (exit 2): a usage or configuration error (see above); nothing was changed" >&2 ;;

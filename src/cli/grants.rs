@@ -135,10 +135,15 @@ fn print_reports(ctx: &Context, role: &str, reports: &[Report], failed: &[Failed
         return;
     }
     let count = reports.iter().map(|r| r.problems.len()).sum::<usize>();
+    // The members checked: one that could not be read is said apart.
     let over = if reports.len() > 1 || !failed.is_empty() {
+        let unread = match failed.len() {
+            0 => String::new(),
+            n => format!(" ({n} more could not be checked)"),
+        };
         format!(
-            " on the catalog and {} member(s)",
-            reports.len() - 1 + failed.len()
+            " on the catalog and {} member(s){unread}",
+            reports.len() - 1
         )
     } else {
         String::new()

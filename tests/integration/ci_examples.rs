@@ -338,11 +338,15 @@ fn ci_unreachable_database_is_exit_1_without_the_password() {
             "{stderr}"
         );
     }
-    // The default report folder, empty: a failed step leaves no empty report.
-    let reports: Vec<_> = std::fs::read_dir(dir.path().join(REPORT_DIR))
-        .expect("report folder")
-        .collect();
-    assert!(reports.is_empty(), "{reports:?}");
+    // The failed step's report is the error document, without the secrets.
+    let report = std::fs::read_to_string(dir.path().join(REPORT_DIR).join("migrate-dry-run.json"))
+        .expect("the failed step's report");
+    let doc: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+    assert_eq!(doc["exit_code"], 1, "{doc}");
+    assert!(doc["error"].is_string(), "{doc}");
+    for secret in [DB_PASSWORD, MASTER_KEY] {
+        assert!(!report.contains(secret), "{report}");
+    }
 }
 
 /// What the script checks before it runs anything: exit 2 with a message that says what to do.

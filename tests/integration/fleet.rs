@@ -133,12 +133,11 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     // opened up by hand is found by `grants check` and made private again.
     {
         use std::os::unix::fs::PermissionsExt;
-        let file = disk_a.join("u1.db");
-        let file = if file.exists() {
-            file
-        } else {
-            disk_a.join("u2.db")
-        };
+        let file = std::fs::read_dir(&disk_a)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "db"))
+            .expect("a tenant file on disk_a");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let out = env.run(&["grants", "check"]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
