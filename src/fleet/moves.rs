@@ -108,7 +108,14 @@ pub fn run(
     };
     let name = username.to_string();
     let result = steps(&mut op, renderer, username, to);
+    // A refused request (exit 2) changed nothing: the registry keeps no trace.
+    let refused = result
+        .as_ref()
+        .is_err_and(|e| crate::error::exit_code(e) == crate::error::EXIT_USAGE);
     let result = op.finish(result, |sys, message| {
+        if refused {
+            return Ok(());
+        }
         registry::note_error(sys, &name, message)
     });
     result.map_err(|e| left_moving(session, username, e))

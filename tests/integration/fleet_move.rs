@@ -480,3 +480,40 @@ fn postgres_member_is_removed_once_deprovisioned_tenants_left_nothing() {
     };
     remove_after_deprovision(Some(&server), "rmdep");
 }
+
+/// A refused move (exit 2) leaves the registry as it was: no `last_error`.
+#[test]
+fn sqlite_refused_move_leaves_the_registry_untouched() {
+    let f = Fleet::new(None, "mvrf");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "m1"]);
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let last_error = || {
+        env.system_rows("SELECT COALESCE(last_error, '-') FROM pf_tenants WHERE username = 'alice'")
+            [0][0]
+            .clone()
+    };
+    let typo = "m".repeat(5000);
+    for (args, says) in [
+        (
+            vec!["move", "alice", "--to", typo.as_str()],
+            "no member database named",
+        ),
+        (vec!["move", "alice", "--cancel"], "not moving"),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert_eq!(last_error(), "-", "{says}");
+    }
+    env.ok(&["databases", "drain", "m1"]);
+    assert_eq!(
+        env.run(&["move", "alice", "--to", "m1"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(last_error(), "-");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
+}
