@@ -28,6 +28,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         crate::fleet::moves::run(&mut session, &renderer, &args.user, args.to.as_deref())?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&outcome)?);
+    } else if outcome.nothing_to_do {
+        ctx.say(format!(
+            "{} is on {} already: nothing to do",
+            outcome.username, outcome.to
+        ));
     } else if outcome.finished_instead_of_cancel {
         ctx.say(format!(
             "{} was switched to {} already, so the move could not be cancelled: it was finished instead ({} left)",

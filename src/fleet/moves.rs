@@ -89,6 +89,8 @@ pub struct MoveOutcome {
     pub cancelled: bool,
     /// `--cancel` found the registry switched already: the move was finished.
     pub finished_instead_of_cancel: bool,
+    /// The tenant was active on the target already: nothing was done.
+    pub nothing_to_do: bool,
 }
 
 /// `move USER --to NAME` (`to`), or `move USER --cancel` (`to` None).
@@ -172,6 +174,7 @@ fn steps(
         resumed: record.status == Status::Moving,
         cancelled: to.is_none(),
         finished_instead_of_cancel: false,
+        nothing_to_do: false,
     };
     match (Phase::of(&record), to) {
         (None, _) if record.status == Status::Moving => bail!(
@@ -192,6 +195,14 @@ fn steps(
                     record.status
                 ))
                 .into());
+            }
+            // A move that finished (a retry after a kill past its last
+            // step) is done: nothing to do, not a wrong request.
+            if target == record.database {
+                outcome.to = target.to_string();
+                outcome.cancelled = false;
+                outcome.nothing_to_do = true;
+                return Ok(outcome);
             }
             start(op, &record, &key, target)?;
             copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?;
@@ -303,12 +314,6 @@ fn start(
     target: &str,
 ) -> anyhow::Result<()> {
     let name = record.username.as_str();
-    if target == record.database {
-        return Err(UsageError::new(format!(
-            "tenant {name} is on member {target} already: nothing to move"
-        ))
-        .into());
-    }
     // A copy must never land on objects the registry does not account for.
     if let Some(found) = stray_on_target(op.session(), key, target)? {
         bail!(

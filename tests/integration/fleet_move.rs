@@ -156,7 +156,12 @@ fn round_trip(server: Option<&str>, hint: &str) {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     };
-    refused(&["move", "alice", "--to", "m2"], "already");
+    // Where it is already: done, nothing to do (a retry after a kill).
+    let again = env.ok(&["move", "alice", "--to", "m2"]);
+    assert!(
+        again.contains("alice is on m2 already: nothing to do"),
+        "{again}"
+    );
     refused(
         &["move", "alice", "--to", "nowhere"],
         "no member database named nowhere",
@@ -516,4 +521,32 @@ fn sqlite_refused_move_leaves_the_registry_untouched() {
         f.registry("alice"),
         ("active".into(), "".into(), "m2".into())
     );
+}
+
+/// A move asked again once it is done (a retry after a kill past its last
+/// step) exits 0 with nothing to do.
+#[test]
+fn sqlite_a_move_asked_again_once_done_is_nothing_to_do() {
+    let f = Fleet::new(None, "mvnd");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "m1"]);
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("alice is on m2 already: nothing to do"),
+        "{text}"
+    );
+    let doc = env.json(&["move", "alice", "--to", "m2"]);
+    assert_eq!(doc["nothing_to_do"], true, "{doc}");
+    assert_eq!(doc["rows"], 0, "{doc}");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
+    assert!(f.tables_on("m2", "alice") >= 9);
+    // A wrong request is still one.
+    let out = env.run(&["move", "alice", "--to", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
