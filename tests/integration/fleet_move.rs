@@ -550,3 +550,81 @@ fn sqlite_a_move_asked_again_once_done_is_nothing_to_do() {
     let out = env.run(&["move", "alice", "--to", "nowhere"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// A killed rebalance leaves tenants `moving` (fabricated here exactly as a
+/// kill leaves them: the claim and the partial copy, or the switched
+/// registry and the source's file). `rebalance` finishes them first: listed
+/// by a dry run, bounded by --max-moves (exit 3 while any is left).
+#[test]
+fn sqlite_rebalance_finishes_moves_a_killed_run_left() {
+    let f = Fleet::new(None, "mvrb");
+    let env = &f.env;
+    env.ok(&["provision", "t1", "--database", "catalog"]);
+    seed(env, "t1", 20);
+    env.ok(&["move", "t1", "--to", "m1"]);
+    env.ok(&["provision", "t2", "--database", "m1"]);
+    env.ok(&["databases", "drain", "m1"]);
+    // t1 killed while copying to m2.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 't1'",
+    );
+    std::fs::copy(f.sqlite_file("m1", "t1"), f.sqlite_file("m2", "t1")).unwrap();
+    // t2 killed just after the switch: its file is still on m1.
+    env.ok(&["move", "t2", "--to", "m2"]);
+    std::fs::copy(f.sqlite_file("m2", "t2"), f.sqlite_file("m1", "t2")).unwrap();
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from m1' WHERE username = 't2'",
+    );
+
+    let plan = env.ok(&["rebalance", "--dry-run"]);
+    assert!(
+        plan.contains("would finish the interrupted move of t1 from m1 to m2"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("would finish the interrupted move of t2 from m1 to m2"),
+        "{plan}"
+    );
+    assert_eq!(f.registry("t1").0, "moving", "a dry run changes nothing");
+
+    let bounded = env.run(&["rebalance", "--max-moves", "1"]);
+    assert_eq!(bounded.status.code(), Some(3), "{}", stderr(&bounded));
+    let left = [f.registry("t1").0, f.registry("t2").0];
+    assert_eq!(
+        left.iter().filter(|s| *s == "moving").count(),
+        1,
+        "{left:?}"
+    );
+
+    let done = env.json(&["rebalance"]);
+    assert_eq!(done["balanced"], true, "{done}");
+    assert_eq!(done["moves"][0]["resumed"], true, "{done}");
+    for t in ["t1", "t2"] {
+        assert_eq!(f.registry(t), ("active".into(), "".into(), "m2".into()));
+        assert!(!f.sqlite_file("m1", t).exists(), "{t} left on m1");
+        assert!(f.tables_on("m2", t) >= 9);
+    }
+    let rows = crate::common::sqlite_rows(
+        &f.sqlite_file("m2", "t1"),
+        "SELECT count(*) FROM pf_user_t1_chat_messages",
+    );
+    assert_eq!(rows[0][0], "20");
+    env.ok(&["databases", "remove", "m1"]);
+
+    // A move it cannot finish (its source folder gone) is a failure: exit 3.
+    env.ok(&["provision", "t3", "--database", "m2"]);
+    env.ok(&[
+        "databases",
+        "add",
+        "m3",
+        env.path().join("m3").to_str().unwrap(),
+    ]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m3' WHERE username = 't3'",
+    );
+    std::fs::rename(env.path().join("m2"), env.path().join("m2_away")).unwrap();
+    let out = env.run(&["rebalance"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("t3"), "{}", stderr(&out));
+    assert_eq!(f.registry("t3").0, "moving");
+}
