@@ -73,6 +73,24 @@ impl Phase {
     }
 }
 
+/// Where `record`'s interrupted move goes when finished: the target its
+/// claim names while copying, the member the registry names once switched.
+pub fn target_of(record: &TenantRecord) -> String {
+    match Phase::of(record) {
+        Some(Phase::Copying { target }) => target,
+        _ => record.database.clone(),
+    }
+}
+
+/// The two ways forward for a tenant left `moving`, as commands.
+pub fn ways_forward(record: &TenantRecord) -> String {
+    let name = &record.username;
+    format!(
+        "`pathfinder-db move {name} --to {}` finishes the move, `pathfinder-db move {name} --cancel` takes it back",
+        target_of(record)
+    )
+}
+
 /// What a move did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MoveOutcome {

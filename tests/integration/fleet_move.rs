@@ -628,3 +628,38 @@ fn sqlite_rebalance_finishes_moves_a_killed_run_left() {
     assert!(stderr(&out).contains("t3"), "{}", stderr(&out));
     assert_eq!(f.registry("t3").0, "moving");
 }
+
+/// `doctor` reports tenants left `moving`, each with its own way forward:
+/// the target from the claim while copying, the registry's member once
+/// switched, and the cancel.
+#[test]
+fn sqlite_doctor_reports_tenants_left_moving() {
+    let f = Fleet::new(None, "mvdr");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "bob", "--database", "m1"]);
+    assert_eq!(env.doctor_check("tenants")["ok"], true);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'alice'",
+    );
+    env.ok(&["move", "bob", "--to", "m2"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from m1' WHERE username = 'bob'",
+    );
+    let tenants = env.doctor_check("tenants");
+    assert_eq!(tenants["ok"], false, "{tenants}");
+    let detail = tenants["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("alice (moving)"), "{tenants}");
+    assert!(
+        detail.contains("unless a run is working on them now"),
+        "{tenants}"
+    );
+    let fix = tenants["fix"].as_str().unwrap_or_default();
+    for expected in [
+        "`pathfinder-db move alice --to m2`",
+        "`pathfinder-db move alice --cancel`",
+        "`pathfinder-db move bob --to m2`",
+        "`pathfinder-db move bob --cancel`",
+    ] {
+        assert!(fix.contains(expected), "{expected}: {tenants}");
+    }
+}
