@@ -241,6 +241,7 @@ fn steps(
                 ))
                 .into());
             }
+            reach_source(op, &key, name)?;
             copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?;
             finish(
                 op,
@@ -338,6 +339,8 @@ fn start(
             "member {target} already holds {found}, which the registry does not account for: remove it (or find out whose it is) before moving {name} there"
         );
     }
+    // The source too, so that a member down leaves the tenant active.
+    reach_source(op, key, name)?;
     let claim = format!("{COPYING}{target}");
     let from = record.database.clone();
     let result = op.registry(|sys| -> anyhow::Result<()> {
@@ -385,6 +388,22 @@ fn start(
     });
     crate::fleet::placement::release(op.session().system());
     result
+}
+
+/// Checks that the source answers (its server, on SQLite its folder and the
+/// tenant's file) before the tenant is claimed, so that a member down leaves
+/// it active, with the error every command gives for that member.
+fn reach_source(op: &mut TenantOp<'_, '_>, key: &TenantKey, name: &str) -> anyhow::Result<()> {
+    let session = op.session();
+    session.reach_member_of(key)?;
+    if let Some(path) = session.tenant_file(key)?
+        && !path.exists()
+    {
+        return Err(crate::tenants::operation::missing_tenant(
+            session, key, name,
+        ));
+    }
+    Ok(())
 }
 
 /// What of `key` member `target` holds (a file, a table), if anything.

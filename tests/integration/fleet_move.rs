@@ -629,6 +629,46 @@ fn sqlite_rebalance_finishes_moves_a_killed_run_left() {
     assert_eq!(f.registry("t3").0, "moving");
 }
 
+/// A source member that cannot be reached (its folder gone), or a tenant
+/// file that is missing, refuses the move before the tenant is claimed: it
+/// stays active, and the error is the one every command gives.
+#[test]
+fn sqlite_move_from_a_source_that_cannot_be_reached_leaves_the_tenant_active() {
+    let f = Fleet::new(None, "mvsr");
+    let env = &f.env;
+    env.ok(&["provision", "bob", "--database", "m1"]);
+    let (m1, away) = (env.path().join("m1"), env.path().join("m1_away"));
+    std::fs::rename(&m1, &away).unwrap();
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("member m1 cannot be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("deprovision"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("moving"), "{}", stderr(&out));
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert!(!f.sqlite_file("m2", "bob").exists());
+    std::fs::rename(&away, &m1).unwrap();
+
+    // The member is there but the tenant's file is not.
+    let file = f.sqlite_file("m1", "bob");
+    let kept = env.path().join("bob.db.kept");
+    std::fs::rename(&file, &kept).unwrap();
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the database file of tenant bob is missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    std::fs::rename(&kept, &file).unwrap();
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+}
+
 /// `doctor` reports tenants left `moving`, each with its own way forward:
 /// the target from the claim while copying, the registry's member once
 /// switched, and the cancel.
