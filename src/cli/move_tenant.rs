@@ -5,7 +5,9 @@ use super::Context;
     after_help = "The tenant is `moving` (read-only for the application) until the move ends. \
                   A move that was interrupted (killed, a member down) is finished by running the \
                   same command again; `--cancel` takes it back to its source while the rows are \
-                  still being copied, and finishes it once the registry names the target."
+                  still being copied (leaving the partial copy on a target that cannot be \
+                  reached, to be dropped by hand), and finishes it once the registry names the \
+                  target."
 )]
 pub struct Args {
     /// The user whose tables to move
@@ -37,6 +39,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.say(format!(
             "{} was switched to {} already, so the move could not be cancelled: it was finished instead ({} left)",
             outcome.username, outcome.to, outcome.from
+        ));
+    } else if outcome.partial_copy_left {
+        ctx.say(format!(
+            "move of {} cancelled: it is active on {} again; its partial copy stays on {}, which cannot be reached: `pathfinder-db doctor` lists it once {} is back, drop it by hand",
+            outcome.username, outcome.from, outcome.to, outcome.to
         ));
     } else if outcome.cancelled {
         ctx.say(format!(

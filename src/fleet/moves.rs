@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::catalog::audit::{self, AuditEntry};
 use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::db::dialect::Dialect;
-use crate::db::{Connection, Lock, Session, Tx};
+use crate::db::{Connection, DbErrorKind, Lock, Session, Tx};
 use crate::error::UsageError;
 use crate::fleet::members::{self, MemberState};
 use crate::schema::render::Renderer;
@@ -109,6 +109,9 @@ pub struct MoveOutcome {
     pub finished_instead_of_cancel: bool,
     /// The tenant was active on the target already: nothing was done.
     pub nothing_to_do: bool,
+    /// `--cancel` while the target could not be reached: its partial copy
+    /// stays there, to be dropped by hand.
+    pub partial_copy_left: bool,
 }
 
 /// `move USER --to NAME` (`to`), or `move USER --cancel` (`to` None).
@@ -138,12 +141,18 @@ pub fn run(
         }
         registry::note_error(sys, &name, message)
     });
-    result.map_err(|e| left_moving(session, username, e))
+    result.map_err(|e| left_moving(session, username, to.is_none(), e))
 }
 
 /// A move that failed half-way (a member down, a disk full) leaves the
-/// tenant `moving`: the error then says so and names both ways forward.
-fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> anyhow::Error {
+/// tenant `moving`: the error then says so and names the way forward other
+/// than the command that just failed.
+fn left_moving(
+    session: &mut Session<'_>,
+    username: &str,
+    cancelling: bool,
+    e: anyhow::Error,
+) -> anyhow::Error {
     let text = crate::error::one_line(&e);
     let Some(record) = registry::get(session.system(), username).ok().flatten() else {
         return e;
@@ -152,13 +161,19 @@ fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> a
         return e;
     }
     let hint = match Phase::of(&record) {
-        Some(Phase::Copying { target }) => format!(
-            "{username} stays read-only (moving) until `pathfinder-db move {username} --to {target}` finishes the move once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back"
+        Some(Phase::Copying { target }) if cancelling => format!(
+            "{username} stays read-only (moving) on {} until the cancel succeeds once the cause is fixed, or `pathfinder-db move {username} --to {target}` finishes the move",
+            record.database
         ),
-        // Switched: the registry names the target; only the drop is left.
+        Some(Phase::Copying { .. }) => format!(
+            "{username} stays read-only (moving) on {} until the move succeeds once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back",
+            record.database
+        ),
+        // Switched: the registry names the target; only the drop is left,
+        // and both commands do just that.
         Some(Phase::Switched { source }) => format!(
-            "{username} is on {} already and stays read-only (moving) until `pathfinder-db move {username} --to {}` (or `--cancel`) drops what is left on {source}",
-            record.database, record.database
+            "{username} is on {} already and stays read-only (moving) until what is left on {source} is dropped: run the same command again once the cause is fixed",
+            record.database
         ),
         None => return e,
     };
@@ -193,6 +208,7 @@ fn steps(
         cancelled: to.is_none(),
         finished_instead_of_cancel: false,
         nothing_to_do: false,
+        partial_copy_left: false,
     };
     match (Phase::of(&record), to) {
         (None, _) if record.status == Status::Moving => bail!(
@@ -255,7 +271,13 @@ fn steps(
         }
         (Some(Phase::Copying { target }), None) => {
             outcome.to = target.clone();
-            drop_copy(op, renderer, &key, &target)?;
+            // The source is authoritative: a target that cannot be reached
+            // keeps its partial copy (doctor lists it), the cancel goes on.
+            match drop_copy(op, renderer, &key, &target) {
+                Ok(()) => {}
+                Err(e) if unreachable(&e) => outcome.partial_copy_left = true,
+                Err(e) => return Err(e),
+            }
             let claim = format!("{COPYING}{target}");
             let done = op.registry(|sys| -> anyhow::Result<bool> {
                 let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
@@ -296,6 +318,15 @@ fn steps(
     Ok(outcome)
 }
 
+/// Whether `e` says a database cannot be reached (a server down, a wrong
+/// password, a SQLite member's folder gone), as opposed to a failed step.
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::db::DbError>()
+            .is_some_and(|d| matches!(d.kind, DbErrorKind::Connection | DbErrorKind::Auth))
+    })
+}
+
 fn op_user(record: &TenantRecord) -> Option<String> {
     record.user_id.clone()
 }
@@ -320,6 +351,7 @@ fn details(outcome: &MoveOutcome, started: Instant) -> String {
         "tables": outcome.tables,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "resumed": outcome.resumed,
+        "partial_copy_left": outcome.partial_copy_left,
     })
     .to_string()
 }
@@ -336,7 +368,7 @@ fn start(
     // A copy must never land on objects the registry does not account for.
     if let Some(found) = stray_on_target(op.session(), key, target)? {
         bail!(
-            "member {target} already holds {found}, which the registry does not account for: remove it (or find out whose it is) before moving {name} there"
+            "member {target} already holds {found} by hand before moving {name} there, once you are sure nobody needs it (a move cancelled while {target} could not be reached leaves its partial copy there; `pathfinder-db doctor` lists such leftovers)"
         );
     }
     // The source too, so that a member down leaves the tenant active.
@@ -406,23 +438,46 @@ fn reach_source(op: &mut TenantOp<'_, '_>, key: &TenantKey, name: &str) -> anyho
     Ok(())
 }
 
-/// What of `key` member `target` holds (a file, a table), if anything.
+/// What of `key` member `target` holds (a file, tables), if anything, said
+/// with what to do about it.
 fn stray_on_target(
     session: &mut Session<'_>,
     key: &TenantKey,
     target: &str,
 ) -> anyhow::Result<Option<String>> {
     if session.dialect() == Dialect::Sqlite {
-        let path = sqlite_file(session, key, target)?;
-        if target != members::CATALOG
-            && let Some(folder) = path.parent()
-        {
-            crate::db::sqlite::member_folder_present(target, folder)?;
-        }
-        return Ok(path.exists().then(|| path.display().to_string()));
+        let path = sqlite_file_reached(session, key, target)?;
+        return Ok(path.exists().then(|| {
+            format!(
+                "the file {}, which the registry does not account for: remove it",
+                path.display()
+            )
+        }));
     }
     let mut conn = connect(session, target)?;
-    Ok(objects_of(conn.as_mut(), key)?.into_iter().next())
+    let found = objects_of(conn.as_mut(), key)?;
+    Ok((!found.is_empty()).then(|| {
+        format!(
+            "the tables {}, which the registry does not account for: drop them",
+            found.join(", ")
+        )
+    }))
+}
+
+/// Where `key`'s file is on SQLite member `name`, once its folder is known
+/// to be there (gone, the member cannot be reached: a disk not mounted).
+fn sqlite_file_reached(
+    session: &mut Session<'_>,
+    key: &TenantKey,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    let path = sqlite_file(session, key, name)?;
+    if name != members::CATALOG
+        && let Some(folder) = path.parent()
+    {
+        crate::db::sqlite::member_folder_present(name, folder)?;
+    }
+    Ok(path)
 }
 
 /// Which of `keys` still have objects (a SQLite file; tables, archives
@@ -551,7 +606,7 @@ fn drop_copy(
 ) -> anyhow::Result<()> {
     let session = op.session();
     if session.dialect() == Dialect::Sqlite {
-        let path = sqlite_file(session, key, member)?;
+        let path = sqlite_file_reached(session, key, member)?;
         remove_if_there(&temporary(&path))?;
         return remove_sqlite(&path);
     }

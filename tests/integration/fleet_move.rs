@@ -669,6 +669,88 @@ fn sqlite_move_from_a_source_that_cannot_be_reached_leaves_the_tenant_active() {
     assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
 }
 
+/// `move --cancel` while the target cannot be reached (its folder gone):
+/// the source is authoritative, so the tenant is active there again and the
+/// partial copy stays on the target, which doctor lists once it is back and
+/// a later move there names. A failed `--to` does not suggest itself.
+#[test]
+fn sqlite_cancel_with_the_target_down_keeps_the_partial_copy_there() {
+    let f = Fleet::new(None, "mvcd");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "catalog"]);
+    seed(env, "alice", 10);
+    env.ok(&["move", "alice", "--to", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'alice'",
+    );
+    std::fs::copy(f.sqlite_file("m1", "alice"), f.sqlite_file("m2", "alice")).unwrap();
+    let (m2, away) = (env.path().join("m2"), env.path().join("m2_away"));
+    std::fs::rename(&m2, &away).unwrap();
+
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("member m2 cannot be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("move alice --cancel"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("move alice --to m2`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let text = env.ok(&["move", "alice", "--cancel"]);
+    assert!(text.contains("partial copy stays on m2"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    let audited = env.system_rows(
+        "SELECT count(*) FROM pf_audit_log WHERE action = 'tenant.move.cancel' AND entity_id = 'alice' AND error_message IS NULL",
+    );
+    assert_eq!(audited[0][0], "1");
+    env.ok(&["refresh", "alice"]);
+
+    std::fs::rename(&away, &m2).unwrap();
+    let stray = f.sqlite_file("m2", "alice");
+    assert!(stray.exists(), "the partial copy is left alone");
+    let catalog = env.doctor_check("catalog");
+    assert_eq!(catalog["ok"], false, "{catalog}");
+    assert!(
+        catalog["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(stray.to_str().unwrap()),
+        "{catalog}"
+    );
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("the file {}", stray.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("remove it"), "{}", stderr(&out));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    std::fs::remove_file(&stray).unwrap();
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let rows = crate::common::sqlite_rows(
+        &f.sqlite_file("m2", "alice"),
+        "SELECT count(*) FROM pf_user_alice_chat_messages",
+    );
+    assert_eq!(rows[0][0], "10");
+}
+
 /// `doctor` reports tenants left `moving`, each with its own way forward:
 /// the target from the claim while copying, the registry's member once
 /// switched, and the cancel.
