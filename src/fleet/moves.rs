@@ -587,9 +587,9 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Removes a SQLite tenant file with its `-wal` and `-shm`.
+/// Removes a SQLite file with its `-wal`, `-shm` and rollback `-journal`.
 fn remove_sqlite(path: &Path) -> anyhow::Result<()> {
-    for suffix in ["-wal", "-shm", ""] {
+    for suffix in ["-wal", "-shm", "-journal", ""] {
         remove_if_there(&PathBuf::from(format!("{}{suffix}", path.display())))?;
     }
     sync_dir(path);
@@ -607,7 +607,8 @@ fn drop_copy(
     let session = op.session();
     if session.dialect() == Dialect::Sqlite {
         let path = sqlite_file_reached(session, key, member)?;
-        remove_if_there(&temporary(&path))?;
+        // The temporary copy with its journal (a killed VACUUM INTO leaves one).
+        remove_sqlite(&temporary(&path))?;
         return remove_sqlite(&path);
     }
     let mut conn = connect(session, member)?;
@@ -682,7 +683,8 @@ fn copy_and_switch(
         let mut src = crate::db::sqlite::SqliteConnection::open_existing(&src_path, 30_000)?;
         src.begin()?;
         let tmp = temporary(&dst_path);
-        remove_if_there(&tmp)?;
+        // A stale journal beside it would be rolled back into the new copy.
+        remove_sqlite(&tmp)?;
         // Made empty and private first: VACUUM INTO fills an empty file and
         // would otherwise create it with the umask's mode.
         crate::db::sqlite::create_private_file(&tmp)

@@ -751,6 +751,40 @@ fn sqlite_cancel_with_the_target_down_keeps_the_partial_copy_there() {
     assert_eq!(rows[0][0], "10");
 }
 
+/// A SQLite move killed inside `VACUUM INTO` leaves the temporary copy and
+/// its rollback journal in the target folder (as fabricated here); the
+/// cancel removes both, as a re-run does.
+#[test]
+fn sqlite_cancel_removes_the_temporary_copy_and_its_journal() {
+    let f = Fleet::new(None, "mvjn");
+    let env = &f.env;
+    env.ok(&["provision", "carol", "--database", "m1"]);
+    let leftovers = |f: &Fleet| {
+        let tmp = format!("{}.moving", f.sqlite_file("m2", "carol").display());
+        [tmp.clone(), format!("{tmp}-journal")].map(PathBuf::from)
+    };
+    for round in ["--cancel", "--to"] {
+        env.system_exec(
+            "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'carol'",
+        );
+        for file in leftovers(&f) {
+            std::fs::write(&file, b"partial").unwrap();
+        }
+        match round {
+            "--cancel" => env.ok(&["move", "carol", "--cancel"]),
+            _ => env.ok(&["move", "carol", "--to", "m2"]),
+        };
+        for file in leftovers(&f) {
+            assert!(!file.exists(), "{round}: {} is left", file.display());
+        }
+    }
+    assert_eq!(
+        f.registry("carol"),
+        ("active".into(), "".into(), "m2".into())
+    );
+    env.ok(&["verify", "carol"]);
+}
+
 /// `doctor` reports tenants left `moving`, each with its own way forward:
 /// the target from the claim while copying, the registry's member once
 /// switched, and the cancel.
