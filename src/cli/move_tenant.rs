@@ -37,8 +37,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ));
     } else if outcome.finished_instead_of_cancel {
         ctx.say(format!(
-            "{} was switched to {} already, so the move could not be cancelled: it was finished instead ({} left)",
-            outcome.username, outcome.to, outcome.from
+            "{} had been switched to {} already, so its move was finished, not cancelled: it is active on {}, and what was left on {} is dropped",
+            outcome.username, outcome.to, outcome.to, outcome.from
         ));
     } else if outcome.partial_copy_left {
         ctx.say(format!(
@@ -49,6 +49,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.say(format!(
             "move of {} cancelled: it stays on {}, the copy on {} is removed",
             outcome.username, outcome.from, outcome.to
+        ));
+    } else if outcome.switched_already {
+        ctx.say(format!(
+            "finished the move of {} to {}: dropped what was left on {}, {:.2} s",
+            outcome.username, outcome.to, outcome.from, outcome.seconds
         ));
     } else {
         ctx.say(format!(

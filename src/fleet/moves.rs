@@ -109,6 +109,9 @@ pub struct MoveOutcome {
     pub finished_instead_of_cancel: bool,
     /// The tenant was active on the target already: nothing was done.
     pub nothing_to_do: bool,
+    /// The registry named the target already: only what was left on the
+    /// source was dropped.
+    pub switched_already: bool,
     /// `--cancel` while the target could not be reached: its partial copy
     /// stays there, to be dropped by hand.
     pub partial_copy_left: bool,
@@ -208,6 +211,7 @@ fn steps(
         cancelled: to.is_none(),
         finished_instead_of_cancel: false,
         nothing_to_do: false,
+        switched_already: false,
         partial_copy_left: false,
     };
     match (Phase::of(&record), to) {
@@ -311,6 +315,7 @@ fn steps(
             outcome.to = target.clone();
             outcome.cancelled = false;
             outcome.finished_instead_of_cancel = asked.is_none();
+            outcome.switched_already = true;
             finish(op, renderer, &key, &source, &target, started, &mut outcome)?;
         }
     }

@@ -785,6 +785,53 @@ fn sqlite_cancel_removes_the_temporary_copy_and_its_journal() {
     env.ok(&["verify", "carol"]);
 }
 
+/// Wording: finishing a move switched already says what it did; a cancel
+/// that finds the move switched says so plainly; deprovision names the
+/// move's target from the claim.
+#[test]
+fn sqlite_interrupted_move_messages_name_what_was_done() {
+    let f = Fleet::new(None, "mvmsg");
+    let env = &f.env;
+    env.ok(&["provision", "t10", "t12", "--database", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 't10'",
+    );
+    let out = env.run(&["deprovision", "t10", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pathfinder-db move t10 --to m2`"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["move", "t10", "--cancel"]);
+
+    for (args, says) in [
+        (
+            vec!["move", "t12", "--to", "m2"],
+            "finished the move of t12 to m2: dropped what was left on m1",
+        ),
+        (
+            vec!["move", "t12", "--cancel"],
+            "t12 had been switched to m1 already, so its move was finished, not cancelled",
+        ),
+    ] {
+        // Killed just after the switch: the source's file is still there.
+        let (here, there) = match f.registry("t12").2.as_str() {
+            "m1" => ("m1", "m2"),
+            _ => ("m2", "m1"),
+        };
+        env.ok(&["move", "t12", "--to", there]);
+        std::fs::copy(f.sqlite_file(there, "t12"), f.sqlite_file(here, "t12")).unwrap();
+        env.system_exec(&format!(
+            "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from {here}' WHERE username = 't12'"
+        ));
+        let text = env.ok(&args);
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains("0 rows"), "{text}");
+        assert!(!f.sqlite_file(here, "t12").exists());
+    }
+}
+
 /// `doctor` reports tenants left `moving`, each with its own way forward:
 /// the target from the claim while copying, the registry's member once
 /// switched, and the cancel.
