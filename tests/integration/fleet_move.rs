@@ -866,3 +866,82 @@ fn sqlite_doctor_reports_tenants_left_moving() {
         assert!(fix.contains(expected), "{expected}: {tenants}");
     }
 }
+
+/// PostgreSQL, a member down (its URL a closed port, as a server gone): a
+/// move from it is refused with the tenant left active; `--cancel` of a move
+/// to it goes through, keeping the partial copy there, and a later move
+/// there names every table to drop.
+#[test]
+fn postgres_member_down_on_either_side_of_a_move() {
+    let Some(server) = postgres_url() else { return };
+    let f = Fleet::new(Some(&server), "mvdn");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "bob", "--database", "m1"]);
+    let stored = |member: &str| {
+        env.system_rows(&format!(
+            "SELECT url FROM pf_databases WHERE name = '{member}'"
+        ))[0][0]
+            .clone()
+    };
+    let (m1_url, m2_url) = (stored("m1"), stored("m2"));
+    let point = |member: &str, url: &str| {
+        env.system_exec(&format!(
+            "UPDATE pf_databases SET url = '{url}' WHERE name = '{member}'"
+        ))
+    };
+    let nowhere = "postgres://postgres@127.0.0.1:1/nowhere";
+
+    // The source is down: refused before the claim.
+    point("m1", nowhere);
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("m1"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("moving"), "{}", stderr(&out));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    assert_eq!(f.tables_on("m2", "alice"), 0);
+    point("m1", &m1_url);
+
+    // A move to m2 killed while copying, then m2 down: the cancel goes through.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'bob'",
+    );
+    f.pg[1]
+        .client()
+        .batch_execute(
+            "CREATE TABLE pf_user_bob_experiences (id varchar(36)); CREATE TABLE pf_user_bob_skills (id varchar(36))",
+        )
+        .unwrap();
+    point("m2", nowhere);
+    let text = env.ok(&["move", "bob", "--cancel"]);
+    assert!(text.contains("partial copy stays on m2"), "{text}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    point("m2", &m2_url);
+    assert_eq!(
+        f.tables_on("m2", "bob"),
+        2,
+        "the partial copy is left alone"
+    );
+    let catalog = env.doctor_check("catalog");
+    assert!(
+        catalog["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pf_user_bob_skills (member m2)"),
+        "{catalog}"
+    );
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for table in ["pf_user_bob_experiences", "pf_user_bob_skills"] {
+        assert!(stderr(&out).contains(table), "{}", stderr(&out));
+    }
+    f.pg[1]
+        .client()
+        .batch_execute("DROP TABLE pf_user_bob_experiences; DROP TABLE pf_user_bob_skills")
+        .unwrap();
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+    env.ok(&["verify", "bob"]);
+}
