@@ -286,7 +286,8 @@ fn system_schema(session: &mut Session<'_>, renderer: &Renderer, checks: &mut Ve
     !applied.is_empty()
 }
 
-/// Tenants stuck in provisioning, migrating, deprovisioning or importing, or failed.
+/// Tenants stuck in provisioning, migrating, deprovisioning, importing or
+/// moving, or failed.
 fn unsettled(
     tenants: &[TenantRecord],
     checks: &mut Vec<Check>,
@@ -302,6 +303,7 @@ fn unsettled(
                     | Status::Failed
                     | Status::Deprovisioning
                     | Status::Importing
+                    | Status::Moving
             )
         })
         .collect();
@@ -347,6 +349,16 @@ fn unsettled(
     }
     if has(Status::Importing) {
         fixes.push("`pathfinder-db import <file>` again finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it");
+    }
+    // Each move's own target, from its claim (or the registry once switched).
+    let moving: Vec<String> = stuck
+        .iter()
+        .filter(|t| t.status == Status::Moving)
+        .map(|t| crate::fleet::moves::ways_forward(t))
+        .collect();
+    let moving = (!moving.is_empty()).then(|| listed(&moving));
+    if let Some(moving) = &moving {
+        fixes.push(moving);
     }
     checks.push(Check::fail(
         "tenants",

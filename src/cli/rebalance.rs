@@ -9,8 +9,9 @@ use super::Context;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Members with a capacity are balanced by fill (live tenants / capacity); draining \
-                  members are emptied. Each move is a verified `move`. Exit 0 when balanced, 3 \
-                  when a move failed or the run stopped first (run it again to go on)."
+                  members are emptied. Each move is a verified `move`; moves an earlier run left \
+                  half-way (tenants `moving`) are finished first. Exit 0 when balanced, 3 when a \
+                  move failed or the run stopped first (run it again to go on)."
 )]
 pub struct Args {
     /// Print the moves, make none
@@ -47,16 +48,32 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         spread: args.spread / 100.0,
     };
     let verb = if args.dry_run { "would move" } else { "moved" };
+    let finish = if args.dry_run {
+        "would finish"
+    } else {
+        "finished"
+    };
     let report = rebalance::run(&mut session, &renderer, &options, &stop, |step| {
+        let done = step
+            .rows
+            .map(|r| format!("{r} rows in {:.2} s", step.seconds.unwrap_or(0.0)));
+        if step.resumed {
+            ctx.say(format!(
+                "{finish} the interrupted move of {} from {} to {}{}",
+                step.username,
+                step.from,
+                step.to,
+                done.map(|d| format!(" ({d})")).unwrap_or_default()
+            ));
+            return;
+        }
         ctx.say(format!(
             "{verb} {} from {} to {} ({} bytes{})",
             step.username,
             step.from,
             step.to,
             step.bytes,
-            step.rows
-                .map(|r| format!(", {r} rows in {:.2} s", step.seconds.unwrap_or(0.0)))
-                .unwrap_or_default()
+            done.map(|d| format!(", {d}")).unwrap_or_default()
         ));
     })?;
     for f in &report.failed {
@@ -67,7 +84,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&report)?);
-    } else if report.balanced {
+    } else if report.balanced && report.failed.is_empty() {
         ctx.say(format!(
             "balanced: {} move(s){}",
             report.moves.len(),

@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::catalog::audit::{self, AuditEntry};
 use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::db::dialect::Dialect;
-use crate::db::{Connection, Lock, Session, Tx};
+use crate::db::{Connection, DbErrorKind, Lock, Session, Tx};
 use crate::error::UsageError;
 use crate::fleet::members::{self, MemberState};
 use crate::schema::render::Renderer;
@@ -73,6 +73,24 @@ impl Phase {
     }
 }
 
+/// Where `record`'s interrupted move goes when finished: the target its
+/// claim names while copying, the member the registry names once switched.
+pub fn target_of(record: &TenantRecord) -> String {
+    match Phase::of(record) {
+        Some(Phase::Copying { target }) => target,
+        _ => record.database.clone(),
+    }
+}
+
+/// The two ways forward for a tenant left `moving`, as commands.
+pub fn ways_forward(record: &TenantRecord) -> String {
+    let name = &record.username;
+    format!(
+        "`pathfinder-db move {name} --to {}` finishes the move, `pathfinder-db move {name} --cancel` takes it back",
+        target_of(record)
+    )
+}
+
 /// What a move did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MoveOutcome {
@@ -89,6 +107,14 @@ pub struct MoveOutcome {
     pub cancelled: bool,
     /// `--cancel` found the registry switched already: the move was finished.
     pub finished_instead_of_cancel: bool,
+    /// The tenant was active on the target already: nothing was done.
+    pub nothing_to_do: bool,
+    /// The registry named the target already: only what was left on the
+    /// source was dropped.
+    pub switched_already: bool,
+    /// `--cancel` while the target could not be reached: its partial copy
+    /// stays there, to be dropped by hand.
+    pub partial_copy_left: bool,
 }
 
 /// `move USER --to NAME` (`to`), or `move USER --cancel` (`to` None).
@@ -108,15 +134,28 @@ pub fn run(
     };
     let name = username.to_string();
     let result = steps(&mut op, renderer, username, to);
+    // A refused request (exit 2) changed nothing: the registry keeps no trace.
+    let refused = result
+        .as_ref()
+        .is_err_and(|e| crate::error::exit_code(e) == crate::error::EXIT_USAGE);
     let result = op.finish(result, |sys, message| {
+        if refused {
+            return Ok(());
+        }
         registry::note_error(sys, &name, message)
     });
-    result.map_err(|e| left_moving(session, username, e))
+    result.map_err(|e| left_moving(session, username, to.is_none(), e))
 }
 
 /// A move that failed half-way (a member down, a disk full) leaves the
-/// tenant `moving`: the error then says so and names both ways forward.
-fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> anyhow::Error {
+/// tenant `moving`: the error then says so and names the way forward other
+/// than the command that just failed.
+fn left_moving(
+    session: &mut Session<'_>,
+    username: &str,
+    cancelling: bool,
+    e: anyhow::Error,
+) -> anyhow::Error {
     let text = crate::error::one_line(&e);
     let Some(record) = registry::get(session.system(), username).ok().flatten() else {
         return e;
@@ -125,13 +164,19 @@ fn left_moving(session: &mut Session<'_>, username: &str, e: anyhow::Error) -> a
         return e;
     }
     let hint = match Phase::of(&record) {
-        Some(Phase::Copying { target }) => format!(
-            "{username} stays read-only (moving) until `pathfinder-db move {username} --to {target}` finishes the move once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back"
+        Some(Phase::Copying { target }) if cancelling => format!(
+            "{username} stays read-only (moving) on {} until the cancel succeeds once the cause is fixed, or `pathfinder-db move {username} --to {target}` finishes the move",
+            record.database
         ),
-        // Switched: the registry names the target; only the drop is left.
+        Some(Phase::Copying { .. }) => format!(
+            "{username} stays read-only (moving) on {} until the move succeeds once the cause is fixed, or `pathfinder-db move {username} --cancel` takes it back",
+            record.database
+        ),
+        // Switched: the registry names the target; only the drop is left,
+        // and both commands do just that.
         Some(Phase::Switched { source }) => format!(
-            "{username} is on {} already and stays read-only (moving) until `pathfinder-db move {username} --to {}` (or `--cancel`) drops what is left on {source}",
-            record.database, record.database
+            "{username} is on {} already and stays read-only (moving) until what is left on {source} is dropped: run the same command again once the cause is fixed",
+            record.database
         ),
         None => return e,
     };
@@ -165,6 +210,9 @@ fn steps(
         resumed: record.status == Status::Moving,
         cancelled: to.is_none(),
         finished_instead_of_cancel: false,
+        nothing_to_do: false,
+        switched_already: false,
+        partial_copy_left: false,
     };
     match (Phase::of(&record), to) {
         (None, _) if record.status == Status::Moving => bail!(
@@ -186,6 +234,14 @@ fn steps(
                 ))
                 .into());
             }
+            // A move that finished (a retry after a kill past its last
+            // step) is done: nothing to do, not a wrong request.
+            if target == record.database {
+                outcome.to = target.to_string();
+                outcome.cancelled = false;
+                outcome.nothing_to_do = true;
+                return Ok(outcome);
+            }
             start(op, &record, &key, target)?;
             copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?;
             finish(
@@ -205,6 +261,7 @@ fn steps(
                 ))
                 .into());
             }
+            reach_source(op, &key, name)?;
             copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?;
             finish(
                 op,
@@ -218,7 +275,13 @@ fn steps(
         }
         (Some(Phase::Copying { target }), None) => {
             outcome.to = target.clone();
-            drop_copy(op, renderer, &key, &target)?;
+            // The source is authoritative: a target that cannot be reached
+            // keeps its partial copy (doctor lists it), the cancel goes on.
+            match drop_copy(op, renderer, &key, &target) {
+                Ok(()) => {}
+                Err(e) if unreachable(&e) => outcome.partial_copy_left = true,
+                Err(e) => return Err(e),
+            }
             let claim = format!("{COPYING}{target}");
             let done = op.registry(|sys| -> anyhow::Result<bool> {
                 let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
@@ -252,11 +315,21 @@ fn steps(
             outcome.to = target.clone();
             outcome.cancelled = false;
             outcome.finished_instead_of_cancel = asked.is_none();
+            outcome.switched_already = true;
             finish(op, renderer, &key, &source, &target, started, &mut outcome)?;
         }
     }
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// Whether `e` says a database cannot be reached (a server down, a wrong
+/// password, a SQLite member's folder gone), as opposed to a failed step.
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::db::DbError>()
+            .is_some_and(|d| matches!(d.kind, DbErrorKind::Connection | DbErrorKind::Auth))
+    })
 }
 
 fn op_user(record: &TenantRecord) -> Option<String> {
@@ -283,6 +356,7 @@ fn details(outcome: &MoveOutcome, started: Instant) -> String {
         "tables": outcome.tables,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "resumed": outcome.resumed,
+        "partial_copy_left": outcome.partial_copy_left,
     })
     .to_string()
 }
@@ -296,18 +370,14 @@ fn start(
     target: &str,
 ) -> anyhow::Result<()> {
     let name = record.username.as_str();
-    if target == record.database {
-        return Err(UsageError::new(format!(
-            "tenant {name} is on member {target} already: nothing to move"
-        ))
-        .into());
-    }
     // A copy must never land on objects the registry does not account for.
     if let Some(found) = stray_on_target(op.session(), key, target)? {
         bail!(
-            "member {target} already holds {found}, which the registry does not account for: remove it (or find out whose it is) before moving {name} there"
+            "member {target} already holds {found} by hand before moving {name} there, once you are sure nobody needs it (a move cancelled while {target} could not be reached leaves its partial copy there; `pathfinder-db doctor` lists such leftovers)"
         );
     }
+    // The source too, so that a member down leaves the tenant active.
+    reach_source(op, key, name)?;
     let claim = format!("{COPYING}{target}");
     let from = record.database.clone();
     let result = op.registry(|sys| -> anyhow::Result<()> {
@@ -331,7 +401,7 @@ fn start(
             .unwrap_or(0);
         if member.free(held) == Some(0) {
             return Err(UsageError::new(format!(
-                "member {target} is full ({held} tenants, capacity {}): choose another, or raise its capacity",
+                "member {target} is full ({held} tenants, capacity {}): choose another, or raise its capacity (`pathfinder-db databases set-capacity {target} N`)",
                 member.capacity.unwrap_or(0)
             ))
             .into());
@@ -357,23 +427,62 @@ fn start(
     result
 }
 
-/// What of `key` member `target` holds (a file, a table), if anything.
+/// Checks that the source answers (its server, on SQLite its folder and the
+/// tenant's file) before the tenant is claimed, so that a member down leaves
+/// it active, with the error every command gives for that member.
+fn reach_source(op: &mut TenantOp<'_, '_>, key: &TenantKey, name: &str) -> anyhow::Result<()> {
+    let session = op.session();
+    session.reach_member_of(key)?;
+    if let Some(path) = session.tenant_file(key)?
+        && !path.exists()
+    {
+        return Err(crate::tenants::operation::missing_tenant(
+            session, key, name,
+        ));
+    }
+    Ok(())
+}
+
+/// What of `key` member `target` holds (a file, tables), if anything, said
+/// with what to do about it.
 fn stray_on_target(
     session: &mut Session<'_>,
     key: &TenantKey,
     target: &str,
 ) -> anyhow::Result<Option<String>> {
     if session.dialect() == Dialect::Sqlite {
-        let path = sqlite_file(session, key, target)?;
-        if target != members::CATALOG
-            && let Some(folder) = path.parent()
-        {
-            crate::db::sqlite::member_folder_present(target, folder)?;
-        }
-        return Ok(path.exists().then(|| path.display().to_string()));
+        let path = sqlite_file_reached(session, key, target)?;
+        return Ok(path.exists().then(|| {
+            format!(
+                "the file {}, which the registry does not account for: remove it",
+                path.display()
+            )
+        }));
     }
     let mut conn = connect(session, target)?;
-    Ok(objects_of(conn.as_mut(), key)?.into_iter().next())
+    let found = objects_of(conn.as_mut(), key)?;
+    Ok((!found.is_empty()).then(|| {
+        format!(
+            "the tables {}, which the registry does not account for: drop them",
+            found.join(", ")
+        )
+    }))
+}
+
+/// Where `key`'s file is on SQLite member `name`, once its folder is known
+/// to be there (gone, the member cannot be reached: a disk not mounted).
+fn sqlite_file_reached(
+    session: &mut Session<'_>,
+    key: &TenantKey,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    let path = sqlite_file(session, key, name)?;
+    if name != members::CATALOG
+        && let Some(folder) = path.parent()
+    {
+        crate::db::sqlite::member_folder_present(name, folder)?;
+    }
+    Ok(path)
 }
 
 /// Which of `keys` still have objects (a SQLite file; tables, archives
@@ -483,9 +592,9 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Removes a SQLite tenant file with its `-wal` and `-shm`.
+/// Removes a SQLite file with its `-wal`, `-shm` and rollback `-journal`.
 fn remove_sqlite(path: &Path) -> anyhow::Result<()> {
-    for suffix in ["-wal", "-shm", ""] {
+    for suffix in ["-wal", "-shm", "-journal", ""] {
         remove_if_there(&PathBuf::from(format!("{}{suffix}", path.display())))?;
     }
     sync_dir(path);
@@ -502,8 +611,9 @@ fn drop_copy(
 ) -> anyhow::Result<()> {
     let session = op.session();
     if session.dialect() == Dialect::Sqlite {
-        let path = sqlite_file(session, key, member)?;
-        remove_if_there(&temporary(&path))?;
+        let path = sqlite_file_reached(session, key, member)?;
+        // The temporary copy with its journal (a killed VACUUM INTO leaves one).
+        remove_sqlite(&temporary(&path))?;
         return remove_sqlite(&path);
     }
     let mut conn = connect(session, member)?;
@@ -582,7 +692,8 @@ fn copy_and_switch(
         let mut src = crate::db::sqlite::SqliteConnection::open_existing(&src_path, 30_000)?;
         src.begin()?;
         let tmp = temporary(&dst_path);
-        remove_if_there(&tmp)?;
+        // A stale journal beside it would be rolled back into the new copy.
+        remove_sqlite(&tmp)?;
         // Made empty and private first: VACUUM INTO fills an empty file and
         // would otherwise create it with the umask's mode.
         crate::db::sqlite::create_private_file(&tmp)

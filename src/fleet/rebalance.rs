@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::catalog::registry::{self, Status};
 use crate::db::Session;
 use crate::fleet::members::{self, Member, MemberState};
+use crate::fleet::moves::Phase;
 use crate::jobs::retention::{Stop, StopReason};
 use crate::schema::render::Renderer;
 
@@ -41,6 +42,9 @@ pub struct Step {
     /// Rows copied (None in a dry run).
     pub rows: Option<u64>,
     pub seconds: Option<f64>,
+    /// A move an earlier run left half-way (the tenant `moving`), finished;
+    /// `bytes` is then 0 (not measured).
+    pub resumed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +145,30 @@ fn smallest_first(session: &mut Session<'_>, member: &str) -> anyhow::Result<Vec
     Ok(out)
 }
 
+/// The moves left half-way, as (username, source, target, switched): the
+/// target the claim names while copying, the member the registry names
+/// once switched.
+fn interrupted(session: &mut Session<'_>) -> anyhow::Result<Vec<(String, String, String, bool)>> {
+    Ok(registry::list(session.system(), false)?
+        .into_iter()
+        .filter_map(|t| match Phase::of(&t)? {
+            Phase::Copying { target } => Some((t.username, t.database, target, false)),
+            Phase::Switched { source } => Some((t.username, source, t.database, true)),
+        })
+        .collect())
+}
+
+/// Why the run stops before its next move, if it does.
+fn stopped(options: &Options, report: &Report, stop: &Stop) -> Option<&'static str> {
+    if options.max_moves.is_some_and(|n| report.moves.len() >= n) {
+        return Some("max_moves");
+    }
+    stop.check().map(|reason| match reason {
+        StopReason::MaxRuntime => "max_runtime",
+        StopReason::StopFile => "stop_file",
+    })
+}
+
 /// Runs (or with `dry_run`, plans) the moves.
 pub fn run(
     session: &mut Session<'_>,
@@ -158,19 +186,53 @@ pub fn run(
     // Per source, its tenants smallest first, read once.
     let mut queues: HashMap<String, Vec<(u64, String)>> = HashMap::new();
     let mut exhausted: Vec<String> = Vec::new();
-    loop {
-        if options.max_moves.is_some_and(|n| report.moves.len() >= n) {
-            report.stopped = Some("max_moves".into());
-            break;
+    // Moves a killed run left half-way first: their tenants are read-only
+    // until finished, and nothing else would ever finish them.
+    for (username, from, to, switched) in interrupted(session)? {
+        if let Some(reason) = stopped(options, &report, stop) {
+            report.stopped = Some(reason.into());
+            return Ok(report);
         }
-        if let Some(reason) = stop.check() {
-            report.stopped = Some(
-                match reason {
-                    StopReason::MaxRuntime => "max_runtime",
-                    StopReason::StopFile => "stop_file",
+        let mut step = Step {
+            username: username.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            bytes: 0,
+            rows: None,
+            seconds: None,
+            resumed: true,
+        };
+        if options.dry_run {
+            // Copying: the registry still counts it on the source.
+            if !switched {
+                *counts.entry(from).or_default() -= 1;
+                *counts.entry(to).or_default() += 1;
+            }
+        } else {
+            match crate::fleet::moves::run(session, renderer, &username, Some(&to)) {
+                // Another run finished it meanwhile.
+                Ok(outcome) if outcome.nothing_to_do => continue,
+                Ok(outcome) => {
+                    step.rows = Some(outcome.rows);
+                    step.seconds = Some(outcome.seconds);
                 }
-                .into(),
-            );
+                Err(e) => {
+                    report.failed.push(Failure {
+                        username,
+                        from,
+                        to,
+                        error: crate::error::one_line(&e),
+                    });
+                    continue;
+                }
+            }
+        }
+        on_step(&step);
+        report.moves.push(step);
+    }
+    loop {
+        if let Some(reason) = stopped(options, &report, stop) {
+            report.stopped = Some(reason.into());
             break;
         }
         if !options.dry_run {
@@ -206,6 +268,7 @@ pub fn run(
             bytes,
             rows: None,
             seconds: None,
+            resumed: false,
         };
         if options.dry_run {
             *counts.entry(from).or_default() -= 1;

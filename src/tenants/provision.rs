@@ -486,7 +486,9 @@ fn plan_removal(
     if record.status == Status::Moving {
         // Its tables may be on two members: the move finishes or cancels first.
         return Err(UsageError::new(format!(
-            "tenant {name} is moving to another member database: finish the move (`pathfinder-db move {name} --to NAME`) or cancel it (`pathfinder-db move {name} --cancel`) first"
+            "tenant {name} is moving to member {}: end the move first: {}",
+            crate::fleet::moves::target_of(&record),
+            crate::fleet::moves::ways_forward(&record)
         ))
         .into());
     }

@@ -156,7 +156,12 @@ fn round_trip(server: Option<&str>, hint: &str) {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     };
-    refused(&["move", "alice", "--to", "m2"], "already");
+    // Where it is already: done, nothing to do (a retry after a kill).
+    let again = env.ok(&["move", "alice", "--to", "m2"]);
+    assert!(
+        again.contains("alice is on m2 already: nothing to do"),
+        "{again}"
+    );
     refused(
         &["move", "alice", "--to", "nowhere"],
         "no member database named nowhere",
@@ -479,4 +484,464 @@ fn postgres_member_is_removed_once_deprovisioned_tenants_left_nothing() {
         return;
     };
     remove_after_deprovision(Some(&server), "rmdep");
+}
+
+/// A refused move (exit 2) leaves the registry as it was: no `last_error`.
+#[test]
+fn sqlite_refused_move_leaves_the_registry_untouched() {
+    let f = Fleet::new(None, "mvrf");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "m1"]);
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let last_error = || {
+        env.system_rows("SELECT COALESCE(last_error, '-') FROM pf_tenants WHERE username = 'alice'")
+            [0][0]
+            .clone()
+    };
+    let typo = "m".repeat(5000);
+    for (args, says) in [
+        (
+            vec!["move", "alice", "--to", typo.as_str()],
+            "no member database named",
+        ),
+        (vec!["move", "alice", "--cancel"], "not moving"),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert_eq!(last_error(), "-", "{says}");
+    }
+    env.ok(&["databases", "drain", "m1"]);
+    assert_eq!(
+        env.run(&["move", "alice", "--to", "m1"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(last_error(), "-");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
+}
+
+/// A move asked again once it is done (a retry after a kill past its last
+/// step) exits 0 with nothing to do.
+#[test]
+fn sqlite_a_move_asked_again_once_done_is_nothing_to_do() {
+    let f = Fleet::new(None, "mvnd");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "m1"]);
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("alice is on m2 already: nothing to do"),
+        "{text}"
+    );
+    let doc = env.json(&["move", "alice", "--to", "m2"]);
+    assert_eq!(doc["nothing_to_do"], true, "{doc}");
+    assert_eq!(doc["rows"], 0, "{doc}");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m2".into())
+    );
+    assert!(f.tables_on("m2", "alice") >= 9);
+    // A wrong request is still one.
+    let out = env.run(&["move", "alice", "--to", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A killed rebalance leaves tenants `moving` (fabricated here exactly as a
+/// kill leaves them: the claim and the partial copy, or the switched
+/// registry and the source's file). `rebalance` finishes them first: listed
+/// by a dry run, bounded by --max-moves (exit 3 while any is left).
+#[test]
+fn sqlite_rebalance_finishes_moves_a_killed_run_left() {
+    let f = Fleet::new(None, "mvrb");
+    let env = &f.env;
+    env.ok(&["provision", "t1", "--database", "catalog"]);
+    seed(env, "t1", 20);
+    env.ok(&["move", "t1", "--to", "m1"]);
+    env.ok(&["provision", "t2", "--database", "m1"]);
+    env.ok(&["databases", "drain", "m1"]);
+    // t1 killed while copying to m2.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 't1'",
+    );
+    std::fs::copy(f.sqlite_file("m1", "t1"), f.sqlite_file("m2", "t1")).unwrap();
+    // t2 killed just after the switch: its file is still on m1.
+    env.ok(&["move", "t2", "--to", "m2"]);
+    std::fs::copy(f.sqlite_file("m2", "t2"), f.sqlite_file("m1", "t2")).unwrap();
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from m1' WHERE username = 't2'",
+    );
+
+    let plan = env.ok(&["rebalance", "--dry-run"]);
+    assert!(
+        plan.contains("would finish the interrupted move of t1 from m1 to m2"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("would finish the interrupted move of t2 from m1 to m2"),
+        "{plan}"
+    );
+    assert_eq!(f.registry("t1").0, "moving", "a dry run changes nothing");
+
+    let bounded = env.run(&["rebalance", "--max-moves", "1"]);
+    assert_eq!(bounded.status.code(), Some(3), "{}", stderr(&bounded));
+    let left = [f.registry("t1").0, f.registry("t2").0];
+    assert_eq!(
+        left.iter().filter(|s| *s == "moving").count(),
+        1,
+        "{left:?}"
+    );
+
+    let done = env.json(&["rebalance"]);
+    assert_eq!(done["balanced"], true, "{done}");
+    assert_eq!(done["moves"][0]["resumed"], true, "{done}");
+    for t in ["t1", "t2"] {
+        assert_eq!(f.registry(t), ("active".into(), "".into(), "m2".into()));
+        assert!(!f.sqlite_file("m1", t).exists(), "{t} left on m1");
+        assert!(f.tables_on("m2", t) >= 9);
+    }
+    let rows = crate::common::sqlite_rows(
+        &f.sqlite_file("m2", "t1"),
+        "SELECT count(*) FROM pf_user_t1_chat_messages",
+    );
+    assert_eq!(rows[0][0], "20");
+    env.ok(&["databases", "remove", "m1"]);
+
+    // A move it cannot finish (its source folder gone) is a failure: exit 3.
+    env.ok(&["provision", "t3", "--database", "m2"]);
+    env.ok(&[
+        "databases",
+        "add",
+        "m3",
+        env.path().join("m3").to_str().unwrap(),
+    ]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m3' WHERE username = 't3'",
+    );
+    std::fs::rename(env.path().join("m2"), env.path().join("m2_away")).unwrap();
+    let out = env.run(&["rebalance"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("t3"), "{}", stderr(&out));
+    assert_eq!(f.registry("t3").0, "moving");
+}
+
+/// A source member that cannot be reached (its folder gone), or a tenant
+/// file that is missing, refuses the move before the tenant is claimed: it
+/// stays active, and the error is the one every command gives.
+#[test]
+fn sqlite_move_from_a_source_that_cannot_be_reached_leaves_the_tenant_active() {
+    let f = Fleet::new(None, "mvsr");
+    let env = &f.env;
+    env.ok(&["provision", "bob", "--database", "m1"]);
+    let (m1, away) = (env.path().join("m1"), env.path().join("m1_away"));
+    std::fs::rename(&m1, &away).unwrap();
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("member m1 cannot be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("deprovision"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("moving"), "{}", stderr(&out));
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert!(!f.sqlite_file("m2", "bob").exists());
+    std::fs::rename(&away, &m1).unwrap();
+
+    // The member is there but the tenant's file is not.
+    let file = f.sqlite_file("m1", "bob");
+    let kept = env.path().join("bob.db.kept");
+    std::fs::rename(&file, &kept).unwrap();
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the database file of tenant bob is missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    std::fs::rename(&kept, &file).unwrap();
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+}
+
+/// `move --cancel` while the target cannot be reached (its folder gone):
+/// the source is authoritative, so the tenant is active there again and the
+/// partial copy stays on the target, which doctor lists once it is back and
+/// a later move there names. A failed `--to` does not suggest itself.
+#[test]
+fn sqlite_cancel_with_the_target_down_keeps_the_partial_copy_there() {
+    let f = Fleet::new(None, "mvcd");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "--database", "catalog"]);
+    seed(env, "alice", 10);
+    env.ok(&["move", "alice", "--to", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'alice'",
+    );
+    std::fs::copy(f.sqlite_file("m1", "alice"), f.sqlite_file("m2", "alice")).unwrap();
+    let (m2, away) = (env.path().join("m2"), env.path().join("m2_away"));
+    std::fs::rename(&m2, &away).unwrap();
+
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("member m2 cannot be reached"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("move alice --cancel"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("move alice --to m2`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let text = env.ok(&["move", "alice", "--cancel"]);
+    assert!(text.contains("partial copy stays on m2"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    let audited = env.system_rows(
+        "SELECT count(*) FROM pf_audit_log WHERE action = 'tenant.move.cancel' AND entity_id = 'alice' AND error_message IS NULL",
+    );
+    assert_eq!(audited[0][0], "1");
+    env.ok(&["refresh", "alice"]);
+
+    std::fs::rename(&away, &m2).unwrap();
+    let stray = f.sqlite_file("m2", "alice");
+    assert!(stray.exists(), "the partial copy is left alone");
+    let catalog = env.doctor_check("catalog");
+    assert_eq!(catalog["ok"], false, "{catalog}");
+    assert!(
+        catalog["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(stray.to_str().unwrap()),
+        "{catalog}"
+    );
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("the file {}", stray.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("remove it"), "{}", stderr(&out));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    std::fs::remove_file(&stray).unwrap();
+    env.ok(&["move", "alice", "--to", "m2"]);
+    let rows = crate::common::sqlite_rows(
+        &f.sqlite_file("m2", "alice"),
+        "SELECT count(*) FROM pf_user_alice_chat_messages",
+    );
+    assert_eq!(rows[0][0], "10");
+}
+
+/// A SQLite move killed inside `VACUUM INTO` leaves the temporary copy and
+/// its rollback journal in the target folder (as fabricated here); the
+/// cancel removes both, as a re-run does.
+#[test]
+fn sqlite_cancel_removes_the_temporary_copy_and_its_journal() {
+    let f = Fleet::new(None, "mvjn");
+    let env = &f.env;
+    env.ok(&["provision", "carol", "--database", "m1"]);
+    let leftovers = |f: &Fleet| {
+        let tmp = format!("{}.moving", f.sqlite_file("m2", "carol").display());
+        [tmp.clone(), format!("{tmp}-journal")].map(PathBuf::from)
+    };
+    for round in ["--cancel", "--to"] {
+        env.system_exec(
+            "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'carol'",
+        );
+        for file in leftovers(&f) {
+            std::fs::write(&file, b"partial").unwrap();
+        }
+        match round {
+            "--cancel" => env.ok(&["move", "carol", "--cancel"]),
+            _ => env.ok(&["move", "carol", "--to", "m2"]),
+        };
+        for file in leftovers(&f) {
+            assert!(!file.exists(), "{round}: {} is left", file.display());
+        }
+    }
+    assert_eq!(
+        f.registry("carol"),
+        ("active".into(), "".into(), "m2".into())
+    );
+    env.ok(&["verify", "carol"]);
+}
+
+/// Wording: finishing a move switched already says what it did; a cancel
+/// that finds the move switched says so plainly; deprovision names the
+/// move's target from the claim.
+#[test]
+fn sqlite_interrupted_move_messages_name_what_was_done() {
+    let f = Fleet::new(None, "mvmsg");
+    let env = &f.env;
+    env.ok(&["provision", "t10", "t12", "--database", "m1"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 't10'",
+    );
+    let out = env.run(&["deprovision", "t10", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pathfinder-db move t10 --to m2`"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["move", "t10", "--cancel"]);
+
+    for (args, says) in [
+        (
+            vec!["move", "t12", "--to", "m2"],
+            "finished the move of t12 to m2: dropped what was left on m1",
+        ),
+        (
+            vec!["move", "t12", "--cancel"],
+            "t12 had been switched to m1 already, so its move was finished, not cancelled",
+        ),
+    ] {
+        // Killed just after the switch: the source's file is still there.
+        let (here, there) = match f.registry("t12").2.as_str() {
+            "m1" => ("m1", "m2"),
+            _ => ("m2", "m1"),
+        };
+        env.ok(&["move", "t12", "--to", there]);
+        std::fs::copy(f.sqlite_file(there, "t12"), f.sqlite_file(here, "t12")).unwrap();
+        env.system_exec(&format!(
+            "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from {here}' WHERE username = 't12'"
+        ));
+        let text = env.ok(&args);
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains("0 rows"), "{text}");
+        assert!(!f.sqlite_file(here, "t12").exists());
+    }
+}
+
+/// `doctor` reports tenants left `moving`, each with its own way forward:
+/// the target from the claim while copying, the registry's member once
+/// switched, and the cancel.
+#[test]
+fn sqlite_doctor_reports_tenants_left_moving() {
+    let f = Fleet::new(None, "mvdr");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "bob", "--database", "m1"]);
+    assert_eq!(env.doctor_check("tenants")["ok"], true);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'alice'",
+    );
+    env.ok(&["move", "bob", "--to", "m2"]);
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move from m1' WHERE username = 'bob'",
+    );
+    let tenants = env.doctor_check("tenants");
+    assert_eq!(tenants["ok"], false, "{tenants}");
+    let detail = tenants["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("alice (moving)"), "{tenants}");
+    assert!(
+        detail.contains("unless a run is working on them now"),
+        "{tenants}"
+    );
+    let fix = tenants["fix"].as_str().unwrap_or_default();
+    for expected in [
+        "`pathfinder-db move alice --to m2`",
+        "`pathfinder-db move alice --cancel`",
+        "`pathfinder-db move bob --to m2`",
+        "`pathfinder-db move bob --cancel`",
+    ] {
+        assert!(fix.contains(expected), "{expected}: {tenants}");
+    }
+}
+
+/// PostgreSQL, a member down (its URL a closed port, as a server gone): a
+/// move from it is refused with the tenant left active; `--cancel` of a move
+/// to it goes through, keeping the partial copy there, and a later move
+/// there names every table to drop.
+#[test]
+fn postgres_member_down_on_either_side_of_a_move() {
+    let Some(server) = postgres_url() else { return };
+    let f = Fleet::new(Some(&server), "mvdn");
+    let env = &f.env;
+    env.ok(&["provision", "alice", "bob", "--database", "m1"]);
+    let stored = |member: &str| {
+        env.system_rows(&format!(
+            "SELECT url FROM pf_databases WHERE name = '{member}'"
+        ))[0][0]
+            .clone()
+    };
+    let (m1_url, m2_url) = (stored("m1"), stored("m2"));
+    let point = |member: &str, url: &str| {
+        env.system_exec(&format!(
+            "UPDATE pf_databases SET url = '{url}' WHERE name = '{member}'"
+        ))
+    };
+    let nowhere = "postgres://postgres@127.0.0.1:1/nowhere";
+
+    // The source is down: refused before the claim.
+    point("m1", nowhere);
+    let out = env.run(&["move", "alice", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("m1"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("moving"), "{}", stderr(&out));
+    assert_eq!(
+        f.registry("alice"),
+        ("active".into(), "".into(), "m1".into())
+    );
+    assert_eq!(f.tables_on("m2", "alice"), 0);
+    point("m1", &m1_url);
+
+    // A move to m2 killed while copying, then m2 down: the cancel goes through.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'bob'",
+    );
+    f.pg[1]
+        .client()
+        .batch_execute(
+            "CREATE TABLE pf_user_bob_experiences (id varchar(36)); CREATE TABLE pf_user_bob_skills (id varchar(36))",
+        )
+        .unwrap();
+    point("m2", nowhere);
+    let text = env.ok(&["move", "bob", "--cancel"]);
+    assert!(text.contains("partial copy stays on m2"), "{text}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    point("m2", &m2_url);
+    assert_eq!(
+        f.tables_on("m2", "bob"),
+        2,
+        "the partial copy is left alone"
+    );
+    let catalog = env.doctor_check("catalog");
+    assert!(
+        catalog["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pf_user_bob_skills (member m2)"),
+        "{catalog}"
+    );
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for table in ["pf_user_bob_experiences", "pf_user_bob_skills"] {
+        assert!(stderr(&out).contains(table), "{}", stderr(&out));
+    }
+    f.pg[1]
+        .client()
+        .batch_execute("DROP TABLE pf_user_bob_experiences; DROP TABLE pf_user_bob_skills")
+        .unwrap();
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+    env.ok(&["verify", "bob"]);
 }
