@@ -203,10 +203,10 @@ pub fn run(
             resumed: true,
         };
         if options.dry_run {
-            // Copying: the registry still counts it on the source.
+            // Copying: counted on the source and (its place taken) on the
+            // target; once finished only on the target.
             if !switched {
                 *counts.entry(from).or_default() -= 1;
-                *counts.entry(to).or_default() += 1;
             }
         } else {
             match crate::fleet::moves::run(session, renderer, &username, Some(&to)) {
