@@ -1392,6 +1392,16 @@ impl<'db> Session<'db> {
         url: &str,
     ) -> Result<&mut dyn Connection, DbError> {
         let db = self.db;
+        let opened = self
+            .members
+            .as_ref()
+            .and_then(|m| m.as_ref())
+            .is_some_and(|m| m.conns.get(name).is_some_and(|c| !c.is_closed()));
+        // Whose member it must say it is, read only when one is opened.
+        let deployment = match opened {
+            true => String::new(),
+            false => crate::fleet::identity::of_catalog(self.system.as_mut())?,
+        };
         let members = self
             .members()?
             .ok_or_else(|| DbError::other("this deployment has no member databases"))?;
@@ -1400,7 +1410,7 @@ impl<'db> Session<'db> {
         }
         if members.conns.get(name).is_none_or(|c| c.is_closed()) {
             let conn = match db.connect_member(name, url).and_then(|mut conn| {
-                crate::fleet::members::check_is_member(conn.as_mut(), name, url)?;
+                crate::fleet::members::check_is_member(conn.as_mut(), name, url, &deployment)?;
                 Ok(conn)
             }) {
                 Ok(conn) => conn,

@@ -558,6 +558,13 @@ impl SqliteConnection {
         }
     }
 
+    /// The deployment a tenant file says it belongs to (None: no record),
+    /// read without changing the file.
+    pub fn file_owner(path: &Path) -> Result<Option<String>, DbError> {
+        let mut conn = Self::open_read_only(path, 5_000, false)?;
+        Ok(conn.owner_record()?.map(|(owner, _)| owner))
+    }
+
     fn owner_record(&mut self) -> Result<Option<(String, String)>, DbError> {
         match self.query(
             &format!("SELECT deployment_id, tenant_key FROM {OWNER_TABLE}"),

@@ -24,6 +24,7 @@ use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::db::dialect::Dialect;
 use crate::db::{Connection, DbErrorKind, Session, Tx, Value};
 use crate::error::UsageError;
+use crate::fleet::identity::{self, Identity};
 use crate::fleet::members::{self, CATALOG, Member};
 use crate::fleet::moves::{self, Phase};
 use crate::schema::tenant::TenantKey;
@@ -47,11 +48,39 @@ fn answers(session: &mut Session<'_>, m: &Member) -> Result<(), String> {
             })
         }
         // An empty database made in its place does not count.
-        _ => db
-            .connect_member(&m.name, url)
-            .and_then(|mut c| members::check_is_member(c.as_mut(), &m.name, url))
+        _ => identity::of_catalog(session.system())
+            .and_then(|deployment| {
+                let mut c = db.connect_member(&m.name, url)?;
+                members::check_is_member(c.as_mut(), &m.name, url, &deployment)
+            })
             .map_err(|e| members::naming_member(&m.name, &e.message)),
     }
+}
+
+/// `--force`: whether the member's recorded place and `url` are the same
+/// database (a server seen through both addresses: a value written through
+/// one is read through the other; a SQLite folder: the same directory on
+/// disk), not a copy.
+fn same_place(
+    session: &mut Session<'_>,
+    name: &str,
+    old_url: &str,
+    url: &str,
+    new: Option<&mut Box<dyn Connection>>,
+    ours: &Identity,
+) -> anyhow::Result<bool> {
+    let Some(new) = new else {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &str| {
+            std::fs::metadata(crate::db::sqlite::member_folder(p)).map(|m| (m.dev(), m.ino()))
+        };
+        return Ok(id(old_url)? == id(url)?);
+    };
+    let mut old = session.database().connect_member(name, old_url)?;
+    if identity::read(old.as_mut())?.is_none() {
+        identity::write(old.as_mut(), ours)?;
+    }
+    Ok(identity::same_database(old.as_mut(), new.as_mut())?)
 }
 
 fn member(session: &mut Session<'_>, name: &str, what: &str) -> anyhow::Result<Member> {
@@ -177,12 +206,42 @@ pub fn set_url(
         ))
         .into());
     }
-    if !force && answers(session, &old).is_ok() {
+    let deployment = identity::of_catalog(session.system())?;
+    let ours = Identity {
+        deployment: deployment.clone(),
+        member: name.to_string(),
+    };
+    // Only a copy of this member: never another member of this deployment
+    // (under another spelling of its URL) nor another deployment's.
+    if let Some(c) = conn.as_mut()
+        && let Some(found) = identity::read(c.as_mut())?
+        && found != ours
+    {
         return Err(UsageError::new(format!(
-            "member {name} still answers at {}: pointing it elsewhere would strand what was written there since the copy was made; move its tenants with `pathfinder-db move`, or stop that server (unmount that disk) first; --force if {shown} is the same database under another address",
-            crate::db::redact_url(old.url.as_deref().unwrap_or_default())
+            "{shown} is {}, not a copy of member {name}: point {name} at its own copy",
+            members::describe(&found, &deployment)
         ))
         .into());
+    }
+    let old_url = old.url.clone().unwrap_or_default();
+    if answers(session, &old).is_ok() {
+        let unless = format!(
+            "member {name} still answers at {}: pointing it elsewhere would strand what was written there since the copy was made; move its tenants with `pathfinder-db move`, or stop that server (unmount that disk) first",
+            crate::db::redact_url(&old_url)
+        );
+        if !force {
+            return Err(UsageError::new(format!(
+                "{unless}; --force if {shown} is the same database under another address"
+            ))
+            .into());
+        }
+        // --force: the same database, seen through both addresses.
+        if !same_place(session, name, &old_url, &url, conn.as_mut(), &ours)? {
+            return Err(UsageError::new(format!(
+                "{unless}: {shown} is a copy of it, not the same database (--force is only for the same database under another address)"
+            ))
+            .into());
+        }
     }
     // Which live tenants' tables the new place holds: one read of it.
     let placed = placed_on(session, name)?;
@@ -198,13 +257,34 @@ pub fn set_url(
         Some(c) => moves::keys_held_by(c.as_mut(), &wanted)?,
         None => {
             let folder = std::path::Path::new(&url);
-            wanted
-                .iter()
-                .filter(|k| folder.join(format!("{k}.db")).exists())
-                .cloned()
-                .collect()
+            let mut held = Vec::new();
+            for key in &wanted {
+                let file = folder.join(format!("{key}.db"));
+                if !file.exists() {
+                    continue;
+                }
+                // Each file says which deployment made it.
+                match crate::db::sqlite::SqliteConnection::file_owner(&file)? {
+                    Some(owner) if owner != deployment => {
+                        return Err(UsageError::new(format!(
+                            "{} belongs to another deployment ({owner}), not to this one: {shown} is not a copy of member {name}",
+                            file.display()
+                        ))
+                        .into());
+                    }
+                    _ => held.push(key.clone()),
+                }
+            }
+            held
         }
     };
+    if held.is_empty() && !live.is_empty() {
+        return Err(UsageError::new(format!(
+            "{shown} holds none of member {name}'s {} tenant(s): not a copy of {name}; point it at the member's copy",
+            live.len()
+        ))
+        .into());
+    }
     let missing: Vec<String> = live
         .iter()
         .zip(&wanted)
@@ -249,9 +329,10 @@ pub fn set_url(
         },
         Some(&details),
     )?;
-    // A copy made before the member was added, or restored without it,
-    // gets the audit stage its batches write to.
+    // A copy made before members recorded who they are, or restored
+    // without it, gets its identity and the audit stage its batches write to.
     if let Some(c) = conn.as_mut() {
+        identity::write(c.as_mut(), &ours)?;
         match c.query("SELECT COUNT(*) FROM pf_audit_stage", &[]) {
             Ok(_) => {}
             Err(e) if e.kind == DbErrorKind::DoesNotExist => {

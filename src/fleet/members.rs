@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::db::{Connection, Database, DbError, DbErrorKind, Session, Tx, Value};
 use crate::error::UsageError;
+use crate::fleet::identity::{self, Identity};
 use crate::schema::tenant::TenantKey;
 
 /// The name under which the catalog is listed as a member.
@@ -448,7 +449,7 @@ fn add_checked(
         check_member(conn.as_mut(), name)?;
         // The same database under another spelling of its URL (another
         // host name, the port left out) would be two members.
-        if has_stage(conn.as_mut())? {
+        if has_stage(conn.as_mut())? || identity::read(conn.as_mut())?.is_some() {
             return Err(UsageError::new(format!(
                 "member {name}: this database is a pathfinder-db member already (it holds {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more, drop that table there first",
                 crate::catalog::audit::STAGE
@@ -478,6 +479,14 @@ fn add_checked(
     // (a refused add leaves nothing on the member).
     if let Some(conn) = member.as_mut() {
         crate::catalog::audit::create_member_stage(conn.as_mut())?;
+        let deployment = identity::of_catalog(&mut *tx)?;
+        identity::write(
+            conn.as_mut(),
+            &Identity {
+                deployment,
+                member: name.to_string(),
+            },
+        )?;
     }
     tx.commit()?;
     let sys = session.system();
@@ -536,12 +545,38 @@ fn has_stage(conn: &mut dyn Connection) -> Result<bool, DbError> {
 /// database made in its place after it was lost is not the member, and is
 /// refused as a member that cannot be reached, so that nothing is placed,
 /// migrated or judged missing there.
-pub fn check_is_member(conn: &mut dyn Connection, name: &str, url: &str) -> Result<(), DbError> {
+pub fn check_is_member(
+    conn: &mut dyn Connection,
+    name: &str,
+    url: &str,
+    deployment: &str,
+) -> Result<(), DbError> {
+    let ours = Identity {
+        deployment: deployment.to_string(),
+        member: name.to_string(),
+    };
+    match identity::read(conn)? {
+        Some(found) if found == ours => return Ok(()),
+        Some(found) => {
+            return Err(DbError::new(
+                DbErrorKind::Connection,
+                format!(
+                    "member {name} ({}): this database is {}, not this deployment's member {name}: point the member at its own database (`pathfinder-db databases set-url {name} URL`)",
+                    crate::db::redact_url(url),
+                    describe(&found, deployment)
+                ),
+            ));
+        }
+        None => {}
+    }
     if has_stage(conn)?
         || !conn
             .table_names(crate::schema::tenant::TENANT_PREFIX, false)?
             .is_empty()
     {
+        // Added before members recorded who they are: recorded now (best
+        // effort: a read-only session leaves it to the next).
+        let _ = identity::write(conn, &ours);
         return Ok(());
     }
     Err(DbError::new(
@@ -551,6 +586,18 @@ pub fn check_is_member(conn: &mut dyn Connection, name: &str, url: &str) -> Resu
             crate::db::redact_url(url)
         ),
     ))
+}
+
+/// How a member identity reads in a message.
+pub fn describe(found: &Identity, deployment: &str) -> String {
+    if found.deployment == deployment {
+        format!("this deployment's member {}", found.member)
+    } else {
+        format!(
+            "member {} of another deployment ({})",
+            found.member, found.deployment
+        )
+    }
 }
 
 /// `databases set-capacity`: how many tenants member `name` may hold (None:
@@ -742,6 +789,7 @@ fn drop_stage(session: &mut Session<'_>, name: &str, url: &str) {
     if crate::catalog::audit::flush_staged(conn.as_mut(), session.system()).is_ok() {
         let stage = crate::catalog::audit::STAGE;
         let _ = conn.execute(&format!("DROP TABLE {stage}"), &[]);
+        identity::forget(conn.as_mut());
     }
 }
 

@@ -6,6 +6,7 @@
 //! deployment without members works as it always did). The registry records
 //! each tenant's member; [`placement`] chooses it when a tenant is made.
 
+pub mod identity;
 pub mod lost;
 pub mod members;
 pub mod moves;

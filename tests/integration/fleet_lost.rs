@@ -78,14 +78,53 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     let out = env.run(&["databases", "set-url", "disk_a", copy_a.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("still answers"), "{}", stderr(&out));
+    let out = env.run(&[
+        "databases",
+        "set-url",
+        "disk_a",
+        copy_a.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("copy of it"), "{}", stderr(&out));
     let out = env.run(&["databases", "remove", "disk_a", "--forget-tenants", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("answers"), "{}", stderr(&out));
     assert_eq!(status_of(&env, "a1"), ("active".into(), "disk_a".into()));
 
     // disk_a's disk dies; its copy is restored elsewhere. A folder that is
-    // not there is refused and never made.
+    // not there is refused and never made; another deployment's folder
+    // holding tenants of the same names is not a copy of it.
     std::fs::rename(&disk_a, env.path().join("dead_a")).unwrap();
+    let other = Env::sqlite();
+    other.ok(&["init"]);
+    let other_disk = other.path().join("disk_a");
+    other.ok(&["databases", "add", "disk_a", other_disk.to_str().unwrap()]);
+    other.ok(&["databases", "drain", "catalog"]);
+    other.ok(&["provision", "a1", "a2"]);
+    let out = env.run(&[
+        "databases",
+        "set-url",
+        "disk_a",
+        other_disk.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another deployment"),
+        "{}",
+        stderr(&out)
+    );
+    // A folder holding none of its tenants is not its copy either.
+    let empty = env.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = env.run(&[
+        "databases",
+        "set-url",
+        "disk_a",
+        empty.to_str().unwrap(),
+        "--allow-missing",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let nowhere = env.path().join("nowhere");
     let out = env.run(&["databases", "set-url", "disk_a", nowhere.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -249,8 +288,22 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("catalog"), "{}", stderr(&out));
 
-    // The same database under another spelling of its URL is not a second member.
+    // --force is for the same database under another address, never a copy.
+    let out = env.run(&["databases", "set-url", "m1", &copy.url, "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("copy of it"), "{}", stderr(&out));
     let respelled = m1.url.replacen("127.0.0.1:5432", "127.0.0.1", 1);
+    let same = env.json(&["databases", "set-url", "m1", &respelled, "--force"]);
+    assert_eq!(same["tenants"], 2, "{same}");
+    env.ok(&["databases", "set-url", "m1", &m1.url, "--force"]);
+    // Another deployment's member is never taken for a copy of ours.
+    let other = Env::postgres(&server, "lostother");
+    let other_member = PgDatabase::create(&server, "lostotherm");
+    other.ok(&["init"]);
+    other.ok(&["databases", "add", "m1", &other_member.url]);
+    other.ok(&["databases", "drain", "catalog"]);
+    other.ok(&["provision", "p1", "p2"]);
+    // The same database under another spelling of its URL is not a second member.
     assert_ne!(respelled, m1.url);
     let out = env.run(&["databases", "add", "m1b", &respelled]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -289,6 +342,24 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
         !doctor.to_string().contains("deprovision"),
         "doctor does not advise deprovisioning tenants of a database that is not the member: {doctor}"
     );
+    let out = env.run(&["databases", "set-url", "m1", &other_member.url]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another deployment"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor is another member of this deployment, under any spelling.
+    let m2_respelled = m2.url.replacen("127.0.0.1:5432", "127.0.0.1", 1);
+    let out = env.run(&[
+        "databases",
+        "set-url",
+        "m1",
+        &m2_respelled,
+        "--allow-missing",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("member m2"), "{}", stderr(&out));
     // The empty one in its place does not count as the member answering.
     let moved = env.json(&["databases", "set-url", "m1", &copy.url]);
     assert_eq!(moved["tenants"], 2, "{moved}");
