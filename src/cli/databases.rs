@@ -176,6 +176,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     "member {} is now {}: the tables of {} tenant(s) found there",
                     done.name, done.url, done.tenants
                 ));
+                if !done.older.is_empty() {
+                    let list: Vec<String> = done
+                        .older
+                        .iter()
+                        .map(|o| {
+                            format!("{} (version {}, was {})", o.username, o.version, o.recorded)
+                        })
+                        .collect();
+                    ctx.say(format!(
+                        "older there than recorded, now recorded at their version: {}; `pathfinder-db migrate --all` brings them up",
+                        list.join(", ")
+                    ));
+                }
                 if !done.missing.is_empty() {
                     ctx.say(format!(
                         "missing there: {} (deprovision them, then provision them afresh)",

@@ -135,8 +135,21 @@ pub struct Relocated {
     pub tenants: usize,
     /// Live tenants whose tables were not there (`--allow-missing`).
     pub missing: Vec<String>,
+    /// Tenants the copy holds at an older version than the registry said
+    /// (now recorded at it: `migrate --all` brings them up).
+    pub older: Vec<OlderCopy>,
     /// The member was recorded at this URL already.
     pub unchanged: bool,
+}
+
+/// A tenant a copy holds at an older version than the registry recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct OlderCopy {
+    pub username: String,
+    /// The version its history holds (now recorded).
+    pub version: i64,
+    /// The version the registry had.
+    pub recorded: i64,
 }
 
 /// `databases set-url NAME URL`: points member `name` at a copy of it
@@ -181,6 +194,7 @@ pub fn set_url(
             url: shown,
             tenants: 0,
             missing: Vec::new(),
+            older: Vec::new(),
             unchanged: true,
         });
     }
@@ -300,11 +314,36 @@ pub fn set_url(
         ))
         .into());
     }
+    // A copy older than the registry (a backup from before a migration) is
+    // recorded at the version its tenants' history holds, so that `migrate`
+    // brings them up again instead of taking them for done.
+    let mut older = Vec::new();
+    for (t, key) in live.iter().zip(&wanted).filter(|(_, k)| held.contains(k)) {
+        let history = key.object(crate::schema::tenant::SCHEMA_HISTORY);
+        let applied = match conn.as_mut() {
+            Some(c) => crate::migrate::engine::applied_versions(c.as_mut(), &history)?,
+            None => {
+                let file = std::path::Path::new(&url).join(format!("{key}.db"));
+                let mut f =
+                    crate::db::sqlite::SqliteConnection::open_read_only(&file, 5_000, false)?;
+                crate::migrate::engine::applied_versions(&mut f, &history)?
+            }
+        };
+        let found = applied.last().map(|(v, _, _)| i64::from(*v)).unwrap_or(0);
+        if found < t.schema_version {
+            older.push(OlderCopy {
+                username: t.username.clone(),
+                version: found,
+                recorded: t.schema_version,
+            });
+        }
+    }
     let details = serde_json::json!({
         "from": crate::db::redact_url(old.url.as_deref().unwrap_or_default()),
         "to": shown,
         "tenants": held.len(),
         "missing": missing,
+        "older": older.iter().map(|o| &o.username).collect::<Vec<_>>(),
     })
     .to_string();
     let mut tx = Tx::begin(session.system())?;
@@ -320,6 +359,17 @@ pub fn set_url(
         return Err(anyhow::anyhow!(
             "member {name} changed while it was checked: run the same command again"
         ));
+    }
+    for o in &older {
+        tx.execute(
+            "UPDATE pf_tenants SET schema_version = ?, updated_at = CURRENT_TIMESTAMP \
+             WHERE username = ? AND database_name = ?",
+            &[
+                Value::Int(o.version),
+                Value::from(o.username.as_str()),
+                Value::from(name),
+            ],
+        )?;
     }
     audit::write_details(
         &mut *tx,
@@ -348,6 +398,7 @@ pub fn set_url(
         url: shown,
         tenants: held.len(),
         missing,
+        older,
         unchanged: false,
     })
 }

@@ -247,6 +247,26 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     env.ok(&["provision", "z1"]);
     assert_eq!(status_of(&env, "z1"), ("active".into(), "disk_a".into()));
     assert!(!disk_c.exists());
+
+    // A copy older than a migration is recorded at its own version, and
+    // `migrate --all` brings it up again.
+    let disk_v = env.path().join("disk_v");
+    env.ok(&["databases", "add", "disk_v", disk_v.to_str().unwrap()]);
+    env.ok(&["provision", "v1", "--to", "3", "--database", "disk_v"]);
+    let backup = env.path().join("backup_v");
+    copy_folder(&disk_v, &backup, &[]);
+    env.ok(&["migrate", "--all"]);
+    std::fs::rename(&disk_v, env.path().join("dead_v")).unwrap();
+    let moved = env.json(&["databases", "set-url", "disk_v", backup.to_str().unwrap()]);
+    assert_eq!(moved["older"][0]["username"], "v1", "{moved}");
+    assert_eq!(moved["older"][0]["version"], 3, "{moved}");
+    let migrated = env.json(&["migrate", "--all"]);
+    assert_eq!(
+        migrated["migrated"].as_array().map(Vec::len),
+        Some(1),
+        "{migrated}"
+    );
+    env.ok(&["verify", "--all"]);
 }
 
 #[test]
