@@ -82,11 +82,52 @@ pub fn member_folder(url: &str) -> PathBuf {
     PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url))
 }
 
+/// The file `databases add` puts in a SQLite member's folder: an empty
+/// folder without it is a mount point whose disk is not mounted, not the
+/// member.
+pub const MEMBER_MARKER: &str = ".pathfinder-member";
+
+/// Marks `folder` as member `name`'s (private, as every file of it).
+pub fn mark_member_folder(name: &str, folder: &Path) -> std::io::Result<()> {
+    let path = folder.join(MEMBER_MARKER);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("pathfinder-db member {name}\n").as_bytes(),
+    )
+}
+
 /// Whether SQLite member `name`'s folder is there; missing, the member cannot
-/// be reached (a disk not mounted), as a server that is down.
+/// be reached (a disk not mounted), as a server that is down. So is an empty
+/// folder without the member's marker: the mount point of a disk that is
+/// not mounted, where a new tenant would land on the wrong disk. (A folder
+/// holding files from before the marker existed gets it now.)
 pub fn member_folder_present(name: &str, folder: &Path) -> Result<(), DbError> {
     if folder.is_dir() {
-        return Ok(());
+        if folder.join(MEMBER_MARKER).exists() {
+            return Ok(());
+        }
+        let empty = std::fs::read_dir(folder)
+            .map(|mut entries| entries.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            let _ = mark_member_folder(name, folder);
+            return Ok(());
+        }
+        return Err(DbError::new(
+            DbErrorKind::Connection,
+            format!(
+                "member {name} cannot be reached: its folder {} is empty and not marked as the member's (no {MEMBER_MARKER}): mount its disk, then run the same command again (if the folder is the member's and simply empty, create that file in it)",
+                folder.display()
+            ),
+        ));
     }
     Err(DbError::new(
         DbErrorKind::Connection,

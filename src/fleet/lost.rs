@@ -380,7 +380,11 @@ pub fn set_url(
         Some(&details),
     )?;
     // A copy made before members recorded who they are, or restored
-    // without it, gets its identity and the audit stage its batches write to.
+    // without it, gets its identity and the audit stage its batches write to
+    // (a SQLite folder its marker).
+    if conn.is_none() {
+        crate::db::sqlite::mark_member_folder(name, std::path::Path::new(&url))?;
+    }
     if let Some(c) = conn.as_mut() {
         identity::write(c.as_mut(), &ours)?;
         match c.query("SELECT COUNT(*) FROM pf_audit_stage", &[]) {

@@ -417,7 +417,9 @@ pub fn add(
     if result.is_err()
         && let Some(folder) = created
     {
-        // Only while empty: remove_dir refuses a folder that holds anything.
+        // Only while empty (but for its marker): remove_dir refuses a folder
+        // that holds anything.
+        let _ = std::fs::remove_file(folder.join(crate::db::sqlite::MEMBER_MARKER));
         let _ = std::fs::remove_dir(folder);
     }
     result
@@ -475,6 +477,17 @@ fn add_checked(
         .into());
     }
     audit_change(&mut *tx, "add", name, started, None)?;
+    // A SQLite member's folder is marked as the member's, once the add is
+    // sure of itself (a refused add marks nothing).
+    if db.dialect() == crate::db::dialect::Dialect::Sqlite {
+        let folder = std::path::Path::new(&url);
+        crate::db::sqlite::mark_member_folder(name, folder).map_err(|e| {
+            anyhow::anyhow!(
+                "member {name}: cannot mark the folder {} as the member's: {e}",
+                folder.display()
+            )
+        })?;
+    }
     // The member's audit stage, made only once the add is sure of itself
     // (a refused add leaves nothing on the member).
     if let Some(conn) = member.as_mut() {

@@ -205,7 +205,18 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
     assert_eq!(counts.get("catalog"), Some(&0), "{counts:?}");
-    let files = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
+    let files = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "db")
+            })
+            .count()
+    };
     assert_eq!(files(&disk_a), 3);
     assert_eq!(files(&disk_b), 5);
 
@@ -273,7 +284,7 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     assert!(!said.contains("lack tables"), "{said}");
     let disk_e = env.path().join("disk_e");
     env.ok(&["databases", "add", "disk_e", disk_e.to_str().unwrap()]);
-    std::fs::remove_dir(&disk_e).unwrap();
+    std::fs::remove_dir_all(&disk_e).unwrap();
     let onto_missing = env.run(&["provision", "late", "--database", "disk_e"]);
     assert!(!onto_missing.status.success());
     assert!(
@@ -308,7 +319,7 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     // the next choice, the catalog (opened for it), and no folder is made.
     let spare = env.path().join("a_spare");
     env.ok(&["databases", "add", "a_spare", spare.to_str().unwrap()]);
-    std::fs::remove_dir(&spare).unwrap();
+    std::fs::remove_dir_all(&spare).unwrap();
     env.ok(&["databases", "open", "catalog"]);
     env.ok(&["provision", "early"]);
     assert_eq!(env.json(&["where", "early"])["database"], "catalog");
@@ -329,6 +340,10 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
         // Private, as `databases add` makes it (verify checks the modes).
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&disk_e, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // The disk brought back holds what `databases add` put there.
+        let marker = disk_e.join(".pathfinder-member");
+        std::fs::write(&marker, "pathfinder-db member disk_e\n").unwrap();
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     env.ok(&["provision", "late"]);
     assert!(disk_e.join("late.db").exists());

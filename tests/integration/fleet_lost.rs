@@ -236,17 +236,20 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     );
     assert_eq!(rows[0][0], "1");
 
-    // A provisioning that failed on a member that is gone (nothing made)
-    // is placed afresh by the next `provision` that names no member.
+    // A member folder left empty and unmarked (the mount point of a disk
+    // that is not mounted) is a member that cannot be reached: nothing lands
+    // there. A provisioning that failed on it (nothing made) is placed
+    // afresh by the next `provision` that names no member.
     let disk_c = env.path().join("disk_c");
     env.ok(&["databases", "add", "disk_c", disk_c.to_str().unwrap()]);
-    std::fs::remove_dir(&disk_c).unwrap();
+    std::fs::remove_file(disk_c.join(".pathfinder-member")).unwrap();
     let out = env.run(&["provision", "z1", "--database", "disk_c"]);
     assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not marked"), "{}", stderr(&out));
     assert_eq!(status_of(&env, "z1"), ("failed".into(), "disk_c".into()));
     env.ok(&["provision", "z1"]);
     assert_eq!(status_of(&env, "z1"), ("active".into(), "disk_a".into()));
-    assert!(!disk_c.exists());
+    assert_eq!(std::fs::read_dir(&disk_c).unwrap().count(), 0);
 
     // A copy older than a migration is recorded at its own version, and
     // `migrate --all` brings it up again.
