@@ -136,7 +136,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                 }));
             } else if a.capacity.is_some_and(|c| tenants > c) {
                 ctx.say(format!(
-                    "member {} capacity {shown}: it holds {tenants} tenant(s), so none is placed there and `pathfinder-db rebalance` moves the excess away",
+                    "member {} capacity {shown}: it holds {tenants} tenant(s), so none is placed there and `pathfinder-db rebalance` moves the excess to open members with a capacity and room",
                     a.name
                 ));
             } else {
@@ -268,7 +268,7 @@ fn forget(ctx: &Context, name: &str) -> anyhow::Result<u8> {
         }
         for (user, member) in &plan.partial_copies {
             ctx.say(format!(
-                "{user}: the unverified copy its unfinished move made stays on {member}, untouched (`pathfinder-db doctor` lists it: drop it by hand once it is not needed)"
+                "{user}: the unverified copy its unfinished move made may remain on {member}, untouched (its tables there, or on SQLite {user}'s `.db` or `.db.moving` file in its folder): drop it by hand once it is not needed"
             ));
         }
     }

@@ -122,6 +122,11 @@ fn next_pair(
         return Ok(None);
     };
     let Some(target) = emptiest(&source.name) else {
+        // A member over its capacity with nowhere to send the excess is
+        // not balanced: say there is no room.
+        if source.capacity.is_some_and(|c| held(source) > c) {
+            return Err("no_room");
+        }
         return Ok(None);
     };
     let target_fill = fill(target, held(target)).unwrap_or(0.0);
@@ -242,7 +247,8 @@ pub fn run(
         let (from, to) = match next_pair(&all, &counts, options.spread, &exhausted) {
             Ok(Some(pair)) => pair,
             Ok(None) => {
-                report.balanced = true;
+                // A move that failed leaves it unbalanced (exit 3).
+                report.balanced = report.failed.is_empty();
                 break;
             }
             Err(reason) => {
@@ -354,5 +360,15 @@ mod tests {
             next_pair(&all, &counts(&[("a", 1), ("b", 10)]), 0.1, &[]),
             Err("no_room")
         );
+        // Over its capacity with no member that has room: not balanced.
+        let all = [
+            member("catalog", None, MemberState::Open),
+            member("b", Some(1), MemberState::Open),
+        ];
+        assert_eq!(
+            next_pair(&all, &counts(&[("b", 2)]), 0.1, &[]),
+            Err("no_room")
+        );
+        assert_eq!(next_pair(&all, &counts(&[("b", 1)]), 0.1, &[]), Ok(None));
     }
 }
