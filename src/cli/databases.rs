@@ -252,7 +252,33 @@ fn forget(ctx: &Context, name: &str) -> anyhow::Result<u8> {
     ))?;
     lost::forget(&mut session, &plan)?;
     if ctx.json {
-        ctx.print_json(&serde_json::to_value(&plan)?);
+        // Tenants named by `username`, as in every --json document.
+        let mut tenants: Vec<serde_json::Value> = plan
+            .forgotten
+            .iter()
+            .map(|u| serde_json::json!({"username": u, "outcome": "forgotten"}))
+            .collect();
+        tenants.extend(plan.back_to_source.iter().map(|(u, source)| {
+            serde_json::json!({"username": u, "outcome": "back_to_source", "database": source})
+        }));
+        tenants.extend(
+            plan.moves_cancelled
+                .iter()
+                .map(|u| serde_json::json!({"username": u, "outcome": "move_cancelled"})),
+        );
+        let partial: Vec<serde_json::Value> = plan
+            .partial_copies
+            .iter()
+            .map(|(u, m)| serde_json::json!({"username": u, "database": m}))
+            .collect();
+        ctx.print_json(&serde_json::json!({
+            "name": plan.name,
+            "removed": true,
+            "unreachable": plan.unreachable,
+            "tenants": tenants,
+            "partial_copies": partial,
+            "failed": [],
+        }));
     } else {
         ctx.say(format!(
             "removed member {name}: {} tenant(s) forgotten, {} back on their source, {} move(s) cancelled",

@@ -54,6 +54,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (Some(user), Some(out)) = (&args.user, &args.out) else {
         return Err(UsageError::new("give a user and --out FILE, or --verify FILE").into());
     };
+    // Not stdout: the export is written beside its final name and renamed
+    // into place once complete and checked.
+    if out.as_os_str() == "-" {
+        return Err(UsageError::new(
+            "--out - would make a file named -: give the export file's path (it is written in full, checked, then put in place)",
+        )
+        .into());
+    }
     let user = parse_usernames(ctx, std::slice::from_ref(user))?.remove(0);
     let (db, _renderer) = ctx.open_database_existing()?;
     let mut session = db.connect()?;

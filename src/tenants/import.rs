@@ -103,9 +103,12 @@ pub fn plan(
 ) -> anyhow::Result<ImportPlan> {
     let path = req.path.clone();
     if !path.is_file() {
-        return Err(
-            UsageError::new(format!("cannot import {}: no such file", path.display())).into(),
-        );
+        let why = if path.is_dir() {
+            "it is a folder: give the export file in it"
+        } else {
+            "no such file"
+        };
+        return Err(UsageError::new(format!("cannot import {}: {why}", path.display())).into());
     }
     let (header, manifest) = export::verify(&path).context("the export was refused")?;
     let latest = renderer.latest_version(Scope::Tenant);

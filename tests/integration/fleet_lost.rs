@@ -197,8 +197,14 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     let out = env.run(&["databases", "remove", "disk_b"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let gone = env.json(&["databases", "remove", "disk_b", "--forget-tenants", "--yes"]);
-    assert_eq!(gone["forgotten"], serde_json::json!(["b1"]), "{gone}");
-    assert_eq!(gone["moves_cancelled"], serde_json::json!(["a1"]), "{gone}");
+    assert_eq!(
+        gone["tenants"],
+        serde_json::json!([
+            {"username": "b1", "outcome": "forgotten"},
+            {"username": "a1", "outcome": "move_cancelled"},
+        ]),
+        "{gone}"
+    );
     assert_eq!(
         status_of(&env, "b1"),
         ("deprovisioned".into(), "catalog".into())
@@ -408,10 +414,13 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
         .expect("a row in q3");
     drop(m2);
     let gone = env.json(&["databases", "remove", "m2", "--forget-tenants", "--yes"]);
-    assert_eq!(gone["forgotten"], serde_json::json!(["q1", "q2"]), "{gone}");
     assert_eq!(
-        gone["back_to_source"],
-        serde_json::json!([["q3", "m1"]]),
+        gone["tenants"],
+        serde_json::json!([
+            {"username": "q1", "outcome": "forgotten"},
+            {"username": "q2", "outcome": "forgotten"},
+            {"username": "q3", "outcome": "back_to_source", "database": "m1"},
+        ]),
         "{gone}"
     );
     assert_eq!(status_of(&env, "q3"), ("active".into(), "m1".into()));

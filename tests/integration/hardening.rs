@@ -829,6 +829,8 @@ fn json_documents_follow_one_convention() {
         (&["provision", "Bad!"], 2),
         (&["keys", "rotate", "--no-such-option"], 2),
         (&["databases", "drain", "nosuch"], 2),
+        (&["import", "/tmp"], 2),
+        (&["export", "alice", "--out", "-"], 2),
     ] {
         let (got, doc) = env.json_run(args);
         assert_eq!(got, Some(code), "{args:?}: {doc}");
@@ -848,6 +850,7 @@ fn json_documents_follow_one_convention() {
     assert_eq!(drained["state"], "draining", "{drained}");
     let removed = env.json(&["databases", "remove", "d1"]);
     assert_eq!(removed["removed"], true, "{removed}");
+    assert!(!env.path().join("-").exists(), "no file named -");
 }
 
 // ---------------------------------------------------------------------------
