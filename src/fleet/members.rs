@@ -358,6 +358,17 @@ pub fn storable_url(
             ))
             .into());
         }
+        // A folder marked by `databases add` is a member's already (of this
+        // deployment, or one forgotten while it could not be reached, whose
+        // files would come back as tenants).
+        if folder.join(crate::db::sqlite::MEMBER_MARKER).exists() {
+            return Err(UsageError::new(format!(
+                "member {name}: {} is marked as a member's folder already ({}): if it belongs to no member any more, move its files away and delete that file first",
+                folder.display(),
+                crate::db::sqlite::MEMBER_MARKER
+            ))
+            .into());
+        }
         let created = !folder.exists();
         // Only the last part is created: a path under a disk that is not
         // mounted (or mistyped) must not become a folder on another disk.
@@ -788,12 +799,15 @@ pub fn remove(session: &mut Session<'_>, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A removed server member's audit stage goes (its rows to the catalog's
-/// log first), so that the database can be added again. Best effort: one
-/// that cannot be reached keeps it, and `databases add` says to drop it.
+/// A removed server member's audit stage and identity go (the stage's rows
+/// to the catalog's log first), a SQLite member folder's mark too, so that
+/// it can be added again. Best effort: one that cannot be reached keeps
+/// them, and `databases add` says to drop them.
 fn drop_stage(session: &mut Session<'_>, name: &str, url: &str) {
     let db = session.database();
     if db.dialect() == crate::db::dialect::Dialect::Sqlite {
+        let marker = crate::db::sqlite::member_folder(url).join(crate::db::sqlite::MEMBER_MARKER);
+        let _ = std::fs::remove_file(marker);
         return;
     }
     let Ok(mut conn) = db.connect_member(name, url) else {

@@ -232,6 +232,18 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
         ]
     );
     env.assert_member_counts_agree();
+    // The forgotten folder coming back is not taken as a new member (its
+    // files would come back as tenants); a member removed the usual way
+    // can be added again.
+    let back = env.path().join("dead_b2");
+    let out = env.run(&["databases", "add", "disk_b2", back.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("marked"), "{}", stderr(&out));
+    let spare = env.path().join("spare");
+    env.ok(&["databases", "add", "spare", spare.to_str().unwrap()]);
+    env.ok(&["databases", "remove", "spare"]);
+    env.ok(&["databases", "add", "spare", spare.to_str().unwrap()]);
+    env.ok(&["databases", "remove", "spare"]);
     // b1 starts afresh where placement puts it; a1 kept its row.
     env.ok(&["provision", "b1"]);
     assert_eq!(status_of(&env, "b1"), ("active".into(), "disk_a".into()));
