@@ -65,6 +65,10 @@ pub struct SetUrlArgs {
     /// another address (never for a copy: what was written since would be stranded)
     #[arg(long)]
     pub force: bool,
+    /// This catalog is itself a restored copy (a backup being verified): point its member at
+    /// the member's restored copy although the original still answers (never on production)
+    #[arg(long, conflicts_with = "force")]
+    pub clone: bool,
     /// Accept a copy that lacks some tenants' tables (a backup older than them); they are then
     /// reported missing until deprovisioned
     #[arg(long)]
@@ -163,7 +167,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         Sub::SetUrl(a) => {
             let (db, _) = ctx.open_database_existing()?;
             let mut session = db.connect()?;
-            let done = lost::set_url(&mut session, &a.name, &a.url, a.force, a.allow_missing)?;
+            let done = lost::set_url(
+                &mut session,
+                &a.name,
+                &a.url,
+                lost::Allow {
+                    force: a.force,
+                    clone: a.clone,
+                    missing: a.allow_missing,
+                },
+            )?;
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&done)?);
             } else if done.unchanged {

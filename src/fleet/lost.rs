@@ -157,13 +157,24 @@ pub struct OlderCopy {
 /// the same database under another address), when the new place fails the
 /// checks of `databases add`, and when it lacks the tables of a live tenant
 /// placed on the member (unless `allow_missing`).
+/// What `databases set-url` is told to accept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allow {
+    /// The recorded place answers, and is the same database as the new URL.
+    pub force: bool,
+    /// This catalog is a restored copy: its members' originals answer.
+    pub clone: bool,
+    /// The copy lacks some tenants' tables.
+    pub missing: bool,
+}
+
 pub fn set_url(
     session: &mut Session<'_>,
     name: &str,
     url: &str,
-    force: bool,
-    allow_missing: bool,
+    allow: Allow,
 ) -> anyhow::Result<Relocated> {
+    let (force, allow_missing) = (allow.force, allow.missing);
     let started = Instant::now();
     let old = member(session, name, "set-url")?;
     let db = session.database();
@@ -238,14 +249,14 @@ pub fn set_url(
         .into());
     }
     let old_url = old.url.clone().unwrap_or_default();
-    if answers(session, &old).is_ok() {
+    if !allow.clone && answers(session, &old).is_ok() {
         let unless = format!(
             "member {name} still answers at {}: pointing it elsewhere would strand what was written there since the copy was made; move its tenants with `pathfinder-db move`, or stop that server (unmount that disk) first",
             crate::db::redact_url(&old_url)
         );
         if !force {
             return Err(UsageError::new(format!(
-                "{unless}; --force if {shown} is the same database under another address"
+                "{unless}; --force if {shown} is the same database under another address (--clone if this catalog is itself a restored copy)"
             ))
             .into());
         }

@@ -288,6 +288,66 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
         "{migrated}"
     );
     env.ok(&["verify", "--all"]);
+
+    // Backup verification on a clone: the clone's catalog names
+    // production's folders until each member is pointed at its restored
+    // copy with --clone; then a changed row in the copy is found.
+    let prints = env.path().join("prod.json");
+    env.ok(&["fingerprint", "--all", "--out", prints.to_str().unwrap()]);
+    let clone = crate::common::tempdir();
+    for f in ["pathfinder.db", "pathfinder.db-wal"] {
+        let from = env.path().join(f);
+        if from.exists() {
+            std::fs::copy(&from, clone.path().join(f)).unwrap();
+        }
+    }
+    let clone_a = clone.path().join("restored_a");
+    copy_folder(&copy_a, &clone_a, &[]);
+    let in_clone = |args: &[&str]| {
+        crate::common::pathfinder_std(clone.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = in_clone(&["databases", "set-url", "disk_a", clone_a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--clone"), "{}", stderr(&out));
+    let out = in_clone(&[
+        "databases",
+        "set-url",
+        "disk_a",
+        clone_a.to_str().unwrap(),
+        "--clone",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compare = ["fingerprint", "--compare", prints.to_str().unwrap()];
+    let out = in_clone(&compare);
+    assert!(
+        out.status.success(),
+        "the copy holds the same rows: {}",
+        stderr(&out)
+    );
+    rusqlite::Connection::open(clone_a.join("a1.db"))
+        .unwrap()
+        .execute_batch("UPDATE pf_user_a1_experiences SET title = 'changed'")
+        .unwrap();
+    let out = in_clone(&compare);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the changed row in the copy is found"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("a1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Production's file is untouched.
+    let rows = sqlite_rows(
+        &copy_a.join("a1.db"),
+        "SELECT title FROM pf_user_a1_experiences",
+    );
+    assert_eq!(rows, vec![vec!["Engineer".to_string()]]);
 }
 
 #[test]
