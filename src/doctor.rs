@@ -40,16 +40,7 @@ impl Report {
 const SHOWN: usize = 5;
 
 fn listed(names: &[String]) -> String {
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
+    crate::error::listed(names, SHOWN)
 }
 
 /// Runs every check that applies; a check that cannot run (no connection)

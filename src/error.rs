@@ -31,22 +31,27 @@ pub struct PartialFailure {
 
 impl PartialFailure {
     pub fn new(total: usize, failed_names: &[String]) -> Self {
-        const SHOWN: usize = 20;
-        let mut names = failed_names
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if failed_names.len() > SHOWN {
-            names.push_str(&format!(" and {} more", failed_names.len() - SHOWN));
-        }
         PartialFailure {
             failed: failed_names.len(),
             total,
-            names,
+            names: listed(failed_names, 20),
         }
     }
+}
+
+/// The first `shown` of `names`, comma-separated, and how many more: a
+/// list that stays one line at any fleet size.
+pub fn listed<S: AsRef<str>>(names: &[S], shown: usize) -> String {
+    let mut text = names
+        .iter()
+        .take(shown)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > shown {
+        text.push_str(&format!(" and {} more", names.len() - shown));
+    }
+    text
 }
 
 pub const EXIT_OK: u8 = 0;

@@ -272,16 +272,7 @@ const KEYS_SYSTEM_VERSION: u32 = 3;
 
 /// `a, b, c and 7 more`.
 fn shorten(names: &[&str], shown: usize) -> String {
-    let mut text = names
-        .iter()
-        .take(shown)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > shown {
-        text.push_str(&format!(" and {} more", names.len() - shown));
-    }
-    text
+    crate::error::listed(names, shown)
 }
 
 fn rotate(ctx: &Context, args: RotateArgs) -> anyhow::Result<u8> {

@@ -321,7 +321,7 @@ pub fn set_url(
             "{shown} lacks the tables of {} of member {name}'s {} tenant(s) ({}): not a copy of {name}, or one older than them; point it at a complete copy, or pass --allow-missing and then `pathfinder-db deprovision` them (and `provision` them afresh)",
             missing.len(),
             live.len(),
-            shortened(&missing)
+            crate::error::listed(&missing, 10)
         ))
         .into());
     }
@@ -416,20 +416,6 @@ pub fn set_url(
         older,
         unchanged: false,
     })
-}
-
-fn shortened(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
 }
 
 /// What `databases remove NAME --forget-tenants` will do, shown before it

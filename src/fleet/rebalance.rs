@@ -174,6 +174,33 @@ fn stopped(options: &Options, report: &Report, stop: &Stop) -> Option<&'static s
     })
 }
 
+/// Makes `step`'s move. False when it failed (recorded in `report`) or
+/// another run had finished it meanwhile: no step to report.
+fn carry_out(
+    session: &mut Session<'_>,
+    renderer: &Renderer,
+    step: &mut Step,
+    report: &mut Report,
+) -> bool {
+    match crate::fleet::moves::run(session, renderer, &step.username, Some(&step.to)) {
+        Ok(outcome) if outcome.nothing_to_do => false,
+        Ok(outcome) => {
+            step.rows = Some(outcome.rows);
+            step.seconds = Some(outcome.seconds);
+            true
+        }
+        Err(e) => {
+            report.failed.push(Failure {
+                username: step.username.clone(),
+                from: step.from.clone(),
+                to: step.to.clone(),
+                error: crate::error::one_line(&e),
+            });
+            false
+        }
+    }
+}
+
 /// Runs (or with `dry_run`, plans) the moves.
 pub fn run(
     session: &mut Session<'_>,
@@ -213,24 +240,8 @@ pub fn run(
             if !switched {
                 *counts.entry(from).or_default() -= 1;
             }
-        } else {
-            match crate::fleet::moves::run(session, renderer, &username, Some(&to)) {
-                // Another run finished it meanwhile.
-                Ok(outcome) if outcome.nothing_to_do => continue,
-                Ok(outcome) => {
-                    step.rows = Some(outcome.rows);
-                    step.seconds = Some(outcome.seconds);
-                }
-                Err(e) => {
-                    report.failed.push(Failure {
-                        username,
-                        from,
-                        to,
-                        error: crate::error::one_line(&e),
-                    });
-                    continue;
-                }
-            }
+        } else if !carry_out(session, renderer, &mut step, &mut report) {
+            continue;
         }
         on_step(&step);
         report.moves.push(step);
@@ -279,22 +290,8 @@ pub fn run(
         if options.dry_run {
             *counts.entry(from).or_default() -= 1;
             *counts.entry(to).or_default() += 1;
-        } else {
-            match crate::fleet::moves::run(session, renderer, &username, Some(&to)) {
-                Ok(outcome) => {
-                    step.rows = Some(outcome.rows);
-                    step.seconds = Some(outcome.seconds);
-                }
-                Err(e) => {
-                    report.failed.push(Failure {
-                        username,
-                        from,
-                        to,
-                        error: crate::error::one_line(&e),
-                    });
-                    continue;
-                }
-            }
+        } else if !carry_out(session, renderer, &mut step, &mut report) {
+            continue;
         }
         on_step(&step);
         report.moves.push(step);

@@ -1242,11 +1242,7 @@ fn query_ids(
 }
 
 fn sample(ids: &[String]) -> String {
-    let mut s = ids.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
-    if ids.len() > 10 {
-        s.push_str(&format!(" and {} more", ids.len() - 10));
-    }
-    s
+    crate::error::listed(ids, 10)
 }
 
 /// Moves archived rows of `tables` back to the live tables, parents first,
