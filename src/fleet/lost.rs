@@ -40,11 +40,11 @@ fn answers(session: &mut Session<'_>, m: &Member) -> Result<(), String> {
             // what this command is about.
             let folder = crate::db::sqlite::member_folder(url);
             crate::db::sqlite::member_folder_present(&m.name, &folder).map_err(|_| {
-                format!(
-                    "member {}: its folder {} is missing",
-                    m.name,
-                    folder.display()
-                )
+                let state = match folder.is_dir() {
+                    true => "is empty and not marked as the member's",
+                    false => "is missing",
+                };
+                format!("member {}: its folder {} {state}", m.name, folder.display())
             })
         }
         // An empty database made in its place does not count.
@@ -70,17 +70,30 @@ fn same_place(
     ours: &Identity,
 ) -> anyhow::Result<bool> {
     let Some(new) = new else {
-        use std::os::unix::fs::MetadataExt;
-        let id = |p: &str| {
-            std::fs::metadata(crate::db::sqlite::member_folder(p)).map(|m| (m.dev(), m.ino()))
-        };
-        return Ok(id(old_url)? == id(url)?);
+        return Ok(same_directory(
+            &crate::db::sqlite::member_folder(old_url),
+            &crate::db::sqlite::member_folder(url),
+        )?);
     };
     let mut old = session.database().connect_member(name, old_url)?;
     if identity::read(old.as_mut())?.is_none() {
         identity::write(old.as_mut(), ours)?;
     }
     Ok(identity::same_database(old.as_mut(), new.as_mut())?)
+}
+
+/// Whether two paths name the same directory on disk (a bind mount or a
+/// second mount point as well as a symbolic link).
+#[cfg(unix)]
+fn same_directory(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    Ok(id(a)? == id(b)?)
+}
+
+#[cfg(not(unix))]
+fn same_directory(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    Ok(a.canonicalize()? == b.canonicalize()?)
 }
 
 fn member(session: &mut Session<'_>, name: &str, what: &str) -> anyhow::Result<Member> {
@@ -152,11 +165,6 @@ pub struct OlderCopy {
     pub recorded: i64,
 }
 
-/// `databases set-url NAME URL`: points member `name` at a copy of it
-/// elsewhere. Refused while the recorded place answers (unless `force`:
-/// the same database under another address), when the new place fails the
-/// checks of `databases add`, and when it lacks the tables of a live tenant
-/// placed on the member (unless `allow_missing`).
 /// What `databases set-url` is told to accept.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Allow {
@@ -168,6 +176,12 @@ pub struct Allow {
     pub missing: bool,
 }
 
+/// `databases set-url NAME URL`: points member `name` at a copy of it
+/// elsewhere. Refused while the recorded place answers (unless `force`:
+/// the same database under another address; or `clone`), when the new
+/// place fails the checks of `databases add` or is not a copy of this
+/// member, and when it lacks the tables of a live tenant placed on the
+/// member (unless `missing`).
 pub fn set_url(
     session: &mut Session<'_>,
     name: &str,
@@ -310,10 +324,11 @@ pub fn set_url(
         ))
         .into());
     }
+    let found: std::collections::HashSet<&str> = held.iter().map(TenantKey::as_str).collect();
     let missing: Vec<String> = live
         .iter()
         .zip(&wanted)
-        .filter(|(_, k)| !held.contains(k))
+        .filter(|(_, k)| !found.contains(k.as_str()))
         .map(|(t, _)| t.username.clone())
         .collect();
     if !missing.is_empty() && !allow_missing {
@@ -329,7 +344,11 @@ pub fn set_url(
     // recorded at the version its tenants' history holds, so that `migrate`
     // brings them up again instead of taking them for done.
     let mut older = Vec::new();
-    for (t, key) in live.iter().zip(&wanted).filter(|(_, k)| held.contains(k)) {
+    for (t, key) in live
+        .iter()
+        .zip(&wanted)
+        .filter(|(_, k)| found.contains(k.as_str()))
+    {
         let history = key.object(crate::schema::tenant::SCHEMA_HISTORY);
         let applied = match conn.as_mut() {
             Some(c) => crate::migrate::engine::applied_versions(c.as_mut(), &history)?,
