@@ -4,8 +4,6 @@
 //! under a lock in the transaction that registers the tenant, so that
 //! concurrent provisioners never overfill a member.
 
-use anyhow::bail;
-
 use crate::db::{Connection, Lock};
 use crate::error::UsageError;
 use crate::fleet::members::{self, MemberState};
@@ -45,17 +43,20 @@ pub fn choose(
             ))
             .into());
         };
+        // Refusals, like an unknown member: nothing was changed (exit 2).
         if member.state == MemberState::Draining {
-            bail!(
+            return Err(UsageError::new(format!(
                 "member {name} is draining and takes no new tenants: `pathfinder-db databases open {name}` opens it again"
-            );
+            ))
+            .into());
         }
         if member.free(held(name)) == Some(0) {
-            bail!(
+            return Err(UsageError::new(format!(
                 "member {name} is full ({} tenants, capacity {}): choose another with --database, or raise its capacity (`pathfinder-db databases set-capacity {name} N`)",
                 held(name),
                 member.capacity.unwrap_or(0)
-            );
+            ))
+            .into());
         }
         return Ok((!member.is_catalog()).then(|| name.to_string()));
     }
@@ -75,9 +76,10 @@ pub fn choose(
         });
     match best {
         Some(m) => Ok((!m.is_catalog()).then(|| m.name.clone())),
-        None => bail!(
-            "every member database is full or draining: add one with `pathfinder-db databases add NAME URL`, or open one with `pathfinder-db databases open NAME`"
-        ),
+        None => Err(UsageError::new(
+            "every member database is full or draining: add one with `pathfinder-db databases add NAME URL`, open one with `pathfinder-db databases open NAME`, or raise a capacity (`pathfinder-db databases set-capacity NAME N`)",
+        )
+        .into()),
     }
 }
 

@@ -222,11 +222,20 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
 
     // Full: the next tenant is refused, naming the way out.
     let full = env.run(&["provision", "u9"]);
-    assert!(!full.status.success());
+    assert_eq!(
+        full.status.code(),
+        Some(2),
+        "nothing changed: {}",
+        stderr(&full)
+    );
     assert!(
         stderr(&full).contains("full or draining"),
         "{}",
         stderr(&full)
+    );
+    assert_eq!(
+        env.system_rows("SELECT count(*) FROM pf_tenants WHERE username = 'u9'")[0][0],
+        "0"
     );
 
     // `where` names the member and the tenant's file.
