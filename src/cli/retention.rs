@@ -96,10 +96,10 @@ pub struct RestoreArgs {
     )]
     pub ids: Vec<String>,
 
-    /// Restore every row archived at or after TIME (UTC: 2026-01-31, "2026-01-31 10:00:00",
-    /// 2026-01-31T10:00:00Z)
-    #[arg(long, value_name = "TIME")]
-    pub archived_since: Option<String>,
+    /// Restore every row archived at or after TIME: a date or date-time in UTC (2026-01-31,
+    /// "2026-01-31 10:00:00", 2026-01-31T10:00:00Z) or an age (90m, 2h, 7d), as `audit --since`
+    #[arg(long, value_name = "TIME", value_parser = super::audit::TimeArg::parse)]
+    pub archived_since: Option<super::audit::TimeArg>,
 
     /// Rows per batch; each batch is one transaction
     #[arg(long, value_name = "N", default_value_t = 1000,
@@ -551,7 +551,9 @@ fn restore(ctx: &Context, args: RestoreArgs) -> anyhow::Result<u8> {
         tables.push(def);
     }
     let selection = match &args.archived_since {
-        Some(time) => Selection::Since(retention::parse_time(time).map_err(UsageError::new)?),
+        Some(time) => Selection::Since(crate::jobs::archive::timestamp_text(
+            time.resolve(time::OffsetDateTime::now_utc()),
+        )),
         None => {
             let ids: Vec<String> = args
                 .ids

@@ -1210,18 +1210,6 @@ pub struct Restored {
     pub batches: u64,
 }
 
-/// Parses `2026-01-31`, `2026-01-31 10:00:00[.fff]` (UTC) or RFC 3339
-/// (`2026-01-31T10:00:00Z`, an offset is converted) into the bound form.
-pub fn parse_time(text: &str) -> Result<String, String> {
-    crate::db::postgres::parse_timestamp(text)
-        .map(archive::timestamp_text)
-        .map_err(|_| {
-            format!(
-                "{text:?} is not a time: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM:SS\" (UTC) or RFC 3339 such as 2026-01-31T10:00:00Z"
-            )
-        })
-}
-
 fn texts(rows: Vec<crate::db::Row>) -> Vec<String> {
     rows.into_iter().map(|r| r[0].to_text()).collect()
 }

@@ -1291,6 +1291,36 @@ fn restore_brings_rows_back(env: &Env) {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
+    // A time that is none is refused; an age counts back from now, as
+    // `audit --since` does.
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "skills",
+        "--archived-since",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not a time"), "{}", stderr(&out));
+    // (The skills archived within the day are selected, and refused as
+    // above: their experiences are archived.)
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "rs",
+        "--table",
+        "skills",
+        "--archived-since",
+        "1d",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--table experiences"),
+        "{}",
+        stderr(&out)
+    );
     // Parents and children together, parents first whatever the order given.
     let out = env.ok(&[
         "retention",
