@@ -563,6 +563,10 @@ fn catalog(
                 let path = path.display();
                 match by_key.get(key.as_str()) {
                     Some(t) if t.database == member || t.status == Status::Moving => {}
+                    Some(t) if t.status == Status::Deprovisioned => strays.push(format!(
+                        "{path} (member {member}; tenant {} is deprovisioned: the file was left behind)",
+                        t.username
+                    )),
                     Some(t) => strays.push(format!(
                         "{path} (member {member}; tenant {} is registered on {}: its file is in the wrong folder)",
                         t.username, t.database
@@ -571,6 +575,21 @@ fn catalog(
                         strays.push(path.to_string())
                     }
                     None => strays.push(format!("{path} (member {member})")),
+                }
+            }
+            // A move's copy being written is `<key>.db.moving`: one left by a
+            // move that stopped (cancelled while its target was down, or a
+            // member forgotten) is listed, one of a move under way is not.
+            let copying_here = format!("{}{member}", crate::fleet::moves::COPYING);
+            for (key, path) in crate::fleet::members::moving_copies(&folder).unwrap_or_default() {
+                let under_way = by_key.get(key.as_str()).is_some_and(|t| {
+                    t.status == Status::Moving && t.claimed_by.as_deref() == Some(&copying_here)
+                });
+                if !under_way {
+                    strays.push(format!(
+                        "{} (member {member}; the partial copy of a move that stopped)",
+                        path.display()
+                    ));
                 }
             }
         }

@@ -363,7 +363,7 @@ pub fn storable_url(
         // files would come back as tenants).
         if folder.join(crate::db::sqlite::MEMBER_MARKER).exists() {
             return Err(UsageError::new(format!(
-                "member {name}: {} is marked as a member's folder already ({}): if it belongs to no member any more, move its files away and delete that file first",
+                "member {name}: {} is marked as a member's folder already ({}): if it belongs to no member any more (a member removed while it could not be reached, an add killed before it finished), move its files away and delete that file first",
                 folder.display(),
                 crate::db::sqlite::MEMBER_MARKER
             ))
@@ -464,8 +464,9 @@ fn add_checked(
         // host name, the port left out) would be two members.
         if has_stage(conn.as_mut())? || identity::read(conn.as_mut())?.is_some() {
             return Err(UsageError::new(format!(
-                "member {name}: this database is a pathfinder-db member already (it holds {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more, drop that table there first",
-                crate::catalog::audit::STAGE
+                "member {name}: this database is a pathfinder-db member already (it holds {} or {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more (a member removed while it could not be reached, an add killed before it finished), drop those tables there first",
+                crate::catalog::audit::STAGE,
+                identity::TABLE
             ))
             .into());
         }
@@ -903,6 +904,17 @@ pub fn sqlite_folders(session: &mut Session<'_>) -> Result<Vec<(String, PathBuf)
 /// path) for every `<key>.db` (not the `-wal`/`-shm` companions, lock files
 /// or a move's `.moving` copy). A folder not made yet holds none.
 pub fn tenant_files(folder: &std::path::Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    files_ending(folder, ".db")
+}
+
+/// The copies a move writes in a SQLite folder before they are complete
+/// (`<key>.db.moving`), by key: left behind by a move that stopped.
+pub fn moving_copies(folder: &std::path::Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    files_ending(folder, crate::fleet::moves::MOVING_SUFFIX)
+}
+
+/// The files of `folder` whose name ends in `suffix`, by the rest of the name.
+fn files_ending(folder: &std::path::Path, suffix: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -912,7 +924,7 @@ pub fn tenant_files(folder: &std::path::Path) -> std::io::Result<Vec<(String, Pa
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
-            let key = name.strip_suffix(".db")?.to_string();
+            let key = name.strip_suffix(suffix)?.to_string();
             Some((key, e.path()))
         })
         .collect();

@@ -571,6 +571,9 @@ fn sqlite_file(session: &mut Session<'_>, key: &TenantKey, name: &str) -> anyhow
     Ok(crate::db::sqlite::member_folder(&url).join(format!("{key}.db")))
 }
 
+/// What a SQLite tenant file's copy is named while it is written.
+pub const MOVING_SUFFIX: &str = ".db.moving";
+
 /// The temporary name a SQLite copy is written under.
 fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.moving", path.display()))

@@ -1004,7 +1004,50 @@ pub fn may_have_rows_due(
         // A cache: when it cannot be written the next sweep reads every file.
         let _ = cache.save(&folder);
     }
+    if db.dialect() != Dialect::Sqlite {
+        mark_staged(db, tenants, &mut due);
+    }
     due
+}
+
+/// Server members: a tenant with audit rows a killed sweep left staged on
+/// its member is visited, which copies them to the catalog's log (else they
+/// would wait for its next rows due). One read of each member's stage; the
+/// catalog's own tenants write theirs directly. A stage that cannot be read
+/// makes its tenants visited, where the flush says why.
+fn mark_staged(db: &crate::db::Database, tenants: &[TenantRecord], due: &mut [bool]) {
+    let Ok(mut session) = db.connect_read_only() else {
+        return;
+    };
+    let mut members: Vec<&str> = tenants
+        .iter()
+        .map(|t| t.database.as_str())
+        .filter(|m| *m != crate::fleet::members::CATALOG)
+        .collect();
+    members.sort_unstable();
+    members.dedup();
+    for member in members {
+        let staged = match session.database_connection(member) {
+            Ok(conn) => audit::staged_entities(conn),
+            // Down: its tenants are visited (and fail naming it) anyway.
+            Err(_) => continue,
+        };
+        if staged.as_ref().is_ok_and(Vec::is_empty) {
+            continue;
+        }
+        for (n, t) in tenants
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.database == member)
+        {
+            let Ok(key) = TenantKey::parse(&t.tenant_key, db.dialect()) else {
+                continue;
+            };
+            due[n] |= staged.as_ref().map_or(true, |s| {
+                s.iter().any(|e| audit::is_about(e, &t.username, &key))
+            });
+        }
+    }
 }
 
 /// Per tenant of the chunk: whether it may have rows due, and on SQLite what
@@ -1044,26 +1087,7 @@ fn probe_chunk(
             .filter_map(|(n, key)| key.as_ref().map(|k| (n, probes(plan, k))))
             .collect();
         match session.database_connection(member) {
-            Ok(conn) => {
-                probe_together(conn, &sets, &mut due);
-                // A tenant with audit rows a killed sweep left staged on its
-                // member is visited, which copies them to the catalog's log
-                // (else they would wait for its next rows due).
-                // (The catalog's own tenants write theirs directly.)
-                let staged = match member {
-                    crate::fleet::members::CATALOG => Ok(Vec::new()),
-                    _ => audit::staged_entities(conn),
-                };
-                for (n, _) in &sets {
-                    if let Some(key) = &keys[*n] {
-                        let name = tenants[*n].username.as_str();
-                        // Unreadable: visited, where the flush says why.
-                        due[*n] |= staged
-                            .as_ref()
-                            .map_or(true, |s| s.iter().any(|e| audit::is_about(e, name, key)));
-                    }
-                }
-            }
+            Ok(conn) => probe_together(conn, &sets, &mut due),
             Err(_) => sets.iter().for_each(|(n, _)| due[*n] = true),
         }
     }

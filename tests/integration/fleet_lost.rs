@@ -244,6 +244,20 @@ fn a_lost_sqlite_member_is_pointed_at_its_copy_or_forgotten() {
     env.ok(&["databases", "remove", "spare"]);
     env.ok(&["databases", "add", "spare", spare.to_str().unwrap()]);
     env.ok(&["databases", "remove", "spare"]);
+    // Left-overs on a member are listed by doctor, saying what they are: a
+    // forgotten tenant's file put back, a stopped move's partial copy.
+    let forgotten_file = copy_a.join("b1.db");
+    let partial = copy_a.join("zz.db.moving");
+    std::fs::copy(copy_a.join("a2.db"), &forgotten_file).unwrap();
+    std::fs::write(&partial, b"").unwrap();
+    let catalog = env.doctor_check("catalog");
+    let said = catalog["detail"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("b1.db") && said.contains("deprovisioned") && said.contains("zz.db.moving"),
+        "{catalog}"
+    );
+    std::fs::remove_file(&forgotten_file).unwrap();
+    std::fs::remove_file(&partial).unwrap();
     // b1 starts afresh where placement puts it; a1 kept its row.
     env.ok(&["provision", "b1"]);
     assert_eq!(status_of(&env, "b1"), ("active".into(), "disk_a".into()));
