@@ -87,8 +87,22 @@ pub fn member_folder(url: &str) -> PathBuf {
 /// member.
 pub const MEMBER_MARKER: &str = ".pathfinder-member";
 
+/// What the marker of member `name`'s folder says (with the deployment,
+/// when known: a re-run of an add killed before it recorded the member
+/// recognises its own mark by it).
+pub fn member_marker_text(name: &str, deployment: Option<&str>) -> String {
+    match deployment {
+        Some(id) => format!("pathfinder-db member {name} of deployment {id}\n"),
+        None => format!("pathfinder-db member {name}\n"),
+    }
+}
+
 /// Marks `folder` as member `name`'s (private, as every file of it).
-pub fn mark_member_folder(name: &str, folder: &Path) -> std::io::Result<()> {
+pub fn mark_member_folder(
+    name: &str,
+    deployment: Option<&str>,
+    folder: &Path,
+) -> std::io::Result<()> {
     let path = folder.join(MEMBER_MARKER);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -98,10 +112,7 @@ pub fn mark_member_folder(name: &str, folder: &Path) -> std::io::Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(&path)?;
-    std::io::Write::write_all(
-        &mut file,
-        format!("pathfinder-db member {name}\n").as_bytes(),
-    )
+    std::io::Write::write_all(&mut file, member_marker_text(name, deployment).as_bytes())
 }
 
 /// Whether SQLite member `name`'s folder is there; missing, the member cannot
@@ -118,7 +129,7 @@ pub fn member_folder_present(name: &str, folder: &Path) -> Result<(), DbError> {
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(false);
         if !empty {
-            let _ = mark_member_folder(name, folder);
+            let _ = mark_member_folder(name, None, folder);
             return Ok(());
         }
         return Err(DbError::new(

@@ -191,6 +191,7 @@ pub fn set_url(
     let (force, allow_missing) = (allow.force, allow.missing);
     let started = Instant::now();
     let old = member(session, name, "set-url")?;
+    let deployment = identity::of_catalog(session.system())?;
     let db = session.database();
     let (url, mut conn): (String, Option<Box<dyn Connection>>) = if db.dialect() == Dialect::Sqlite
     {
@@ -207,7 +208,7 @@ pub fn set_url(
         let folder = folder.canonicalize()?;
         (folder.to_string_lossy().into_owned(), None)
     } else {
-        let (url, _) = members::storable_url(db, name, url)?;
+        let (url, _) = members::storable_url(db, name, url, &deployment)?;
         let mut conn = db.connect_member(name, &url)?;
         members::check_member(conn.as_mut(), name)?;
         (url, Some(conn))
@@ -245,7 +246,6 @@ pub fn set_url(
         ))
         .into());
     }
-    let deployment = identity::of_catalog(session.system())?;
     let ours = Identity {
         deployment: deployment.clone(),
         member: name.to_string(),
@@ -413,7 +413,11 @@ pub fn set_url(
     // without it, gets its identity and the audit stage its batches write to
     // (a SQLite folder its marker).
     if conn.is_none() {
-        crate::db::sqlite::mark_member_folder(name, std::path::Path::new(&url))?;
+        crate::db::sqlite::mark_member_folder(
+            name,
+            Some(&ours.deployment),
+            std::path::Path::new(&url),
+        )?;
     }
     if let Some(c) = conn.as_mut() {
         identity::write(c.as_mut(), &ours)?;

@@ -318,6 +318,7 @@ pub fn storable_url(
     catalog: &Database,
     name: &str,
     url: &str,
+    deployment: &str,
 ) -> anyhow::Result<(String, Option<PathBuf>)> {
     if crate::db::redact::redact(url) != url {
         return Err(UsageError::new(format!(
@@ -360,10 +361,14 @@ pub fn storable_url(
         }
         // A folder marked by `databases add` is a member's already (of this
         // deployment, or one forgotten while it could not be reached, whose
-        // files would come back as tenants).
-        if folder.join(crate::db::sqlite::MEMBER_MARKER).exists() {
+        // files would come back as tenants) unless it is the mark of this
+        // same add, killed before it recorded the member, on a folder that
+        // holds nothing else.
+        if folder.join(crate::db::sqlite::MEMBER_MARKER).exists()
+            && !killed_add_of(name, deployment, &folder)
+        {
             return Err(UsageError::new(format!(
-                "member {name}: {} is marked as a member's folder already ({}): if it belongs to no member any more (a member removed while it could not be reached, an add killed before it finished), move its files away and delete that file first",
+                "member {name}: {} is marked as a member's folder already ({}): if it belongs to no member any more (a member removed while it could not be reached), move its files away and delete that file first",
                 folder.display(),
                 crate::db::sqlite::MEMBER_MARKER
             ))
@@ -414,6 +419,24 @@ pub fn storable_url(
     Ok((url.to_string(), None))
 }
 
+/// Whether the SQLite `folder` is what an add of member `name` to this
+/// deployment leaves when killed before it recorded the member: its own
+/// mark and nothing else.
+fn killed_add_of(name: &str, deployment: &str, folder: &std::path::Path) -> bool {
+    let marker = folder.join(crate::db::sqlite::MEMBER_MARKER);
+    let own = std::fs::read_to_string(&marker).ok()
+        == Some(crate::db::sqlite::member_marker_text(
+            name,
+            Some(deployment),
+        ));
+    let only_marker = std::fs::read_dir(folder).is_ok_and(|entries| {
+        entries
+            .map(|e| e.map(|e| e.file_name()))
+            .all(|n| n.is_ok_and(|n| n == crate::db::sqlite::MEMBER_MARKER))
+    });
+    own && only_marker
+}
+
 /// `databases add`: checks the member (reachable, not a pathfinder-db
 /// catalog, the privileges the tool needs), then records it, audited. A
 /// refused add leaves no folder it created behind.
@@ -453,18 +476,30 @@ fn add_checked(
     if capacity.is_some_and(|c| c < 0) {
         return Err(UsageError::new("--capacity must be 0 or more").into());
     }
+    let deployment = identity::of_catalog(session.system())?;
+    let ours = Identity {
+        deployment: deployment.clone(),
+        member: name.to_string(),
+    };
     let db = session.database();
-    let (url, made) = storable_url(db, name, url)?;
+    let (url, made) = storable_url(db, name, url, &deployment)?;
     *created = made;
     let mut member = None;
     if db.dialect() != crate::db::dialect::Dialect::Sqlite {
         let mut conn = db.connect_member(name, &url)?;
         check_member(conn.as_mut(), name)?;
         // The same database under another spelling of its URL (another
-        // host name, the port left out) would be two members.
-        if has_stage(conn.as_mut())? || identity::read(conn.as_mut())?.is_some() {
+        // host name, the port left out) would be two members. What this
+        // same add left when killed before it recorded the member (its
+        // identity, no tenant) is taken up.
+        let found = identity::read(conn.as_mut())?;
+        let killed_add = found.as_ref() == Some(&ours)
+            && conn
+                .table_names(crate::schema::tenant::TENANT_PREFIX, false)?
+                .is_empty();
+        if !killed_add && (has_stage(conn.as_mut())? || found.is_some()) {
             return Err(UsageError::new(format!(
-                "member {name}: this database is a pathfinder-db member already (it holds {} or {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more (a member removed while it could not be reached, an add killed before it finished), drop those tables there first",
+                "member {name}: this database is a pathfinder-db member already (it holds {} or {}): of this deployment under another URL (`pathfinder-db databases list`), or of another deployment; if it is no one's member any more (a member removed while it could not be reached), drop those tables there first",
                 crate::catalog::audit::STAGE,
                 identity::TABLE
             ))
@@ -493,7 +528,7 @@ fn add_checked(
     // sure of itself (a refused add marks nothing).
     if db.dialect() == crate::db::dialect::Dialect::Sqlite {
         let folder = std::path::Path::new(&url);
-        crate::db::sqlite::mark_member_folder(name, folder).map_err(|e| {
+        crate::db::sqlite::mark_member_folder(name, Some(&deployment), folder).map_err(|e| {
             anyhow::anyhow!(
                 "member {name}: cannot mark the folder {} as the member's: {e}",
                 folder.display()
@@ -504,14 +539,7 @@ fn add_checked(
     // (a refused add leaves nothing on the member).
     if let Some(conn) = member.as_mut() {
         crate::catalog::audit::create_member_stage(conn.as_mut())?;
-        let deployment = identity::of_catalog(&mut *tx)?;
-        identity::write(
-            conn.as_mut(),
-            &Identity {
-                deployment,
-                member: name.to_string(),
-            },
-        )?;
+        identity::write(conn.as_mut(), &ours)?;
     }
     tx.commit()?;
     let sys = session.system();

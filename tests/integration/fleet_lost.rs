@@ -532,3 +532,77 @@ fn a_lost_postgres_member_is_pointed_at_its_copy_or_forgotten() {
     env.ok(&["databases", "remove", "spare"]);
     env.ok(&["databases", "add", "spare", &spare.url]);
 }
+
+/// What `databases add` leaves when killed after marking the member and
+/// before recording it: the same add run again takes it up; anything more
+/// (another member's mark, a file, a tenant table) is still refused.
+#[test]
+fn an_add_killed_before_it_recorded_the_member_is_taken_up_by_a_rerun() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let deployment = env.system_rows("SELECT id FROM pf_deployment")[0][0].clone();
+    let marked = |folder: &str, member: &str, extra: Option<&str>| {
+        let path = env.path().join(folder);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(
+            path.join(".pathfinder-member"),
+            format!("pathfinder-db member {member} of deployment {deployment}\n"),
+        )
+        .unwrap();
+        if let Some(file) = extra {
+            std::fs::write(path.join(file), "x").unwrap();
+        }
+        path.to_str().unwrap().to_string()
+    };
+    let killed = marked("disk_k", "disk_k", None);
+    let holding = marked("disk_h", "disk_h", Some("h1.db"));
+    let other_name = marked("disk_o", "disk_x", None);
+    for (name, folder) in [("disk_h", &holding), ("disk_o", &other_name)] {
+        let out = env.run(&["databases", "add", name, folder]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("marked"), "{}", stderr(&out));
+    }
+    assert!(std::path::Path::new(&holding).join("h1.db").exists());
+    env.ok(&["databases", "add", "disk_k", &killed]);
+    env.ok(&["provision", "k1", "--database", "disk_k"]);
+    assert!(std::path::Path::new(&killed).join("k1.db").exists());
+
+    let Some(server) = postgres_url() else { return };
+    let env = Env::postgres(&server, "killedadd");
+    env.ok(&["init"]);
+    let deployment = env.system_rows("SELECT id FROM pf_deployment")[0][0].clone();
+    let member = |suffix: &str, name: &str| {
+        let db = PgDatabase::create(&server, suffix);
+        db.client()
+            .batch_execute(&format!(
+                "CREATE TABLE pf_audit_stage (id TEXT PRIMARY KEY, row_json TEXT NOT NULL);
+                 CREATE TABLE pf_member_identity (deployment_id TEXT NOT NULL, member_name TEXT NOT NULL, nonce TEXT);
+                 INSERT INTO pf_member_identity (deployment_id, member_name) VALUES ('{deployment}', '{name}')"
+            ))
+            .unwrap();
+        db
+    };
+    let killed = member("killedaddk", "mk");
+    let other_name = member("killedaddo", "mx");
+    let holding = member("killedaddh", "mh");
+    holding
+        .client()
+        .batch_execute("CREATE TABLE pf_user_h1_experiences (id TEXT)")
+        .unwrap();
+    for (name, db) in [("mo", &other_name), ("mh", &holding)] {
+        let out = env.run(&["databases", "add", name, &db.url]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("member already"), "{}", stderr(&out));
+    }
+    env.ok(&["databases", "add", "mk", &killed.url]);
+    env.ok(&["provision", "k1", "--database", "mk"]);
+    assert_eq!(
+        pg_rows(
+            &mut killed.client(),
+            "SELECT COUNT(*) FROM pf_user_k1_experiences"
+        ),
+        vec![vec!["0".to_string()]]
+    );
+}
