@@ -309,12 +309,19 @@ impl Follower {
     }
 
     /// The log's newest time: `MAX` over the indexed column, read from the
-    /// end of the index.
+    /// end of the index. A row stamped in the future (the application may
+    /// write one) is left out: following from it would show no new row.
     fn newest_in_log(
         &self,
         conn: &mut dyn Connection,
     ) -> Result<Option<PrimitiveDateTime>, DbError> {
-        let rows = conn.query("SELECT MAX(created_at) FROM pf_audit_log", &[])?;
+        let rows = conn.query(
+            &format!(
+                "SELECT MAX(created_at) FROM pf_audit_log WHERE created_at <= {}",
+                conn.dialect().now_with_fraction()
+            ),
+            &[],
+        )?;
         Ok(rows
             .first()
             .and_then(|r| text(&r[0]))

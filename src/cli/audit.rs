@@ -163,8 +163,11 @@ impl Table {
         };
         Table {
             time: widest(|e| e.created_at.len(), 20),
-            action: widest(|e| e.action.len(), 18),
-            entity: widest(|e| e.entity_id.as_deref().map_or(0, str::len), 12),
+            action: widest(|e| printable(&e.action).len(), 18),
+            entity: widest(
+                |e| e.entity_id.as_deref().map_or(0, |t| printable(t).len()),
+                12,
+            ),
         }
     }
 
@@ -186,15 +189,30 @@ impl Table {
             let line = format!(
                 "{:time$}  {:action$}  {:entity$}  {:7}  {:>8}  {}",
                 e.created_at,
-                e.action,
-                e.entity_id.as_deref().unwrap_or("-"),
-                e.outcome,
+                printable(&e.action),
+                printable(e.entity_id.as_deref().unwrap_or("-")),
+                printable(&e.outcome),
                 e.duration_ms.map(duration).unwrap_or_else(|| "-".into()),
                 message(e)
             );
             ctx.say(line.trim_end());
         }
     }
+}
+
+/// `text` with control characters escaped (`\u{1b}`): the application
+/// writes audit rows too, and an escape sequence in one must not act on the
+/// terminal of whoever reads the log.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `850ms`, `12.3s`, `4m05s`, `2h07m`.
@@ -219,7 +237,7 @@ fn message(e: &LogEntry) -> String {
         (None, Some(details)) => details.to_string(),
         (None, None) => String::new(),
     };
-    let line = full.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = printable(&full.split_whitespace().collect::<Vec<_>>().join(" "));
     if line.chars().count() <= MESSAGE_WIDTH {
         return line;
     }
@@ -300,6 +318,14 @@ mod tests {
         assert_eq!(
             TimeArg::Ago(Duration::from_secs(u64::MAX)).resolve(now),
             PrimitiveDateTime::MIN
+        );
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            super::printable("boom\u{1b}[2J\u{7}é"),
+            "boom\\u{1b}[2J\\u{7}é"
         );
     }
 

@@ -65,6 +65,18 @@ pub fn config_with_password(
             parse_error_without_values(&e.to_string())
         ))
     })?;
+    // A password holding an `@` not written as %40 ends the user part at
+    // that `@`: the rest of the password would be taken for (and shown as)
+    // the host.
+    if cfg
+        .get_hosts()
+        .iter()
+        .any(|h| matches!(h, postgres::config::Host::Tcp(h) if h.contains('@')))
+    {
+        return Err(UsageError::new(format!(
+            "the PostgreSQL URL holds more than one `@` before its host (values are not shown): a password holding `@` must be written %40, or better left out of the URL and set in PATHFINDER_DB_PASSWORD; {expected}"
+        )));
+    }
     if cfg.get_password().is_none()
         && let Some(pw) = password.filter(|p| !p.is_empty())
     {
@@ -220,17 +232,38 @@ fn classify(err: &postgres::Error, target: &str) -> DbError {
     DbError::new(kind, format!("PostgreSQL {target}: {text}{hint}"))
 }
 
+/// `host:port/database`; every host of a multi-host URL (the error may be
+/// any one's), each with its port (one port given serves them all).
 fn describe(cfg: &postgres::Config) -> String {
-    let host = cfg
+    let ports = cfg.get_ports();
+    let mut hosts: Vec<String> = cfg
         .get_hosts()
-        .first()
-        .map(|h| match h {
-            postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            let port = ports
+                .get(i)
+                .or(if ports.len() == 1 {
+                    ports.first()
+                } else {
+                    None
+                })
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
         })
-        .unwrap_or_else(|| "localhost".into());
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
+        .collect();
+    if hosts.is_empty() {
+        hosts.push(format!(
+            "localhost:{}",
+            ports.first().copied().unwrap_or(5432)
+        ));
+    }
+    format!("{}/{}", hosts.join(","), cfg.get_dbname().unwrap_or(""))
 }
 
 /// Whether the server asked for a password that the configuration lacks.

@@ -320,13 +320,16 @@ pub struct PendingErasure {
 /// it; one written later may have missed it. Read through the audit log's
 /// indexes (the last erasure by action, the changes since by position), so
 /// the cost does not grow with the history. A key deleted by hand, without
-/// pathfinder-db, leaves no audit row and is not seen.
+/// pathfinder-db, leaves no audit row and is not seen. Only the tool's own
+/// erasure rows count (no user's, which the application may write, and none
+/// stamped in the future): a forged one must not hide a pending erasure.
 pub fn pending_erasure(sys: &mut dyn Connection) -> Result<Option<PendingErasure>, DbError> {
     let dialect = sys.dialect();
     let (position, bound) = audit_order(dialect);
     let last = sys.query(
         &format!(
-            "SELECT details, {position} FROM pf_audit_log WHERE action = ? ORDER BY {position} DESC {}",
+            "SELECT details, {position} FROM pf_audit_log WHERE action = ? AND user_id IS NULL AND created_at <= {} ORDER BY {position} DESC {}",
+            dialect.now_with_fraction(),
             first_rows(dialect, 1)
         ),
         &[Value::Text("key.erase".into())],
@@ -381,7 +384,15 @@ fn audit_order(dialect: Dialect) -> (&'static str, &'static str) {
 /// time as text, or null when it is empty (for `covers` in `details`).
 fn audit_position(sys: &mut dyn Connection) -> Result<serde_json::Value, DbError> {
     let (position, _) = audit_order(sys.dialect());
-    let rows = sys.query(&format!("SELECT MAX({position}) FROM pf_audit_log"), &[])?;
+    // A row stamped in the future (the application may write one) is not
+    // where the log ends: taken as such, it would cover every later change.
+    let rows = sys.query(
+        &format!(
+            "SELECT MAX({position}) FROM pf_audit_log WHERE created_at <= {}",
+            sys.dialect().now_with_fraction()
+        ),
+        &[],
+    )?;
     Ok(
         match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
             None | Some(Value::Null) => serde_json::Value::Null,

@@ -373,6 +373,16 @@ fn follow(env: &Env) {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(follow.docs.try_recv().is_err(), "printed once");
 
+    // A row stamped in the future (the application writes audit rows of
+    // its users) is shown, and does not stop the rows after it from coming.
+    env.system_exec(
+        "INSERT INTO pf_audit_log (id, user_id, action, entity_type, entity_id, response_status, created_at) \
+         VALUES ('future-1', '00000000-0000-4000-8000-000000000001', 'tenant.deprovision', 'tenant', 'bob', 200, '2099-01-01 00:00:00')",
+    );
+    assert_eq!(field(&follow.next(), "id"), ["future-1"]);
+    env.ok(&["provision", "frank"]);
+    assert_eq!(field(&follow.next(), "entity_id"), ["frank"]);
+
     // With a filter only its rows come.
     let alice_only = Follow::start(env, &["--user", "alice"]);
     assert_eq!(field(&alice_only.next(), "entity_id"), ["alice"]);
