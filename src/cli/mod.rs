@@ -597,12 +597,27 @@ pub fn progress_bar(ctx: &Context, len: usize, what: &str) -> indicatif::Progres
 pub fn read_names_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
+    let mut names = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // A line that is no username is named by its number, never quoted:
+        // the file may be the wrong one (a key file), and its text a secret.
+        if let Err(crate::schema::tenant::NameError::Unsafe { rule, .. }) =
+            crate::schema::tenant::Username::parse(line)
+        {
+            return Err(UsageError::new(format!(
+                "{} line {}: not a safe username ({rule}; the line is not shown); one username per line, # for comments: is it the right file?",
+                path.display(),
+                number + 1
+            ))
+            .into());
+        }
+        names.push(line.to_string());
+    }
+    Ok(names)
 }
 
 /// The registry rows of the named users (an unknown name is a usage error),

@@ -295,6 +295,34 @@ fn refuse(file: &Path, field: &str, problem: impl std::fmt::Display) -> UsageErr
     UsageError::new(format!("{}: field `{field}`: {problem}", file.display()))
 }
 
+/// Whether text read from a policy file may be quoted in a message: a
+/// plausible field name (or a misspelling of one). Anything else is left
+/// out, because the file may be the wrong one (a symlink to a key file) and
+/// its text a secret.
+fn quotable(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// `message` with every `quoted` part that is not [`quotable`] masked.
+fn without_file_text(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && !quotable(part) {
+                "(text not shown)".to_string()
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
+}
+
 /// The key of the `key = value` line that holds byte `offset` of `text`.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let start = text[..offset.min(text.len())]
@@ -333,7 +361,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, UsageError> {
             .map(str::to_string);
         let field = named
             .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+            .filter(|f| quotable(f))
             .unwrap_or_else(|| "?".into());
+        let message = without_file_text(&message);
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);

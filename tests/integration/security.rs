@@ -776,3 +776,43 @@ fn status_formats_and_column_mismatch_postgres() {
     };
     formats_and_mismatch(&Env::postgres(&server, "secfmt"));
 }
+
+/// A key file given where a list of usernames or a policy is read (a
+/// mistyped path, a symlink in the policies folder) is refused without its
+/// text in any message.
+#[test]
+fn a_key_file_read_by_mistake_is_never_quoted() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let key = new_key(&env, "master.key");
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let secret = secret.trim();
+    let words: Vec<&str> = secret
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() >= 8)
+        .collect();
+    assert!(!words.is_empty(), "{secret}");
+    let policies = env.path().join("pol");
+    std::fs::create_dir(&policies).unwrap();
+    std::os::unix::fs::symlink(&key, policies.join("leak.toml")).unwrap();
+    let policies = policies.to_str().unwrap().to_string();
+    for args in [
+        vec!["provision", "--from-file", &key],
+        vec!["migrate", "--tenants-file", &key],
+        vec!["policies", "apply", "--dir", &policies],
+        vec!["--json", "provision", "--from-file", &key],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let all = text(&out);
+        for word in &words {
+            assert!(!all.contains(word), "{args:?} showed the key: {all}");
+        }
+    }
+    // A list with a bad name says which line.
+    let list = env.path().join("users.txt");
+    std::fs::write(&list, "alice\n# a comment\nBob\n").unwrap();
+    let out = env.run(&["provision", "--from-file", list.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("line 3"), "{}", text(&out));
+}
