@@ -46,13 +46,25 @@ pub fn man(args: &ManArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let mut written = 0;
-    clap_mangen::generate_to(cmd, dir)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        if entry.path().extension().is_some_and(|e| e == "1") {
-            written += 1;
-        }
-    }
+    // Made in a folder of their own beside the pages, then each renamed into
+    // place: a page that is a symlink is replaced, never written through,
+    // and a run stopped half-way leaves no half-written page.
+    let staging = dir.join(format!(".pathfinder-db-man.{}", std::process::id()));
+    std::fs::create_dir(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", staging.display()))?;
+    let placed = clap_mangen::generate_to(cmd, &staging)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let mut written = 0;
+            for entry in std::fs::read_dir(&staging)? {
+                let entry = entry?;
+                std::fs::rename(entry.path(), dir.join(entry.file_name()))?;
+                written += 1;
+            }
+            Ok(written)
+        });
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = placed?;
     println!("wrote {written} man page(s) to {}", dir.display());
     Ok(0)
 }

@@ -1110,6 +1110,12 @@ fn completions_for_every_shell_and_man_pages() {
     );
     let pages = dir.path().join("man");
     std::fs::create_dir(&pages).unwrap();
+    // A page that is a symlink is replaced, not written through; another
+    // file in the folder is neither touched nor counted.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, pages.join("pathfinder-db.1")).unwrap();
+    std::fs::write(pages.join("other.1"), "other").unwrap();
     let out = common::pathfinder(dir.path())
         .args(["man", "--dir", pages.to_str().unwrap()])
         .output()
@@ -1117,4 +1123,16 @@ fn completions_for_every_shell_and_man_pages() {
     assert!(out.status.success(), "{}", stderr(&out));
     let adopt = std::fs::read_to_string(pages.join("pathfinder-db-adopt.1")).unwrap();
     assert!(adopt.contains("repair"), "{adopt}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!pages.join("pathfinder-db.1").is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(pages.join("other.1")).unwrap(),
+        "other"
+    );
+    let written = std::fs::read_dir(&pages).unwrap().count() - 1;
+    assert!(
+        stdout(&out).contains(&format!("wrote {written} man page(s)")),
+        "{}",
+        stdout(&out)
+    );
 }
