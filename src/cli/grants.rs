@@ -334,19 +334,22 @@ fn sqlite_files(ctx: &Context, db: &crate::db::Database, repair: bool) -> anyhow
     if repair {
         files::repair(&open)?;
     }
+    // Another user's files stay as they were: no repair makes them ours.
+    let unrepaired: Vec<_> = open.iter().filter(|f| f.other_owner.is_some()).collect();
+    let fine = open.is_empty() || (repair && unrepaired.is_empty());
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "dialect": "sqlite",
             "roles": false,
             "files": checked,
-            "ok": open.is_empty() || repair,
+            "ok": fine,
             "open_files": open,
             "repaired": repair,
         }));
     } else {
         for f in &open {
             let line = f.describe();
-            super::out(&if repair {
+            super::out(&if repair && f.other_owner.is_none() {
                 format!("made private: {line}\n")
             } else {
                 format!("{line}\n")
@@ -356,22 +359,25 @@ fn sqlite_files(ctx: &Context, db: &crate::db::Database, repair: bool) -> anyhow
             "{checked} SQLite file(s) and folder(s) checked, {}",
             match (open.len(), repair) {
                 (0, _) => "all readable by their owner only".to_string(),
-                (n, true) => format!("{n} made readable by their owner only"),
+                (n, true) if unrepaired.is_empty() => {
+                    format!("{n} made readable by their owner only")
+                }
+                (n, true) => format!(
+                    "{} made readable by their owner only, {} another user's (chown them)",
+                    n - unrepaired.len(),
+                    unrepaired.len()
+                ),
                 (n, false) => format!(
-                    "{n} open to others: `pathfinder-db grants apply` makes them 0600 (folders 0700)"
+                    "{n} open to others: `pathfinder-db grants apply` makes them 0600 (folders 0700; another user's need a chown)"
                 ),
             }
         );
         // Files open to others are printed even with --quiet (cron mails them).
-        if open.is_empty() || repair {
+        if fine {
             ctx.say(line);
         } else {
             super::out(&format!("{line}\n"));
         }
     }
-    Ok(if open.is_empty() || repair {
-        0
-    } else {
-        crate::error::EXIT_ERROR
-    })
+    Ok(if fine { 0 } else { crate::error::EXIT_ERROR })
 }

@@ -182,8 +182,10 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
 /// Creates the folder `dir` (and missing parents) readable by its owner
 /// only (0700, whatever the umask); an existing one is left as it is.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.is_dir()
+    {
+        return keep_private(dir, &meta);
     }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -198,6 +200,34 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    Ok(())
+}
+
+/// An existing folder of tenant files must be the running user's (its owner
+/// could rename, replace or delete every tenant file in it, whatever their
+/// modes), and is made private if it is not.
+fn keep_private(dir: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the folder {} belongs to user id {}, not to the user running pathfinder-db ({me}), who could then have its tenant files replaced: chown it to this user, or choose another folder",
+                    dir.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, meta);
     Ok(())
 }
 

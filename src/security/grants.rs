@@ -1664,10 +1664,21 @@ pub mod files {
         pub path: PathBuf,
         pub mode: u32,
         pub folder: bool,
+        /// The owner's user id when it is another user than the one running
+        /// the check (who may then replace the files; only a chown repairs it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub other_owner: Option<u32>,
     }
 
     impl OpenFile {
         pub fn describe(&self) -> String {
+            if let Some(uid) = self.other_owner {
+                return format!(
+                    "{} {} belongs to user id {uid}, not to the user running pathfinder-db: that user may replace or delete the tenant files: chown it to this user",
+                    if self.folder { "folder" } else { "file" },
+                    self.path.display(),
+                );
+            }
             format!(
                 "{} {} is mode {:04o}: group or others may {} it",
                 if self.folder { "folder" } else { "file" },
@@ -1686,27 +1697,32 @@ pub mod files {
     pub const FILE_MODE: u32 = 0o600;
     pub const FOLDER_MODE: u32 = 0o700;
 
+    /// Mode, whether a folder, and the owner when it is not the running user.
     #[cfg(unix)]
-    fn mode_of(path: &Path) -> Option<(u32, bool)> {
-        use std::os::unix::fs::PermissionsExt;
+    fn mode_of(path: &Path) -> Option<(u32, bool, Option<u32>)> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = std::fs::symlink_metadata(path).ok()?;
         if meta.file_type().is_symlink() {
             return None;
         }
-        Some((meta.permissions().mode() & 0o777, meta.is_dir()))
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let other = (meta.uid() != me).then_some(meta.uid());
+        Some((meta.permissions().mode() & 0o777, meta.is_dir(), other))
     }
 
     #[cfg(not(unix))]
-    fn mode_of(_path: &Path) -> Option<(u32, bool)> {
+    fn mode_of(_path: &Path) -> Option<(u32, bool, Option<u32>)> {
         None
     }
 
     fn open(path: &Path) -> Option<OpenFile> {
-        let (mode, folder) = mode_of(path)?;
-        (mode & 0o077 != 0).then(|| OpenFile {
+        let (mode, folder, other_owner) = mode_of(path)?;
+        (mode & 0o077 != 0 || other_owner.is_some()).then(|| OpenFile {
             path: path.to_path_buf(),
             mode,
             folder,
+            other_owner,
         })
     }
 
@@ -1747,10 +1763,11 @@ pub mod files {
         Ok(Some(check(&main, &folders)?))
     }
 
-    /// Makes `found` private (0600, folders 0700).
+    /// Makes `found` private (0600, folders 0700); another user's are left
+    /// (a chown is the owner's and a DBA's decision).
     pub fn repair(found: &[OpenFile]) -> std::io::Result<()> {
         #[cfg(unix)]
-        for f in found {
+        for f in found.iter().filter(|f| f.other_owner.is_none()) {
             use std::os::unix::fs::PermissionsExt;
             let mode = if f.folder { FOLDER_MODE } else { FILE_MODE };
             std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(mode))?;

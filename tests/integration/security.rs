@@ -816,3 +816,50 @@ fn a_key_file_read_by_mistake_is_never_quoted() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("line 3"), "{}", text(&out));
 }
+
+/// A folder of tenant files must be the running user's: one made by
+/// another user beforehand is refused (its owner could replace every
+/// tenant file) and reported by `grants check`; a member folder open to
+/// others is made private by `databases add`.
+#[test]
+fn tenant_folders_are_the_running_users_and_private() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let shared = env.path().join("shared_m2");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(&["databases", "add", "m2", shared.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&shared).unwrap().mode() & 0o777, 0o700);
+    env.ok(&["provision", "ivy", "--database", "m2"]);
+    env.ok(&["grants", "check"]);
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a folder of another user needs root to make");
+        return;
+    }
+    let tenants = env.tenant_dir();
+    std::fs::create_dir_all(&tenants).unwrap();
+    std::fs::set_permissions(&tenants, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&tenants, Some(65534), Some(65534)).unwrap();
+    let out = env.run(&["provision", "jo", "--database", "catalog"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("belongs to user id 65534") && text(&out).contains("chown"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&["grants", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("belongs to user id 65534"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&["grants", "apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    std::os::unix::fs::chown(&tenants, Some(0), Some(0)).unwrap();
+    env.ok(&["provision", "jo", "--database", "catalog"]);
+    env.ok(&["grants", "check"]);
+}
