@@ -321,7 +321,7 @@ fn unsettled(
             None => format!("{} ({})", t.username, t.status),
         })
         .collect();
-    let mut fixes = Vec::new();
+    let mut fixes: Vec<String> = Vec::new();
     let has = |s: Status| stuck.iter().any(|t| t.status == s);
     // Failed at version 0: the provisioning failed, before any table.
     let never_made = |t: &&TenantRecord| t.status == Status::Failed && t.schema_version == 0;
@@ -330,16 +330,31 @@ fn unsettled(
             .iter()
             .any(|t| t.status == Status::Failed && !never_made(t))
     {
-        fixes.push("fix the cause, then `pathfinder-db migrate --all` finishes failed and interrupted migrations");
+        fixes.push("fix the cause, then `pathfinder-db migrate --all` finishes failed and interrupted migrations".into());
     }
     if has(Status::Provisioning) || stuck.iter().any(never_made) {
-        fixes.push("`pathfinder-db provision <user>` finishes an interrupted provisioning");
+        fixes.push("`pathfinder-db provision <user>` finishes an interrupted provisioning".into());
     }
-    if has(Status::Deprovisioning) {
-        fixes.push("`pathfinder-db deprovision <user> --yes` finishes a deprovisioning, `--cancel` takes it back");
+    // Each deprovisioning finished the way it was started (--archive,
+    // --export): finished otherwise, the rows and the key would go.
+    let deprovisioning: Vec<String> = stuck
+        .iter()
+        .filter(|t| t.status == Status::Deprovisioning)
+        .map(|t| {
+            format!(
+                "`{}`",
+                crate::tenants::provision::finish_command(&t.username, t.claimed_by.as_deref())
+            )
+        })
+        .collect();
+    if !deprovisioning.is_empty() {
+        fixes.push(format!(
+            "{} finishes a deprovisioning (as it was started), `pathfinder-db deprovision <user> --cancel` takes it back",
+            listed(&deprovisioning)
+        ));
     }
     if has(Status::Importing) {
-        fixes.push("`pathfinder-db import <file>` again finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it");
+        fixes.push("`pathfinder-db import <file>` again finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it".into());
     }
     // Each move's own target, from its claim (or the registry once switched).
     let moving: Vec<String> = stuck
@@ -347,9 +362,8 @@ fn unsettled(
         .filter(|t| t.status == Status::Moving)
         .map(|t| crate::fleet::moves::ways_forward(t))
         .collect();
-    let moving = (!moving.is_empty()).then(|| listed(&moving));
-    if let Some(moving) = &moving {
-        fixes.push(moving);
+    if !moving.is_empty() {
+        fixes.push(listed(&moving));
     }
     checks.push(Check::fail(
         "tenants",

@@ -28,6 +28,11 @@ pub struct Args {
     /// Create the tenants at this schema version instead of the latest
     #[arg(long, value_name = "VERSION")]
     pub to: Option<u32>,
+
+    /// A user deprovisioned with --archive is back: the new tenant takes up the
+    /// kept archives (refused without it unless the pf_users id is the same)
+    #[arg(long)]
+    pub take_archives: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -56,6 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             target_version: args.to,
             master_key: master_key.clone(),
             database: ctx.database.clone(),
+            take_archives: args.take_archives,
         })
         .collect();
     // Names are checked before anything is touched; a name too long for the

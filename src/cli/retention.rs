@@ -218,6 +218,12 @@ fn sweep(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
     };
     let stop_file = args.stop_file.clone().unwrap_or_else(default_stop_file);
+    if let Some(Some(owner)) = retention::stop_file_owner(&stop_file) {
+        eprintln!(
+            "warning: the stop file {} belongs to user id {owner}, neither this user nor root: ignored (remove it, or give --stop-file a path of your own)",
+            stop_file.display()
+        );
+    }
     let stop = Stop::new(args.max_runtime, Some(stop_file.clone()));
     let started = Instant::now();
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;

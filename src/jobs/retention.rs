@@ -128,6 +128,31 @@ pub enum StopReason {
     StopFile,
 }
 
+/// Whether the stop file at `path` stops a sweep: it exists and is the
+/// running user's or root's. The default place is the shared temporary
+/// folder, where any local user could otherwise stop every sweep.
+pub fn stop_file_counts(path: &std::path::Path) -> bool {
+    stop_file_owner(path).is_some_and(|owner| owner.is_none())
+}
+
+/// None: no stop file; Some(None): one that counts; Some(Some(uid)): one
+/// of another user, ignored.
+pub fn stop_file_owner(path: &std::path::Path) -> Option<Option<u32>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Some(Some(meta.uid()));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Some(None)
+}
+
 /// `--max-runtime` and the stop file, checked between batches.
 #[derive(Debug)]
 pub struct Stop {
@@ -152,7 +177,7 @@ impl Stop {
         }
         let reason = if self.deadline.is_some_and(|d| Instant::now() >= d) {
             StopReason::MaxRuntime
-        } else if self.file.as_ref().is_some_and(|f| f.exists()) {
+        } else if self.file.as_ref().is_some_and(|f| stop_file_counts(f)) {
             StopReason::StopFile
         } else {
             return None;

@@ -29,6 +29,7 @@ use crate::db::{CatalogColumn, Connection, Open, Session, Value};
 use crate::error::UsageError;
 use crate::schema::tenant::{TableDef, TenantKey};
 use crate::tenants::operation::{Guard, TenantOp};
+use crate::tenants::output_file::{self, parent_dir};
 
 pub const FORMAT: &str = "pathfinder-db-export";
 pub const FORMAT_VERSION: u32 = 1;
@@ -141,29 +142,8 @@ impl ExportTarget {
     /// Checks that `path` can be written: its folder exists and is writable,
     /// the file does not exist (unless `force`), and `needed_bytes` fit.
     pub fn check(path: &Path, force: bool, needed_bytes: u64) -> anyhow::Result<ExportTarget> {
+        output_file::check(path, force, "export", FORMAT)?;
         let dir = parent_dir(path);
-        if !dir.is_dir() {
-            return Err(UsageError::new(format!(
-                "cannot write the export {}: the folder {} does not exist",
-                path.display(),
-                dir.display()
-            ))
-            .into());
-        }
-        if path.is_dir() {
-            return Err(UsageError::new(format!(
-                "cannot write the export {}: it is a folder; give a file name",
-                path.display()
-            ))
-            .into());
-        }
-        if path.exists() && !force {
-            return Err(UsageError::new(format!(
-                "the export file {} exists already: choose another path, or pass --force to replace it",
-                path.display()
-            ))
-            .into());
-        }
         // The surest test that the folder is writable: create (and drop) a temporary file.
         tempfile::Builder::new()
             .prefix(".pathfinder-export-")
@@ -396,13 +376,6 @@ pub fn export_tenant(
         Ok((header, manifest))
     })();
     op.finish(result, |_, _| Ok(()))
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

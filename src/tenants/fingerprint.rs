@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,7 @@ use crate::db::dialect::Dialect;
 use crate::db::{CatalogColumn, Connection, Open, Session, Value};
 use crate::error::UsageError;
 use crate::schema::tenant::TenantKey;
+use crate::tenants::output_file::parent_dir;
 
 pub const FORMAT: &str = "pathfinder-db-fingerprint";
 pub const FORMAT_VERSION: u32 = 1;
@@ -502,30 +503,12 @@ pub fn compare(
 /// Refuses before any work when `path` cannot take a fingerprint: its
 /// folder is missing, it is a folder, or it exists and `force` is not given.
 pub fn check_out(path: &Path, force: bool) -> anyhow::Result<()> {
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        return Err(UsageError::new(format!(
-            "cannot write the fingerprint {}: the folder {} does not exist",
-            path.display(),
-            dir.display()
-        ))
-        .into());
-    }
-    if path.is_dir() {
-        return Err(UsageError::new(format!(
-            "cannot write the fingerprint {}: it is a folder; give a file name",
-            path.display()
-        ))
-        .into());
-    }
-    if path.exists() && !force {
-        return Err(UsageError::new(format!(
-            "the fingerprint file {} exists already: choose another path, or pass --force to replace it",
-            path.display()
-        ))
-        .into());
-    }
-    Ok(())
+    Ok(crate::tenants::output_file::check(
+        path,
+        force,
+        "fingerprint",
+        FORMAT,
+    )?)
 }
 
 /// Writes `doc` to `path`: to a temporary file beside it (mode 0600), synced,
@@ -562,13 +545,6 @@ pub fn write_document(path: &Path, force: bool, doc: &Document) -> anyhow::Resul
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod import;
 pub mod operation;
+pub mod output_file;
 pub mod provision;
 pub mod stats;
 

@@ -32,6 +32,9 @@ pub struct ProvisionRequest {
     /// The member database to place a new tenant on (`--database`); None:
     /// the open member with the most free places.
     pub database: Option<String>,
+    /// A deprovisioned user's kept archives are taken up by the user's new
+    /// tenant (`--take-archives`: the same person is back).
+    pub take_archives: bool,
 }
 
 /// What provisioning did for one user.
@@ -195,6 +198,46 @@ pub fn provision(
     }
 }
 
+/// A deprovisioned tenant whose archives were kept (`deprovision
+/// --archive`) holds the departed user's rows under the key a new tenant of
+/// the same name would get: they are not handed to whoever has the name now,
+/// unless it is the same user (the same `pf_users` id) or `--take-archives`
+/// says so. A member that cannot be reached is not asked (the tenant is then
+/// placed elsewhere, where none of them are).
+fn refuse_kept_archives(
+    op: &mut TenantOp<'_, '_>,
+    record: &TenantRecord,
+    key: &TenantKey,
+    user_id: Option<&str>,
+) -> anyhow::Result<()> {
+    if user_id.is_some() && record.user_id.as_deref() == user_id {
+        return Ok(());
+    }
+    let archives: std::collections::HashSet<String> = crate::schema::tenant::TENANT_TABLES
+        .iter()
+        .map(|t| format!("{}_archive", key.object(t)))
+        .collect();
+    let prefix = format!("{}{}_", crate::schema::tenant::TENANT_PREFIX, key.as_str());
+    let kept = match op.tenant(key, Open::Existing, |conn| {
+        Ok(conn
+            .table_names(&prefix, false)?
+            .into_iter()
+            .filter(|t| archives.contains(&t.to_ascii_lowercase()))
+            .count())
+    }) {
+        Ok(found) => found.unwrap_or(0),
+        Err(_) => 0,
+    };
+    if kept == 0 {
+        return Ok(());
+    }
+    let name = record.username.as_str();
+    Err(UsageError::new(format!(
+        "user {name}'s earlier tenant was deprovisioned with its archives kept ({kept} table(s) pf_user_{key}_*_archive): a new user of that name would get them; for a new person give the tenant another key (`pathfinder-db provision {name} --tenant-key {key}2`), or, if the same user is back, `pathfinder-db provision {name} --take-archives`"
+    ))
+    .into())
+}
+
 fn provision_steps(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
@@ -214,7 +257,8 @@ fn provision_steps(
     let from = match &record {
         Some(r) if matches!(r.status, Status::Active | Status::Migrating) => return Ok(exists(r)),
         Some(r) if r.status == Status::Deprovisioning => bail!(
-            "tenant {name} is being deprovisioned: finish with `pathfinder-db deprovision {name} --yes`, or take it back with `pathfinder-db deprovision {name} --cancel`"
+            "tenant {name} is being deprovisioned: finish with `{}`, or take it back with `pathfinder-db deprovision {name} --cancel`",
+            finish_command(name, r.claimed_by.as_deref())
         ),
         // Completing it here would make it active without its rows.
         Some(r) if r.status == Status::Importing => {
@@ -234,6 +278,11 @@ fn provision_steps(
     }
     let user_id = op.registry(|sys| registry::user_id_of(sys, name))?;
     op.set_user_id(user_id.clone());
+    if let Some(r) = record.as_ref().filter(|r| {
+        r.status == Status::Deprovisioned && r.tenant_key == key.as_str() && !req.take_archives
+    }) {
+        refuse_kept_archives(op, r, &key, user_id.as_deref())?;
+    }
 
     // Register as `provisioning` (its own commit unless the backend is atomic).
     let atomic = op.atomic();
@@ -431,11 +480,7 @@ pub struct DeprovisionPlan {
 /// Whether `path` is a complete, intact export written by the deprovisioning
 /// `record` is in the middle of (same user, same generation).
 fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
-    let Some(generation) = record
-        .claimed_by
-        .as_deref()
-        .and_then(|c| c.strip_prefix(DEPROVISION_CLAIM))
-    else {
+    let Some(generation) = claimed_generation(record.claimed_by.as_deref()) else {
         return false;
     };
     matches!(
@@ -444,6 +489,15 @@ fn is_export_of_this_run(path: &Path, record: &TenantRecord) -> bool {
             && header.tenant_key == record.tenant_key
             && header.exported_at == registry::iso_utc(generation)
     )
+}
+
+/// The command that finishes the deprovisioning `claimed_by` records, with
+/// the flags it was started with.
+pub fn finish_command(name: &str, claimed_by: Option<&str>) -> String {
+    match started_with(claimed_by) {
+        Some(flags) => format!("pathfinder-db deprovision {name} {flags} --yes"),
+        None => format!("pathfinder-db deprovision {name} --yes"),
+    }
 }
 
 /// Checks everything that can be checked before a deprovisioning changes
@@ -495,6 +549,26 @@ fn plan_removal(
     if record.status == Status::Importing && !importing {
         // Its way back is the import's: `deprovision --cancel` would make it active.
         return Err(UsageError::new(crate::tenants::import::being_imported(name)).into());
+    }
+    if record.status == Status::Deprovisioning && !importing {
+        let asked = if options.archive {
+            Some("--archive")
+        } else if options.export.is_some() {
+            Some("--export FILE")
+        } else {
+            None
+        };
+        let claimed = record.claimed_by.as_deref();
+        let known = claimed.is_some_and(|c| !c.starts_with(DEPROVISION_CLAIM));
+        let started = started_with(claimed);
+        if known && started != asked {
+            return Err(UsageError::new(format!(
+                "tenant {name}'s deprovisioning was started {} and stopped half-way: finish it the same way, `{}`, or take it back with `pathfinder-db deprovision {name} --cancel`",
+                started.map_or("without --archive or --export".to_string(), |f| format!("with {f}")),
+                finish_command(name, claimed)
+            ))
+            .into());
+        }
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
     let file = session.tenant_file(&key)?;
@@ -574,6 +648,46 @@ pub enum DeprovisionOutcome {
 /// same generation and never twice.
 const DEPROVISION_CLAIM: &str = "deprovision@";
 
+/// The claim of a deprovisioning that keeps the rows (`--archive`,
+/// `--export`): a run finishing it must keep them the same way, or the
+/// rows and the key would go.
+const ARCHIVE_CLAIM: &str = "deprovision-archive@";
+const EXPORT_CLAIM: &str = "deprovision-export@";
+
+/// The claim a deprovisioning with `options` writes, for `generation`.
+fn deprovision_claim(options: &DeprovisionOptions, generation: &str) -> String {
+    let prefix = if options.archive {
+        ARCHIVE_CLAIM
+    } else if options.export.is_some() {
+        EXPORT_CLAIM
+    } else {
+        DEPROVISION_CLAIM
+    };
+    format!("{prefix}{generation}")
+}
+
+/// The generation of a deprovisioning's claim, whichever its kind.
+fn claimed_generation(claimed_by: Option<&str>) -> Option<&str> {
+    let claim = claimed_by?;
+    [ARCHIVE_CLAIM, EXPORT_CLAIM, DEPROVISION_CLAIM]
+        .iter()
+        .find_map(|p| claim.strip_prefix(p))
+}
+
+/// How the deprovisioning that `claimed_by` records was started, as its
+/// flags read (`--archive`, `--export FILE`, none); None: not known (a run
+/// of an earlier version).
+pub fn started_with(claimed_by: Option<&str>) -> Option<&'static str> {
+    let claim = claimed_by?;
+    if claim.starts_with(ARCHIVE_CLAIM) {
+        Some("--archive")
+    } else if claim.starts_with(EXPORT_CLAIM) {
+        Some("--export FILE")
+    } else {
+        None
+    }
+}
+
 /// Removes a tenant's objects after [`plan_deprovision`] passed. Resumable:
 /// where the backend cannot do it in one transaction the registry says
 /// `deprovisioning` until every object is gone, and the same command finishes
@@ -646,15 +760,11 @@ fn deprovision_steps(
     // Audit rows a killed sweep left staged in the tenant's file (SQLite)
     // go to pf_audit_log before the file goes.
     op.flush_audit(key)?;
-    let generation = match record
-        .claimed_by
-        .as_deref()
-        .and_then(|c| c.strip_prefix(DEPROVISION_CLAIM))
-    {
+    let generation = match claimed_generation(record.claimed_by.as_deref()) {
         Some(generation) if record.status == Status::Deprovisioning => generation.to_string(),
         _ => {
             let generation = archive::generation_now();
-            let claim = format!("{DEPROVISION_CLAIM}{generation}");
+            let claim = deprovision_claim(options, &generation);
             let moved = op.registry(|sys| {
                 registry::transition(
                     sys,
@@ -709,7 +819,7 @@ fn deprovision_steps(
             // The user's archived rows go too (they are dropped with the rest).
             let rows = crate::tenants::export::tenant_tables(conn, key, &tables)?;
             counts.1 = target.write(conn, &header, &rows)?.rows;
-            *exported = Some(format!("{DEPROVISION_CLAIM}{generation}"));
+            *exported = Some(deprovision_claim(options, &generation));
         }
         for t in &archives {
             archive::copy(conn, t, archive::Rows::All, &generation)?;
@@ -820,7 +930,8 @@ pub fn cancel_deprovision(session: &mut Session<'_>, username: &Username) -> any
             .unwrap_or(0);
         if live < crate::schema::tenant::TABLES.len() {
             bail!(
-                "cannot cancel: some of {name}'s tables are dropped already; finish with `pathfinder-db deprovision {name} --yes`"
+                "cannot cancel: some of {name}'s tables are dropped already; finish with `{}`",
+                finish_command(&name, record.claimed_by.as_deref())
             );
         }
         op.complete(|sys| {

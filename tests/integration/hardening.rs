@@ -431,6 +431,42 @@ fn failed_deprovision_is_not_stuck(env: &Env) {
     );
     let status = env.json(&["status"]);
     assert!(status["failed"].as_array().unwrap().is_empty(), "{status}");
+
+    // One started with --archive and stopped half-way is finished only that
+    // way: a plain run would drop the rows unarchived and shred the key.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'deprovisioning', \
+         claimed_by = 'deprovision-archive@2026-12-06 22:00:00.000000' WHERE username = 'fred'",
+    );
+    let out = env.run(&["deprovision", "fred", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deprovision fred --archive --yes"),
+        "{}",
+        stderr(&out)
+    );
+    let check = env.doctor_check("tenants");
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("deprovision fred --archive --yes"),
+        "{check}"
+    );
+    assert_eq!(
+        count(env, "fred", "SELECT COUNT(*) FROM pf_user_fred_experiences"),
+        2
+    );
+    env.ok(&["deprovision", "fred", "--archive", "--yes"]);
+    assert_eq!(status_of(env, "fred"), "deprovisioned");
+    assert_eq!(
+        count(
+            env,
+            "fred",
+            "SELECT COUNT(*) FROM pf_user_fred_experiences_archive"
+        ),
+        2
+    );
 }
 on_both_backends!(
     failed_deprovision_is_not_stuck,

@@ -600,6 +600,7 @@ fn provision_sends_only_oracle_sql() {
                 target_version: None,
                 master_key: None,
                 database: None,
+                take_archives: false,
             },
         )
     });
@@ -628,6 +629,7 @@ fn provision_with_an_app_role_sends_only_oracle_sql() {
             target_version: None,
             master_key: None,
             database: None,
+            take_archives: false,
         },
     )
     .unwrap();

@@ -954,6 +954,29 @@ fn max_runtime_stops_between_batches(env: &Env) {
     assert_eq!(report["stopped"], "stop_file", "{report}");
     assert_eq!(report["totals"]["rows"], 0);
     assert_eq!(report["left"]["tenants_not_started"], 1);
+    // Another user's stop file (the default place is the shared temporary
+    // folder) stops nothing, and says so.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&stop_file, Some(65534), Some(65534)).unwrap();
+        let out = env
+            .cmd()
+            .args([
+                "--json",
+                "retention",
+                "run",
+                "--all",
+                "--dry-run",
+                "--stop-file",
+            ])
+            .arg(&stop_file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stderr(&out).contains("ignored"), "{}", stderr(&out));
+        let report: Json = serde_json::from_str(&stdout(&out)).unwrap();
+        assert!(report["stopped"].is_null(), "{report}");
+    }
     std::fs::remove_file(&stop_file).unwrap();
 
     // Small batches, stopped after 700 ms.

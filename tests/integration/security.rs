@@ -863,3 +863,63 @@ fn tenant_folders_are_the_running_users_and_private() {
     env.ok(&["provision", "jo", "--database", "catalog"]);
     env.ok(&["grants", "check"]);
 }
+
+/// A user deprovisioned with `--archive` leaves archives under the tenant
+/// key; a new user given the same name does not get them, unless it is the
+/// same user (the same pf_users id, or `--take-archives`).
+fn kept_archives_go_to_no_one_else(env: &Env) {
+    env.ok(&["init"]);
+    add_user(env, 7, "gus");
+    for user in ["erin", "fred", "gus"] {
+        env.ok(&["provision", user]);
+        env.tenant_exec(user, &format!(
+            "INSERT INTO pf_user_{user}_experiences (id, title, company, start_date) VALUES ('e1', 'Engineer', 'Acme', '2019-03-01')"
+        ));
+        env.ok(&["deprovision", user, "--archive", "--yes"]);
+    }
+    let out = env.run(&["provision", "erin"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--tenant-key") && text(&out).contains("--take-archives"),
+        "{}",
+        text(&out)
+    );
+    // A new person: another key, and none of the old rows.
+    env.ok(&["provision", "erin", "--tenant-key", "erin2"]);
+    let file = env.path().join("erin.jsonl");
+    env.ok(&["export", "erin", "--out", file.to_str().unwrap()]);
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(!exported.contains("Engineer"), "{exported}");
+    // The same person back: the archives are theirs again.
+    env.ok(&["provision", "fred", "--take-archives"]);
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "fred",
+        "--table",
+        "experiences",
+        "--archived-since",
+        "1d",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        env.tenant_rows("fred", "SELECT title FROM pf_user_fred_experiences"),
+        vec![vec!["Engineer".to_string()]]
+    );
+    // The same pf_users id: no question asked.
+    env.ok(&["provision", "gus"]);
+}
+
+#[test]
+fn kept_archives_go_to_no_one_else_sqlite() {
+    kept_archives_go_to_no_one_else(&Env::sqlite());
+}
+
+#[test]
+fn kept_archives_go_to_no_one_else_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    kept_archives_go_to_no_one_else(&Env::postgres(&server, "keptarch"));
+}
