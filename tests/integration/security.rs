@@ -923,3 +923,41 @@ fn kept_archives_go_to_no_one_else_postgres() {
     };
     kept_archives_go_to_no_one_else(&Env::postgres(&server, "keptarch"));
 }
+
+/// `--force` replaces an earlier export or fingerprint, never the
+/// database, a tenant's file or a key file.
+#[test]
+fn force_never_replaces_the_tools_own_files() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    env.ok(&["provision", "ann", "bea"]);
+    let key = new_key(&env, "master.key");
+    let main = env.main_file();
+    let bea = common::sqlite_tenant_file(env.path(), "bea");
+    for target in [main.to_str().unwrap(), bea.to_str().unwrap(), &key] {
+        let before = std::fs::read(target).unwrap();
+        for args in [
+            vec!["export", "ann", "--out", target, "--force"],
+            vec!["fingerprint", "ann", "--out", target, "--force"],
+            vec!["deprovision", "ann", "--export", target, "--force", "--yes"],
+        ] {
+            let out = env.run(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains("not an earlier"), "{}", text(&out));
+            assert_eq!(std::fs::read(target).unwrap(), before, "{args:?}");
+        }
+    }
+    // An earlier export is replaced.
+    let file = env.path().join("ann.jsonl");
+    env.ok(&["export", "ann", "--out", file.to_str().unwrap()]);
+    env.ok(&["export", "ann", "--out", file.to_str().unwrap(), "--force"]);
+    let fp = env.path().join("ann.fp");
+    env.ok(&["fingerprint", "ann", "--out", fp.to_str().unwrap()]);
+    env.ok(&[
+        "fingerprint",
+        "ann",
+        "--out",
+        fp.to_str().unwrap(),
+        "--force",
+    ]);
+}
