@@ -202,17 +202,16 @@ pub fn provision(
 /// --archive`) holds the departed user's rows under the key a new tenant of
 /// the same name would get: they are not handed to whoever has the name now,
 /// unless it is the same user (the same `pf_users` id) or `--take-archives`
-/// says so. A member that cannot be reached is not asked (the tenant is then
-/// placed elsewhere, where none of them are).
-fn refuse_kept_archives(
+/// says so; then the new tenant is placed on the member that holds them
+/// (returned), so that they stay the tenant's. A member that cannot be
+/// reached is not asked (the tenant is then placed elsewhere).
+fn kept_archives_on(
     op: &mut TenantOp<'_, '_>,
     record: &TenantRecord,
     key: &TenantKey,
     user_id: Option<&str>,
-) -> anyhow::Result<()> {
-    if user_id.is_some() && record.user_id.as_deref() == user_id {
-        return Ok(());
-    }
+    req: &ProvisionRequest,
+) -> anyhow::Result<Option<String>> {
     let archives: std::collections::HashSet<String> = crate::schema::tenant::TENANT_TABLES
         .iter()
         .map(|t| format!("{}_archive", key.object(t)))
@@ -229,9 +228,20 @@ fn refuse_kept_archives(
         Err(_) => 0,
     };
     if kept == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let name = record.username.as_str();
+    let same_user = user_id.is_some() && record.user_id.as_deref() == user_id;
+    if same_user || req.take_archives {
+        if let Some(asked) = req.database.as_deref().filter(|d| *d != record.database) {
+            return Err(UsageError::new(format!(
+                "user {name}'s kept archives are on member {}, not {asked}: provision {name} there (drop --database), then `pathfinder-db move {name} --to {asked}`",
+                record.database
+            ))
+            .into());
+        }
+        return Ok(Some(record.database.clone()));
+    }
     Err(UsageError::new(format!(
         "user {name}'s earlier tenant was deprovisioned with its archives kept ({kept} table(s) pf_user_{key}_*_archive): a new user of that name would get them; for a new person give the tenant another key (`pathfinder-db provision {name} --tenant-key {key}2`), or, if the same user is back, `pathfinder-db provision {name} --take-archives`"
     ))
@@ -278,19 +288,23 @@ fn provision_steps(
     }
     let user_id = op.registry(|sys| registry::user_id_of(sys, name))?;
     op.set_user_id(user_id.clone());
-    if let Some(r) = record.as_ref().filter(|r| {
-        r.status == Status::Deprovisioned && r.tenant_key == key.as_str() && !req.take_archives
-    }) {
-        refuse_kept_archives(op, r, &key, user_id.as_deref())?;
-    }
+    // A deprovisioned tenant's kept archives: refused to anyone else, and
+    // the same user's tenant goes where they are.
+    let archives_on = match record
+        .as_ref()
+        .filter(|r| r.status == Status::Deprovisioned && r.tenant_key == key.as_str())
+    {
+        Some(r) => kept_archives_on(op, r, &key, user_id.as_deref(), req)?,
+        None => None,
+    };
 
     // Register as `provisioning` (its own commit unless the backend is atomic).
     let atomic = op.atomic();
     // A new (or deprovisioned) tenant is placed on a member in the same
     // transaction, under the placement lock.
+    let requested = req.database.as_deref().or(archives_on.as_deref());
     let place = |sys: &mut dyn crate::db::Connection| {
-        crate::fleet::placement::choose(sys, req.database.as_deref(), &[])
-            .map_err(RegisterError::Refused)
+        crate::fleet::placement::choose(sys, requested, &[]).map_err(RegisterError::Refused)
     };
     let registration = op.registry(|sys| match from {
         None => {
@@ -352,7 +366,7 @@ fn provision_steps(
     let unmade = record.as_ref().is_some_and(|r| {
         r.schema_version == 0 && matches!(r.status, Status::Provisioning | Status::Failed)
     });
-    if req.database.is_none() && (unmade || matches!(from, None | Some(Status::Deprovisioned))) {
+    if requested.is_none() && (unmade || matches!(from, None | Some(Status::Deprovisioned))) {
         place_on_reachable(op, name, &key)?;
     }
 

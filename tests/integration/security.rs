@@ -914,6 +914,22 @@ fn kept_archives_go_to_no_one_else(env: &Env) {
 #[test]
 fn kept_archives_go_to_no_one_else_sqlite() {
     kept_archives_go_to_no_one_else(&Env::sqlite());
+    // On a fleet the same user goes back to the member holding them, though
+    // another has more room.
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let m1 = env.path().join("m1");
+    let m2 = env.path().join("m2");
+    env.ok(&["databases", "add", "m1", m1.to_str().unwrap()]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["provision", "hal", "ida"]);
+    env.ok(&["deprovision", "hal", "--archive", "--yes"]);
+    env.ok(&["databases", "add", "m2", m2.to_str().unwrap()]);
+    let out = env.run(&["provision", "hal", "--take-archives", "--database", "m2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("on member m1"), "{}", text(&out));
+    let doc = env.json(&["provision", "hal", "--take-archives"]);
+    assert_eq!(doc["tenants"][0]["database"], "m1", "{doc}");
 }
 
 #[test]
