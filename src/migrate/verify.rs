@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::catalog::registry::TenantRecord;
 use crate::db::dialect::Dialect;
-use crate::db::{CatalogColumn, CatalogConstraint, Connection, DbError, Session};
+use crate::db::{CatalogColumn, CatalogConstraint, Connection, Session};
 use crate::schema::render::Renderer;
 use crate::schema::shape::{self, TableDetail};
 use crate::schema::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
@@ -248,7 +248,7 @@ pub fn verify(
     let mut drifted = Vec::new();
     // Tenants on a member that cannot be reached: not verified, not drift.
     let mut failed: Vec<TenantFailure> = Vec::new();
-    let mut unread = |t: &TenantRecord, e: &DbError| {
+    let mut unread = |t: &TenantRecord, e: &dyn std::fmt::Display| {
         failed.push(TenantFailure {
             username: t.username.clone(),
             error: e.to_string(),
@@ -285,13 +285,16 @@ pub fn verify(
                         report(t, vec![e.to_string()]);
                         continue;
                     }
-                    Err(e) if e.kind == crate::db::DbErrorKind::Connection => {
+                    // A damaged file (SQLite) fails its tenant alone.
+                    Err(e) => {
                         unread(t, &e);
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
                 };
-                catalog.read(&mut *conn, &key.prefix(), &only)?;
+                if let Err(e) = catalog.read(&mut *conn, &key.prefix(), &only) {
+                    unread(t, &e);
+                    continue;
+                }
             } else {
                 let conn = match session.database_connection(&t.database) {
                     Ok(conn) => conn,

@@ -500,6 +500,12 @@ fn damaged_or_missing_tenant_file_is_named() {
     // The way forward: deprovision finishes without the file.
     env.ok(&["deprovision", "hank", "--yes"]);
     assert_eq!(status_of(&env, "hank"), "deprovisioned");
+    // A damaged file fails its own tenant in `verify`; the others are verified.
+    env.ok(&["provision", "ivan"]);
+    let (code, doc) = env.json_run(&["verify", "--all"]);
+    assert_eq!(code, Some(3), "{doc}");
+    assert_eq!(doc["failed"][0]["username"], "gary", "{doc}");
+    assert_eq!(doc["verified"], 1, "{doc}");
 }
 
 // ---------------------------------------------------------------------------
