@@ -649,7 +649,7 @@ fn catalog(
                 missing.len(),
                 listed(&missing)
             ),
-            "restore them from a backup, or remove the tenant with `pathfinder-db deprovision <user> --yes`",
+            "restore the missing tables from a backup; their other tables still hold the user's rows (`pathfinder-db export <user> --out FILE` keeps a copy), so only a user whose data may go is removed with `pathfinder-db deprovision <user> --yes`",
         )
     });
     checks.push(if strays.is_empty() {

@@ -35,11 +35,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ));
     }
     for f in &status.failed {
+        // A run stopped half-way (killed) left no error: its state says it.
+        let error = match f.error.as_deref() {
+            Some(e) if !e.is_empty() => e.to_string(),
+            _ => format!(
+                "{}, stopped half-way: `pathfinder-db doctor` names the way forward",
+                f.status
+            ),
+        };
         ctx.say(format!(
-            "  failed: {} (version {}): {}",
-            f.username,
-            f.version,
-            f.error.as_deref().unwrap_or("")
+            "  failed: {} (version {}): {error}",
+            f.username, f.version,
         ));
     }
     Ok(0)
