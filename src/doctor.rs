@@ -163,6 +163,7 @@ pub fn check_database(
         ));
     }
     key_erasure(&mut session, checks);
+    accounts(&mut session, checks);
     checks.extend(crate::security::grants::doctor_check(
         &mut session,
         &renderer,
@@ -204,6 +205,41 @@ fn key_erasure(session: &mut Session<'_>, checks: &mut Vec<Check>) {
                     format!("{detail} (less than {ERASURE_DUE_HOURS} h: waiting for `keys erase`)"),
                 )
             }
+        }
+    });
+}
+
+/// Live tenants whose user's `pf_users` row is gone (deleted by the
+/// application, and the user's key with it through the foreign key): the
+/// tenant's tables still hold the user's rows. One anti-join over the
+/// registry, served by `pf_users`' primary key.
+fn accounts(session: &mut Session<'_>, checks: &mut Vec<Check>) {
+    let found = session.system().query(
+        "SELECT t.username FROM pf_tenants t WHERE t.user_id IS NOT NULL AND t.status <> 'deprovisioned' \
+         AND NOT EXISTS (SELECT 1 FROM pf_users u WHERE u.id = t.user_id) ORDER BY t.username",
+        &[],
+    );
+    checks.push(match found {
+        Err(e) => Check::fail(
+            "accounts",
+            e.message,
+            "grant this user SELECT on pf_users and pf_tenants",
+        ),
+        Ok(rows) if rows.is_empty() => Check::ok(
+            "accounts",
+            "every live tenant's user still has its pf_users row",
+        ),
+        Ok(rows) => {
+            let names: Vec<String> = rows.iter().map(|r| r[0].to_text()).collect();
+            Check::fail(
+                "accounts",
+                format!(
+                    "{} live tenant(s) whose user's pf_users row was deleted (its encryption key went with it): {}",
+                    names.len(),
+                    listed(&names)
+                ),
+                "the account is gone but the tenant's tables still hold the user's rows: `pathfinder-db deprovision <user> --yes` if the user left, or, if it was deleted by mistake, restore its pf_users and pf_encryption_keys rows from a backup",
+            )
         }
     });
 }

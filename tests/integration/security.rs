@@ -977,3 +977,35 @@ fn force_never_replaces_the_tools_own_files() {
         "--force",
     ]);
 }
+
+/// A user's pf_users row deleted (the application may delete it, and the
+/// user's key goes with it) while the tenant lives on is a doctor failure.
+fn account_gone_is_reported(env: &Env) {
+    env.ok(&["init"]);
+    add_user(env, 8, "kim");
+    add_user(env, 9, "lou");
+    env.ok(&["provision", "kim", "lou"]);
+    let check = env.doctor_check("accounts");
+    assert_eq!(check["ok"], true, "{check}");
+    env.system_exec("DELETE FROM pf_users WHERE username = 'kim'");
+    let check = env.doctor_check("accounts");
+    assert_eq!(check["ok"], false, "{check}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("kim") && !detail.contains("lou"), "{check}");
+    env.ok(&["deprovision", "kim", "--yes"]);
+    let check = env.doctor_check("accounts");
+    assert_eq!(check["ok"], true, "{check}");
+}
+
+#[test]
+fn account_gone_is_reported_sqlite() {
+    account_gone_is_reported(&Env::sqlite());
+}
+
+#[test]
+fn account_gone_is_reported_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    account_gone_is_reported(&Env::postgres(&server, "accountgone"));
+}
