@@ -434,22 +434,21 @@ fn analyze(
         (1..=expectations.latest()).rev().collect()
     };
     let mut closest: Option<(u32, Vec<String>)> = None;
+    // The highest version matched exactly wins; else the highest matched
+    // but for what `--repair` creates (tables made at an older version
+    // match it exactly, and the next version only with its indexes added).
+    let mut matched: Option<(u32, Vec<Repair>)> = None;
     for version in versions {
         let c = compare(expectations.get(version), &actual, &triggers);
         if c.blocking.is_empty() {
-            let only = HashMap::from([(key.as_str(), ())]);
-            let kept_indexes = conn
-                .indexes(&key.prefix())?
-                .into_iter()
-                .filter(|(t, i)| split_name(t, &only).is_some() && split_name(i, &only).is_none())
-                .map(|(_, i)| i)
-                .collect();
-            return Ok(Analysis {
-                version,
-                repairs: c.repairs,
-                kept_indexes,
-                history,
-            });
+            let exact = c.repairs.is_empty();
+            if exact || matched.is_none() {
+                matched = Some((version, c.repairs));
+            }
+            if exact {
+                break;
+            }
+            continue;
         }
         if closest
             .as_ref()
@@ -457,6 +456,21 @@ fn analyze(
         {
             closest = Some((version, c.blocking));
         }
+    }
+    if let Some((version, repairs)) = matched {
+        let only = HashMap::from([(key.as_str(), ())]);
+        let kept_indexes = conn
+            .indexes(&key.prefix())?
+            .into_iter()
+            .filter(|(t, i)| split_name(t, &only).is_some() && split_name(i, &only).is_none())
+            .map(|(_, i)| i)
+            .collect();
+        return Ok(Analysis {
+            version,
+            repairs,
+            kept_indexes,
+            history,
+        });
     }
     let (version, drift) = closest.unwrap_or_default();
     Err(Refused {

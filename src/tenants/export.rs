@@ -142,7 +142,7 @@ impl ExportTarget {
     /// Checks that `path` can be written: its folder exists and is writable,
     /// the file does not exist (unless `force`), and `needed_bytes` fit.
     pub fn check(path: &Path, force: bool, needed_bytes: u64) -> anyhow::Result<ExportTarget> {
-        output_file::check(path, force, "export", FORMAT)?;
+        output_file::check(path, force, "export")?;
         let dir = parent_dir(path);
         // The surest test that the folder is writable: create (and drop) a temporary file.
         tempfile::Builder::new()

@@ -507,7 +507,6 @@ pub fn check_out(path: &Path, force: bool) -> anyhow::Result<()> {
         path,
         force,
         "fingerprint",
-        FORMAT,
     )?)
 }
 

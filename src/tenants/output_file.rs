@@ -1,7 +1,8 @@
 //! Where `export` and `fingerprint` write their files: checked before the
 //! first query, so a path that cannot be written is refused before any work.
-//! `--force` replaces an earlier file of the same kind, never anything else
-//! (the database itself, a tenant file, a key file given by mistake).
+//! `--force` replaces an existing file, but never one of the database's own
+//! (a SQLite database, its `-wal`/`-shm`/`-journal`) nor a master key file:
+//! a path mistyped there would destroy what no export can bring back.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,11 +17,10 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Checks that `path` can take a new `what` (an "export", a "fingerprint")
-/// whose documents say `"format": "<format>"`: its folder exists, it is no
-/// folder, and it does not exist unless `force` and it is an earlier file of
-/// the same kind (or empty).
-pub fn check(path: &Path, force: bool, what: &str, format: &str) -> Result<(), UsageError> {
+/// Checks that `path` can take a new `what` (an "export", a
+/// "fingerprint"): its folder exists, it is no folder, and it does not
+/// exist unless `force` and it is none of the files [`precious`] names.
+pub fn check(path: &Path, force: bool, what: &str) -> Result<(), UsageError> {
     let dir = parent_dir(path);
     if !dir.is_dir() {
         return Err(UsageError::new(format!(
@@ -44,43 +44,40 @@ pub fn check(path: &Path, force: bool, what: &str, format: &str) -> Result<(), U
             path.display()
         )));
     }
-    match kind_of(path, format) {
-        Kind::Same | Kind::Empty => Ok(()),
-        Kind::Other(looks_like) => Err(UsageError::new(format!(
-            "{} is {looks_like}, not an earlier {what}: --force replaces only an earlier {what}; choose another path",
+    match precious(path) {
+        Some(is) => Err(UsageError::new(format!(
+            "{} is {is}: --force never replaces it; choose another path",
             path.display()
         ))),
+        None => Ok(()),
     }
 }
 
-enum Kind {
-    Same,
-    Empty,
-    Other(&'static str),
-}
-
-/// What the file at `path` holds, from its first 4 KB.
-fn kind_of(path: &Path, format: &str) -> Kind {
+/// What the file at `path` is when it is one no `--force` may replace: a
+/// SQLite database or one of its journals, or a master key (one line of
+/// base64 of 32 bytes). Read from its first 4 KB.
+fn precious(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy();
+    if ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|s| name.ends_with(s))
+    {
+        return Some("a SQLite journal");
+    }
     let mut head = Vec::new();
     let read = std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
     if read.is_err() {
-        return Kind::Other("a file that cannot be read");
-    }
-    if head.is_empty() {
-        return Kind::Empty;
+        return Some("a file that cannot be read");
     }
     if head.starts_with(b"SQLite format 3\0") {
-        return Kind::Other("a SQLite database");
+        return Some("a SQLite database");
     }
-    let text: String = String::from_utf8_lossy(&head)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    if text.contains(&format!("\"format\":\"{format}\"")) {
-        Kind::Same
-    } else {
-        Kind::Other("another kind of file")
+    let text = String::from_utf8_lossy(&head);
+    let one_line = text.trim().lines().count() == 1;
+    if one_line && crate::security::crypto::MasterKey::from_base64(&text).is_ok() {
+        return Some("a master key file");
     }
+    None
 }
 
 #[cfg(test)]
@@ -88,7 +85,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn force_replaces_only_an_earlier_file_of_the_same_kind() {
+    fn force_never_replaces_a_database_or_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = |name: &str, bytes: &[u8]| {
             let path = dir.path().join(name);
@@ -99,28 +96,27 @@ mod tests {
             "a.jsonl",
             b"{\"header\":{\"format\":\"pathfinder-db-export\"}}\n",
         );
-        let pretty = file(
-            "f.json",
-            b"{\n  \"format\": \"pathfinder-db-fingerprint\"\n}\n",
-        );
+        let text = file("notes.txt", b"precious\n");
         let db = file("x.db", b"SQLite format 3\0rest");
+        let wal = file("x.db-wal", b"anything");
         let key = file(
             "master.key",
             b"X9NqB5w7yYoxBs8xeSIdckrdh207oYIGkb6yeXuCqKE=\n",
         );
-        let empty = file("empty", b"");
-        let e = "pathfinder-db-export";
-        assert!(check(&export, true, "export", e).is_ok());
-        assert!(check(&export, false, "export", e).is_err());
-        assert!(check(&empty, true, "export", e).is_ok());
-        assert!(check(&pretty, true, "fingerprint", "pathfinder-db-fingerprint").is_ok());
-        assert!(check(&pretty, true, "export", e).is_err());
-        let refused = check(&db, true, "export", e).unwrap_err().to_string();
-        assert!(refused.contains("SQLite database"), "{refused}");
-        let refused = check(&key, true, "export", e).unwrap_err().to_string();
-        assert!(!refused.contains("X9Nq"), "{refused}");
-        assert!(check(&dir.path().join("new"), false, "export", e).is_ok());
-        assert!(check(&dir.path().join("no/new"), false, "export", e).is_err());
-        assert!(check(dir.path(), true, "export", e).is_err());
+        assert!(check(&export, true, "export").is_ok());
+        assert!(check(&export, false, "export").is_err());
+        assert!(check(&text, true, "export").is_ok());
+        for (path, is) in [
+            (&db, "SQLite database"),
+            (&wal, "journal"),
+            (&key, "master key"),
+        ] {
+            let refused = check(path, true, "export").unwrap_err().to_string();
+            assert!(refused.contains(is), "{refused}");
+            assert!(!refused.contains("X9Nq"), "{refused}");
+        }
+        assert!(check(&dir.path().join("new"), false, "export").is_ok());
+        assert!(check(&dir.path().join("no/new"), false, "export").is_err());
+        assert!(check(dir.path(), true, "export").is_err());
     }
 }

@@ -940,8 +940,8 @@ fn kept_archives_go_to_no_one_else_postgres() {
     kept_archives_go_to_no_one_else(&Env::postgres(&server, "keptarch"));
 }
 
-/// `--force` replaces an earlier export or fingerprint, never the
-/// database, a tenant's file or a key file.
+/// `--force` replaces a file, but never the database, a tenant's file or a
+/// key file.
 #[test]
 fn force_never_replaces_the_tools_own_files() {
     let env = Env::sqlite();
@@ -959,7 +959,7 @@ fn force_never_replaces_the_tools_own_files() {
         ] {
             let out = env.run(&args);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-            assert!(text(&out).contains("not an earlier"), "{}", text(&out));
+            assert!(text(&out).contains("never replaces"), "{}", text(&out));
             assert_eq!(std::fs::read(target).unwrap(), before, "{args:?}");
         }
     }
