@@ -14,8 +14,8 @@ use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{
     AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, CatalogItem, Check, Connection,
-    DbError, DbErrorKind, HeldPrivilege, Lock, MemberFacts, ObjectAccess, PolicyFacts, RoleFacts, Row,
-    TableStats, Value, bind_placeholders,
+    DbError, DbErrorKind, HeldPrivilege, Lock, MemberFacts, ObjectAccess, PolicyFacts, RoleFacts,
+    Row, TableStats, Value, bind_placeholders,
 };
 use crate::db::dialect::Dialect;
 use crate::error::UsageError;
@@ -327,7 +327,10 @@ impl PgConnection {
             .enumerate()
             .find(|(_, r)| text(r, 2) != "1")
         {
-            let home = rows[i + 1..].iter().find(|r| holds(r)).unwrap_or(&rows[last]);
+            let home = rows[i + 1..]
+                .iter()
+                .find(|r| holds(r))
+                .unwrap_or(&rows[last]);
             let (user, home) = (text(r, 4), text(home, 0));
             return Err(DbError::other(format!(
                 "PostgreSQL {}: schema {} (owned by {}) comes before schema {home}, which holds pathfinder-db's tables, on the search_path of role {user}: its tables and functions would be used in their place; fix: ALTER ROLE {user} SET search_path = {home} (then look at what that schema holds, drop it, and revoke CREATE on the database from whoever made it: `pathfinder-db grants check` names it)",

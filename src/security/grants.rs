@@ -347,7 +347,10 @@ impl Problem {
                         "the database's",
                     )
                 } else {
-                    (format!("has CREATE on the schema {name} (DDL rights)"), "its")
+                    (
+                        format!("has CREATE on the schema {name} (DDL rights)"),
+                        "its",
+                    )
                 };
                 let fix = format!(
                     "REVOKE CREATE ON {} {} FROM {grantee}",
@@ -448,8 +451,18 @@ pub fn compare(
         // CREATE on the database, then on the schema: granted to the role,
         // PUBLIC, a role it is a member of, or a member of it.
         let rights = [
-            ("database", &facts.database, &facts.database_create, facts.may_revoke_database),
-            ("schema", &facts.schema, &facts.schema_create, facts.may_revoke_schema),
+            (
+                "database",
+                &facts.database,
+                &facts.database_create,
+                facts.may_revoke_database,
+            ),
+            (
+                "schema",
+                &facts.schema,
+                &facts.schema_create,
+                facts.may_revoke_schema,
+            ),
         ];
         for (on, name, vias, may_revoke) in rights {
             for via in vias {
@@ -485,8 +498,18 @@ pub fn compare(
                 ));
             }
             let rights = [
-                ("database", &facts.database, m.database_create, facts.may_revoke_database),
-                ("schema", &facts.schema, m.schema_create, facts.may_revoke_schema),
+                (
+                    "database",
+                    &facts.database,
+                    m.database_create,
+                    facts.may_revoke_database,
+                ),
+                (
+                    "schema",
+                    &facts.schema,
+                    m.schema_create,
+                    facts.may_revoke_schema,
+                ),
             ];
             for (on, object, held, may_revoke) in rights {
                 if held {

@@ -1000,10 +1000,7 @@ fn views_functions_and_sequences_not_the_tools_postgres() {
         let err = as_app(&env, &role, None, sql).unwrap_err();
         assert!(err.contains("permission denied"), "{sql}: {err}");
     }
-    assert_eq!(
-        as_app(&env, &role, None, "SELECT one()").unwrap(),
-        [["1"]]
-    );
+    assert_eq!(as_app(&env, &role, None, "SELECT one()").unwrap(), [["1"]]);
 }
 
 // ---------------------------------------------------------------------------
