@@ -361,12 +361,16 @@ impl PgConnection {
 /// The schemas of the session's search_path, in order (quoted where
 /// needed), their owner, whether the connecting role owns them (1), whether
 /// they hold pathfinder-db's tables (1: refinery's history or a `pf_...`
-/// relation, found through the index on names), the connecting role; and
+/// relation, found through the index on names: first the tables a catalog
+/// or a member always has, exact look-ups; only a schema holding none of
+/// them is searched for any `pf_` name), the connecting role; and
 /// the search_path set to the first of them holding pathfinder-db's tables
 /// (none yet: the first). Text (the simple protocol: one round trip).
 const SEARCH_PATH: &str = "WITH p AS (SELECT s.ord, n.nspname, n.nspowner, \
-          EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid \
-             AND (c.relname = 'refinery_schema_history' OR (c.relname >= 'pf_' AND c.relname < 'pf`'))) AS holds \
+          CASE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname IN \
+                 ('refinery_schema_history', 'pf_tenants', 'pf_audit_log', 'pf_member_identity')) THEN true \
+               ELSE EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid \
+                 AND c.relname >= 'pf_' AND c.relname < 'pf`') END AS holds \
         FROM unnest(current_schemas(false)) WITH ORDINALITY s(nsp, ord) \
         JOIN pg_namespace n ON n.nspname = s.nsp), \
      pin AS (SELECT nspname FROM p ORDER BY NOT holds, ord LIMIT 1) \

@@ -857,6 +857,16 @@ fn create_on_the_database_and_a_shadowing_schema_postgres() {
         [["0"]]
     );
 
+    // The fix named works (for this database only: the role is the
+    // server's): the shadow is off the path, the right is reported.
+    env.system_exec(&format!(
+        "ALTER ROLE {owner} IN DATABASE {db} SET search_path = public"
+    ));
+    drift(&env, &role, &[format!("has CREATE on database {db}")]);
+    env.system_exec(&format!(
+        "ALTER ROLE {owner} IN DATABASE {db} RESET search_path"
+    ));
+
     // The schema gone, the right is still there: apply revokes it.
     as_app(&env, &role, None, &format!("DROP SCHEMA {owner} CASCADE")).unwrap();
     drift(&env, &role, &[format!("has CREATE on database {db}")]);
