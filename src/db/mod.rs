@@ -369,9 +369,21 @@ pub struct RoleFacts {
     /// A member of the role pathfinder-db connects as (the owner): it may
     /// act as the owner.
     pub member_of_owner: bool,
-    /// Who gives it CREATE on the schema, if anyone: `role` (granted to it),
-    /// `PUBLIC`, or the name of a role it is a member of.
-    pub schema_create: Option<String>,
+    /// Who gives it CREATE on the schema: `role` (granted to it), `PUBLIC`,
+    /// or the name of a role it is a member of; empty when nobody.
+    pub schema_create: Vec<String>,
+    /// PostgreSQL: the same for CREATE on the database (it may create
+    /// schemas: one named after the owner shadows the owner's tables).
+    pub database_create: Vec<String>,
+    /// PostgreSQL: the database's name, for the fixes named.
+    pub database: String,
+    /// PostgreSQL: the role pathfinder-db connects as may revoke on the
+    /// database (it is, or acts as, its owner) and on the schema.
+    pub may_revoke_database: bool,
+    pub may_revoke_schema: bool,
+    /// PostgreSQL: the roles that are members of the application role
+    /// (directly or not): the logins the application actually uses.
+    pub members: Vec<MemberFacts>,
     /// It owns the schema.
     pub owns_schema: bool,
     /// Objects of the schema it owns (any name), a few.
@@ -381,6 +393,21 @@ pub struct RoleFacts {
     /// Oracle: system privileges granted to the role (CREATE ..., ... ANY
     /// ..., EXEMPT ACCESS POLICY).
     pub system_privileges: Vec<String>,
+}
+
+/// A role that is a member of the application role (a login the
+/// application connects as) and what escapes the application's limits
+/// through it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemberFacts {
+    pub name: String,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// A member of the owner role: it may act as the owner.
+    pub member_of_owner: bool,
+    /// CREATE granted to it directly on the database, on the schema.
+    pub database_create: bool,
+    pub schema_create: bool,
 }
 
 /// One object and what the application role holds on it.
@@ -406,11 +433,15 @@ pub struct ObjectAccess {
 pub struct HeldPrivilege {
     /// Upper case: `SELECT`, `INSERT`, `TRUNCATE`, `EXECUTE`, ...
     pub privilege: String,
-    /// `role` (granted to the role itself), `PUBLIC`, or the name of
-    /// another role it is a member of.
+    /// `role` (granted to the role itself), `PUBLIC`, the name of
+    /// another role it is a member of, or `member:<name>` (granted to a
+    /// role that is a member of it: a login the application uses).
     pub via: String,
     /// WITH GRANT OPTION: it may pass the privilege on.
     pub grantable: bool,
+    /// PostgreSQL: a column privilege (`GRANT UPDATE (col) ON ...`), on
+    /// this column (quoted where needed); None: on the whole object.
+    pub column: Option<String>,
 }
 
 /// A row-level security policy (PostgreSQL) or VPD policy (Oracle).

@@ -302,6 +302,7 @@ pub(crate) fn objects_from_rows(
                     "PUBLIC".into()
                 },
                 grantable: r[3].to_text() == "YES",
+                column: None,
             });
         }
     }

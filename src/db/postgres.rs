@@ -14,8 +14,8 @@ use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::{
     AccessCatalog, AppRoleSlot, CatalogColumn, CatalogConstraint, CatalogItem, Check, Connection,
-    DbError, DbErrorKind, HeldPrivilege, Lock, ObjectAccess, PolicyFacts, RoleFacts, Row,
-    TableStats, Value, bind_placeholders,
+    DbError, DbErrorKind, HeldPrivilege, Lock, MemberFacts, ObjectAccess, PolicyFacts, RoleFacts,
+    Row, TableStats, Value, bind_placeholders,
 };
 use crate::db::dialect::Dialect;
 use crate::error::UsageError;
@@ -322,7 +322,7 @@ impl PgConnection {
                 });
             }
         };
-        Ok(PgConnection {
+        let mut conn = PgConnection {
             client,
             target,
             broken: false,
@@ -333,7 +333,46 @@ impl PgConnection {
             app_role: AppRoleSlot::default(),
             session_locks: Default::default(),
             repeated: Vec::new(),
-        })
+        };
+        conn.pin_search_path()?;
+        Ok(conn)
+    }
+
+    /// Makes the session's unqualified names mean the schema pathfinder-db
+    /// works in, and only it: one query, on connecting. It refuses a schema
+    /// of the search_path that the connecting role does not own and that
+    /// comes before a schema holding pathfinder-db's tables: whoever made it
+    /// (a role with CREATE on the database makes one named after the owner,
+    /// the default path's `"$user"`) would have its tables used in their
+    /// place (the audit log written into a table it owns, tenants created in
+    /// its schema). Then the search_path is that schema alone (it is what
+    /// `current_schema()`, which every catalog query reads, names), so no
+    /// other schema of the path can lend a table, function or type.
+    fn pin_search_path(&mut self) -> Result<(), DbError> {
+        let rows = self.simple_rows(SEARCH_PATH)?;
+        let text = |r: &Row, i: usize| r[i].to_text();
+        let holds = |r: &Row| text(r, 3) == "1";
+        let Some(last) = rows.iter().rposition(holds) else {
+            return Ok(());
+        };
+        if let Some((i, r)) = rows[..last]
+            .iter()
+            .enumerate()
+            .find(|(_, r)| text(r, 2) != "1")
+        {
+            let home = rows[i + 1..]
+                .iter()
+                .find(|r| holds(r))
+                .unwrap_or(&rows[last]);
+            let (user, home) = (text(r, 4), text(home, 0));
+            return Err(DbError::other(format!(
+                "PostgreSQL {}: schema {} (owned by {}) comes before schema {home}, which holds pathfinder-db's tables, on the search_path of role {user}: its tables and functions would be used in their place; fix: ALTER ROLE {user} SET search_path = {home} (then look at what that schema holds, drop it, and revoke CREATE on the database from whoever made it: `pathfinder-db grants check` names it)",
+                self.target,
+                text(r, 0),
+                text(r, 1)
+            )));
+        }
+        Ok(())
     }
 
     /// The application role the objects this connection creates are granted to.
@@ -351,6 +390,28 @@ impl PgConnection {
         e
     }
 }
+
+/// The schemas of the session's search_path, in order (quoted where
+/// needed), their owner, whether the connecting role owns them (1), whether
+/// they hold pathfinder-db's tables (1: refinery's history or a `pf_...`
+/// relation, found through the index on names: first the tables a catalog
+/// or a member always has, exact look-ups; only a schema holding none of
+/// them is searched for any `pf_` name), the connecting role; and
+/// the search_path set to the first of them holding pathfinder-db's tables
+/// (none yet: the first). Text (the simple protocol: one round trip).
+const SEARCH_PATH: &str = "WITH p AS (SELECT s.ord, n.nspname, n.nspowner, \
+          CASE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname IN \
+                 ('refinery_schema_history', 'pf_tenants', 'pf_audit_log', 'pf_member_identity')) THEN true \
+               ELSE EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid \
+                 AND c.relname >= 'pf_' AND c.relname < 'pf`') END AS holds \
+        FROM unnest(current_schemas(false)) WITH ORDINALITY s(nsp, ord) \
+        JOIN pg_namespace n ON n.nspname = s.nsp), \
+     pin AS (SELECT nspname FROM p ORDER BY NOT holds, ord LIMIT 1) \
+     SELECT quote_ident(p.nspname), pg_get_userbyid(p.nspowner), \
+        CASE WHEN p.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN 1 ELSE 0 END, \
+        CASE WHEN p.holds THEN 1 ELSE 0 END, quote_ident(current_user), \
+        (SELECT set_config('search_path', quote_ident(nspname), false) FROM pin) \
+     FROM p ORDER BY p.ord";
 
 /// How many more connections the server accepts from this role to this
 /// database: the smallest of max_connections (less the reserved ones) and the
@@ -668,37 +729,142 @@ fn relname_prefix(rel: &str, prefix: &str) -> (String, Vec<Value>) {
     (sql, binds)
 }
 
-/// The application role: its attributes, its rights on the schema, what it
-/// owns there (a few names). No row when the role does not exist.
+/// The application role: its attributes, its rights on the schema and the
+/// database, what it owns there (a few names), and whether the role
+/// pathfinder-db connects as may revoke on the database and the schema (it
+/// acts as their owner). No row when the role does not exist.
 const ROLE_FACTS: &str = "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, current_user, 'MEMBER'), \
         n.nspowner = r.oid, has_schema_privilege(r.oid, n.oid, 'CREATE'), \
         (SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = r.oid THEN 'role' \
-                                ELSE pg_get_userbyid(a.grantee) END, ',') \
+                                ELSE pg_get_userbyid(a.grantee) END, chr(30)) \
            FROM aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a \
           WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner \
             AND (a.grantee = 0 OR pg_has_role(r.oid, a.grantee, 'USAGE'))), \
         array_to_string(ARRAY(SELECT c.relname::text FROM pg_class c \
             WHERE c.relnamespace = n.oid AND c.relowner = r.oid ORDER BY 1 LIMIT 20), ','), \
-        n.nspname::text \
-     FROM pg_roles r, pg_namespace n WHERE r.rolname = ? AND n.nspname = current_schema()";
+        n.nspname::text, d.datname::text, \
+        (SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = r.oid THEN 'role' \
+                                ELSE pg_get_userbyid(a.grantee) END, chr(30)) \
+           FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a \
+          WHERE a.privilege_type = 'CREATE' AND a.grantee <> d.datdba \
+            AND (a.grantee = 0 OR pg_has_role(r.oid, a.grantee, 'USAGE'))), \
+        pg_has_role(current_user, d.datdba, 'USAGE'), pg_has_role(current_user, n.nspowner, 'USAGE') \
+     FROM pg_roles r, pg_namespace n, pg_database d \
+     WHERE r.rolname = ? AND n.nspname = current_schema() AND d.datname = current_database()";
 
-/// Every `pf_...` relation of the schema (and refinery's history) with what
-/// the application role holds on it, directly, through PUBLIC or through a
-/// role it is a member of (`privilege:via:grantable`, comma-separated; the
-/// owner's own entries left out), its row security and whether the role
-/// owns it. One pass over pg_class for the whole fleet.
-const OBJECT_ACCESS: &str = "WITH app AS (SELECT oid FROM pg_roles WHERE rolname = ?) \
-     SELECT c.relname::text, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity, \
-        COALESCE(c.relowner = (SELECT oid FROM app), false), \
-        (SELECT string_agg(a.privilege_type || ':' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
-                    WHEN a.grantee = (SELECT oid FROM app) THEN 'role' ELSE pg_get_userbyid(a.grantee) END \
-                    || ':' || CASE WHEN a.is_grantable THEN '1' ELSE '0' END, ',' ORDER BY a.privilege_type) \
-           FROM aclexplode(c.relacl) a \
-          WHERE a.grantee <> c.relowner AND (a.grantee = 0 OR (EXISTS (SELECT 1 FROM app) \
-                AND pg_has_role((SELECT oid FROM app), a.grantee, 'USAGE')))) \
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
-       AND (left(c.relname, 3) = 'pf_' OR c.relname = 'refinery_schema_history')";
+/// The roles that are members of the application role, directly or through
+/// others (`pg_auth_members`; the role pathfinder-db connects as left out):
+/// their attributes, membership in the owner role, and CREATE granted to
+/// them on the database and the schema.
+const MEMBERS: &str = "WITH RECURSIVE m(oid) AS ( \
+        SELECT am.member FROM pg_auth_members am JOIN pg_roles a ON a.oid = am.roleid WHERE a.rolname = ? \
+        UNION SELECT am.member FROM pg_auth_members am JOIN m ON am.roleid = m.oid) \
+     SELECT r.rolname::text, r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, current_user, 'MEMBER'), \
+        EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() \
+                  AND a.grantee = r.oid AND a.privilege_type = 'CREATE'), \
+        EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = current_schema() \
+                  AND a.grantee = r.oid AND a.privilege_type = 'CREATE') \
+     FROM m JOIN pg_roles r ON r.oid = m.oid WHERE r.rolname <> current_user ORDER BY 1";
+
+/// What the roles that count hold in the ACL `acl` (an `aclexplode` as
+/// `a`, `extra`: more conditions), as a scalar subquery: PUBLIC where
+/// `public` holds, the application role, a role it is a member of, a role
+/// that is a member of it; `privilege<US>via<US>grantable[<US>column]` (US:
+/// chr(31)), entries separated by chr(30). `owner`'s own entries left out.
+/// Needs the CTEs of [`ACCESS_ROLES`].
+fn acl_entries(owner: &str, public: &str, column: Option<&str>, acl: &str, extra: &str) -> String {
+    let column = column
+        .map(|c| format!(" || chr(31) || quote_ident({c})"))
+        .unwrap_or_default();
+    format!(
+        "(SELECT string_agg(a.privilege_type || chr(31) || CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
+              WHEN a.grantee = (SELECT oid FROM app) THEN 'role' \
+              WHEN a.grantee IN (SELECT oid FROM members) THEN 'member:' || pg_get_userbyid(a.grantee) \
+              ELSE pg_get_userbyid(a.grantee) END \
+           || chr(31) || CASE WHEN a.is_grantable THEN '1' ELSE '0' END{column}, chr(30) \
+           ORDER BY a.privilege_type) \
+         FROM {acl} a WHERE a.grantee <> {owner} AND ((a.grantee = 0 AND {public}) \
+           OR a.grantee IN (SELECT oid FROM members) \
+           OR (EXISTS (SELECT 1 FROM app) AND pg_has_role((SELECT oid FROM app), a.grantee, 'USAGE'))){extra})"
+    )
+}
+
+/// The CTEs naming the application role (`app`) and the roles that are
+/// members of it, directly or not (`members`, the connecting role left out).
+const ACCESS_ROLES: &str = "WITH RECURSIVE app AS (SELECT oid FROM pg_roles WHERE rolname = ?), \
+     members(oid) AS (SELECT am.member FROM pg_auth_members am WHERE am.roleid = (SELECT oid FROM app) \
+        UNION SELECT am.member FROM pg_auth_members am JOIN members m ON am.roleid = m.oid)";
+
+/// Every `pf_...` relation of the schema (and refinery's history), and any
+/// other relation of the schema the application may use, with what the
+/// application role holds on it: directly, through PUBLIC, through a role
+/// it is a member of, or granted to a role that is a member of it (the
+/// owner's own entries left out); on the whole relation and (column
+/// privileges) on its columns; its row security and whether the role owns
+/// it. PUBLIC's privileges on a relation that is not the tool's count only
+/// on a view (not `security_invoker`) or materialized view reading a
+/// `pf_...` relation: it reads with its owner's rights. One pass over
+/// pg_class for the whole fleet.
+fn object_access_sql() -> String {
+    let ours = "(left(c.relname, 3) = 'pf_' OR c.relname = 'refinery_schema_history')";
+    let public = format!(
+        "({ours} OR (c.relkind IN ('v', 'm') \
+           AND NOT EXISTS (SELECT 1 FROM unnest(c.reloptions) o \
+                 WHERE lower(o) ~ '^security_invoker=(t|tr|tru|true|y|ye|yes|on|1)$') \
+           AND EXISTS (SELECT 1 FROM pg_rewrite rw \
+                 JOIN pg_depend dp ON dp.classid = 'pg_rewrite'::regclass AND dp.objid = rw.oid \
+                  AND dp.refclassid = 'pg_class'::regclass \
+                 JOIN pg_class t ON t.oid = dp.refobjid \
+                 WHERE rw.ev_class = c.oid AND t.oid <> c.oid AND left(t.relname, 3) = 'pf_')))"
+    );
+    let relation = acl_entries("c.relowner", &public, None, "aclexplode(c.relacl)", "");
+    let columns = acl_entries(
+        "c.relowner",
+        &public,
+        Some("at.attname"),
+        "pg_attribute at, aclexplode(at.attacl)",
+        " AND at.attrelid = c.oid AND at.attnum > 0 AND NOT at.attisdropped AND at.attacl IS NOT NULL",
+    );
+    format!(
+        "{ACCESS_ROLES} \
+         SELECT x.name, x.kind, x.rls, x.forced, x.owned, x.privileges, x.columns FROM ( \
+           SELECT quote_ident(c.relname) AS name, c.relname AS relname, c.relkind::text AS kind, \
+             c.relrowsecurity AS rls, c.relforcerowsecurity AS forced, \
+             COALESCE(c.relowner = (SELECT oid FROM app), false) AS owned, {ours} AS ours, \
+             {relation} AS privileges, {columns} AS columns \
+           FROM pg_class c WHERE c.relnamespace = {SCHEMA} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+         ) x WHERE (x.ours OR x.privileges IS NOT NULL OR x.columns IS NOT NULL)"
+    )
+}
+
+/// The functions and procedures of the schema the application may execute
+/// (directly, through PUBLIC, as for [`object_access_sql`]) that matter: the
+/// tool's own (`pf_...`), and any SECURITY DEFINER one owned by a role that
+/// row-level security does not hold (the connecting role, a superuser, a
+/// BYPASSRLS role): it runs with its owner's rights. A function someone made
+/// that runs with its caller's rights is left alone: PostgreSQL lets PUBLIC
+/// execute every new function, and the caller's grants and policies apply.
+fn function_access_sql() -> String {
+    let entries = acl_entries(
+        "p.proowner",
+        "true",
+        None,
+        "aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner)))",
+        "",
+    );
+    format!(
+        "{ACCESS_ROLES} \
+         SELECT x.name, x.kind, x.privileges FROM ( \
+           SELECT p.oid::regprocedure::text AS name, \
+             CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind, \
+             {entries} AS privileges \
+           FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner \
+           WHERE p.pronamespace = {SCHEMA} AND p.prokind IN ('f', 'p') \
+             AND (left(p.proname, 3) = 'pf_' OR (p.prosecdef AND (o.rolname = current_user \
+                  OR o.rolsuper OR o.rolbypassrls))) \
+         ) x WHERE x.privileges IS NOT NULL ORDER BY 1"
+    )
+}
 
 /// The row-level security policies on `pf_...` tables.
 const POLICIES: &str = "SELECT c.relname::text, p.polname::text, \
@@ -736,21 +902,39 @@ fn text_list(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `privilege:via:grantable` entries, as [`OBJECT_ACCESS`] joins them.
+/// The entries [`acl_entries`] joins: `privilege<US>via<US>grantable`, with
+/// `<US>column` for a column privilege.
 fn held_privileges(v: &Value) -> Vec<HeldPrivilege> {
-    text_list(v)
-        .iter()
+    if v.is_null() {
+        return Vec::new();
+    }
+    v.to_text()
+        .split('\u{1e}')
         .filter_map(|entry| {
-            let mut parts = entry.rsplitn(3, ':');
-            let grantable = parts.next()? == "1";
-            let via = parts.next()?.to_string();
+            let mut parts = entry.split('\u{1f}');
             let privilege = parts.next()?.to_ascii_uppercase();
+            let via = parts.next()?.to_string();
+            let grantable = parts.next()? == "1";
+            let column = parts.next().map(str::to_string);
             Some(HeldPrivilege {
                 privilege,
                 via,
                 grantable,
+                column,
             })
         })
+        .collect()
+}
+
+/// Entries separated by chr(30).
+fn record_list(v: &Value) -> Vec<String> {
+    if v.is_null() {
+        return Vec::new();
+    }
+    v.to_text()
+        .split('\u{1e}')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
         .collect()
 }
 
@@ -761,7 +945,7 @@ impl PgConnection {
         names: Option<&[String]>,
     ) -> Result<AccessCatalog, DbError> {
         let facts = self.query(ROLE_FACTS, &[Value::Text(role.into())])?;
-        let role_facts = match facts.first() {
+        let mut role_facts = match facts.first() {
             None => RoleFacts::default(),
             Some(r) => RoleFacts {
                 exists: true,
@@ -769,36 +953,72 @@ impl PgConnection {
                 bypass_rls: flag(&r[1]),
                 member_of_owner: flag(&r[2]),
                 owns_schema: flag(&r[3]),
-                schema_create: flag(&r[4]).then(|| {
-                    text_list(&r[5])
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| "role".into())
-                }),
+                schema_create: if flag(&r[4]) {
+                    record_list(&r[5])
+                } else {
+                    Vec::new()
+                },
                 owned: text_list(&r[6]),
                 schema: r[7].to_text(),
+                database: r[8].to_text(),
+                database_create: record_list(&r[9]),
+                may_revoke_database: flag(&r[10]),
+                may_revoke_schema: flag(&r[11]),
+                members: Vec::new(),
                 system_privileges: Vec::new(),
             },
         };
+        if role_facts.exists {
+            role_facts.members = self
+                .query(MEMBERS, &[Value::Text(role.into())])?
+                .iter()
+                .map(|r| MemberFacts {
+                    name: r[0].to_text(),
+                    superuser: flag(&r[1]),
+                    bypass_rls: flag(&r[2]),
+                    member_of_owner: flag(&r[3]),
+                    database_create: flag(&r[4]),
+                    schema_create: flag(&r[5]),
+                })
+                .collect();
+        }
         let mut binds = vec![Value::Text(role.into())];
-        let mut sql = OBJECT_ACCESS.to_string();
+        let mut sql = object_access_sql();
         if let Some(names) = names {
-            sql.push_str(" AND c.relname = ANY(string_to_array(?, ','))");
+            sql.push_str(" AND x.relname = ANY(string_to_array(?, ','))");
             binds.push(Value::Text(names.join(",")));
         }
         sql.push_str(" ORDER BY 1");
-        let objects = self
+        let mut objects: Vec<ObjectAccess> = self
             .query(&sql, &binds)?
             .iter()
-            .map(|r| ObjectAccess {
-                name: r[0].to_text(),
-                kind: relkind_name(&r[1].to_text()).into(),
-                row_security: flag(&r[2]),
-                row_security_forced: flag(&r[3]),
-                owned_by_role: flag(&r[4]),
-                privileges: held_privileges(&r[5]),
+            .map(|r| {
+                let mut privileges = held_privileges(&r[5]);
+                privileges.extend(held_privileges(&r[6]));
+                ObjectAccess {
+                    name: r[0].to_text(),
+                    kind: relkind_name(&r[1].to_text()).into(),
+                    row_security: flag(&r[2]),
+                    row_security_forced: flag(&r[3]),
+                    owned_by_role: flag(&r[4]),
+                    privileges,
+                }
             })
             .collect();
+        if names.is_none() {
+            objects.extend(
+                self.query(&function_access_sql(), &[Value::Text(role.into())])?
+                    .iter()
+                    .map(|r| ObjectAccess {
+                        name: r[0].to_text(),
+                        kind: r[1].to_text(),
+                        row_security: false,
+                        row_security_forced: false,
+                        owned_by_role: false,
+                        privileges: held_privileges(&r[2]),
+                    }),
+            );
+        }
         let policies = self
             .query(POLICIES, &[])?
             .iter()

@@ -228,6 +228,33 @@ pub enum Problem {
         table: String,
         policy: String,
     },
+    /// PostgreSQL: column privileges (`GRANT UPDATE (col) ON ...`):
+    /// pathfinder-db never grants one, so each is beyond what the
+    /// application needs. `privileges`: `UPDATE (col, ...)` each.
+    ExtraColumnPrivilege {
+        object: String,
+        kind: String,
+        privileges: Vec<String>,
+        via: String,
+    },
+    /// PostgreSQL: CREATE on the database (`on`: `database`; it may create
+    /// schemas, and one named after the owner role would shadow
+    /// pathfinder-db's tables) or on the schema (`schema`: DDL), held
+    /// through `via` (as for [`Problem::ExtraPrivilege`]). `revocable`: the
+    /// role pathfinder-db connects as may revoke it (it acts as the owner).
+    CreateRight {
+        on: String,
+        name: String,
+        via: String,
+        revocable: bool,
+    },
+    /// PostgreSQL: a role that is a member of the application role (a login
+    /// the application uses) escapes row-level security: superuser,
+    /// BYPASSRLS, membership in the owner role. Its fix is a DBA's.
+    MemberRole {
+        member: String,
+        what: String,
+    },
     /// The application role owns an object (or the schema).
     Owns {
         object: String,
@@ -258,11 +285,7 @@ impl Problem {
                 grant_option,
                 ..
             } => {
-                let through = match via.as_str() {
-                    "role" => String::new(),
-                    "PUBLIC" => " (granted to PUBLIC)".into(),
-                    other => format!(" (through role {other})"),
-                };
+                let through = through(via, role);
                 if *grant_option {
                     format!(
                         "extra privilege: {role} may grant {} on {object} to others{through}",
@@ -292,9 +315,84 @@ impl Problem {
             Problem::ExtraPolicy { table, policy } => {
                 format!("extra policy: {policy} on {table} widens what the application sees")
             }
+            Problem::ExtraColumnPrivilege {
+                object,
+                privileges,
+                via,
+                ..
+            } => format!(
+                "extra privilege: {} on {object} (column privilege){}",
+                privileges.join(", "),
+                through(via, role)
+            ),
+            Problem::CreateRight {
+                on,
+                name,
+                via,
+                revocable,
+            } => {
+                let (who, grantee) = match via.as_str() {
+                    "role" => (role.to_string(), role.to_string()),
+                    "PUBLIC" => (format!("{role} (through PUBLIC)"), "PUBLIC".to_string()),
+                    v => match v.strip_prefix("member:") {
+                        Some(m) => (format!("{m}, a member of {role},"), quote_pg(m)),
+                        None => (format!("{role} (through role {v})"), quote_pg(v)),
+                    },
+                };
+                let (what, owner) = if on == "database" {
+                    (
+                        format!(
+                            "has CREATE on database {name}: it may create schemas, and one named after the owner role would shadow pathfinder-db's tables"
+                        ),
+                        "the database's",
+                    )
+                } else {
+                    (
+                        format!("has CREATE on the schema {name} (DDL rights)"),
+                        "its",
+                    )
+                };
+                let fix = format!(
+                    "REVOKE CREATE ON {} {} FROM {grantee}",
+                    on.to_ascii_uppercase(),
+                    quote_pg(name)
+                );
+                if *revocable {
+                    format!("{who} {what} ({fix})")
+                } else {
+                    format!("{who} {what} (as {owner} owner: {fix})")
+                }
+            }
+            Problem::MemberRole { member, what } => {
+                format!("{member}, a member of {role}, {what}")
+            }
             Problem::Owns { object } => format!("{role} owns {object}"),
             Problem::DdlRights { what } => format!("{role} {what}"),
         }
+    }
+}
+
+/// How a privilege reached the role, for a message: nothing when granted
+/// to it, else who holds it.
+fn through(via: &str, role: &str) -> String {
+    match via {
+        "role" => String::new(),
+        "PUBLIC" => " (granted to PUBLIC)".into(),
+        other => match other.strip_prefix("member:") {
+            Some(member) => format!(" (granted to {member}, a member of {role})"),
+            None => format!(" (through role {other})"),
+        },
+    }
+}
+
+/// Who a privilege held through `via` is revoked from: the role, PUBLIC, or
+/// a member of the role (quoted where needed). None: through another role
+/// the role is a member of (a DBA's decision).
+fn revoke_from(via: &str, role: &str) -> Option<String> {
+    match via {
+        "role" => Some(role.to_string()),
+        "PUBLIC" => Some("PUBLIC".to_string()),
+        other => other.strip_prefix("member:").map(quote_pg),
     }
 }
 
@@ -343,25 +441,85 @@ pub fn compare(
                 "is a member of the owner role: it may act as the owner (REVOKE <owner> FROM {role})"
             ));
         }
-        if let Some(via) = &facts.schema_create {
-            let schema = &facts.schema;
-            ddl(match via.as_str() {
-                "role" => format!(
-                    "has CREATE on the schema (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM {role})"
-                ),
-                "PUBLIC" => format!(
-                    "has CREATE on the schema through PUBLIC (DDL rights; as its owner: REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC)"
-                ),
-                other => format!(
-                    "has CREATE on the schema through role {other} (DDL rights; REVOKE CREATE ON SCHEMA {schema} FROM {other})"
-                ),
-            });
-        }
         for privilege in &facts.system_privileges {
             if privilege != "CREATE SESSION" {
                 ddl(format!(
                     "holds the system privilege {privilege} (REVOKE {privilege} FROM {role})"
                 ));
+            }
+        }
+        // CREATE on the database, then on the schema: granted to the role,
+        // PUBLIC, a role it is a member of, or a member of it.
+        let rights = [
+            (
+                "database",
+                &facts.database,
+                &facts.database_create,
+                facts.may_revoke_database,
+            ),
+            (
+                "schema",
+                &facts.schema,
+                &facts.schema_create,
+                facts.may_revoke_schema,
+            ),
+        ];
+        for (on, name, vias, may_revoke) in rights {
+            for via in vias {
+                problems.push(Problem::CreateRight {
+                    on: on.into(),
+                    name: name.clone(),
+                    via: via.clone(),
+                    revocable: may_revoke && revoke_from(via, role).is_some(),
+                });
+            }
+        }
+        for m in &facts.members {
+            let mut member = |what: String| {
+                problems.push(Problem::MemberRole {
+                    member: m.name.clone(),
+                    what,
+                })
+            };
+            let name = quote_pg(&m.name);
+            if m.superuser {
+                member(format!(
+                    "is a superuser: it bypasses every grant and row-level security (ALTER ROLE {name} NOSUPERUSER)"
+                ));
+            }
+            if m.bypass_rls {
+                member(format!(
+                    "has BYPASSRLS: row-level security does not apply to it (ALTER ROLE {name} NOBYPASSRLS)"
+                ));
+            }
+            if m.member_of_owner {
+                member(format!(
+                    "is a member of the owner role: it may act as the owner (REVOKE <owner> FROM {name})"
+                ));
+            }
+            let rights = [
+                (
+                    "database",
+                    &facts.database,
+                    m.database_create,
+                    facts.may_revoke_database,
+                ),
+                (
+                    "schema",
+                    &facts.schema,
+                    m.schema_create,
+                    facts.may_revoke_schema,
+                ),
+            ];
+            for (on, object, held, may_revoke) in rights {
+                if held {
+                    problems.push(Problem::CreateRight {
+                        on: on.into(),
+                        name: object.clone(),
+                        via: format!("member:{}", m.name),
+                        revocable: may_revoke,
+                    });
+                }
             }
         }
         if facts.owns_schema {
@@ -392,13 +550,28 @@ fn object_problems(object: &ObjectAccess, role_exists: bool, tenants: &Tenants) 
     }
     // Extra: anything PUBLIC holds, what the role holds beyond `want` (by
     // whom it was given), the right to pass privileges on.
+    // Column privileges: never pathfinder-db's, all extra (by whom they
+    // were given, then privilege, then columns).
     let mut extra: BTreeMap<(String, bool), BTreeSet<String>> = BTreeMap::new();
+    let mut columns: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     let mut held_by_role: BTreeSet<&str> = BTreeSet::new();
     for p in &object.privileges {
+        if let Some(column) = &p.column {
+            columns
+                .entry(p.via.clone())
+                .or_default()
+                .entry(p.privilege.clone())
+                .or_default()
+                .push(column.clone());
+            continue;
+        }
         if p.via == "role" {
             held_by_role.insert(p.privilege.as_str());
         }
-        let beyond = p.via == "PUBLIC" || !want.contains(p.privilege.as_str());
+        // A grant to a member of the role (a login) is never pathfinder-db's.
+        let beyond = p.via == "PUBLIC"
+            || p.via.starts_with("member:")
+            || !want.contains(p.privilege.as_str());
         if beyond {
             extra
                 .entry((p.via.clone(), false))
@@ -432,6 +605,23 @@ fn object_problems(object: &ObjectAccess, role_exists: bool, tenants: &Tenants) 
             privileges: in_order(privileges.into_iter().collect()),
             via,
             grant_option,
+        });
+    }
+    for (via, by_privilege) in columns {
+        let privileges = in_order(by_privilege.keys().cloned().collect())
+            .into_iter()
+            .map(|p| {
+                let mut cols = by_privilege[&p].clone();
+                cols.sort();
+                cols.dedup();
+                format!("{p} ({})", cols.join(", "))
+            })
+            .collect();
+        out.push(Problem::ExtraColumnPrivilege {
+            object: object.name.clone(),
+            kind: object.kind.clone(),
+            privileges,
+            via,
         });
     }
     out
@@ -775,6 +965,8 @@ pub struct Plan {
 fn pg_object_class(kind: &str) -> &'static str {
     match kind {
         "sequence" => "SEQUENCE",
+        "function" => "FUNCTION",
+        "procedure" => "PROCEDURE",
         _ => "TABLE",
     }
 }
@@ -948,12 +1140,48 @@ pub fn plan(renderer: &Renderer, role: &str, problems: &[Problem]) -> anyhow::Re
                 privileges,
                 via,
                 grant_option,
-            } if via == "role" || via == "PUBLIC" => {
-                let grantee = if via == "role" { role } else { "PUBLIC" };
+            } if revoke_from(via, role).is_some() => {
+                let grantee = revoke_from(via, role).unwrap_or_default();
                 grouped
-                    .entry((false, privileges.clone(), grantee.to_string(), *grant_option))
+                    .entry((false, privileges.clone(), grantee, *grant_option))
                     .or_default()
                     .push((object.clone(), kind.clone()));
+            }
+            Problem::ExtraColumnPrivilege {
+                object,
+                kind,
+                privileges,
+                via,
+            } if dialect == Dialect::Postgres && revoke_from(via, role).is_some() => {
+                let grantee = revoke_from(via, role).unwrap_or_default();
+                policies.push(Change {
+                    action: format!("revoke from {grantee}"),
+                    privileges: privileges.clone(),
+                    objects: vec![object.clone()],
+                    statements: vec![plain(format!(
+                        "REVOKE {} ON {} {object} FROM {grantee}",
+                        privileges.join(", "),
+                        pg_object_class(kind)
+                    ))],
+                });
+            }
+            Problem::CreateRight {
+                on,
+                name,
+                via,
+                revocable: true,
+            } if dialect == Dialect::Postgres && revoke_from(via, role).is_some() => {
+                let grantee = revoke_from(via, role).unwrap_or_default();
+                policies.push(Change {
+                    action: format!("revoke from {grantee}"),
+                    privileges: vec!["CREATE".into()],
+                    objects: vec![format!("{on} {name}")],
+                    statements: vec![plain(format!(
+                        "REVOKE CREATE ON {} {} FROM {grantee}",
+                        on.to_ascii_uppercase(),
+                        quote_pg(name)
+                    ))],
+                });
             }
             Problem::RowSecurityDisabled { table } => policies.push(Change {
                 action: "enable row security".into(),
@@ -1830,6 +2058,7 @@ mod tests {
             privilege: privilege.into(),
             via: via.into(),
             grantable,
+            column: None,
         }
     }
 
@@ -1920,7 +2149,7 @@ mod tests {
             ..pg_policy("pf_users", "id")
         });
         c.policies[1].using = Some("true".into());
-        c.role.schema_create = Some("PUBLIC".into());
+        c.role.schema_create = vec!["PUBLIC".into()];
         c.role.bypass_rls = true;
         c.objects[6].owned_by_role = true;
         let problems = compare(Dialect::Postgres, "app", &c, &tenants());
@@ -1968,9 +2197,15 @@ mod tests {
                 .iter()
                 .filter(|p| matches!(p, Problem::DdlRights { .. }))
                 .count(),
-            2,
+            1,
             "{problems:#?}"
         );
+        has(Problem::CreateRight {
+            on: "schema".into(),
+            name: String::new(),
+            via: "PUBLIC".into(),
+            revocable: false,
+        });
         assert_eq!(problems.len(), 10, "{problems:#?}");
 
         // The plan repairs all but the role's own attributes and ownership,
@@ -2000,6 +2235,112 @@ mod tests {
                 .any(|s| s
                     .starts_with("CREATE POLICY pf_user_sessions_own_rows ON pf_user_sessions\n")),
             "{sql:#?}"
+        );
+    }
+
+    #[test]
+    fn column_privileges_members_and_create_rights_are_found_and_revoked() {
+        let mut c = clean_catalog();
+        let column = |privilege: &str, via: &str, col: &str| HeldPrivilege {
+            column: Some(col.into()),
+            ..held(privilege, via, false)
+        };
+        // Column grants on the audit log (to the role, to PUBLIC), a grant
+        // to a login that is a member of the role, and a view over pf_users
+        // that is not the tool's.
+        c.objects[2].privileges.extend([
+            column("UPDATE", "role", "user_id"),
+            column("UPDATE", "role", "action"),
+            column("SELECT", "PUBLIC", "details"),
+        ]);
+        c.objects[4]
+            .privileges
+            .push(held("SELECT", "member:web", false));
+        c.objects.push(ObjectAccess {
+            kind: "view".into(),
+            ..object("v_users", vec![held("SELECT", "role", false)])
+        });
+        c.role.database = "main".into();
+        c.role.schema = "public".into();
+        c.role.database_create = vec!["role".into()];
+        c.role.may_revoke_database = true;
+        c.role.members = vec![crate::db::MemberFacts {
+            name: "web".into(),
+            bypass_rls: true,
+            schema_create: true,
+            ..Default::default()
+        }];
+        let problems = compare(Dialect::Postgres, "app", &c, &tenants());
+        let has = |p: Problem| assert!(problems.contains(&p), "{p:?} not in {problems:#?}");
+        has(Problem::ExtraColumnPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: vec!["UPDATE (action, user_id)".into()],
+            via: "role".into(),
+        });
+        has(Problem::ExtraColumnPrivilege {
+            object: "pf_audit_log".into(),
+            kind: "table".into(),
+            privileges: vec!["SELECT (details)".into()],
+            via: "PUBLIC".into(),
+        });
+        has(Problem::ExtraPrivilege {
+            object: "pf_tenants".into(),
+            kind: "table".into(),
+            privileges: vec!["SELECT".into()],
+            via: "member:web".into(),
+            grant_option: false,
+        });
+        has(Problem::ExtraPrivilege {
+            object: "v_users".into(),
+            kind: "view".into(),
+            privileges: vec!["SELECT".into()],
+            via: "role".into(),
+            grant_option: false,
+        });
+        has(Problem::CreateRight {
+            on: "database".into(),
+            name: "main".into(),
+            via: "role".into(),
+            revocable: true,
+        });
+        has(Problem::CreateRight {
+            on: "schema".into(),
+            name: "public".into(),
+            via: "member:web".into(),
+            revocable: false,
+        });
+        has(Problem::MemberRole {
+            member: "web".into(),
+            what: "has BYPASSRLS: row-level security does not apply to it (ALTER ROLE web NOBYPASSRLS)"
+                .into(),
+        });
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+        let renderer = Renderer::new(Dialect::Postgres, None).unwrap();
+        let plan = plan(&renderer, "app", &problems).unwrap();
+        // The member's attribute and the schema right it may not revoke.
+        assert_eq!(plan.unfixable.len(), 2, "{:#?}", plan.unfixable);
+        let sql: Vec<&str> = plan
+            .changes
+            .iter()
+            .flat_map(|c| &c.statements)
+            .map(|s| s.sql.as_str())
+            .collect();
+        for want in [
+            "REVOKE UPDATE (action, user_id) ON TABLE pf_audit_log FROM app",
+            "REVOKE SELECT (details) ON TABLE pf_audit_log FROM PUBLIC",
+            "REVOKE SELECT ON TABLE pf_tenants FROM web",
+            "REVOKE SELECT ON TABLE v_users FROM app",
+            "REVOKE CREATE ON DATABASE main FROM app",
+        ] {
+            assert!(sql.contains(&want), "{want} not in {sql:#?}");
+        }
+        assert!(
+            problems
+                .iter()
+                .map(|p| p.describe("app"))
+                .any(|d| d == "web, a member of app, has CREATE on the schema public (DDL rights) (as its owner: REVOKE CREATE ON SCHEMA public FROM web)"),
+            "{problems:#?}"
         );
     }
 

@@ -617,7 +617,7 @@ fn grants_check_finds_hand_made_drift_postgres() {
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         [
-            "ddl_rights",
+            "create_right",
             "extra_policy",
             "extra_privilege",
             "missing_grant",
@@ -643,10 +643,9 @@ fn grants_check_finds_hand_made_drift_postgres() {
         stdout(&verify)
     );
 
-    // A dry run prints the statements and changes nothing (exit 1: what it
-    // cannot repair would stay).
+    // A dry run prints the statements and changes nothing.
     let dry = run(&env, &role, &["grants", "apply", "--dry-run"]);
-    assert_eq!(dry.status.code(), Some(1));
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
     let dry = stdout(&dry);
     assert!(
         dry.contains(&format!(
@@ -664,22 +663,17 @@ fn grants_check_finds_hand_made_drift_postgres() {
         Some(1)
     );
 
-    // apply repairs all but the schema right, which it names.
-    let out = run(&env, &role, &["grants", "apply"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("not repaired") && stderr(&out).contains("CREATE on the schema"),
-        "{}",
-        stderr(&out)
+        dry.contains(&format!(
+            "REVOKE CREATE ON SCHEMA public FROM {};",
+            role.name
+        )),
+        "{dry}"
     );
-    let left = run(&env, &role, &["--json", "grants", "check"]);
-    let left: serde_json::Value = serde_json::from_str(&stdout(&left)).unwrap();
-    assert_eq!(left["problems"].as_array().unwrap().len(), 1, "{left}");
-    assert_eq!(left["problems"][0]["problem"], "ddl_rights");
-    env.system_exec(&format!(
-        "REVOKE CREATE ON SCHEMA public FROM {}",
-        role.name
-    ));
+
+    // apply repairs all of it: the schema right too, since the owner here
+    // may revoke it (it acts as the schema's owner).
+    ok(&env, &role, &["grants", "apply"]);
     ok(&env, &role, &["grants", "check"]);
     ok(&env, &role, &["doctor"]);
     ok(&env, &role, &["verify", "--all"]);
@@ -708,6 +702,315 @@ fn grants_check_finds_hand_made_drift_postgres() {
     ] {
         assert!(audited.contains(&want), "{want} not in {audited:?}");
     }
+}
+
+/// A database set up as `grants apply --create-role` leaves it, with alice
+/// provisioned: `grants check` passes.
+fn granted(server: &str, hint: &str) -> (Env, AppRole) {
+    let env = Env::postgres(server, hint);
+    let role = AppRole::new(server, &env);
+    ok(&env, &role, &["init"]);
+    ok(&env, &role, &["grants", "apply", "--create-role"]);
+    ok(&env, &role, &["provision", "alice"]);
+    ok(&env, &role, &["grants", "check"]);
+    (env, role)
+}
+
+/// `grants check` exits 1 and prints each of `want`.
+fn drift(env: &Env, role: &AppRole, want: &[String]) -> String {
+    let out = run(env, role, &["grants", "check"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    for w in want {
+        assert!(text.contains(w.as_str()), "no {w:?} in\n{text}");
+    }
+    text
+}
+
+/// The audit rows of `grants apply`'s revokes, as `change: objects`.
+fn revokes_audited(env: &Env) -> Vec<String> {
+    column(common::pg_rows(
+        &mut env.pg(),
+        "SELECT (details::json->>'change') || ': ' || (details::json->>'objects') FROM pf_audit_log \
+         WHERE action = 'grants.revoke' AND entity_type = 'role' ORDER BY created_at, 1",
+    ))
+}
+
+/// Column privileges (F1): invisible to a check of table ACLs, they let the
+/// application rewrite the audit log or read the registry. Reported, revoked
+/// by apply (audited), gone from the catalog.
+#[test]
+fn column_privileges_are_drift_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let (env, role) = granted(&server, "lprivcols");
+    let app = &role.name;
+    env.system_exec(&format!(
+        "GRANT UPDATE (action, user_id) ON pf_audit_log TO {app}; \
+         GRANT SELECT (username, tenant_key, status) ON pf_tenants TO {app}; \
+         GRANT SELECT (key_encrypted, user_id) ON pf_encryption_keys TO PUBLIC"
+    ));
+    assert!(as_app(&env, &role, None, "SELECT username FROM pf_tenants").is_ok());
+    drift(
+        &env,
+        &role,
+        &[
+            "extra privilege: UPDATE (action, user_id) on pf_audit_log (column privilege)".into(),
+            "extra privilege: SELECT (status, tenant_key, username) on pf_tenants (column privilege)"
+                .into(),
+            "extra privilege: SELECT (key_encrypted, user_id) on pf_encryption_keys (column privilege) (granted to PUBLIC)".into(),
+        ],
+    );
+    let dry = ok(&env, &role, &["grants", "apply", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "REVOKE UPDATE (action, user_id) ON TABLE pf_audit_log FROM {app};"
+        )),
+        "{dry}"
+    );
+    ok(&env, &role, &["grants", "apply"]);
+    ok(&env, &role, &["grants", "check"]);
+    assert_eq!(
+        common::pg_rows(
+            &mut env.pg(),
+            "SELECT count(*)::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             WHERE a.attacl IS NOT NULL AND left(c.relname, 3) = 'pf_'"
+        ),
+        [["0"]]
+    );
+    let err = as_app(&env, &role, None, "SELECT username FROM pf_tenants").unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+    let audited = revokes_audited(&env);
+    for want in [
+        format!("revoke from {app}: [\"pf_audit_log\"]"),
+        format!("revoke from {app}: [\"pf_tenants\"]"),
+        "revoke from PUBLIC: [\"pf_encryption_keys\"]".to_string(),
+    ] {
+        assert!(audited.contains(&want), "{want} not in {audited:?}");
+    }
+}
+
+/// CREATE on the database (F1, F1b): the application may create a schema
+/// named after the owner role, the first schema of the owner's default
+/// search_path, and shadow the tool's tables with its own. Every command
+/// then refuses to run, naming the schema and the fix (nothing reaches the
+/// shadow); once it is gone, check reports the right, apply revokes it.
+#[test]
+fn create_on_the_database_and_a_shadowing_schema_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let (env, role) = granted(&server, "lprivshadow");
+    let app = &role.name;
+    let db = common::pg_rows(&mut env.pg(), "SELECT current_database()")[0][0].clone();
+    let owner = common::pg_rows(&mut env.pg(), "SELECT current_user")[0][0].clone();
+    env.system_exec(&format!("GRANT CREATE ON DATABASE {db} TO {app}"));
+    drift(
+        &env,
+        &role,
+        &[format!(
+            "{app} has CREATE on database {db}: it may create schemas, and one named after the owner role would shadow pathfinder-db's tables (REVOKE CREATE ON DATABASE {db} FROM {app})"
+        )],
+    );
+
+    // The application uses it: a schema named after the owner, with its
+    // own audit log.
+    as_app(
+        &env,
+        &role,
+        None,
+        &format!(
+            "CREATE SCHEMA {owner}; CREATE TABLE {owner}.pf_audit_log (LIKE public.pf_audit_log INCLUDING DEFAULTS)"
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["provision", "bob"][..],
+        &["grants", "check"][..],
+        &["grants", "apply"][..],
+    ] {
+        let out = run(&env, &role, args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "schema {owner} (owned by {app}) comes before schema public, which holds pathfinder-db's tables, on the search_path of role {owner}"
+            )) && err.contains(&format!("ALTER ROLE {owner} SET search_path = public")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // Nothing reached the shadow, nor anything else.
+    assert_eq!(
+        common::pg_rows(
+            &mut env.pg(),
+            &format!("SELECT count(*)::text FROM {owner}.pf_audit_log")
+        ),
+        [["0"]]
+    );
+    assert_eq!(
+        common::pg_rows(
+            &mut env.pg(),
+            "SELECT count(*)::text FROM public.pf_tenants WHERE username = 'bob'"
+        ),
+        [["0"]]
+    );
+
+    // The fix named works (for this database only: the role is the
+    // server's): the shadow is off the path, the right is reported.
+    env.system_exec(&format!(
+        "ALTER ROLE {owner} IN DATABASE {db} SET search_path = public"
+    ));
+    drift(&env, &role, &[format!("has CREATE on database {db}")]);
+    env.system_exec(&format!(
+        "ALTER ROLE {owner} IN DATABASE {db} RESET search_path"
+    ));
+
+    // The schema gone, the right is still there: apply revokes it.
+    as_app(&env, &role, None, &format!("DROP SCHEMA {owner} CASCADE")).unwrap();
+    drift(&env, &role, &[format!("has CREATE on database {db}")]);
+    ok(&env, &role, &["grants", "apply"]);
+    ok(&env, &role, &["grants", "check"]);
+    let err = as_app(&env, &role, None, "CREATE SCHEMA again").unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+    let audited = revokes_audited(&env);
+    assert!(
+        audited.contains(&format!("revoke from {app}: [\"database {db}\"]")),
+        "{audited:?}"
+    );
+    ok(&env, &role, &["provision", "bob"]);
+}
+
+/// The logins the application uses (F11): roles that are members of the
+/// application role are checked too: BYPASSRLS, membership in the owner
+/// role, privileges granted to them directly, CREATE on the schema. Apply
+/// revokes the grants and names the fix of the rest (exit 1); once a DBA
+/// made it, check passes.
+#[test]
+fn logins_that_are_members_of_the_app_role_are_checked_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let (env, role) = granted(&server, "lprivmembers");
+    let app = &role.name;
+    let web = AppRole::new(&server, &env);
+    let web = &web.name;
+    let owner = common::pg_rows(&mut env.pg(), "SELECT current_user")[0][0].clone();
+    env.system_exec(&format!("CREATE ROLE {web} LOGIN IN ROLE {app}"));
+    ok(&env, &role, &["grants", "check"]);
+    env.system_exec(&format!(
+        "ALTER ROLE {web} BYPASSRLS; GRANT {owner} TO {web}; \
+         GRANT SELECT ON pf_tenants TO {web}; GRANT UPDATE (action) ON pf_audit_log TO {web}; \
+         GRANT CREATE ON SCHEMA public TO {web}"
+    ));
+    drift(
+        &env,
+        &role,
+        &[
+            format!(
+                "{web}, a member of {app}, has BYPASSRLS: row-level security does not apply to it (ALTER ROLE {web} NOBYPASSRLS)"
+            ),
+            format!("{web}, a member of {app}, is a member of the owner role"),
+            format!("extra privilege: SELECT on pf_tenants (granted to {web}, a member of {app})"),
+            format!(
+                "extra privilege: UPDATE (action) on pf_audit_log (column privilege) (granted to {web}, a member of {app})"
+            ),
+            format!("{web}, a member of {app}, has CREATE on the schema public"),
+        ],
+    );
+    let doctor = run(&env, &role, &["doctor"]);
+    assert_eq!(doctor.status.code(), Some(1));
+    assert!(
+        stdout(&doctor).contains("fail  app role: 5 problem(s)"),
+        "{}",
+        stdout(&doctor)
+    );
+    let out = run(&env, &role, &["grants", "apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("ALTER ROLE {web} NOBYPASSRLS")),
+        "{}",
+        stderr(&out)
+    );
+    let left = drift(&env, &role, &[]);
+    assert!(!left.contains("extra privilege"), "{left}");
+    assert!(!left.contains("CREATE on the schema"), "{left}");
+    assert_eq!(
+        common::pg_rows(
+            &mut env.pg(),
+            &format!(
+                "SELECT (SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a \
+                         WHERE c.relname = 'pf_tenants' AND a.grantee = '{web}'::regrole)::text, \
+                        (SELECT count(*) FROM pg_attribute t, aclexplode(t.attacl) a \
+                         WHERE t.attrelid = 'pf_audit_log'::regclass AND a.grantee = '{web}'::regrole)::text, \
+                        (SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a \
+                         WHERE n.nspname = 'public' AND a.grantee = '{web}'::regrole)::text"
+            )
+        ),
+        [["0", "0", "0"]]
+    );
+    env.system_exec(&format!(
+        "ALTER ROLE {web} NOBYPASSRLS; REVOKE {owner} FROM {web}"
+    ));
+    ok(&env, &role, &["grants", "check"]);
+    ok(&env, &role, &["doctor"]);
+}
+
+/// Objects of the schema pathfinder-db did not make (F12): a view over
+/// pf_users granted to the application reads every user's row (it runs
+/// with its owner's rights), so does one granted to PUBLIC, or a SECURITY
+/// DEFINER function anyone may execute; a sequence granted to it is beyond
+/// what it needs. A function running with its caller's rights and a
+/// security_invoker view are left alone. Apply revokes; check passes.
+#[test]
+fn views_functions_and_sequences_not_the_tools_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let (env, role) = granted(&server, "lprivviews");
+    let app = &role.name;
+    env.system_exec(&format!(
+        "INSERT INTO pf_users (id, username, email, password_hash) VALUES ('u-a', 'a', 'a@x', 'x'); \
+         CREATE VIEW v_users AS SELECT * FROM pf_users; GRANT SELECT ON v_users TO {app}; \
+         CREATE VIEW v_public AS SELECT id FROM pf_users; GRANT SELECT ON v_public TO PUBLIC; \
+         CREATE VIEW v_invoker WITH (security_invoker) AS SELECT id FROM pf_users; \
+         GRANT SELECT ON v_invoker TO PUBLIC; \
+         CREATE FUNCTION count_users() RETURNS bigint SECURITY DEFINER LANGUAGE sql \
+           AS 'SELECT count(*) FROM pf_users'; \
+         CREATE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'; \
+         CREATE SEQUENCE s1; GRANT USAGE ON SEQUENCE s1 TO {app}"
+    ));
+    assert_eq!(
+        as_app(&env, &role, None, "SELECT count(*) FROM v_users").unwrap(),
+        [["1"]]
+    );
+    let text = drift(
+        &env,
+        &role,
+        &[
+            "extra privilege: SELECT on v_users\n".into(),
+            "extra privilege: SELECT on v_public (granted to PUBLIC)".into(),
+            "extra privilege: EXECUTE on count_users() (granted to PUBLIC)".into(),
+            "extra privilege: USAGE on s1\n".into(),
+        ],
+    );
+    assert!(
+        !text.contains("v_invoker") && !text.contains("one()"),
+        "{text}"
+    );
+    ok(&env, &role, &["grants", "apply"]);
+    ok(&env, &role, &["grants", "check"]);
+    for sql in [
+        "SELECT count(*) FROM v_users",
+        "SELECT count(*) FROM v_public",
+        "SELECT count_users()",
+        "SELECT nextval('s1')",
+    ] {
+        let err = as_app(&env, &role, None, sql).unwrap_err();
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    assert_eq!(as_app(&env, &role, None, "SELECT one()").unwrap(), [["1"]]);
 }
 
 // ---------------------------------------------------------------------------
