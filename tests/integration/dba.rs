@@ -473,6 +473,28 @@ fn adopt_seed_tenants(env: &Env) {
     }
 }
 
+/// Tables made at an older version match it exactly, and the latest only
+/// with its indexes added: adopt takes the exact match, and `migrate`
+/// brings the tenant up the audited way.
+fn adopt_prefers_an_exact_older_version(env: &Env) {
+    env.ok(&["init"]);
+    let ddl = env.ok(&["render", "erin", "--to", "2", "--dialect", env.dialect()]);
+    env.system_exec(&ddl);
+    let (code, doc) = env.json_run(&["adopt", "erin", "--dry-run"]);
+    assert_eq!(code, Some(0), "{doc}");
+    let version = doc["tenants"][0]["version"].as_i64().unwrap();
+    assert!((2..=3).contains(&version), "{doc}");
+    env.ok(&["adopt", "erin"]);
+    env.ok(&["migrate", "erin"]);
+    env.ok(&["verify", "erin"]);
+}
+on_both_backends!(
+    adopt_prefers_an_exact_older_version,
+    adopt_prefers_an_exact_older_version_sqlite,
+    adopt_prefers_an_exact_older_version_postgres,
+    "adoptold"
+);
+
 on_both_backends!(
     adopt_seed_tenants,
     adopt_finds_repairs_and_registers_seed_tenants_sqlite,
