@@ -390,7 +390,7 @@ fn unsettled(
         ));
     }
     if has(Status::Importing) {
-        fixes.push("`pathfinder-db import <file>` again finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it".into());
+        fixes.push("`pathfinder-db import <file> --as <user>` again (the same file) finishes an interrupted import, `pathfinder-db import --cancel --as <user>` removes it".into());
     }
     // Each move's own target, from its claim (or the registry once switched).
     let moving: Vec<String> = stuck

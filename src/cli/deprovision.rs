@@ -92,9 +92,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         .map(|p| p.record.username.as_str())
         .collect::<Vec<_>>()
         .join(", ");
+    // Where the tables are: the catalog, or the members that hold them.
+    let mut places: Vec<&str> = plans.iter().map(|p| p.record.database.as_str()).collect();
+    places.sort_unstable();
+    places.dedup();
+    let place = match places.as_slice() {
+        [crate::fleet::members::CATALOG] => db.display_url().to_string(),
+        _ => format!("member(s) {}", places.join(", ")),
+    };
     ctx.confirm(&format!(
-        "Remove the tenant tables of {names} from {} ({keep})?",
-        db.display_url()
+        "Remove the tenant tables of {names} from {place} ({keep})?"
     ))?;
 
     let jobs = ctx.jobs(&db, args.jobs.jobs)?;

@@ -1325,8 +1325,15 @@ fn restore_steps(
         .map(|r| r.status);
     if status != Some(Status::Active) {
         bail!(
-            "tenant {name} is {}, not active: rows are restored into active tenants only",
-            status.map(|s| s.to_string()).unwrap_or("gone".into())
+            "tenant {name} is {}, not active: rows are restored into active tenants only{}",
+            status.map(|s| s.to_string()).unwrap_or("gone".into()),
+            if status == Some(Status::Deprovisioned) {
+                format!(
+                    " (provision it again first: `pathfinder-db provision {name} --take-archives` takes up its kept archives)"
+                )
+            } else {
+                String::new()
+            }
         );
     }
     let key = TenantKey::parse(&tenant.tenant_key, op.session().dialect())?;

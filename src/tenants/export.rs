@@ -394,6 +394,10 @@ pub fn verify(path: &Path) -> anyhow::Result<(Header, Manifest)> {
         let line = line.with_context(|| format!("cannot read the export {}", path.display()))?;
         let bad = |what: &str| anyhow::anyhow!("{}: line {}: {what}", path.display(), n + 1);
         if manifest.is_some() {
+            // Blank lines after it (an editor's, `echo >>`) are no text.
+            if line.trim().is_empty() {
+                continue;
+            }
             return Err(bad("text after the manifest"));
         }
         let doc: serde_json::Value =

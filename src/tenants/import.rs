@@ -321,7 +321,8 @@ fn read_rows(
     let quick = only.map(|t| format!("{{\"table\":{},", serde_json::json!(t)));
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read the export {}", path.display()))?;
-        if n == 0 {
+        // The header; blank lines (after the manifest, as `verify` allows).
+        if n == 0 || line.trim().is_empty() {
             continue;
         }
         if let Some(quick) = &quick

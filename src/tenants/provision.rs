@@ -945,7 +945,7 @@ pub fn cancel_deprovision(session: &mut Session<'_>, username: &Username) -> any
         if live < crate::schema::tenant::TABLES.len() {
             bail!(
                 "cannot cancel: some of {name}'s tables are dropped already; finish with `{}`",
-                finish_command(&name, record.claimed_by.as_deref())
+                finish_command(name, record.claimed_by.as_deref())
             );
         }
         op.complete(|sys| {

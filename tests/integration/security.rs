@@ -1009,3 +1009,39 @@ fn account_gone_is_reported_postgres() {
     };
     account_gone_is_reported(&Env::postgres(&server, "accountgone"));
 }
+
+/// Messages a DBA acts on: the deprovision question names the member that
+/// holds the tables; an export with blank lines after its manifest imports;
+/// restoring into a deprovisioned tenant names the way forward.
+#[test]
+fn messages_name_the_place_and_the_way_forward() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let m1 = env.path().join("m1");
+    env.ok(&["databases", "add", "m1", m1.to_str().unwrap()]);
+    env.ok(&["databases", "drain", "catalog"]);
+    env.ok(&["provision", "uma"]);
+    let out = env.run(&["deprovision", "uma"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("from member(s) m1"), "{}", text(&out));
+
+    let file = env.path().join("uma.jsonl");
+    env.ok(&["export", "uma", "--out", file.to_str().unwrap()]);
+    let mut exported = std::fs::read_to_string(&file).unwrap();
+    exported.push_str("\n\n");
+    std::fs::write(&file, exported).unwrap();
+    env.ok(&["import", file.to_str().unwrap(), "--as", "uma_copy"]);
+
+    env.ok(&["deprovision", "uma", "--archive", "--yes"]);
+    let out = env.run(&[
+        "retention",
+        "restore",
+        "uma",
+        "--table",
+        "experiences",
+        "--archived-since",
+        "1d",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--take-archives"), "{}", text(&out));
+}
