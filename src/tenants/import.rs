@@ -125,7 +125,18 @@ pub fn plan(
 
     let dialect = session.dialect();
     let name = req.username.as_deref().unwrap_or(&header.username);
-    let username = Username::parse(name).map_err(|e| e.usage(Some(dialect)))?;
+    let username = Username::parse(name).map_err(|e| {
+        let usage = e.usage(Some(dialect));
+        if req.username.is_none() {
+            // The file's own name: another can be given.
+            UsageError::new(format!(
+                "{} (the user named in the export): import it under another name with --as USER",
+                usage.0
+            ))
+        } else {
+            usage
+        }
+    })?;
     let key = match (&req.tenant_key, req.username.is_none()) {
         (Some(k), _) => TenantKey::parse(k, dialect)?,
         // The same user keeps the key it had, unless it does not fit here.

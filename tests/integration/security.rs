@@ -1031,6 +1031,17 @@ fn messages_name_the_place_and_the_way_forward() {
     exported.push_str("\n\n");
     std::fs::write(&file, exported).unwrap();
     env.ok(&["import", file.to_str().unwrap(), "--as", "uma_copy"]);
+    // A file whose user is no safe name here can still come in under another.
+    let renamed = std::fs::read_to_string(&file).unwrap().replacen(
+        "\"username\":\"uma\"",
+        "\"username\":\"Uma.Old\"",
+        1,
+    );
+    let odd = env.path().join("odd.jsonl");
+    std::fs::write(&odd, renamed).unwrap();
+    let out = env.run(&["import", odd.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--as USER"), "{}", text(&out));
 
     env.ok(&["deprovision", "uma", "--archive", "--yes"]);
     let out = env.run(&[
