@@ -48,6 +48,14 @@ pub struct MemberConfig {
     pub password_file: Option<PathBuf>,
 }
 
+/// The user id the process runs as (the owner its files get): a folder or
+/// file of the tool's that another user owns is refused or ignored.
+#[cfg(unix)]
+pub fn running_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Reads a file that holds a secret (`what`: "master key file", "password
 /// file"): refused when it is not a regular file, or when
 /// anyone but its owner may read or write it (like ssh's private keys).

@@ -210,8 +210,7 @@ fn keep_private(dir: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::config::running_uid();
         if meta.uid() != me {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,

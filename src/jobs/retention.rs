@@ -142,8 +142,7 @@ pub fn stop_file_owner(path: &std::path::Path) -> Option<Option<u32>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::config::running_uid();
         if meta.uid() != me && meta.uid() != 0 {
             return Some(Some(meta.uid()));
         }

@@ -1933,8 +1933,7 @@ pub mod files {
         if meta.file_type().is_symlink() {
             return None;
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::config::running_uid();
         let other = (meta.uid() != me).then_some(meta.uid());
         Some((meta.permissions().mode() & 0o777, meta.is_dir(), other))
     }
