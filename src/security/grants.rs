@@ -2010,6 +2010,15 @@ mod tests {
     use super::*;
     use crate::db::{HeldPrivilege, PolicyFacts, RoleFacts};
 
+    /// The statements of a plan, in order.
+    fn planned_sql(plan: &Plan) -> Vec<&str> {
+        plan.changes
+            .iter()
+            .flat_map(|c| &c.statements)
+            .map(|s| s.sql.as_str())
+            .collect()
+    }
+
     fn tenants() -> Tenants {
         HashMap::from([("alice".to_string(), true), ("gone".to_string(), false)])
     }
@@ -2212,12 +2221,7 @@ mod tests {
         let renderer = Renderer::new(Dialect::Postgres, None).unwrap();
         let plan = plan(&renderer, "app", &problems).unwrap();
         assert_eq!(plan.unfixable.len(), 3, "{:#?}", plan.unfixable);
-        let sql: Vec<&str> = plan
-            .changes
-            .iter()
-            .flat_map(|c| &c.statements)
-            .map(|s| s.sql.as_str())
-            .collect();
+        let sql = planned_sql(&plan);
         for want in [
             "REVOKE DELETE ON TABLE pf_audit_log FROM app",
             "REVOKE TRUNCATE ON TABLE pf_tenants FROM PUBLIC",
@@ -2319,12 +2323,7 @@ mod tests {
         let plan = plan(&renderer, "app", &problems).unwrap();
         // The member's attribute and the schema right it may not revoke.
         assert_eq!(plan.unfixable.len(), 2, "{:#?}", plan.unfixable);
-        let sql: Vec<&str> = plan
-            .changes
-            .iter()
-            .flat_map(|c| &c.statements)
-            .map(|s| s.sql.as_str())
-            .collect();
+        let sql = planned_sql(&plan);
         for want in [
             "REVOKE UPDATE (action, user_id) ON TABLE pf_audit_log FROM app",
             "REVOKE SELECT (details) ON TABLE pf_audit_log FROM PUBLIC",
