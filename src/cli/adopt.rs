@@ -224,6 +224,13 @@ struct Failed {
 }
 
 fn report(ctx: &Context, a: &Adoption) {
+    if a.already {
+        ctx.say(format!(
+            "{} is registered already (tenant {}, active, version {}): nothing to do",
+            a.username, a.tenant_key, a.version
+        ));
+        return;
+    }
     let verb = if a.dry_run { "would adopt" } else { "adopted" };
     let mut line = format!("{verb} {} at version {}", a.username, a.version);
     if a.tenant_key != a.username {

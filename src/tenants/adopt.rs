@@ -220,6 +220,10 @@ pub struct Adoption {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     pub dry_run: bool,
+    /// Registered and active already under the same key (an adoption that
+    /// finished, perhaps killed after its commit): nothing was done.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already: bool,
 }
 
 /// How to adopt.
@@ -537,6 +541,23 @@ pub fn adopt(
 ) -> anyhow::Result<Adoption> {
     let name = username.as_str();
     let previous = registry::get(session.system(), name)?;
+    // Asked again after it finished: nothing to do, as provision and move say.
+    if let Some(r) = previous
+        .as_ref()
+        .filter(|r| r.status == Status::Active && r.tenant_key == key.as_str())
+    {
+        return Ok(Adoption {
+            username: name.to_string(),
+            tenant_key: r.tenant_key.clone(),
+            version: r.schema_version.max(0) as u32,
+            created: Vec::new(),
+            kept_indexes: Vec::new(),
+            moved_to: None,
+            database: session.has_members()?.then(|| r.database.clone()),
+            dry_run: options.dry_run,
+            already: true,
+        });
+    }
     if let Some(r) = previous
         .as_ref()
         .filter(|r| r.status != Status::Deprovisioned)
@@ -585,6 +606,7 @@ pub fn adopt(
         moved_to: tenant_file.as_ref().map(|f| f.display().to_string()),
         database: session.has_members()?.then(|| database.clone()),
         dry_run: options.dry_run,
+        already: false,
     };
     if !options.repair && !adoption.created.is_empty() {
         let drift: Vec<String> = analysis

@@ -485,6 +485,9 @@ fn adopt_prefers_an_exact_older_version(env: &Env) {
     let version = doc["tenants"][0]["version"].as_i64().unwrap();
     assert!((2..=3).contains(&version), "{doc}");
     env.ok(&["adopt", "erin"]);
+    // Asked again (a run killed after its commit is re-run): nothing to do.
+    let again = env.ok(&["adopt", "erin"]);
+    assert!(again.contains("nothing to do"), "{again}");
     env.ok(&["migrate", "erin"]);
     env.ok(&["verify", "erin"]);
 }
