@@ -57,6 +57,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         archive: args.archive,
         export: args.export.clone(),
         force: args.force,
+        templates_dir: ctx.config.templates_dir.clone(),
     };
 
     // Everything that can be checked, for every user, before anything changes.

@@ -83,7 +83,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         }
     };
     let target = ExportTarget::check(out, args.force, needed)?;
-    let (header, manifest) = export_tenant(&mut session, user.as_str(), &target)?;
+    let (header, manifest) = export_tenant(
+        &mut session,
+        user.as_str(),
+        &target,
+        ctx.config.templates_dir.as_deref(),
+    )?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "username": header.username,

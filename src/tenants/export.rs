@@ -317,6 +317,38 @@ pub fn tenant_tables_in(
     exported
 }
 
+/// Refuses, before anything is written, a tenant whose export `import` would
+/// refuse: a table with columns its version does not have (drift). The file
+/// would be a copy nothing can load, and after `deprovision --export` the
+/// only one.
+pub fn check_importable(
+    username: &str,
+    version: i64,
+    exported: &[(String, String, Vec<String>)],
+    templates_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let Ok(version) = u32::try_from(version) else {
+        return Ok(());
+    };
+    let named = exported
+        .iter()
+        .map(|(table, _, columns)| (table.as_str(), columns.as_slice()));
+    let (table, what) = match crate::tenants::import::misfit(named, templates_dir, version)? {
+        None => return Ok(()),
+        Some(crate::tenants::import::Misfit::Table(table)) => {
+            (table, "is not a table of".to_string())
+        }
+        Some(crate::tenants::import::Misfit::Columns { table, columns }) => (
+            table,
+            format!("has column(s) {} that are not in", columns.join(", ")),
+        ),
+    };
+    Err(UsageError::new(format!(
+        "cannot export {username}: its table {table} {what} tenant version {version}, so `import` would refuse the file: keep those values elsewhere and remove the drift (`pathfinder-db verify {username}` lists it), then export again"
+    ))
+    .into())
+}
+
 /// Exports an active tenant's rows (archives included) to `target` without
 /// changing them: under the tenant's lock, with writers kept out of its
 /// tables while they are read ([`Connection::freeze_tables`]), audited as
@@ -325,6 +357,7 @@ pub fn export_tenant(
     session: &mut Session<'_>,
     username: &str,
     target: &ExportTarget,
+    templates_dir: Option<&Path>,
 ) -> anyhow::Result<(Header, Manifest)> {
     let Some(mut op) = TenantOp::begin(session, username, "tenant.export", "export", Guard::Wait)?
     else {
@@ -362,6 +395,7 @@ pub fn export_tenant(
                     bail!("tenant {username} has no tables: `pathfinder-db verify {username}` lists what is missing");
                 }
                 let exported = tenant_tables(conn, &key, &tables)?;
+                check_importable(username, record.schema_version, &exported, templates_dir)?;
                 let live: Vec<String> = tables.iter().map(|(d, _)| key.object(d.name)).collect();
                 conn.freeze_tables(&live)?;
                 let written = target.write(conn, &header, &exported);

@@ -270,6 +270,48 @@ fn file_tables(path: &Path, manifest: &Manifest) -> anyhow::Result<Vec<FileTable
     Ok(tables)
 }
 
+/// What a tenant at some version could not load from an export.
+pub(crate) enum Misfit {
+    /// A table (as named in the file) it does not have.
+    Table(String),
+    /// Columns of a table that the tenant's table does not have.
+    Columns { table: String, columns: Vec<String> },
+}
+
+/// The first of `tables` (as named in an export, with their columns) that a
+/// tenant at `version` could not load, if any.
+pub(crate) fn misfit<'a>(
+    tables: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    templates_dir: Option<&Path>,
+    version: u32,
+) -> anyhow::Result<Option<Misfit>> {
+    let shape = crate::migrate::verify::expected_shape(
+        templates_dir,
+        crate::db::dialect::Dialect::Sqlite,
+        version,
+    )?;
+    for (table, columns) in tables {
+        let base = table.strip_suffix("_archive").unwrap_or(table);
+        let known = TABLES.iter().any(|d| d.name == base);
+        let Some(expected) = shape.tables.get(base).filter(|_| known) else {
+            return Ok(Some(Misfit::Table(table.to_string())));
+        };
+        let archive = base != table;
+        let foreign: Vec<String> = columns
+            .iter()
+            .filter(|c| !(expected.contains(c) || archive && *c == "archived_at"))
+            .cloned()
+            .collect();
+        if !foreign.is_empty() {
+            return Ok(Some(Misfit::Columns {
+                table: table.to_string(),
+                columns: foreign,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Every table of the file is a tenant table (or its archive) of `version`,
 /// and every column one that table has.
 fn check_shape(
@@ -277,36 +319,26 @@ fn check_shape(
     templates_dir: Option<&Path>,
     version: u32,
 ) -> anyhow::Result<()> {
-    let shape = crate::migrate::verify::expected_shape(
-        templates_dir,
-        crate::db::dialect::Dialect::Sqlite,
-        version,
-    )?;
-    for t in tables {
-        let base = t.table.strip_suffix("_archive").unwrap_or(&t.table);
-        let known = TABLES.iter().any(|d| d.name == base);
-        let Some(expected) = shape.tables.get(base).filter(|_| known) else {
+    let named = tables
+        .iter()
+        .map(|t| (t.table.as_str(), t.columns.as_slice()));
+    match misfit(named, templates_dir, version)? {
+        Some(Misfit::Table(table)) => {
             return Err(UsageError::new(format!(
-                "the export has a table {:?} that a tenant at version {version} does not have: it was changed, or not written by pathfinder-db",
-                t.table
-            ))
-            .into());
-        };
-        let archive = base != t.table;
-        let foreign: Vec<&str> = t
-            .columns
-            .iter()
-            .filter(|c| !(expected.contains(c) || archive && *c == "archived_at"))
-            .map(String::as_str)
-            .collect();
-        if !foreign.is_empty() {
-            return Err(UsageError::new(format!(
-                "the export's table {} has column(s) {} that version {version} does not have: it was changed, or written from a tenant with drift (`pathfinder-db verify`)",
-                t.table,
-                foreign.join(", ")
+                "the export has a table {table:?} that a tenant at version {version} does not have: it was changed, or not written by pathfinder-db"
             ))
             .into());
         }
+        Some(Misfit::Columns { table, columns }) => {
+            return Err(UsageError::new(format!(
+                "the export's table {table} has column(s) {} that version {version} does not have: it was changed, or written from a tenant with drift (`pathfinder-db verify`)",
+                columns.join(", ")
+            ))
+            .into());
+        }
+        None => {}
+    }
+    for t in tables {
         if t.rows > 0 && !t.columns.iter().any(|c| c == "id") {
             return Err(UsageError::new(format!(
                 "the export's table {} has no id column: it was changed",

@@ -484,6 +484,8 @@ pub struct DeprovisionOptions {
     pub export: Option<PathBuf>,
     /// Replace an existing export file.
     pub force: bool,
+    /// Where the templates are (`--templates`), for the export's shape check.
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// What a deprovisioning will do, found out before anything changes.
@@ -608,7 +610,19 @@ fn plan_removal(
         match tenant {
             None => (false, 0),
             Some(mut conn) => {
-                let present = !archive::live_tables(&mut *conn, &key)?.is_empty();
+                let live = archive::live_tables(&mut *conn, &key)?;
+                let present = !live.is_empty();
+                if present && options.export.is_some() {
+                    // The export would be the only copy: one import refuses
+                    // is refused before anything is dropped.
+                    let exported = crate::tenants::export::tenant_tables(&mut *conn, &key, &live)?;
+                    crate::tenants::export::check_importable(
+                        name,
+                        record.schema_version,
+                        &exported,
+                        options.templates_dir.as_deref(),
+                    )?;
+                }
                 let bytes = match &file {
                     Some(f) => std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
                     None => conn.table_bytes(&key.prefix())?,

@@ -951,6 +951,43 @@ fn export_of_a_live_tenant(env: &Env) {
         count(env.tenant_rows("carol", "SELECT COUNT(*) FROM pf_user_carol_experiences")),
         2
     );
+
+    // A column added by hand would make a file import refuses: neither
+    // export nor deprovision --export writes it, and nothing is dropped.
+    env.tenant_exec(
+        "carol",
+        "ALTER TABLE pf_user_carol_experiences ADD COLUMN badge VARCHAR(20)",
+    );
+    let drifted = env.path().join("drifted.jsonl");
+    for args in [
+        vec!["export", "carol", "--out", drifted.to_str().unwrap()],
+        vec![
+            "deprovision",
+            "carol",
+            "--yes",
+            "--export",
+            drifted.to_str().unwrap(),
+        ],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("experiences has column(s) badge") && err.contains("verify carol"),
+            "{err}"
+        );
+        assert!(!drifted.exists(), "{args:?} wrote {}", drifted.display());
+    }
+    assert_eq!(
+        count(env.tenant_rows("carol", "SELECT COUNT(*) FROM pf_user_carol_experiences")),
+        2
+    );
+    // With the drift removed, the export goes ahead.
+    env.tenant_exec(
+        "carol",
+        "ALTER TABLE pf_user_carol_experiences DROP COLUMN badge",
+    );
+    env.ok(&["export", "carol", "--out", drifted.to_str().unwrap()]);
 }
 
 on_both_backends!(

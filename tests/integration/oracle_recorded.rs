@@ -705,6 +705,7 @@ fn deprovision_sends_only_oracle_sql() {
                 archive: false,
                 export: None,
                 force: false,
+                templates_dir: None,
             };
             let plan = pathfinder_db::tenants::provision::plan_deprovision(
                 session,
