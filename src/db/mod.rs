@@ -291,6 +291,9 @@ pub enum CatalogItem {
     /// (table, index), as [`Connection::indexes`] gives them.
     Index(String, String),
     Constraint(CatalogConstraint),
+    /// (table, trigger): SQLite's value checks (other dialects check
+    /// values with constraints and give none).
+    Trigger(String, String),
 }
 
 /// Rows and bytes of one table, as the catalog reports them.

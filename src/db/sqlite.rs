@@ -1248,12 +1248,16 @@ impl Connection for SqliteConnection {
         });
         let mut master = self.query(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL \
-               AND ((type = 'index' AND substr(tbl_name, 1, length(?1)) = ?1) \
+               AND ((type IN ('index', 'trigger') AND substr(tbl_name, 1, length(?1)) = ?1) \
                  OR (type = 'table' AND substr(name, 1, length(?1)) = ?1))",
             &bind,
         )?;
-        for r in master.iter().filter(|r| r[0].to_text() == "index") {
-            each(CatalogItem::Index(r[2].to_text(), r[1].to_text()))?;
+        for r in &master {
+            match r[0].to_text().as_str() {
+                "index" => each(CatalogItem::Index(r[2].to_text(), r[1].to_text()))?,
+                "trigger" => each(CatalogItem::Trigger(r[2].to_text(), r[1].to_text()))?,
+                _ => {}
+            }
         }
         for k in crate::db::constraints_from_rows(&keys) {
             each(CatalogItem::Constraint(k))?;

@@ -26,13 +26,15 @@ use crate::schema::tenant::{TENANT_OBJECT_SUFFIXES, TENANT_PREFIX, TenantKey};
 use crate::tenants::TenantFailure;
 
 /// Tables (by suffix) with their columns, indexes as (table, index)
-/// suffixes, and each table's detail beyond names (by suffix; a table
-/// without detail, such as a materialized view, is compared by names only).
+/// suffixes, each table's detail beyond names (by suffix; a table without
+/// detail, such as a materialized view, is compared by names only), and
+/// SQLite's value-check triggers as (table, trigger) suffixes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shape {
     pub tables: BTreeMap<String, Vec<String>>,
     pub indexes: BTreeSet<(String, String)>,
     pub detail: BTreeMap<String, TableDetail>,
+    pub triggers: BTreeSet<(String, String)>,
 }
 
 /// Up to this many tenants are read from the catalog one by one (each by its
@@ -66,6 +68,21 @@ pub fn expected_shape(
     let mut shapes = group_by_tenant(Dialect::Sqlite, &columns, &indexes, &[], &[key.to_string()]);
     let mut shape = shapes.remove(key.as_str()).unwrap_or_default();
     shape.detail = expected_detail(templates_dir, dialect, version)?;
+    // Only SQLite checks values with triggers (the others with constraints,
+    // compared in the detail).
+    if dialect == Dialect::Sqlite {
+        let only = HashMap::from([(key.as_str(), ())]);
+        shape.triggers = conn
+            .definitions(&key.prefix())?
+            .into_iter()
+            .filter(|d| d.kind == "trigger")
+            .filter_map(|d| {
+                let (_, table) = split_name(&d.table, &only)?;
+                let (_, trigger) = split_name(&d.name, &only)?;
+                Some((table.to_string(), trigger.to_string()))
+            })
+            .collect();
+    }
     Ok(shape)
 }
 
@@ -99,6 +116,28 @@ pub fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a st
         let (key, suffix) = (&rest[..i], &rest[i + 1..]);
         (keys.contains_key(key) && is_object_suffix(suffix)).then_some((key, suffix))
     })
+}
+
+/// [`split_name`] for a table's name, which also takes a name of `keys`'
+/// whose suffix no template gives (a table a DBA made, `pf_user_bob_notes`):
+/// the longest key it begins with, unless its suffix ends in a known one
+/// (`pf_user_bob_x_skills` is tenant `bob_x`'s, whether or not `bob_x` is
+/// among `keys`).
+fn table_owner<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, &'a str)> {
+    if let Some(split) = split_name(name, keys) {
+        return Some(split);
+    }
+    let rest = name.strip_prefix(TENANT_PREFIX)?;
+    let split = rest
+        .match_indices('_')
+        .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
+        .filter(|(key, suffix)| !suffix.is_empty() && keys.contains_key(key))
+        .last()?;
+    let others = split
+        .1
+        .match_indices('_')
+        .any(|(i, _)| is_object_suffix(&split.1[i + 1..]));
+    (!others).then_some(split)
 }
 
 /// Whether `suffix` names a tenant object (a fleet's catalog asks once per row).
@@ -142,7 +181,7 @@ fn group_by_key_set(
 ) -> HashMap<String, Shape> {
     let mut out: HashMap<String, Shape> = HashMap::new();
     for col in columns {
-        if let Some((key, table)) = split_name(&col.table, key_set) {
+        if let Some((key, table)) = table_owner(&col.table, key_set) {
             out.entry(key.to_string())
                 .or_default()
                 .tables
@@ -208,6 +247,18 @@ pub fn compare(expected: &Shape, actual: &Shape) -> Vec<String> {
             && !expected.indexes.contains(&(table.clone(), index.clone()))
         {
             problems.push(format!("extra index {index} on {table}"));
+        }
+    }
+    // SQLite's value checks (expected on SQLite only): without them the
+    // tenant takes values its version refuses.
+    for (table, trigger) in expected.triggers.difference(&actual.triggers) {
+        problems.push(format!(
+            "missing trigger {trigger} on {table} (its value checks)"
+        ));
+    }
+    for (table, trigger) in actual.triggers.difference(&expected.triggers) {
+        if expected.tables.contains_key(table) {
+            problems.push(format!("extra trigger {trigger} on {table}"));
         }
     }
     problems.extend(compare_detail(expected, actual));
@@ -427,6 +478,8 @@ struct TenantRows {
     /// (table suffix, index)
     indexes: Vec<(u32, Name)>,
     constraints: Vec<ConstraintRow>,
+    /// (table suffix, trigger)
+    triggers: Vec<(u32, Name)>,
 }
 
 /// Catalog rows as they arrive, grouped by tenant key (only the keys given;
@@ -477,7 +530,7 @@ impl Catalog {
         use crate::db::CatalogItem;
         match item {
             CatalogItem::Column(c) => {
-                let Some((key, suffix)) = split_name(&c.table, keys) else {
+                let Some((key, suffix)) = table_owner(&c.table, keys) else {
                     return;
                 };
                 let row = ColumnRow {
@@ -516,6 +569,18 @@ impl Catalog {
                 };
                 self.rows(key).constraints.push(row);
             }
+            CatalogItem::Trigger(table, trigger) => {
+                let (Some((key, suffix)), Some(_)) =
+                    (split_name(&table, keys), split_name(&trigger, keys))
+                else {
+                    return;
+                };
+                let row = (
+                    self.strings.id(suffix),
+                    self.name(key, &trigger, false, keys),
+                );
+                self.rows(key).triggers.push(row);
+            }
         }
     }
 
@@ -526,6 +591,7 @@ impl Catalog {
         let mut rows = self.tenants.remove(key).unwrap_or_default();
         rows.columns.sort_by_key(|c| (c.table, c.position));
         rows.indexes.sort();
+        rows.triggers.sort();
         rows
     }
 
@@ -592,7 +658,22 @@ impl Catalog {
         keys: &HashMap<&str, ()>,
     ) -> HashMap<String, Shape> {
         let (columns, indexes, constraints) = self.full(key, rows);
-        group_by_key_set(dialect, &columns, &indexes, &constraints, keys)
+        let mut shapes = group_by_key_set(dialect, &columns, &indexes, &constraints, keys);
+        let triggers = rows
+            .triggers
+            .iter()
+            .filter_map(|(table, trigger)| match trigger {
+                Name::Own(suffix) => Some((
+                    self.strings.get(*table).to_string(),
+                    self.strings.get(*suffix).to_string(),
+                )),
+                _ => None,
+            });
+        let triggers: BTreeSet<(String, String)> = triggers.collect();
+        if !triggers.is_empty() {
+            shapes.entry(key.to_string()).or_default().triggers = triggers;
+        }
+        shapes
     }
 }
 
@@ -766,6 +847,30 @@ mod tests {
 
     /// A tenant's rows, kept without its name, give back exactly the names
     /// they were read with; two tenants with the same objects have equal rows.
+    #[test]
+    fn a_table_no_template_makes_belongs_to_the_longest_key_unless_another_tenant_could_own_it() {
+        let keys = HashMap::from([("bob", ()), ("bob_x", ())]);
+        assert_eq!(
+            table_owner("pf_user_bob_skills", &keys),
+            Some(("bob", "skills"))
+        );
+        assert_eq!(
+            table_owner("pf_user_bob_notes", &keys),
+            Some(("bob", "notes"))
+        );
+        assert_eq!(
+            table_owner("pf_user_bob_x_notes", &keys),
+            Some(("bob_x", "notes"))
+        );
+        let bob = HashMap::from([("bob", ())]);
+        // `bob_y`'s table (a known suffix after a part of a longer key).
+        assert_eq!(table_owner("pf_user_bob_y_skills", &bob), None);
+        assert_eq!(table_owner("pf_user_bob_y_skills_archive", &bob), None);
+        assert_eq!(table_owner("pf_user_bob_", &bob), None);
+        assert_eq!(table_owner("pf_user_carol_notes", &bob), None);
+        assert_eq!(table_owner("pf_users", &bob), None);
+    }
+
     #[test]
     fn catalog_rows_give_back_the_names_they_were_read_with() {
         use crate::db::{CatalogItem, ConstraintKind};

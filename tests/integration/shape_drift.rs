@@ -200,6 +200,51 @@ fn battery(env: &Env) {
             );
         }
     }
+    // A table of the tenant's name that no template makes is drift, and so
+    // (on SQLite) is a value-check trigger gone: the tenant then takes
+    // values its version refuses.
+    env.ok(&["provision", "extra"]);
+    env.tenant_exec("extra", "CREATE TABLE pf_user_extra_notes (id INTEGER)");
+    let mut expected = vec!["extra table notes"];
+    if env.is_sqlite() {
+        env.tenant_exec(
+            "extra",
+            "DROP TRIGGER pf_user_extra_exp_ins_tg; DROP TRIGGER pf_user_extra_exp_upd_tg",
+        );
+        expected.extend([
+            "missing trigger exp_ins_tg on experiences",
+            "missing trigger exp_upd_tg on experiences",
+        ]);
+    }
+    for args in [vec!["verify", "extra"], vec!["verify", "--all"]] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("extra (")).collect();
+        for want in &expected {
+            assert!(
+                lines.iter().any(|l| l.contains(want)),
+                "{args:?}: {want}: {lines:?}"
+            );
+        }
+        assert_eq!(lines.len(), expected.len(), "{args:?}: {lines:?}");
+    }
+    // A tenant whose name begins with this one's (`extra_b`) has tables
+    // that are not `extra`'s.
+    env.ok(&["provision", "extra_b"]);
+    let out = env.run(&["verify", "extra"]);
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with("extra ("))
+            .count(),
+        expected.len(),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["verify", "extra_b"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
     // None of the refused tenants was registered.
     let tenants = env.json(&["tenants"]);
     assert!(
