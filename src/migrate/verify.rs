@@ -131,8 +131,7 @@ fn table_owner<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, 
     let split = rest
         .match_indices('_')
         .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
-        .filter(|(key, suffix)| !suffix.is_empty() && keys.contains_key(key))
-        .last()?;
+        .rfind(|(key, suffix)| !suffix.is_empty() && keys.contains_key(key))?;
     let others = split
         .1
         .match_indices('_')
