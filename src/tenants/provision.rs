@@ -499,6 +499,9 @@ pub struct DeprovisionPlan {
     /// The export file is the complete one an interrupted run of this same
     /// deprovisioning wrote: it is kept as it is.
     pub reused_export: bool,
+    /// Taking back an import: the user's key is never the import's (it makes
+    /// one only as it completes), so it stays whatever the options.
+    pub keeps_keys: bool,
 }
 
 /// Whether `path` is a complete, intact export written by the deprovisioning
@@ -657,6 +660,7 @@ fn plan_removal(
         tables_present,
         export,
         reused_export,
+        keeps_keys: importing,
     }))
 }
 
@@ -906,7 +910,7 @@ fn deprovision_steps(
         // Crypto-shredding: unless the rows were kept (archive, export), the
         // user's key goes with the tables, so copies of their encrypted
         // fields in backups can no longer be read.
-        if !options.archive && options.export.is_none() {
+        if !options.archive && options.export.is_none() && !plan.keeps_keys {
             return crate::security::keys::shred_on_deprovision(
                 sys,
                 &name,
