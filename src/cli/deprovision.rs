@@ -125,13 +125,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     archived_rows,
                     exported_rows,
                     finished_earlier_run,
+                    had_no_tables,
                     keys_shredded: shredded,
                     ..
                 } = &outcome
                 {
                     keys_shredded += shredded;
                     let mut line = format!("deprovisioned {user}");
-                    if *finished_earlier_run {
+                    if *had_no_tables {
+                        line.push_str(" (it had no tables: only its registry entry was removed)");
+                    } else if *finished_earlier_run {
                         line.push_str(" (finished a deprovisioning that had stopped after dropping the tables");
                         if let Some(path) = &args.export {
                             line.push_str(&format!("; {} was left as it is", path.display()));

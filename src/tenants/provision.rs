@@ -562,6 +562,12 @@ fn plan_removal(
         .into());
     };
     if record.status == Status::Deprovisioned {
+        let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
+        let archives = match session.tenant(&key, Open::Existing)? {
+            Some(mut conn) if options.archive => kept_archive_tables(&mut *conn, &key)?,
+            _ => 0,
+        };
+        check_kept(&record, options, archives)?;
         return Ok(None);
     }
     if record.status == Status::Moving {
@@ -634,6 +640,22 @@ fn plan_removal(
             }
         }
     };
+    if !tables_present
+        && record.status != Status::Deprovisioning
+        && !importing
+        && (options.archive || options.export.is_some())
+    {
+        // No earlier run dropped them: there is nothing to keep, and a
+        // success would say rows were kept that never were.
+        return Err(UsageError::new(format!(
+            "tenant {name} has no tables{}: nothing to archive or export (`pathfinder-db verify {name}` says more). If they were dropped on purpose, `pathfinder-db deprovision {name} --yes` takes it out of the registry",
+            match record.database.as_str() {
+                crate::fleet::members::CATALOG => String::new(),
+                member => format!(" on member {member}"),
+            }
+        ))
+        .into());
+    }
     let mut reused_export = false;
     let export = match &options.export {
         Some(path) if tables_present => {
@@ -664,6 +686,50 @@ fn plan_removal(
     }))
 }
 
+/// How many archive tables a deprovisioned tenant kept.
+fn kept_archive_tables(
+    conn: &mut dyn crate::db::Connection,
+    key: &TenantKey,
+) -> anyhow::Result<usize> {
+    Ok(conn
+        .table_names(&key.prefix(), false)?
+        .iter()
+        .filter(|t| t.to_ascii_lowercase().ends_with("_archive"))
+        .count())
+}
+
+/// A user deprovisioned already (by an earlier run, or another one just
+/// now): "nothing to do" only when what `options` asks to keep was kept,
+/// the export file being this user's intact export, or archive tables
+/// (`archives`) being there. Otherwise the rows are gone and the caller is
+/// told so, rather than a success that wrote nothing.
+fn check_kept(
+    record: &TenantRecord,
+    options: &DeprovisionOptions,
+    archives: usize,
+) -> anyhow::Result<()> {
+    let name = &record.username;
+    if let Some(path) = &options.export {
+        let ours = crate::tenants::export::verify(path).is_ok_and(|(header, _)| {
+            header.username == *name && header.tenant_key == record.tenant_key
+        });
+        if !ours {
+            return Err(UsageError::new(format!(
+                "{name} was deprovisioned already and {} is not its export: its rows are no longer here to export (nothing was changed)",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    if options.archive && archives == 0 {
+        return Err(UsageError::new(format!(
+            "{name} was deprovisioned already without --archive: none of its rows were kept here (nothing was changed)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// What deprovisioning did for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -675,6 +741,9 @@ pub enum DeprovisionOutcome {
         /// An earlier, interrupted run had dropped the tables already: this
         /// one finished the deprovisioning and wrote no export.
         finished_earlier_run: bool,
+        /// The tenant had no tables, and no deprovisioning had begun (they
+        /// were dropped outside pathfinder-db): only its registry entry went.
+        had_no_tables: bool,
         /// Encryption key rows deleted (crypto-shredding; 0 when the rows
         /// were kept by --archive or --export). The caller erases their bytes
         /// once every tenant of the run is done.
@@ -795,6 +864,14 @@ fn deprovision_steps(
         bail!("tenant {name} disappeared from the registry");
     };
     if record.status == Status::Deprovisioned {
+        // Another run got there first, perhaps keeping the rows otherwise.
+        let archives = match options.archive {
+            true => op
+                .tenant(key, Open::Existing, |conn| kept_archive_tables(conn, key))?
+                .unwrap_or(0),
+            false => 0,
+        };
+        check_kept(&record, options, archives)?;
         return Ok(DeprovisionOutcome::AlreadyRemoved);
     }
     // Audit rows a killed sweep left staged in the tenant's file (SQLite)
@@ -923,7 +1000,8 @@ fn deprovision_steps(
         tenant_key: key.to_string(),
         archived_rows: counts.0,
         exported_rows: counts.1,
-        finished_earlier_run: !dropped_here,
+        finished_earlier_run: !dropped_here && record.status == Status::Deprovisioning,
+        had_no_tables: !dropped_here && record.status != Status::Deprovisioning,
         keys_shredded,
     })
 }

@@ -990,6 +990,97 @@ fn export_of_a_live_tenant(env: &Env) {
     env.ok(&["export", "carol", "--out", drifted.to_str().unwrap()]);
 }
 
+/// A deprovisioning never reports rows kept that were not: a tenant whose
+/// tables were dropped by hand has nothing to export or archive, and a
+/// user deprovisioned already (by an earlier run, another mode) has no rows
+/// left for a new export.
+fn deprovision_never_claims_rows_it_did_not_keep(env: &Env) {
+    env.ok(&["provision", "gone", "twice", "kept"]);
+    if env.is_sqlite() {
+        std::fs::remove_file(common::sqlite_tenant_file(env.path(), "gone")).unwrap();
+    } else {
+        let tables = [
+            "chat_messages",
+            "chat_conversations",
+            "skills",
+            "pert_responses",
+            "experiences",
+            "profile_summary",
+            "quick_summary",
+            "career_analytics",
+            "skills_progression",
+        ];
+        let list: Vec<String> = tables.iter().map(|t| format!("pf_user_gone_{t}")).collect();
+        env.tenant_exec(
+            "gone",
+            &format!(
+                "DROP MATERIALIZED VIEW pf_user_gone_career_summary; DROP TABLE {}",
+                list.join(", ")
+            ),
+        );
+    }
+    let file = env.path().join("gone.jsonl");
+    for extra in [vec!["--export", file.to_str().unwrap()], vec!["--archive"]] {
+        let mut args = vec!["deprovision", "gone", "--yes"];
+        args.extend(&extra);
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("has no tables"), "{}", stderr(&out));
+        assert!(!file.exists());
+    }
+    let status = |user: &str| {
+        env.system_rows(&format!(
+            "SELECT status FROM pf_tenants WHERE username = '{user}'"
+        ))[0][0]
+            .clone()
+    };
+    assert_eq!(status("gone"), "active");
+    let out = env.ok(&["deprovision", "gone", "--yes"]);
+    assert!(out.contains("it had no tables"), "{out}");
+    assert_eq!(status("gone"), "deprovisioned");
+
+    let first = env.path().join("twice.jsonl");
+    let other = env.path().join("other.jsonl");
+    env.ok(&[
+        "deprovision",
+        "twice",
+        "--yes",
+        "--export",
+        first.to_str().unwrap(),
+    ]);
+    // The same command again: its export is there, nothing to do.
+    let again = env.ok(&[
+        "deprovision",
+        "twice",
+        "--yes",
+        "--export",
+        first.to_str().unwrap(),
+    ]);
+    assert!(again.contains("nothing to do"), "{again}");
+    for extra in [vec!["--export", other.to_str().unwrap()], vec!["--archive"]] {
+        let mut args = vec!["deprovision", "twice", "--yes"];
+        args.extend(&extra);
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("deprovisioned already"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!other.exists());
+    env.ok(&["deprovision", "kept", "--yes", "--archive"]);
+    let again = env.ok(&["deprovision", "kept", "--yes", "--archive"]);
+    assert!(again.contains("nothing to do"), "{again}");
+}
+
+on_both_backends!(
+    deprovision_never_claims_rows_it_did_not_keep,
+    deprovision_never_claims_rows_it_did_not_keep_sqlite,
+    deprovision_never_claims_rows_it_did_not_keep_postgres,
+    "deprokept"
+);
+
 on_both_backends!(
     export_of_a_live_tenant,
     export_of_a_live_tenant_changes_nothing_and_imports_back_sqlite,
