@@ -111,6 +111,13 @@ pub fn locate(session: &mut crate::db::Session<'_>, username: &str) -> anyhow::R
         })?;
     let db = session.database();
     let member = members::get(session.system(), &record.database)?;
+    if member.is_none() && record.database != members::CATALOG {
+        // The application would be routed to the catalog, where the tenant is not.
+        anyhow::bail!(
+            "tenant {username} is registered on member {}, which `pathfinder-db databases list` does not know (its registry row was changed by hand?): no address to give",
+            record.database
+        );
+    }
     let stored = member.and_then(|m| m.url);
     let url = match (db.dialect(), stored) {
         (crate::db::dialect::Dialect::Sqlite, folder) => {

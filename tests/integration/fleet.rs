@@ -334,6 +334,18 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     assert_eq!(env.json(&["where", "early"])["database"], "catalog");
     assert!(!spare.exists());
     env.assert_member_counts_agree();
+    // A registry row naming a member nobody knows (a hand edit) gets no
+    // address: the catalog's would send the application to the wrong place.
+    let set_member = |m: &str| {
+        env.system_exec(&format!(
+            "UPDATE pf_tenants SET database_name = {m} WHERE username = 'early'"
+        ))
+    };
+    set_member("'zz'");
+    let lost = env.run(&["where", "early"]);
+    assert_eq!(lost.status.code(), Some(1), "{}", stderr(&lost));
+    assert!(stderr(&lost).contains("member zz"), "{}", stderr(&lost));
+    set_member("NULL");
     env.ok(&["deprovision", "early", "--yes"]);
     env.ok(&["databases", "drain", "catalog"]);
     env.ok(&["databases", "remove", "a_spare"]);
