@@ -55,6 +55,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "tenants": analyzed,
             "failed": run.failed,
+            "skipped": run.skipped,
         }));
     } else {
         ctx.say(format!(

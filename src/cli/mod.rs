@@ -676,6 +676,9 @@ pub struct TenantRun<'t, R> {
     /// `{"username", "error"}` objects, as every `--json` document lists failures.
     pub failed: Vec<serde_json::Value>,
     failed_names: Vec<String>,
+    /// `{"username", "status"}` of tenants deprovisioned (or being) while the
+    /// run went on: not failures, nothing is left to do for them.
+    pub skipped: Vec<serde_json::Value>,
     total: usize,
 }
 
@@ -726,7 +729,30 @@ pub fn for_tenants<'t, R: Send>(
     };
     let results = crate::parallel::for_each_by_member(db, tenants, options, by_member, work, done);
     bar.finish_and_clear();
-    collect_run(tenants, results)
+    collect_run(db, tenants, results)
+}
+
+/// For a tenant that failed: its status now when it was live as the run
+/// began and has been deprovisioned (or is being) since; None otherwise, or
+/// when the registry cannot be read (the failure stands).
+fn removed_meanwhile<'d>(
+    db: &'d Database,
+    session: &mut Option<crate::db::Session<'d>>,
+    tenant: &crate::catalog::registry::TenantRecord,
+) -> Option<String> {
+    use crate::catalog::registry::{self, Status};
+    if !tenant.status.is_live() {
+        return None;
+    }
+    if session.is_none() {
+        *session = db.connect_read_only().ok();
+    }
+    let now = registry::get(session.as_mut()?.system(), &tenant.username).ok()?;
+    match now.map(|r| r.status) {
+        None => Some("removed".to_string()),
+        Some(s @ (Status::Deprovisioned | Status::Deprovisioning)) => Some(s.to_string()),
+        Some(_) => None,
+    }
 }
 
 /// How many different values `names` holds (members among tenants).
@@ -735,6 +761,7 @@ pub fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> usize {
 }
 
 fn collect_run<'t, R>(
+    db: &Database,
     tenants: &'t [crate::catalog::registry::TenantRecord],
     results: Vec<Option<anyhow::Result<R>>>,
 ) -> TenantRun<'t, R> {
@@ -742,11 +769,22 @@ fn collect_run<'t, R>(
         done: Vec::new(),
         failed: Vec::new(),
         failed_names: Vec::new(),
+        skipped: Vec::new(),
         total: tenants.len(),
     };
+    let mut session = None;
     for (tenant, result) in tenants.iter().zip(results) {
         match result {
             Some(Ok(value)) => run.done.push((tenant, value)),
+            Some(Err(_)) if let Some(now) = removed_meanwhile(db, &mut session, tenant) => {
+                // A routine deprovisioning is no failure of a nightly job.
+                eprintln!(
+                    "note: {}: skipped: {now} since the run began",
+                    tenant.username
+                );
+                run.skipped
+                    .push(serde_json::json!({"username": tenant.username, "status": now}));
+            }
             Some(Err(err)) => {
                 let message = error::one_line(&err);
                 eprintln!("error: {}: {message}", tenant.username);

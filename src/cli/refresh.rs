@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     );
     let refreshed = run.done.len();
     if ctx.json {
-        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": run.failed}));
+        ctx.print_json(&serde_json::json!({"refreshed": refreshed, "failed": run.failed, "skipped": run.skipped}));
     } else {
         ctx.say(format!(
             "refreshed the career summary of {refreshed} tenant(s)"
