@@ -160,7 +160,9 @@ impl Config {
             .clone()
             .or_else(|| env("PATHFINDER_CONFIG").map(PathBuf::from));
         let file = match &explicit {
-            Some(path) => read_file(path)?,
+            // Its relative paths are the file's, wherever the command runs
+            // (cron starts in the home folder).
+            Some(path) => read_file(path)?.relative_to(path.parent().unwrap_or(Path::new(""))),
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
                 read_file(Path::new(DEFAULT_CONFIG_FILE))?
             }
@@ -286,6 +288,36 @@ impl Config {
     /// the configuration is for `render` only.)
     pub fn database_dialect(&self) -> Result<Dialect, UsageError> {
         self.url_dialect()
+    }
+}
+
+impl FileConfig {
+    /// The file's relative paths (a SQLite URL's file, folders, key and
+    /// password files) taken as relative to `dir`, the file's folder.
+    fn relative_to(mut self, dir: &Path) -> FileConfig {
+        if dir.as_os_str().is_empty() {
+            return self;
+        }
+        let under = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
+        if let Some(url) = &self.database_url
+            && let Some(rest) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            && !rest.is_empty()
+            && rest != ":memory:"
+            && Path::new(rest).is_relative()
+        {
+            self.database_url = Some(format!("sqlite://{}", dir.join(rest).display()));
+        }
+        self.templates_dir = self.templates_dir.map(under);
+        self.policies_dir = self.policies_dir.map(under);
+        self.master_key_file = self.master_key_file.map(under);
+        if let Some(members) = &mut self.members {
+            for member in members.values_mut() {
+                member.password_file = member.password_file.take().map(under);
+            }
+        }
+        self
     }
 }
 

@@ -46,6 +46,39 @@ fn flags_beat_environment_beat_file() {
         .success();
 }
 
+/// Relative paths in a configuration file named by PATHFINDER_CONFIG (as
+/// cron gives it) are the file's, whatever folder the command starts in.
+#[test]
+fn a_config_files_relative_paths_are_its_own() {
+    let dir = common::tempdir();
+    let d = dir.path();
+    let etc = d.join("etc");
+    std::fs::create_dir_all(etc.join("policies")).unwrap();
+    std::fs::write(
+        etc.join("pathfinder-db.toml"),
+        "database_url = \"sqlite://data/pathfinder.db\"\npolicies_dir = \"policies\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(etc.join("data")).unwrap();
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    pathfinder(&home)
+        .env("PATHFINDER_CONFIG", etc.join("pathfinder-db.toml"))
+        .args(["provision", "alice"])
+        .assert()
+        .success();
+    assert!(etc.join("data/pathfinder.db").exists());
+    assert!(!home.join("data").exists());
+    // The policies folder is the file's too: an empty one is read (none in force).
+    let out = pathfinder(&home)
+        .env("PATHFINDER_CONFIG", etc.join("pathfinder-db.toml"))
+        .args(["policies", "apply", "--dry-run"])
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(!said.contains("home"), "{said}");
+}
+
 #[test]
 fn explicit_config_file_must_exist_and_be_valid() {
     let dir = common::tempdir();
