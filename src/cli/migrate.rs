@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = if args.dry_run {
         ctx.open_database_read_only()?
     } else {
-        ctx.open_database()?
+        ctx.open_database_upgrading()?
     };
     let latest = renderer.latest_version(Scope::Tenant);
     let target = args.to.unwrap_or(latest);

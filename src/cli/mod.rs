@@ -213,10 +213,26 @@ impl Context {
     }
 
     /// Opens the configured database, creating or upgrading the system schema
-    /// when needed: only `init`, `provision` and `migrate` do this.
+    /// when needed: only `init` and `provision` do this.
     pub fn open_database(&self) -> anyhow::Result<(Database, Renderer)> {
         let db = Database::open(&self.config)?;
         let renderer = self.renderer(db.dialect())?;
+        self.upgrade_system(db, renderer)
+    }
+
+    /// Opens the configured database, upgrading its system schema when it is
+    /// older, but creating nothing (`migrate`: a CI job with a mistyped URL
+    /// fails instead of migrating a new, empty database).
+    pub fn open_database_upgrading(&self) -> anyhow::Result<(Database, Renderer)> {
+        let (db, renderer) = self.open_existing_schema(false)?;
+        self.upgrade_system(db, renderer)
+    }
+
+    fn upgrade_system(
+        &self,
+        db: Database,
+        renderer: Renderer,
+    ) -> anyhow::Result<(Database, Renderer)> {
         db.check_writable()?;
         let mut session = db.connect()?;
         if crate::migrate::system_is_current(session.system(), &renderer)? {
