@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::db::Tx;
+use crate::error::UsageError;
 use crate::jobs::policy::{self, Change, Policy, Stored};
 
 use super::Context;
@@ -30,6 +31,10 @@ pub struct ApplyArgs {
     /// The policies directory [default: policies_dir from the configuration, else ./policies]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    /// With no policy file in DIR, remove every policy in force (otherwise refused)
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
@@ -57,8 +62,20 @@ fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
     let dir = args.dir.unwrap_or_else(|| ctx.config.policies_dir.clone());
     // Every file is checked before the database is touched.
     let files = policy::load_dir(&dir)?;
+    // A wrong --dir (or an empty deploy) would end every retention policy.
+    let refuse_empty = |stored: usize| -> anyhow::Result<()> {
+        if files.is_empty() && stored > 0 && !args.allow_empty {
+            return Err(UsageError::new(format!(
+                "{} has no policy files (*.toml): applying it would remove the {stored} policies in force; check --dir, or give --allow-empty to remove them all",
+                dir.display()
+            ))
+            .into());
+        }
+        Ok(())
+    };
     let changes = if args.dry_run {
         let stored = stored_if_any(ctx)?;
+        refuse_empty(stored.len())?;
         policy::diff(&stored, &files)
     } else {
         // The policy table's columns come with system version 4: like every
@@ -68,6 +85,7 @@ fn apply(ctx: &Context, args: ApplyArgs) -> anyhow::Result<u8> {
         let mut session = db.connect()?;
         let mut tx = Tx::begin(session.system())?;
         let stored = policy::stored(&mut *tx)?;
+        refuse_empty(stored.len())?;
         let changes = policy::diff(&stored, &files);
         policy::apply(&mut *tx, &changes)?;
         tx.commit()?;

@@ -300,11 +300,14 @@ fn refuse(file: &Path, field: &str, problem: impl std::fmt::Display) -> UsageErr
 /// out, because the file may be the wrong one (a symlink to a key file) and
 /// its text a secret.
 fn quotable(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 32
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    // The parser's own tokens (`expected `=``) say nothing of a file.
+    let token = text.len() <= 2 && text.bytes().all(|b| b.is_ascii_punctuation());
+    token
+        || !text.is_empty()
+            && text.len() <= 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// `message` with every `quoted` part that is not [`quotable`] masked.
@@ -367,9 +370,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, UsageError> {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(line) => refuse(path, &field, format!("{message} (line {line})")),
-            None => refuse(path, &field, message),
+        match (line, field.as_str()) {
+            // No field to name (a line that is not `key = value`): the line.
+            (Some(line), "?") => {
+                UsageError::new(format!("{}: line {line}: {message}", path.display()))
+            }
+            (Some(line), _) => refuse(path, &field, format!("{message} (line {line})")),
+            (None, _) => refuse(path, &field, message),
         }
     })?;
     let policy = Policy {
@@ -626,7 +633,8 @@ pub fn diff(stored: &[Stored], files: &[Policy]) -> Vec<Change> {
                     was.description.clone().into(),
                     p.description.clone().into(),
                 );
-                differs("source", was.source.clone().into(), p.source.clone().into());
+                // Where the file was read from is no change of the policy
+                // (the same folder applied from elsewhere is spelled otherwise).
                 if !fields.is_empty() {
                     out.push(Change::Update {
                         policy: p.clone(),

@@ -1150,6 +1150,10 @@ fn invalid_policies_are_refused(env: &Env) {
         assert!(err.contains(file), "{file}: {err}");
         if !field.is_empty() {
             assert!(err.contains(&format!("field `{field}`")), "{file}: {err}");
+        } else {
+            // A syntax error says where and what the parser expected.
+            assert!(err.contains("line ") && err.contains("expected"), "{err}");
+            assert!(!err.contains("not shown"), "{err}");
         }
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert_eq!(
@@ -1222,8 +1226,12 @@ fn invalid_policies_are_refused(env: &Env) {
     );
     assert!(
         kinds.contains(&("update".into(), "sessions".into())),
-        "source changed: {kinds:?}"
+        "description changed: {kinds:?}"
     );
+    // Where a file was read from is no change of its policy.
+    for c in dry["changes"].as_array().unwrap() {
+        assert!(c["fields"].get("source").is_none(), "{c}");
+    }
     assert_eq!(
         env.system_rows("SELECT * FROM pf_data_retention_policies ORDER BY name"),
         before,
@@ -1248,6 +1256,24 @@ fn invalid_policies_are_refused(env: &Env) {
         count(env.system_rows("SELECT COUNT(*) FROM pf_audit_log WHERE action LIKE 'policy.%'")),
         5 + 5,
         "one audit row per change"
+    );
+    // A folder with no policy file (a wrong --dir) removes nothing unless asked.
+    let empty = policies_dir(env, &[]);
+    let out = env.run(&["policies", "apply", "--dir", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-empty"), "{}", stderr(&out));
+    let kept = env.system_rows("SELECT name FROM pf_data_retention_policies ORDER BY name");
+    assert_eq!(kept.len(), 2);
+    env.ok(&[
+        "policies",
+        "apply",
+        "--allow-empty",
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(
+        env.system_rows("SELECT name FROM pf_data_retention_policies")
+            .is_empty()
     );
 }
 on_both_backends!(
