@@ -151,11 +151,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     ProvisionOutcome::Exists {
                         version,
                         by_another_run,
+                        database,
                         ..
                     } => {
                         existing += 1;
                         by_others += usize::from(*by_another_run);
-                        if requests.len() > 20 {
+                        let elsewhere = ctx.database.as_deref().filter(|asked| asked != database);
+                        if let Some(asked) = elsewhere {
+                            // Asked for another member: say where it is.
+                            ctx.say(format!("{user} already exists{key_note} at version {version} on member {database}, not {asked}: nothing done (`pathfinder-db move {user} --to {asked}` moves it)"));
+                        } else if requests.len() > 20 {
                         } else if *by_another_run {
                             ctx.say(format!("{user} was provisioned by another run meanwhile{key_note}, at version {version}: nothing to do"));
                         } else {

@@ -50,6 +50,8 @@ pub enum ProvisionOutcome {
         tenant_key: String,
         version: u32,
         by_another_run: bool,
+        /// The member that holds it.
+        database: String,
     },
 }
 
@@ -271,6 +273,7 @@ fn provision_steps(
         tenant_key: r.tenant_key.clone(),
         version: r.schema_version.max(0) as u32,
         by_another_run: !matches!(seen, Some(Status::Active | Status::Migrating)),
+        database: r.database.clone(),
     };
     let from = match &record {
         Some(r) if matches!(r.status, Status::Active | Status::Migrating) => return Ok(exists(r)),
@@ -431,6 +434,7 @@ fn provision_steps(
                 tenant_key: r.tenant_key,
                 version: r.schema_version.max(0) as u32,
                 by_another_run: true,
+                database: r.database,
             }),
             other => bail!(
                 "tenant {name} changed while it was being provisioned (now {}): run again",
@@ -464,6 +468,7 @@ fn rejoin(
             tenant_key: r.tenant_key,
             version: r.schema_version.max(0) as u32,
             by_another_run: true,
+            database: r.database,
         }),
         other => bail!(
             "tenant {name} changed while it was being provisioned (now {}): run again",

@@ -244,6 +244,18 @@ fn sqlite_members_are_folders_that_take_tenants_by_free_capacity() {
     assert!(member == "disk_a" || member == "disk_b", "{place}");
     let file = std::path::PathBuf::from(place["url"].as_str().unwrap());
     assert!(file.exists(), "{place}");
+    // Asked for on the other member, it is there already: said so, with the way there.
+    let other = if member == "disk_a" {
+        "disk_b"
+    } else {
+        "disk_a"
+    };
+    let again = env.ok(&["provision", "u1", "--database", other]);
+    assert!(
+        again.contains(&format!("on member {member}, not {other}"))
+            && again.contains(&format!("move u1 --to {other}")),
+        "{again}"
+    );
 
     // Tenant commands reach the member's files.
     env.ok(&["verify", "--all"]);
