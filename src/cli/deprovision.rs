@@ -137,7 +137,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
                     } else if *finished_earlier_run {
                         line.push_str(" (finished a deprovisioning that had stopped after dropping the tables");
                         if let Some(path) = &args.export {
-                            line.push_str(&format!("; {} was left as it is", path.display()));
+                            // The interrupted run wrote its export to the file
+                            // it was given, which may be another.
+                            let theirs =
+                                crate::tenants::export::verify(path).is_ok_and(|(h, _)| {
+                                    h.username == user && h.tenant_key == plan.record.tenant_key
+                                });
+                            line.push_str(&if theirs {
+                                format!("; its export is {}, left as it is", path.display())
+                            } else {
+                                format!(
+                                    "; {} was not written: the interrupted run wrote its export to the file it was given",
+                                    path.display()
+                                )
+                            });
                         }
                         line.push(')');
                     } else {
