@@ -418,7 +418,9 @@ fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<u8> {
             .iter()
             .any(|m| m.master_key_id.as_deref() == Some(id))
     {
-        ctx.say(format!("configured master key {id} wraps no key yet"));
+        ctx.say(format!(
+            "configured master key {id} wraps none of these keys (none made with it yet, or rotated away from it)"
+        ));
     }
     let names = |list: &keys::UserList| {
         let shown: Vec<&str> = list.usernames.iter().map(String::as_str).collect();

@@ -813,14 +813,12 @@ pub fn deprovision(
     options: &DeprovisionOptions,
 ) -> anyhow::Result<DeprovisionOutcome> {
     let name = plan.record.username.clone();
-    let Some(mut op) = TenantOp::begin(
-        session,
-        &name,
-        "tenant.deprovision",
-        "deprovision",
-        Guard::Wait,
-    )?
-    else {
+    // Taking back an import is the import's undoing, audited as such.
+    let (action, command) = match plan.keeps_keys {
+        true => ("tenant.import_cancel", "import"),
+        false => ("tenant.deprovision", "deprovision"),
+    };
+    let Some(mut op) = TenantOp::begin(session, &name, action, command, Guard::Wait)? else {
         bail!("tenant {name} is locked by another process");
     };
     op.set_user_id(plan.record.user_id.clone());
