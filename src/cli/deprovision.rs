@@ -75,6 +75,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             }
         }
     }
+    if args.archive || args.export.is_some() {
+        for plan in plans.iter().filter(|p| !p.missing_tables.is_empty()) {
+            // Said even under --quiet: rows the DBA may count on are not there.
+            eprintln!(
+                "note: {} lacks table(s) {}: no rows of them to keep (`pathfinder-db verify {}`)",
+                plan.record.username,
+                plan.missing_tables.join(", "),
+                plan.record.username
+            );
+        }
+    }
     if plans.is_empty() {
         if ctx.json {
             ctx.print_json(&serde_json::json!({"tenants": report, "failed": []}));

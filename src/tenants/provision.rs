@@ -507,6 +507,9 @@ pub struct DeprovisionPlan {
     /// Taking back an import: the user's key is never the import's (it makes
     /// one only as it completes), so it stays whatever the options.
     pub keeps_keys: bool,
+    /// Tenant tables that are not there (dropped outside pathfinder-db):
+    /// their rows cannot be archived or exported.
+    pub missing_tables: Vec<String>,
 }
 
 /// Whether `path` is a complete, intact export written by the deprovisioning
@@ -610,6 +613,7 @@ fn plan_removal(
     }
     let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
     let file = session.tenant_file(&key)?;
+    let mut missing_tables = Vec::new();
     let (tables_present, bytes) = {
         let tenant = session.tenant(&key, Open::Existing).map_err(|e| {
             let hint = match e.kind {
@@ -626,6 +630,13 @@ fn plan_removal(
             Some(mut conn) => {
                 let live = archive::live_tables(&mut *conn, &key)?;
                 let present = !live.is_empty();
+                if present && record.status != Status::Deprovisioning {
+                    missing_tables = crate::schema::tenant::TENANT_TABLES
+                        .iter()
+                        .filter(|t| !live.iter().any(|(d, _)| d.name == **t))
+                        .map(|t| t.to_string())
+                        .collect();
+                }
                 if present && options.export.is_some() {
                     // The export would be the only copy: one import refuses
                     // is refused before anything is dropped.
@@ -688,6 +699,7 @@ fn plan_removal(
         export,
         reused_export,
         keeps_keys: importing,
+        missing_tables,
     }))
 }
 

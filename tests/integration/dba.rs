@@ -1072,6 +1072,26 @@ fn deprovision_never_claims_rows_it_did_not_keep(env: &Env) {
     env.ok(&["deprovision", "kept", "--yes", "--archive"]);
     let again = env.ok(&["deprovision", "kept", "--yes", "--archive"]);
     assert!(again.contains("nothing to do"), "{again}");
+
+    // One table gone: the rest are kept, and the missing one is named.
+    env.ok(&["provision", "part"]);
+    env.tenant_exec("part", "DROP TABLE pf_user_part_pert_responses");
+    let file = env.path().join("part.jsonl");
+    let out = env.run(&[
+        "--quiet",
+        "deprovision",
+        "part",
+        "--yes",
+        "--export",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("part lacks table(s) pert_responses"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(file.exists());
 }
 
 on_both_backends!(
