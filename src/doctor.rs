@@ -525,6 +525,26 @@ fn catalog(
                     _ => format!("{n} (member {member})"),
                 }),
         );
+        // A deprovisioned tenant keeps archives at most: a live table of its
+        // is left behind (a provision of the name would start empty beside it).
+        if !session.tenants_apart() && tenants.iter().any(|t| t.status == Status::Deprovisioned) {
+            let gone: HashMap<&str, &str> = tenants
+                .iter()
+                .filter(|t| t.database == member && t.status == Status::Deprovisioned)
+                .map(|t| (t.tenant_key.as_str(), t.username.as_str()))
+                .collect();
+            let keys: HashMap<&str, ()> = gone.keys().map(|k| (*k, ())).collect();
+            for n in &names {
+                if let Some((key, suffix)) = split_name(n, &keys)
+                    && TABLES.iter().any(|d| d.name == suffix)
+                {
+                    strays.push(format!(
+                        "{n} (tenant {} is deprovisioned: its table was left behind)",
+                        gone[key]
+                    ));
+                }
+            }
+        }
         names_by_member.insert(member, names);
     }
     let no_names = BTreeSet::new();

@@ -119,24 +119,24 @@ pub fn split_name<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a st
 }
 
 /// [`split_name`] for a table's name, which also takes a name of `keys`'
-/// whose suffix no template gives (a table a DBA made, `pf_user_bob_notes`):
-/// the longest key it begins with, unless its suffix ends in a known one
-/// (`pf_user_bob_x_skills` is tenant `bob_x`'s, whether or not `bob_x` is
-/// among `keys`).
+/// that no template gives (a table a DBA made, `pf_user_bob_notes`): the
+/// longest key it begins with, unless some tenant could own the name as one
+/// of its objects (`pf_user_bob_x_skills` is tenant `bob_x`'s skills, and
+/// `pf_user_fa_chat_messages` tenant `fa`'s chat_messages, whichever of
+/// them are among `keys`).
 fn table_owner<'a>(name: &'a str, keys: &HashMap<&str, ()>) -> Option<(&'a str, &'a str)> {
     if let Some(split) = split_name(name, keys) {
         return Some(split);
     }
     let rest = name.strip_prefix(TENANT_PREFIX)?;
-    let split = rest
-        .match_indices('_')
-        .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
-        .rfind(|(key, suffix)| !suffix.is_empty() && keys.contains_key(key))?;
-    let others = split
-        .1
-        .match_indices('_')
-        .any(|(i, _)| is_object_suffix(&split.1[i + 1..]));
-    (!others).then_some(split)
+    let splits = || {
+        rest.match_indices('_')
+            .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
+    };
+    if splits().any(|(_, suffix)| is_object_suffix(suffix)) {
+        return None;
+    }
+    splits().rfind(|(key, suffix)| !suffix.is_empty() && keys.contains_key(key))
 }
 
 /// Whether `suffix` names a tenant object (a fleet's catalog asks once per row).
@@ -868,6 +868,13 @@ mod tests {
         assert_eq!(table_owner("pf_user_bob_", &bob), None);
         assert_eq!(table_owner("pf_user_carol_notes", &bob), None);
         assert_eq!(table_owner("pf_users", &bob), None);
+        // Tenant `fa`'s chat_messages, not an extra table of `fa_chat`'s.
+        let fa_chat = HashMap::from([("fa_chat", ())]);
+        assert_eq!(table_owner("pf_user_fa_chat_messages", &fa_chat), None);
+        assert_eq!(
+            table_owner("pf_user_fa_chat_notes", &fa_chat),
+            Some(("fa_chat", "notes"))
+        );
     }
 
     #[test]

@@ -1241,6 +1241,24 @@ fn doctor_reports_a_role_without_create_and_a_failed_tenant_postgres() {
         "{text}"
     );
     assert!(line_of(&text, "system schema").starts_with("ok"), "{text}");
+
+    // A deprovisioned tenant keeps archives at most: a live table of its
+    // name is left behind (a provision of the name would start beside it).
+    env.ok(&["deprovision", "alice", "--yes", "--archive"]);
+    let out = stdout(&env.run(&["doctor"]));
+    assert!(
+        line_of(&out, "catalog").starts_with("ok"),
+        "archives are kept: {out}"
+    );
+    env.system_exec("CREATE TABLE pf_user_alice_skills (id VARCHAR(36))");
+    let out = env.run(&["doctor"]);
+    let text = stdout(&out);
+    let catalog = line_of(&text, "catalog");
+    assert!(
+        catalog.starts_with("fail")
+            && catalog.contains("pf_user_alice_skills (tenant alice is deprovisioned"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------
