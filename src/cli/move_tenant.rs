@@ -26,8 +26,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     let (db, renderer) = ctx.open_database_existing()?;
     db.check_writable()?;
     let mut session = db.connect()?;
-    let outcome =
-        crate::fleet::moves::run(&mut session, &renderer, &args.user, args.to.as_deref())?;
+    let outcome = crate::fleet::moves::run(
+        &mut session,
+        &renderer,
+        ctx.config.templates_dir.as_deref(),
+        &args.user,
+        args.to.as_deref(),
+    )?;
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&outcome)?);
     } else if outcome.nothing_to_do {

@@ -10,8 +10,10 @@ use super::Context;
 #[command(
     after_help = "Members with a capacity are balanced by fill (live tenants / capacity); draining \
                   members are emptied. Each move is a verified `move`; moves an earlier run left \
-                  half-way (tenants `moving`) are finished first. Exit 0 when balanced, 3 when a \
-                  move failed or the run stopped first (run it again to go on)."
+                  half-way (tenants `moving`) are finished first; a tenant whose tables differ \
+                  from its version is skipped (`pathfinder-db verify USER`). Exit 0 when \
+                  balanced, 3 when a move failed or was skipped or the run stopped first (run it \
+                  again to go on)."
 )]
 pub struct Args {
     /// Print the moves, make none
@@ -46,6 +48,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         max_moves: args.max_moves,
         spread: args.spread / 100.0,
+        templates_dir: ctx.config.templates_dir.clone(),
     };
     let verb = if args.dry_run { "would move" } else { "moved" };
     let finish = if args.dry_run {
@@ -82,9 +85,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             f.username, f.from, f.to, f.error
         );
     }
+    for s in &report.skipped {
+        eprintln!(
+            "skipped {0}: drift on {2} ({1}): `pathfinder-db verify {0}` lists it; repair it, then rebalance again",
+            s.username, s.drift, s.from
+        );
+    }
     if ctx.json {
         ctx.print_json(&serde_json::to_value(&report)?);
-    } else if report.balanced && report.failed.is_empty() {
+    } else if report.balanced && report.failed.is_empty() && report.skipped.is_empty() {
         ctx.say(format!(
             "balanced: {} move(s){}",
             report.moves.len(),
@@ -94,17 +103,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.say(format!(
             "not balanced yet: {} move(s), stopped ({}){}",
             report.moves.len(),
-            report.stopped.as_deref().unwrap_or("failures"),
+            report.stopped.as_deref().unwrap_or(if report.failed.is_empty() {
+                "drift"
+            } else {
+                "failures"
+            }),
             if report.stopped.as_deref() == Some("no_room") {
                 ": no open member with a capacity has room; add one, or raise a capacity (`pathfinder-db databases set-capacity NAME N`)"
+            } else if report.stopped.is_none() && report.failed.is_empty() {
+                ": repair the skipped tenants' drift, then run it again"
             } else {
                 ": run it again to go on"
             }
         ));
     }
-    Ok(if report.balanced && report.failed.is_empty() {
-        0
-    } else {
-        3
-    })
+    Ok(
+        if report.balanced && report.failed.is_empty() && report.skipped.is_empty() {
+            0
+        } else {
+            3
+        },
+    )
 }

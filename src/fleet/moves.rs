@@ -117,10 +117,22 @@ pub struct MoveOutcome {
     pub partial_copy_left: bool,
 }
 
+/// A move refused before anything was claimed because the tenant's tables
+/// differ from its version (exit 2): the copy makes the version's tables on
+/// the target, so it would fail half-way. `rebalance` skips such a tenant.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct Drifted {
+    /// The first differences, on one line.
+    pub problems: String,
+    source: UsageError,
+}
+
 /// `move USER --to NAME` (`to`), or `move USER --cancel` (`to` None).
 pub fn run(
     session: &mut Session<'_>,
     renderer: &Renderer,
+    templates_dir: Option<&Path>,
     username: &str,
     to: Option<&str>,
 ) -> anyhow::Result<MoveOutcome> {
@@ -133,7 +145,7 @@ pub fn run(
         bail!("tenant {username} is locked by another process");
     };
     let name = username.to_string();
-    let result = steps(&mut op, renderer, username, to);
+    let result = steps(&mut op, renderer, templates_dir, username, to);
     // A refused request (exit 2) changed nothing: the registry keeps no trace.
     let refused = result
         .as_ref()
@@ -186,6 +198,7 @@ fn left_moving(
 fn steps(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
+    templates_dir: Option<&Path>,
     name: &str,
     to: Option<&str>,
 ) -> anyhow::Result<MoveOutcome> {
@@ -242,8 +255,9 @@ fn steps(
                 outcome.nothing_to_do = true;
                 return Ok(outcome);
             }
-            start(op, &record, &key, target)?;
-            copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?;
+            start(op, &record, &key, target, templates_dir)?;
+            copy_and_switch(op, renderer, &record, &key, target, &mut outcome)?
+                .or_else(|e| take_back(op, renderer, &record, &key, target, &mut outcome, e))?;
             finish(
                 op,
                 renderer,
@@ -262,7 +276,8 @@ fn steps(
                 .into());
             }
             reach_source(op, &key, name)?;
-            copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?;
+            copy_and_switch(op, renderer, &record, &key, &target, &mut outcome)?
+                .or_else(|e| take_back(op, renderer, &record, &key, &target, &mut outcome, e))?;
             finish(
                 op,
                 renderer,
@@ -274,31 +289,7 @@ fn steps(
             )?;
         }
         (Some(Phase::Copying { target }), None) => {
-            outcome.to = target.clone();
-            // The source is authoritative: a target that cannot be reached
-            // keeps its partial copy (doctor lists it), the cancel goes on.
-            match drop_copy(op, renderer, &key, &target) {
-                Ok(()) => {}
-                Err(e) if unreachable(&e) => outcome.partial_copy_left = true,
-                Err(e) => return Err(e),
-            }
-            let claim = format!("{COPYING}{target}");
-            let done = op.registry(|sys| -> anyhow::Result<bool> {
-                let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
-                if done {
-                    audit::write_details(
-                        sys,
-                        &entry(op_user(&record), name, "tenant.move.cancel", started),
-                        Some(&details(&outcome, started)),
-                    )?;
-                }
-                Ok(done)
-            })?;
-            if !done {
-                bail!(
-                    "tenant {name} changed while its move was cancelled: look at `pathfinder-db where {name}`"
-                );
-            }
+            cancel(op, renderer, &record, &key, &target, started, &mut outcome)?;
         }
         (Some(Phase::Switched { source }), asked) => {
             // The target is authoritative already: finishing is the only way.
@@ -321,6 +312,89 @@ fn steps(
     }
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// Takes back a move that is copying: drops the partial copy from the
+/// target and makes the tenant active on the source again, audited.
+fn cancel(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    record: &TenantRecord,
+    key: &TenantKey,
+    target: &str,
+    started: Instant,
+    outcome: &mut MoveOutcome,
+) -> anyhow::Result<()> {
+    let name = record.username.as_str();
+    outcome.to = target.to_string();
+    // The source is authoritative: a target that cannot be reached
+    // keeps its partial copy (doctor lists it), the cancel goes on.
+    match drop_copy(op, renderer, key, target) {
+        Ok(()) => {}
+        Err(e) if unreachable(&e) => outcome.partial_copy_left = true,
+        Err(e) => return Err(e),
+    }
+    let claim = format!("{COPYING}{target}");
+    let done = op.registry(|sys| -> anyhow::Result<bool> {
+        let done = registry::move_step(sys, name, &claim, Status::Active, None, None)?;
+        if done {
+            audit::write_details(
+                sys,
+                &entry(op_user(record), name, "tenant.move.cancel", started),
+                Some(&details(outcome, started)),
+            )?;
+        }
+        Ok(done)
+    })?;
+    if !done {
+        bail!(
+            "tenant {name} changed while its move was cancelled: look at `pathfinder-db where {name}`"
+        );
+    }
+    Ok(())
+}
+
+/// A copy or verification that failed on its own (a value the target does
+/// not take, a fingerprint that differs) fails the same way however often it
+/// is run again: the move is taken back as `--cancel` takes it back, so the
+/// tenant is not left read-only for nothing. A member that cannot be reached
+/// leaves it `moving` (a re-run completes once it is back), and so does a
+/// registry that no longer says copying to `target` (the switch committed:
+/// the copy is authoritative and is never dropped).
+fn take_back(
+    op: &mut TenantOp<'_, '_>,
+    renderer: &Renderer,
+    record: &TenantRecord,
+    key: &TenantKey,
+    target: &str,
+    outcome: &mut MoveOutcome,
+    e: anyhow::Error,
+) -> anyhow::Result<()> {
+    if unreachable(&e) {
+        return Err(e);
+    }
+    let name = record.username.as_str();
+    let copying = Some(Phase::Copying {
+        target: target.to_string(),
+    });
+    let now = op.registry(|sys| registry::get(sys, name));
+    if !matches!(now, Ok(Some(r)) if Phase::of(&r) == copying) {
+        return Err(e);
+    }
+    let text = crate::error::one_line(&e);
+    let source = &record.database;
+    match cancel(op, renderer, record, key, target, Instant::now(), outcome) {
+        Ok(()) if outcome.partial_copy_left => Err(e.context(format!(
+            "{text}: the move was taken back: {name} stays on {source} (its partial copy stays on {target}, which cannot be reached: `pathfinder-db doctor` lists it once {target} is back, drop it by hand)"
+        ))),
+        Ok(()) => Err(e.context(format!(
+            "{text}: the move was taken back: {name} stays on {source}"
+        ))),
+        Err(undo) => Err(e.context(format!(
+            "{text} (taking the move back failed too: {})",
+            crate::error::one_line(&undo)
+        ))),
+    }
 }
 
 /// Whether `e` says a database cannot be reached (a server down, a wrong
@@ -368,6 +442,7 @@ fn start(
     record: &TenantRecord,
     key: &TenantKey,
     target: &str,
+    templates_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let name = record.username.as_str();
     // A copy must never land on objects the registry does not account for.
@@ -378,6 +453,7 @@ fn start(
     }
     // The source too, so that a member down leaves the tenant active.
     reach_source(op, key, name)?;
+    check_shape(op, record, templates_dir)?;
     let claim = format!("{COPYING}{target}");
     let from = record.database.clone();
     let result = op.registry(|sys| -> anyhow::Result<()> {
@@ -425,6 +501,41 @@ fn start(
     });
     crate::fleet::placement::release(op.session().system());
     result
+}
+
+/// Refuses a tenant whose tables differ from its version before it is
+/// claimed: the copy makes the version's tables on the target, so a column
+/// added or dropped by hand fails it half-way (or, on SQLite, carries the
+/// drift along unseen).
+fn check_shape(
+    op: &mut TenantOp<'_, '_>,
+    record: &TenantRecord,
+    templates_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let name = record.username.as_str();
+    let (drift, failed) =
+        crate::migrate::verify::verify(op.session(), templates_dir, std::slice::from_ref(record))?;
+    if let Some(f) = failed.first() {
+        bail!("cannot move {name}: its tables cannot be read: {}", f.error);
+    }
+    let Some(d) = drift.first() else {
+        return Ok(());
+    };
+    let mut problems = d
+        .problems
+        .iter()
+        .take(3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if d.problems.len() > 3 {
+        problems.push_str(&format!(" and {} more", d.problems.len() - 3));
+    }
+    let source = UsageError::new(format!(
+        "cannot move {name}: its tables differ from version {} ({problems}): `pathfinder-db verify {name}` lists the drift; repair it, then move again",
+        d.version
+    ));
+    Err(Drifted { problems, source }.into())
 }
 
 /// Checks that the source answers (its server, on SQLite its folder and the
@@ -639,7 +750,10 @@ fn drop_tables(
     Ok(())
 }
 
-/// Phase 1 then the switch: copy, verify, and name the target in the registry.
+/// Phase 1 then the switch: copy, verify, and name the target in the
+/// registry. The inner error is the copy or its verification failing (for
+/// [`take_back`] to judge); the outer one anything else, which leaves the
+/// move where it is.
 fn copy_and_switch(
     op: &mut TenantOp<'_, '_>,
     renderer: &Renderer,
@@ -647,7 +761,7 @@ fn copy_and_switch(
     key: &TenantKey,
     target: &str,
     outcome: &mut MoveOutcome,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<anyhow::Result<()>> {
     let name = record.username.as_str();
     let source = record.database.clone();
     // Audit rows a killed sweep left staged on a server source are copied to
@@ -701,7 +815,7 @@ fn copy_and_switch(
         // would otherwise create it with the umask's mode.
         crate::db::sqlite::create_private_file(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        {
+        let copied = (|| -> anyhow::Result<()> {
             let reader = rusqlite::Connection::open_with_flags(
                 &src_path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -713,10 +827,15 @@ fn copy_and_switch(
                 .with_context(|| {
                     format!("cannot copy {} to {}", src_path.display(), tmp.display())
                 })?;
+            drop(reader);
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", tmp.display()))
+        })();
+        if let Err(e) = copied {
+            return Ok(Err(e));
         }
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        // Not a failed copy: a file of someone else's, never taken back.
         if dst_path.exists() {
             bail!(
                 "{} appeared while {name} was being copied: the registry does not account for it; nothing was overwritten",
@@ -727,14 +846,18 @@ fn copy_and_switch(
             format!("cannot rename {} to {}", tmp.display(), dst_path.display())
         })?;
         sync_dir(&dst_path);
-        let mut dst = crate::db::sqlite::SqliteConnection::open_existing(&dst_path, 30_000)?;
-        let (rows, tables) = verify(&mut src, &mut dst, key, name)?;
+        let verified = crate::db::sqlite::SqliteConnection::open_existing(&dst_path, 30_000)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut dst| verify(&mut src, &mut dst, key, name));
+        let (rows, tables) = match verified {
+            Ok(counts) => counts,
+            Err(e) => return Ok(Err(e)),
+        };
         outcome.rows = rows;
         outcome.tables = tables;
-        drop(dst);
         switch(op, outcome)?;
         src.rollback()?;
-        return Ok(());
+        return Ok(Ok(()));
     }
 
     let mut src = connect(op.session(), &source)?;
@@ -821,12 +944,15 @@ fn copy_and_switch(
         }
         Ok((rows, tables))
     })();
-    let result = copied.and_then(|(rows, tables)| {
-        outcome.rows = rows;
-        outcome.tables = tables;
-        switch(op, outcome)
-    });
-    if result.is_ok() {
+    let result = match copied {
+        Ok((rows, tables)) => {
+            outcome.rows = rows;
+            outcome.tables = tables;
+            switch(op, outcome).map(Ok)
+        }
+        Err(e) => Ok(Err(e)),
+    };
+    if matches!(result, Ok(Ok(()))) {
         // Dropped under the same lock: a writer that ignored `moving` and
         // waited for the source gets "no such table", never a lost write.
         // (If this fails, the switched phase drops the source again.)
@@ -863,7 +989,7 @@ fn verify(
                 .join(", ")
         };
         bail!(
-            "the copy of {name} differs from its source (source: {}; copy: {}): nothing was switched; run the move again or cancel it",
+            "the copy of {name} differs from its source (source: {}; copy: {}): nothing was switched",
             describe(&before),
             describe(&after)
         );

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::catalog::registry::{self, Status};
 use crate::db::Session;
 use crate::fleet::members::{self, Member, MemberState};
-use crate::fleet::moves::Phase;
+use crate::fleet::moves::{Drifted, Phase};
 use crate::jobs::retention::{Stop, StopReason};
 use crate::schema::render::Renderer;
 
@@ -29,6 +29,8 @@ pub struct Options {
     pub max_moves: Option<usize>,
     /// The largest allowed difference between two members' fills (0..1).
     pub spread: f64,
+    /// The configured templates (each move checks the tenant's shape).
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 /// One move, planned or made.
@@ -55,11 +57,22 @@ pub struct Failure {
     pub error: String,
 }
 
+/// A tenant not moved because its tables differ from its version: nothing
+/// was claimed; it is tried again once repaired.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub username: String,
+    pub from: String,
+    /// The first differences (`verify USER` lists them all).
+    pub drift: String,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub dry_run: bool,
     pub moves: Vec<Step>,
     pub failed: Vec<Failure>,
+    pub skipped: Vec<Skipped>,
     /// Every member within the spread and no draining member holds a tenant.
     pub balanced: bool,
     /// Why the run stopped before it was balanced: `max_moves`,
@@ -174,15 +187,24 @@ fn stopped(options: &Options, report: &Report, stop: &Stop) -> Option<&'static s
     })
 }
 
-/// Makes `step`'s move. False when it failed (recorded in `report`) or
-/// another run had finished it meanwhile: no step to report.
+/// Makes `step`'s move. False when it failed or was refused for drift
+/// (recorded in `report`) or another run had finished it meanwhile: no
+/// step to report.
 fn carry_out(
     session: &mut Session<'_>,
     renderer: &Renderer,
+    options: &Options,
     step: &mut Step,
     report: &mut Report,
 ) -> bool {
-    match crate::fleet::moves::run(session, renderer, &step.username, Some(&step.to)) {
+    let templates_dir = options.templates_dir.as_deref();
+    match crate::fleet::moves::run(
+        session,
+        renderer,
+        templates_dir,
+        &step.username,
+        Some(&step.to),
+    ) {
         Ok(outcome) if outcome.nothing_to_do => false,
         Ok(outcome) => {
             step.rows = Some(outcome.rows);
@@ -190,6 +212,14 @@ fn carry_out(
             true
         }
         Err(e) => {
+            if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<Drifted>()) {
+                report.skipped.push(Skipped {
+                    username: step.username.clone(),
+                    from: step.from.clone(),
+                    drift: d.problems.clone(),
+                });
+                return false;
+            }
             report.failed.push(Failure {
                 username: step.username.clone(),
                 from: step.from.clone(),
@@ -240,7 +270,7 @@ pub fn run(
             if !switched {
                 *counts.entry(from).or_default() -= 1;
             }
-        } else if !carry_out(session, renderer, &mut step, &mut report) {
+        } else if !carry_out(session, renderer, options, &mut step, &mut report) {
             continue;
         }
         on_step(&step);
@@ -258,8 +288,8 @@ pub fn run(
         let (from, to) = match next_pair(&all, &counts, options.spread, &exhausted) {
             Ok(Some(pair)) => pair,
             Ok(None) => {
-                // A move that failed leaves it unbalanced (exit 3).
-                report.balanced = report.failed.is_empty();
+                // A move that failed or was skipped leaves it unbalanced (exit 3).
+                report.balanced = report.failed.is_empty() && report.skipped.is_empty();
                 break;
             }
             Err(reason) => {
@@ -278,6 +308,11 @@ pub fn run(
             continue;
         }
         let (bytes, username) = queue.remove(0);
+        // A move taken back earlier in this run (its tenant active again)
+        // would only fail the same way.
+        if report.failed.iter().any(|f| f.username == username) {
+            continue;
+        }
         let mut step = Step {
             username: username.clone(),
             from: from.clone(),
@@ -290,7 +325,7 @@ pub fn run(
         if options.dry_run {
             *counts.entry(from).or_default() -= 1;
             *counts.entry(to).or_default() += 1;
-        } else if !carry_out(session, renderer, &mut step, &mut report) {
+        } else if !carry_out(session, renderer, options, &mut step, &mut report) {
             continue;
         }
         on_step(&step);

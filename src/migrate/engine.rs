@@ -161,7 +161,15 @@ fn explain(err: refinery_core::Error, what: &str) -> anyhow::Error {
             m.name()
         ))
         .into(),
-        Kind::Connection(msg, source) => anyhow::anyhow!("{what}: {msg}: {source}"),
+        Kind::Connection(msg, source) => {
+            let text = format!("{what}: {msg}: {source}");
+            // The database's error stays in the chain: a caller tells a
+            // lost connection from a failed statement by its kind.
+            match source.downcast_ref::<DbError>() {
+                Some(db) => anyhow::Error::new(db.clone()).context(text),
+                None => anyhow::anyhow!(text),
+            }
+        }
         other => anyhow::anyhow!("{what}: {other}"),
     }
 }

@@ -74,6 +74,36 @@ impl Fleet {
         }
     }
 
+    /// Runs statements on `key`'s tables on `member`, as the application
+    /// (or a DBA) would.
+    fn exec(&self, member: &str, key: &str, sql: &str) {
+        match &self.env.backend {
+            Backend::Sqlite => rusqlite::Connection::open(self.sqlite_file(member, key))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Backend::Postgres(_) => self.client(member).batch_execute(sql).unwrap(),
+        }
+    }
+
+    /// The first value of a query on `key`'s tables on `member`.
+    fn value(&self, member: &str, key: &str, sql: &str) -> String {
+        match &self.env.backend {
+            Backend::Sqlite => {
+                crate::common::sqlite_rows(&self.sqlite_file(member, key), sql)[0][0].clone()
+            }
+            Backend::Postgres(_) => pg_rows(&mut self.client(member), sql)[0][0].clone(),
+        }
+    }
+
+    fn client(&self, member: &str) -> postgres::Client {
+        match member {
+            "catalog" => self.env.pg(),
+            "m1" => self.pg[0].client(),
+            _ => self.pg[1].client(),
+        }
+    }
+
     /// (status, claimed_by, member) of `user` in the registry.
     fn registry(&self, user: &str) -> (String, String, String) {
         let r = self.env.system_rows(&format!(
@@ -944,4 +974,273 @@ fn postgres_member_down_on_either_side_of_a_move() {
     env.ok(&["move", "bob", "--to", "m2"]);
     assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
     env.ok(&["verify", "bob"]);
+}
+
+/// Rows of bob's seeded tables on `member`, one count per table.
+fn bob_rows(f: &Fleet, member: &str) -> Vec<String> {
+    [
+        "experiences",
+        "skills",
+        "chat_conversations",
+        "chat_messages",
+    ]
+    .iter()
+    .map(|t| {
+        f.value(
+            member,
+            "bob",
+            &format!("SELECT count(*) FROM pf_user_bob_{t}"),
+        )
+    })
+    .collect()
+}
+
+/// `seed` for a tenant on member `member` (its SQLite file is not in the
+/// catalog's folder): provisioned on the catalog, seeded, moved there.
+fn provision_seeded(f: &Fleet, user: &str, member: &str, messages: usize) {
+    f.env.ok(&["provision", user, "--database", "catalog"]);
+    seed(&f.env, user, messages);
+    f.env.ok(&["move", user, "--to", member]);
+}
+
+/// A tenant whose tables differ from its version (a column added by hand)
+/// is refused by `move` before anything is claimed or made on the target
+/// (exit 2, active on its source, every row there), and skipped by
+/// `rebalance`, which moves the others and, run again, claims nothing.
+fn drifted_tenant_is_refused_and_skipped(server: Option<&str>, hint: &str) {
+    let f = Fleet::new(server, hint);
+    let env = &f.env;
+    provision_seeded(&f, "bob", "m1", 12);
+    env.ok(&["provision", "carol", "dave", "--database", "m1"]);
+    f.exec(
+        "m1",
+        "bob",
+        "ALTER TABLE pf_user_bob_skills ADD COLUMN hobby TEXT",
+    );
+    let before = bob_rows(&f, "m1");
+    assert_eq!(before, ["1", "1", "1", "12"]);
+    // Claims audited for bob (its move to m1 made one).
+    let claims = || {
+        env.system_rows(
+            "SELECT count(*) FROM pf_audit_log WHERE entity_id = 'bob' AND action IN ('tenant.move.switch', 'tenant.move.cancel')",
+        )[0][0]
+            .clone()
+    };
+    assert_eq!(claims(), "1");
+
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    for part in [
+        "cannot move bob: its tables differ from version",
+        "extra column skills.hobby",
+        "`pathfinder-db verify bob` lists the drift",
+    ] {
+        assert!(said.contains(part), "{part}: {said}");
+    }
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(f.tables_on("m2", "bob"), 0, "nothing made on the target");
+    if env.is_sqlite() {
+        let tmp = format!("{}.moving", f.sqlite_file("m2", "bob").display());
+        assert!(!PathBuf::from(tmp).exists());
+    }
+    assert_eq!(bob_rows(&f, "m1"), before);
+    // Refused, not failed: the registry keeps no error.
+    assert_eq!(
+        env.system_rows("SELECT COALESCE(last_error, '-') FROM pf_tenants WHERE username = 'bob'")
+            [0][0],
+        "-"
+    );
+
+    // rebalance empties m1 into m2, bob excepted, named in its report.
+    env.ok(&["databases", "set-capacity", "m2", "10"]);
+    env.ok(&["databases", "drain", "m1"]);
+    let (code, doc) = env.json_run(&["rebalance"]);
+    assert_eq!(code, Some(3), "{doc}");
+    assert_eq!(crate::common::usernames(&doc["skipped"]), ["bob"], "{doc}");
+    assert_eq!(
+        crate::common::usernames(&doc["moves"]),
+        ["carol", "dave"],
+        "{doc}"
+    );
+    assert_eq!(doc["failed"].as_array().map(Vec::len), Some(0), "{doc}");
+    for user in ["carol", "dave"] {
+        assert_eq!(f.registry(user), ("active".into(), "".into(), "m2".into()));
+    }
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+
+    // Run again: bob is skipped again, and nothing was claimed for it.
+    let out = env.run(&["rebalance"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("skipped bob: drift"), "{said}");
+    assert!(said.contains("`pathfinder-db verify bob`"), "{said}");
+    assert!(!said.contains("interrupted"), "{said}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("finish"), "{text}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(claims(), "1", "bob was never claimed again");
+    assert_eq!(f.tables_on("m2", "bob"), 0);
+    assert_eq!(bob_rows(&f, "m1"), before);
+
+    // Repaired, it moves.
+    f.exec(
+        "m1",
+        "bob",
+        "ALTER TABLE pf_user_bob_skills DROP COLUMN hobby",
+    );
+    env.ok(&["verify", "bob"]);
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(bob_rows(&f, "m2"), before);
+}
+
+#[test]
+fn sqlite_drifted_tenant_is_refused_by_move_and_skipped_by_rebalance() {
+    drifted_tenant_is_refused_and_skipped(None, "mvdrift");
+}
+
+#[test]
+fn postgres_drifted_tenant_is_refused_by_move_and_skipped_by_rebalance() {
+    let Some(server) = postgres_url() else { return };
+    drifted_tenant_is_refused_and_skipped(Some(&server), "mvdrift");
+}
+
+/// PostgreSQL: a value the copy cannot take (a timestamp 'infinity', which
+/// has no date on the way) fails the copy whatever the number of re-runs:
+/// the move takes itself back (active on the source, every row there, the
+/// partial copy gone), as does a rebalance finishing such a move that an
+/// earlier version left `moving`; nothing is left for a later run.
+#[test]
+fn postgres_a_value_the_copy_cannot_take_takes_the_move_back() {
+    let Some(server) = postgres_url() else { return };
+    let f = Fleet::new(Some(&server), "mvinf");
+    let env = &f.env;
+    provision_seeded(&f, "bob", "m1", 12);
+    env.ok(&["provision", "carol", "--database", "m1"]);
+    f.exec(
+        "m1",
+        "bob",
+        "UPDATE pf_user_bob_chat_messages SET created_at = 'infinity' WHERE id = 'm7'",
+    );
+    let before = bob_rows(&f, "m1");
+    assert_eq!(before, ["1", "1", "1", "12"]);
+    let cancels = || {
+        env.system_rows(
+            "SELECT count(*) FROM pf_audit_log WHERE entity_id = 'bob' AND action = 'tenant.move.cancel' AND error_message IS NULL",
+        )[0][0]
+            .clone()
+    };
+
+    let out = env.run(&["move", "bob", "--to", "m2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("infinity"), "{said}");
+    assert!(
+        said.contains("the move was taken back: bob stays on m1"),
+        "{said}"
+    );
+    assert!(!said.contains("--cancel"), "{said}");
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(f.tables_on("m2", "bob"), 0, "the partial copy is gone");
+    assert_eq!(bob_rows(&f, "m1"), before);
+    assert_eq!(cancels(), "1", "the take-back is audited");
+
+    // As an earlier version left it: claimed, a partial copy on m2. The
+    // rebalance that finishes interrupted moves takes it back instead.
+    env.system_exec(
+        "UPDATE pf_tenants SET status = 'moving', claimed_by = 'move to m2' WHERE username = 'bob'",
+    );
+    f.client("m2")
+        .batch_execute("CREATE TABLE pf_user_bob_experiences (id varchar(36))")
+        .unwrap();
+    env.ok(&["databases", "set-capacity", "m2", "10"]);
+    env.ok(&["databases", "drain", "m1"]);
+    let (code, doc) = env.json_run(&["rebalance"]);
+    assert_eq!(code, Some(3), "{doc}");
+    let failed = doc["failed"].as_array().cloned().unwrap_or_default();
+    assert_eq!(crate::common::usernames(&doc["failed"]), ["bob"], "{doc}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the move was taken back"),
+        "{doc}"
+    );
+    assert_eq!(
+        f.registry("carol"),
+        ("active".into(), "".into(), "m2".into())
+    );
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(f.tables_on("m2", "bob"), 0);
+    assert_eq!(bob_rows(&f, "m1"), before);
+
+    // Nothing is left half-way for the next run to finish.
+    let out = env.run(&["rebalance"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m1".into()));
+    assert_eq!(bob_rows(&f, "m1"), before);
+
+    // Once the value is a real one, the move goes through with every row.
+    f.exec(
+        "m1",
+        "bob",
+        "UPDATE pf_user_bob_chat_messages SET created_at = TIMESTAMP '2024-01-05 09:00:01' WHERE id = 'm7'",
+    );
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+    assert_eq!(bob_rows(&f, "m2"), before);
+}
+
+/// PostgreSQL: the target's connection lost in the middle of the copy (its
+/// backend terminated, as a server restart does) is not a failure a re-run
+/// meets again: the move stays `moving`, names both ways forward, and the
+/// same command completes it with every row.
+#[test]
+fn postgres_a_connection_lost_during_the_copy_leaves_the_move_to_finish() {
+    let Some(server) = postgres_url() else { return };
+    let f = Fleet::new(Some(&server), "mvlost");
+    let env = &f.env;
+    provision_seeded(&f, "bob", "m1", 20_000);
+    let before = bob_rows(&f, "m1");
+    let child = env
+        .std_cmd()
+        .args(["move", "bob", "--to", "m2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The copy's transaction on m2 (it has written: the tables made there).
+    let mut watch = f.client("m2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut cut = false;
+    while !cut && Instant::now() < deadline {
+        cut = !pg_rows(
+            &mut watch,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL",
+        )
+        .is_empty();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(cut, "no copy seen on m2");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`pathfinder-db move bob --cancel`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("taken back"), "{}", stderr(&out));
+    assert_eq!(
+        f.registry("bob"),
+        ("moving".into(), "move to m2".into(), "m1".into())
+    );
+    assert_eq!(bob_rows(&f, "m1"), before);
+    env.ok(&["move", "bob", "--to", "m2"]);
+    assert_eq!(f.registry("bob"), ("active".into(), "".into(), "m2".into()));
+    assert_eq!(bob_rows(&f, "m2"), before);
 }
