@@ -44,6 +44,25 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
         ctx.config.templates_dir.as_deref(),
         &request,
     )?;
+    if plan.already {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({
+                "username": plan.username.as_str(),
+                "tenant_key": plan.key.as_str(),
+                "file": file.display().to_string(),
+                "outcome": "already_imported",
+                "failed": [],
+            }));
+        } else {
+            ctx.say(format!(
+                "{} was imported from {} already (tenant {}): nothing to do",
+                plan.username,
+                file.display(),
+                plan.key
+            ));
+        }
+        return Ok(0);
+    }
     let master_key = super::keys::provision_master_key(ctx)?;
     let outcome = import(&mut session, &renderer, &plan, master_key)?;
     if ctx.json {

@@ -82,6 +82,8 @@ pub struct ImportPlan {
     pub new_user: bool,
     /// The member database for a new tenant; None: placement decides.
     pub database: Option<String>,
+    /// This file was imported as this user already: nothing to do.
+    pub already: bool,
 }
 
 /// What an import did.
@@ -177,6 +179,29 @@ pub fn plan(
         ))
         .into());
     }
+    if let Some(r) = record.as_ref().filter(|r| {
+        r.status == Status::Active
+            && imported_last_from(
+                session,
+                &r.username,
+                &import_claim(&header, &manifest, false),
+            )
+            .unwrap_or(false)
+    }) {
+        // This import finished already (a re-run after a kill past its commit).
+        return Ok(ImportPlan {
+            path,
+            header,
+            manifest,
+            username,
+            key: TenantKey::parse(&r.tenant_key, dialect)?,
+            version,
+            tables,
+            new_user: false,
+            database: Some(r.database.clone()),
+            already: true,
+        });
+    }
     if let Some(r) = record
         .as_ref()
         .filter(|r| !matches!(r.status, Status::Deprovisioned | Status::Importing))
@@ -215,7 +240,35 @@ pub fn plan(
             other => other.is_none(),
         },
         database: req.database.clone(),
+        already: false,
     })
+}
+
+/// Whether the last change of `username`'s tenant as a whole (provision,
+/// import, adoption, deprovisioning) was an import of the file `claim`
+/// names, which succeeded.
+fn imported_last_from(
+    session: &mut Session<'_>,
+    username: &str,
+    claim: &str,
+) -> anyhow::Result<bool> {
+    let rows = session.system().query(
+        "SELECT action, details, created_at FROM pf_audit_log \
+         WHERE entity_type = 'tenant' AND entity_id = ? AND response_status = 200 \
+           AND action IN ('tenant.provision', 'tenant.import', 'tenant.adopt', \
+                          'tenant.deprovision', 'tenant.import_cancel')",
+        &[crate::db::Value::Text(username.to_string())],
+    )?;
+    let last = rows
+        .iter()
+        .max_by_key(|r| r[2].to_text())
+        .filter(|r| r[0].to_text() == "tenant.import");
+    let file = |r: &crate::db::Row| {
+        serde_json::from_str::<serde_json::Value>(&r[1].to_text())
+            .ok()
+            .and_then(|d| d["file"].as_str().map(str::to_string))
+    };
+    Ok(last.and_then(file).as_deref() == claimed_file(Some(claim)))
 }
 
 /// Something of `key` that exists in the database, if anything does.
@@ -568,7 +621,10 @@ fn import_steps(
         .ok_or_else(|| anyhow::anyhow!("the tenant file of {name} could not be created"))?;
 
     // Active only now that every row is in and verified, audited in the
-    // same transaction.
+    // same transaction, with the file's identity (a re-run finds it there).
+    op.set_details(
+        serde_json::json!({"file": claimed_file(Some(&claim)), "rows": rows}).to_string(),
+    );
     op.complete(|sys| {
         let done = registry::transition(
             sys,

@@ -61,6 +61,8 @@ pub struct TenantOp<'s, 'db> {
     member_staged: Option<TenantKey>,
     /// Held across commits (Oracle, SQLite): released at the end.
     held: bool,
+    /// The completed operation's audit details (a JSON document), if any.
+    details: Option<String>,
 }
 
 impl<'s, 'db> TenantOp<'s, 'db> {
@@ -121,6 +123,7 @@ impl<'s, 'db> TenantOp<'s, 'db> {
             in_tx: atomic || registry_tx,
             member_staged: None,
             held: !atomic,
+            details: None,
         }))
     }
 
@@ -140,6 +143,11 @@ impl<'s, 'db> TenantOp<'s, 'db> {
     /// The `pf_users.id` the audit rows name, once known.
     pub fn set_user_id(&mut self, user_id: Option<String>) {
         self.user_id = user_id;
+    }
+
+    /// Details (a JSON document) for the audit row written on completion.
+    pub fn set_details(&mut self, details: String) {
+        self.details = Some(details);
     }
 
     /// Runs `step` on the registry: inside the operation's transaction where
@@ -302,9 +310,10 @@ impl<'s, 'db> TenantOp<'s, 'db> {
         step: impl FnOnce(&mut dyn Connection) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let entry = self.entry(None);
+        let details = self.details.take();
         let value = self.registry(|sys| -> anyhow::Result<T> {
             let value = step(sys)?;
-            audit::write(sys, &entry)?;
+            audit::write_details(sys, &entry, details.as_deref())?;
             Ok(value)
         })?;
         if self.in_tx {

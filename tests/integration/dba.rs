@@ -907,10 +907,24 @@ fn an_export_moves_between_dialects_value_for_value() {
     );
     assert_eq!(audit_count(&pg, "tenant.import", "nina", 500), 1);
 
-    // Importing over an existing user is refused before anything changes.
-    let out = pg.run(&["import", a.to_str().unwrap()]);
+    // The same import again (a re-run after a kill past its commit):
+    // nothing to do. Another file over the existing user is refused before
+    // anything changes.
+    let again = pg.ok(&["import", a.to_str().unwrap()]);
+    assert!(
+        again.contains("already (tenant alice): nothing to do"),
+        "{again}"
+    );
+    assert_eq!(audit_count(&pg, "tenant.import", "alice", 200), 1);
+    let out = pg.run(&["import", n.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--as"), "{}", stderr(&out));
+    // Once it changed otherwise (deprovisioned, then provisioned afresh),
+    // the file is no longer what the tenant was made from.
+    pg.ok(&["deprovision", "alice", "--yes"]);
+    pg.ok(&["provision", "alice"]);
+    let out = pg.run(&["import", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 fn export_of_a_live_tenant(env: &Env) {
