@@ -193,7 +193,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             Some(Err(err)) => {
                 let message = crate::error::one_line(&err);
                 if plans.len() == 1 && report.is_empty() && !ctx.json {
-                    return Err(err.context(format!("cannot deprovision {user}")));
+                    // Cut off, it may have stopped half-way: say where to look.
+                    let lost = match crate::db::unreachable(&err) {
+                        true => {
+                            " (a database was lost: once it answers, `pathfinder-db doctor` names what this run left and the command that finishes it)"
+                        }
+                        false => "",
+                    };
+                    return Err(err.context(format!("cannot deprovision {user}{lost}")));
                 }
                 eprintln!("error: {user}: {message}");
                 failed.push(user.to_string());

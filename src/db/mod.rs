@@ -135,6 +135,16 @@ pub enum DbErrorKind {
     Other,
 }
 
+/// Whether `e` (or a cause of it) says a database cannot be reached, or
+/// was lost (a server down, a connection cut, a wrong password), as opposed
+/// to a step that failed.
+pub fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<DbError>()
+            .is_some_and(|d| matches!(d.kind, DbErrorKind::Connection | DbErrorKind::Auth))
+    })
+}
+
 /// A database error, already on one line, with passwords removed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::catalog::audit::{self, AuditEntry};
 use crate::catalog::registry::{self, Status, TenantRecord};
 use crate::db::dialect::Dialect;
-use crate::db::{Connection, DbErrorKind, Lock, Session, Tx};
+use crate::db::{Connection, Lock, Session, Tx};
 use crate::error::UsageError;
 use crate::fleet::members::{self, MemberState};
 use crate::schema::render::Renderer;
@@ -400,10 +400,7 @@ fn take_back(
 /// Whether `e` says a database cannot be reached (a server down, a wrong
 /// password, a SQLite member's folder gone), as opposed to a failed step.
 fn unreachable(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<crate::db::DbError>()
-            .is_some_and(|d| matches!(d.kind, DbErrorKind::Connection | DbErrorKind::Auth))
-    })
+    crate::db::unreachable(e)
 }
 
 fn op_user(record: &TenantRecord) -> Option<String> {

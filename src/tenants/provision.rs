@@ -227,14 +227,7 @@ fn kept_archives_on(
             .count())
     }) {
         Ok(found) => found.unwrap_or(0),
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<DbError>()
-                    .is_some_and(|d| matches!(d.kind, DbErrorKind::Connection | DbErrorKind::Auth))
-            }) =>
-        {
-            0
-        }
+        Err(e) if crate::db::unreachable(&e) => 0,
         Err(e) => return Err(e),
     };
     if kept == 0 {
