@@ -1247,7 +1247,9 @@ impl Connection for SqliteConnection {
             ))
         });
         let mut master = self.query(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL \
+            // Only tables' statements are read (triggers' are long).
+            "SELECT type, name, tbl_name, CASE type WHEN 'table' THEN sql END FROM sqlite_master \
+             WHERE sql IS NOT NULL \
                AND ((type IN ('index', 'trigger') AND substr(tbl_name, 1, length(?1)) = ?1) \
                  OR (type = 'table' AND substr(name, 1, length(?1)) = ?1))",
             &bind,
