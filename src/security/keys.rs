@@ -277,12 +277,17 @@ pub fn shred_on_deprovision(
     user_id: Option<&str>,
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let mut ids: Vec<String> = registry::user_id_of(conn, username)?.into_iter().collect();
-    if let Some(id) = user_id
-        && !ids.iter().any(|i| i == id)
-    {
-        ids.push(id.to_string());
-    }
+    // The registry's id is the tenant's user. The application may rename its
+    // users (another may carry this name now), so the name is asked only for
+    // a tenant registered without an id, and never for an id another tenant
+    // of the registry holds: another user's key must never go.
+    let ids: Vec<String> = match user_id {
+        Some(id) => vec![id.to_string()],
+        None => match registry::user_id_of(conn, username)? {
+            Some(id) if !id_of_another_tenant(conn, &id, username)? => vec![id],
+            _ => Vec::new(),
+        },
+    };
     let mut deleted = 0;
     for id in &ids {
         deleted += conn.execute(
@@ -301,6 +306,22 @@ pub fn shred_on_deprovision(
         )?;
     }
     Ok(deleted)
+}
+
+/// Whether a tenant other than `username`'s is registered with user id `id`.
+fn id_of_another_tenant(
+    conn: &mut dyn Connection,
+    id: &str,
+    username: &str,
+) -> anyhow::Result<bool> {
+    let rows = conn.query(
+        "SELECT COUNT(*) FROM pf_tenants WHERE user_id = ? AND username <> ?",
+        &[
+            Value::Text(id.to_string()),
+            Value::Text(username.to_string()),
+        ],
+    )?;
+    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
 }
 
 /// Key changes whose bytes no erasure has removed yet.

@@ -653,6 +653,44 @@ fn a_failed_import_keeps_the_exported_users_key(env: &Env) {
     assert_eq!(status, vec![vec!["deprovisioned".to_string()]]);
 }
 
+/// The application may rename its users: after bob is renamed and eve
+/// takes his name, deprovisioning bob's tenant shreds bob's key only, never
+/// eve's (she is active, her fields need it).
+fn deprovision_shreds_only_its_users_key(env: &Env) {
+    env.ok(&["init"]);
+    let k1 = new_key(env, "k1.key");
+    add_user(env, 21, "bob");
+    add_user(env, 22, "eve");
+    env.ok(&["--master-key-file", &k1, "provision", "bob", "eve"]);
+    let eve = wraps_of(env, "eve");
+    assert_eq!(eve.len(), 1);
+    env.system_exec("UPDATE pf_users SET username = 'bobby' WHERE username = 'bob'");
+    env.system_exec("UPDATE pf_users SET username = 'bob' WHERE username = 'eve'");
+    env.ok(&["deprovision", "bob", "--yes"]);
+    let left = env.system_rows(
+        "SELECT k.key_encrypted FROM pf_encryption_keys k \
+         WHERE k.user_id = '00000000-0000-4000-8000-000000000022'",
+    );
+    assert_eq!(left, vec![eve.clone()], "eve's key stays");
+    let bobs = env.system_rows(
+        "SELECT COUNT(*) FROM pf_encryption_keys WHERE user_id = '00000000-0000-4000-8000-000000000021'",
+    );
+    assert_eq!(bobs[0][0], "0", "bob's key is shredded");
+}
+
+#[test]
+fn deprovision_shreds_only_its_users_key_sqlite() {
+    deprovision_shreds_only_its_users_key(&Env::sqlite());
+}
+
+#[test]
+fn deprovision_shreds_only_its_users_key_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    deprovision_shreds_only_its_users_key(&Env::postgres(&server, "secrename"));
+}
+
 #[test]
 fn a_failed_import_keeps_the_exported_users_key_sqlite() {
     a_failed_import_keeps_the_exported_users_key(&Env::sqlite());
