@@ -406,6 +406,10 @@ pub struct RoleFacts {
     /// Oracle: system privileges granted to the role (CREATE ..., ... ANY
     /// ..., EXEMPT ACCESS POLICY).
     pub system_privileges: Vec<String>,
+    /// PostgreSQL: (role, predefined role) for the role and its members
+    /// that are members of a predefined role reaching past grants
+    /// (`pg_write_all_data`, `pg_read_server_files`, ...).
+    pub predefined: Vec<(String, String)>,
 }
 
 /// A role that is a member of the application role (a login the

@@ -760,6 +760,16 @@ const ROLE_FACTS: &str = "SELECT r.rolsuper, r.rolbypassrls, pg_has_role(r.oid, 
 /// others (`pg_auth_members`; the role pathfinder-db connects as left out):
 /// their attributes, membership in the owner role, and CREATE granted to
 /// them on the database and the schema.
+/// The application role and its members (not superusers, reported as
+/// such) that are members of a predefined role reaching past grants.
+const PREDEFINED: &str = "WITH RECURSIVE m(oid) AS ( \
+        SELECT oid FROM pg_roles WHERE rolname = ? \
+        UNION SELECT am.member FROM pg_auth_members am JOIN m ON am.roleid = m.oid) \
+     SELECT r.rolname::text, p.rolname::text FROM m JOIN pg_roles r ON r.oid = m.oid \
+     JOIN pg_roles p ON p.rolname IN ('pg_read_all_data', 'pg_write_all_data', \
+          'pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') \
+     WHERE NOT r.rolsuper AND pg_has_role(r.oid, p.oid, 'MEMBER') ORDER BY 1, 2";
+
 const MEMBERS: &str = "WITH RECURSIVE m(oid) AS ( \
         SELECT am.member FROM pg_auth_members am JOIN pg_roles a ON a.oid = am.roleid WHERE a.rolname = ? \
         UNION SELECT am.member FROM pg_auth_members am JOIN m ON am.roleid = m.oid) \
@@ -987,6 +997,7 @@ impl PgConnection {
                 may_revoke_schema: flag(&r[11]),
                 members: Vec::new(),
                 system_privileges: Vec::new(),
+                predefined: Vec::new(),
             },
         };
         if role_facts.exists {
@@ -1001,6 +1012,11 @@ impl PgConnection {
                     database_create: flag(&r[4]),
                     schema_create: flag(&r[5]),
                 })
+                .collect();
+            role_facts.predefined = self
+                .query(PREDEFINED, &[Value::Text(role.into())])?
+                .iter()
+                .map(|r| (r[0].to_text(), r[1].to_text()))
                 .collect();
         }
         let mut binds = vec![Value::Text(role.into())];

@@ -448,6 +448,22 @@ pub fn compare(
                 ));
             }
         }
+        // Predefined roles read or write every table past the grants (or the
+        // server's files): held by the role, or by a login that is its member.
+        for (who, predefined) in &facts.predefined {
+            let what = format!(
+                "is a member of {predefined}: it reaches past every grant (REVOKE {predefined} FROM {})",
+                quote_pg(who)
+            );
+            if who == role {
+                problems.push(Problem::DdlRights { what });
+            } else {
+                problems.push(Problem::MemberRole {
+                    member: who.clone(),
+                    what,
+                });
+            }
+        }
         // CREATE on the database, then on the schema: granted to the role,
         // PUBLIC, a role it is a member of, or a member of it.
         let rights = [

@@ -955,6 +955,27 @@ fn logins_that_are_members_of_the_app_role_are_checked_postgres() {
     ));
     ok(&env, &role, &["grants", "check"]);
     ok(&env, &role, &["doctor"]);
+
+    // Predefined roles that reach past every grant, held by the role or a login.
+    env.system_exec(&format!(
+        "GRANT pg_write_all_data TO {web}; GRANT pg_read_all_data TO {app}"
+    ));
+    drift(
+        &env,
+        &role,
+        &[
+            format!(
+                "{web}, a member of {app}, is a member of pg_write_all_data: it reaches past every grant (REVOKE pg_write_all_data FROM {web})"
+            ),
+            format!(
+                "is a member of pg_read_all_data: it reaches past every grant (REVOKE pg_read_all_data FROM {app})"
+            ),
+        ],
+    );
+    env.system_exec(&format!(
+        "REVOKE pg_write_all_data FROM {web}; REVOKE pg_read_all_data FROM {app}"
+    ));
+    ok(&env, &role, &["grants", "check"]);
 }
 
 /// Objects of the schema pathfinder-db did not make (F12): a view over
