@@ -929,7 +929,7 @@ pub fn verify(
                         user_id: has_user.clone().unwrap_or_default(),
                         master_key_id: None,
                         reason: if has_user.is_some() {
-                            format!("has no encryption key: `pathfinder-db keys ensure {user}` creates it")
+                            no_key(user.as_str())
                         } else {
                             "has no pf_users row, so no encryption key".into()
                         },
@@ -965,12 +965,37 @@ pub fn verify(
                 }
                 progress(report.checked);
             }
+            // A live tenant whose user has no key fails too: its key row may
+            // be what a restore lost.
+            let without = conn.query(
+                "SELECT t.username, u.id FROM pf_tenants t JOIN pf_users u \
+                   ON u.id = t.user_id OR (t.user_id IS NULL AND u.username = t.username) \
+                 WHERE t.status NOT IN ('deprovisioning', 'deprovisioned') \
+                 AND NOT EXISTS (SELECT 1 FROM pf_encryption_keys k WHERE k.user_id = u.id)",
+                &[],
+            )?;
+            for r in &without {
+                let user = r[0].to_text();
+                report.failed.push(KeyFailure {
+                    reason: no_key(&user),
+                    username: Some(user),
+                    user_id: r[1].to_text(),
+                    master_key_id: None,
+                });
+            }
         }
     }
     report
         .failed
         .sort_by(|a, b| (&a.username, &a.user_id).cmp(&(&b.username, &b.user_id)));
     Ok(report)
+}
+
+/// Why a live tenant's user without a key fails `keys verify`, and both ways on.
+fn no_key(user: &str) -> String {
+    format!(
+        "has no encryption key: if it had one (a restore that lost the row), restore that row from a backup; otherwise `pathfinder-db keys ensure {user}` makes one (a new key cannot open what an old one encrypted)"
+    )
 }
 
 // ---------------------------------------------------------------------------

@@ -676,6 +676,19 @@ fn deprovision_shreds_only_its_users_key(env: &Env) {
         "SELECT COUNT(*) FROM pf_encryption_keys WHERE user_id = '00000000-0000-4000-8000-000000000021'",
     );
     assert_eq!(bobs[0][0], "0", "bob's key is shredded");
+    // A live user whose key row is gone (a restore that lost it) fails
+    // `keys verify --all`, which would otherwise check only the rows there.
+    env.ok(&["--master-key-file", &k1, "keys", "verify", "--all"]);
+    env.system_exec(
+        "DELETE FROM pf_encryption_keys WHERE user_id = '00000000-0000-4000-8000-000000000022'",
+    );
+    let out = env.run(&["--master-key-file", &k1, "keys", "verify", "--all"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("eve") && text(&out).contains("restore that row from a backup"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
