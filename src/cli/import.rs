@@ -65,6 +65,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
     }
     let master_key = super::keys::provision_master_key(ctx)?;
     let outcome = import(&mut session, &renderer, &plan, master_key)?;
+    if outcome.key_created {
+        // Said even under --quiet: a DR site that forgot the keys reads nothing.
+        eprintln!(
+            "note: {} had no encryption key here: a new one was made, which cannot open fields encrypted where the export was taken; to keep the user's key, copy its pf_encryption_keys row (same master key) before importing",
+            outcome.username
+        );
+    }
     if ctx.json {
         let mut doc = serde_json::to_value(&outcome)?;
         doc["file"] = file.display().to_string().into();

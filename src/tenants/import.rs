@@ -94,6 +94,9 @@ pub struct ImportOutcome {
     pub schema_version: u32,
     pub rows: u64,
     pub tables: Vec<FileTable>,
+    /// No key of the user was here: a new one was made, which cannot open
+    /// fields encrypted where the export was taken.
+    pub key_created: bool,
 }
 
 /// Checks `req` against the file and this database, changing nothing.
@@ -506,12 +509,13 @@ pub fn import(
     let mut ours = false;
     let result = import_steps(&mut op, renderer, plan, master_key.as_deref(), &mut ours);
     match op.finish(result, |_, _| Ok(())) {
-        Ok(rows) => Ok(ImportOutcome {
+        Ok((rows, key_created)) => Ok(ImportOutcome {
             username: plan.username.to_string(),
             tenant_key: plan.key.to_string(),
             schema_version: plan.version,
             rows,
             tables: plan.tables.clone(),
+            key_created,
         }),
         // Another command has the user: not ours to undo.
         Err(e) if !ours => Err(e),
@@ -536,7 +540,7 @@ fn import_steps(
     plan: &ImportPlan,
     master_key: Option<&crate::security::crypto::MasterKey>,
     ours: &mut bool,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, bool)> {
     let name = plan.username.as_str();
     let key = plan.key.as_str();
     // Read again under the lock: another command may have changed it.
@@ -640,10 +644,14 @@ fn import_steps(
         if !done {
             bail!("tenant {name} changed while it was being imported: run the import again");
         }
-        crate::security::keys::create_on_provision(sys, name, user_id.as_deref(), master_key)?;
-        Ok(())
-    })?;
-    Ok(rows)
+        let made =
+            crate::security::keys::create_on_provision(sys, name, user_id.as_deref(), master_key)?;
+        Ok(matches!(
+            made,
+            crate::security::keys::KeyCreation::Created { .. }
+        ))
+    })
+    .map(|key_created| (rows, key_created))
 }
 
 /// Removes what an import made, while the tenant is still `importing` (a

@@ -704,6 +704,51 @@ fn deprovision_shreds_only_its_users_key_postgres() {
     deprovision_shreds_only_its_users_key(&Env::postgres(&server, "secrename"));
 }
 
+/// An export holds rows, not keys: imported where the user's key is, it
+/// is kept (no word); where it is not (a new site that copied pf_users
+/// only), a new key is made and the import says so.
+#[test]
+fn an_import_that_makes_a_new_key_says_so() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let k1 = new_key(&env, "k1.key");
+    add_user(&env, 31, "zoe");
+    env.ok(&["--master-key-file", &k1, "provision", "zoe"]);
+    let file = env.path().join("zoe.jsonl");
+    env.ok(&[
+        "deprovision",
+        "zoe",
+        "--yes",
+        "--export",
+        file.to_str().unwrap(),
+    ]);
+    let back = env.run(&["--master-key-file", &k1, "import", file.to_str().unwrap()]);
+    assert!(back.status.success(), "{}", text(&back));
+    assert!(
+        !text(&back).contains("note:"),
+        "the key was here: {}",
+        text(&back)
+    );
+
+    let site = Env::sqlite();
+    site.ok(&["init"]);
+    std::fs::copy(&k1, site.path().join("k1.key")).unwrap();
+    add_user(&site, 31, "zoe");
+    let out = site.run(&[
+        "--master-key-file",
+        &k1,
+        "--quiet",
+        "import",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("zoe had no encryption key here"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn a_failed_import_keeps_the_exported_users_key_sqlite() {
     a_failed_import_keeps_the_exported_users_key(&Env::sqlite());
