@@ -101,6 +101,29 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<u8> {
             ctx.member_filter(session.system())?
         },
     };
+    // Named tenants restored from an older backup: their tables are behind
+    // the registry, which is set back so that this run brings them up.
+    if let Some(names) = &plan.usernames {
+        let mut session = if args.dry_run {
+            db.connect_read_only()?
+        } else {
+            db.connect()?
+        };
+        for r in runner::resync_restored(&mut session, names, args.dry_run)? {
+            eprintln!(
+                "note: {}: its tables are at version {} (restored from an older backup?) while the registry said {}: {} {}",
+                r.username,
+                r.history,
+                r.registry,
+                if args.dry_run {
+                    "it would be recorded as"
+                } else {
+                    "recorded as"
+                },
+                r.history
+            );
+        }
+    }
     let pending = runner::pending(db.connect_read_only()?.system(), &plan)?;
 
     if args.dry_run {

@@ -40,6 +40,84 @@ pub struct Plan {
     pub database: Option<String>,
 }
 
+/// A named tenant whose own history was behind its registry version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resynced {
+    pub username: String,
+    /// What the registry said.
+    pub registry: i64,
+    /// The highest version the tenant's history holds (what its tables are).
+    pub history: i64,
+}
+
+/// For the named `usernames`: active tenants whose own history is behind the
+/// registry (tables restored from a backup taken before a migration, while
+/// the registry kept the later version): the registry is set back to the
+/// history's version, audited as `tenant.resync`, so that the migration that
+/// follows brings them up. Unchanged with `dry_run`. A fleet-wide run does
+/// not look (a history read per tenant): `verify` names such a tenant.
+pub fn resync_restored(
+    session: &mut Session<'_>,
+    usernames: &[String],
+    dry_run: bool,
+) -> anyhow::Result<Vec<Resynced>> {
+    let mut out = Vec::new();
+    for name in usernames {
+        let Some(record) = registry::get(session.system(), name)? else {
+            continue;
+        };
+        if record.status != Status::Active || record.schema_version <= 0 {
+            continue;
+        }
+        let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
+        let Some(history) = tenant_history_top(session, &key)? else {
+            continue;
+        };
+        if history >= record.schema_version {
+            continue;
+        }
+        out.push(Resynced {
+            username: name.clone(),
+            registry: record.schema_version,
+            history,
+        });
+        if dry_run {
+            continue;
+        }
+        let Some(mut op) = TenantOp::begin(session, name, "tenant.resync", "migrate", Guard::Wait)?
+        else {
+            anyhow::bail!("tenant {name} is locked by another process");
+        };
+        op.set_user_id(record.user_id.clone());
+        op.set_details(
+            serde_json::json!({"registry": record.schema_version, "history": history}).to_string(),
+        );
+        let result = op.complete(|sys| {
+            let changes = registry::Changes {
+                schema_version: Some(history),
+                ..registry::Changes::default()
+            };
+            if !registry::transition(sys, name, &[Status::Active], Status::Active, &changes)? {
+                anyhow::bail!("tenant {name} changed meanwhile: run the migration again");
+            }
+            Ok(())
+        });
+        op.finish(result, |_, _| Ok(()))?;
+    }
+    Ok(out)
+}
+
+/// The highest version in a tenant's own history; None without one (or
+/// without the tenant's tables).
+fn tenant_history_top(session: &mut Session<'_>, key: &TenantKey) -> anyhow::Result<Option<i64>> {
+    let Some(mut conn) = session.tenant(key, Open::Existing)? else {
+        return Ok(None);
+    };
+    let applied =
+        crate::migrate::engine::applied_versions(&mut *conn, &key.object("schema_history"))?;
+    Ok(applied.iter().map(|(v, _, _)| i64::from(*v)).max())
+}
+
 /// One tenant's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantResult {

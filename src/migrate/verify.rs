@@ -324,6 +324,7 @@ pub fn verify(
         for t in tenants {
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
             let only = HashMap::from([(key.as_str(), ())]);
+            let top: Option<i64>;
             if session.tenants_apart() {
                 // A member that cannot be reached: said for each of its
                 // tenants, as for a server member below; the rest go on.
@@ -345,6 +346,7 @@ pub fn verify(
                     unread(t, &e);
                     continue;
                 }
+                top = history_top(&mut *conn, &key);
             } else {
                 let conn = match session.database_connection(&t.database) {
                     Ok(conn) => conn,
@@ -354,10 +356,20 @@ pub fn verify(
                     }
                 };
                 catalog.read(conn, &key.prefix(), &only)?;
+                top = history_top(conn, &key);
             }
             let rows = catalog.take(key.as_str());
-            let problems =
+            let mut problems =
                 compared.problems(&expected[&t.schema_version], t, &catalog, rows, &only);
+            if let Some(top) = top.filter(|v| *v < t.schema_version) {
+                problems.insert(
+                    0,
+                    format!(
+                        "its own history is at version {top}, the registry says {} (restored from an older backup?): `pathfinder-db migrate {}` brings it up",
+                        t.schema_version, t.username
+                    ),
+                );
+            }
             report(t, problems);
         }
     } else {
@@ -387,6 +399,16 @@ pub fn verify(
         }
     }
     Ok((drifted, failed))
+}
+
+/// The highest version in a tenant's own history (None when it cannot be
+/// read: the shape comparison names a missing table).
+fn history_top(conn: &mut dyn Connection, key: &TenantKey) -> Option<i64> {
+    crate::migrate::engine::applied_versions(conn, &key.object("schema_history"))
+        .ok()?
+        .iter()
+        .map(|(v, _, _)| i64::from(*v))
+        .max()
 }
 
 /// The shapes of `keys`' tenants from the catalog of the tables under `prefix`.

@@ -614,3 +614,47 @@ fn migrate_creates_no_database() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A tenant restored from a backup taken before a migration: its tables
+/// (and own history) are at an older version than the registry records.
+/// `verify` names it, and `migrate USER` sets the registry back (audited)
+/// and brings the tenant up.
+fn restored_tenant_behind_the_registry(env: &Env) {
+    let latest = latest();
+    let older = (latest - 1).to_string();
+    env.ok(&["provision", "--to", &older, "old"]);
+    // What a restore of the tables alone leaves: the registry says latest.
+    env.system_exec(&format!(
+        "UPDATE pf_tenants SET schema_version = {latest} WHERE username = 'old'"
+    ));
+    let out = env.run(&["verify", "old"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "its own history is at version {older}, the registry says {latest}"
+        )) && said.contains("migrate old"),
+        "{said}"
+    );
+    let out = env.run(&["migrate", "old"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("recorded as"), "{}", stderr(&out));
+    env.ok(&["verify", "old"]);
+    let audited = env.system_rows(
+        "SELECT COUNT(*) FROM pf_audit_log WHERE action = 'tenant.resync' AND entity_id = 'old'",
+    );
+    assert_eq!(audited[0][0], "1");
+    // Nothing more to do.
+    let again = env.run(&["migrate", "old"]);
+    assert!(
+        !stderr(&again).contains("recorded as"),
+        "{}",
+        stderr(&again)
+    );
+}
+on_both_backends!(
+    restored_tenant_behind_the_registry,
+    restored_tenant_behind_the_registry_sqlite,
+    restored_tenant_behind_the_registry_postgres,
+    "migrestored"
+);
