@@ -324,8 +324,7 @@ pub fn verify(
         for t in tenants {
             let key = TenantKey::parse(&t.tenant_key, dialect)?;
             let only = HashMap::from([(key.as_str(), ())]);
-            let top: Option<i64>;
-            if session.tenants_apart() {
+            let top: Option<i64> = if session.tenants_apart() {
                 // A member that cannot be reached: said for each of its
                 // tenants, as for a server member below; the rest go on.
                 let mut conn = match session.tenant(&key, crate::db::Open::Existing) {
@@ -346,7 +345,7 @@ pub fn verify(
                     unread(t, &e);
                     continue;
                 }
-                top = history_top(&mut *conn, &key);
+                history_top(&mut *conn, &key)
             } else {
                 let conn = match session.database_connection(&t.database) {
                     Ok(conn) => conn,
@@ -356,8 +355,8 @@ pub fn verify(
                     }
                 };
                 catalog.read(conn, &key.prefix(), &only)?;
-                top = history_top(conn, &key);
-            }
+                history_top(conn, &key)
+            };
             let rows = catalog.take(key.as_str());
             let mut problems =
                 compared.problems(&expected[&t.schema_version], t, &catalog, rows, &only);
