@@ -705,7 +705,7 @@ fn catalog(
                 missing.len(),
                 listed(&missing)
             ),
-            "restore the missing tables from a backup; their other tables still hold the user's rows (`pathfinder-db export <user> --out FILE` keeps a copy), so only a user whose data may go is removed with `pathfinder-db deprovision <user> --yes`",
+            "restore what is missing from a backup (the tables, or a SQLite tenant's whole file); where some tables remain they still hold the user's rows (`pathfinder-db export <user> --out FILE` keeps a copy), so only a user whose data may go is removed with `pathfinder-db deprovision <user> --yes`",
         )
     });
     checks.push(if strays.is_empty() {

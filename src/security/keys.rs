@@ -1133,7 +1133,7 @@ pub fn rotate(
             .collect::<Vec<_>>()
             .join(", ");
         return Err(WrongMasterKey(format!(
-            "wrong master key: {}, but the master key given is {given}: set PATHFINDER_MASTER_KEY (or --master-key-file) to the key that wraps them; when keys are wrapped by more than one master key (a rotation left unfinished), bring them under one first: run `keys rotate` with each other master key as the master key and the one given here ({given}) as --new-master-key-file, then rotate on; nothing was changed",
+            "wrong master key: {}, but the master key given is {given}: set PATHFINDER_MASTER_KEY (or --master-key-file) to the key that wraps them; when keys are wrapped by more than one master key (a rotation left unfinished), bring them under one first: run `keys rotate` with each other master key as the master key and the one given here ({given}) as --new-master-key-file, then rotate on (a master key that is lost: only those keys' rows restored from a backup taken before the rotation open again); nothing was changed",
             unknown.join(", ")
         ))
         .into());
