@@ -12,6 +12,7 @@ use std::process::Output;
 
 use common::{Backend, Env};
 use pathfinder_db::db::dialect::Dialect;
+use pathfinder_db::schema::tenant::TENANT_TABLES;
 use serde_json::Value as Json;
 
 fn stderr(out: &Output) -> String {
@@ -1013,25 +1014,12 @@ fn deprovision_never_claims_rows_it_did_not_keep(env: &Env) {
     if env.is_sqlite() {
         std::fs::remove_file(common::sqlite_tenant_file(env.path(), "gone")).unwrap();
     } else {
-        let tables = [
-            "chat_messages",
-            "chat_conversations",
-            "skills",
-            "pert_responses",
-            "experiences",
-            "profile_summary",
-            "quick_summary",
-            "career_analytics",
-            "skills_progression",
-        ];
-        let list: Vec<String> = tables.iter().map(|t| format!("pf_user_gone_{t}")).collect();
-        env.tenant_exec(
-            "gone",
-            &format!(
-                "DROP MATERIALIZED VIEW pf_user_gone_career_summary; DROP TABLE {}",
-                list.join(", ")
-            ),
-        );
+        let drop: Vec<String> = TENANT_TABLES
+            .iter()
+            .rev()
+            .map(|t| format!("DROP TABLE pf_user_gone_{t} CASCADE;"))
+            .collect();
+        env.tenant_exec("gone", &drop.join("\n"));
     }
     let file = env.path().join("gone.jsonl");
     for extra in [vec!["--export", file.to_str().unwrap()], vec!["--archive"]] {

@@ -624,7 +624,8 @@ on_both_backends!(
 );
 
 // ---------------------------------------------------------------------------
-// 10. Read-only commands never create a database.
+// 10. Read-only commands never create a database; nor does `migrate` (a CI
+// job with a mistyped URL fails instead of migrating an empty database).
 
 #[test]
 fn read_only_commands_create_nothing() {
@@ -637,6 +638,8 @@ fn read_only_commands_create_nothing() {
         vec!["refresh", "bob"],
         vec!["deprovision", "bob", "--yes"],
         vec!["migrate", "--all", "--dry-run"],
+        vec!["migrate", "--all"],
+        vec!["--json", "migrate", "--all"],
     ] {
         let out = common::pathfinder(dir.path())
             .arg("--database-url")
