@@ -563,10 +563,16 @@ fn plan_removal(
         .into());
     };
     if record.status == Status::Deprovisioned {
-        let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
-        let archives = match session.tenant(&key, Open::Existing)? {
-            Some(mut conn) if options.archive => kept_archive_tables(&mut *conn, &key)?,
-            _ => 0,
+        // Only --archive needs the tenant's member (a plain re-run never does).
+        let archives = match options.archive {
+            true => {
+                let key = TenantKey::parse(&record.tenant_key, session.dialect())?;
+                match session.tenant(&key, Open::Existing)? {
+                    Some(mut conn) => kept_archive_tables(&mut *conn, &key)?,
+                    None => 0,
+                }
+            }
+            false => 0,
         };
         check_kept(&record, options, archives)?;
         return Ok(None);
@@ -631,8 +637,8 @@ fn plan_removal(
                         .collect();
                 }
                 if present && options.export.is_some() {
-                    // The export would be the only copy: one import refuses
-                    // is refused before anything is dropped.
+                    // The export would be the only copy: a file that import
+                    // would refuse is refused before anything is dropped.
                     let exported = crate::tenants::export::tenant_tables(&mut *conn, &key, &live)?;
                     crate::tenants::export::check_importable(
                         name,
