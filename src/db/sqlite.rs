@@ -666,10 +666,18 @@ impl SqliteConnection {
         if have_owner == owner && have_key == key.as_str() {
             return Ok(());
         }
+        let whose = if have_owner == owner {
+            // This database's, but another tenant's (a file swapped or linked).
+            format!("belongs to tenant {have_key} of this database, not to tenant {key}")
+        } else {
+            format!(
+                "belongs to another pathfinder-db database (registry {have_owner}, tenant key {have_key}), not to this one"
+            )
+        };
         Err(DbError::new(
             DbErrorKind::Other,
             format!(
-                "SQLite {}: this tenant file belongs to another pathfinder-db database (registry {have_owner}, tenant key {have_key}), not to this one: it was copied or moved here; move it away and restore the right file",
+                "SQLite {}: this tenant file {whose}: it was copied or moved here; move it away and restore the right file",
                 self.path.display()
             ),
         ))

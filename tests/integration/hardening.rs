@@ -390,6 +390,19 @@ fn two_main_files_never_share_tenants() {
         stderr(&out)
     );
     assert!(b_file.exists());
+
+    // Another tenant's file of this same database put in a tenant's place
+    // is refused too, and named as such.
+    assert!(run(&a, &["provision", "carl", "dana"]).status.success());
+    let tenants = dir.path().join("prod.db.tenants");
+    std::fs::copy(tenants.join("carl.db"), tenants.join("dana.db")).unwrap();
+    let out = run(&a, &["refresh", "dana"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("belongs to tenant carl of this database, not to tenant dana"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------
